@@ -1,0 +1,79 @@
+/* The engine: a model opened on a mesh, serving generation requests.
+ * Rows of the mesh (replicas) take requests from one queue; each row runs up to `batch`
+ * sequences at once, refilled as they finish. Results are the same bits whatever the mesh,
+ * the batch or the row that served them. */
+#ifndef QM_ENGINE_ENGINE_H
+#define QM_ENGINE_ENGINE_H
+
+#include <qmesh.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "text/tokenizer.h"
+
+typedef struct {
+    const char *model_dir;   /* Hugging Face folder */
+    int rows, cols;          /* mesh R x C (1 x 1 default) */
+    const char *backend;     /* "threads" (default) or "mpi" */
+    const char *isa;         /* kernels: NULL/"auto", "avx512", "avx2", "scalar" */
+    int batch;               /* sequences per row at once (default 1) */
+    int threads;             /* CPU threads in all (0 = number of cores) */
+    int max_context;         /* KV cache positions per sequence (0 = min(model max, 4096)) */
+    bool quiet;              /* no load progress on stderr */
+} qm_engine_opts;
+
+typedef struct qm_engine qm_engine;
+
+qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *err);
+void qm_engine_close(qm_engine *e);
+
+const qm_tokenizer *qm_engine_tokenizer(const qm_engine *e);
+/* True on the one process/device that prints (MPI world rank 0; always true with threads). */
+bool qm_engine_is_output_rank(const qm_engine *e);
+
+typedef struct {
+    const int *prompt;       /* token ids */
+    int n_prompt;
+    int shared_prefix;       /* the first shared_prefix tokens are the same for every request of
+                                this run: prefilled once and shared (prefix cache); 0 = none */
+    int max_new_tokens;
+    float temperature;       /* 0 = greedy (global argmax, lowest id on ties) */
+    int top_k;               /* 0 = off */
+    float top_p;             /* 1 = off */
+    uint64_t seed;
+    const char *const *stop; /* stop strings (the completion ends before them); may be NULL */
+    int n_stop;
+    bool stop_at_eos;        /* end-of-text ids of the config and <|im_end|>, <|endoftext|> */
+} qm_gen_request;
+
+typedef enum { QM_STOP_LENGTH = 0, QM_STOP_EOS, QM_STOP_STRING } qm_stop_reason;
+
+typedef struct {
+    int *ids;                /* generated ids (stop tokens excluded) */
+    int n_ids;
+    char *text;              /* decoded completion, stop string cut off, NUL-terminated */
+    qm_stop_reason reason;
+    int prompt_tokens;
+    double ms;               /* wall time from the request's start to its end */
+} qm_gen_result;
+
+typedef struct {
+    /* Called once per finished request, on the output rank, one call at a time. */
+    void (*on_done)(void *ctx, int index, const qm_gen_result *r);
+    /* Streaming: newly completed text of request `index` (may be NULL). */
+    void (*on_text)(void *ctx, int index, const char *text);
+    /* Skip request i when it returns true (resume); may be NULL. */
+    bool (*skip)(void *ctx, int index);
+    void *ctx;
+} qm_gen_callbacks;
+
+typedef struct {
+    double wall_s;
+    long prompt_tokens, prefill_tokens, gen_tokens;  /* prefill_tokens: actually computed */
+    double prefill_s, decode_s;
+} qm_gen_stats;
+
+/* Serves n requests. Returns after all are done (or on the first error). */
+qm_status qm_engine_generate(qm_engine *e, const qm_gen_request *reqs, int n, const qm_gen_callbacks *cb,
+                             qm_gen_stats *stats, qm_error *err);
+
+#endif

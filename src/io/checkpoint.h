@@ -1,0 +1,53 @@
+/* Safetensors checkpoints: model.safetensors, or shards listed by model.safetensors.index.json.
+ * Every file is mapped with mmap; tensors point into the mapping (no copy). */
+#ifndef QM_IO_CHECKPOINT_H
+#define QM_IO_CHECKPOINT_H
+
+#include <qmesh.h>
+#include "util/dtype.h"
+
+#define QM_MAX_DIMS 4
+
+typedef struct {
+    const char *name;            /* e.g. "model.layers.0.self_attn.q_proj.weight" */
+    qm_dtype dtype;
+    int ndim;
+    int64_t shape[QM_MAX_DIMS];  /* row-major; shape[0] is rows */
+    const void *data;            /* into the file's mapping, nbytes long */
+    size_t nbytes;
+    const char *file;            /* path of the shard that holds it */
+    size_t file_offset;          /* byte offset of data in that file */
+} qm_tensor_ref;
+
+typedef struct qm_checkpoint qm_checkpoint;
+
+/* Opens model_dir/model.safetensors, or the shards named by model_dir/model.safetensors.index.json.
+ * Checks: file exists, is non-empty, header length fits, header is JSON, known dtypes (F32, F16, BF16),
+ * offsets inside the data and matching shape x dtype size, no duplicate tensor across shards,
+ * every tensor the index names present in its shard. Errors name the file and the tensor. */
+qm_status qm_checkpoint_open(const char *model_dir, qm_checkpoint **out, qm_error *err);
+/* Opens one .safetensors file on its own. */
+qm_status qm_checkpoint_open_file(const char *path, qm_checkpoint **out, qm_error *err);
+void qm_checkpoint_close(qm_checkpoint *ck);
+
+int qm_checkpoint_count(const qm_checkpoint *ck);
+const qm_tensor_ref *qm_checkpoint_at(const qm_checkpoint *ck, int i);
+/* NULL when absent. */
+const qm_tensor_ref *qm_checkpoint_find(const qm_checkpoint *ck, const char *name);
+
+/* Finds `name` and checks its rank and shape ({rows} or {rows, cols}); a missing tensor or a
+ * different shape is an error naming the tensor, its file, and both shapes. */
+qm_status qm_checkpoint_expect(const qm_checkpoint *ck, const char *name, int ndim, const int64_t *shape,
+                               const qm_tensor_ref **out, qm_error *err);
+
+/* Writing (random-model, tests): one safetensors file from a list of tensors. */
+typedef struct {
+    const char *name;
+    qm_dtype dtype;
+    int ndim;
+    int64_t shape[QM_MAX_DIMS];
+    const void *data;            /* nbytes = prod(shape) * dtype size */
+} qm_tensor_out;
+qm_status qm_safetensors_write(const char *path, const qm_tensor_out *tensors, int n, qm_error *err);
+
+#endif

@@ -1,0 +1,74 @@
+/* Compute kernels, one implementation per instruction set, chosen once at start-up.
+ *
+ * THE CANONICAL REDUCTION ORDER (design: Exactness, rule 1). Every dot product in qmesh,
+ * whatever the ISA, batch size, tiling or thread count, is computed exactly as:
+ *
+ *     float acc[16] = {+0.0f, ...};
+ *     for (i = 0; i < n; i++) acc[i % 16] = fmaf(a[i], b[i], acc[i % 16]);   // increasing i
+ *     for (w = 8; w >= 1; w /= 2) for (l = 0; l < w; l++) acc[l] = acc[l] + acc[l + w];
+ *     result = acc[0];
+ *
+ * where a weight element is first converted to f32 exactly (bf16, f16 and f32 all convert
+ * exactly). Lanes that receive no element keep +0.0f. A 16-wide AVX-512 register is the 16
+ * lanes; AVX2 holds lanes 0-7 and 8-15 in two registers; the scalar twin uses fmaf. So every
+ * ISA gives the same bits, and a decode step gives the same bits as a prefill.
+ */
+#ifndef QM_KERNELS_H
+#define QM_KERNELS_H
+
+#include <qmesh.h>
+#include <stddef.h>
+#include "util/dtype.h"
+
+/* A weight matrix, or a column slice of one, used in place. */
+typedef struct {
+    const void *data; /* element (0,0) of the view */
+    qm_dtype dtype;
+    size_t ld;        /* elements between consecutive rows (>= cols) */
+    int rows;         /* outputs */
+    int cols;         /* inputs: the length of each dot product */
+} qm_wview;
+
+typedef struct qm_kernels {
+    const char *isa; /* "avx512", "avx2" or "scalar" */
+
+    /* y[t*ldy + o] = dot(W row o, x + t*ldx) (+ bias[o], one rounding after the dot)
+     * for o in [o_begin, o_end), t in [0, n_tok). bias may be NULL. x: [n_tok][ldx] f32.
+     * Each y element is the canonical dot: independent of n_tok, o_begin and o_end. */
+    void (*matmul)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok,
+                   float *y, size_t ldy, int o_begin, int o_end);
+
+    /* The canonical dot of two f32 vectors. */
+    float (*dot)(const float *a, const float *b, int n);
+
+    /* y[i] = fmaf(a, x[i], y[i]) for i in [0, n). */
+    void (*axpy)(float a, const float *x, float *y, int n);
+} qm_kernels;
+
+/* Picks the kernels: isa NULL or "auto" = the best this CPU supports (read from CPUID at run
+ * time), else "avx512", "avx2" or "scalar"; asking for one the CPU lacks is QM_ERR_UNSUPPORTED. */
+qm_status qm_kernels_select(const char *isa, qm_kernels *out, qm_error *err);
+
+/* Names of the ISAs this CPU can run, best first; returns how many (at most max). */
+int qm_kernels_supported(const char **names, int max);
+
+/* Element-wise helpers (one implementation; no reduction across elements, so no order issue). */
+
+/* RMSNorm as transformers: y[i] = w[i] * (x[i] * r), r = 1 / sqrtf(dot(x,x)/n + eps),
+ * with dot the canonical one. w is n weights of dtype wt. y may alias x. */
+void qm_rmsnorm(const qm_kernels *k, const float *x, const void *w, qm_dtype wt, int n, float eps,
+                float *y);
+
+/* h[i] = silu(g[i]) * u[i], silu(g) = g / (1 + expf(-g)). */
+void qm_silu_mul(const float *g, const float *u, float *h, int n);
+
+/* Rotary embedding, transformers' rotate-half form, on one head vector x[head_dim] at `pos`:
+ * x'[i] = x[i]*cos[i] - x[i+h]*sin[i], x'[i+h] = x[i+h]*cos[i] + x[i]*sin[i] (h = head_dim/2),
+ * with cos/sin from qm_rope_table. */
+void qm_rope_apply(float *x, int head_dim, const float *cos_t, const float *sin_t);
+
+/* cos_t/sin_t [head_dim/2] for position pos: angle_i = (float)pos * inv_freq_i,
+ * inv_freq_i = (float)(1 / theta^(2i/head_dim)), cos/sin computed in double and rounded. */
+void qm_rope_table(int pos, int head_dim, double theta, float *cos_t, float *sin_t);
+
+#endif
