@@ -25,4 +25,17 @@ bool cli_parse_mesh(const char *s, int *rows, int *cols, qm_error *err);
 bool cli_parse_int(const char *s, long min, long max, long *out);
 bool cli_parse_float(const char *s, double min, double max, double *out);
 
+/* Engine flags shared by logits, generate, bench and eval (engine_flags.c):
+ *   -m/--model DIR, --mesh RxC, --backend threads|mpi, --threads N, --isa NAME, --ctx N, --batch B,
+ *   --step-tokens N. Returns 1 if argv[*i] was one of them (and advances *i past its value),
+ *   0 if not, -1 on a bad value (message printed, exit code 2 is the caller's). */
+#include "engine/engine.h"
+int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_opts *o, char *mesh_str, size_t mesh_cap);
+/* The usage lines of those flags. */
+extern const char cli_engine_flags_help[];
+/* Reads an env-free default: fills o with defaults (1x1, threads, batch 1). */
+void cli_engine_defaults(qm_engine_opts *o);
+/* When --backend is not given but the program runs under mpirun, the backend is mpi. */
+void cli_engine_finalize(qm_engine_opts *o, bool backend_given);
+
 #endif

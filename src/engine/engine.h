@@ -18,6 +18,7 @@ typedef struct {
     int batch;               /* sequences per row at once (default 1) */
     int threads;             /* CPU threads in all (0 = number of cores) */
     int max_context;         /* KV cache positions per sequence (0 = min(model max, 4096)) */
+    int max_step_tokens;     /* tokens per forward step at most (0 = 128): prefill chunk */
     bool quiet;              /* no load progress on stderr */
 } qm_engine_opts;
 
@@ -75,5 +76,26 @@ typedef struct {
 /* Serves n requests. Returns after all are done (or on the first error). */
 qm_status qm_engine_generate(qm_engine *e, const qm_gen_request *reqs, int n, const qm_gen_callbacks *cb,
                              qm_gen_stats *stats, qm_error *err);
+
+
+/* Extras for the program (logits, bench). */
+#include "io/config.h"
+const qm_config *qm_engine_config(const qm_engine *e);
+
+/* Full-vocabulary float32 logits of every position of one id sequence: out [n][vocab_size]
+ * (on the output rank; gathered from the shards of row 0). */
+qm_status qm_engine_logits(qm_engine *e, const int *ids, int n, float *out, qm_error *err);
+
+typedef struct {
+    double load_s;
+    size_t weight_bytes_total;       /* whole model, bytes read per token */
+    size_t device_weight_bytes_max;  /* the largest device shard */
+    size_t device_weight_bytes[64];  /* per column of a row (first 64) */
+    size_t device_copied_bytes_max;
+    double comm_s;                   /* collectives, summed over the devices of row 0 / cols */
+    const char *isa;
+    int team_threads;
+} qm_engine_info;
+void qm_engine_get_info(const qm_engine *e, qm_engine_info *info);
 
 #endif

@@ -4,6 +4,8 @@
 #define QM_IO_CHECKPOINT_H
 
 #include <qmesh.h>
+#include <stdbool.h>
+
 #include "util/dtype.h"
 
 #define QM_MAX_DIMS 4
@@ -49,5 +51,20 @@ typedef struct {
     const void *data;            /* nbytes = prod(shape) * dtype size */
 } qm_tensor_out;
 qm_status qm_safetensors_write(const char *path, const qm_tensor_out *tensors, int n, qm_error *err);
+
+/* Streaming writer for files too big to hold in memory (random-model): the header is written from the
+ * list (data pointers unused; data laid out in list order), then the tensors' bytes are appended in
+ * that order, in pieces of any size. The file appears at `path` only when close(commit = true)
+ * finds every byte written. */
+typedef struct qm_st_writer qm_st_writer;
+qm_status qm_st_writer_open(const char *path, const qm_tensor_out *tensors, int n, qm_st_writer **out,
+                            qm_error *err);
+qm_status qm_st_writer_write(qm_st_writer *w, const void *data, size_t nbytes, qm_error *err);
+/* commit = false discards the file; either way w is freed. */
+qm_status qm_st_writer_close(qm_st_writer *w, bool commit, qm_error *err);
+
+/* model.safetensors.index.json: {"metadata": {"total_size": N}, "weight_map": {names[i]: files[i]}}. */
+qm_status qm_safetensors_write_index(const char *path, const char *const *names, const char *const *files, int n,
+                                     uint64_t total_size, qm_error *err);
 
 #endif

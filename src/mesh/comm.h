@@ -37,6 +37,9 @@ typedef struct qm_comm_ops {
      * (rank = r*C + c) in recv (NULL elsewhere). */
     qm_status (*world_gather)(qm_comm *c, const void *send, size_t bytes, void *recv, qm_error *err);
 
+    /* buf (bytes long) of world rank 0 is copied to every device of the mesh. */
+    qm_status (*world_bcast)(qm_comm *c, void *buf, size_t bytes, qm_error *err);
+
     /* Marks this device failed: peers' pending and later calls return QM_ERR_COMM. */
     void (*abort)(qm_comm *c, const char *why);
 } qm_comm_ops;
@@ -66,5 +69,6 @@ void qm_mpi_comm_destroy(qm_comm *c); /* finalises MPI */
 int qm_mpi_available(void);
 /* World size and rank when launched under mpirun (reads the launcher's environment, no MPI call), else 1/0. */
 int qm_mpi_launched_size(void);
+int qm_mpi_launched_rank(void); /* the rank from the same environment, else 0 */
 
 #endif

@@ -1,0 +1,225 @@
+/* The engine: opening a model on a mesh, and the per-row serving loop (SPMD).
+ *
+ * Every device of a row runs row_loop with the same inputs and makes the same decisions: the
+ * row's leader (column 0) picks the requests and broadcasts them; sampled tokens are agreed by
+ * the sampler's collective; the bookkeeping (stops, text) is then computed identically on every
+ * device. Only the leader calls the callbacks. */
+#include "engine/engine_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static qm_status read_meminfo_available(size_t *bytes) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f) return QM_ERR_IO;
+    char line[256];
+    unsigned long kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lu kB", &kb) == 1) break;
+    fclose(f);
+    *bytes = (size_t)kb * 1024;
+    return kb ? QM_OK : QM_ERR_IO;
+}
+
+static size_t kv_bytes_per_device(const qm_config *c, int cols, int col, int slots, int ctx) {
+    qm_partition p;
+    if (qm_partition_make(cols, col, c->num_attention_heads, c->num_key_value_heads, c->head_dim, c->intermediate_size,
+                          c->vocab_size, &p, NULL))
+        return 0;
+    return (size_t)slots * (size_t)c->num_hidden_layers * 2 * (size_t)qm_range_len(p.kv_heads) * (size_t)ctx *
+           (size_t)c->head_dim * sizeof(float);
+}
+
+static void add_eos(qm_engine *e, int id) {
+    if (id < 0) return;
+    for (int i = 0; i < e->n_eos; i++)
+        if (e->eos[i] == id) return;
+    if (e->n_eos < (int)(sizeof e->eos / sizeof e->eos[0])) e->eos[e->n_eos++] = id;
+}
+
+qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *err) {
+    qm_engine *e = calloc(1, sizeof *e);
+    if (!e) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    e->o = *opts;
+    e->o.model_dir = NULL;
+    snprintf(e->model_dir, sizeof e->model_dir, "%s", opts->model_dir ? opts->model_dir : "");
+    e->rows = opts->rows > 0 ? opts->rows : 1;
+    e->cols = opts->cols > 0 ? opts->cols : 1;
+    e->batch = opts->batch > 0 ? opts->batch : 1;
+    e->mpi = opts->backend && !strcmp(opts->backend, "mpi");
+    pthread_mutex_init(&e->mu, NULL);
+    qm_status st;
+    if (opts->backend && strcmp(opts->backend, "mpi") && strcmp(opts->backend, "threads")) {
+        st = qm_fail(err, QM_ERR_ARG, "unknown backend '%s': expected threads or mpi", opts->backend);
+        goto fail;
+    }
+    if (e->mpi) {
+        if (!qm_mpi_available()) {
+            st = qm_fail(err, QM_ERR_UNSUPPORTED, "this qmesh was built without MPI (install libopenmpi-dev and rebuild)");
+            goto fail;
+        }
+        int world = qm_mpi_launched_size();
+        if (world != e->rows * e->cols) {
+            st = qm_fail(err, QM_ERR_ARG,
+                         "mesh %dx%d needs %d MPI ranks but %d were started (mpirun -np %d qmesh ... --mesh %dx%d)",
+                         e->rows, e->cols, e->rows * e->cols, world, e->rows * e->cols, e->rows, e->cols);
+            goto fail;
+        }
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", e->model_dir);
+    if ((st = qm_config_load(path, &e->cfg, err))) goto fail;
+    if ((st = qm_checkpoint_open(e->model_dir, &e->ck, err))) goto fail;
+    snprintf(path, sizeof path, "%s/tokenizer.json", e->model_dir);
+    FILE *tf = fopen(path, "rb");
+    if (tf) {
+        fclose(tf);
+        if ((st = qm_tokenizer_load(path, &e->tok, err))) goto fail;
+    }
+    for (int i = 0; i < e->cfg.n_eos; i++) add_eos(e, e->cfg.eos_token_ids[i]);
+    if (e->tok) {
+        add_eos(e, qm_tokenizer_id(e->tok, "<|endoftext|>"));
+        add_eos(e, qm_tokenizer_id(e->tok, "<|im_end|>"));
+    }
+
+    int ctx = opts->max_context > 0 ? opts->max_context : 4096;
+    if (ctx > e->cfg.max_position_embeddings && e->cfg.max_position_embeddings > 0)
+        ctx = e->cfg.max_position_embeddings;
+    e->dims.max_context = ctx;
+    e->dims.n_slots = e->batch + 1; /* + the shared-prefix slot */
+    e->dims.max_tokens = opts->max_step_tokens > 0 ? opts->max_step_tokens : QM_DEFAULT_STEP_TOKENS;
+
+    int n_dev = e->rows * e->cols;
+    e->n_local = e->mpi ? 1 : n_dev;
+    int threads = opts->threads > 0 ? opts->threads : qm_cpu_count();
+    e->team = threads / e->n_local;
+    if (e->team < 1) e->team = 1;
+
+    /* Memory: say so before any work when the mesh cannot fit. */
+    size_t need = 0, avail = 0;
+    for (int r = 0; r < (e->mpi ? 1 : e->rows); r++)
+        for (int c = 0; c < e->cols; c++)
+            need += kv_bytes_per_device(&e->cfg, e->cols, c, e->dims.n_slots, ctx);
+    qm_dtype wdt = qm_checkpoint_count(e->ck) ? qm_checkpoint_at(e->ck, 0)->dtype : QM_DT_BF16;
+    size_t weights = qm_model_weight_bytes(&e->cfg, wdt);
+    need += e->mpi ? weights / (size_t)e->cols : weights;
+    if (read_meminfo_available(&avail) == QM_OK && need > avail) {
+        st = qm_fail(err, QM_ERR_NOMEM,
+                     "mesh %dx%d with batch %d and context %d needs about %.1f GB (weights %.1f GB + KV cache) but "
+                     "%.1f GB are available; use a smaller --ctx or --batch, or more machines",
+                     e->rows, e->cols, e->batch, ctx, need / 1e9, (e->mpi ? weights / (size_t)e->cols : weights) / 1e9,
+                     avail / 1e9);
+        goto fail;
+    }
+
+    if (e->mpi) {
+        if ((st = qm_mpi_comm_create(e->rows, e->cols, &e->mpi_comm, err))) goto fail;
+    } else {
+        if ((st = qm_thread_mesh_create(e->rows, e->cols, &e->tmesh, err))) goto fail;
+    }
+    e->devs = calloc((size_t)e->n_local, sizeof *e->devs);
+    if (!e->devs) {
+        st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    double t0 = qm_now();
+    for (int i = 0; i < e->n_local; i++) {
+        qm_comm *c = e->mpi ? e->mpi_comm : qm_thread_mesh_comm(e->tmesh, i);
+        /* Rows hold the same shards: in one process the mapping is shared, so only the
+         * copied column slices are per device. */
+        if ((st = qm_device_init(&e->devs[i], e->ck, &e->cfg, c, opts->isa, e->team, &e->dims, err))) goto fail;
+        e->n_init = i + 1;
+        if (!opts->quiet && e->n_local > 1 && qm_engine_is_output_rank(e))
+            fprintf(stderr, "\rqmesh: loaded device %d/%d", i + 1, e->n_local);
+    }
+    if (!opts->quiet && e->n_local > 1 && qm_engine_is_output_rank(e)) fprintf(stderr, "\n");
+    e->load_s = qm_now() - t0;
+    *out = e;
+    return QM_OK;
+fail:
+    qm_engine_close(e);
+    return st;
+}
+
+void qm_engine_close(qm_engine *e) {
+    if (!e) return;
+    for (int i = 0; i < e->n_init; i++) qm_device_free(&e->devs[i]);
+    free(e->devs);
+    if (e->tmesh) qm_thread_mesh_destroy(e->tmesh);
+    if (e->mpi_comm) qm_mpi_comm_destroy(e->mpi_comm);
+    if (e->tok) qm_tokenizer_free(e->tok);
+    if (e->ck) qm_checkpoint_close(e->ck);
+    pthread_mutex_destroy(&e->mu);
+    free(e);
+}
+
+const qm_tokenizer *qm_engine_tokenizer(const qm_engine *e) { return e->tok; }
+
+bool qm_engine_is_output_rank(const qm_engine *e) {
+    return !e->mpi || !e->mpi_comm || qm_comm_rank(e->mpi_comm) == 0;
+}
+
+const qm_config *qm_engine_config(const qm_engine *e) { return &e->cfg; }
+
+qm_device *qm_engine_device(qm_engine *e, int i) { return i < e->n_local ? &e->devs[i] : NULL; }
+int qm_engine_n_devices(const qm_engine *e) { return e->n_local; }
+
+/* Runs fn(e, dev, arg) on every local device, each in its own thread (threads backend) or
+ * directly (MPI); returns the first error. */
+typedef struct {
+    qm_engine *e;
+    qm_device *dev;
+    qm_device_fn fn;
+    void *arg;
+    qm_status st;
+    qm_error err;
+} dev_thread;
+
+static void *dev_thread_main(void *a) {
+    dev_thread *t = a;
+    t->st = t->fn(t->e, t->dev, t->arg, &t->err);
+    if (t->st) t->dev->comm->ops->abort(t->dev->comm, t->err.msg);
+    return NULL;
+}
+
+qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_error *err) {
+    if (e->n_local == 1) {
+        qm_status st = fn(e, &e->devs[0], arg, err);
+        if (st && e->mpi) e->devs[0].comm->ops->abort(e->devs[0].comm, err->msg);
+        return st;
+    }
+    dev_thread *t = calloc((size_t)e->n_local, sizeof *t);
+    pthread_t *th = calloc((size_t)e->n_local, sizeof *th);
+    if (!t || !th) {
+        free(t);
+        free(th);
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    }
+    int started = 0;
+    qm_status st = QM_OK;
+    for (int i = 0; i < e->n_local; i++) {
+        t[i] = (dev_thread){.e = e, .dev = &e->devs[i], .fn = fn, .arg = arg};
+        if (pthread_create(&th[i], NULL, dev_thread_main, &t[i])) {
+            st = qm_fail(err, QM_ERR_NOMEM, "cannot start device thread %d", i);
+            e->devs[0].comm->ops->abort(e->devs[0].comm, "thread start failed");
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    /* Report the root cause: the first device error that is not a consequence of an abort. */
+    for (int i = 0; i < started && st == QM_OK; i++)
+        if (t[i].st && t[i].st != QM_ERR_COMM) {
+            st = t[i].st;
+            if (err) *err = t[i].err;
+        }
+    for (int i = 0; i < started && st == QM_OK; i++)
+        if (t[i].st) {
+            st = t[i].st;
+            if (err) *err = t[i].err;
+        }
+    free(t);
+    free(th);
+    return st;
+}

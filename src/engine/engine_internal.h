@@ -1,0 +1,47 @@
+/* Engine internals shared by engine.c, generate.c and logits.c. */
+#ifndef QM_ENGINE_INTERNAL_H
+#define QM_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "engine/engine.h"
+#include "engine/sampler.h"
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "mesh/comm.h"
+#include "model/model.h"
+
+#define QM_DEFAULT_STEP_TOKENS 128
+
+struct qm_engine {
+    qm_engine_opts o;
+    char model_dir[4096];
+    qm_config cfg;
+    qm_checkpoint *ck;
+    qm_tokenizer *tok;     /* NULL when the folder has no tokenizer.json */
+    int rows, cols, batch;
+    bool mpi;
+    qm_thread_mesh *tmesh;
+    qm_comm *mpi_comm;
+    qm_device *devs;       /* the devices of this process */
+    int n_local, n_init, team;
+    qm_device_dims dims;
+    int eos[16];
+    int n_eos;
+    double load_s;
+    pthread_mutex_t mu;    /* callbacks and the request queue */
+    /* the current run */
+    const qm_gen_request *reqs;
+    int n_reqs;
+    const qm_gen_callbacks *cb;
+    int next_req;          /* threads: the shared queue */
+    qm_gen_stats stats;
+};
+
+typedef qm_status (*qm_device_fn)(qm_engine *e, qm_device *dev, void *arg, qm_error *err);
+qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_error *err);
+
+qm_status qm_engine_gather_held(qm_engine *e, qm_device *dev, const char *held, size_t len, qm_error *err);
+
+#endif

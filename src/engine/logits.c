@@ -1,0 +1,141 @@
+/* Full logits of a sequence (gathered from the vocabulary shards), MPI result gathering, info. */
+#include "engine/engine_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    const int *ids;
+    int n;
+    float *out; /* [n][vocab] on the output rank */
+} logits_job;
+
+static qm_status logits_device(qm_engine *e, qm_device *dev, void *arg, qm_error *err) {
+    logits_job *J = arg;
+    if (dev->comm->row != 0) return QM_OK; /* one replica is enough */
+    const qm_partition *p = &dev->shard.part;
+    int C = dev->comm->cols, V = e->cfg.vocab_size, T = dev->dims.max_tokens;
+    int maxv = (V + C - 1) / C, nv = qm_range_len(p->vocab);
+    float *send = calloc((size_t)T * (size_t)maxv, sizeof(float));
+    float *recv = calloc((size_t)C * (size_t)T * (size_t)maxv, sizeof(float));
+    int *pos = malloc(3 * (size_t)T * sizeof(int));
+    qm_status st = QM_OK;
+    if (!send || !recv || !pos) {
+        st = qm_fail(err, QM_ERR_NOMEM, "out of memory gathering logits");
+        goto done;
+    }
+    int *slot = pos + T, *outs = slot + T;
+    for (int from = 0; from < J->n; from += T) {
+        int n = J->n - from < T ? J->n - from : T;
+        for (int i = 0; i < n; i++) {
+            pos[i] = from + i;
+            slot[i] = 0;
+            outs[i] = i;
+        }
+        qm_step s = {.n_tok = n, .ids = J->ids + from, .pos = pos, .slot = slot, .out = outs, .n_out = n};
+        if ((st = qm_forward(dev, &s, err))) goto done;
+        for (int i = 0; i < n; i++) memcpy(send + (size_t)i * maxv, dev->logits + (size_t)i * nv, (size_t)nv * sizeof(float));
+        double t0 = qm_now();
+        st = dev->comm->ops->row_allgather(dev->comm, send, (size_t)T * maxv * sizeof(float), recv, err);
+        dev->comm_s += qm_now() - t0;
+        if (st) goto done;
+        if (dev->comm->col == 0 && J->out)
+            for (int c = 0; c < C; c++) {
+                qm_range r = qm_split(V, C, c);
+                for (int i = 0; i < n; i++)
+                    memcpy(J->out + (size_t)(from + i) * V + r.begin, recv + ((size_t)c * T + i) * maxv,
+                           (size_t)qm_range_len(r) * sizeof(float));
+            }
+    }
+done:
+    free(send);
+    free(recv);
+    free(pos);
+    return st;
+}
+
+qm_status qm_engine_logits(qm_engine *e, const int *ids, int n, float *out, qm_error *err) {
+    if (n < 1) return qm_fail(err, QM_ERR_ARG, "no token ids");
+    if (n > e->dims.max_context)
+        return qm_fail(err, QM_ERR_ARG, "%d ids do not fit the context of %d (--ctx)", n, e->dims.max_context);
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= e->cfg.vocab_size)
+            return qm_fail(err, QM_ERR_ARG, "token id %d (position %d) is outside the vocabulary [0, %d)", ids[i], i,
+                           e->cfg.vocab_size);
+    logits_job J = {ids, n, qm_engine_is_output_rank(e) ? out : NULL};
+    return qm_engine_run_devices(e, logits_device, &J, err);
+}
+
+/* MPI: rows other than 0 hold their finished results; rank 0 receives them and reports them
+ * (after its own row's, which it reported as they finished). */
+qm_status qm_engine_gather_held(qm_engine *e, qm_device *dev, const char *held, size_t len, qm_error *err) {
+    qm_comm *c = dev->comm;
+    int world = c->rows * c->cols;
+    bool root = qm_comm_rank(c) == 0;
+    uint64_t mine = len, maxlen = 0, *sizes = root ? calloc((size_t)world, sizeof *sizes) : NULL;
+    if (root && !sizes) return qm_fail(err, QM_ERR_NOMEM, "out of memory gathering results");
+    qm_status st = c->ops->world_gather(c, &mine, sizeof mine, sizes, err);
+    if (st == QM_OK && root)
+        for (int i = 0; i < world; i++)
+            if (sizes[i] > maxlen) maxlen = sizes[i];
+    if (st == QM_OK) st = c->ops->world_bcast(c, &maxlen, sizeof maxlen, err);
+    char *pad = NULL, *all = NULL;
+    if (st == QM_OK && maxlen > 0) {
+        pad = calloc(1, (size_t)maxlen);
+        all = root ? calloc((size_t)world, (size_t)maxlen) : NULL;
+        if (!pad || (root && !all)) st = qm_fail(err, QM_ERR_NOMEM, "out of memory gathering results");
+        if (st == QM_OK) {
+            if (len) memcpy(pad, held, len);
+            st = c->ops->world_gather(c, pad, (size_t)maxlen, all, err);
+        }
+    }
+    if (st == QM_OK && root && all && e->cb && e->cb->on_done) {
+        for (int i = 0; i < world; i++) {
+            const char *blob = all + (size_t)i * maxlen;
+            size_t at = 0, n = (size_t)sizes[i];
+            while (at + 5 * sizeof(int) + sizeof(double) <= n) {
+                int hdr[5];
+                double ms;
+                memcpy(hdr, blob + at, sizeof hdr);
+                at += sizeof hdr;
+                memcpy(&ms, blob + at, sizeof ms);
+                at += sizeof ms;
+                int *ids = malloc((size_t)hdr[3] * sizeof(int) + 1);
+                char *text = malloc((size_t)hdr[4] + 1);
+                if (ids && text) {
+                    memcpy(ids, blob + at, (size_t)hdr[3] * sizeof(int));
+                    memcpy(text, blob + at + (size_t)hdr[3] * sizeof(int), (size_t)hdr[4]);
+                    text[hdr[4]] = 0;
+                    qm_gen_result res = {.ids = ids, .n_ids = hdr[3], .text = text,
+                                         .reason = (qm_stop_reason)hdr[1], .prompt_tokens = hdr[2], .ms = ms};
+                    e->cb->on_done(e->cb->ctx, hdr[0], &res);
+                }
+                at += (size_t)hdr[3] * sizeof(int) + (size_t)hdr[4];
+                free(ids);
+                free(text);
+            }
+        }
+    }
+    free(pad);
+    free(all);
+    free(sizes);
+    return st;
+}
+
+void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
+    memset(info, 0, sizeof *info);
+    info->load_s = e->load_s;
+    qm_dtype dt = qm_checkpoint_count(e->ck) ? qm_checkpoint_at(e->ck, 0)->dtype : QM_DT_BF16;
+    info->weight_bytes_total = qm_model_weight_bytes(&e->cfg, dt);
+    for (int i = 0; i < e->n_init; i++) {
+        const qm_device *d = &e->devs[i];
+        if (d->comm->row != 0 && !e->mpi) continue;
+        size_t w = d->shard.weight_bytes;
+        if (d->comm->col < 64) info->device_weight_bytes[d->comm->col] = w;
+        if (w > info->device_weight_bytes_max) info->device_weight_bytes_max = w;
+        if (d->shard.copied_bytes > info->device_copied_bytes_max) info->device_copied_bytes_max = d->shard.copied_bytes;
+        info->comm_s += d->comm_s / e->cols;
+    }
+    info->isa = e->n_init ? e->devs[0].kern.isa : "";
+    info->team_threads = e->team;
+}

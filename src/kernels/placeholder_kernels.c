@@ -1,2 +1,0 @@
-/* placeholder so the module library is never empty */
-typedef int qm_kernels_placeholder_t;

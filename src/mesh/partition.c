@@ -1,0 +1,31 @@
+#include "mesh/partition.h"
+
+qm_status qm_partition_make(int cols, int col, int n_heads, int n_kv_heads, int head_dim, int intermediate,
+                            int vocab, qm_partition *p, qm_error *err) {
+    if (cols < 1 || col < 0 || col >= cols)
+        return qm_fail(err, QM_ERR_ARG, "device column %d is outside a row of %d", col, cols);
+    if (n_heads < 1 || n_kv_heads < 1 || n_heads % n_kv_heads || head_dim < 1 || intermediate < 1 || vocab < 1)
+        return qm_fail(err, QM_ERR_CONFIG, "cannot partition heads %d / kv %d / head_dim %d / intermediate %d / vocab %d",
+                       n_heads, n_kv_heads, head_dim, intermediate, vocab);
+    p->cols = cols;
+    p->col = col;
+    p->n_heads = n_heads;
+    p->n_kv_heads = n_kv_heads;
+    p->head_dim = head_dim;
+    p->group = n_heads / n_kv_heads;
+    p->q_heads = qm_split(n_heads, cols, col);
+    if (qm_range_len(p->q_heads) > 0) {
+        p->kv_heads.begin = p->q_heads.begin / p->group;
+        p->kv_heads.end = (p->q_heads.end - 1) / p->group + 1;
+    } else {
+        p->kv_heads.begin = p->kv_heads.end = 0;
+    }
+    p->n_mlp_blocks = (intermediate + QM_MLP_BLOCK - 1) / QM_MLP_BLOCK;
+    p->mlp_blocks = qm_split(p->n_mlp_blocks, cols, col);
+    p->mlp_cols.begin = p->mlp_blocks.begin * QM_MLP_BLOCK;
+    p->mlp_cols.end = p->mlp_blocks.end * QM_MLP_BLOCK;
+    if (p->mlp_cols.end > intermediate) p->mlp_cols.end = intermediate;
+    if (p->mlp_cols.begin > p->mlp_cols.end) p->mlp_cols.begin = p->mlp_cols.end;
+    p->vocab = qm_split(vocab, cols, col);
+    return QM_OK;
+}

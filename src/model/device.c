@@ -1,0 +1,90 @@
+/* A device: its shard, kernels, team, KV cache and buffers (one size table, one allocation). */
+#include "model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+typedef struct {
+    float **ptr;
+    size_t n; /* floats */
+} buf_entry;
+
+qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
+                         int team_threads, const qm_device_dims *dims, qm_error *err) {
+    memset(dev, 0, sizeof *dev);
+    dev->comm = comm;
+    dev->dims = *dims;
+    if (cfg->head_dim > 1024) return qm_fail(err, QM_ERR_UNSUPPORTED, "head_dim %d > 1024", cfg->head_dim);
+    if (dims->max_tokens < 1 || dims->n_slots < 1 || dims->max_context < 1)
+        return qm_fail(err, QM_ERR_ARG, "bad device dimensions");
+    qm_status st = qm_kernels_select(isa, &dev->kern, err);
+    if (st) return st;
+    if ((st = qm_shard_load(ck, cfg, comm->cols, comm->col, &dev->shard, err))) return st;
+    if ((st = qm_pool_create(team_threads, &dev->pool, err))) goto fail;
+
+    const qm_partition *p = &dev->shard.part;
+    size_t T = (size_t)dims->max_tokens, d = (size_t)cfg->hidden_size, hd = (size_t)cfg->head_dim;
+    size_t hq = (size_t)qm_range_len(p->q_heads), hkv = (size_t)qm_range_len(p->kv_heads);
+    size_t f = (size_t)qm_range_len(p->mlp_cols), nv = (size_t)qm_range_len(p->vocab);
+    size_t nb_heads = p->q_heads.begin == 0 ? 1 : hq;
+    size_t nb_mlp = p->mlp_blocks.begin == 0 ? 1 : (size_t)qm_range_len(p->mlp_blocks);
+    size_t nb = nb_heads > nb_mlp ? nb_heads : nb_mlp;
+    if (nb < 1) nb = 1;
+    size_t nth = (size_t)qm_pool_size(dev->pool);
+    buf_entry table[] = {
+        {&dev->x, T * d},          {&dev->xn, T * d},       {&dev->q, T * hq * hd},
+        {&dev->k, T * hkv * hd},   {&dev->v, T * hkv * hd}, {&dev->att, T * hq * hd},
+        {&dev->partial, nb * T * d}, {&dev->sum, T * d},    {&dev->gate, T * f},
+        {&dev->up, T * f},         {&dev->scores, nth * (size_t)dims->max_context},
+        {&dev->logits, T * nv},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) total += (table[i].n + 15) & ~(size_t)15;
+    dev->buf = aligned_alloc(64, total * sizeof(float) + 64);
+    if (!dev->buf) {
+        st = qm_fail(err, QM_ERR_NOMEM, "out of memory for %zu MB of activation buffers", total * 4 >> 20);
+        goto fail;
+    }
+    dev->buf_bytes = total * sizeof(float);
+    memset(dev->buf, 0, dev->buf_bytes);
+    float *at = dev->buf;
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        *table[i].ptr = at;
+        at += (table[i].n + 15) & ~(size_t)15;
+    }
+    /* The KV cache is reserved, not touched: pages become resident as positions are written. */
+    dev->kv_bytes = (size_t)dims->n_slots * (size_t)cfg->num_hidden_layers * 2 * hkv * (size_t)dims->max_context * hd *
+                    sizeof(float);
+    if (dev->kv_bytes) {
+        void *m = mmap(NULL, dev->kv_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (m == MAP_FAILED) {
+            st = qm_fail(err, QM_ERR_NOMEM, "cannot reserve %zu MB of KV cache", dev->kv_bytes >> 20);
+            goto fail;
+        }
+        dev->kv = m;
+    }
+    return QM_OK;
+fail:
+    qm_device_free(dev);
+    return st;
+}
+
+void qm_device_free(qm_device *dev) {
+    if (dev->kv) munmap(dev->kv, dev->kv_bytes);
+    free(dev->buf);
+    qm_pool_destroy(dev->pool);
+    qm_shard_free(&dev->shard);
+    memset(dev, 0, sizeof *dev);
+}
+
+void qm_kv_copy(qm_device *dev, int from, int to, int n) {
+    const qm_shard *sh = &dev->shard;
+    size_t hkv = (size_t)qm_range_len(sh->part.kv_heads), hd = (size_t)sh->cfg.head_dim;
+    size_t ctx = (size_t)dev->dims.max_context, per_slot = (size_t)sh->cfg.num_hidden_layers * 2 * hkv;
+    for (size_t r = 0; r < per_slot; r++) {
+        const float *src = dev->kv + (((size_t)from * per_slot + r) * ctx) * hd;
+        float *dst = dev->kv + (((size_t)to * per_slot + r) * ctx) * hd;
+        memcpy(dst, src, (size_t)n * hd * sizeof(float));
+    }
+}

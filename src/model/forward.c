@@ -1,0 +1,280 @@
+/* The Qwen2 forward pass over one device's shard (design: Data flow of one step).
+ *
+ * Activations of T tokens: x [T][d] replicated; q/att [T][hq*hd] and k/v [T][hkv*hd] split by
+ * heads; gate/up [T][f] split by MLP blocks. Row-parallel layers (o_proj, down_proj) produce
+ * per-block partials that comm's row_ordered_sum adds in block order. The first device that
+ * owns blocks chains its own blocks in place (p0 + p1 + ...), which is that same order.
+ * Work inside a device is split over its team by output rows or by (token, head): never along
+ * a reduction, so the team size changes no bits. */
+#include "model/model.h"
+
+#include <math.h>
+#include <string.h>
+
+typedef enum { PH_NORM_ATTN, PH_QKV, PH_ROPE_CACHE, PH_ATTENTION, PH_OPROJ, PH_RESIDUAL, PH_NORM_MLP, PH_GATE_UP,
+               PH_DOWN, PH_FINAL_NORM, PH_LM_HEAD } phase;
+
+typedef struct {
+    qm_device *dev;
+    const qm_step *s;
+    int layer;
+    phase ph;
+    /* row-parallel layer being computed */
+    const qm_wview *w;   /* o_proj or down_proj columns of this device */
+    const float *in;     /* [T][in_ld] */
+    int in_ld;
+    int nb;              /* local blocks */
+    int block_cols;      /* columns per block (the last may be shorter) */
+    int fused;           /* first owner: chain blocks into dev->sum */
+    float *lm_in;        /* [n_out][d] normed rows of the output tokens */
+} job;
+
+static float *kv_at(const qm_device *dev, int slot, int layer, int which, int kvh, int pos) {
+    const qm_shard *sh = &dev->shard;
+    size_t hkv = (size_t)qm_range_len(sh->part.kv_heads), hd = (size_t)sh->cfg.head_dim;
+    size_t ctx = (size_t)dev->dims.max_context;
+    size_t idx = ((((size_t)slot * (size_t)sh->cfg.num_hidden_layers + (size_t)layer) * 2 + (size_t)which) * hkv +
+                  (size_t)kvh) * ctx + (size_t)pos;
+    return dev->kv + idx * hd;
+}
+
+static void run_matmul_split(const qm_kernels *k, const qm_wview *w, const float *bias, const float *x, size_t ldx,
+                             int n_tok, float *y, size_t ldy, int ith, int nth) {
+    long b, e;
+    qm_split_range(w->rows, ith, nth, &b, &e);
+    if (e > b && w->cols > 0) k->matmul(w, bias, x, ldx, n_tok, y, ldy, (int)b, (int)e);
+}
+
+static void attention(job *J, int ith, int nth) {
+    qm_device *dev = J->dev;
+    const qm_shard *sh = &dev->shard;
+    const qm_partition *p = &sh->part;
+    int T = J->s->n_tok, hq = qm_range_len(p->q_heads), hd = sh->cfg.head_dim;
+    float scale = (float)(1.0 / sqrt((double)hd));
+    float *scores = dev->scores + (size_t)ith * (size_t)dev->dims.max_context;
+    long b, e;
+    qm_split_range((long)T * hq, ith, nth, &b, &e);
+    for (long i = b; i < e; i++) {
+        int t = (int)(i / hq), h = (int)(i % hq);
+        int kvh = (p->q_heads.begin + h) / p->group - p->kv_heads.begin;
+        int pos = J->s->pos[t], slot = J->s->slot[t];
+        const float *q = dev->q + (size_t)t * (size_t)(hq * hd) + (size_t)h * (size_t)hd;
+        float m = -INFINITY;
+        for (int j = 0; j <= pos; j++) {
+            float sc = dev->kern.dot(q, kv_at(dev, slot, J->layer, 0, kvh, j), hd) * scale;
+            scores[j] = sc;
+            if (sc > m) m = sc;
+        }
+        float total = 0.0f;
+        for (int j = 0; j <= pos; j++) {
+            scores[j] = expf(scores[j] - m);
+            total += scores[j];
+        }
+        float *out = dev->att + (size_t)t * (size_t)(hq * hd) + (size_t)h * (size_t)hd;
+        memset(out, 0, (size_t)hd * sizeof *out);
+        for (int j = 0; j <= pos; j++)
+            dev->kern.axpy(scores[j] / total, kv_at(dev, slot, J->layer, 1, kvh, j), out, hd);
+    }
+}
+
+/* Partials of a row-parallel layer: block bi of this device -> partial[bi] (or chained into sum). */
+static void row_parallel(job *J, int ith, int nth) {
+    qm_device *dev = J->dev;
+    int T = J->s->n_tok, d = dev->shard.cfg.hidden_size;
+    long ob, oe;
+    qm_split_range(d, ith, nth, &ob, &oe);
+    if (oe <= ob) return;
+    int total_cols = J->w->cols;
+    for (int bi = 0; bi < J->nb; bi++) {
+        int c0 = bi * J->block_cols, c1 = c0 + J->block_cols;
+        if (c1 > total_cols) c1 = total_cols;
+        qm_wview blk = *J->w;
+        blk.data = (const char *)J->w->data + (size_t)c0 * qm_dtype_size(J->w->dtype);
+        blk.cols = c1 - c0;
+        float *dst = J->fused ? dev->partial : dev->partial + (size_t)bi * (size_t)T * (size_t)d;
+        dev->kern.matmul(&blk, NULL, J->in + c0, (size_t)J->in_ld, T, dst, (size_t)d, (int)ob, (int)oe);
+        if (!J->fused) continue;
+        for (int t = 0; t < T; t++) {
+            float *acc = dev->sum + (size_t)t * (size_t)d, *pt = dst + (size_t)t * (size_t)d;
+            if (bi == 0)
+                for (long o = ob; o < oe; o++) acc[o] = pt[o];
+            else
+                for (long o = ob; o < oe; o++) acc[o] = acc[o] + pt[o];
+        }
+    }
+}
+
+static void norm_rows(const qm_device *dev, const float *x, const float *w, float *y, int n_rows, int ith, int nth) {
+    int d = dev->shard.cfg.hidden_size;
+    long b, e;
+    qm_split_range(n_rows, ith, nth, &b, &e);
+    for (long t = b; t < e; t++)
+        qm_rmsnorm(&dev->kern, x + (size_t)t * (size_t)d, w, QM_DT_F32, d, (float)dev->shard.cfg.rms_norm_eps,
+                   y + (size_t)t * (size_t)d);
+}
+
+static void run_phase(void *arg, int ith, int nth) {
+    job *J = arg;
+    qm_device *dev = J->dev;
+    const qm_shard *sh = &dev->shard;
+    const qm_kernels *k = &dev->kern;
+    const qm_step *s = J->s;
+    int T = s->n_tok, d = sh->cfg.hidden_size, hd = sh->cfg.head_dim;
+    int hq = qm_range_len(sh->part.q_heads), hkv = qm_range_len(sh->part.kv_heads);
+    int f = qm_range_len(sh->part.mlp_cols);
+    const qm_layer *L = J->layer >= 0 ? &sh->layers[J->layer] : NULL;
+    switch (J->ph) {
+    case PH_NORM_ATTN: norm_rows(dev, dev->x, L->attn_norm, dev->xn, T, ith, nth); break;
+    case PH_NORM_MLP: norm_rows(dev, dev->x, L->mlp_norm, dev->xn, T, ith, nth); break;
+    case PH_QKV:
+        run_matmul_split(k, &L->wq, L->bq, dev->xn, (size_t)d, T, dev->q, (size_t)(hq * hd), ith, nth);
+        run_matmul_split(k, &L->wk, L->bk, dev->xn, (size_t)d, T, dev->k, (size_t)(hkv * hd), ith, nth);
+        run_matmul_split(k, &L->wv, L->bv, dev->xn, (size_t)d, T, dev->v, (size_t)(hkv * hd), ith, nth);
+        break;
+    case PH_ROPE_CACHE: {
+        float cos_t[512], sin_t[512]; /* head_dim <= 1024 (checked at init) */
+        long b, e;
+        qm_split_range(T, ith, nth, &b, &e);
+        for (long t = b; t < e; t++) {
+            qm_rope_table(s->pos[t], hd, sh->cfg.rope_theta, cos_t, sin_t);
+            for (int h = 0; h < hq; h++) qm_rope_apply(dev->q + ((size_t)t * hq + h) * hd, hd, cos_t, sin_t);
+            for (int h = 0; h < hkv; h++) {
+                float *kh = dev->k + ((size_t)t * hkv + h) * hd;
+                qm_rope_apply(kh, hd, cos_t, sin_t);
+                memcpy(kv_at(dev, s->slot[t], J->layer, 0, h, s->pos[t]), kh, (size_t)hd * sizeof(float));
+                memcpy(kv_at(dev, s->slot[t], J->layer, 1, h, s->pos[t]), dev->v + ((size_t)t * hkv + h) * hd,
+                       (size_t)hd * sizeof(float));
+            }
+        }
+        break;
+    }
+    case PH_ATTENTION: attention(J, ith, nth); break;
+    case PH_OPROJ:
+    case PH_DOWN: row_parallel(J, ith, nth); break;
+    case PH_RESIDUAL: {
+        long b, e;
+        qm_split_range((long)T * d, ith, nth, &b, &e);
+        for (long i = b; i < e; i++) dev->x[i] = dev->x[i] + dev->sum[i];
+        break;
+    }
+    case PH_GATE_UP: {
+        run_matmul_split(k, &L->wgate, NULL, dev->xn, (size_t)d, T, dev->gate, (size_t)f, ith, nth);
+        run_matmul_split(k, &L->wup, NULL, dev->xn, (size_t)d, T, dev->up, (size_t)f, ith, nth);
+        break;
+    }
+    case PH_FINAL_NORM: norm_rows(dev, J->lm_in, sh->final_norm, J->lm_in, s->n_out, ith, nth); break;
+    case PH_LM_HEAD:
+        run_matmul_split(k, &sh->lm_head, NULL, J->lm_in, (size_t)d, s->n_out, dev->logits,
+                         (size_t)qm_range_len(sh->part.vocab), ith, nth);
+        break;
+    }
+}
+
+static void silu_phase(void *arg, int ith, int nth) {
+    job *J = arg;
+    qm_device *dev = J->dev;
+    int f = qm_range_len(dev->shard.part.mlp_cols);
+    long b, e;
+    qm_split_range((long)J->s->n_tok, ith, nth, &b, &e);
+    for (long t = b; t < e; t++)
+        qm_silu_mul(dev->gate + (size_t)t * f, dev->up + (size_t)t * f, dev->gate + (size_t)t * f, f);
+}
+
+static void phase_run(job *J, phase ph) {
+    J->ph = ph;
+    qm_pool_run(J->dev->pool, run_phase, J);
+}
+
+/* The first column whose part of n blocks is non-empty, and that part's length. */
+static int first_owner_blocks(int n_blocks, int cols) {
+    for (int c = 0; c < cols; c++) {
+        int len = qm_range_len(qm_split(n_blocks, cols, c));
+        if (len > 0) return len;
+    }
+    return 0;
+}
+
+/* A row-parallel layer: local partials, then the ordered sum across the row into dev->sum. */
+static qm_status row_parallel_layer(job *J, phase ph, const qm_wview *w, const float *in, int in_ld, qm_range blocks,
+                                    int n_blocks, int block_cols, qm_error *err) {
+    qm_device *dev = J->dev;
+    int T = J->s->n_tok, d = dev->shard.cfg.hidden_size;
+    J->w = w;
+    J->in = in;
+    J->in_ld = in_ld;
+    J->nb = qm_range_len(blocks);
+    J->block_cols = block_cols;
+    J->fused = blocks.begin == 0 && J->nb > 0;
+    phase_run(J, ph);
+    /* The first owner contributes its chain as one block: the same order as block by block. */
+    int first = first_owner_blocks(n_blocks, dev->comm->cols);
+    const float *send = J->fused ? dev->sum : dev->partial;
+    int nb = J->fused ? 1 : J->nb;
+    int b0 = J->fused ? 0 : blocks.begin - (first - 1);
+    if (b0 < 0) b0 = 0; /* empty devices before the first owner */
+    double t0 = qm_now();
+    /* The fused sum is read by the collective and the result written to dev->partial-free memory:
+     * row_ordered_sum may not alias, so the result goes through the partial buffer region only
+     * when it is not the input. */
+    float *out = J->fused ? dev->partial : dev->sum;
+    qm_status st = dev->comm->ops->row_ordered_sum(dev->comm, send, nb, b0, n_blocks - first + 1,
+                                                   (size_t)T * (size_t)d, out, err);
+    dev->comm_s += qm_now() - t0;
+    if (st) return st;
+    if (out != dev->sum) memcpy(dev->sum, out, (size_t)T * (size_t)d * sizeof(float));
+    return QM_OK;
+}
+
+qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
+    const qm_shard *sh = &dev->shard;
+    const qm_config *c = &sh->cfg;
+    const qm_partition *p = &sh->part;
+    int T = s->n_tok, d = c->hidden_size, hd = c->head_dim;
+    if (T < 1 || T > dev->dims.max_tokens || s->n_out < 0 || s->n_out > T)
+        return qm_fail(err, QM_ERR_ARG, "step of %d tokens (%d outputs): at most %d", T, s->n_out, dev->dims.max_tokens);
+    for (int t = 0; t < T; t++) {
+        if (s->ids[t] < 0 || s->ids[t] >= c->vocab_size)
+            return qm_fail(err, QM_ERR_ARG, "token id %d is outside the vocabulary [0, %d)", s->ids[t], c->vocab_size);
+        if (s->pos[t] < 0 || s->pos[t] >= dev->dims.max_context)
+            return qm_fail(err, QM_ERR_ARG, "position %d is past the context of %d tokens", s->pos[t],
+                           dev->dims.max_context);
+        if (s->slot[t] < 0 || s->slot[t] >= dev->dims.n_slots)
+            return qm_fail(err, QM_ERR_ARG, "KV slot %d outside [0, %d)", s->slot[t], dev->dims.n_slots);
+    }
+    /* Embedding: every device reads the rows of the step's tokens from the mapped table. */
+    const qm_tensor_ref *E = sh->embed;
+    size_t es = qm_dtype_size(E->dtype);
+    for (int t = 0; t < T; t++) {
+        const char *row = (const char *)E->data + (size_t)s->ids[t] * (size_t)d * es;
+        for (int i = 0; i < d; i++) dev->x[(size_t)t * d + i] = qm_load_f32(row, E->dtype, (size_t)i);
+    }
+    job J = {.dev = dev, .s = s};
+    int hq = qm_range_len(p->q_heads);
+    qm_status st;
+    for (int l = 0; l < c->num_hidden_layers; l++) {
+        J.layer = l;
+        const qm_layer *L = &sh->layers[l];
+        phase_run(&J, PH_NORM_ATTN);
+        phase_run(&J, PH_QKV);
+        phase_run(&J, PH_ROPE_CACHE);
+        phase_run(&J, PH_ATTENTION);
+        if ((st = row_parallel_layer(&J, PH_OPROJ, &L->wo, dev->att, hq * hd, p->q_heads, p->n_heads, hd, err)))
+            return st;
+        phase_run(&J, PH_RESIDUAL);
+        phase_run(&J, PH_NORM_MLP);
+        phase_run(&J, PH_GATE_UP);
+        qm_pool_run(dev->pool, silu_phase, &J);
+        if ((st = row_parallel_layer(&J, PH_DOWN, &L->wdown, dev->gate, qm_range_len(p->mlp_cols), p->mlp_blocks,
+                                     p->n_mlp_blocks, QM_MLP_BLOCK, err)))
+            return st;
+        phase_run(&J, PH_RESIDUAL);
+    }
+    if (s->n_out == 0) return QM_OK;
+    J.layer = -1;
+    J.lm_in = dev->xn;
+    for (int i = 0; i < s->n_out; i++)
+        memcpy(dev->xn + (size_t)i * d, dev->x + (size_t)s->out[i] * d, (size_t)d * sizeof(float));
+    phase_run(&J, PH_FINAL_NORM);
+    phase_run(&J, PH_LM_HEAD);
+    return QM_OK;
+}

@@ -1,0 +1,100 @@
+/* A Qwen2 model on one device of a mesh: its shard of the weights, its KV cache, its buffers,
+ * and the forward pass over its shard (SPMD: every device of a row runs the same steps). */
+#ifndef QM_MODEL_MODEL_H
+#define QM_MODEL_MODEL_H
+
+#include <qmesh.h>
+#include <stdbool.h>
+#include "io/checkpoint.h"
+#include "io/config.h"
+#include "kernels/kernels.h"
+#include "mesh/comm.h"
+#include "mesh/partition.h"
+#include "util/pool.h"
+
+/* One decoder layer's shard. hq = local query heads, hkv = local KV heads, hd = head_dim,
+ * d = hidden_size, f = local intermediate columns (whole QM_MLP_BLOCK blocks). */
+typedef struct {
+    float *attn_norm;   /* [d] replicated (f32 copy) */
+    qm_wview wq;        /* [hq*hd][d]  column-parallel: rows of q_proj, in place in the mmap */
+    qm_wview wk, wv;    /* [hkv*hd][d] column-parallel, KV heads replicated where shared */
+    float *bq, *bk, *bv;/* [hq*hd], [hkv*hd], [hkv*hd] (f32 copies) */
+    qm_wview wo;        /* [d][hq*hd]  row-parallel: columns of o_proj (copied when C > 1) */
+    float *mlp_norm;    /* [d] replicated */
+    qm_wview wgate, wup;/* [f][d]      column-parallel, in place */
+    qm_wview wdown;     /* [d][f]      row-parallel: columns of down_proj (copied when C > 1) */
+} qm_layer;
+
+typedef struct {
+    qm_config cfg;
+    qm_partition part;
+    qm_checkpoint *ck;
+    const qm_tensor_ref *embed; /* [vocab][d] replicated by mapping: only the rows of the step's
+                                   tokens are read */
+    float *final_norm;          /* [d] */
+    qm_wview lm_head;           /* [vocab_local][d] vocabulary-parallel, in place */
+    qm_layer *layers;           /* [n_layers] */
+    void **owned;               /* copies made at load (column slices, norms, biases) */
+    int n_owned, cap_owned;
+    size_t weight_bytes;        /* weight bytes this device reads per forward pass */
+    size_t copied_bytes;        /* of which copied into memory at load */
+} qm_shard;
+
+/* Loads device `col`'s shard of the checkpoint `ck` (shared, not owned). */
+qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, qm_shard *out, qm_error *err);
+void qm_shard_free(qm_shard *s);
+
+/* Weight bytes of the whole model (every tensor the forward pass reads once). */
+size_t qm_model_weight_bytes(const qm_config *cfg, qm_dtype dtype);
+
+/* A step: tokens of one or more sequences, each at a position of its KV slot. */
+typedef struct {
+    int n_tok;
+    const int *ids;   /* [n_tok] */
+    const int *pos;   /* [n_tok] position in its sequence */
+    const int *slot;  /* [n_tok] KV cache slot */
+    const int *out;   /* [n_out] indices of the tokens whose logits are wanted */
+    int n_out;
+} qm_step;
+
+typedef struct {
+    int max_tokens;   /* tokens per step at most */
+    int n_slots;      /* KV cache slots (sequences held at once) */
+    int max_context;  /* positions per slot */
+} qm_device_dims;
+
+typedef struct {
+    qm_shard shard;
+    qm_kernels kern;
+    qm_comm *comm;     /* not owned */
+    qm_pool *pool;     /* the device's team; owned */
+    qm_device_dims dims;
+    float *kv;         /* [n_slots][n_layers][2][hkv][max_context][hd] (K then V) */
+    size_t kv_bytes;
+    float *buf;        /* one allocation carved into the buffers below */
+    size_t buf_bytes;
+    float *x;          /* [T][d] residual stream, replicated */
+    float *xn;         /* [T][d] normed input, replicated */
+    float *q;          /* [T][hq*hd] split by heads */
+    float *k, *v;      /* [T][hkv*hd] */
+    float *att;        /* [T][hq*hd] attention output, split by heads */
+    float *partial;    /* [max(hq, mlp blocks)][T][d] partial sums of a row-parallel layer */
+    float *sum;        /* [T][d] the ordered sum */
+    float *gate, *up;  /* [T][f] */
+    float *scores;     /* [nth][max_context] attention scratch per team member */
+    float *logits;     /* [T][vocab_local] */
+    double comm_s;     /* seconds spent in collectives (statistics) */
+} qm_device;
+
+qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
+                         int team_threads, const qm_device_dims *dims, qm_error *err);
+void qm_device_free(qm_device *dev);
+
+/* Runs the step; on return dev->logits[i][*] holds the local vocabulary logits of token out[i]
+ * (identical bits whatever the mesh, the batch and the other tokens of the step). */
+qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err);
+
+/* Copies positions [0, n) of KV slot `from` to slot `to` (prefix cache). */
+void qm_kv_copy(qm_device *dev, int from, int to, int n);
+
+#endif

@@ -1,2 +1,0 @@
-/* placeholder so the module library is never empty */
-typedef int qm_model_placeholder_t;

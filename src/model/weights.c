@@ -1,0 +1,172 @@
+/* Loading one device's shard of a Qwen2 checkpoint (design: Partitioning).
+ * Row slices of a [out, in] matrix are contiguous in the file and used in place from the
+ * mmap; column slices are copied once, and the mapped pages they came from are released. */
+#include "model/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static void *shard_alloc(qm_shard *s, size_t bytes) {
+    if (s->n_owned == s->cap_owned) {
+        int cap = s->cap_owned ? 2 * s->cap_owned : 64;
+        void **grown = realloc(s->owned, (size_t)cap * sizeof *grown);
+        if (!grown) return NULL;
+        s->owned = grown;
+        s->cap_owned = cap;
+    }
+    void *p = malloc(bytes ? bytes : 1);
+    if (p) s->owned[s->n_owned++] = p;
+    return p;
+}
+
+/* Drops the mapped pages of [p, p + n) from this process (file-backed: contents stay on disk). */
+static void release_pages(const void *p, size_t n) {
+    long page = sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)page - 1) & ~((uintptr_t)page - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)page - 1);
+    if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
+static qm_status get2(const qm_checkpoint *ck, const char *name, int64_t rows, int64_t cols, const qm_tensor_ref **t,
+                      qm_error *err) {
+    int64_t shape[2] = {rows, cols};
+    return qm_checkpoint_expect(ck, name, 2, shape, t, err);
+}
+
+static qm_status get1(const qm_checkpoint *ck, const char *name, int64_t n, const qm_tensor_ref **t, qm_error *err) {
+    int64_t shape[1] = {n};
+    return qm_checkpoint_expect(ck, name, 1, shape, t, err);
+}
+
+/* Rows [r0, r1) x columns [c0, c1) of a 2-D tensor as a view: in place when all columns are
+ * taken, else copied. */
+static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, qm_wview *v,
+                            qm_error *err) {
+    size_t es = qm_dtype_size(t->dtype), ld = (size_t)t->shape[1];
+    v->dtype = t->dtype;
+    v->rows = r1 - r0;
+    v->cols = c1 - c0;
+    const char *base = (const char *)t->data + (size_t)r0 * ld * es;
+    size_t bytes = (size_t)v->rows * (size_t)v->cols * es;
+    s->weight_bytes += bytes;
+    if (c0 == 0 && (size_t)c1 == ld) {
+        v->data = base;
+        v->ld = ld;
+        return QM_OK;
+    }
+    char *copy = shard_alloc(s, bytes);
+    if (!copy) return qm_fail(err, QM_ERR_NOMEM, "out of memory copying a column slice of %s", t->name);
+    for (int r = 0; r < v->rows; r++)
+        memcpy(copy + (size_t)r * (size_t)v->cols * es, base + ((size_t)r * ld + (size_t)c0) * es,
+               (size_t)v->cols * es);
+    release_pages(base, (size_t)v->rows * ld * es);
+    s->copied_bytes += bytes;
+    v->data = copy;
+    v->ld = (size_t)v->cols;
+    return QM_OK;
+}
+
+/* Elements [b, e) of a 1-D tensor as an owned f32 array. */
+static qm_status f32_copy(qm_shard *s, const qm_tensor_ref *t, int b, int e, float **out, qm_error *err) {
+    float *p = shard_alloc(s, (size_t)(e - b) * sizeof(float));
+    if (!p) return qm_fail(err, QM_ERR_NOMEM, "out of memory copying %s", t->name);
+    for (int i = b; i < e; i++) p[i - b] = qm_load_f32(t->data, t->dtype, (size_t)i);
+    s->weight_bytes += (size_t)(e - b) * qm_dtype_size(t->dtype);
+    *out = p;
+    return QM_OK;
+}
+
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        qm_status st_ = (x);                                                                                           \
+        if (st_ != QM_OK) return st_;                                                                                  \
+    } while (0)
+
+static qm_status load_layer(qm_shard *s, int i, qm_layer *L, qm_error *err) {
+    const qm_config *c = &s->cfg;
+    const qm_partition *p = &s->part;
+    const qm_checkpoint *ck = s->ck;
+    int d = c->hidden_size, hd = c->head_dim, nq = c->num_attention_heads, nkv = c->num_key_value_heads;
+    int f = c->intermediate_size;
+    char name[160];
+    const qm_tensor_ref *t;
+#define NAME(fmt) (snprintf(name, sizeof name, "model.layers.%d." fmt, i), name)
+    TRY(get1(ck, NAME("input_layernorm.weight"), d, &t, err));
+    TRY(f32_copy(s, t, 0, d, &L->attn_norm, err));
+    TRY(get1(ck, NAME("post_attention_layernorm.weight"), d, &t, err));
+    TRY(f32_copy(s, t, 0, d, &L->mlp_norm, err));
+
+    int q0 = p->q_heads.begin * hd, q1 = p->q_heads.end * hd;
+    int k0 = p->kv_heads.begin * hd, k1 = p->kv_heads.end * hd;
+    TRY(get2(ck, NAME("self_attn.q_proj.weight"), (int64_t)nq * hd, d, &t, err));
+    TRY(slice_view(s, t, q0, q1, 0, d, &L->wq, err));
+    TRY(get2(ck, NAME("self_attn.k_proj.weight"), (int64_t)nkv * hd, d, &t, err));
+    TRY(slice_view(s, t, k0, k1, 0, d, &L->wk, err));
+    TRY(get2(ck, NAME("self_attn.v_proj.weight"), (int64_t)nkv * hd, d, &t, err));
+    TRY(slice_view(s, t, k0, k1, 0, d, &L->wv, err));
+    TRY(get1(ck, NAME("self_attn.q_proj.bias"), (int64_t)nq * hd, &t, err));
+    TRY(f32_copy(s, t, q0, q1, &L->bq, err));
+    TRY(get1(ck, NAME("self_attn.k_proj.bias"), (int64_t)nkv * hd, &t, err));
+    TRY(f32_copy(s, t, k0, k1, &L->bk, err));
+    TRY(get1(ck, NAME("self_attn.v_proj.bias"), (int64_t)nkv * hd, &t, err));
+    TRY(f32_copy(s, t, k0, k1, &L->bv, err));
+    TRY(get2(ck, NAME("self_attn.o_proj.weight"), d, (int64_t)nq * hd, &t, err));
+    TRY(slice_view(s, t, 0, d, q0, q1, &L->wo, err));
+
+    TRY(get2(ck, NAME("mlp.gate_proj.weight"), f, d, &t, err));
+    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, &L->wgate, err));
+    TRY(get2(ck, NAME("mlp.up_proj.weight"), f, d, &t, err));
+    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, &L->wup, err));
+    TRY(get2(ck, NAME("mlp.down_proj.weight"), d, f, &t, err));
+    TRY(slice_view(s, t, 0, d, p->mlp_cols.begin, p->mlp_cols.end, &L->wdown, err));
+#undef NAME
+    return QM_OK;
+}
+
+qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, qm_shard *s, qm_error *err) {
+    memset(s, 0, sizeof *s);
+    s->cfg = *cfg;
+    s->ck = ck;
+    qm_status st = qm_partition_make(cols, col, cfg->num_attention_heads, cfg->num_key_value_heads, cfg->head_dim,
+                                     cfg->intermediate_size, cfg->vocab_size, &s->part, err);
+    if (st) return st;
+    int d = cfg->hidden_size;
+    const qm_tensor_ref *t;
+    if ((st = get2(ck, "model.embed_tokens.weight", cfg->vocab_size, d, &s->embed, err))) goto fail;
+    if ((st = get1(ck, "model.norm.weight", d, &t, err))) goto fail;
+    if ((st = f32_copy(s, t, 0, d, &s->final_norm, err))) goto fail;
+    const qm_tensor_ref *head = s->embed;
+    if (!cfg->tie_word_embeddings) {
+        if ((st = get2(ck, "lm_head.weight", cfg->vocab_size, d, &head, err))) goto fail;
+    }
+    if ((st = slice_view(s, head, s->part.vocab.begin, s->part.vocab.end, 0, d, &s->lm_head, err))) goto fail;
+    s->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *s->layers);
+    if (!s->layers) {
+        st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < cfg->num_hidden_layers; i++)
+        if ((st = load_layer(s, i, &s->layers[i], err))) goto fail;
+    return QM_OK;
+fail:
+    qm_shard_free(s);
+    return st;
+}
+
+void qm_shard_free(qm_shard *s) {
+    for (int i = 0; i < s->n_owned; i++) free(s->owned[i]);
+    free(s->owned);
+    free(s->layers);
+    memset(s, 0, sizeof *s);
+}
+
+size_t qm_model_weight_bytes(const qm_config *c, qm_dtype dt) {
+    size_t es = qm_dtype_size(dt), d = (size_t)c->hidden_size, hd = (size_t)c->head_dim;
+    size_t q = (size_t)c->num_attention_heads * hd, kv = (size_t)c->num_key_value_heads * hd;
+    size_t f = (size_t)c->intermediate_size;
+    size_t layer = (d * q + 2 * d * kv + q * d + 3 * d * f) * es + (q + 2 * kv + 2 * d) * es;
+    return layer * (size_t)c->num_hidden_layers + (size_t)c->vocab_size * d * es + d * es;
+}

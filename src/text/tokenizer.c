@@ -1,0 +1,838 @@
+/* Byte-level BPE from a Hugging Face tokenizer.json.
+ *
+ * Encoding: added tokens split the raw text (leftmost, longest first); each remaining piece is
+ * NFC-normalised, cut by the pre-tokenizer regex (behaviour "Isolated": matches and the gaps
+ * between them are pieces), mapped byte by byte to the GPT-2 byte-level alphabet and merged by
+ * BPE, lowest merge rank first (leftmost on ties), with a heap over candidate pairs.
+ * Decoding: each id's bytes (computed at load), then lossy UTF-8 (U+FFFD per invalid subpart).
+ *
+ * The loaded tokenizer is read-only: any number of threads may encode and decode with it. */
+#define PCRE2_CODE_UNIT_WIDTH 8
+
+#include "text/tokenizer.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <pcre2.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <utf8proc.h>
+
+#include "text/utf8.h"
+
+#define NO_STR UINT32_MAX
+
+typedef struct {
+    uint32_t off; /* into tok->strs; NO_STR = none */
+    uint32_t len;
+} span;
+
+typedef struct {
+    span content;
+    int id;
+    bool special;
+} added_token;
+
+struct qm_tokenizer {
+    char *strs; /* every string the tokenizer keeps, back to back */
+    size_t strs_len, strs_cap;
+
+    int n_ids;    /* max id + 1 */
+    span *vocab;  /* [n_ids] byte-level token string of the BPE vocabulary, or NO_STR */
+    span *bytes;  /* [n_ids] what the id decodes to, or NO_STR for an unassigned id */
+
+    int32_t *vocab_slots; /* open addressing: id whose vocab string hashes here, -1 = empty */
+    uint32_t vocab_mask;
+
+    uint64_t *merge_keys; /* (left id << 32) | right id; UINT64_MAX = empty */
+    int32_t *merge_rank;
+    int32_t *merge_id;
+    uint32_t merge_mask;
+
+    int byte_id[256];          /* id of the one-symbol token of each byte, -1 if none */
+    uint16_t byte_char[256];   /* GPT-2 byte -> code point */
+    int16_t char_byte[512];    /* code point (< 512) -> byte, -1 if not in the alphabet */
+
+    added_token *added; /* longest content first */
+    int n_added;
+    bool added_first[256]; /* bytes that start some added token */
+
+    bool nfc;
+    pcre2_code *split; /* NULL = no regex split */
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static uint64_t hash_bytes(const void *p, size_t n) {
+    const unsigned char *s = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ s[i]) * 1099511628211ull;
+    return h ^ (h >> 29);
+}
+
+static uint64_t hash_pair(uint64_t key) {
+    key *= 0x9E3779B97F4A7C15ull;
+    return key ^ (key >> 31);
+}
+
+static uint32_t table_size(size_t n) {
+    uint32_t size = 16;
+    while (size < 2 * n) size *= 2;
+    return size;
+}
+
+static bool strs_add(qm_tokenizer *t, const void *p, size_t n, span *out) {
+    if (t->strs_len + n > UINT32_MAX - 1) return false;
+    if (t->strs_len + n > t->strs_cap) {
+        size_t cap = t->strs_cap ? t->strs_cap : 1 << 20;
+        while (cap < t->strs_len + n) cap *= 2;
+        char *s = realloc(t->strs, cap);
+        if (!s) return false;
+        t->strs = s;
+        t->strs_cap = cap;
+    }
+    if (n) memcpy(t->strs + t->strs_len, p, n);
+    out->off = (uint32_t)t->strs_len;
+    out->len = (uint32_t)n;
+    t->strs_len += n;
+    return true;
+}
+
+static int vocab_find(const qm_tokenizer *t, const char *s, size_t n) {
+    if (!t->vocab_slots) return -1;
+    uint32_t i = (uint32_t)hash_bytes(s, n) & t->vocab_mask;
+    for (;; i = (i + 1) & t->vocab_mask) {
+        int32_t id = t->vocab_slots[i];
+        if (id < 0) return -1;
+        span v = t->vocab[id];
+        if (v.len == n && !memcmp(t->strs + v.off, s, n)) return id;
+    }
+}
+
+static void vocab_insert(qm_tokenizer *t, int id) {
+    span v = t->vocab[id];
+    uint32_t i = (uint32_t)hash_bytes(t->strs + v.off, v.len) & t->vocab_mask;
+    while (t->vocab_slots[i] >= 0) i = (i + 1) & t->vocab_mask;
+    t->vocab_slots[i] = id;
+}
+
+/* Slot of a merge key: the one holding it, or the empty one where it goes. */
+static uint32_t merge_slot(const qm_tokenizer *t, uint64_t key) {
+    uint32_t i = (uint32_t)hash_pair(key) & t->merge_mask;
+    while (t->merge_keys[i] != key && t->merge_keys[i] != UINT64_MAX) i = (i + 1) & t->merge_mask;
+    return i;
+}
+
+/* GPT-2's reversible map of bytes to printable code points: printable Latin-1 bytes map to
+ * themselves, the others to 256, 257, ... in byte order. */
+static void build_byte_map(qm_tokenizer *t) {
+    unsigned next = 256;
+    for (int i = 0; i < 512; i++) t->char_byte[i] = -1;
+    for (int b = 0; b < 256; b++) {
+        bool keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+        t->byte_char[b] = (uint16_t)(keep ? (unsigned)b : next++);
+        t->char_byte[t->byte_char[b]] = (int16_t)b;
+    }
+}
+
+/* ---------------------------------------------------------------- loading */
+
+static qm_status read_file(const char *path, char **data, size_t *len, qm_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return qm_fail(err, QM_ERR_IO, "cannot open tokenizer '%s': %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap) break;
+        char *nb = realloc(buf, cap * 2);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap *= 2;
+    }
+    bool bad = ferror(f);
+    fclose(f);
+    if (!buf) return qm_fail(err, QM_ERR_NOMEM, "out of memory reading '%s'", path);
+    if (bad) {
+        free(buf);
+        return qm_fail(err, QM_ERR_IO, "error reading tokenizer '%s'", path);
+    }
+    *data = buf;
+    *len = n;
+    return QM_OK;
+}
+
+static bool json_int(const cJSON *j, int *out) {
+    if (!cJSON_IsNumber(j)) return false;
+    double v = j->valuedouble;
+    if (!(v >= 0 && v <= INT_MAX - 1) || v != (double)(int)v) return false;
+    *out = (int)v;
+    return true;
+}
+
+/* Sets t->nfc from the "normalizer" object (null, NFC, or a Sequence of those). */
+static qm_status parse_normalizer(qm_tokenizer *t, const cJSON *n, const char *path, qm_error *err) {
+    if (!n || cJSON_IsNull(n)) return QM_OK;
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "type"));
+    if (type && !strcmp(type, "NFC")) {
+        t->nfc = true;
+        return QM_OK;
+    }
+    if (type && !strcmp(type, "Sequence")) {
+        const cJSON *item;
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) {
+            qm_status st = parse_normalizer(t, item, path, err);
+            if (st) return st;
+        }
+        return QM_OK;
+    }
+    return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported (only NFC)", path,
+                   type ? type : "?");
+}
+
+/* Unicode White_Space, which is what \s means to Oniguruma (the regex engine of Hugging Face
+ * tokenizers). PCRE2's \s also takes U+180E, which stopped being a space in Unicode 6.3. */
+static const char white_space[] =
+    "\\t-\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+
+/* Copies a pattern with \s and \S spelled out as White_Space classes (\S inside a class is kept).
+ * NULL if out of memory. */
+static char *rewrite_spaces(const char *pattern) {
+    size_t n = strlen(pattern), cap = n + 1, len = 0;
+    for (const char *p = pattern; *p; p++)
+        if (p[0] == '\\' && p[1]) cap += sizeof white_space + 4, p++;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    bool in_class = false;
+    for (size_t i = 0; i < n; i++) {
+        char c = pattern[i];
+        if (c == '\\' && i + 1 < n) {
+            char e = pattern[++i];
+            if (e == 's' || (e == 'S' && !in_class)) {
+                len += (size_t)sprintf(out + len, in_class ? "%s" : e == 's' ? "[%s]" : "[^%s]", white_space);
+            } else {
+                out[len++] = c;
+                out[len++] = e;
+            }
+            continue;
+        }
+        out[len++] = c;
+        if (!in_class && c == '[') {
+            in_class = true;
+            /* A ']' right after '[' or '[^' is a literal. */
+            if (i + 1 < n && pattern[i + 1] == '^') out[len++] = pattern[++i];
+            if (i + 1 < n && pattern[i + 1] == ']') out[len++] = pattern[++i];
+        } else if (in_class && c == '[' && i + 1 < n && pattern[i + 1] == ':') {
+            const char *end = strstr(pattern + i, ":]"); /* [:alpha:] */
+            if (end) {
+                size_t k = (size_t)(end - pattern) + 2;
+                memcpy(out + len, pattern + i + 1, k - i - 1);
+                len += k - i - 1;
+                i = k - 1;
+            }
+        } else if (in_class && c == ']') {
+            in_class = false;
+        }
+    }
+    out[len] = 0;
+    return out;
+}
+
+static qm_status compile_split(qm_tokenizer *t, const char *pattern, const char *path, qm_error *err) {
+    if (t->split)
+        return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: more than one regex split pre-tokenizer", path);
+    int code;
+    PCRE2_SIZE at; /* in the rewritten pattern, so not reported */
+    char *rewritten = rewrite_spaces(pattern);
+    if (!rewritten) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    t->split = pcre2_compile((PCRE2_SPTR)rewritten, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &at,
+                             NULL);
+    free(rewritten);
+    if (!t->split) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(code, msg, sizeof msg);
+        return qm_fail(err, QM_ERR_FORMAT, "%s: pre-tokenizer regex does not compile: %s", path,
+                       (const char *)msg);
+    }
+    pcre2_jit_compile(t->split, PCRE2_JIT_COMPLETE); /* an interpreter fallback if JIT is unavailable */
+    return QM_OK;
+}
+
+/* The GPT-2 split, for a ByteLevel pre-tokenizer with use_regex true. */
+static const char gpt2_split[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+
+static qm_status parse_pretokenizer(qm_tokenizer *t, const cJSON *p, const char *path, qm_error *err) {
+    if (!p || cJSON_IsNull(p)) return QM_OK;
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "type"));
+    if (type && !strcmp(type, "Sequence")) {
+        const cJSON *item;
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers")) {
+            qm_status st = parse_pretokenizer(t, item, path, err);
+            if (st) return st;
+        }
+        return QM_OK;
+    }
+    if (type && !strcmp(type, "ByteLevel")) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space")))
+            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: ByteLevel add_prefix_space=true is not supported", path);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "use_regex")))
+            return compile_split(t, gpt2_split, path, err);
+        return QM_OK;
+    }
+    if (type && !strcmp(type, "Split")) {
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
+        const char *re = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(pat, "Regex"));
+        const char *behavior = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "behavior"));
+        if (!re)
+            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split pre-tokenizer without a \"Regex\" pattern", path);
+        if (!behavior || strcmp(behavior, "Isolated") != 0)
+            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split behavior '%s' is not supported (only Isolated)",
+                           path, behavior ? behavior : "?");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "invert")))
+            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split with invert=true is not supported", path);
+        return compile_split(t, re, path, err);
+    }
+    return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported", path, type ? type : "?");
+}
+
+/* Bytes that a byte-level token string stands for; a token with a character outside the
+ * byte-level alphabet stands for its own UTF-8 (as the Hugging Face ByteLevel decoder does). */
+static bool decoded_bytes(qm_tokenizer *t, span tokstr, span *out) {
+    unsigned char tmp[1024];
+    unsigned char *buf = tokstr.len <= sizeof tmp ? tmp : malloc(tokstr.len);
+    if (!buf) return false;
+    const unsigned char *s = (const unsigned char *)t->strs + tokstr.off;
+    size_t n = 0;
+    bool mapped = true;
+    for (size_t i = 0; i < tokstr.len && mapped;) {
+        unsigned cp;
+        i += (size_t)qm_utf8_decode(s + i, tokstr.len - i, &cp);
+        if (cp < 512 && t->char_byte[cp] >= 0)
+            buf[n++] = (unsigned char)t->char_byte[cp];
+        else
+            mapped = false;
+    }
+    bool ok;
+    if (mapped)
+        ok = strs_add(t, buf, n, out);
+    else {
+        *out = tokstr; /* same bytes: share them */
+        ok = true;
+    }
+    if (buf != tmp) free(buf);
+    return ok;
+}
+
+static int cmp_added(const void *a, const void *b) {
+    const added_token *x = a, *y = b;
+    if (x->content.len != y->content.len) return x->content.len > y->content.len ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+
+
+static qm_status parse_merges(qm_tokenizer *t, const cJSON *merges, const char *path, qm_error *err) {
+    int n = cJSON_GetArraySize(merges);
+    t->merge_mask = table_size((size_t)n) - 1;
+    t->merge_keys = malloc(sizeof(uint64_t) * (t->merge_mask + 1));
+    t->merge_rank = malloc(sizeof(int32_t) * (t->merge_mask + 1));
+    t->merge_id = malloc(sizeof(int32_t) * (t->merge_mask + 1));
+    if (!t->merge_keys || !t->merge_rank || !t->merge_id)
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory for %d merges", n);
+    memset(t->merge_keys, 0xFF, sizeof(uint64_t) * (t->merge_mask + 1));
+
+    char tmp[512];
+    int rank = 0;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, merges) {
+        const char *a, *b;
+        size_t na, nb;
+        if (cJSON_IsString(m)) {
+            /* "a b": exactly one space (byte-level tokens never hold one). */
+            a = m->valuestring;
+            const char *sp = strchr(a, ' ');
+            if (!sp || strchr(sp + 1, ' '))
+                return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d \"%s\" is not two tokens separated by one space",
+                               path, rank, a);
+            na = (size_t)(sp - a);
+            b = sp + 1;
+            nb = strlen(b);
+        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
+                   cJSON_IsString(m->child->next)) {
+            a = m->child->valuestring;
+            b = m->child->next->valuestring;
+            na = strlen(a);
+            nb = strlen(b);
+        } else
+            return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, rank);
+        int ia = vocab_find(t, a, na), ib = vocab_find(t, b, nb);
+        if (na + nb > sizeof tmp)
+            return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d is too long (%zu bytes)", path, rank, na + nb);
+        memcpy(tmp, a, na);
+        memcpy(tmp + na, b, nb);
+        int ic = vocab_find(t, tmp, na + nb);
+        if (ia < 0 || ib < 0 || ic < 0)
+            return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d (\"%.*s\" + \"%.*s\") uses a token not in model.vocab",
+                           path, rank, (int)na, a, (int)nb, b);
+        uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
+        uint32_t slot = merge_slot(t, key);
+        t->merge_keys[slot] = key; /* a repeated merge takes its later rank, as Hugging Face does */
+        t->merge_rank[slot] = rank;
+        t->merge_id[slot] = ic;
+        rank++;
+    }
+    return QM_OK;
+}
+
+static qm_status load_json(qm_tokenizer *t, const cJSON *root, const char *path, qm_error *err) {
+    if (!cJSON_IsObject(root)) return qm_fail(err, QM_ERR_FORMAT, "%s: top level is not a JSON object", path);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!cJSON_IsObject(model)) return qm_fail(err, QM_ERR_FORMAT, "%s: no \"model\" object", path);
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "type"));
+    if (type && strcmp(type, "BPE") != 0)
+        return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (only BPE)", path, type);
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    if (!cJSON_IsObject(vocab)) return qm_fail(err, QM_ERR_FORMAT, "%s: no \"model.vocab\" object", path);
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (merges && !cJSON_IsArray(merges))
+        return qm_fail(err, QM_ERR_FORMAT, "%s: \"model.merges\" is not an array", path);
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
+        return qm_fail(err, QM_ERR_FORMAT, "%s: \"added_tokens\" is not an array", path);
+
+    /* Pass 1: check ids, find how many there are. */
+    int max_id = -1, n_vocab = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vocab) {
+        int id;
+        if (!json_int(v, &id))
+            return qm_fail(err, QM_ERR_FORMAT, "%s: model.vocab[\"%s\"] is not a non-negative integer id", path,
+                           v->string);
+        if (id > max_id) max_id = id;
+        n_vocab++;
+    }
+    cJSON_ArrayForEach(v, added) {
+        int id;
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(v, "content");
+        if (!json_int(cJSON_GetObjectItemCaseSensitive(v, "id"), &id) || !cJSON_IsString(content) ||
+            !content->valuestring[0])
+            return qm_fail(err, QM_ERR_FORMAT, "%s: added_tokens[%d] needs an integer \"id\" and a non-empty \"content\"",
+                           path, t->n_added);
+        if (id > max_id) max_id = id;
+        t->n_added++;
+    }
+    if (max_id < 0) return qm_fail(err, QM_ERR_FORMAT, "%s: model.vocab is empty", path);
+    t->n_ids = max_id + 1;
+
+    t->vocab = malloc(sizeof(span) * (size_t)t->n_ids);
+    t->bytes = malloc(sizeof(span) * (size_t)t->n_ids);
+    t->vocab_mask = table_size((size_t)n_vocab) - 1;
+    t->vocab_slots = malloc(sizeof(int32_t) * (t->vocab_mask + 1));
+    t->added = calloc((size_t)t->n_added + 1, sizeof(added_token));
+    if (!t->vocab || !t->bytes || !t->vocab_slots || !t->added)
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory for %d token ids", t->n_ids);
+    for (int i = 0; i < t->n_ids; i++) t->vocab[i].off = t->bytes[i].off = NO_STR;
+    memset(t->vocab_slots, 0xFF, sizeof(int32_t) * (t->vocab_mask + 1));
+
+    /* Pass 2: the vocabulary. */
+    cJSON_ArrayForEach(v, vocab) {
+        int id = (int)v->valuedouble;
+        if (t->vocab[id].off != NO_STR)
+            return qm_fail(err, QM_ERR_FORMAT, "%s: id %d appears twice in model.vocab", path, id);
+        if (!strs_add(t, v->string, strlen(v->string), &t->vocab[id]) || !decoded_bytes(t, t->vocab[id], &t->bytes[id]))
+            return qm_fail(err, QM_ERR_NOMEM, "out of memory loading the vocabulary");
+        vocab_insert(t, id);
+    }
+    for (int b = 0; b < 256; b++) {
+        unsigned char c[4];
+        int n = qm_utf8_encode(t->byte_char[b], c);
+        t->byte_id[b] = vocab_find(t, (const char *)c, (size_t)n);
+    }
+
+    /* Added tokens: decode to their content; matched longest first. */
+    int k = 0;
+    cJSON_ArrayForEach(v, added) {
+        added_token *a = &t->added[k++];
+        const char *content = cJSON_GetObjectItemCaseSensitive(v, "content")->valuestring;
+        a->id = (int)cJSON_GetObjectItemCaseSensitive(v, "id")->valuedouble;
+        a->special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "special"));
+        if (!strs_add(t, content, strlen(content), &a->content))
+            return qm_fail(err, QM_ERR_NOMEM, "out of memory loading added tokens");
+        t->bytes[a->id] = a->content;
+        t->added_first[(unsigned char)content[0]] = true;
+    }
+    qsort(t->added, (size_t)t->n_added, sizeof(added_token), cmp_added);
+
+    if (merges) {
+        qm_status st = parse_merges(t, merges, path, err);
+        if (st) return st;
+    }
+    qm_status st = parse_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path, err);
+    if (st) return st;
+    return parse_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path, err);
+}
+
+qm_status qm_tokenizer_load(const char *path, qm_tokenizer **out, qm_error *err) {
+    *out = NULL;
+    if (!path) return qm_fail(err, QM_ERR_ARG, "no tokenizer path given");
+    char *file = NULL;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        size_t n = strlen(path) + sizeof "/tokenizer.json";
+        file = malloc(n);
+        if (!file) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+        snprintf(file, n, "%s/tokenizer.json", path);
+    } else if (!(file = strdup(path)))
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+
+    char *data = NULL;
+    size_t len = 0;
+    qm_status st = read_file(file, &data, &len, err);
+    if (st) {
+        free(file);
+        return st;
+    }
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(data, len, &end, false);
+    if (!root) {
+        size_t at = end && end >= data ? (size_t)(end - data) : 0;
+        st = qm_fail(err, QM_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", file, at);
+        free(data);
+        free(file);
+        return st;
+    }
+    free(data);
+
+    qm_tokenizer *t = calloc(1, sizeof *t);
+    if (!t)
+        st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    else {
+        build_byte_map(t);
+        st = load_json(t, root, file, err);
+    }
+    cJSON_Delete(root);
+    free(file);
+    if (st) {
+        qm_tokenizer_free(t);
+        return st;
+    }
+    *out = t;
+    return QM_OK;
+}
+
+void qm_tokenizer_free(qm_tokenizer *t) {
+    if (!t) return;
+    pcre2_code_free(t->split);
+    free(t->strs);
+    free(t->vocab);
+    free(t->bytes);
+    free(t->vocab_slots);
+    free(t->merge_keys);
+    free(t->merge_rank);
+    free(t->merge_id);
+    free(t->added);
+    free(t);
+}
+
+int qm_tokenizer_n_ids(const qm_tokenizer *t) { return t ? t->n_ids : 0; }
+
+int qm_tokenizer_id(const qm_tokenizer *t, const char *token) {
+    if (!t || !token) return -1;
+    size_t n = strlen(token);
+    for (int i = 0; i < t->n_added; i++)
+        if (t->added[i].content.len == n && !memcmp(t->strs + t->added[i].content.off, token, n))
+            return t->added[i].id;
+    return vocab_find(t, token, n);
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+/* Scratch of one qm_tokenize call. */
+typedef struct {
+    int *ids;
+    int n, cap;
+    /* BPE of one piece: a linked list of symbols and a heap of candidate merges. */
+    int32_t *sym, *prev, *next;
+    int sym_cap;
+    struct cand {
+        int32_t rank, pos, left, right;
+    } *heap;
+    int n_heap, heap_cap;
+    pcre2_match_data *md;
+    bool nomem;
+} encoder;
+
+static void emit(encoder *e, int id) {
+    if (e->n == e->cap) {
+        int cap = e->cap ? e->cap * 2 : 256;
+        int *ids = realloc(e->ids, sizeof(int) * (size_t)cap);
+        if (!ids) {
+            e->nomem = true;
+            return;
+        }
+        e->ids = ids;
+        e->cap = cap;
+    }
+    e->ids[e->n++] = id;
+}
+
+static bool cand_less(const struct cand *a, const struct cand *b) {
+    return a->rank != b->rank ? a->rank < b->rank : a->pos < b->pos;
+}
+
+static void heap_push(encoder *e, struct cand c) {
+    if (e->n_heap == e->heap_cap) {
+        int cap = e->heap_cap ? e->heap_cap * 2 : 64;
+        struct cand *h = realloc(e->heap, sizeof *h * (size_t)cap);
+        if (!h) {
+            e->nomem = true;
+            return;
+        }
+        e->heap = h;
+        e->heap_cap = cap;
+    }
+    int i = e->n_heap++;
+    while (i > 0) {
+        int p = (i - 1) / 2;
+        if (!cand_less(&c, &e->heap[p])) break;
+        e->heap[i] = e->heap[p];
+        i = p;
+    }
+    e->heap[i] = c;
+}
+
+static struct cand heap_pop(encoder *e) {
+    struct cand top = e->heap[0], last = e->heap[--e->n_heap];
+    int i = 0, n = e->n_heap;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && cand_less(&e->heap[c + 1], &e->heap[c])) c++;
+        if (!cand_less(&e->heap[c], &last)) break;
+        e->heap[i] = e->heap[c];
+        i = c;
+    }
+    if (n > 0) e->heap[i] = last;
+    return top;
+}
+
+/* Pushes the merge of the symbols at pos and next[pos], if there is one. */
+static void push_pair(const qm_tokenizer *t, encoder *e, int pos) {
+    int nx = e->next[pos];
+    if (nx < 0) return;
+    uint64_t key = ((uint64_t)(uint32_t)e->sym[pos] << 32) | (uint32_t)e->sym[nx];
+    uint32_t slot = merge_slot(t, key);
+    if (t->merge_keys[slot] == key)
+        heap_push(e, (struct cand){t->merge_rank[slot], pos, e->sym[pos], e->sym[nx]});
+}
+
+/* BPE of one pre-token (raw bytes). */
+static void bpe_piece(const qm_tokenizer *t, encoder *e, const unsigned char *s, size_t n) {
+    if (n == 0) return;
+    if ((size_t)e->sym_cap < n) {
+        size_t cap = n < 64 ? 64 : n;
+        if (cap > INT32_MAX) {
+            e->nomem = true;
+            return;
+        }
+        free(e->sym);
+        free(e->prev);
+        free(e->next);
+        e->sym = malloc(sizeof(int32_t) * cap);
+        e->prev = malloc(sizeof(int32_t) * cap);
+        e->next = malloc(sizeof(int32_t) * cap);
+        e->sym_cap = e->sym && e->prev && e->next ? (int)cap : 0;
+        if (!e->sym_cap) {
+            e->nomem = true;
+            return;
+        }
+    }
+    /* Bytes without a token of their own are dropped (no unk token, as Hugging Face does). */
+    int m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (t->byte_id[s[i]] >= 0) e->sym[m++] = t->byte_id[s[i]];
+    for (int i = 0; i < m; i++) {
+        e->prev[i] = i - 1;
+        e->next[i] = i + 1 < m ? i + 1 : -1;
+    }
+    e->n_heap = 0;
+    if (t->merge_keys)
+        for (int i = 0; i + 1 < m; i++) push_pair(t, e, i);
+    while (e->n_heap > 0 && !e->nomem) {
+        struct cand c = heap_pop(e);
+        int nx = e->next[c.pos];
+        /* Stale if either side has changed since the candidate was pushed. */
+        if (e->sym[c.pos] != c.left || nx < 0 || e->sym[nx] != c.right) continue;
+        uint64_t key = ((uint64_t)(uint32_t)c.left << 32) | (uint32_t)c.right;
+        e->sym[c.pos] = t->merge_id[merge_slot(t, key)];
+        e->sym[nx] = -1; /* dead */
+        e->next[c.pos] = e->next[nx];
+        if (e->next[nx] >= 0) e->prev[e->next[nx]] = c.pos;
+        if (e->prev[c.pos] >= 0) push_pair(t, e, e->prev[c.pos]);
+        push_pair(t, e, c.pos);
+    }
+    for (int i = m > 0 ? 0 : -1; i >= 0; i = e->next[i]) emit(e, e->sym[i]);
+}
+
+/* A stretch of text between added tokens: normalise, split, BPE. */
+static qm_status encode_plain(const qm_tokenizer *t, encoder *e, const unsigned char *s, size_t n,
+                              qm_error *err) {
+    if (n == 0) return QM_OK;
+    unsigned char *norm = NULL;
+    if (t->nfc) {
+        bool ascii = true;
+        for (size_t i = 0; i < n && ascii; i++) ascii = s[i] < 0x80;
+        if (!ascii) {
+            utf8proc_ssize_t r =
+                utf8proc_map(s, (utf8proc_ssize_t)n, &norm, (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+            if (r < 0) return qm_fail(err, QM_ERR_ARG, "text cannot be normalised (NFC): %s", utf8proc_errmsg(r));
+            s = norm;
+            n = (size_t)r;
+        }
+    }
+    if (!t->split)
+        bpe_piece(t, e, s, n);
+    else {
+        size_t at = 0, gap = 0;
+        while (at < n) {
+            int rc = pcre2_match(t->split, s, n, at, PCRE2_NO_UTF_CHECK, e->md, NULL);
+            if (rc == PCRE2_ERROR_NOMATCH) break;
+            if (rc < 0) {
+                PCRE2_UCHAR msg[256];
+                pcre2_get_error_message(rc, msg, sizeof msg);
+                free(norm);
+                return qm_fail(err, QM_ERR_ARG, "pre-tokenizer regex failed at byte %zu: %s", at, (const char *)msg);
+            }
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+            size_t ms = ov[0], me = ov[1];
+            if (me == ms) { /* an empty match splits nothing: step over one character */
+                at = ms + 1;
+                while (at < n && (s[at] & 0xC0) == 0x80) at++;
+                continue;
+            }
+            if (ms > gap) bpe_piece(t, e, s + gap, ms - gap);
+            bpe_piece(t, e, s + ms, me - ms);
+            at = gap = me;
+        }
+        if (gap < n) bpe_piece(t, e, s + gap, n - gap);
+    }
+    free(norm);
+    return e->nomem ? qm_fail(err, QM_ERR_NOMEM, "out of memory while tokenizing") : QM_OK;
+}
+
+/* The longest added token that starts at s, or NULL. */
+static const added_token *added_at(const qm_tokenizer *t, const unsigned char *s, size_t n) {
+    if (!t->added_first[s[0]]) return NULL;
+    for (int i = 0; i < t->n_added; i++) {
+        const added_token *a = &t->added[i];
+        if (a->content.len <= n && !memcmp(t->strs + a->content.off, s, a->content.len)) return a;
+    }
+    return NULL;
+}
+
+qm_status qm_tokenize(const qm_tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
+                      qm_error *err) {
+    *ids = NULL;
+    *n_ids = 0;
+    if (!t) return qm_fail(err, QM_ERR_ARG, "no tokenizer");
+    if (!text && len) return qm_fail(err, QM_ERR_ARG, "no text");
+    const unsigned char *s = (const unsigned char *)text;
+    size_t bad = qm_utf8_check(s, len);
+    if (bad < len) return qm_fail(err, QM_ERR_ARG, "text is not valid UTF-8 (byte 0x%02X at offset %zu)", s[bad], bad);
+    if (len > (size_t)INT_MAX) return qm_fail(err, QM_ERR_ARG, "text too long (%zu bytes)", len);
+
+    encoder e = {0};
+    qm_status st = QM_OK;
+    if (t->split && !(e.md = pcre2_match_data_create_from_pattern(t->split, NULL)))
+        st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    size_t start = 0;
+    for (size_t i = 0; i < len && !st;) {
+        const added_token *a = added_at(t, s + i, len - i);
+        if (!a) {
+            i++;
+            continue;
+        }
+        st = encode_plain(t, &e, s + start, i - start, err);
+        emit(&e, a->id);
+        i += a->content.len;
+        start = i;
+    }
+    if (!st) st = encode_plain(t, &e, s + start, len - start, err);
+    if (!st && e.nomem) st = qm_fail(err, QM_ERR_NOMEM, "out of memory while tokenizing");
+    pcre2_match_data_free(e.md);
+    free(e.sym);
+    free(e.prev);
+    free(e.next);
+    free(e.heap);
+    if (st) {
+        free(e.ids);
+        return st;
+    }
+    if (!e.ids && !(e.ids = malloc(sizeof(int)))) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    *ids = e.ids;
+    *n_ids = e.n;
+    return QM_OK;
+}
+
+/* ---------------------------------------------------------------- decoding */
+
+qm_status qm_detokenize(const qm_tokenizer *t, const int *ids, int n_ids, char **text, size_t *len,
+                        qm_error *err) {
+    *text = NULL;
+    if (len) *len = 0;
+    if (!t) return qm_fail(err, QM_ERR_ARG, "no tokenizer");
+    qm_utf8_sink out = {.grow = true};
+    unsigned char pending[4];
+    int n_pending = 0;
+    for (int i = 0; i < n_ids; i++) {
+        if (ids[i] < 0 || ids[i] >= t->n_ids || t->bytes[ids[i]].off == NO_STR) {
+            free(out.buf);
+            return qm_fail(err, QM_ERR_ARG, "token id %d (position %d) is not in the tokenizer (ids 0..%d)", ids[i],
+                           i, t->n_ids - 1);
+        }
+        span b = t->bytes[ids[i]];
+        for (uint32_t k = 0; k < b.len; k++)
+            qm_utf8_feed(pending, &n_pending, (unsigned char)t->strs[b.off + k], &out);
+    }
+    qm_utf8_finish(pending, &n_pending, &out);
+    if (!out.failed && !out.buf) out.buf = calloc(1, 1);
+    if (out.failed || !out.buf) {
+        free(out.buf);
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory while decoding");
+    }
+    *text = (char *)out.buf;
+    if (len) *len = out.len;
+    return QM_OK;
+}
+
+size_t qm_decode_stream_push(const qm_tokenizer *t, qm_decode_stream *s, int id, char *out, size_t cap) {
+    qm_utf8_sink sink = {.buf = (unsigned char *)out, .cap = cap};
+    if (out && cap) out[0] = 0;
+    if (!t || id < 0 || id >= t->n_ids || t->bytes[id].off == NO_STR || !out || !cap) return 0;
+    if (s->n_pending < 0 || s->n_pending > 3) s->n_pending = 0;
+    span b = t->bytes[id];
+    for (uint32_t k = 0; k < b.len; k++) qm_utf8_feed(s->pending, &s->n_pending, (unsigned char)t->strs[b.off + k], &sink);
+    return sink.len;
+}
+
+size_t qm_decode_stream_flush(qm_decode_stream *s, char *out, size_t cap) {
+    qm_utf8_sink sink = {.buf = (unsigned char *)out, .cap = cap};
+    if (out && cap) out[0] = 0;
+    if (!out || !cap) {
+        s->n_pending = 0;
+        return 0;
+    }
+    if (s->n_pending < 0 || s->n_pending > 3) s->n_pending = 0;
+    qm_utf8_finish(s->pending, &s->n_pending, &sink);
+    return sink.len;
+}

@@ -1,0 +1,88 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "mesh/comm.h"
+
+const char cli_engine_flags_help[] =
+    "  -m, --model DIR      Hugging Face model folder (config.json, *.safetensors, tokenizer.json)\n"
+    "  --mesh RxC           device mesh: R replicas x C tensor shards (default 1x1)\n"
+    "  --backend B          threads (default) or mpi (one rank per device, under mpirun)\n"
+    "  --threads N          CPU threads in all (default: all cores)\n"
+    "  --isa NAME           kernels: auto (default), avx512, avx2, scalar\n"
+    "  --ctx N              KV cache positions per sequence (default 4096, at most the model's)\n"
+    "  --step-tokens N      tokens per forward step (prefill chunk, default 128)\n";
+
+void cli_engine_defaults(qm_engine_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->rows = o->cols = 1;
+    o->backend = "threads";
+    o->batch = 1;
+}
+
+void cli_engine_finalize(qm_engine_opts *o, bool backend_given) {
+    if (!backend_given && qm_mpi_launched_size() > 1) o->backend = "mpi";
+}
+
+static const char *value(const char *cmd, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        cli_usage_error(cmd, "%s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_opts *o, char *mesh_str, size_t mesh_cap) {
+    const char *a = argv[*i], *v;
+    long n;
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) {
+        if (!(v = value(cmd, argc, argv, i))) return -1;
+        o->model_dir = v;
+        return 1;
+    }
+    if (!strcmp(a, "--mesh")) {
+        qm_error err = {0};
+        if (!(v = value(cmd, argc, argv, i))) return -1;
+        if (!cli_parse_mesh(v, &o->rows, &o->cols, &err)) {
+            cli_usage_error(cmd, "%s", err.msg);
+            return -1;
+        }
+        if (mesh_str) snprintf(mesh_str, mesh_cap, "%dx%d", o->rows, o->cols);
+        return 1;
+    }
+    if (!strcmp(a, "--backend")) {
+        if (!(v = value(cmd, argc, argv, i))) return -1;
+        if (strcmp(v, "threads") && strcmp(v, "mpi")) {
+            cli_usage_error(cmd, "unknown backend '%s': expected threads or mpi", v);
+            return -1;
+        }
+        o->backend = v;
+        return 1;
+    }
+    if (!strcmp(a, "--isa")) {
+        if (!(v = value(cmd, argc, argv, i))) return -1;
+        o->isa = v;
+        return 1;
+    }
+    struct {
+        const char *flag;
+        int *dst;
+        long min, max;
+    } ints[] = {
+        {"--threads", &o->threads, 1, 4096},
+        {"--ctx", &o->max_context, 2, 1 << 20},
+        {"--batch", &o->batch, 1, 4096},
+        {"--step-tokens", &o->max_step_tokens, 1, 8192},
+    };
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+        if (strcmp(a, ints[k].flag)) continue;
+        if (!(v = value(cmd, argc, argv, i))) return -1;
+        if (!cli_parse_int(v, ints[k].min, ints[k].max, &n)) {
+            cli_usage_error(cmd, "%s needs an integer in [%ld, %ld], not '%s'", a, ints[k].min, ints[k].max, v);
+            return -1;
+        }
+        *ints[k].dst = (int)n;
+        return 1;
+    }
+    return 0;
+}
