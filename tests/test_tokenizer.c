@@ -138,6 +138,29 @@ static void test_ids(void **state) {
     assert_int_equal(qm_tokenizer_id(f->qwen25, "no such token at all"), -1);
 }
 
+/* \s is Unicode White_Space as in Hugging Face tokenizers: U+180E is not a space there (it is in
+ * PCRE2's \s), so it joins the punctuation run "\u180e'" instead of letting "'Re" be a contraction.
+ * Expected ids from Hugging Face tokenizers 0.23. */
+static void test_unicode_spaces(void **state) {
+    fixture *f = *state;
+    static const struct {
+        const char *text;
+        int ids[8];
+        int n;
+    } cases[] = {
+        {"\xE1\xA0\x8E'Re", {123970, 236, 6, 693}, 4},
+        {"\tm\xE1\xA0\x8E'Rec", {2109, 123970, 236, 6, 3820}, 5},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int *ids, n;
+        qm_error err = {0};
+        assert_int_equal(qm_tokenize(f->qwen25, cases[c].text, strlen(cases[c].text), &ids, &n, &err), QM_OK);
+        assert_int_equal(n, cases[c].n);
+        for (int i = 0; i < n; i++) assert_int_equal(ids[i], cases[c].ids[i]);
+        free(ids);
+    }
+}
+
 static void round_trip(const qm_tokenizer *tok, const char *text, const char *expect) {
     int *ids, n;
     char *back;
@@ -395,7 +418,8 @@ static void test_gsm8k_speed(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cases_qwen25), cmocka_unit_test(test_cases_qwen3),
-        cmocka_unit_test(test_ids),          cmocka_unit_test(test_round_trips),
+        cmocka_unit_test(test_ids),          cmocka_unit_test(test_unicode_spaces),
+        cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_stream_decode), cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_merge_formats), cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_gsm8k_speed),

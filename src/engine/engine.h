@@ -85,6 +85,10 @@ const qm_config *qm_engine_config(const qm_engine *e);
 /* Full-vocabulary float32 logits of every position of one id sequence: out [n][vocab_size]
  * (on the output rank; gathered from the shards of row 0). */
 qm_status qm_engine_logits(qm_engine *e, const int *ids, int n, float *out, qm_error *err);
+/* The same for n_seq sequences computed together (packed into the same steps, one KV slot
+ * each; needs batch >= n_seq - 1): out[k] -> [lens[k]][vocab_size]. */
+qm_status qm_engine_logits_batch(qm_engine *e, const int *const *ids, const int *lens, int n_seq, float *const *out,
+                                 qm_error *err);
 
 typedef struct {
     double load_s;

@@ -280,8 +280,8 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
         for (int pass = 0; pass < 2; pass++)
             for (int b = 0; b < B && n < T; b++) {
                 seq *s = &r.seqs[b];
-                if (s->req < 0 || (pass == 0) != (s->n_toks - s->n_done == 1)) continue;
                 int take = s->n_toks - s->n_done;
+                if (s->req < 0 || take == 0 || (pass == 0) != (take == 1)) continue;
                 if (take > T - n) take = T - n;
                 for (int i = 0; i < take; i++) {
                     r.step_ids[n] = s->toks[s->n_done + i];

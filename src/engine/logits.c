@@ -5,11 +5,14 @@
 #include <string.h>
 
 typedef struct {
-    const int *ids;
-    int n;
-    float *out; /* [n][vocab] on the output rank */
+    const int *const *ids; /* [n_seq] sequences */
+    const int *lens;
+    int n_seq;
+    float *const *out;     /* [n_seq] -> [lens[i]][vocab] on the output rank, else NULL */
 } logits_job;
 
+/* All tokens of all sequences, in order, packed into steps of up to max_tokens: a step may hold
+ * the end of one sequence and the start of the next (each in its own KV slot). */
 static qm_status logits_device(qm_engine *e, qm_device *dev, void *arg, qm_error *err) {
     logits_job *J = arg;
     if (dev->comm->row != 0) return QM_OK; /* one replica is enough */
@@ -18,52 +21,84 @@ static qm_status logits_device(qm_engine *e, qm_device *dev, void *arg, qm_error
     int maxv = (V + C - 1) / C, nv = qm_range_len(p->vocab);
     float *send = calloc((size_t)T * (size_t)maxv, sizeof(float));
     float *recv = calloc((size_t)C * (size_t)T * (size_t)maxv, sizeof(float));
-    int *pos = malloc(3 * (size_t)T * sizeof(int));
+    int *buf = malloc(5 * (size_t)T * sizeof(int));
     qm_status st = QM_OK;
-    if (!send || !recv || !pos) {
+    if (!send || !recv || !buf) {
         st = qm_fail(err, QM_ERR_NOMEM, "out of memory gathering logits");
         goto done;
     }
-    int *slot = pos + T, *outs = slot + T;
-    for (int from = 0; from < J->n; from += T) {
-        int n = J->n - from < T ? J->n - from : T;
-        for (int i = 0; i < n; i++) {
-            pos[i] = from + i;
-            slot[i] = 0;
-            outs[i] = i;
+    int *ids = buf, *pos = buf + T, *slot = pos + T, *outs = slot + T, *seq_of = outs + T;
+    int s = 0, at = 0; /* next token: sequence s, position at */
+    while (s < J->n_seq) {
+        int n = 0;
+        while (n < T && s < J->n_seq) {
+            ids[n] = J->ids[s][at];
+            pos[n] = at;
+            slot[n] = s;
+            outs[n] = n;
+            seq_of[n] = s;
+            n++;
+            if (++at == J->lens[s]) {
+                s++;
+                at = 0;
+            }
         }
-        qm_step s = {.n_tok = n, .ids = J->ids + from, .pos = pos, .slot = slot, .out = outs, .n_out = n};
-        if ((st = qm_forward(dev, &s, err))) goto done;
-        for (int i = 0; i < n; i++) memcpy(send + (size_t)i * maxv, dev->logits + (size_t)i * nv, (size_t)nv * sizeof(float));
+        qm_step step = {.n_tok = n, .ids = ids, .pos = pos, .slot = slot, .out = outs, .n_out = n};
+        if ((st = qm_forward(dev, &step, err))) goto done;
+        for (int i = 0; i < n; i++)
+            memcpy(send + (size_t)i * maxv, dev->logits + (size_t)i * nv, (size_t)nv * sizeof(float));
         double t0 = qm_now();
         st = dev->comm->ops->row_allgather(dev->comm, send, (size_t)T * maxv * sizeof(float), recv, err);
         dev->comm_s += qm_now() - t0;
         if (st) goto done;
-        if (dev->comm->col == 0 && J->out)
+        if (dev->comm->col != 0) continue;
+        for (int i = 0; i < n; i++) {
+            float *dst = J->out[seq_of[i]];
+            if (!dst) continue;
             for (int c = 0; c < C; c++) {
                 qm_range r = qm_split(V, C, c);
-                for (int i = 0; i < n; i++)
-                    memcpy(J->out + (size_t)(from + i) * V + r.begin, recv + ((size_t)c * T + i) * maxv,
-                           (size_t)qm_range_len(r) * sizeof(float));
+                memcpy(dst + (size_t)pos[i] * V + r.begin, recv + ((size_t)c * T + i) * maxv,
+                       (size_t)qm_range_len(r) * sizeof(float));
             }
+        }
     }
 done:
     free(send);
     free(recv);
-    free(pos);
+    free(buf);
+    return st;
+}
+
+qm_status qm_engine_logits_batch(qm_engine *e, const int *const *ids, const int *lens, int n_seq, float *const *out,
+                                 qm_error *err) {
+    if (n_seq < 1) return qm_fail(err, QM_ERR_ARG, "no sequences");
+    if (n_seq > e->dims.n_slots)
+        return qm_fail(err, QM_ERR_ARG, "%d sequences but the engine holds %d at once (--batch)", n_seq, e->dims.n_slots);
+    for (int k = 0; k < n_seq; k++) {
+        if (lens[k] < 1) return qm_fail(err, QM_ERR_ARG, "sequence %d has no token ids", k);
+        if (lens[k] > e->dims.max_context)
+            return qm_fail(err, QM_ERR_ARG, "sequence %d: %d ids do not fit the context of %d (--ctx)", k, lens[k],
+                           e->dims.max_context);
+        for (int i = 0; i < lens[k]; i++)
+            if (ids[k][i] < 0 || ids[k][i] >= e->cfg.vocab_size)
+                return qm_fail(err, QM_ERR_ARG, "sequence %d: token id %d (position %d) is outside the vocabulary [0, %d)",
+                               k, ids[k][i], i, e->cfg.vocab_size);
+    }
+    float *const *dst = out;
+    float **nulls = NULL;
+    if (!qm_engine_is_output_rank(e)) {
+        nulls = calloc((size_t)n_seq, sizeof *nulls);
+        if (!nulls) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+        dst = nulls;
+    }
+    logits_job J = {ids, lens, n_seq, dst};
+    qm_status st = qm_engine_run_devices(e, logits_device, &J, err);
+    free(nulls);
     return st;
 }
 
 qm_status qm_engine_logits(qm_engine *e, const int *ids, int n, float *out, qm_error *err) {
-    if (n < 1) return qm_fail(err, QM_ERR_ARG, "no token ids");
-    if (n > e->dims.max_context)
-        return qm_fail(err, QM_ERR_ARG, "%d ids do not fit the context of %d (--ctx)", n, e->dims.max_context);
-    for (int i = 0; i < n; i++)
-        if (ids[i] < 0 || ids[i] >= e->cfg.vocab_size)
-            return qm_fail(err, QM_ERR_ARG, "token id %d (position %d) is outside the vocabulary [0, %d)", ids[i], i,
-                           e->cfg.vocab_size);
-    logits_job J = {ids, n, qm_engine_is_output_rank(e) ? out : NULL};
-    return qm_engine_run_devices(e, logits_device, &J, err);
+    return qm_engine_logits_batch(e, &ids, &n, 1, &out, err);
 }
 
 /* MPI: rows other than 0 hold their finished results; rank 0 receives them and reports them

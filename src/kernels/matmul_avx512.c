@@ -54,8 +54,8 @@ QM_INLINE float reduce1(__m512 a) {
     return _mm_cvtss_f32(s1);
 }
 
-#define TMAX 6
-#define RMAX 12
+#define TMAX 4
+#define RMAX 8
 
 /* One tile: rows w0 + r*wstride (r < R), tokens x + t*ldx (t < T); y + t*ldy + r. R, T and
  * dt are constants at every call site, so the loops unroll and acc lives in registers. */
