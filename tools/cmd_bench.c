@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "membw.h"
 #include "util/pool.h"
 
 static const char usage_text[] =
@@ -15,7 +16,9 @@ static const char usage_text[] =
     "  --prompt N           prompt tokens per sequence (default 128)\n"
     "  --gen N              tokens generated per sequence (default 32)\n"
     "  --batch B            sequences per row at once (default 1)\n"
-    "  --reps K             repeat the measurement, report the best (default 1)\n";
+    "  --reps K             repeat the measurement, report the best (default 1)\n"
+    "  --membw              also measure the machine's memory read bandwidth (1 GiB buffer) and\n"
+    "                       report roofline_ratio = bytes_per_token x decode_tok_s / bandwidth\n";
 
 int cmd_bench(int argc, char **argv) {
     const char *cmd = "bench";
@@ -23,7 +26,7 @@ int cmd_bench(int argc, char **argv) {
     qm_engine_opts o;
     cli_engine_defaults(&o);
     char mesh[32] = "1x1";
-    bool backend_given = false;
+    bool backend_given = false, membw = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -31,6 +34,10 @@ int cmd_bench(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(a, "--backend")) backend_given = true;
+        if (!strcmp(a, "--membw")) {
+            membw = true;
+            continue;
+        }
         int r = cli_engine_flag(cmd, argc, argv, &i, &o, mesh, sizeof mesh);
         if (r < 0) return 2;
         if (r) continue;
@@ -114,7 +121,13 @@ int cmd_bench(int argc, char **argv) {
                mesh, o.backend, B, info.isa, info.team_threads, n_prompt, n_gen, best_prefill, best_decode,
                best_decode / n_seq, info.weight_bytes_total, info.weight_bytes_total, info.device_weight_bytes_max);
         for (int c = 0; c < o.cols && c < 64; c++) printf("%s%zu", c ? "," : "", info.device_weight_bytes[c]);
-        printf("],\"comm_ms_per_token\":%.3f,\"load_s\":%.3f}\n", best_comm * 1e3, info.load_s);
+        printf("],\"comm_ms_per_token\":%.3f,\"load_s\":%.3f", best_comm * 1e3, info.load_s);
+        if (membw) {
+            double bw = qm_measure_read_bandwidth(o.threads > 0 ? o.threads : qm_cpu_count(), (size_t)1 << 30);
+            printf(",\"mem_read_gb_s\":%.2f,\"roofline_ratio\":%.3f", bw,
+                   bw > 0 ? info.weight_bytes_total * (best_decode / n_seq) / (bw * 1e9) : 0.0);
+        }
+        printf("}\n");
     }
 done:
     free(ids);

@@ -6,6 +6,10 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Workers spin briefly on the job counter (a decode step runs hundreds of short jobs), then
+ * block on a condition variable so an idle team burns no CPU. */
+#define SPIN_ITERS 20000
+
 struct qm_pool {
     int n;
     pthread_t *threads;
@@ -13,15 +17,22 @@ struct qm_pool {
     pthread_cond_t start_cv, done_cv;
     qm_pool_fn fn;
     void *arg;
-    unsigned long generation; /* bumped for each run; workers wait for a new one */
-    int pending;              /* workers still running the current job */
-    int stop;
+    _Atomic unsigned long generation; /* bumped for each job; workers wait for a new one */
+    _Atomic int pending;              /* workers still running the current job */
+    _Atomic int sleepers;             /* workers blocked on start_cv */
+    _Atomic int stop;
 };
 
 typedef struct {
     qm_pool *p;
     int ith;
 } worker_arg;
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 static void *worker_main(void *a) {
     worker_arg *wa = a;
@@ -30,22 +41,28 @@ static void *worker_main(void *a) {
     free(wa);
     unsigned long seen = 0;
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (!p->stop && p->generation == seen) pthread_cond_wait(&p->start_cv, &p->mu);
-        if (p->stop) {
-            pthread_mutex_unlock(&p->mu);
-            return NULL;
+        int spins = 0;
+        while (atomic_load(&p->generation) == seen && !atomic_load(&p->stop) &&
+               spins < SPIN_ITERS) {
+            cpu_relax();
+            spins++;
         }
-        seen = p->generation;
-        qm_pool_fn fn = p->fn;
-        void *arg = p->arg;
-        pthread_mutex_unlock(&p->mu);
-
-        fn(arg, ith, p->n);
-
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done_cv);
-        pthread_mutex_unlock(&p->mu);
+        if (atomic_load(&p->generation) == seen && !atomic_load(&p->stop)) {
+            pthread_mutex_lock(&p->mu);
+            atomic_fetch_add(&p->sleepers, 1);
+            while (!atomic_load(&p->stop) && atomic_load(&p->generation) == seen)
+                pthread_cond_wait(&p->start_cv, &p->mu);
+            atomic_fetch_sub(&p->sleepers, 1);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) return NULL;
+        seen = atomic_load(&p->generation);
+        p->fn(p->arg, ith, p->n);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done_cv);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -79,7 +96,7 @@ qm_status qm_pool_create(int n, qm_pool **out, qm_error *err) {
 void qm_pool_destroy(qm_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = 1;
+    atomic_store(&p->stop, 1);
     pthread_cond_broadcast(&p->start_cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++)
@@ -98,19 +115,26 @@ void qm_pool_run(qm_pool *p, qm_pool_fn fn, void *arg) {
         fn(arg, 0, 1);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->arg = arg;
-    p->pending = p->n - 1;
-    p->generation++;
-    pthread_cond_broadcast(&p->start_cv);
-    pthread_mutex_unlock(&p->mu);
-
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    atomic_fetch_add(&p->generation, 1);
+    if (atomic_load(&p->sleepers) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->start_cv);
+        pthread_mutex_unlock(&p->mu);
+    }
     fn(arg, 0, p->n);
-
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done_cv, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    int spins = 0;
+    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0 && spins < SPIN_ITERS) {
+        cpu_relax();
+        spins++;
+    }
+    if (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) pthread_cond_wait(&p->done_cv, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
 
 double qm_now(void) {
