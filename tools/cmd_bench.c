@@ -121,7 +121,8 @@ int cmd_bench(int argc, char **argv) {
                mesh, o.backend, B, info.isa, info.team_threads, n_prompt, n_gen, best_prefill, best_decode,
                best_decode / n_seq, info.weight_bytes_total, info.weight_bytes_total, info.device_weight_bytes_max);
         for (int c = 0; c < o.cols && c < 64; c++) printf("%s%zu", c ? "," : "", info.device_weight_bytes[c]);
-        printf("],\"comm_ms_per_token\":%.3f,\"load_s\":%.3f", best_comm * 1e3, info.load_s);
+        printf("],\"device_copied_bytes_max\":%zu,\"comm_ms_per_token\":%.3f,\"load_s\":%.3f,\"rss_bytes\":%zu",
+               info.device_copied_bytes_max, best_comm * 1e3, info.load_s, qm_resident_bytes());
         if (membw) {
             double bw = qm_measure_read_bandwidth(o.threads > 0 ? o.threads : qm_cpu_count(), (size_t)1 << 30);
             printf(",\"mem_read_gb_s\":%.2f,\"roofline_ratio\":%.3f", bw,

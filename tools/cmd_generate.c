@@ -5,6 +5,7 @@
 
 #include "cmd.h"
 #include "text/chat.h"
+#include "util/pool.h"
 
 static const char usage_text[] =
     "usage: qmesh generate -m DIR -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--chat]\n"
@@ -130,10 +131,10 @@ int cmd_generate(int argc, char **argv) {
         qm_engine_get_info(e, &info);
         fprintf(stderr,
                 "qmesh generate: mesh %s, %ld prompt + %ld generated tokens in %.2f s (%.2f tok/s generated); "
-                "load %.2f s; device weights %.1f MB\n",
+                "load %.2f s; device weights %.1f MB; resident %.1f MB\n",
                 mesh, stats.prompt_tokens, stats.gen_tokens, stats.wall_s,
                 stats.wall_s > 0 ? stats.gen_tokens / stats.wall_s : 0.0, info.load_s,
-                info.device_weight_bytes_max / 1e6);
+                info.device_weight_bytes_max / 1e6, qm_resident_bytes() / 1e6);
     }
 done:
     free(ids);

@@ -150,7 +150,9 @@ static qm_status prefill_only(row_ctx *r, const int *toks, int from, int to, int
             r->step_slot[i] = slot;
         }
         qm_step s = {.n_tok = n, .ids = r->step_ids, .pos = r->step_pos, .slot = r->step_slot, .n_out = 0};
+        double t0 = qm_now();
         qm_status st = qm_forward(dev, &s, err);
+        r->st.prefill_s += qm_now() - t0;
         if (st) return st;
         r->st.prefill_tokens += n;
         from += n;
@@ -301,12 +303,16 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
             }
         qm_step step = {.n_tok = n, .ids = r.step_ids, .pos = r.step_pos, .slot = r.step_slot,
                         .out = r.step_out, .n_out = n_out};
+        double t_step = qm_now();
         if ((st = qm_forward(dev, &step, err))) goto done;
         /* 3. Pick the next tokens (the same on every device of the row). */
         int *pk = r.picked;
         if ((st = qm_sample_rows(dev->comm, dev->logits, (size_t)qm_range_len(p->vocab), p->vocab.begin,
                                  qm_range_len(p->vocab), n_out, r.out_sp, r.out_rng, r.scratch, pk, err)))
             goto done;
+        /* a step with prompt tokens counts as prefill time, one of only decode tokens as decode */
+        if (n > n_out) r.st.prefill_s += qm_now() - t_step;
+        else r.st.decode_s += qm_now() - t_step;
         for (int i = 0; i < n_out; i++) {
             seq *s = &r.seqs[r.out_seq[i]];
             s->rng = r.out_rng[i];
@@ -326,6 +332,8 @@ done:
         e->stats.prompt_tokens += r.st.prompt_tokens;
         e->stats.prefill_tokens += r.st.prefill_tokens;
         e->stats.gen_tokens += r.st.gen_tokens;
+        if (r.st.prefill_s > e->stats.prefill_s) e->stats.prefill_s = r.st.prefill_s;
+        if (r.st.decode_s > e->stats.decode_s) e->stats.decode_s = r.st.decode_s;
         pthread_mutex_unlock(&e->mu);
     }
     /* MPI: results of rows other than 0 go to rank 0 now. */

@@ -4,6 +4,7 @@
 #define QM_UTIL_POOL_H
 
 #include <qmesh.h>
+#include <stddef.h>
 
 typedef struct qm_pool qm_pool;
 typedef void (*qm_pool_fn)(void *arg, int ith, int nth);
@@ -23,6 +24,8 @@ static inline void qm_split_range(long n, int ith, int nth, long *begin, long *e
 
 /* Seconds on a monotonic clock. */
 double qm_now(void);
+/* Resident memory of this process in bytes (VmRSS), 0 if unknown. */
+size_t qm_resident_bytes(void);
 /* Number of online CPUs (>= 1). */
 int qm_cpu_count(void);
 
