@@ -64,7 +64,23 @@ JSON
   echo "ok heads $1/$2: greedy text identical on 1x1 1x2 2x4 1x7 1x8 8x4 1x32; seeded sampling identical"
 done
 
-# 4. bad meshes are refused before any work, with a message
+# 4. each device holds only its slices: at most 1/C of the weights plus the replicated norms and
+#    one unit of each split (a query head, a KV head pair, an o_proj head, an MLP block, a vocab row)
+d=112; hd=4; L=2; es=2
+for m in 1x8 1x32 1x7; do
+  C=${m#*x}
+  json=$("$QMESH" bench -m "$WORK/m28" --mesh "$m" --prompt 4 --gen 2 2>/dev/null | tail -1)
+  total=$(echo "$json" | sed 's/.*"weight_bytes_total":\([0-9]*\).*/\1/')
+  dmax=$(echo "$json" | sed 's/.*"device_weight_bytes_max":\([0-9]*\).*/\1/')
+  norms=$(( (2 * L + 1) * d * es ))
+  rem=$(( L * ((hd * d + hd) + 2 * (hd * d + hd) + d * hd + 3 * 64 * d) * es + d * es ))
+  bound=$(( total / C + norms + rem ))
+  [ "$dmax" -le "$bound" ] || fail "$m: device holds $dmax weight bytes > bound $bound (total $total)"
+  echo "ok $m: largest device holds $dmax of $total weight bytes (1/C = $((total / C)), bound $bound)"
+  pass=$((pass + 1))
+done
+
+# 5. bad meshes are refused before any work, with a message
 for bad in 0x2 2x 3 1x0 axb 1x2x3 -1x2; do
   set +e
   out=$("$QMESH" logits -m "$SRC/tests/fixtures/h28kv4_bf16" --ids "1 2" --out "$WORK/bad.npy" --mesh "$bad" 2>&1)

@@ -83,6 +83,8 @@ int cmd_bench(int argc, char **argv) {
             reqs[s] = (qm_gen_request){.prompt = ids + (size_t)s * n_prompt, .n_prompt = (int)n_prompt,
                                        .max_new_tokens = 1, .stop_at_eos = false};
         qm_gen_stats a, b;
+        qm_engine_info ib;
+        qm_engine_get_info(e, &ib);
         if (qm_engine_generate(e, reqs, n_seq, NULL, &a, &err)) {
             rc = cli_error(cmd, &err);
             goto done;
@@ -101,7 +103,8 @@ int cmd_bench(int argc, char **argv) {
         double dt = b.wall_s - a.wall_s;
         double decode = dt > 0 ? (double)(b.gen_tokens - a.gen_tokens) / dt : 0;
         double comm = (b.gen_tokens - a.gen_tokens) > 0
-                          ? ((i1.comm_s - i0.comm_s) - (i0.comm_s)) / ((double)(b.gen_tokens - a.gen_tokens) / n_seq)
+                          ? ((i1.comm_s - i0.comm_s) - (i0.comm_s - ib.comm_s)) /
+                                ((double)(b.gen_tokens - a.gen_tokens) / n_seq)
                           : 0;
         if (prefill > best_prefill) best_prefill = prefill;
         if (decode > best_decode) {

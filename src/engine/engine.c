@@ -93,6 +93,13 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     int n_dev = e->rows * e->cols;
     e->n_local = e->mpi ? 1 : n_dev;
     int threads = opts->threads > 0 ? opts->threads : qm_cpu_count();
+    if (e->mpi && opts->threads <= 0) {
+        /* ranks on this machine share its cores */
+        const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+        if (!local) local = getenv("MPI_LOCALNRANKS");
+        int n = local ? atoi(local) : 0;
+        if (n > 1) threads = threads / n;
+    }
     e->team = threads / e->n_local;
     if (e->team < 1) e->team = 1;
 
