@@ -2,10 +2,10 @@
 # Parity with Hugging Face transformers: for every fixture folder in tests/fixtures/ (made by
 # scripts/make_fixtures.py) and every line k of its ids.txt, run
 #   $QMESH logits -m <fixture> --ids "<ids>" --out $WORK/x.npy
-# and compare with logits_<k>.npy: max|qmesh - ref| / max|ref| must be <= PARITY_TOL (1e-4).
+# and compare with logits_<k>.npy: max|qmesh - ref| / max|ref| must be <= PARITY_TOL (1e-5: the issue asks for 1e-4 "or tighter where reached"; we reach ~1.5e-6).
 #
 # Environment (set by CTest): QMESH, SRC, WORK, NPY_COMPARE. Optional:
-#   PARITY_TOL=1e-4             relative tolerance
+#   PARITY_TOL=1e-5             relative tolerance
 #   PARITY_MESHES="1x1 1x3 2x2" also run each case with --mesh M (default: no --mesh flag)
 #   PARITY_ARGS="..."           extra arguments for qmesh logits
 #   PARITY_FIXTURES="a b"       only these fixtures
@@ -13,7 +13,7 @@ set -u
 : "${SRC:?SRC (repo root) not set}"
 : "${QMESH:?QMESH (the qmesh program) not set}"
 WORK=${WORK:-$(mktemp -d)}
-TOL=${PARITY_TOL:-1e-4}
+TOL=${PARITY_TOL:-1e-5}
 FIXDIR="$SRC/tests/fixtures"
 mkdir -p "$WORK"
 

@@ -36,7 +36,7 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
         {&dev->x, T * d},          {&dev->xn, T * d},       {&dev->q, T * hq * hd},
         {&dev->k, T * hkv * hd},   {&dev->v, T * hkv * hd}, {&dev->att, T * hq * hd},
         {&dev->partial, nb * T * d}, {&dev->sum, T * d},    {&dev->gate, T * f},
-        {&dev->up, T * f},         {&dev->scores, nth * (size_t)dims->max_context},
+        {&dev->up, T * f},         {&dev->scores, nth * (size_t)p->group * (size_t)dims->max_context},
         {&dev->logits, T * nv},
     };
     size_t total = 0;

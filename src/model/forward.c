@@ -45,35 +45,48 @@ static void run_matmul_split(const qm_kernels *k, const qm_wview *w, const float
     if (e > b && w->cols > 0) k->matmul(w, bias, x, ldx, n_tok, y, ldy, (int)b, (int)e);
 }
 
+/* Causal attention of the step's tokens over their sequences' caches, local heads only.
+ * Work items are (token, local KV head): the query heads that share a KV head are scored
+ * together, as the "tokens" of one matmul over the cached keys [pos + 1][hd], so each key is
+ * loaded once per group. Each score is the canonical dot, whatever the grouping. */
 static void attention(job *J, int ith, int nth) {
     qm_device *dev = J->dev;
     const qm_shard *sh = &dev->shard;
     const qm_partition *p = &sh->part;
-    int T = J->s->n_tok, hq = qm_range_len(p->q_heads), hd = sh->cfg.head_dim;
+    int T = J->s->n_tok, hq = qm_range_len(p->q_heads), hkv = qm_range_len(p->kv_heads), hd = sh->cfg.head_dim;
+    size_t ctx = (size_t)dev->dims.max_context;
     float scale = (float)(1.0 / sqrt((double)hd));
-    float *scores = dev->scores + (size_t)ith * (size_t)dev->dims.max_context;
+    float *scores = dev->scores + (size_t)ith * (size_t)p->group * ctx; /* [group][ctx] */
     long b, e;
-    qm_split_range((long)T * hq, ith, nth, &b, &e);
+    qm_split_range((long)T * hkv, ith, nth, &b, &e);
     for (long i = b; i < e; i++) {
-        int t = (int)(i / hq), h = (int)(i % hq);
-        int kvh = (p->q_heads.begin + h) / p->group - p->kv_heads.begin;
+        int t = (int)(i / hkv), kvh = (int)(i % hkv);
+        int kv_global = p->kv_heads.begin + kvh;
+        int h0 = kv_global * p->group, h1 = h0 + p->group; /* this KV head's query heads ... */
+        if (h0 < p->q_heads.begin) h0 = p->q_heads.begin;   /* ... that live on this device */
+        if (h1 > p->q_heads.end) h1 = p->q_heads.end;
+        int g = h1 - h0;
+        if (g <= 0) continue;
         int pos = J->s->pos[t], slot = J->s->slot[t];
-        const float *q = dev->q + (size_t)t * (size_t)(hq * hd) + (size_t)h * (size_t)hd;
-        float m = -INFINITY;
-        for (int j = 0; j <= pos; j++) {
-            float sc = dev->kern.dot(q, kv_at(dev, slot, J->layer, 0, kvh, j), hd) * scale;
-            scores[j] = sc;
-            if (sc > m) m = sc;
+        const float *q = dev->q + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin)) * hd; /* [g][hd] */
+        qm_wview keys = {kv_at(dev, slot, J->layer, 0, kvh, 0), QM_DT_F32, (size_t)hd, pos + 1, hd};
+        dev->kern.matmul(&keys, NULL, q, (size_t)hd, g, scores, ctx, 0, pos + 1);
+        for (int h = 0; h < g; h++) {
+            float *sc = scores + (size_t)h * ctx, m = -INFINITY;
+            for (int j = 0; j <= pos; j++) {
+                sc[j] = sc[j] * scale;
+                if (sc[j] > m) m = sc[j];
+            }
+            float total = 0.0f;
+            for (int j = 0; j <= pos; j++) {
+                sc[j] = expf(sc[j] - m);
+                total += sc[j];
+            }
+            float *out = dev->att + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin + h)) * hd;
+            memset(out, 0, (size_t)hd * sizeof *out);
+            for (int j = 0; j <= pos; j++)
+                dev->kern.axpy(sc[j] / total, kv_at(dev, slot, J->layer, 1, kvh, j), out, hd);
         }
-        float total = 0.0f;
-        for (int j = 0; j <= pos; j++) {
-            scores[j] = expf(scores[j] - m);
-            total += scores[j];
-        }
-        float *out = dev->att + (size_t)t * (size_t)(hq * hd) + (size_t)h * (size_t)hd;
-        memset(out, 0, (size_t)hd * sizeof *out);
-        for (int j = 0; j <= pos; j++)
-            dev->kern.axpy(scores[j] / total, kv_at(dev, slot, J->layer, 1, kvh, j), out, hd);
     }
 }
 
