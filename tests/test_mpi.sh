@@ -23,6 +23,16 @@ timeout 120 "${MPIRUN[@]}" -np 4 "$QMESH" generate -m "$WORK/tiny" -p "One, two,
   --backend mpi > "$WORK/gen_mpi.txt" 2>/dev/null
 cmp -s "$WORK/gen_threads.txt" "$WORK/gen_mpi.txt" || fail "mpi 2x2 generate differs (or printed more than once)"
 echo "ok mpi 2x2 generate identical to threads, printed once"
+# GSM8K over MPI: rows serve different questions; results reach rank 0; same completions as threads
+D="${DATA:-$SRC/../shared/data}/gsm8k/test.jsonl"
+"$QMESH" eval gsm8k -m "$WORK/tiny" --data "$D" --limit 6 --max-new-tokens 16 --out "$WORK/ev_threads.jsonl" \
+  > /dev/null 2>&1
+timeout 120 "${MPIRUN[@]}" -np 4 "$QMESH" eval gsm8k -m "$WORK/tiny" --data "$D" --limit 6 --max-new-tokens 16 \
+  --mesh 2x2 --backend mpi --batch 2 --out "$WORK/ev_mpi.jsonl" > /dev/null 2>&1
+"$QMESH" eval compare "$WORK/ev_threads.jsonl" "$WORK/ev_mpi.jsonl" --require-identical > /dev/null \
+  || fail "mpi 2x2 eval completions differ from threads"
+[ "$(wc -l < "$WORK/ev_mpi.jsonl")" = 6 ] || fail "mpi eval did not write 6 lines"
+echo "ok mpi 2x2 eval gsm8k identical to threads"
 # the world size must match the mesh
 set +e
 out=$(timeout 60 "${MPIRUN[@]}" -np 3 "$QMESH" logits -m "$F" --ids "1 2" --out "$WORK/x.npy" --mesh 1x2 --backend mpi 2>&1)
@@ -55,4 +65,4 @@ elapsed=$(echo "$t1 - $t0" | bc)
 [ $rc != 0 ] || fail "job exited 0 after a rank was killed"
 [ "$(echo "$elapsed < 20" | bc)" = 1 ] || fail "job took $elapsed s to stop"
 echo "ok killed rank: job stopped in ${elapsed} s with exit $rc"
-echo "5 passed, 0 failed"
+echo "6 passed, 0 failed"

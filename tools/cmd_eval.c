@@ -640,7 +640,7 @@ static int plot_png(const char *png, const char *const *files, const qm_eval_sum
     for (char *p = esc; *p; p++)
         if (*p == '\'') *p = '_';
     fprintf(g,
-            "set terminal png size 1200,500\nset output '%s'\nset multiplot layout 1,2\n"
+            "set terminal png size 1200,500 noenhanced\nset output '%s'\nset multiplot layout 1,2\n"
             "set style fill solid 0.6 border -1\nset xtics rotate by -30 font ',8'\nset key top left\n"
             "set style data histogram\nset style histogram errorbars gap 1 lw 1\n"
             "set yrange [0:1]\nset title 'GSM8K accuracy (95%% Wilson)'\n"

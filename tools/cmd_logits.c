@@ -6,6 +6,16 @@
 #include "cmd.h"
 #include "io/npy.h"
 
+#include <libgen.h>
+#include <unistd.h>
+
+/* The output's folder must exist and be writable before any work is done. */
+static bool out_dir_writable(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    return access(dirname(buf), W_OK) == 0;
+}
+
 static const char usage_text[] =
     "usage: qmesh logits -m DIR --ids \"1 2 3\" --out FILE.npy [--mesh RxC] [--backend threads|mpi]\n"
     "\nWrites the float32 logits of every position, shape (n_ids, vocab_size). The same bits on every\n"
@@ -130,6 +140,11 @@ int cmd_logits(int argc, char **argv) {
     if (!o.model_dir) return cli_usage_error(cmd, "-m DIR is required");
     if (!ids_s == !ids_file) return cli_usage_error(cmd, "give --ids or --ids-file (one of them)");
     if (!out_path) return cli_usage_error(cmd, "--out is required");
+    if (!out_dir_writable(out_path)) {
+        qm_error e0;
+        qm_fail(&e0, QM_ERR_IO, "cannot write %s: its folder does not exist or is not writable", out_path);
+        return cli_error(cmd, &e0);
+    }
     cli_engine_finalize(&o, backend_given);
     if (ids_file) return logits_file(&o, ids_file, out_path);
     int *ids = NULL, n = 0;
