@@ -90,7 +90,10 @@ static void attention(job *J, int ith, int nth) {
     }
 }
 
-/* Partials of a row-parallel layer: block bi of this device -> partial[bi] (or chained into sum). */
+/* Partials of a row-parallel layer: block bi of this device -> partial[bi] (or chained into sum).
+ * Rows go in chunks of ROW_CHUNK, each chunk through all blocks, so the weights are read row by
+ * row (a block is a short column slice: block by block over all rows would stride through memory). */
+#define ROW_CHUNK 32
 static void row_parallel(job *J, int ith, int nth) {
     qm_device *dev = J->dev;
     int T = J->s->n_tok, d = dev->shard.cfg.hidden_size;
@@ -98,21 +101,24 @@ static void row_parallel(job *J, int ith, int nth) {
     qm_split_range(d, ith, nth, &ob, &oe);
     if (oe <= ob) return;
     int total_cols = J->w->cols;
-    for (int bi = 0; bi < J->nb; bi++) {
-        int c0 = bi * J->block_cols, c1 = c0 + J->block_cols;
-        if (c1 > total_cols) c1 = total_cols;
-        qm_wview blk = *J->w;
-        blk.data = (const char *)J->w->data + (size_t)c0 * qm_dtype_size(J->w->dtype);
-        blk.cols = c1 - c0;
-        float *dst = J->fused ? dev->partial : dev->partial + (size_t)bi * (size_t)T * (size_t)d;
-        dev->kern.matmul(&blk, NULL, J->in + c0, (size_t)J->in_ld, T, dst, (size_t)d, (int)ob, (int)oe);
-        if (!J->fused) continue;
-        for (int t = 0; t < T; t++) {
-            float *acc = dev->sum + (size_t)t * (size_t)d, *pt = dst + (size_t)t * (size_t)d;
-            if (bi == 0)
-                for (long o = ob; o < oe; o++) acc[o] = pt[o];
-            else
-                for (long o = ob; o < oe; o++) acc[o] = acc[o] + pt[o];
+    for (long o0 = ob; o0 < oe; o0 += ROW_CHUNK) {
+        long o1 = o0 + ROW_CHUNK < oe ? o0 + ROW_CHUNK : oe;
+        for (int bi = 0; bi < J->nb; bi++) {
+            int c0 = bi * J->block_cols, c1 = c0 + J->block_cols;
+            if (c1 > total_cols) c1 = total_cols;
+            qm_wview blk = *J->w;
+            blk.data = (const char *)J->w->data + (size_t)c0 * qm_dtype_size(J->w->dtype);
+            blk.cols = c1 - c0;
+            float *dst = J->fused ? dev->partial : dev->partial + (size_t)bi * (size_t)T * (size_t)d;
+            dev->kern.matmul(&blk, NULL, J->in + c0, (size_t)J->in_ld, T, dst, (size_t)d, (int)o0, (int)o1);
+            if (!J->fused) continue;
+            for (int t = 0; t < T; t++) {
+                float *acc = dev->sum + (size_t)t * (size_t)d, *pt = dst + (size_t)t * (size_t)d;
+                if (bi == 0)
+                    for (long o = o0; o < o1; o++) acc[o] = pt[o];
+                else
+                    for (long o = o0; o < o1; o++) acc[o] = acc[o] + pt[o];
+            }
         }
     }
 }
