@@ -75,7 +75,15 @@ int cmd_bench(int argc, char **argv) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int)((x >> 33) % (uint64_t)id_range);
     }
-    double best_prefill = 0, best_decode = 0, best_comm = 1e30;
+    double best_prefill = 0, best_decode = 0, best_comm = 0;
+    /* Warm-up (untimed): weights paged in from disk, caches and threads started. */
+    for (int s = 0; s < n_seq; s++)
+        reqs[s] = (qm_gen_request){.prompt = ids + (size_t)s * n_prompt, .n_prompt = (int)n_prompt,
+                                   .max_new_tokens = 1, .stop_at_eos = false};
+    if (qm_engine_generate(e, reqs, n_seq, NULL, NULL, &err)) {
+        rc = cli_error(cmd, &err);
+        goto done;
+    }
     qm_gen_stats last = {0};
     for (long rep = 0; rep < reps; rep++) {
         /* prefill: max_new_tokens 1 measures the prompt pass (plus one sampled token) */
