@@ -52,7 +52,7 @@ JSON
   "$QMESH" random-model --config "$WORK/cfg_$1.json" --out "$M" --seed 7 2>/dev/null
   "$QMESH" generate -m "$M" -p "The capital of France is" -n 24 > "$WORK/gen_$1.1x1.txt" 2>/dev/null
   [ -s "$WORK/gen_$1.1x1.txt" ] || fail "no text generated"
-  for m in 1x2 2x4 1x7 1x8 8x4 1x32; do
+  for m in 1x2 2x2 2x4 1x3 1x7 1x8 8x4 1x32; do
     "$QMESH" generate -m "$M" -p "The capital of France is" -n 24 --mesh "$m" > "$WORK/gen_$1.$m.txt" 2>/dev/null
     cmp -s "$WORK/gen_$1.1x1.txt" "$WORK/gen_$1.$m.txt" || fail "heads $1/$2: greedy text on $m differs"
     pass=$((pass + 1))
@@ -61,7 +61,7 @@ JSON
   "$QMESH" generate -m "$M" -p "Once upon a time" -n 16 --temp 0.9 --top-k 50 --top-p 0.9 --seed 5 > "$WORK/s1.txt" 2>/dev/null
   "$QMESH" generate -m "$M" -p "Once upon a time" -n 16 --temp 0.9 --top-k 50 --top-p 0.9 --seed 5 --mesh 1x7 > "$WORK/s7.txt" 2>/dev/null
   cmp -s "$WORK/s1.txt" "$WORK/s7.txt" || fail "heads $1/$2: seeded sampling differs on 1x7"
-  echo "ok heads $1/$2: greedy text identical on 1x1 1x2 2x4 1x7 1x8 8x4 1x32; seeded sampling identical"
+  echo "ok heads $1/$2: greedy text identical on 1x1 1x2 2x2 2x4 1x3 1x7 1x8 8x4 1x32; seeded sampling identical"
 done
 
 # 4. each device holds only its slices: at most 1/C of the weights plus the replicated norms and

@@ -19,12 +19,26 @@ static const char usage_text[] =
     "  --seed S             random seed for sampling (default 0)\n"
     "  --chat               wrap the prompt in ChatML (system + user + assistant turn)\n"
     "  --system TEXT        system message with --chat (default: Qwen's)\n"
-    "  --stop STR           stop before this text (repeatable)\n"
+    "  --stop STR           stop before this text (repeatable; \\n and \\t are newline and tab)\n"
     "  --ignore-eos         do not stop at end-of-text tokens\n";
 
 typedef struct {
     long n_text;
 } gen_ctx;
+
+/* --stop takes C escapes (\\n, \\t, \\\\) so that "\\n\\n" can be typed in a shell. In place. */
+static void unescape(char *s) {
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        if (*r == '\\' && (r[1] == 'n' || r[1] == 't' || r[1] == '\\')) {
+            r++;
+            *w++ = *r == 'n' ? '\n' : *r == 't' ? '\t' : '\\';
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = 0;
+}
 
 static void on_text(void *ctx, int index, const char *text) {
     (void)index;
@@ -63,7 +77,8 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--stop")) {
             if (n_stops == 16) return cli_usage_error(cmd, "at most 16 --stop strings");
             if (!*v) return cli_usage_error(cmd, "--stop needs a non-empty string");
-            stops[n_stops++] = v;
+            unescape(argv[i]);
+            stops[n_stops++] = argv[i];
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
             if (!cli_parse_int(v, 0, 1 << 20, &n_predict)) return cli_usage_error(cmd, "-n needs an integer >= 0");
         } else if (!strcmp(a, "--top-k")) {
