@@ -64,7 +64,15 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
     const int nfull = cols & ~15;
+    /* Decode of contiguous rows: prefetch the next tile's rows as one sequential stream (see
+     * matmul_avx512.c); no change to the arithmetic. */
+    const char *pf = w0 + (size_t)R * wstride;
+    size_t pf_step = 0;
+    if (T == 1 && nfull > 0 && wstride == (size_t)cols * esz)
+        pf_step = ((size_t)R * wstride + (size_t)(nfull / 16) - 1) / (size_t)(nfull / 16);
     for (int i = 0; i < nfull; i += 16) {
+        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+        pf += pf_step;
         for (int r = 0; r < R; r++) {
             const char *wp = w0 + (size_t)r * wstride + (size_t)i * esz;
             __m256 wl = load_w8(wp, dt), wh = load_w8(wp + 8 * esz, dt);

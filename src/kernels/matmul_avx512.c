@@ -66,7 +66,17 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     const int nfull = cols & ~15;
+    /* Decode of a matrix whose rows are contiguous: while this tile is read, prefetch the next
+     * tile's rows (the R rows after these) as one sequential stream, a slice per iteration. The
+     * hardware prefetcher alone does not keep R strided streams ahead. Prefetches never fault
+     * and change no arithmetic. */
+    const char *pf = w0 + (size_t)R * wstride;
+    size_t pf_step = 0;
+    if (T == 1 && nfull > 0 && wstride == (size_t)cols * esz)
+        pf_step = ((size_t)R * wstride + (size_t)(nfull / 16) - 1) / (size_t)(nfull / 16);
     for (int i = 0; i < nfull; i += 16) {
+        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+        pf += pf_step;
         __m512 xv[TMAX];
         for (int t = 0; t < T; t++) xv[t] = _mm512_loadu_ps(x + (size_t)t * ldx + i);
         for (int r = 0; r < R; r++) {
