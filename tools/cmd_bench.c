@@ -84,7 +84,6 @@ int cmd_bench(int argc, char **argv) {
         rc = cli_error(cmd, &err);
         goto done;
     }
-    qm_gen_stats last = {0};
     for (long rep = 0; rep < reps; rep++) {
         /* prefill: max_new_tokens 1 measures the prompt pass (plus one sampled token) */
         for (int s = 0; s < n_seq; s++)
@@ -119,9 +118,7 @@ int cmd_bench(int argc, char **argv) {
             best_decode = decode;
             best_comm = comm;
         }
-        last = b;
     }
-    (void)last;
     if (qm_engine_is_output_rank(e)) {
         qm_engine_info info;
         qm_engine_get_info(e, &info);

@@ -119,7 +119,6 @@ qm_status qm_sample_rows(qm_comm *comm, const float *logits, size_t ld, int voca
     qm_status st = comm->ops->row_allgather(comm, mine, per_dev * sizeof *mine, all, err);
     if (st) return st;
     int C = comm->cols;
-    qm_candidate *merged = mine; /* reuse: C*k candidates for one row at a time */
     qm_candidate *tmp = malloc((size_t)C * (size_t)k * sizeof *tmp);
     if (!tmp) return qm_fail(err, QM_ERR_NOMEM, "out of memory sampling");
     for (int i = 0; i < n; i++) {
@@ -134,7 +133,6 @@ qm_status qm_sample_rows(qm_comm *comm, const float *logits, size_t ld, int voca
             out[i] = draw(tmp, nk < m ? nk : m, &params[i], &rngs[i]);
         }
     }
-    (void)merged;
     free(tmp);
     return QM_OK;
 }
