@@ -28,7 +28,7 @@ D="${DATA:-$SRC/../shared/data}/gsm8k/test.jsonl"
 "$QMESH" eval gsm8k -m "$WORK/tiny" --data "$D" --limit 6 --max-new-tokens 16 --out "$WORK/ev_threads.jsonl" \
   > /dev/null 2>&1
 timeout 120 "${MPIRUN[@]}" -np 4 "$QMESH" eval gsm8k -m "$WORK/tiny" --data "$D" --limit 6 --max-new-tokens 16 \
-  --mesh 2x2 --backend mpi --batch 2 --out "$WORK/ev_mpi.jsonl" > /dev/null 2>&1
+  --mesh 2x2 --batch 2 --out "$WORK/ev_mpi.jsonl" > /dev/null 2>&1   # no --backend: mpi under mpirun
 "$QMESH" eval compare "$WORK/ev_threads.jsonl" "$WORK/ev_mpi.jsonl" --require-identical > /dev/null \
   || fail "mpi 2x2 eval completions differ from threads"
 [ "$(wc -l < "$WORK/ev_mpi.jsonl")" = 6 ] || fail "mpi eval did not write 6 lines"

@@ -33,9 +33,11 @@ bool cli_parse_float(const char *s, double min, double max, double *out);
 int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_opts *o, char *mesh_str, size_t mesh_cap);
 /* The usage lines of those flags. */
 extern const char cli_engine_flags_help[];
-/* Reads an env-free default: fills o with defaults (1x1, threads, batch 1). */
+/* Fills o with defaults (1x1, batch 1, backend not chosen yet). */
 void cli_engine_defaults(qm_engine_opts *o);
-/* When --backend is not given but the program runs under mpirun, the backend is mpi. */
-void cli_engine_finalize(qm_engine_opts *o, bool backend_given);
+/* The backend when --backend is not given: mpi under mpirun (more than one rank), else threads. */
+const char *cli_default_backend(void);
+/* Applies cli_default_backend when no --backend was given. */
+void cli_engine_finalize(qm_engine_opts *o);
 
 #endif

@@ -26,14 +26,13 @@ int cmd_bench(int argc, char **argv) {
     qm_engine_opts o;
     cli_engine_defaults(&o);
     char mesh[32] = "1x1";
-    bool backend_given = false, membw = false;
+    bool membw = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("%s%s", usage_text, cli_engine_flags_help);
             return 0;
         }
-        if (!strcmp(a, "--backend")) backend_given = true;
         if (!strcmp(a, "--membw")) {
             membw = true;
             continue;
@@ -53,7 +52,7 @@ int cmd_bench(int argc, char **argv) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
     }
     if (!o.model_dir) return cli_usage_error(cmd, "-m DIR is required");
-    cli_engine_finalize(&o, backend_given);
+    cli_engine_finalize(&o);
     if (o.max_context == 0) o.max_context = (int)(n_prompt + n_gen + 1);
     o.quiet = true;
     qm_error err = {0};

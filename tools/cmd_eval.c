@@ -169,7 +169,7 @@ static bool find_exemplars(char *out, size_t cap) {
 
 static int parse_gsm8k_args(int argc, char **argv, gsm8k_args *a) {
     const char *cmd = "eval gsm8k";
-    *a = (gsm8k_args){.shots = 8, .rows = 1, .cols = 1, .batch = 1, .max_new = 256, .backend = "threads"};
+    *a = (gsm8k_args){.shots = 8, .rows = 1, .cols = 1, .batch = 1, .max_new = 256, .backend = NULL};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (is_help(o)) {
@@ -312,7 +312,8 @@ static int run_gsm8k(int argc, char **argv) {
         }
     }
 
-    /* 2. The model. */
+    /* 2. The model (under mpirun without --backend, the mpi backend, as for the other commands). */
+    if (!a.backend) a.backend = cli_default_backend();
     qm_engine_opts opts = {.model_dir = a.model, .rows = a.rows, .cols = a.cols, .backend = a.backend,
                            .batch = a.batch, .threads = a.threads};
     if (qm_engine_open(&opts, &eng, &err) != QM_OK) goto fail;

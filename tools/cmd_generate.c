@@ -54,7 +54,7 @@ int cmd_generate(int argc, char **argv) {
     int n_stops = 0;
     long n_predict = 128, top_k = 0, seed = 0;
     double temp = 0.0, top_p = 1.0;
-    bool chat = false, ignore_eos = false, backend_given = false;
+    bool chat = false, ignore_eos = false;
     qm_engine_opts o;
     cli_engine_defaults(&o);
     char mesh[32] = "1x1";
@@ -64,7 +64,6 @@ int cmd_generate(int argc, char **argv) {
             printf("%s%s", usage_text, cli_engine_flags_help);
             return 0;
         }
-        if (!strcmp(a, "--backend")) backend_given = true;
         int r = cli_engine_flag(cmd, argc, argv, &i, &o, mesh, sizeof mesh);
         if (r < 0) return 2;
         if (r) continue;
@@ -95,7 +94,7 @@ int cmd_generate(int argc, char **argv) {
     }
     if (!o.model_dir) return cli_usage_error(cmd, "-m DIR is required");
     if (!prompt) return cli_usage_error(cmd, "-p TEXT is required");
-    cli_engine_finalize(&o, backend_given);
+    cli_engine_finalize(&o);
     o.quiet = true;
     qm_error err = {0};
     qm_engine *e = NULL;

@@ -122,13 +122,11 @@ int cmd_logits(int argc, char **argv) {
     const char *cmd = "logits", *ids_s = NULL, *out_path = NULL, *ids_file = NULL;
     qm_engine_opts o;
     cli_engine_defaults(&o);
-    bool backend_given = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("%s%s", usage_text, cli_engine_flags_help);
             return 0;
         }
-        if (!strcmp(argv[i], "--backend")) backend_given = true;
         int r = cli_engine_flag(cmd, argc, argv, &i, &o, NULL, 0);
         if (r < 0) return 2;
         if (r) continue;
@@ -145,7 +143,7 @@ int cmd_logits(int argc, char **argv) {
         qm_fail(&e0, QM_ERR_IO, "cannot write %s: its folder does not exist or is not writable", out_path);
         return cli_error(cmd, &e0);
     }
-    cli_engine_finalize(&o, backend_given);
+    cli_engine_finalize(&o);
     if (ids_file) return logits_file(&o, ids_file, out_path);
     int *ids = NULL, n = 0;
     if (parse_ids(ids_s, &ids, &n) || n == 0) {

@@ -16,12 +16,14 @@ const char cli_engine_flags_help[] =
 void cli_engine_defaults(qm_engine_opts *o) {
     memset(o, 0, sizeof *o);
     o->rows = o->cols = 1;
-    o->backend = "threads";
+    o->backend = NULL; /* cli_engine_finalize picks one */
     o->batch = 1;
 }
 
-void cli_engine_finalize(qm_engine_opts *o, bool backend_given) {
-    if (!backend_given && qm_mpi_launched_size() > 1) o->backend = "mpi";
+const char *cli_default_backend(void) { return qm_mpi_launched_size() > 1 ? "mpi" : "threads"; }
+
+void cli_engine_finalize(qm_engine_opts *o) {
+    if (!o->backend) o->backend = cli_default_backend();
 }
 
 static const char *value(const char *cmd, int argc, char **argv, int *i) {
