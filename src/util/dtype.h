@@ -1,4 +1,8 @@
-/* Element types of weights as stored in checkpoints. Activations are always f32. */
+/* Element types of weights as stored in checkpoints. Activations are always f32.
+ *
+ * F32, F16 and BF16 are plain element types. The others are GGUF block quantizations: a row of
+ * n elements is n / qm_dtype_block(t) blocks of qm_dtype_block_bytes(t) bytes each (layouts and
+ * the exact dequantization: kernels/quant.h). qm_dtype_size is for the plain types only. */
 #ifndef QM_UTIL_DTYPE_H
 #define QM_UTIL_DTYPE_H
 
@@ -6,11 +10,41 @@
 #include <stdint.h>
 #include <string.h>
 
-typedef enum { QM_DT_F32 = 0, QM_DT_F16 = 1, QM_DT_BF16 = 2 } qm_dtype;
+typedef enum {
+    QM_DT_F32 = 0,
+    QM_DT_F16 = 1,
+    QM_DT_BF16 = 2,
+    QM_DT_Q8_0, /* 32 elements: f16 d, 32 x int8                                  34 bytes */
+    QM_DT_Q4_0, /* 32: f16 d, 16 bytes of 4-bit codes (x = d * (q - 8))            18 bytes */
+    QM_DT_Q4_1, /* 32: f16 d, f16 m, 16 bytes of codes (x = d * q + m)             20 bytes */
+    QM_DT_Q5_0, /* 32: f16 d, 4 bytes of 5th bits, 16 bytes of codes               22 bytes */
+    QM_DT_Q5_1, /* 32: f16 d, f16 m, 4 + 16 bytes                                  24 bytes */
+    QM_DT_Q4_K, /* 256: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 codes 144 bytes */
+    QM_DT_Q5_K, /* 256: as Q4_K + 32 bytes of 5th bits                            176 bytes */
+    QM_DT_Q6_K, /* 256: 128 low nibbles, 64 high 2-bit, 16 int8 scales, f16 d     210 bytes */
+    QM_DT_COUNT
+} qm_dtype;
 
+/* Elements per block: 1 for the plain types, 32 or 256 for the quantized ones. */
+static inline int qm_dtype_block(qm_dtype t) {
+    return t <= QM_DT_BF16 ? 1 : t >= QM_DT_Q4_K ? 256 : 32;
+}
+/* Bytes per block (for the plain types: per element). */
+static inline size_t qm_dtype_block_bytes(qm_dtype t) {
+    static const unsigned char bytes[QM_DT_COUNT] = {4, 2, 2, 34, 18, 20, 22, 24, 144, 176, 210};
+    return bytes[t];
+}
+static inline int qm_dtype_is_quant(qm_dtype t) { return t > QM_DT_BF16; }
+/* Bytes of n elements (n a multiple of the block for quantized types). */
+static inline size_t qm_dtype_row_bytes(qm_dtype t, size_t n) {
+    return n / (size_t)qm_dtype_block(t) * qm_dtype_block_bytes(t);
+}
+/* Element size of a plain type (F32, F16, BF16). */
 static inline size_t qm_dtype_size(qm_dtype t) { return t == QM_DT_F32 ? 4 : 2; }
 static inline const char *qm_dtype_name(qm_dtype t) {
-    return t == QM_DT_F32 ? "F32" : t == QM_DT_F16 ? "F16" : "BF16";
+    static const char *const names[QM_DT_COUNT] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1",
+                                                   "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"};
+    return (unsigned)t < QM_DT_COUNT ? names[t] : "?";
 }
 
 /* bf16 -> f32 is exact: the bf16 bits are the top half of the f32. */
