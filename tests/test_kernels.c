@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 /* ---- random inputs that are really spread out (sign, exponent and mantissa all random) ---- */
 
@@ -174,6 +175,85 @@ static void test_matmul_vs_scalar(void **state) {
             }
 }
 
+/* ---- block-quantized weights ---- */
+
+static const qm_dtype quant_dts[] = {QM_DT_Q8_0, QM_DT_Q4_0, QM_DT_Q4_1, QM_DT_Q5_0,
+                                     QM_DT_Q5_1, QM_DT_Q4_K, QM_DT_Q5_K, QM_DT_Q6_K};
+
+/* A finite f16 of moderate size (exponent 5..20) with a random sign. */
+static uint16_t rand_scale_f16(rng_t *r) {
+    uint64_t u = rng_u64(r);
+    return (uint16_t)(((u >> 20) & 1u) << 15 | (uint16_t)(5 + u % 16) << 10 | ((u >> 32) & 0x3ffu));
+}
+
+/* Random blocks with finite scales: the f16 fields of each block are rewritten. */
+static void *make_qrows(rng_t *r, qm_dtype dt, int rows, int nblocks) {
+    size_t bb = qm_dtype_block_bytes(dt), n = (size_t)rows * (size_t)nblocks;
+    unsigned char *p = malloc(n * bb);
+    assert_non_null(p);
+    for (size_t i = 0; i < n * bb; i++) p[i] = (unsigned char)rng_u64(r);
+    for (size_t b = 0; b < n; b++) {
+        unsigned char *blk = p + b * bb;
+        uint16_t s0 = rand_scale_f16(r), s1 = rand_scale_f16(r);
+        size_t at0 = dt == QM_DT_Q6_K ? 208 : 0;
+        memcpy(blk + at0, &s0, 2);
+        if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1 || dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) memcpy(blk + 2, &s1, 2);
+    }
+    return p;
+}
+
+/* Quantized views (every type, column offsets inside a block, partial last blocks): every ISA
+ * equals the scalar twin, and the scalar twin equals the canonical dot over the exactly
+ * dequantized f32 weights (so a quantized matmul is the f32 matmul of its dequantized matrix). */
+static void test_matmul_quant(void **state) {
+    (void)state;
+    qm_kernels ks[8];
+    int nk = supported(ks, 8);
+    const qm_kernels *sc = scalar_of(ks, nk);
+    rng_t r = {7};
+    for (int d = 0; d < COUNT(quant_dts); d++)
+        for (int trial = 0; trial < 12; trial++) {
+            qm_dtype dt = quant_dts[d];
+            int qk = qm_dtype_block(dt), nblocks = rng_int(&r, 1, qk == 32 ? 40 : 5), rows = rng_int(&r, 1, 11);
+            int ld = nblocks * qk, col0 = 16 * rng_int(&r, 0, (qk - 1) / 16);
+            if (col0 >= ld) col0 = 0;
+            int cols = ld - col0 - (trial % 3 == 0 ? 0 : rng_int(&r, 0, (ld - col0) - 1));
+            void *q = make_qrows(&r, dt, rows, nblocks);
+            qm_wview v = {(const char *)q + (size_t)(col0 / qk) * qm_dtype_block_bytes(dt), dt, (size_t)ld, rows, cols,
+                          col0 % qk};
+            float *deq = malloc((size_t)rows * (size_t)cols * sizeof(float));
+            for (int o = 0; o < rows; o++)
+                qm_dequant_range(dt, (const char *)q + (size_t)o * qm_dtype_row_bytes(dt, (size_t)ld), (size_t)col0,
+                                 (size_t)cols, deq + (size_t)o * (size_t)cols);
+            qm_wview vf = {deq, QM_DT_F32, (size_t)cols, rows, cols, 0};
+            int n_tok = rng_int(&r, 1, 9);
+            float *x = malloc((size_t)n_tok * (size_t)cols * sizeof(float));
+            fill_f32(&r, x, (size_t)n_tok * (size_t)cols);
+            size_t ny = (size_t)n_tok * (size_t)rows;
+            float *ref = make_y(ny), *got = make_y(ny);
+            sc->matmul(&vf, NULL, x, (size_t)cols, n_tok, ref, (size_t)rows, 0, rows);
+            for (int k = 0; k < nk; k++) {
+                ks[k].matmul(&v, NULL, x, (size_t)cols, n_tok, got, (size_t)rows, 0, rows);
+                if (memcmp(ref, got, ny * sizeof(float)) != 0) {
+                    report_mismatch("quantized matmul", ks[k].isa, dt, rows, cols, n_tok, got, ref, ny);
+                    fail();
+                }
+                /* one token and one row at a time: the same bits */
+                for (int t = 0; t < n_tok; t++)
+                    for (int o = 0; o < rows; o++) {
+                        ks[k].matmul(&v, NULL, x + (size_t)t * (size_t)cols, (size_t)cols, 1, got, (size_t)rows, o,
+                                     o + 1);
+                        assert_memory_equal(&got[o], &ref[(size_t)t * (size_t)rows + (size_t)o], 4);
+                    }
+            }
+            free(ref);
+            free(got);
+            free(x);
+            free(deq);
+            free(q);
+        }
+}
+
 /* Same bits whatever n_tok (one token at a time vs all at once) and whatever o_begin/o_end
  * split; outputs outside [o_begin, o_end) are not written. */
 static void test_matmul_invariance(void **state) {
@@ -294,7 +374,7 @@ static void test_dot_axpy(void **state) {
             }
             /* the dot is the matmul's dot: one f32 row, one token */
             if (n > 0) {
-                qm_wview v = {a + off, QM_DT_F32, (size_t)n, 1, n};
+                qm_wview v = {a + off, QM_DT_F32, (size_t)n, 1, n, 0};
                 float y1;
                 sc->matmul(&v, NULL, b + off, (size_t)n, 1, &y1, 1, 0, 1);
                 assert_memory_equal(&y1, &want, 4);
@@ -495,6 +575,7 @@ int main(void) {
         cmocka_unit_test(test_dot_axpy),
         cmocka_unit_test(test_matmul_vs_scalar),
         cmocka_unit_test(test_matmul_invariance),
+        cmocka_unit_test(test_matmul_quant),
         cmocka_unit_test(test_scalar_vs_double),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_silu_mul),

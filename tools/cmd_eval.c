@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "eval/eval.h"
 #include "text/chat.h"
+#include "io/gguf_model.h"
 #include "text/tokenizer.h"
 
 static double now_s(void) {
@@ -33,13 +34,13 @@ static bool is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "
 /* ------------------------------------------------------------------ gsm8k */
 
 static const char gsm8k_usage[] =
-    "usage: qmesh eval gsm8k -m DIR --data FILE --out FILE.jsonl [options]\n"
+    "usage: qmesh eval gsm8k -m PATH --data FILE --out FILE.jsonl [options]\n"
     "\n"
     "Evaluates a model on GSM8K problems (JSONL {\"question\", \"answer\"} with the gold number after '#### ').\n"
     "One JSON line per question is written to --out (and flushed) as each finishes; progress goes to\n"
     "stderr; the last line of stdout is a JSON summary.\n"
     "\n"
-    "  -m DIR                 model folder (config.json, safetensors, tokenizer.json)\n"
+    "%s"
     "  --data FILE            GSM8K JSONL file (e.g. shared/data/gsm8k/test.jsonl)\n"
     "  --out FILE.jsonl       results file; an existing one needs --resume or --force\n"
     "  --shots K              few-shot examples, 0 to 8 (default 8)\n"
@@ -48,10 +49,6 @@ static const char gsm8k_usage[] =
     "  --fewshot-from FILE    take the first K problems of a GSM8K file instead, in the\n"
     "                         \"Question: ...\\nAnswer: ...\" form\n"
     "  --limit N              only the first N problems\n"
-    "  --mesh RxC             device mesh (default 1x1)\n"
-    "  --backend threads|mpi  (default threads)\n"
-    "  --batch B              sequences per mesh row at once (default 1)\n"
-    "  --threads N            CPU threads in all (default: all cores)\n"
     "  --chat                 wrap each prompt in ChatML\n"
     "  --max-new-tokens N     (default 256)\n"
     "  --no-prefix-cache      do not share the prefill of the few-shot prefix\n"
@@ -59,8 +56,9 @@ static const char gsm8k_usage[] =
     "  --force                overwrite an existing --out\n";
 
 typedef struct {
-    const char *model, *data, *out, *exemplars, *fewshot_from, *backend;
-    int shots, limit, rows, cols, batch, threads, max_new;
+    qm_engine_opts eng; /* the engine flags every subcommand shares (engine_flags.c) */
+    const char *data, *out, *exemplars, *fewshot_from;
+    int shots, limit, max_new;
     bool chat, no_prefix_cache, resume, force;
 } gsm8k_args;
 
@@ -169,13 +167,17 @@ static bool find_exemplars(char *out, size_t cap) {
 
 static int parse_gsm8k_args(int argc, char **argv, gsm8k_args *a) {
     const char *cmd = "eval gsm8k";
-    *a = (gsm8k_args){.shots = 8, .rows = 1, .cols = 1, .batch = 1, .max_new = 256, .backend = NULL};
+    *a = (gsm8k_args){.shots = 8, .max_new = 256};
+    cli_engine_defaults(&a->eng);
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (is_help(o)) {
-            fputs(gsm8k_usage, stdout);
+            printf(gsm8k_usage, cli_engine_flags_help);
             return 0;
         }
+        int r = cli_engine_flag(cmd, argc, argv, &i, &a->eng, NULL, 0);
+        if (r < 0) return 2;
+        if (r > 0) continue;
         bool flag = true;
         if (!strcmp(o, "--chat")) a->chat = true;
         else if (!strcmp(o, "--no-prefix-cache")) a->no_prefix_cache = true;
@@ -186,30 +188,20 @@ static int parse_gsm8k_args(int argc, char **argv, gsm8k_args *a) {
         if (i + 1 >= argc) return cli_usage_error(cmd, "option '%s' needs a value (or is unknown)", o);
         const char *v = argv[++i];
         long n;
-        qm_error err = {0};
-        if (!strcmp(o, "-m") || !strcmp(o, "--model")) a->model = v;
-        else if (!strcmp(o, "--data")) a->data = v;
-        else if (!strcmp(o, "--out")) a->out = v;
-        else if (!strcmp(o, "--exemplars")) a->exemplars = v;
-        else if (!strcmp(o, "--fewshot-from")) a->fewshot_from = v;
-        else if (!strcmp(o, "--backend")) {
-            if (strcmp(v, "threads") && strcmp(v, "mpi"))
-                return cli_usage_error(cmd, "--backend must be threads or mpi, not '%s'", v);
-            a->backend = v;
-        } else if (!strcmp(o, "--mesh")) {
-            if (!cli_parse_mesh(v, &a->rows, &a->cols, &err)) return cli_usage_error(cmd, "%s", err.msg);
+        if (!strcmp(o, "--data")) {
+            a->data = v;
+        } else if (!strcmp(o, "--out")) {
+            a->out = v;
+        } else if (!strcmp(o, "--exemplars")) {
+            a->exemplars = v;
+        } else if (!strcmp(o, "--fewshot-from")) {
+            a->fewshot_from = v;
         } else if (!strcmp(o, "--shots")) {
             if (!cli_parse_int(v, 0, 8, &n)) return cli_usage_error(cmd, "--shots must be 0 to 8, not '%s'", v);
             a->shots = (int)n;
         } else if (!strcmp(o, "--limit")) {
             if (!cli_parse_int(v, 1, 1L << 30, &n)) return cli_usage_error(cmd, "--limit must be >= 1, not '%s'", v);
             a->limit = (int)n;
-        } else if (!strcmp(o, "--batch")) {
-            if (!cli_parse_int(v, 1, 4096, &n)) return cli_usage_error(cmd, "--batch must be 1 to 4096, not '%s'", v);
-            a->batch = (int)n;
-        } else if (!strcmp(o, "--threads")) {
-            if (!cli_parse_int(v, 0, 4096, &n)) return cli_usage_error(cmd, "--threads must be 0 to 4096, not '%s'", v);
-            a->threads = (int)n;
         } else if (!strcmp(o, "--max-new-tokens")) {
             if (!cli_parse_int(v, 1, 1 << 20, &n))
                 return cli_usage_error(cmd, "--max-new-tokens must be >= 1, not '%s'", v);
@@ -217,7 +209,7 @@ static int parse_gsm8k_args(int argc, char **argv, gsm8k_args *a) {
         } else
             return cli_usage_error(cmd, "unknown option '%s'", o);
     }
-    if (!a->model) return cli_usage_error(cmd, "-m DIR (the model folder) is required");
+    if (!a->eng.model_dir) return cli_usage_error(cmd, "-m PATH (a GGUF file or a model folder) is required");
     if (!a->data) return cli_usage_error(cmd, "--data FILE is required");
     if (!a->out) return cli_usage_error(cmd, "--out FILE.jsonl is required");
     if (a->resume && a->force) return cli_usage_error(cmd, "--resume and --force exclude each other");
@@ -305,18 +297,17 @@ static int run_gsm8k(int argc, char **argv) {
     }
     {
         char cfg[PATH_MAX];
-        snprintf(cfg, sizeof cfg, "%s/config.json", a.model);
+        if (qm_is_gguf_path(a.eng.model_dir)) snprintf(cfg, sizeof cfg, "%s", a.eng.model_dir);
+        else snprintf(cfg, sizeof cfg, "%s/config.json", a.eng.model_dir);
         if (!readable(cfg)) {
-            qm_fail(&err, QM_ERR_IO, "cannot read model %s: %s: %s", a.model, cfg, strerror(errno));
+            qm_fail(&err, QM_ERR_IO, "cannot read model %s: %s: %s", a.eng.model_dir, cfg, strerror(errno));
             goto fail;
         }
     }
 
     /* 2. The model (under mpirun without --backend, the mpi backend, as for the other commands). */
-    if (!a.backend) a.backend = cli_default_backend();
-    qm_engine_opts opts = {.model_dir = a.model, .rows = a.rows, .cols = a.cols, .backend = a.backend,
-                           .batch = a.batch, .threads = a.threads};
-    if (qm_engine_open(&opts, &eng, &err) != QM_OK) goto fail;
+    cli_engine_finalize(&a.eng);
+    if (qm_engine_open(&a.eng, &eng, &err) != QM_OK) goto fail;
     const qm_tokenizer *tok = qm_engine_tokenizer(eng);
     bool output_rank = qm_engine_is_output_rank(eng);
 
@@ -426,9 +417,9 @@ static int run_gsm8k(int argc, char **argv) {
     }
 
     run_ctx ctx = {.out = out, .out_path = a.out, .all = &all, .req_problem = req_problem,
-                   .n_total = all.n + n_pending, .n_pending = n_pending, .run = run, .batch = a.batch,
+                   .n_total = all.n + n_pending, .n_pending = n_pending, .run = run, .batch = a.eng.batch,
                    .t0 = now_s(), .tty = isatty(2) != 0};
-    snprintf(ctx.mesh, sizeof ctx.mesh, "%dx%d", a.rows, a.cols);
+    snprintf(ctx.mesh, sizeof ctx.mesh, "%dx%d", a.eng.rows, a.eng.cols);
     for (int i = 0; i < all.n; i++) ctx.strict_ok += all.items[i].strict_correct, ctx.flex_ok += all.items[i].flex_correct;
     qm_gen_callbacks cb = {.on_done = on_done, .ctx = &ctx};
     qm_gen_stats stats = {0};
@@ -455,8 +446,8 @@ static int run_gsm8k(int argc, char **argv) {
                "\"prompt_tokens\": %ld, \"prefill_tokens\": %ld, \"gen_tokens\": %ld, \"prefill_s\": %.3f, "
                "\"decode_s\": %.3f, \"out\": ",
                s.n, s.strict_acc, s.strict_lo, s.strict_hi, s.flex_acc, s.flex_lo, s.flex_hi, s.strict_correct,
-               s.flex_correct, n_pending, wall > 0 ? (double)stats.gen_tokens / wall : 0.0, wall, a.rows, a.cols,
-               a.batch, a.backend, a.shots, a.chat ? "true" : "false", a.no_prefix_cache ? "false" : "true",
+               s.flex_correct, n_pending, wall > 0 ? (double)stats.gen_tokens / wall : 0.0, wall, a.eng.rows, a.eng.cols,
+               a.eng.batch, a.eng.backend, a.shots, a.chat ? "true" : "false", a.no_prefix_cache ? "false" : "true",
                n_prefix, stats.prompt_tokens, stats.prefill_tokens, stats.gen_tokens, stats.prefill_s,
                stats.decode_s);
         cJSON *js = cJSON_CreateString(a.out);

@@ -5,13 +5,17 @@
 #include "mesh/comm.h"
 
 const char cli_engine_flags_help[] =
-    "  -m, --model DIR      Hugging Face model folder (config.json, *.safetensors, tokenizer.json)\n"
+    "  -m, --model PATH     a GGUF file (FILE.gguf), or a Hugging Face model folder (config.json,\n"
+    "                       *.safetensors, tokenizer.json)\n"
     "  --mesh RxC           device mesh: R replicas x C tensor shards (default 1x1)\n"
     "  --backend B          threads (default) or mpi (one rank per device, under mpirun)\n"
     "  --threads N          CPU threads in all (default: all cores)\n"
     "  --isa NAME           kernels: auto (default), avx512, avx2, scalar\n"
     "  --ctx N              KV cache positions per sequence (default 4096, at most the model's)\n"
-    "  --step-tokens N      tokens per forward step (prefill chunk, default 128)\n";
+    "  --step-tokens N      tokens per forward step (prefill chunk, default 128)\n"
+    "  --activations A      f32 (default: exact, f32 on exactly dequantized weights) or q8 (fast:\n"
+    "                       8-bit activations, integer dot products against quantized weights;\n"
+    "                       still the same bits on every mesh and batch)\n";
 
 void cli_engine_defaults(qm_engine_opts *o) {
     memset(o, 0, sizeof *o);
@@ -59,6 +63,15 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_op
             return -1;
         }
         o->backend = v;
+        return 1;
+    }
+    if (!strcmp(a, "--activations")) {
+        if (!(v = value(cmd, argc, argv, i))) return -1;
+        if (strcmp(v, "f32") && strcmp(v, "q8")) {
+            cli_usage_error(cmd, "unknown --activations '%s': expected f32 or q8", v);
+            return -1;
+        }
+        o->act_q8 = !strcmp(v, "q8");
         return 1;
     }
     if (!strcmp(a, "--isa")) {

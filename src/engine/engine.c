@@ -5,6 +5,7 @@
  * the sampler's collective; the bookkeeping (stops, text) is then computed identically on every
  * device. Only the leader calls the callbacks. */
 #include "engine/engine_internal.h"
+#include "io/gguf_model.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +39,25 @@ static void add_eos(qm_engine *e, int id) {
     if (e->n_eos < (int)(sizeof e->eos / sizeof e->eos[0])) e->eos[e->n_eos++] = id;
 }
 
+/* The config, the weights and the tokenizer: from one GGUF file, or from a Hugging Face folder
+ * (config.json, safetensors, tokenizer.json when present). */
+static qm_status open_model(qm_engine *e, qm_error *err) {
+    qm_status st;
+    if (qm_is_gguf_path(e->model_dir)) {
+        if ((st = qm_gguf_model_open(e->model_dir, &e->cfg, &e->ck, err))) return st;
+        return QM_OK; /* tokenizer: wired below once the GGUF tokenizer lands */
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", e->model_dir);
+    if ((st = qm_config_load(path, &e->cfg, err))) return st;
+    if ((st = qm_checkpoint_open(e->model_dir, &e->ck, err))) return st;
+    snprintf(path, sizeof path, "%s/tokenizer.json", e->model_dir);
+    FILE *tf = fopen(path, "rb");
+    if (!tf) return QM_OK;
+    fclose(tf);
+    return qm_tokenizer_load(path, &e->tok, err);
+}
+
 qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *err) {
     qm_engine *e = calloc(1, sizeof *e);
     if (!e) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
@@ -67,16 +87,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
             goto fail;
         }
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/config.json", e->model_dir);
-    if ((st = qm_config_load(path, &e->cfg, err))) goto fail;
-    if ((st = qm_checkpoint_open(e->model_dir, &e->ck, err))) goto fail;
-    snprintf(path, sizeof path, "%s/tokenizer.json", e->model_dir);
-    FILE *tf = fopen(path, "rb");
-    if (tf) {
-        fclose(tf);
-        if ((st = qm_tokenizer_load(path, &e->tok, err))) goto fail;
-    }
+    if ((st = open_model(e, err))) goto fail;
     for (int i = 0; i < e->cfg.n_eos; i++) add_eos(e, e->cfg.eos_token_ids[i]);
     if (e->tok) {
         add_eos(e, qm_tokenizer_id(e->tok, "<|endoftext|>"));
@@ -89,6 +100,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     e->dims.max_context = ctx;
     e->dims.n_slots = e->batch + 1; /* + the shared-prefix slot */
     e->dims.max_tokens = opts->max_step_tokens > 0 ? opts->max_step_tokens : QM_DEFAULT_STEP_TOKENS;
+    e->dims.act_q8 = opts->act_q8;
 
     int n_dev = e->rows * e->cols;
     e->n_local = e->mpi ? 1 : n_dev;
@@ -108,8 +120,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     for (int r = 0; r < (e->mpi ? 1 : e->rows); r++)
         for (int c = 0; c < e->cols; c++)
             need += kv_bytes_per_device(&e->cfg, e->cols, c, e->dims.n_slots, ctx);
-    qm_dtype wdt = qm_checkpoint_count(e->ck) ? qm_checkpoint_at(e->ck, 0)->dtype : QM_DT_BF16;
-    size_t weights = qm_model_weight_bytes(&e->cfg, wdt);
+    size_t weights = qm_model_weight_bytes(e->ck, &e->cfg);
     need += e->mpi ? weights / (size_t)e->cols : weights;
     if (read_meminfo_available(&avail) == QM_OK && need > avail) {
         st = qm_fail(err, QM_ERR_NOMEM,

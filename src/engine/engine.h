@@ -11,7 +11,7 @@
 #include "text/tokenizer.h"
 
 typedef struct {
-    const char *model_dir;   /* Hugging Face folder */
+    const char *model_dir;   /* a GGUF file (*.gguf) or a Hugging Face folder */
     int rows, cols;          /* mesh R x C (1 x 1 default) */
     const char *backend;     /* "threads" (default) or "mpi" */
     const char *isa;         /* kernels: NULL/"auto", "avx512", "avx2", "scalar" */
@@ -20,6 +20,9 @@ typedef struct {
     int max_context;         /* KV cache positions per sequence (0 = min(model max, 4096)) */
     int max_step_tokens;     /* tokens per forward step at most (0 = 128): prefill chunk */
     bool quiet;              /* no load progress on stderr */
+    bool act_q8;             /* fast mode: 8-bit activations, integer dots against quantized
+                                weights (kernels/qdot.h); default: f32 on exact dequantization */
+    const char *chat_format; /* NULL = from the model's chat template; "chatml", "deepseek-r1" */
 } qm_engine_opts;
 
 typedef struct qm_engine qm_engine;

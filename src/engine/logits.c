@@ -160,8 +160,7 @@ qm_status qm_engine_gather_held(qm_engine *e, qm_device *dev, const char *held, 
 void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
     memset(info, 0, sizeof *info);
     info->load_s = e->load_s;
-    qm_dtype dt = qm_checkpoint_count(e->ck) ? qm_checkpoint_at(e->ck, 0)->dtype : QM_DT_BF16;
-    info->weight_bytes_total = qm_model_weight_bytes(&e->cfg, dt);
+    info->weight_bytes_total = qm_model_weight_bytes(e->ck, &e->cfg);
     for (int i = 0; i < e->n_init; i++) {
         const qm_device *d = &e->devs[i];
         if (d->comm->row != 0 && !e->mpi) continue;

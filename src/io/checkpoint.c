@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "io/fileutil.h"
+#include "io/gguf.h"
 
 typedef struct {
     char *path;
@@ -34,6 +35,7 @@ struct qm_checkpoint {
     qm_tensor_ref *t;      /* in file order, header order within a file */
     int n, cap;
     int *sorted;           /* indices of t sorted by name, for find */
+    qm_gguf *gguf;         /* a GGUF checkpoint's file (owned), else NULL */
 };
 
 /* ---- helpers ---- */
@@ -263,6 +265,7 @@ const qm_tensor_ref *qm_checkpoint_at(const qm_checkpoint *ck, int i) {
 
 void qm_checkpoint_close(qm_checkpoint *ck) {
     if (!ck) return;
+    qm_gguf_close(ck->gguf);
     for (int i = 0; i < ck->n; i++) free((char *)ck->t[i].name);
     for (int i = 0; i < ck->n_files; i++) {
         if (ck->files[i].map) munmap(ck->files[i].map, ck->files[i].size);
@@ -286,6 +289,33 @@ static qm_checkpoint *ck_new(const char *source, int n_files) {
     }
     return ck;
 }
+
+qm_status qm_checkpoint_wrap_gguf(qm_gguf *g, const qm_tensor_ref *refs, int n, qm_checkpoint **out, qm_error *err) {
+    *out = NULL;
+    qm_checkpoint *ck = ck_new(qm_gguf_path(g), 0);
+    if (!ck) {
+        for (int i = 0; i < n; i++) free((char *)refs[i].name);
+        qm_status st = qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", qm_gguf_path(g));
+        qm_gguf_close(g);
+        return st;
+    }
+    ck->gguf = g;
+    qm_status st = QM_OK;
+    for (int i = 0; i < n; i++) {
+        qm_tensor_ref r = refs[i];
+        if (!st) st = push_tensor(ck, &r, ck->source, err);
+        if (st) free((char *)refs[i].name);
+    }
+    if (!st) st = build_index(ck, err);
+    if (st) {
+        qm_checkpoint_close(ck);
+        return st;
+    }
+    *out = ck;
+    return QM_OK;
+}
+
+qm_gguf *qm_checkpoint_gguf(const qm_checkpoint *ck) { return ck ? ck->gguf : NULL; }
 
 qm_status qm_checkpoint_open_file(const char *path, qm_checkpoint **out, qm_error *err) {
     *out = NULL;

@@ -28,6 +28,14 @@ typedef struct qm_checkpoint qm_checkpoint;
  * offsets inside the data and matching shape x dtype size, no duplicate tensor across shards,
  * every tensor the index names present in its shard. Errors name the file and the tensor. */
 qm_status qm_checkpoint_open(const char *model_dir, qm_checkpoint **out, qm_error *err);
+typedef struct qm_gguf qm_gguf;
+/* A checkpoint over an open GGUF file, taking ownership of g (closed with the checkpoint, also on
+ * failure) and of the refs' names (malloc'd): refs name tensors the Hugging Face way, with
+ * shape[0] = rows (see io/gguf_model.c). */
+qm_status qm_checkpoint_wrap_gguf(qm_gguf *g, const qm_tensor_ref *refs, int n, qm_checkpoint **out, qm_error *err);
+/* The GGUF file behind a checkpoint, or NULL for safetensors. */
+qm_gguf *qm_checkpoint_gguf(const qm_checkpoint *ck);
+
 /* Opens one .safetensors file on its own. */
 qm_status qm_checkpoint_open_file(const char *path, qm_checkpoint **out, qm_error *err);
 void qm_checkpoint_close(qm_checkpoint *ck);

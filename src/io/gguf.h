@@ -11,7 +11,10 @@
  * version, strings and arrays running past the end, counts whose byte sizes overflow, unknown
  * value or tensor types, more than 4 dims, zero dims or element counts that overflow, rows not
  * a multiple of the type's block, tensors past the end of the file, misaligned or overlapping
- * tensors, duplicate keys or tensor names. Every error names the file and the key or tensor. */
+ * tensors, duplicate keys or tensor names, empty names or names with a NUL byte. Every error names
+ * the file and the key or tensor, and where it helps the byte offset. Error codes: QM_ERR_IO (cannot
+ * open or map), QM_ERR_FORMAT (malformed), QM_ERR_UNSUPPORTED (version 1, a big-endian file, a
+ * tensor type that ggml defines but qmesh does not read). */
 #ifndef QM_IO_GGUF_H
 #define QM_IO_GGUF_H
 
@@ -54,7 +57,9 @@ typedef struct {
         qm_gguf_str s;       /* STRING */
     } v;
     /* arrays (type == ARRAY) */
-    qm_gguf_type elem_type;  /* not ARRAY: nested arrays are accepted by the reader only when empty... see gguf.c */
+    qm_gguf_type elem_type;  /* ARRAY for nested arrays: they are checked (at most 8 deep) and skipped,
+                                with elems pointing at the first inner array and count the number of
+                                inner arrays; nothing else is indexed for them */
     uint64_t count;
     const void *elems;       /* first element in the mapping (packed little-endian; for STRING the
                                 first gguf string) */
@@ -101,8 +106,21 @@ qm_status qm_gguf_get_string(const qm_gguf *g, const char *key, bool required, c
 /* An array of elem_type (NULL *out when absent and not required). */
 qm_status qm_gguf_get_array(const qm_gguf *g, const char *key, qm_gguf_type elem_type, bool required,
                             const qm_gguf_kv **out, qm_error *err);
-/* Element i of an integer array of any integer type, widened. */
+/* An array of any integer element type (UINT8..INT64), to be read with qm_gguf_array_int. */
+qm_status qm_gguf_get_int_array(const qm_gguf *g, const char *key, bool required, const qm_gguf_kv **out,
+                                qm_error *err);
+/* Element i of an integer array of any integer type, widened (UINT64 above INT64_MAX wraps); 0 when
+ * i >= count or the array is not of integers. */
 int64_t qm_gguf_array_int(const qm_gguf_kv *kv, uint64_t i);
+/* Element i of a FLOAT32 or FLOAT64 array, widened; 0 when i >= count or of another type. */
+double qm_gguf_array_float(const qm_gguf_kv *kv, uint64_t i);
+
+/* Bytes of one value of a fixed-size type (UINT8..FLOAT64 except STRING and ARRAY); 0 otherwise. */
+size_t qm_gguf_type_size(qm_gguf_type t);
+/* "UINT32", "STRING", ...; "unknown" for an undefined type. */
+const char *qm_gguf_type_name(qm_gguf_type t);
+/* Where the data section starts in the file (tensor offsets are relative to it). */
+uint64_t qm_gguf_data_offset(const qm_gguf *g);
 
 int qm_gguf_tensor_count(const qm_gguf *g);
 const qm_gguf_tensor *qm_gguf_tensor_at(const qm_gguf *g, int i);
@@ -112,7 +130,7 @@ const qm_gguf_tensor *qm_gguf_tensor_find(const qm_gguf *g, const char *name); /
  * Q5_K 13, Q6_K 14, BF16 30. Returns false for a type qmesh does not read. */
 bool qm_gguf_dtype_from_ggml(uint32_t ggml_type, qm_dtype *out);
 uint32_t qm_gguf_ggml_from_dtype(qm_dtype t);
-/* "Q2_K", "IQ4_XS", ... for messages; "type N" when unknown. */
+/* "Q2_K", "IQ4_XS", ... for messages; "unknown" for an id ggml never defined (print the number too). */
 const char *qm_gguf_ggml_type_name(uint32_t ggml_type);
 
 /* Writing (qmesh quantize, tests): metadata first, then tensor infos, then data. The file
@@ -124,10 +142,13 @@ qm_status qm_gguf_add_u32(qm_gguf_writer *w, const char *key, uint32_t v, qm_err
 qm_status qm_gguf_add_i32(qm_gguf_writer *w, const char *key, int32_t v, qm_error *err);
 qm_status qm_gguf_add_f32(qm_gguf_writer *w, const char *key, float v, qm_error *err);
 qm_status qm_gguf_add_bool(qm_gguf_writer *w, const char *key, bool v, qm_error *err);
+/* A scalar of any fixed-size type: v points at a value of its C type (uint8_t, int8_t, ..., float,
+ * bool, uint64_t, int64_t, double). */
+qm_status qm_gguf_add_value(qm_gguf_writer *w, const char *key, qm_gguf_type type, const void *v, qm_error *err);
 qm_status qm_gguf_add_string(qm_gguf_writer *w, const char *key, const char *v, qm_error *err);
 qm_status qm_gguf_add_string_array(qm_gguf_writer *w, const char *key, const char *const *v, uint64_t n,
                                    qm_error *err);
-/* elem_type an integer or float type; elems packed little-endian. */
+/* elem_type any fixed-size type (integers, floats, BOOL); elems packed little-endian. */
 qm_status qm_gguf_add_array(qm_gguf_writer *w, const char *key, qm_gguf_type elem_type, const void *elems,
                             uint64_t n, qm_error *err);
 /* Declares a tensor (ne[0] fastest); its bytes are given later by qm_gguf_write_tensor_data in the same
@@ -137,6 +158,10 @@ qm_status qm_gguf_add_tensor(qm_gguf_writer *w, const char *name, qm_dtype dtype
 /* Appends bytes of the tensors' data, in declaration order, in pieces of any size (the writer pads
  * between tensors). The first call writes the header. */
 qm_status qm_gguf_write_tensor_data(qm_gguf_writer *w, const void *data, size_t nbytes, qm_error *err);
+/* commit = true: writes the header if no data was given, checks that every declared tensor got all its
+ * bytes, then renames the temporary file (path.XXXXXX) into place. commit = false, or any failure: the
+ * temporary file is removed. Frees w either way. Misuse (a duplicate key or tensor, metadata after
+ * data, too much data) is QM_ERR_ARG and names the key or tensor; a write error is QM_ERR_IO. */
 qm_status qm_gguf_writer_close(qm_gguf_writer *w, bool commit, qm_error *err);
 
 #endif

@@ -5,7 +5,6 @@
 #include "kernels/kernels.h"
 
 /* One constant table per ISA file (scalar.c, matmul_avx512.c, matmul_avx2.c). */
-extern const qm_kernels qm_kernels_scalar_table;
 #if defined(__x86_64__) || defined(__i386__)
 extern const qm_kernels qm_kernels_avx512_table;
 extern const qm_kernels qm_kernels_avx2_table;

@@ -9,7 +9,9 @@
  *     result = acc[0];
  *
  * where a weight element is first converted to f32 exactly (bf16, f16 and f32 all convert
- * exactly). Lanes that receive no element keep +0.0f. A 16-wide AVX-512 register is the 16
+ * exactly; a block-quantized element is dequantized exactly as gguf.quants.dequantize does,
+ * kernels/quant.h, and i counts from the view's first column, not the block's). Lanes that
+ * receive no element keep +0.0f. A 16-wide AVX-512 register is the 16
  * lanes; AVX2 holds lanes 0-7 and 8-15 in two registers; the scalar twin uses fmaf. So every
  * ISA gives the same bits, and a decode step gives the same bits as a prefill.
  */
@@ -18,16 +20,36 @@
 
 #include <qmesh.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "util/dtype.h"
 
-/* A weight matrix, or a column slice of one, used in place. */
+struct qm_q8act;
+
+/* A weight matrix, or a column slice of one, used in place. For a block-quantized dtype, data
+ * is the start of the block that holds the view's column 0, which is element col0 of that block;
+ * the kernels need col0 % 16 == 0 for their fast path (heads and MLP blocks are multiples of
+ * 16 columns). */
 typedef struct {
-    const void *data; /* element (0,0) of the view */
+    const void *data; /* element (0,0) of the view (quantized: its block) */
     qm_dtype dtype;
-    size_t ld;        /* elements between consecutive rows (>= cols) */
+    size_t ld;        /* elements between consecutive rows (>= cols; quantized: whole blocks) */
     int rows;         /* outputs */
     int cols;         /* inputs: the length of each dot product */
+    int col0;         /* quantized only: offset of column 0 inside the block at data */
 } qm_wview;
+
+/* Bytes between consecutive rows of a view. */
+static inline size_t qm_wview_stride(const qm_wview *w) { return qm_dtype_row_bytes(w->dtype, w->ld); }
+
+/* Columns [c0, c1) of a view, as a view. */
+static inline qm_wview qm_wview_cols(const qm_wview *w, int c0, int c1) {
+    qm_wview v = *w;
+    size_t abs = (size_t)w->col0 + (size_t)c0, qk = (size_t)qm_dtype_block(w->dtype);
+    v.data = (const char *)w->data + abs / qk * qm_dtype_block_bytes(w->dtype);
+    v.col0 = (int)(abs % qk);
+    v.cols = c1 - c0;
+    return v;
+}
 
 typedef struct qm_kernels {
     const char *isa; /* "avx512", "avx2" or "scalar" */
@@ -43,7 +65,16 @@ typedef struct qm_kernels {
 
     /* y[i] = fmaf(a, x[i], y[i]) for i in [0, n). */
     void (*axpy)(float a, const float *x, float *y, int n);
+
+    /* The fast mode (kernels/qdot.h): x quantized per 32 elements, and a quantized weight view
+     * times quantized vectors. Declared here as opaque function types to keep this header light. */
+    void (*quantize_act)(const float *x, int n, int8_t *q, float *d, int32_t *s);
+    void (*matmul_q8)(const qm_wview *w, const float *bias, const struct qm_q8act *x, int n_tok, float *y, size_t ldy,
+                      int o_begin, int o_end);
 } qm_kernels;
+
+/* The scalar twin (every ISA's fallback for what it has no fast path for). */
+extern const qm_kernels qm_kernels_scalar_table;
 
 /* Picks the kernels: isa NULL or "auto" = the best this CPU supports (read from CPUID at run
  * time), else "avx512", "avx2" or "scalar"; asking for one the CPU lacks is QM_ERR_UNSUPPORTED. */

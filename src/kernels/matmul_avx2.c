@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
 
@@ -57,6 +58,27 @@ QM_INLINE float reduce1(__m256 lo, __m256 hi) {
 #define TMAX 4
 #define RMAX 4
 
+/* w = 8 per accumulator (lo + hi), then the rest of the tree in groups of four (flat index
+ * k = t*R + r); y[t][r] = sum (+ bias[r], one rounding). */
+QM_INLINE void store_tile(__m256 lo[RMAX][TMAX], __m256 hi[RMAX][TMAX], int R, int T, const float *bias, float *y,
+                          size_t ldy) {
+    float out[RMAX * TMAX + 4];
+    const int nacc = R * T;
+    for (int k = 0; k < nacc; k += 4) {
+        __m256 v[4];
+        for (int j = 0; j < 4; j++) {
+            int kk = k + j;
+            v[j] = kk < nacc ? _mm256_add_ps(lo[kk % R][kk / R], hi[kk % R][kk / R]) : _mm256_setzero_ps();
+        }
+        reduce4(v[0], v[1], v[2], v[3], out + k);
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) {
+            float d = out[t * R + r];
+            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
+        }
+}
+
 QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, int cols,
                     const float *x, size_t ldx, const float *bias, float *y, size_t ldy) {
     const size_t esz = dt == QM_DT_F32 ? 4 : 2;
@@ -101,22 +123,55 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
             }
         }
     }
-    /* w = 8 per accumulator, then the rest in groups of four (flat index k = t*R + r). */
-    float out[RMAX * TMAX + 4];
-    const int nacc = R * T;
-    for (int k = 0; k < nacc; k += 4) {
-        __m256 v[4];
-        for (int j = 0; j < 4; j++) {
-            int kk = k + j;
-            v[j] = kk < nacc ? _mm256_add_ps(lo[kk % R][kk / R], hi[kk % R][kk / R]) : _mm256_setzero_ps();
+    store_tile(lo, hi, R, T, bias, y, ldy);
+}
+
+/* Block-quantized rows, as in matmul_avx512.c: chunks of QCHUNK row elements dequantized
+ * exactly into buf, view column i into lane i % 16 (col0 % 16 == 0). A chunk ends on a multiple
+ * of 16 view columns except at the end of the view, whose tail is zero-padded and blended. */
+#define QCHUNK 256
+QM_INLINE void tile_q(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int cols,
+                      const float *x, size_t ldx, const float *bias, float *y, size_t ldy) {
+    const int qk = qm_dtype_block(dt);
+    const size_t bb = qm_dtype_block_bytes(dt);
+    __m256 lo[RMAX][TMAX], hi[RMAX][TMAX];
+    float buf[RMAX][QCHUNK + 16] __attribute__((aligned(32)));
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
+    const int end = col0 + cols;
+    for (int c = 0; c < end; c += QCHUNK) { /* c: row element of buf[r][0], a block start */
+        int hiw = end - c < QCHUNK ? end - c : QCHUNK, low = c < col0 ? col0 - c : 0;
+        if (low >= hiw) continue;
+        for (int r = 0; r < R; r++)
+            qm_dequant_avx2(dt, w0 + (size_t)r * wstride + (size_t)(c / qk) * bb, (hiw + qk - 1) / qk, buf[r]);
+        int j = low;
+        for (; j + 16 <= hiw; j += 16) {
+            const float *xi = x + (c + j - col0);
+            for (int r = 0; r < R; r++) {
+                __m256 wl = _mm256_load_ps(buf[r] + j), wh = _mm256_load_ps(buf[r] + j + 8);
+                for (int t = 0; t < T; t++) {
+                    const float *xp = xi + (size_t)t * ldx;
+                    lo[r][t] = _mm256_fmadd_ps(wl, _mm256_loadu_ps(xp), lo[r][t]);
+                    hi[r][t] = _mm256_fmadd_ps(wh, _mm256_loadu_ps(xp + 8), hi[r][t]);
+                }
+            }
         }
-        reduce4(v[0], v[1], v[2], v[3], out + k);
+        const int rem = hiw - j;
+        if (rem > 0) { /* only at the end of the view */
+            const __m256 ml = lane_mask(rem, 0), mh = lane_mask(rem, 8);
+            for (int t = 0; t < T; t++) {
+                float xb[16] = {0};
+                memcpy(xb, x + (size_t)t * ldx + (c + j - col0), (size_t)rem * sizeof(float));
+                for (int r = 0; r < R; r++) {
+                    __m256 wl = _mm256_and_ps(_mm256_loadu_ps(buf[r] + j), ml);
+                    __m256 wh = _mm256_and_ps(_mm256_loadu_ps(buf[r] + j + 8), mh);
+                    lo[r][t] = _mm256_blendv_ps(lo[r][t], _mm256_fmadd_ps(wl, _mm256_loadu_ps(xb), lo[r][t]), ml);
+                    hi[r][t] = _mm256_blendv_ps(hi[r][t], _mm256_fmadd_ps(wh, _mm256_loadu_ps(xb + 8), hi[r][t]), mh);
+                }
+            }
+        }
     }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) {
-            float d = out[t * R + r];
-            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
-        }
+    store_tile(lo, hi, R, T, bias, y, ldy);
 }
 
 /* Prefill tiles: PR rows x PT tokens (2 * PR * PT accumulators of the 16 ymm registers). */
@@ -160,13 +215,42 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
     for (; o < o_end; o++) ROWS_TILE(1);
 }
 
+/* Quantized views: tiles of QR rows x up to QT tokens, the rows left one at a time. */
+#define QR 2
+#define QT 2
+#define Q_TOKENS(R_, o_)                                                                           \
+    for (int t = 0; t < n_tok; t += QT) {                                                          \
+        const char *w0 = base + (size_t)(o_) * wstride;                                            \
+        const float *b0 = bias ? bias + (o_) : NULL;                                               \
+        const float *xt = x + (size_t)t * ldx;                                                     \
+        float *yt = y + (size_t)t * ldy + (o_);                                                    \
+        if (n_tok - t >= 2) tile_q(w0, wstride, dt, w->col0, R_, 2, w->cols, xt, ldx, b0, yt, ldy); \
+        else tile_q(w0, wstride, dt, w->col0, R_, 1, w->cols, xt, ldx, b0, yt, ldy);              \
+    }
+
+static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
+                     size_t ldy, int o_begin, int o_end) {
+    const char *base = w->data;
+    const size_t wstride = qm_wview_stride(w);
+    const qm_dtype dt = w->dtype;
+    int o = o_begin;
+    for (; o + QR <= o_end; o += QR) Q_TOKENS(QR, o)
+    for (; o < o_end; o++) Q_TOKENS(1, o)
+}
+
 static void matmul_avx2(const qm_wview *w, const float *bias, const float *x, size_t ldx,
                         int n_tok, float *y, size_t ldy, int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
+    if (qm_dtype_is_quant(w->dtype)) {
+        if (w->col0 % 16) qm_kernels_scalar_table.matmul(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
+        else matmul_q(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
+        return;
+    }
     switch (w->dtype) {
     case QM_DT_F32: matmul_dt(w, QM_DT_F32, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); break;
     case QM_DT_F16: matmul_dt(w, QM_DT_F16, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); break;
     case QM_DT_BF16: matmul_dt(w, QM_DT_BF16, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); break;
+    default: break;
     }
 }
 

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
 
@@ -57,6 +58,24 @@ QM_INLINE float reduce1(__m512 a) {
 #define TMAX 4
 #define RMAX 8
 
+/* The halving tree of every accumulator, in groups of four (flat index k = t*R + r, padded with
+ * zeros), then y[t][r] = sum (+ bias[r], one rounding). */
+QM_INLINE void store_tile(__m512 acc[RMAX][TMAX], int R, int T, const float *bias, float *y, size_t ldy) {
+    float out[RMAX * TMAX + 4];
+    const int nacc = R * T;
+    for (int k = 0; k < nacc; k += 4) {
+        __m512 v[4];
+        for (int j = 0; j < 4; j++)
+            v[j] = k + j < nacc ? acc[(k + j) % R][(k + j) / R] : _mm512_setzero_ps();
+        _mm_storeu_ps(out + k, reduce4(v[0], v[1], v[2], v[3]));
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) {
+            float d = out[t * R + r];
+            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
+        }
+}
+
 /* One tile: rows w0 + r*wstride (r < R), tokens x + t*ldx (t < T); y + t*ldy + r. R, T and
  * dt are constants at every call site, so the loops unroll and acc lives in registers. */
 QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, int cols,
@@ -93,20 +112,40 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
             for (int t = 0; t < T; t++) acc[r][t] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[r][t], m);
         }
     }
-    /* Reduce in groups of four accumulators (flat index k = t*R + r), padding with zeros. */
-    float out[RMAX * TMAX + 4];
-    const int nacc = R * T;
-    for (int k = 0; k < nacc; k += 4) {
-        __m512 v[4];
-        for (int j = 0; j < 4; j++)
-            v[j] = k + j < nacc ? acc[(k + j) % R][(k + j) / R] : _mm512_setzero_ps();
-        _mm_storeu_ps(out + k, reduce4(v[0], v[1], v[2], v[3]));
-    }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) {
-            float d = out[t * R + r];
-            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
+    store_tile(acc, R, T, bias, y, ldy);
+}
+
+/* Block-quantized rows (view column 0 = element col0 of the block at w0, col0 % 16 == 0): the
+ * row elements in chunks of QCHUNK; each chunk of the R rows is dequantized exactly into buf and
+ * FMA'd as f32 weights, the view's column i into lane i % 16, so every accumulator sees the
+ * canonical sequence of FMAs. */
+#define QCHUNK 256
+QM_INLINE void tile_q(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int cols,
+                      const float *x, size_t ldx, const float *bias, float *y, size_t ldy) {
+    const int qk = qm_dtype_block(dt);
+    const size_t bb = qm_dtype_block_bytes(dt);
+    __m512 acc[RMAX][TMAX];
+    float buf[RMAX][QCHUNK] __attribute__((aligned(64)));
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    const int end = col0 + cols;
+    for (int c = 0; c < end; c += QCHUNK) { /* c: row element of buf[r][0], a block start */
+        int hi = end - c < QCHUNK ? end - c : QCHUNK, lo = c < col0 ? col0 - c : 0;
+        if (lo >= hi) continue;
+        for (int r = 0; r < R; r++)
+            qm_dequant_avx512(dt, w0 + (size_t)r * wstride + (size_t)(c / qk) * bb, (hi + qk - 1) / qk, buf[r]);
+        for (int j = lo; j < hi; j += 16) {
+            const float *xi = x + (c + j - col0);
+            const __mmask16 m = hi - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hi - j)) - 1u);
+            __m512 xv[TMAX];
+            for (int t = 0; t < T; t++) xv[t] = _mm512_maskz_loadu_ps(m, xi + (size_t)t * ldx);
+            for (int r = 0; r < R; r++) {
+                __m512 wv = _mm512_maskz_loadu_ps(m, buf[r] + j);
+                for (int t = 0; t < T; t++) acc[r][t] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[r][t], m);
+            }
         }
+    }
+    store_tile(acc, R, T, bias, y, ldy);
 }
 
 /* Prefill tiles: PR rows x PT tokens of accumulators (of the 32 zmm registers); decode
@@ -157,13 +196,46 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
     for (; o < o_end; o++) ROWS_TILE(1);
 }
 
+/* Quantized views: tiles of QR rows x up to TMAX tokens, the rows left one at a time. */
+#define QR 4
+#define Q_TOKENS(R_, o_)                                                                           \
+    for (int t = 0; t < n_tok; t += TMAX) {                                                        \
+        int nt = n_tok - t < TMAX ? n_tok - t : TMAX;                                              \
+        const char *w0 = base + (size_t)(o_) * wstride;                                            \
+        const float *b0 = bias ? bias + (o_) : NULL;                                               \
+        const float *xt = x + (size_t)t * ldx;                                                     \
+        float *yt = y + (size_t)t * ldy + (o_);                                                    \
+        switch (nt) {                                                                              \
+        case 4: tile_q(w0, wstride, dt, w->col0, R_, 4, w->cols, xt, ldx, b0, yt, ldy); break;     \
+        case 3: tile_q(w0, wstride, dt, w->col0, R_, 3, w->cols, xt, ldx, b0, yt, ldy); break;     \
+        case 2: tile_q(w0, wstride, dt, w->col0, R_, 2, w->cols, xt, ldx, b0, yt, ldy); break;     \
+        default: tile_q(w0, wstride, dt, w->col0, R_, 1, w->cols, xt, ldx, b0, yt, ldy); break;    \
+        }                                                                                          \
+    }
+
+static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
+                     size_t ldy, int o_begin, int o_end) {
+    const char *base = w->data;
+    const size_t wstride = qm_wview_stride(w);
+    const qm_dtype dt = w->dtype;
+    int o = o_begin;
+    for (; o + QR <= o_end; o += QR) Q_TOKENS(QR, o)
+    for (; o < o_end; o++) Q_TOKENS(1, o)
+}
+
 static void matmul_avx512(const qm_wview *w, const float *bias, const float *x, size_t ldx,
                           int n_tok, float *y, size_t ldy, int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
+    if (qm_dtype_is_quant(w->dtype)) {
+        if (w->col0 % 16) qm_kernels_scalar_table.matmul(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
+        else matmul_q(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
+        return;
+    }
     switch (w->dtype) {
     case QM_DT_F32: matmul_dt(w, QM_DT_F32, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); break;
     case QM_DT_F16: matmul_dt(w, QM_DT_F16, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); break;
     case QM_DT_BF16: matmul_dt(w, QM_DT_BF16, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); break;
+    default: break;
     }
 }
 

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 /* The halving tree 8, 4, 2, 1 of the canonical order. */
 static float tree16(float acc[16]) {
@@ -29,14 +30,36 @@ static float dot_row(const void *row, qm_dtype dt, const float *x, int n) {
     return tree16(acc);
 }
 
+/* The canonical dot of a block-quantized row slice (n elements from element col0 of the block at
+ * row) with x: the row is dequantized exactly, 256 elements at a time, and element i of the
+ * slice goes to lane i % 16, whatever col0 is. */
+static float dot_qrow(const char *row, qm_dtype dt, int col0, const float *x, int n) {
+    const int qk = qm_dtype_block(dt), chunk = 256;
+    const size_t bb = qm_dtype_block_bytes(dt);
+    float acc[16] = {0}, buf[256];
+    const int end = col0 + n;
+    for (int c = 0; c < end; c += chunk) { /* c: row element of buf[0] */
+        int hi = end - c < chunk ? end - c : chunk, lo = c < col0 ? col0 - c : 0;
+        if (lo >= hi) continue;
+        qm_dequant_scalar(dt, row + (size_t)(c / qk) * bb, (hi + qk - 1) / qk, buf);
+        for (int j = lo; j < hi; j++) {
+            int i = c + j - col0;
+            acc[i % 16] = fmaf(buf[j], x[i], acc[i % 16]);
+        }
+    }
+    return tree16(acc);
+}
+
 static void matmul_scalar(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok,
                           float *y, size_t ldy, int o_begin, int o_end) {
     const char *base = w->data;
-    size_t row_bytes = w->ld * qm_dtype_size(w->dtype);
+    size_t row_bytes = qm_wview_stride(w);
+    const int quant = qm_dtype_is_quant(w->dtype);
     for (int o = o_begin; o < o_end; o++) {
         const void *row = base + (size_t)o * row_bytes;
         for (int t = 0; t < n_tok; t++) {
-            float d = dot_row(row, w->dtype, x + (size_t)t * ldx, w->cols);
+            const float *xt = x + (size_t)t * ldx;
+            float d = quant ? dot_qrow(row, w->dtype, w->col0, xt, w->cols) : dot_row(row, w->dtype, xt, w->cols);
             y[(size_t)t * ldy + (size_t)o] = bias ? d + bias[o] : d;
         }
     }

@@ -10,6 +10,25 @@ typedef struct {
     size_t n; /* floats */
 } buf_entry;
 
+/* Fast-mode buffers: every matmul input quantized per 32 elements, so every input width must be
+ * a multiple of 32 (it is for every Qwen2 size: hidden, head_dim, 64-column MLP blocks). */
+static qm_status alloc_q8(qm_device *dev, const qm_config *cfg, size_t T, size_t d, size_t q, size_t f,
+                          qm_error *err) {
+    if (d % 32 || cfg->head_dim % 32 || QM_MLP_BLOCK % 32)
+        return qm_fail(err, QM_ERR_UNSUPPORTED,
+                       "--activations q8 needs hidden_size and head_dim multiples of 32 (have %zu and %d)", d,
+                       cfg->head_dim);
+    size_t w = d > q ? d : q;
+    if (f > w) w = f;
+    dev->xq_ld = (int)w;
+    dev->xq = malloc(T * w + 64);
+    dev->xq_d = malloc((T * w / 32 + 1) * sizeof(float));
+    dev->xq_s = malloc((T * w / 32 + 1) * sizeof(int32_t));
+    if (!dev->xq || !dev->xq_d || !dev->xq_s)
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory for the quantized activations");
+    return QM_OK;
+}
+
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
                          int team_threads, const qm_device_dims *dims, qm_error *err) {
     memset(dev, 0, sizeof *dev);
@@ -53,6 +72,7 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
         *table[i].ptr = at;
         at += (table[i].n + 15) & ~(size_t)15;
     }
+    if (dims->act_q8 && (st = alloc_q8(dev, cfg, T, d, hq * hd, f, err))) goto fail;
     /* The KV cache is reserved, not touched: pages become resident as positions are written. */
     dev->kv_bytes = (size_t)dims->n_slots * (size_t)cfg->num_hidden_layers * 2 * hkv * (size_t)dims->max_context * hd *
                     sizeof(float);
@@ -73,6 +93,9 @@ fail:
 void qm_device_free(qm_device *dev) {
     if (dev->kv) munmap(dev->kv, dev->kv_bytes);
     free(dev->buf);
+    free(dev->xq);
+    free(dev->xq_d);
+    free(dev->xq_s);
     qm_pool_destroy(dev->pool);
     qm_shard_free(&dev->shard);
     memset(dev, 0, sizeof *dev);

@@ -7,11 +7,13 @@
  * Work inside a device is split over its team by output rows or by (token, head): never along
  * a reduction, so the team size changes no bits. */
 #include "model/model.h"
+#include "kernels/qdot.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 #include <string.h>
 
-typedef enum { PH_NORM_ATTN, PH_QKV, PH_ROPE_CACHE, PH_ATTENTION, PH_OPROJ, PH_RESIDUAL, PH_NORM_MLP, PH_GATE_UP,
+typedef enum { PH_QUANT, PH_NORM_ATTN, PH_QKV, PH_ROPE_CACHE, PH_ATTENTION, PH_OPROJ, PH_RESIDUAL, PH_NORM_MLP, PH_GATE_UP,
                PH_DOWN, PH_FINAL_NORM, PH_LM_HEAD } phase;
 
 typedef struct {
@@ -27,6 +29,9 @@ typedef struct {
     int block_cols;      /* columns per block (the last may be shorter) */
     int fused;           /* first owner: chain blocks into dev->sum */
     float *lm_in;        /* [n_out][d] normed rows of the output tokens */
+    /* fast mode: rows to quantize into dev->xq before the next matmuls */
+    const float *q_in;   /* [q_rows][q_ld] */
+    int q_rows, q_ld;
 } job;
 
 static float *kv_at(const qm_device *dev, int slot, int layer, int which, int kvh, int pos) {
@@ -38,11 +43,35 @@ static float *kv_at(const qm_device *dev, int slot, int layer, int which, int kv
     return dev->kv + idx * hd;
 }
 
-static void run_matmul_split(const qm_kernels *k, const qm_wview *w, const float *bias, const float *x, size_t ldx,
+/* One matmul: in the fast mode, a quantized view whose columns are whole 32-blocks takes the
+ * input as quantized into dev->xq (element offset qoff of each vector); everything else, f32. */
+static void linear(const qm_device *dev, const qm_wview *w, const float *bias, const float *x, size_t ldx, int qoff,
+                   int n_tok, float *y, size_t ldy, int o_begin, int o_end) {
+    if (dev->xq && qm_dtype_is_quant(w->dtype) && w->col0 % 32 == 0 && w->cols % 32 == 0) {
+        qm_q8act a = {dev->xq + qoff, dev->xq_d + qoff / 32, dev->xq_s + qoff / 32, (size_t)dev->xq_ld / 32};
+        dev->kern.matmul_q8(w, bias, &a, n_tok, y, ldy, o_begin, o_end);
+    } else {
+        dev->kern.matmul(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
+    }
+}
+
+static void run_matmul_split(const qm_device *dev, const qm_wview *w, const float *bias, const float *x, size_t ldx,
                              int n_tok, float *y, size_t ldy, int ith, int nth) {
     long b, e;
     qm_split_range(w->rows, ith, nth, &b, &e);
-    if (e > b && w->cols > 0) k->matmul(w, bias, x, ldx, n_tok, y, ldy, (int)b, (int)e);
+    if (e > b && w->cols > 0) linear(dev, w, bias, x, ldx, 0, n_tok, y, ldy, (int)b, (int)e);
+}
+
+/* Fast mode: rows of J->q_in quantized into dev->xq (vector t at t * xq_ld). */
+static void quantize_rows(job *J, int ith, int nth) {
+    qm_device *dev = J->dev;
+    long b, e;
+    qm_split_range(J->q_rows, ith, nth, &b, &e);
+    for (long t = b; t < e; t++) {
+        size_t off = (size_t)t * (size_t)dev->xq_ld;
+        dev->kern.quantize_act(J->q_in + (size_t)t * (size_t)J->q_ld, J->q_ld, dev->xq + off, dev->xq_d + off / 32,
+                               dev->xq_s + off / 32);
+    }
 }
 
 /* Causal attention of the step's tokens over their sequences' caches, local heads only.
@@ -69,7 +98,7 @@ static void attention(job *J, int ith, int nth) {
         if (g <= 0) continue;
         int pos = J->s->pos[t], slot = J->s->slot[t];
         const float *q = dev->q + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin)) * hd; /* [g][hd] */
-        qm_wview keys = {kv_at(dev, slot, J->layer, 0, kvh, 0), QM_DT_F32, (size_t)hd, pos + 1, hd};
+        qm_wview keys = {kv_at(dev, slot, J->layer, 0, kvh, 0), QM_DT_F32, (size_t)hd, pos + 1, hd, 0};
         dev->kern.matmul(&keys, NULL, q, (size_t)hd, g, scores, ctx, 0, pos + 1);
         for (int h = 0; h < g; h++) {
             float *sc = scores + (size_t)h * ctx, m = -INFINITY;
@@ -106,11 +135,9 @@ static void row_parallel(job *J, int ith, int nth) {
         for (int bi = 0; bi < J->nb; bi++) {
             int c0 = bi * J->block_cols, c1 = c0 + J->block_cols;
             if (c1 > total_cols) c1 = total_cols;
-            qm_wview blk = *J->w;
-            blk.data = (const char *)J->w->data + (size_t)c0 * qm_dtype_size(J->w->dtype);
-            blk.cols = c1 - c0;
+            qm_wview blk = qm_wview_cols(J->w, c0, c1);
             float *dst = J->fused ? dev->partial : dev->partial + (size_t)bi * (size_t)T * (size_t)d;
-            dev->kern.matmul(&blk, NULL, J->in + c0, (size_t)J->in_ld, T, dst, (size_t)d, (int)o0, (int)o1);
+            linear(dev, &blk, NULL, J->in + c0, (size_t)J->in_ld, c0, T, dst, (size_t)d, (int)o0, (int)o1);
             if (!J->fused) continue;
             for (int t = 0; t < T; t++) {
                 float *acc = dev->sum + (size_t)t * (size_t)d, *pt = dst + (size_t)t * (size_t)d;
@@ -136,19 +163,19 @@ static void run_phase(void *arg, int ith, int nth) {
     job *J = arg;
     qm_device *dev = J->dev;
     const qm_shard *sh = &dev->shard;
-    const qm_kernels *k = &dev->kern;
     const qm_step *s = J->s;
     int T = s->n_tok, d = sh->cfg.hidden_size, hd = sh->cfg.head_dim;
     int hq = qm_range_len(sh->part.q_heads), hkv = qm_range_len(sh->part.kv_heads);
     int f = qm_range_len(sh->part.mlp_cols);
     const qm_layer *L = J->layer >= 0 ? &sh->layers[J->layer] : NULL;
     switch (J->ph) {
+    case PH_QUANT: quantize_rows(J, ith, nth); break;
     case PH_NORM_ATTN: norm_rows(dev, dev->x, L->attn_norm, dev->xn, T, ith, nth); break;
     case PH_NORM_MLP: norm_rows(dev, dev->x, L->mlp_norm, dev->xn, T, ith, nth); break;
     case PH_QKV:
-        run_matmul_split(k, &L->wq, L->bq, dev->xn, (size_t)d, T, dev->q, (size_t)(hq * hd), ith, nth);
-        run_matmul_split(k, &L->wk, L->bk, dev->xn, (size_t)d, T, dev->k, (size_t)(hkv * hd), ith, nth);
-        run_matmul_split(k, &L->wv, L->bv, dev->xn, (size_t)d, T, dev->v, (size_t)(hkv * hd), ith, nth);
+        run_matmul_split(dev, &L->wq, L->bq, dev->xn, (size_t)d, T, dev->q, (size_t)(hq * hd), ith, nth);
+        run_matmul_split(dev, &L->wk, L->bk, dev->xn, (size_t)d, T, dev->k, (size_t)(hkv * hd), ith, nth);
+        run_matmul_split(dev, &L->wv, L->bv, dev->xn, (size_t)d, T, dev->v, (size_t)(hkv * hd), ith, nth);
         break;
     case PH_ROPE_CACHE: {
         float cos_t[512], sin_t[512]; /* head_dim <= 1024 (checked at init) */
@@ -177,13 +204,13 @@ static void run_phase(void *arg, int ith, int nth) {
         break;
     }
     case PH_GATE_UP: {
-        run_matmul_split(k, &L->wgate, NULL, dev->xn, (size_t)d, T, dev->gate, (size_t)f, ith, nth);
-        run_matmul_split(k, &L->wup, NULL, dev->xn, (size_t)d, T, dev->up, (size_t)f, ith, nth);
+        run_matmul_split(dev, &L->wgate, NULL, dev->xn, (size_t)d, T, dev->gate, (size_t)f, ith, nth);
+        run_matmul_split(dev, &L->wup, NULL, dev->xn, (size_t)d, T, dev->up, (size_t)f, ith, nth);
         break;
     }
     case PH_FINAL_NORM: norm_rows(dev, J->lm_in, sh->final_norm, J->lm_in, s->n_out, ith, nth); break;
     case PH_LM_HEAD:
-        run_matmul_split(k, &sh->lm_head, NULL, J->lm_in, (size_t)d, s->n_out, dev->logits,
+        run_matmul_split(dev, &sh->lm_head, NULL, J->lm_in, (size_t)d, s->n_out, dev->logits,
                          (size_t)qm_range_len(sh->part.vocab), ith, nth);
         break;
     }
@@ -202,6 +229,15 @@ static void silu_phase(void *arg, int ith, int nth) {
 static void phase_run(job *J, phase ph) {
     J->ph = ph;
     qm_pool_run(J->dev->pool, run_phase, J);
+}
+
+/* Fast mode: quantizes rows [0, rows) of in [rows][ld] for the matmuls that follow. */
+static void quantize_input(job *J, const float *in, int rows, int ld) {
+    if (!J->dev->xq || rows <= 0 || ld <= 0) return;
+    J->q_in = in;
+    J->q_rows = rows;
+    J->q_ld = ld;
+    phase_run(J, PH_QUANT);
 }
 
 /* The first column whose part of n blocks is non-empty, and that part's length. */
@@ -224,6 +260,7 @@ static qm_status row_parallel_layer(job *J, phase ph, const qm_wview *w, const f
     J->nb = qm_range_len(blocks);
     J->block_cols = block_cols;
     J->fused = blocks.begin == 0 && J->nb > 0;
+    quantize_input(J, in, T, in_ld);
     phase_run(J, ph);
     /* The first owner contributes its chain as one block: the same order as block by block. */
     int first = first_owner_blocks(n_blocks, dev->comm->cols);
@@ -262,10 +299,13 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
     }
     /* Embedding: every device reads the rows of the step's tokens from the mapped table. */
     const qm_tensor_ref *E = sh->embed;
-    size_t es = qm_dtype_size(E->dtype);
+    size_t row_bytes = qm_dtype_row_bytes(E->dtype, (size_t)d);
     for (int t = 0; t < T; t++) {
-        const char *row = (const char *)E->data + (size_t)s->ids[t] * (size_t)d * es;
-        for (int i = 0; i < d; i++) dev->x[(size_t)t * d + i] = qm_load_f32(row, E->dtype, (size_t)i);
+        const char *row = (const char *)E->data + (size_t)s->ids[t] * row_bytes;
+        float *xt = dev->x + (size_t)t * d;
+        if (qm_dtype_is_quant(E->dtype)) qm_dequant_range(E->dtype, row, 0, (size_t)d, xt);
+        else
+            for (int i = 0; i < d; i++) xt[i] = qm_load_f32(row, E->dtype, (size_t)i);
     }
     job J = {.dev = dev, .s = s};
     int hq = qm_range_len(p->q_heads);
@@ -274,6 +314,7 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
         J.layer = l;
         const qm_layer *L = &sh->layers[l];
         phase_run(&J, PH_NORM_ATTN);
+        quantize_input(&J, dev->xn, T, d);
         phase_run(&J, PH_QKV);
         phase_run(&J, PH_ROPE_CACHE);
         phase_run(&J, PH_ATTENTION);
@@ -281,6 +322,7 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
             return st;
         phase_run(&J, PH_RESIDUAL);
         phase_run(&J, PH_NORM_MLP);
+        quantize_input(&J, dev->xn, T, d);
         phase_run(&J, PH_GATE_UP);
         qm_pool_run(dev->pool, silu_phase, &J);
         if ((st = row_parallel_layer(&J, PH_DOWN, &L->wdown, dev->gate, qm_range_len(p->mlp_cols), p->mlp_blocks,
@@ -294,6 +336,7 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
     for (int i = 0; i < s->n_out; i++)
         memcpy(dev->xn + (size_t)i * d, dev->x + (size_t)s->out[i] * d, (size_t)d * sizeof(float));
     phase_run(&J, PH_FINAL_NORM);
+    quantize_input(&J, J.lm_in, s->n_out, d);
     phase_run(&J, PH_LM_HEAD);
     return QM_OK;
 }

@@ -38,14 +38,17 @@ typedef struct {
     int n_owned, cap_owned;
     size_t weight_bytes;        /* weight bytes this device reads per forward pass */
     size_t copied_bytes;        /* of which copied into memory at load */
+    size_t straddle_bytes;      /* of which quantization blocks also held by a neighbour device
+                                   (a block that spans two devices' column ranges) */
 } qm_shard;
 
 /* Loads device `col`'s shard of the checkpoint `ck` (shared, not owned). */
 qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, qm_shard *out, qm_error *err);
 void qm_shard_free(qm_shard *s);
 
-/* Weight bytes of the whole model (every tensor the forward pass reads once). */
-size_t qm_model_weight_bytes(const qm_config *cfg, qm_dtype dtype);
+/* Weight bytes of the whole model: every tensor the forward pass reads once (the embedding only
+ * when it is also the LM head: otherwise only a step's rows of it are read). */
+size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg);
 
 /* A step: tokens of one or more sequences, each at a position of its KV slot. */
 typedef struct {
@@ -61,6 +64,7 @@ typedef struct {
     int max_tokens;   /* tokens per step at most */
     int n_slots;      /* KV cache slots (sequences held at once) */
     int max_context;  /* positions per slot */
+    bool act_q8;      /* fast mode: 8-bit activations against quantized weights (kernels/qdot.h) */
 } qm_device_dims;
 
 typedef struct {
@@ -83,6 +87,11 @@ typedef struct {
     float *gate, *up;  /* [T][f] */
     float *scores;     /* [nth][max_context] attention scratch per team member */
     float *logits;     /* [T][vocab_local] */
+    /* fast mode: the current matmul input quantized per 32 (kernels/qdot.h); NULL when off */
+    int8_t *xq;        /* [T][max_in] */
+    float *xq_d;       /* [T][max_in / 32] */
+    int32_t *xq_s;     /* [T][max_in / 32] */
+    int xq_ld;         /* max_in: the widest matmul input (d, hq*hd, f) */
     double comm_s;     /* seconds spent in collectives (statistics) */
 } qm_device;
 

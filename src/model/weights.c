@@ -2,6 +2,7 @@
  * Row slices of a [out, in] matrix are contiguous in the file and used in place from the
  * mmap; column slices are copied once, and the mapped pages they came from are released. */
 #include "model/model.h"
+#include "kernels/quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,30 +43,39 @@ static qm_status get1(const qm_checkpoint *ck, const char *name, int64_t n, cons
 }
 
 /* Rows [r0, r1) x columns [c0, c1) of a 2-D tensor as a view: in place when all columns are
- * taken, else copied. */
+ * taken, else copied. A block-quantized tensor's column slice keeps every block that holds one
+ * of its columns (a block that straddles two devices' ranges is held by both; the excess is
+ * counted in copied_bytes and reported by bench). */
 static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, qm_wview *v,
                             qm_error *err) {
-    size_t es = qm_dtype_size(t->dtype), ld = (size_t)t->shape[1];
+    const size_t ld = (size_t)t->shape[1], qk = (size_t)qm_dtype_block(t->dtype);
+    const size_t row_bytes = qm_dtype_row_bytes(t->dtype, ld);
     v->dtype = t->dtype;
     v->rows = r1 - r0;
     v->cols = c1 - c0;
-    const char *base = (const char *)t->data + (size_t)r0 * ld * es;
-    size_t bytes = (size_t)v->rows * (size_t)v->cols * es;
-    s->weight_bytes += bytes;
+    v->col0 = 0;
+    const char *base = (const char *)t->data + (size_t)r0 * row_bytes;
     if (c0 == 0 && (size_t)c1 == ld) {
         v->data = base;
         v->ld = ld;
+        s->weight_bytes += (size_t)v->rows * row_bytes;
         return QM_OK;
     }
+    size_t b0 = (size_t)c0 / qk, b1 = ((size_t)c1 + qk - 1) / qk; /* blocks [b0, b1) */
+    size_t bytes_row = (b1 - b0) * qm_dtype_block_bytes(t->dtype), bytes = (size_t)v->rows * bytes_row;
     char *copy = shard_alloc(s, bytes);
     if (!copy) return qm_fail(err, QM_ERR_NOMEM, "out of memory copying a column slice of %s", t->name);
     for (int r = 0; r < v->rows; r++)
-        memcpy(copy + (size_t)r * (size_t)v->cols * es, base + ((size_t)r * ld + (size_t)c0) * es,
-               (size_t)v->cols * es);
-    release_pages(base, (size_t)v->rows * ld * es);
+        memcpy(copy + (size_t)r * bytes_row, base + (size_t)r * row_bytes + b0 * qm_dtype_block_bytes(t->dtype),
+               bytes_row);
+    release_pages(base, (size_t)v->rows * row_bytes);
+    s->weight_bytes += bytes;
     s->copied_bytes += bytes;
+    /* the exact share is cols * block_bytes / qk per row; the rest is shared blocks */
+    s->straddle_bytes += bytes - (size_t)v->rows * (size_t)v->cols * qm_dtype_block_bytes(t->dtype) / qk;
     v->data = copy;
-    v->ld = (size_t)v->cols;
+    v->ld = (b1 - b0) * qk;
+    v->col0 = (int)((size_t)c0 - b0 * qk);
     return QM_OK;
 }
 
@@ -73,8 +83,13 @@ static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
 static qm_status f32_copy(qm_shard *s, const qm_tensor_ref *t, int b, int e, float **out, qm_error *err) {
     float *p = shard_alloc(s, (size_t)(e - b) * sizeof(float));
     if (!p) return qm_fail(err, QM_ERR_NOMEM, "out of memory copying %s", t->name);
-    for (int i = b; i < e; i++) p[i - b] = qm_load_f32(t->data, t->dtype, (size_t)i);
-    s->weight_bytes += (size_t)(e - b) * qm_dtype_size(t->dtype);
+    if (qm_dtype_is_quant(t->dtype)) {
+        qm_dequant_range(t->dtype, t->data, (size_t)b, (size_t)(e - b), p);
+        s->weight_bytes += t->nbytes * (size_t)(e - b) / (size_t)t->shape[0];
+    } else {
+        for (int i = b; i < e; i++) p[i - b] = qm_load_f32(t->data, t->dtype, (size_t)i);
+        s->weight_bytes += (size_t)(e - b) * qm_dtype_size(t->dtype);
+    }
     *out = p;
     return QM_OK;
 }
@@ -163,10 +178,12 @@ void qm_shard_free(qm_shard *s) {
     memset(s, 0, sizeof *s);
 }
 
-size_t qm_model_weight_bytes(const qm_config *c, qm_dtype dt) {
-    size_t es = qm_dtype_size(dt), d = (size_t)c->hidden_size, hd = (size_t)c->head_dim;
-    size_t q = (size_t)c->num_attention_heads * hd, kv = (size_t)c->num_key_value_heads * hd;
-    size_t f = (size_t)c->intermediate_size;
-    size_t layer = (d * q + 2 * d * kv + q * d + 3 * d * f) * es + (q + 2 * kv + 2 * d) * es;
-    return layer * (size_t)c->num_hidden_layers + (size_t)c->vocab_size * d * es + d * es;
+size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg) {
+    size_t total = 0;
+    for (int i = 0; i < qm_checkpoint_count(ck); i++) {
+        const qm_tensor_ref *t = qm_checkpoint_at(ck, i);
+        if (!cfg->tie_word_embeddings && !strcmp(t->name, "model.embed_tokens.weight")) continue;
+        total += t->nbytes;
+    }
+    return total;
 }

@@ -1,4 +1,5 @@
-/* Byte-level BPE from a Hugging Face tokenizer.json.
+/* Byte-level BPE: the builder shared by both sources (tokenizer.json here, GGUF metadata in
+ * tokenizer_gguf.c, through qm_tok_spec), the tokenizer.json reader, encoding and decoding.
  *
  * Encoding: added tokens split the raw text (leftmost, longest first); each remaining piece is
  * NFC-normalised, cut by the pre-tokenizer regex (behaviour "Isolated": matches and the gaps
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <utf8proc.h>
 
+#include "text/tokenizer_internal.h"
 #include "text/utf8.h"
 
 #define NO_STR UINT32_MAX
@@ -64,6 +66,7 @@ struct qm_tokenizer {
 
     bool nfc;
     pcre2_code *split; /* NULL = no regex split */
+    qm_tokenizer_specials specials;
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -140,11 +143,18 @@ static void build_byte_map(qm_tokenizer *t) {
     }
 }
 
-/* ---------------------------------------------------------------- loading */
+/* ---------------------------------------------------------------- tokenizer.json -> spec */
+
+const char qm_tok_qwen2_split[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+                                  "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* The GPT-2 split, for a ByteLevel pre-tokenizer with use_regex true. */
+static const char gpt2_split[] =
+    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static qm_status read_file(const char *path, char **data, size_t *len, qm_error *err) {
     FILE *f = fopen(path, "rb");
-    if (!f) return qm_fail(err, QM_ERR_IO, "cannot open tokenizer '%s': %s", path, strerror(errno));
+    if (!f) return qm_fail(err, QM_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     while (buf) {
@@ -164,11 +174,27 @@ static qm_status read_file(const char *path, char **data, size_t *len, qm_error 
     if (!buf) return qm_fail(err, QM_ERR_NOMEM, "out of memory reading '%s'", path);
     if (bad) {
         free(buf);
-        return qm_fail(err, QM_ERR_IO, "error reading tokenizer '%s'", path);
+        return qm_fail(err, QM_ERR_IO, "error reading '%s'", path);
     }
     *data = buf;
     *len = n;
     return QM_OK;
+}
+
+qm_status qm_tok_read_json(const char *path, cJSON **root, qm_error *err) {
+    *root = NULL;
+    char *data = NULL;
+    size_t len = 0;
+    qm_status st = read_file(path, &data, &len, err);
+    if (st) return st;
+    const char *end = NULL;
+    *root = cJSON_ParseWithLengthOpts(data, len, &end, false);
+    if (!*root) {
+        size_t at = end && end >= data ? (size_t)(end - data) : 0;
+        st = qm_fail(err, QM_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", path, at);
+    }
+    free(data);
+    return st;
 }
 
 static bool json_int(const cJSON *j, int *out) {
@@ -179,18 +205,18 @@ static bool json_int(const cJSON *j, int *out) {
     return true;
 }
 
-/* Sets t->nfc from the "normalizer" object (null, NFC, or a Sequence of those). */
-static qm_status parse_normalizer(qm_tokenizer *t, const cJSON *n, const char *path, qm_error *err) {
+/* Sets s->nfc from the "normalizer" object (null, NFC, or a Sequence of those). */
+static qm_status parse_normalizer(qm_tok_spec *s, const cJSON *n, const char *path, qm_error *err) {
     if (!n || cJSON_IsNull(n)) return QM_OK;
     const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "type"));
     if (type && !strcmp(type, "NFC")) {
-        t->nfc = true;
+        s->nfc = true;
         return QM_OK;
     }
     if (type && !strcmp(type, "Sequence")) {
         const cJSON *item;
         cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) {
-            qm_status st = parse_normalizer(t, item, path, err);
+            qm_status st = parse_normalizer(s, item, path, err);
             if (st) return st;
         }
         return QM_OK;
@@ -198,6 +224,153 @@ static qm_status parse_normalizer(qm_tokenizer *t, const cJSON *n, const char *p
     return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: normalizer '%s' is not supported (only NFC)", path,
                    type ? type : "?");
 }
+
+static qm_status set_split(qm_tok_spec *s, const char *pattern, const char *path, qm_error *err) {
+    if (s->split) return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: more than one regex split pre-tokenizer", path);
+    s->split = pattern;
+    return QM_OK;
+}
+
+static qm_status parse_pretokenizer(qm_tok_spec *s, const cJSON *p, const char *path, qm_error *err) {
+    if (!p || cJSON_IsNull(p)) return QM_OK;
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "type"));
+    if (type && !strcmp(type, "Sequence")) {
+        const cJSON *item;
+        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers")) {
+            qm_status st = parse_pretokenizer(s, item, path, err);
+            if (st) return st;
+        }
+        return QM_OK;
+    }
+    if (type && !strcmp(type, "ByteLevel")) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space")))
+            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: ByteLevel add_prefix_space=true is not supported", path);
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "use_regex"))) return set_split(s, gpt2_split, path, err);
+        return QM_OK;
+    }
+    if (type && !strcmp(type, "Split")) {
+        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
+        const char *re = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(pat, "Regex"));
+        const char *behavior = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "behavior"));
+        if (!re)
+            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split pre-tokenizer without a \"Regex\" pattern", path);
+        if (!behavior || strcmp(behavior, "Isolated") != 0)
+            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split behavior '%s' is not supported (only Isolated)",
+                           path, behavior ? behavior : "?");
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "invert")))
+            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split with invert=true is not supported", path);
+        return set_split(s, re, path, err);
+    }
+    return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported", path, type ? type : "?");
+}
+
+/* model.vocab and added_tokens: checks the ids, fills s->vocab and s->added. */
+static qm_status json_ids(const cJSON *vocab, const cJSON *added, const char *path, qm_tok_spec *s,
+                          qm_error *err) {
+    int max_id = -1, n_added = 0, id;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, vocab) {
+        if (!json_int(v, &id))
+            return qm_fail(err, QM_ERR_FORMAT, "%s: model.vocab[\"%s\"] is not a non-negative integer id", path,
+                           v->string);
+        if (id > max_id) max_id = id;
+    }
+    cJSON_ArrayForEach(v, added) {
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(v, "content");
+        if (!json_int(cJSON_GetObjectItemCaseSensitive(v, "id"), &id) || !cJSON_IsString(content) ||
+            !content->valuestring[0])
+            return qm_fail(err, QM_ERR_FORMAT, "%s: added_tokens[%d] needs an integer \"id\" and a non-empty \"content\"",
+                           path, n_added);
+        if (id > max_id) max_id = id;
+        n_added++;
+    }
+    if (max_id < 0) return qm_fail(err, QM_ERR_FORMAT, "%s: model.vocab is empty", path);
+    s->n_ids = max_id + 1;
+    s->vocab = calloc((size_t)s->n_ids, sizeof *s->vocab);
+    s->added = calloc((size_t)n_added + 1, sizeof *s->added);
+    if (!s->vocab || !s->added) return qm_fail(err, QM_ERR_NOMEM, "out of memory for %d token ids", s->n_ids);
+    cJSON_ArrayForEach(v, vocab) {
+        id = (int)v->valuedouble;
+        if (s->vocab[id].ptr) return qm_fail(err, QM_ERR_FORMAT, "%s: id %d appears twice in model.vocab", path, id);
+        s->vocab[id] = (qm_tok_text){v->string, strlen(v->string)};
+    }
+    cJSON_ArrayForEach(v, added) {
+        qm_tok_added *a = &s->added[s->n_added++];
+        const char *content = cJSON_GetObjectItemCaseSensitive(v, "content")->valuestring;
+        a->content = (qm_tok_text){content, strlen(content)};
+        a->id = (int)cJSON_GetObjectItemCaseSensitive(v, "id")->valuedouble;
+        a->special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "special"));
+    }
+    return QM_OK;
+}
+
+bool qm_tok_split_merge(const char *s, size_t len, qm_tok_merge *out) {
+    const char *sp = memchr(s, ' ', len);
+    if (!sp || sp == s || sp + 1 == s + len || memchr(sp + 1, ' ', (size_t)(s + len - sp - 1))) return false;
+    out->left = (qm_tok_text){s, (size_t)(sp - s)};
+    out->right = (qm_tok_text){sp + 1, (size_t)(s + len - sp - 1)};
+    return true;
+}
+
+/* model.merges: "a b" strings (exactly one space: byte-level tokens never hold one) or ["a", "b"]. */
+static qm_status json_merges(const cJSON *merges, const char *path, qm_tok_spec *s, qm_error *err) {
+    s->merges = malloc(sizeof *s->merges * ((size_t)cJSON_GetArraySize(merges) + 1));
+    if (!s->merges) return qm_fail(err, QM_ERR_NOMEM, "out of memory for the merges");
+    const cJSON *m;
+    cJSON_ArrayForEach(m, merges) {
+        qm_tok_merge *mg = &s->merges[s->n_merges];
+        if (cJSON_IsString(m)) {
+            if (!qm_tok_split_merge(m->valuestring, strlen(m->valuestring), mg))
+                return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d \"%s\" is not two tokens separated by one space",
+                               path, s->n_merges, m->valuestring);
+        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
+                   cJSON_IsString(m->child->next)) {
+            const char *a = m->child->valuestring, *b = m->child->next->valuestring;
+            mg->left = (qm_tok_text){a, strlen(a)};
+            mg->right = (qm_tok_text){b, strlen(b)};
+        } else
+            return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path,
+                           s->n_merges);
+        s->n_merges++;
+    }
+    return QM_OK;
+}
+
+qm_status qm_tok_spec_from_json(const cJSON *root, const char *path, qm_tok_spec *s, qm_error *err) {
+    *s = (qm_tok_spec){.where = path, .vocab_key = "model.vocab", .merges_key = "model.merges",
+                       .specials = {.bos = -1, .eos = -1, .pad = -1}};
+    if (!cJSON_IsObject(root)) return qm_fail(err, QM_ERR_FORMAT, "%s: top level is not a JSON object", path);
+    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
+    if (!cJSON_IsObject(model)) return qm_fail(err, QM_ERR_FORMAT, "%s: no \"model\" object", path);
+    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "type"));
+    if (type && strcmp(type, "BPE") != 0)
+        return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (only BPE)", path, type);
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    if (!cJSON_IsObject(vocab)) return qm_fail(err, QM_ERR_FORMAT, "%s: no \"model.vocab\" object", path);
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (merges && !cJSON_IsArray(merges))
+        return qm_fail(err, QM_ERR_FORMAT, "%s: \"model.merges\" is not an array", path);
+    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
+    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
+        return qm_fail(err, QM_ERR_FORMAT, "%s: \"added_tokens\" is not an array", path);
+
+    qm_status st = json_ids(vocab, added, path, s, err);
+    if (!st && merges) st = json_merges(merges, path, s, err);
+    if (!st) st = parse_normalizer(s, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path, err);
+    if (!st) st = parse_pretokenizer(s, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path, err);
+    return st;
+}
+
+void qm_tok_spec_free(qm_tok_spec *s) {
+    free(s->vocab);
+    free(s->added);
+    free(s->merges);
+    s->vocab = NULL;
+    s->added = NULL;
+    s->merges = NULL;
+}
+
+/* ---------------------------------------------------------------- spec -> tokenizer */
 
 /* Unicode White_Space, which is what \s means to Oniguruma (the regex engine of Hugging Face
  * tokenizers). PCRE2's \s also takes U+180E, which stopped being a space in Unicode 6.3. */
@@ -248,8 +421,6 @@ static char *rewrite_spaces(const char *pattern) {
 }
 
 static qm_status compile_split(qm_tokenizer *t, const char *pattern, const char *path, qm_error *err) {
-    if (t->split)
-        return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: more than one regex split pre-tokenizer", path);
     int code;
     PCRE2_SIZE at; /* in the rewritten pattern, so not reported */
     char *rewritten = rewrite_spaces(pattern);
@@ -265,44 +436,6 @@ static qm_status compile_split(qm_tokenizer *t, const char *pattern, const char 
     }
     pcre2_jit_compile(t->split, PCRE2_JIT_COMPLETE); /* an interpreter fallback if JIT is unavailable */
     return QM_OK;
-}
-
-/* The GPT-2 split, for a ByteLevel pre-tokenizer with use_regex true. */
-static const char gpt2_split[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-
-static qm_status parse_pretokenizer(qm_tokenizer *t, const cJSON *p, const char *path, qm_error *err) {
-    if (!p || cJSON_IsNull(p)) return QM_OK;
-    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "type"));
-    if (type && !strcmp(type, "Sequence")) {
-        const cJSON *item;
-        cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers")) {
-            qm_status st = parse_pretokenizer(t, item, path, err);
-            if (st) return st;
-        }
-        return QM_OK;
-    }
-    if (type && !strcmp(type, "ByteLevel")) {
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space")))
-            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: ByteLevel add_prefix_space=true is not supported", path);
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "use_regex")))
-            return compile_split(t, gpt2_split, path, err);
-        return QM_OK;
-    }
-    if (type && !strcmp(type, "Split")) {
-        const cJSON *pat = cJSON_GetObjectItemCaseSensitive(p, "pattern");
-        const char *re = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(pat, "Regex"));
-        const char *behavior = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(p, "behavior"));
-        if (!re)
-            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split pre-tokenizer without a \"Regex\" pattern", path);
-        if (!behavior || strcmp(behavior, "Isolated") != 0)
-            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split behavior '%s' is not supported (only Isolated)",
-                           path, behavior ? behavior : "?");
-        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(p, "invert")))
-            return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: Split with invert=true is not supported", path);
-        return compile_split(t, re, path, err);
-    }
-    return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported", path, type ? type : "?");
 }
 
 /* Bytes that a byte-level token string stands for; a token with a character outside the
@@ -339,117 +472,42 @@ static int cmp_added(const void *a, const void *b) {
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
-
-
-static qm_status parse_merges(qm_tokenizer *t, const cJSON *merges, const char *path, qm_error *err) {
-    int n = cJSON_GetArraySize(merges);
-    t->merge_mask = table_size((size_t)n) - 1;
-    t->merge_keys = malloc(sizeof(uint64_t) * (t->merge_mask + 1));
-    t->merge_rank = malloc(sizeof(int32_t) * (t->merge_mask + 1));
-    t->merge_id = malloc(sizeof(int32_t) * (t->merge_mask + 1));
-    if (!t->merge_keys || !t->merge_rank || !t->merge_id)
-        return qm_fail(err, QM_ERR_NOMEM, "out of memory for %d merges", n);
-    memset(t->merge_keys, 0xFF, sizeof(uint64_t) * (t->merge_mask + 1));
-
-    char tmp[512];
-    int rank = 0;
-    const cJSON *m;
-    cJSON_ArrayForEach(m, merges) {
-        const char *a, *b;
-        size_t na, nb;
-        if (cJSON_IsString(m)) {
-            /* "a b": exactly one space (byte-level tokens never hold one). */
-            a = m->valuestring;
-            const char *sp = strchr(a, ' ');
-            if (!sp || strchr(sp + 1, ' '))
-                return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d \"%s\" is not two tokens separated by one space",
-                               path, rank, a);
-            na = (size_t)(sp - a);
-            b = sp + 1;
-            nb = strlen(b);
-        } else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 && cJSON_IsString(m->child) &&
-                   cJSON_IsString(m->child->next)) {
-            a = m->child->valuestring;
-            b = m->child->next->valuestring;
-            na = strlen(a);
-            nb = strlen(b);
-        } else
-            return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d is neither \"a b\" nor [\"a\", \"b\"]", path, rank);
-        int ia = vocab_find(t, a, na), ib = vocab_find(t, b, nb);
-        if (na + nb > sizeof tmp)
-            return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d is too long (%zu bytes)", path, rank, na + nb);
-        memcpy(tmp, a, na);
-        memcpy(tmp + na, b, nb);
-        int ic = vocab_find(t, tmp, na + nb);
-        if (ia < 0 || ib < 0 || ic < 0)
-            return qm_fail(err, QM_ERR_FORMAT, "%s: merge %d (\"%.*s\" + \"%.*s\") uses a token not in model.vocab",
-                           path, rank, (int)na, a, (int)nb, b);
-        uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
-        uint32_t slot = merge_slot(t, key);
-        t->merge_keys[slot] = key; /* a repeated merge takes its later rank, as Hugging Face does */
-        t->merge_rank[slot] = rank;
-        t->merge_id[slot] = ic;
-        rank++;
-    }
+/* A token string must be non-empty UTF-8 without NUL bytes. */
+static qm_status check_text(const qm_tok_spec *s, qm_tok_text v, int id, qm_error *err) {
+    if (v.len == 0) return qm_fail(err, QM_ERR_FORMAT, "%s: token %d of %s is empty", s->where, id, s->vocab_key);
+    size_t bad = qm_utf8_check((const unsigned char *)v.ptr, v.len);
+    if (bad < v.len)
+        return qm_fail(err, QM_ERR_FORMAT, "%s: token %d of %s is not valid UTF-8 (byte 0x%02X at offset %zu)",
+                       s->where, id, s->vocab_key, (unsigned char)v.ptr[bad], bad);
+    if (memchr(v.ptr, 0, v.len))
+        return qm_fail(err, QM_ERR_FORMAT, "%s: token %d of %s holds a NUL byte", s->where, id, s->vocab_key);
     return QM_OK;
 }
 
-static qm_status load_json(qm_tokenizer *t, const cJSON *root, const char *path, qm_error *err) {
-    if (!cJSON_IsObject(root)) return qm_fail(err, QM_ERR_FORMAT, "%s: top level is not a JSON object", path);
-    const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
-    if (!cJSON_IsObject(model)) return qm_fail(err, QM_ERR_FORMAT, "%s: no \"model\" object", path);
-    const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(model, "type"));
-    if (type && strcmp(type, "BPE") != 0)
-        return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: model type '%s' is not supported (only BPE)", path, type);
-    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    if (!cJSON_IsObject(vocab)) return qm_fail(err, QM_ERR_FORMAT, "%s: no \"model.vocab\" object", path);
-    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (merges && !cJSON_IsArray(merges))
-        return qm_fail(err, QM_ERR_FORMAT, "%s: \"model.merges\" is not an array", path);
-    const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
-    if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
-        return qm_fail(err, QM_ERR_FORMAT, "%s: \"added_tokens\" is not an array", path);
-
-    /* Pass 1: check ids, find how many there are. */
-    int max_id = -1, n_vocab = 0;
-    const cJSON *v;
-    cJSON_ArrayForEach(v, vocab) {
-        int id;
-        if (!json_int(v, &id))
-            return qm_fail(err, QM_ERR_FORMAT, "%s: model.vocab[\"%s\"] is not a non-negative integer id", path,
-                           v->string);
-        if (id > max_id) max_id = id;
-        n_vocab++;
-    }
-    cJSON_ArrayForEach(v, added) {
-        int id;
-        const cJSON *content = cJSON_GetObjectItemCaseSensitive(v, "content");
-        if (!json_int(cJSON_GetObjectItemCaseSensitive(v, "id"), &id) || !cJSON_IsString(content) ||
-            !content->valuestring[0])
-            return qm_fail(err, QM_ERR_FORMAT, "%s: added_tokens[%d] needs an integer \"id\" and a non-empty \"content\"",
-                           path, t->n_added);
-        if (id > max_id) max_id = id;
-        t->n_added++;
-    }
-    if (max_id < 0) return qm_fail(err, QM_ERR_FORMAT, "%s: model.vocab is empty", path);
-    t->n_ids = max_id + 1;
-
+/* The BPE vocabulary: strings, decoded bytes, the lookup table, the byte tokens. */
+static qm_status build_vocab(qm_tokenizer *t, const qm_tok_spec *s, qm_error *err) {
+    int n_vocab = 0;
+    for (int i = 0; i < s->n_ids; i++) n_vocab += s->vocab[i].ptr != NULL;
+    t->n_ids = s->n_ids;
     t->vocab = malloc(sizeof(span) * (size_t)t->n_ids);
     t->bytes = malloc(sizeof(span) * (size_t)t->n_ids);
     t->vocab_mask = table_size((size_t)n_vocab) - 1;
     t->vocab_slots = malloc(sizeof(int32_t) * (t->vocab_mask + 1));
-    t->added = calloc((size_t)t->n_added + 1, sizeof(added_token));
-    if (!t->vocab || !t->bytes || !t->vocab_slots || !t->added)
+    if (!t->vocab || !t->bytes || !t->vocab_slots)
         return qm_fail(err, QM_ERR_NOMEM, "out of memory for %d token ids", t->n_ids);
     for (int i = 0; i < t->n_ids; i++) t->vocab[i].off = t->bytes[i].off = NO_STR;
     memset(t->vocab_slots, 0xFF, sizeof(int32_t) * (t->vocab_mask + 1));
 
-    /* Pass 2: the vocabulary. */
-    cJSON_ArrayForEach(v, vocab) {
-        int id = (int)v->valuedouble;
-        if (t->vocab[id].off != NO_STR)
-            return qm_fail(err, QM_ERR_FORMAT, "%s: id %d appears twice in model.vocab", path, id);
-        if (!strs_add(t, v->string, strlen(v->string), &t->vocab[id]) || !decoded_bytes(t, t->vocab[id], &t->bytes[id]))
+    for (int id = 0; id < s->n_ids; id++) {
+        qm_tok_text v = s->vocab[id];
+        if (!v.ptr) continue;
+        qm_status st = check_text(s, v, id, err);
+        if (st) return st;
+        int other = vocab_find(t, v.ptr, v.len);
+        if (other >= 0)
+            return qm_fail(err, QM_ERR_FORMAT, "%s: %s holds \"%.*s\" twice (ids %d and %d)", s->where, s->vocab_key,
+                           (int)v.len, v.ptr, other, id);
+        if (!strs_add(t, v.ptr, v.len, &t->vocab[id]) || !decoded_bytes(t, t->vocab[id], &t->bytes[id]))
             return qm_fail(err, QM_ERR_NOMEM, "out of memory loading the vocabulary");
         vocab_insert(t, id);
     }
@@ -458,29 +516,84 @@ static qm_status load_json(qm_tokenizer *t, const cJSON *root, const char *path,
         int n = qm_utf8_encode(t->byte_char[b], c);
         t->byte_id[b] = vocab_find(t, (const char *)c, (size_t)n);
     }
+    return QM_OK;
+}
 
-    /* Added tokens: decode to their content; matched longest first. */
-    int k = 0;
-    cJSON_ArrayForEach(v, added) {
-        added_token *a = &t->added[k++];
-        const char *content = cJSON_GetObjectItemCaseSensitive(v, "content")->valuestring;
-        a->id = (int)cJSON_GetObjectItemCaseSensitive(v, "id")->valuedouble;
-        a->special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "special"));
-        if (!strs_add(t, content, strlen(content), &a->content))
+/* Added tokens decode to their content; they are matched longest first. */
+static qm_status build_added(qm_tokenizer *t, const qm_tok_spec *s, qm_error *err) {
+    t->added = calloc((size_t)s->n_added + 1, sizeof(added_token));
+    if (!t->added) return qm_fail(err, QM_ERR_NOMEM, "out of memory for %d added tokens", s->n_added);
+    for (int k = 0; k < s->n_added; k++) {
+        const qm_tok_added *src = &s->added[k];
+        if (src->id < 0 || src->id >= t->n_ids)
+            return qm_fail(err, QM_ERR_FORMAT, "%s: added token %d has id %d, outside 0..%d", s->where, k, src->id,
+                           t->n_ids - 1);
+        qm_status st = check_text(s, src->content, src->id, err);
+        if (st) return st;
+        added_token *a = &t->added[t->n_added++];
+        a->id = src->id;
+        a->special = src->special;
+        if (!strs_add(t, src->content.ptr, src->content.len, &a->content))
             return qm_fail(err, QM_ERR_NOMEM, "out of memory loading added tokens");
         t->bytes[a->id] = a->content;
-        t->added_first[(unsigned char)content[0]] = true;
+        t->added_first[(unsigned char)src->content.ptr[0]] = true;
     }
     qsort(t->added, (size_t)t->n_added, sizeof(added_token), cmp_added);
-
-    if (merges) {
-        qm_status st = parse_merges(t, merges, path, err);
-        if (st) return st;
-    }
-    qm_status st = parse_normalizer(t, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), path, err);
-    if (st) return st;
-    return parse_pretokenizer(t, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), path, err);
+    return QM_OK;
 }
+
+static qm_status build_merges(qm_tokenizer *t, const qm_tok_spec *s, qm_error *err) {
+    t->merge_mask = table_size((size_t)s->n_merges) - 1;
+    t->merge_keys = malloc(sizeof(uint64_t) * (t->merge_mask + 1));
+    t->merge_rank = malloc(sizeof(int32_t) * (t->merge_mask + 1));
+    t->merge_id = malloc(sizeof(int32_t) * (t->merge_mask + 1));
+    if (!t->merge_keys || !t->merge_rank || !t->merge_id)
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory for %d merges", s->n_merges);
+    memset(t->merge_keys, 0xFF, sizeof(uint64_t) * (t->merge_mask + 1));
+
+    char tmp[512];
+    for (int rank = 0; rank < s->n_merges; rank++) {
+        qm_tok_text a = s->merges[rank].left, b = s->merges[rank].right;
+        if (a.len + b.len > sizeof tmp)
+            return qm_fail(err, QM_ERR_FORMAT, "%s: %s[%d] is too long (%zu bytes)", s->where, s->merges_key, rank,
+                           a.len + b.len);
+        memcpy(tmp, a.ptr, a.len);
+        memcpy(tmp + a.len, b.ptr, b.len);
+        int ia = vocab_find(t, a.ptr, a.len), ib = vocab_find(t, b.ptr, b.len);
+        int ic = vocab_find(t, tmp, a.len + b.len);
+        if (ia < 0 || ib < 0 || ic < 0)
+            return qm_fail(err, QM_ERR_FORMAT, "%s: %s[%d] (\"%.*s\" + \"%.*s\") uses a token not in %s", s->where,
+                           s->merges_key, rank, (int)a.len, a.ptr, (int)b.len, b.ptr, s->vocab_key);
+        uint64_t key = ((uint64_t)(uint32_t)ia << 32) | (uint32_t)ib;
+        uint32_t slot = merge_slot(t, key);
+        t->merge_keys[slot] = key; /* a repeated merge takes its later rank, as Hugging Face does */
+        t->merge_rank[slot] = rank;
+        t->merge_id[slot] = ic;
+    }
+    return QM_OK;
+}
+
+qm_status qm_tok_build(const qm_tok_spec *s, qm_tokenizer **out, qm_error *err) {
+    *out = NULL;
+    if (s->n_ids <= 0) return qm_fail(err, QM_ERR_FORMAT, "%s: %s is empty", s->where, s->vocab_key);
+    qm_tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    build_byte_map(t);
+    qm_status st = build_vocab(t, s, err);
+    if (!st) st = build_added(t, s, err);
+    if (!st) st = build_merges(t, s, err);
+    if (!st && s->split) st = compile_split(t, s->split, s->where, err);
+    if (st) {
+        qm_tokenizer_free(t);
+        return st;
+    }
+    t->nfc = s->nfc;
+    t->specials = s->specials;
+    *out = t;
+    return QM_OK;
+}
+
+/* ---------------------------------------------------------------- the tokenizer */
 
 qm_status qm_tokenizer_load(const char *path, qm_tokenizer **out, qm_error *err) {
     *out = NULL;
@@ -495,39 +608,15 @@ qm_status qm_tokenizer_load(const char *path, qm_tokenizer **out, qm_error *err)
     } else if (!(file = strdup(path)))
         return qm_fail(err, QM_ERR_NOMEM, "out of memory");
 
-    char *data = NULL;
-    size_t len = 0;
-    qm_status st = read_file(file, &data, &len, err);
-    if (st) {
-        free(file);
-        return st;
-    }
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(data, len, &end, false);
-    if (!root) {
-        size_t at = end && end >= data ? (size_t)(end - data) : 0;
-        st = qm_fail(err, QM_ERR_FORMAT, "%s: not valid JSON (near byte %zu)", file, at);
-        free(data);
-        free(file);
-        return st;
-    }
-    free(data);
-
-    qm_tokenizer *t = calloc(1, sizeof *t);
-    if (!t)
-        st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
-    else {
-        build_byte_map(t);
-        st = load_json(t, root, file, err);
-    }
+    cJSON *root = NULL;
+    qm_tok_spec spec = {0};
+    qm_status st = qm_tok_read_json(file, &root, err);
+    if (!st) st = qm_tok_spec_from_json(root, file, &spec, err);
+    if (!st) st = qm_tok_build(&spec, out, err);
+    qm_tok_spec_free(&spec);
     cJSON_Delete(root);
     free(file);
-    if (st) {
-        qm_tokenizer_free(t);
-        return st;
-    }
-    *out = t;
-    return QM_OK;
+    return st;
 }
 
 void qm_tokenizer_free(qm_tokenizer *t) {
@@ -545,6 +634,10 @@ void qm_tokenizer_free(qm_tokenizer *t) {
 }
 
 int qm_tokenizer_n_ids(const qm_tokenizer *t) { return t ? t->n_ids : 0; }
+
+void qm_tokenizer_special_ids(const qm_tokenizer *t, qm_tokenizer_specials *out) {
+    *out = t ? t->specials : (qm_tokenizer_specials){.bos = -1, .eos = -1, .pad = -1};
+}
 
 int qm_tokenizer_id(const qm_tokenizer *t, const char *token) {
     if (!t || !token) return -1;

@@ -1,0 +1,261 @@
+#!/usr/bin/env bash
+# Side-by-side speed of qmesh and llama.cpp on the same GGUF model and thread count.
+#
+#   scripts/bench_vs_llamacpp.sh [--model FILE.gguf] [--threads N] [--qmesh PATH] [--llama-dir DIR]
+#                                [--prompt N] [--gen N] [--reps R] [--jobs J] [--no-llama] [--no-qmesh]
+#                                [QMESH_FLAGS...] [-- QMESH_FLAGS...]
+#
+# 1. llama.cpp: if DIR/build/bin/llama-bench is missing, downloads the llama-cpp-python source
+#    package from PyPI (`pip download --no-deps --no-binary :all:`; it carries vendor/llama.cpp),
+#    extracts it to DIR/src and builds llama-bench with CMake into DIR/build (CPU only, Release,
+#    -DGGML_NATIVE=ON, -DLLAMA_CURL=OFF, nice, -j J). DIR defaults to $QMESH_LLAMA_DIR or
+#    ~/.cache/qmesh-llama and must be outside this repository.
+# 2. runs  llama-bench -m FILE -p N -n N -t THREADS -r R -o json           (mean of R runs)
+# 3. runs  qmesh bench -m FILE --prompt N --gen N --membw --threads THREADS --reps R QMESH_FLAGS
+#    (best of R runs; the last stdout line is a JSON object). Flags this script does not know,
+#    e.g. --mesh 1x2 or --activations q8, and everything after --, go to qmesh bench.
+# 4. prints one table (model, CPU ISA flags, threads, llama.cpp pp/tg, qmesh prefill/decode, the
+#    qmesh/llama.cpp ratios, roofline fractions = weight bytes x decode tok/s / measured memory
+#    read bandwidth) and then, as the last stdout line, the same numbers as one JSON object.
+#
+# Defaults: --model models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf (scripts/fetch_models.sh gets
+# it), --threads = all cores, --qmesh build/qmesh (built into build/ if missing), --prompt 512,
+# --gen 128, --reps 3, --jobs 2. A model that is a folder (Hugging Face checkpoint) runs the qmesh
+# half only, since llama.cpp reads GGUF files only.
+# Environment: QMESH_LLAMA_DIR, LLAMA_CPP_PYTHON_VERSION (default 0.3.36, the version tested),
+# PYTHON (default python3).
+# Exit status: 0 when every half that was asked for ran, 1 when one failed (the table still shows
+# what ran), 2 for bad usage.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+model="$root/models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
+threads=$(nproc 2> /dev/null || echo 1)
+qmesh=""
+llama_dir="${QMESH_LLAMA_DIR:-$HOME/.cache/qmesh-llama}"
+llama_ver="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+n_prompt=512
+n_gen=128
+reps=3
+jobs=2
+do_llama=1
+do_qmesh=1
+py=${PYTHON:-python3}
+qflags=()
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+bad() { echo "bench_vs_llamacpp: $*" >&2; exit 2; }
+log() { echo "bench_vs_llamacpp: $*" >&2; }
+need() { [ "$2" -ge 2 ] || bad "$1 needs a value"; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --model|-m) need "$1" $#; model=$2; shift 2 ;;
+    --threads) need "$1" $#; threads=$2; shift 2 ;;
+    --qmesh) need "$1" $#; qmesh=$2; shift 2 ;;
+    --llama-dir) need "$1" $#; llama_dir=$2; shift 2 ;;
+    --prompt) need "$1" $#; n_prompt=$2; shift 2 ;;
+    --gen) need "$1" $#; n_gen=$2; shift 2 ;;
+    --reps) need "$1" $#; reps=$2; shift 2 ;;
+    --jobs) need "$1" $#; jobs=$2; shift 2 ;;
+    --no-llama) do_llama=0; shift ;;
+    --no-qmesh) do_qmesh=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    --) shift; qflags+=("$@"); break ;;
+    *) qflags+=("$1"); shift ;;
+  esac
+done
+for v in threads n_prompt n_gen reps jobs; do
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || bad "${v/n_/--} needs a positive integer, not '${!v}'"
+done
+[ -e "$model" ] || bad "no model at $model (scripts/fetch_models.sh downloads the GGUF files)"
+model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
+command -v "$py" > /dev/null 2>&1 || bad "$py not found (set PYTHON)"
+
+is_gguf=0
+if [ -f "$model" ] && [ "$(head -c 4 "$model")" = "GGUF" ]; then is_gguf=1; fi
+if [ $do_llama -eq 1 ] && [ $is_gguf -eq 0 ]; then
+  log "$model is not a GGUF file: llama.cpp cannot read it, running qmesh only"
+  do_llama=0
+fi
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/bench_vs_llamacpp.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+failed=0
+
+# ---- llama.cpp -----------------------------------------------------------------------------
+
+build_llama() {
+  mkdir -p "$llama_dir"
+  llama_dir=$(cd "$llama_dir" && pwd -P)
+  local r
+  r=$(cd "$root" && pwd -P)
+  case "$llama_dir/" in
+    "$r"/*) bad "--llama-dir $llama_dir is inside the repository; pick a folder outside it" ;;
+  esac
+  local bench="$llama_dir/build/bin/llama-bench"
+  [ -x "$bench" ] && return 0
+  local src="$llama_dir/src/vendor/llama.cpp"
+  if [ ! -f "$src/CMakeLists.txt" ]; then
+    log "downloading llama-cpp-python==$llama_ver (source, for its vendor/llama.cpp) into $llama_dir/dl"
+    mkdir -p "$llama_dir/dl"
+    if ! "$py" -m pip download --no-deps --no-binary :all: --disable-pip-version-check \
+        -d "$llama_dir/dl" "llama-cpp-python==$llama_ver" > "$work/pip.log" 2>&1; then
+      sed 's/^/  pip: /' "$work/pip.log" | tail -n 8 >&2
+      log "error: cannot download llama-cpp-python==$llama_ver from the package registry; retry later," \
+          "or point --llama-dir at a folder with build/bin/llama-bench"
+      return 1
+    fi
+    local tgz
+    tgz=$(find "$llama_dir/dl" -maxdepth 1 -name "llama_cpp_python-$llama_ver.tar.gz" | head -n 1)
+    [ -n "$tgz" ] || { log "error: pip left no llama_cpp_python-$llama_ver.tar.gz in $llama_dir/dl"; return 1; }
+    rm -rf "$llama_dir/src.tmp"
+    mkdir -p "$llama_dir/src.tmp"
+    tar -xzf "$tgz" -C "$llama_dir/src.tmp" --strip-components=1
+    [ -f "$llama_dir/src.tmp/vendor/llama.cpp/CMakeLists.txt" ] || {
+      log "error: $tgz has no vendor/llama.cpp"; return 1; }
+    rm -rf "$llama_dir/src"
+    mv "$llama_dir/src.tmp" "$llama_dir/src"
+  fi
+  log "building llama-bench in $llama_dir/build (CPU, Release, native; this takes a while)"
+  local gen=()
+  command -v ninja > /dev/null 2>&1 && gen=(-G Ninja)
+  nice -n 10 cmake -S "$src" -B "$llama_dir/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+    -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF \
+    -DGGML_METAL=OFF > "$work/cmake.log" 2>&1 || { tail -n 20 "$work/cmake.log" >&2; log "error: llama.cpp configure failed"; return 1; }
+  nice -n 10 cmake --build "$llama_dir/build" -j "$jobs" --target llama-bench llama-simple \
+    > "$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; log "error: llama.cpp build failed"; return 1; }
+  [ -x "$bench" ] || { log "error: the build made no $bench"; return 1; }
+}
+
+llama_json="$work/llama.json"
+if [ $do_llama -eq 1 ]; then
+  if build_llama; then
+    log "llama-bench -m $(basename "$model") -p $n_prompt -n $n_gen -t $threads -r $reps"
+    if ! "$llama_dir/build/bin/llama-bench" -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" \
+        -o json > "$llama_json" 2> "$work/llama.err"; then
+      tail -n 20 "$work/llama.err" >&2
+      log "error: llama-bench failed"
+      rm -f "$llama_json"
+      failed=1
+    fi
+  else
+    failed=1
+  fi
+fi
+
+# ---- qmesh ---------------------------------------------------------------------------------
+
+qmesh_json="$work/qmesh.json"
+if [ $do_qmesh -eq 1 ]; then
+  if [ -z "$qmesh" ]; then
+    qmesh="$root/build/qmesh"
+    if [ ! -x "$qmesh" ]; then
+      log "building qmesh into $root/build"
+      gen=()
+      command -v ninja > /dev/null 2>&1 && gen=(-G Ninja)
+      { cmake -S "$root" -B "$root/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release > "$work/qcmake.log" 2>&1 &&
+        nice -n 10 cmake --build "$root/build" -j "$jobs" > "$work/qbuild.log" 2>&1; } ||
+        { tail -n 30 "$work/qcmake.log" "$work/qbuild.log" >&2 2> /dev/null; log "error: building qmesh failed"; }
+    fi
+  fi
+  if [ ! -x "$qmesh" ]; then
+    log "error: $qmesh is not an executable (--qmesh PATH)"
+    failed=1
+  else
+    log "qmesh bench -m $(basename "$model") --prompt $n_prompt --gen $n_gen --membw --threads $threads --reps $reps ${qflags[*]:-}"
+    if "$qmesh" bench -m "$model" --prompt "$n_prompt" --gen "$n_gen" --membw --threads "$threads" \
+        --reps "$reps" "${qflags[@]}" > "$work/qmesh.out" 2> "$work/qmesh.err"; then
+      tail -n 1 "$work/qmesh.out" > "$qmesh_json"
+    else
+      tail -n 20 "$work/qmesh.err" >&2
+      log "error: qmesh bench failed (does this qmesh read $(basename "$model")?)"
+      failed=1
+    fi
+  fi
+fi
+
+# ---- the table -----------------------------------------------------------------------------
+
+flags=$(grep -m1 '^flags' /proc/cpuinfo 2> /dev/null || true)
+isa=()
+for f in avx512f avx512_bf16 avx512_vnni avx2; do
+  [[ " ${flags#*:} " == *" $f "* ]] && isa+=("$f")
+done
+[ ${#isa[@]} -gt 0 ] || isa=(none)
+cpu=$(grep -m1 '^model name' /proc/cpuinfo 2> /dev/null | sed 's/^[^:]*: *//' || true)
+
+"$py" - "$model" "${isa[*]}" "$cpu" "$threads" "$n_prompt" "$n_gen" "$reps" "$llama_json" "$qmesh_json" \
+    "${qflags[*]:-}" <<'PYEOF' || failed=1
+import json, os, sys
+model, isa, cpu, threads, npr, ngen, reps, lj, qj, qflags = sys.argv[1:11]
+npr, ngen = int(npr), int(ngen)
+
+llama = {}
+if os.path.exists(lj):
+    try:
+        rows = json.load(open(lj))
+        for r in rows:
+            if r.get("n_prompt") == npr and r.get("n_gen") == 0:
+                llama["pp"], llama["pp_sd"] = r["avg_ts"], r.get("stddev_ts")
+            elif r.get("n_gen") == ngen and r.get("n_prompt") == 0:
+                llama["tg"], llama["tg_sd"] = r["avg_ts"], r.get("stddev_ts")
+            llama["model_size"] = r.get("model_size")
+            llama["model_type"] = r.get("model_type")
+            llama["build_commit"] = r.get("build_commit")
+    except Exception as e:
+        sys.stderr.write(f"bench_vs_llamacpp: cannot read llama-bench output: {e}\n")
+q = {}
+if os.path.exists(qj):
+    try:
+        q = json.loads(open(qj).read())
+    except Exception as e:
+        sys.stderr.write(f"bench_vs_llamacpp: cannot read qmesh bench output: {e}\n")
+
+bw = q.get("mem_read_gb_s")
+def ratio(a, b):
+    return a / b if a and b else None
+def fmt(x, d=1):
+    return "n/a" if x is None else f"{x:.{d}f}"
+
+res = {
+    "model": os.path.basename(model), "cpu": cpu, "isa_flags": isa.split(), "threads": int(threads),
+    "prompt": npr, "gen": ngen, "reps": int(reps), "qmesh_flags": qflags,
+    "llama_pp_tok_s": llama.get("pp"), "llama_tg_tok_s": llama.get("tg"),
+    "llama_model_bytes": llama.get("model_size"), "llama_build_commit": llama.get("build_commit"),
+    "qmesh_prefill_tok_s": q.get("prefill_tok_s"), "qmesh_decode_tok_s": q.get("decode_tok_s"),
+    "qmesh_isa": q.get("isa"), "qmesh_mesh": q.get("mesh"), "qmesh_bytes_per_token": q.get("bytes_per_token"),
+    "mem_read_gb_s": bw,
+}
+res["prefill_ratio"] = ratio(res["qmesh_prefill_tok_s"], res["llama_pp_tok_s"])
+res["decode_ratio"] = ratio(res["qmesh_decode_tok_s"], res["llama_tg_tok_s"])
+res["qmesh_roofline"] = q.get("roofline_ratio")
+res["llama_roofline"] = (llama["model_size"] * llama["tg"] / (bw * 1e9)
+                         if bw and llama.get("tg") and llama.get("model_size") else None)
+
+rows = [
+    ("model", res["model"]),
+    ("cpu", cpu or "?"),
+    ("ISA flags (/proc/cpuinfo)", isa),
+    ("qmesh kernels / mesh", f"{q.get('isa', 'n/a')} / {q.get('mesh', 'n/a')}" + (f"  [{qflags}]" if qflags else "")),
+    ("threads", threads),
+    (f"llama.cpp pp{npr} tok/s (mean of {reps})", fmt(llama.get("pp")) + (f" +- {llama['pp_sd']:.1f}" if llama.get("pp_sd") else "")),
+    (f"llama.cpp tg{ngen} tok/s (mean of {reps})", fmt(llama.get("tg"), 2) + (f" +- {llama['tg_sd']:.2f}" if llama.get("tg_sd") else "")),
+    (f"qmesh prefill {npr} tok/s (best of {reps})", fmt(res["qmesh_prefill_tok_s"])),
+    (f"qmesh decode {ngen} tok/s (best of {reps})", fmt(res["qmesh_decode_tok_s"], 2)),
+    ("prefill ratio qmesh/llama.cpp", fmt(res["prefill_ratio"], 2)),
+    ("decode ratio qmesh/llama.cpp", fmt(res["decode_ratio"], 2)),
+    ("memory read bandwidth GB/s", fmt(bw, 1)),
+    ("weight bytes/token qmesh | llama.cpp", f"{q.get('bytes_per_token', 'n/a')} | {llama.get('model_size', 'n/a')}"),
+    ("decode roofline fraction qmesh", fmt(res["qmesh_roofline"], 3)),
+    ("decode roofline fraction llama.cpp", fmt(res["llama_roofline"], 3)),
+]
+w = max(len(k) for k, _ in rows)
+print("-" * (w + 40))
+for k, v in rows:
+    print(f"{k:<{w}}  {v}")
+print("-" * (w + 40))
+print(json.dumps(res))
+PYEOF
+exit $failed
