@@ -15,8 +15,11 @@
 #    (best of R runs; the last stdout line is a JSON object). Flags this script does not know,
 #    e.g. --mesh 1x2 or --activations q8, and everything after --, go to qmesh bench.
 # 4. prints one table (model, CPU ISA flags, threads, llama.cpp pp/tg, qmesh prefill/decode, the
-#    qmesh/llama.cpp ratios, roofline fractions = weight bytes x decode tok/s / measured memory
-#    read bandwidth) and then, as the last stdout line, the same numbers as one JSON object.
+#    qmesh/llama.cpp ratios, decode roofline fractions = weight bytes read per token x decode tok/s
+#    / the memory read bandwidth qmesh measured with THREADS threads; for qmesh the bytes are its
+#    bytes_per_token, for llama.cpp the GGUF's tensor bytes less the token embedding table) and
+#    then, as the last stdout line, the same numbers as one JSON object. A fraction above 1 means
+#    the weights were partly served from cache (small models, large L3).
 #
 # Defaults: --model models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf (scripts/fetch_models.sh gets
 # it), --threads = all cores, --qmesh build/qmesh (built into build/ if missing), --prompt 512,
@@ -213,6 +216,65 @@ if os.path.exists(qj):
     except Exception as e:
         sys.stderr.write(f"bench_vs_llamacpp: cannot read qmesh bench output: {e}\n")
 
+def gguf_decode_bytes(path):
+    """Bytes of the weights one decode step reads in a GGUF file: every tensor but the token
+    embedding table (only one row of it is read), unless it doubles as the LM head (tied).
+    Reads the header only (no dependencies); tensor sizes come from the data offsets."""
+    import struct
+    try:
+        f = open(path, "rb")
+        if f.read(4) != b"GGUF":
+            return None
+        ver, = struct.unpack("<I", f.read(4))
+        if ver < 2:
+            return None
+        n_t, n_kv = struct.unpack("<QQ", f.read(16))
+        def rstr():
+            n, = struct.unpack("<Q", f.read(8))
+            return f.read(n)
+        fixed = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+        align = 32
+        def rval(t):
+            if t in fixed:
+                b = f.read(fixed[t])
+                return struct.unpack({1: "<B", 2: "<H", 4: "<I", 8: "<Q"}[fixed[t]], b)[0]
+            if t == 8:
+                return rstr()
+            if t == 9:
+                et, n = struct.unpack("<IQ", f.read(12))
+                if et in fixed:
+                    f.seek(fixed[et] * n, 1)
+                else:
+                    for _ in range(n):
+                        rval(et)
+                return None
+            raise ValueError(f"GGUF value type {t}")
+        for _ in range(n_kv):
+            k = rstr()
+            t, = struct.unpack("<I", f.read(4))
+            v = rval(t)
+            if k == b"general.alignment":
+                align = int(v)
+        infos = []
+        for _ in range(n_t):
+            name = rstr().decode()
+            nd, = struct.unpack("<I", f.read(4))
+            f.seek(8 * nd + 4, 1)
+            off, = struct.unpack("<Q", f.read(8))
+            infos.append((off, name))
+        start = (f.tell() + align - 1) // align * align
+        end = os.path.getsize(path) - start
+        infos.sort()
+        size = {name: (infos[i + 1][0] if i + 1 < len(infos) else end) - off
+                for i, (off, name) in enumerate(infos)}
+        total = sum(size.values())
+        if "output.weight" in size:
+            total -= size.get("token_embd.weight", 0)
+        return total
+    except Exception as e:
+        sys.stderr.write(f"bench_vs_llamacpp: cannot read the GGUF header of {path}: {e}\n")
+        return None
+
 bw = q.get("mem_read_gb_s")
 def ratio(a, b):
     return a / b if a and b else None
@@ -231,8 +293,9 @@ res = {
 res["prefill_ratio"] = ratio(res["qmesh_prefill_tok_s"], res["llama_pp_tok_s"])
 res["decode_ratio"] = ratio(res["qmesh_decode_tok_s"], res["llama_tg_tok_s"])
 res["qmesh_roofline"] = q.get("roofline_ratio")
-res["llama_roofline"] = (llama["model_size"] * llama["tg"] / (bw * 1e9)
-                         if bw and llama.get("tg") and llama.get("model_size") else None)
+res["llama_bytes_per_token"] = gguf_decode_bytes(model) if llama else None
+res["llama_roofline"] = (res["llama_bytes_per_token"] * llama["tg"] / (bw * 1e9)
+                         if bw and llama.get("tg") and res["llama_bytes_per_token"] else None)
 
 rows = [
     ("model", res["model"]),
@@ -247,7 +310,7 @@ rows = [
     ("prefill ratio qmesh/llama.cpp", fmt(res["prefill_ratio"], 2)),
     ("decode ratio qmesh/llama.cpp", fmt(res["decode_ratio"], 2)),
     ("memory read bandwidth GB/s", fmt(bw, 1)),
-    ("weight bytes/token qmesh | llama.cpp", f"{q.get('bytes_per_token', 'n/a')} | {llama.get('model_size', 'n/a')}"),
+    ("weight bytes/token qmesh | llama.cpp", f"{q.get('bytes_per_token', 'n/a')} | {res['llama_bytes_per_token'] or 'n/a'}"),
     ("decode roofline fraction qmesh", fmt(res["qmesh_roofline"], 3)),
     ("decode roofline fraction llama.cpp", fmt(res["llama_roofline"], 3)),
 ]

@@ -539,8 +539,8 @@ static void test_key_past_end(void **state) {
     b_header(&b, 3, 0, 1);
     b_u64(&b, 1000);
     b_put(&b, "abcdefghijklm", 13);
-    expect_fail(&b, QM_ERR_FORMAT, "metadata pair 0 of 1: the key (a string of 1000 bytes at byte 32) runs past the end",
-                NULL);
+    expect_fail(&b, QM_ERR_FORMAT, "metadata pair 0 of 1: the key (a string of 1000 bytes at byte 32)",
+                "runs past the end", NULL);
 }
 
 static void test_string_value_past_end(void **state) {
@@ -576,8 +576,8 @@ static void test_array_size_overflow(void **state) {
     b_header(&b, 3, 0, 1);
     b_array_head(&b, "arr", QM_GGUF_UINT64, (UINT64_C(1) << 61) + 1);
     b_zeros(&b, 16);
-    expect_fail(&b, QM_ERR_FORMAT, "key \"arr\": an array of 2305843009213693953 UINT64 elements: the byte size overflows",
-                NULL);
+    expect_fail(&b, QM_ERR_FORMAT, "key \"arr\": an array of 2305843009213693953 UINT64 elements",
+                "the byte size overflows", NULL);
 }
 
 static void test_string_array_past_end(void **state) {

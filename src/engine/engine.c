@@ -45,7 +45,11 @@ static qm_status open_model(qm_engine *e, qm_error *err) {
     qm_status st;
     if (qm_is_gguf_path(e->model_dir)) {
         if ((st = qm_gguf_model_open(e->model_dir, &e->cfg, &e->ck, err))) return st;
-        return QM_OK; /* tokenizer: wired below once the GGUF tokenizer lands */
+        if ((st = qm_tokenizer_load_gguf(qm_checkpoint_gguf(e->ck), &e->tok, err))) return st;
+        qm_tokenizer_specials sp;
+        qm_tokenizer_special_ids(e->tok, &sp);
+        if (sp.eos >= 0 && e->cfg.n_eos < QM_MAX_EOS) e->cfg.eos_token_ids[e->cfg.n_eos++] = sp.eos;
+        return QM_OK;
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", e->model_dir);

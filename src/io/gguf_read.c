@@ -247,7 +247,8 @@ static qm_status walk_array(cursor *c, const char *ctx, int depth, qm_gguf_kv *k
     qm_gguf_str *strs = NULL;
     if (kv && et == QM_GGUF_STRING && count > 0 && count <= left(c) / 8) {
         strs = malloc((size_t)count * sizeof *strs);
-        if (!strs) return qm_fail(c->err, QM_ERR_NOMEM, "%s: %s: out of memory for %llu strings", c->path, ctx, (ull)count);
+        if (!strs)
+            return qm_fail(c->err, QM_ERR_NOMEM, "%s: %s: out of memory for %llu strings", c->path, ctx, (ull)count);
     }
     if (kv) {
         kv->elem_type = (qm_gguf_type)et;
@@ -324,8 +325,9 @@ static qm_status check_tensor_shape(cursor *c, const char *ctx, qm_gguf_tensor *
     uint64_t nel = 1;
     for (int d = 0; d < t->ndim; d++) {
         if ((uint64_t)t->ne[d] > (uint64_t)INT64_MAX / nel)
-            return qm_fail(c->err, QM_ERR_FORMAT, "%s: %s: the element count overflows (dims %lld x %lld x %lld x %lld)",
-                           c->path, ctx, (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
+            return qm_fail(c->err, QM_ERR_FORMAT,
+                           "%s: %s: the element count overflows (dims %lld x %lld x %lld x %lld)", c->path, ctx,
+                           (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2],
                            (long long)t->ne[3]);
         nel *= (uint64_t)t->ne[d];
     }
@@ -412,8 +414,9 @@ static qm_status check_overlaps(qm_gguf *g, qm_error *err) {
     for (int k = 0; k + 1 < g->n_t && !st; k++) {
         const qm_gguf_tensor *a = &g->t[order[k].i], *b = &g->t[order[k + 1].i];
         if (a->offset + a->nbytes > b->offset)
-            st = qm_fail(err, QM_ERR_FORMAT, "%s: tensors \"%.200s\" (bytes %llu..%llu) and \"%.200s\" (from byte %llu) "
-                         "overlap in the data section", g->path, a->name, (ull)a->offset,
+            st = qm_fail(err, QM_ERR_FORMAT,
+                         "%s: tensors \"%.200s\" (bytes %llu..%llu) and \"%.200s\" (from byte %llu) overlap in the "
+                         "data section", g->path, a->name, (ull)a->offset,
                          (ull)(a->offset + a->nbytes), b->name, (ull)b->offset);
     }
     free(order);
@@ -447,14 +450,16 @@ static qm_status read_header(cursor *c, qm_gguf *g, int *n_t, int *n_kv) {
     if (st) return st;
     const unsigned char *m = c->p;
     if (memcmp(m, "GGUF", 4))
-        return qm_fail(c->err, QM_ERR_FORMAT, "%s: not a GGUF file: the magic is %02x %02x %02x %02x, expected \"GGUF\"",
-                       c->path, m[0], m[1], m[2], m[3]);
+        return qm_fail(c->err, QM_ERR_FORMAT,
+                       "%s: not a GGUF file: the magic is %02x %02x %02x %02x, expected \"GGUF\"", c->path, m[0], m[1],
+                       m[2], m[3]);
     c->pos = 4;
     uint64_t v, nt, nkv;
     if ((st = read_uint(c, 4, &v, ctx, "version"))) return st;
-    if (v == 1 || v == 0x02000000u || v == 0x03000000u)
-        return qm_fail(c->err, QM_ERR_UNSUPPORTED, "%s: GGUF version %s is not supported (versions 2 and 3, "
-                       "little-endian, are read)", c->path, v == 1 ? "1" : v == 0x02000000u ? "2 big-endian" : "3 big-endian");
+    if (v == 1 || v == 0x02000000u || v == 0x03000000u) /* the last two: 2 or 3 written big-endian */
+        return qm_fail(c->err, QM_ERR_UNSUPPORTED,
+                       "%s: GGUF version %s is not supported (versions 2 and 3, little-endian, are read)", c->path,
+                       v == 1 ? "1" : v == 0x02000000u ? "2 big-endian" : "3 big-endian");
     if (v != 2 && v != 3)
         return qm_fail(c->err, QM_ERR_FORMAT, "%s: unknown GGUF version %llu (versions 2 and 3 are read)", c->path,
                        (ull)v);

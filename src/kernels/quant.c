@@ -77,7 +77,7 @@ static void deq_k45(const uint8_t *dp, const uint8_t *dminp, const uint8_t *scal
         for (int l = 0; l < 32; l++) {
             int v = (q[l] >> shift) & 15;
             if (qh) v |= ((qh[l] >> s) & 1) << 4;
-            y[32 * s + l] = ds * (float)v + (-dm);
+            y[32 * s + l] = ds * (float)v - dm;
         }
     }
 }
@@ -86,12 +86,15 @@ static void deq_q6_k(const qm_block_q6_k *b, float *y) {
     const float d = qm_f16_to_f32(qm_quant_rd16(b->d));
     float ds[16];
     for (int g = 0; g < 16; g++) ds[g] = d * (float)b->scales[g];
-    for (int e = 0; e < 256; e++) {
-        const int h = e / 128, k = (e / 32) % 4, l = e % 32;
-        const int lo = (b->ql[64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 15;
-        const int hi = (b->qh[32 * h + l] >> (2 * k)) & 3;
-        y[e] = ds[e / 16] * (float)((lo | hi << 4) - 32);
-    }
+    for (int h = 0; h < 2; h++) /* element e = 128h + 32k + l */
+        for (int k = 0; k < 4; k++) {
+            const uint8_t *ql = b->ql + 64 * h + 32 * (k & 1), *qh = b->qh + 32 * h;
+            float *ye = y + 128 * h + 32 * k;
+            for (int l = 0; l < 32; l++) {
+                const int lo = (ql[l] >> (4 * (k >> 1))) & 15, hi = (qh[l] >> (2 * k)) & 3;
+                ye[l] = ds[8 * h + 2 * k + l / 16] * (float)((lo | hi << 4) - 32);
+            }
+        }
 }
 
 void qm_dequant_scalar(qm_dtype dt, const void *blocks, int nblocks, float *out) {

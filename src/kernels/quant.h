@@ -6,16 +6,19 @@
  * checks every type against fixtures made by scripts/make_quant_fixtures.py, edge blocks
  * included. The AVX2 and AVX-512 twins give the same bits as the scalar one.
  *
- * Per type, element j of a block (per 32-element sub-block s for the K-quants):
- *   Q8_0  d * q[j]
- *   Q4_0  d * (q[j] - 8)                     q: low nibbles are j < 16, high nibbles j >= 16
- *   Q4_1  d * q[j] + m
- *   Q5_0  d * (q[j] - 16)                    q = nibble | (bit j of qh) << 4
- *   Q5_1  d * q[j] + m
- *   Q4_K  (d * sc[s]) * q[j] - (dmin * mn[s])   6-bit sc/mn unpacked from the 12 scale bytes
+ * Per type, element j of a block (sub-block s of 32 / group g of 16 for the K-quants), in the
+ * reference's operation order (f16 d, m, dmin and the integer codes convert to f32 exactly):
+ *   Q8_0  (float)q[j] * d                     q: int8
+ *   Q4_0  d * (float)(q[j] - 8)               q: low nibbles are j < 16, high nibbles j >= 16
+ *   Q4_1  d * (float)q[j] + m
+ *   Q5_0  d * (float)(q[j] - 16)              q = nibble | (bit j of qh) << 4
+ *   Q5_1  d * (float)q[j] + m
+ *   Q4_K  (d * (float)sc[s]) * (float)q[j] - dmin * (float)mn[s]   6-bit sc/mn: qm_quant_k_scales
  *   Q5_K  as Q4_K with the 5th bit from qh
- *   Q6_K  (d * sc[s16]) * (q[j] - 32)        16-element groups, int8 scales
- * (the exact operation order of each is the reference's; see quant.c). */
+ *   Q6_K  (d * (float)sc[g]) * (float)(q[j] - 32)                  sc: int8, 16 groups of 16
+ * Every product here is exact in f32 (<= 24 significant bits, no overflow, no f32 subnormal),
+ * so the only rounding is the one add/sub of Q4_1, Q5_1, Q4_K, Q5_K; the implementations still
+ * write the reference's operations (multiply, then add/subtract; no FMA). */
 #ifndef QM_KERNELS_QUANT_H
 #define QM_KERNELS_QUANT_H
 

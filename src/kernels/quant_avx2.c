@@ -71,6 +71,8 @@ QM_INLINE void deq_k45(const uint8_t *b, const uint8_t *qh, const uint8_t *qs, f
     uint8_t sc[8], mn[8];
     qm_quant_k_scales(b + 4, sc, mn);
     const __m256i low4 = _mm256_set1_epi32(15), sixteen = _mm256_set1_epi32(16);
+    __m256i hq[4]; /* qh widened once (the stores to y may alias it, so the compiler would not) */
+    for (int c = 0; c < 4; c++) hq[c] = qh ? ld_u8x8(qh + 8 * c) : _mm256_setzero_si256();
     for (int p = 0; p < 4; p++) {
         const int s0 = 2 * p, s1 = 2 * p + 1;
         const __m256 ds0 = _mm256_set1_ps(d * (float)sc[s0]), dm0 = _mm256_set1_ps(dmin * (float)mn[s0]);
@@ -80,7 +82,7 @@ QM_INLINE void deq_k45(const uint8_t *b, const uint8_t *qh, const uint8_t *qs, f
             __m256i q0 = _mm256_and_si256(w, low4), q1 = _mm256_srli_epi32(w, 4);
             if (qh) {
                 /* bits s0, s1 of qh[l] to bit 4 */
-                const __m256i h = _mm256_srli_epi32(ld_u8x8(qh + 8 * c), s0);
+                const __m256i h = _mm256_srli_epi32(hq[c], s0);
                 q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_slli_epi32(h, 4), sixteen));
                 q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_slli_epi32(h, 3), sixteen));
             }

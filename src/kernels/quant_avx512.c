@@ -97,9 +97,8 @@ QM_INLINE void deq_k45(const uint8_t *b, const uint8_t *qh, const uint8_t *qs, f
 QM_INLINE void deq_q6_k(const uint8_t *b, float *y) {
     const uint8_t *ql = b, *qh = b + 128;
     const __m512 d = _mm512_set1_ps(ld_f16(b + 208));
-    float ds[16];
-    _mm512_storeu_ps(ds, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
-                                              _mm_loadu_si128((const __m128i *)(b + 192))))));
+    const __m512 ds = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                           _mm_loadu_si128((const __m128i *)(b + 192)))));
     const __m512i low4 = _mm512_set1_epi32(15), hi2 = _mm512_set1_epi32(0x30),
                   k32 = _mm512_set1_epi32(32);
     for (int h = 0; h < 2; h++)
@@ -114,7 +113,7 @@ QM_INLINE void deq_q6_k(const uint8_t *b, float *y) {
             for (int k = 0; k < 4; k++) {
                 const __m512i lo = k < 2 ? _mm512_and_si512(wl[k], low4) : _mm512_srli_epi32(wl[k - 2], 4);
                 const __m512i q = _mm512_sub_epi32(_mm512_or_si512(lo, hb[k]), k32);
-                const __m512 dsg = _mm512_set1_ps(ds[8 * h + 2 * k + c]);
+                const __m512 dsg = _mm512_permutexvar_ps(_mm512_set1_epi32(8 * h + 2 * k + c), ds);
                 _mm512_storeu_ps(y + 128 * h + 32 * k + 16 * c, _mm512_mul_ps(dsg, _mm512_cvtepi32_ps(q)));
             }
         }

@@ -9,7 +9,7 @@
 #define DS_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"                                      /* <｜User｜> */
 #define DS_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"                          /* <｜Assistant｜> */
 
-/* Concatenates up to 7 strings (NULL ones skipped) into a malloc'd string. */
+/* Concatenates n strings (NULL ones skipped) into a malloc'd string. */
 static char *concat(const char *const *parts, int n) {
     size_t len = 1;
     for (int i = 0; i < n; i++) len += parts[i] ? strlen(parts[i]) : 0;

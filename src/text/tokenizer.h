@@ -37,7 +37,9 @@ qm_status qm_tokenizer_load_gguf(const qm_gguf *g, qm_tokenizer **out, qm_error 
  *   them; tokenizer.chat_template from tokenizer_config.json (else chat_template.jinja or
  *   chat_template.json) when there is one.
  * hf_dir holds tokenizer.json (required), tokenizer_config.json and config.json (optional).
- * Only a Qwen2-family tokenizer.json (the Qwen2 split regex, NFC) is accepted. */
+ * Only a Qwen2-family tokenizer.json (the Qwen2 split regex; NFC, unless the chat template is
+ * DeepSeek-R1's) is accepted. The tokenizer.json is checked by building it first. A chat_template
+ * given as a list of named templates is written as its "default" one only. */
 qm_status qm_tokenizer_gguf_metadata(const char *hf_dir, qm_gguf_writer *w, qm_error *err);
 
 void qm_tokenizer_free(qm_tokenizer *tok);

@@ -199,6 +199,7 @@ typedef struct {
     qm_tok_spec spec;
     int vocab_size;
     char *chat_template; /* NULL if none */
+    bool deepseek;       /* the chat template is DeepSeek-R1's: pre "deepseek-r1-qwen" */
     int ids[N_SPECIAL];  /* -1 = unset */
     int order[N_SPECIAL], n_order;
 } hf_folder;
@@ -360,10 +361,10 @@ static qm_status hf_read(hf_folder *h, const char *dir, qm_error *err) {
     if (!st) st = qm_tok_build(&h->spec, &check, err);
     qm_tokenizer_free(check);
     if (st) return st;
-    if (!h->spec.nfc || !h->spec.split || strcmp(h->spec.split, qm_tok_qwen2_split) != 0)
+    if (!h->spec.split || strcmp(h->spec.split, qm_tok_qwen2_split) != 0)
         return qm_fail(err, QM_ERR_UNSUPPORTED,
-                       "%s: not a Qwen2-family tokenizer (the pre-tokenizer must be the Qwen2 split regex with NFC); "
-                       "GGUF has no name for it",
+                       "%s: not a Qwen2-family tokenizer (the pre-tokenizer must be the Qwen2 split regex); GGUF "
+                       "has no pre-tokenizer name for it",
                        h->tok_path);
     st = read_optional(h->cfg_path, &h->cfg, err);
     if (!st) st = read_optional(h->config_path, &h->config, err);
@@ -376,7 +377,13 @@ static qm_status hf_read(hf_folder *h, const char *dir, qm_error *err) {
     if (vs) h->vocab_size = (int)vs->valuedouble;
     st = resolve_specials(h, err);
     if (!st) st = find_template(h, dir, err);
-    return st;
+    if (st) return st;
+    /* "qwen2" is read back with NFC, as Qwen's tokenizer.json has it. */
+    h->deepseek = qm_chat_format_detect(h->chat_template) == QM_CHAT_DEEPSEEK_R1;
+    if (!h->spec.nfc && !h->deepseek)
+        return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: a Qwen2 tokenizer without the NFC normalizer is not supported",
+                       h->tok_path);
+    return QM_OK;
 }
 
 static void hf_free(hf_folder *h) {
@@ -477,9 +484,8 @@ static qm_status merge_list(const hf_folder *h, strlist *merges, qm_error *err) 
 /* The keys, in convert_hf_to_gguf.py's order. */
 static qm_status hf_write(const hf_folder *h, qm_gguf_writer *w, const strlist *tokens, const int32_t *types,
                           const strlist *merges, qm_error *err) {
-    bool deepseek = qm_chat_format_detect(h->chat_template) == QM_CHAT_DEEPSEEK_R1;
     qm_status st = qm_gguf_add_string(w, "tokenizer.ggml.model", "gpt2", err);
-    if (!st) st = qm_gguf_add_string(w, "tokenizer.ggml.pre", deepseek ? "deepseek-r1-qwen" : "qwen2", err);
+    if (!st) st = qm_gguf_add_string(w, "tokenizer.ggml.pre", h->deepseek ? "deepseek-r1-qwen" : "qwen2", err);
     if (!st) st = sl_write(w, "tokenizer.ggml.tokens", tokens, err);
     if (!st) st = qm_gguf_add_array(w, "tokenizer.ggml.token_type", QM_GGUF_INT32, types, (uint64_t)h->vocab_size, err);
     if (!st) st = sl_write(w, "tokenizer.ggml.merges", merges, err);

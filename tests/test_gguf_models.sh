@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The real GGUF models (scripts/fetch_models.sh puts them in models/): the same logits, byte for
+# byte, on every mesh, inside a batch and on every ISA, in the exact mode (f32 activations on
+# exactly dequantized weights) and in the fast mode (--activations q8). Skipped (exit 77) when
+# the models are absent; QMESH_MODELS names another folder that holds them.
+set -euo pipefail
+: "${QMESH:?}" "${SRC:?}" "${WORK:?}"
+rm -rf "$WORK"; mkdir -p "$WORK"
+fail() { echo "FAIL: $*"; exit 1; }
+dir="${QMESH_MODELS:-$SRC/models}"
+models=()
+for f in qwen2.5-coder-0.5b-instruct-q4_k_m.gguf qwen2.5-coder-1.5b-instruct-q4_k_m.gguf; do
+  [ -f "$dir/$f" ] && models+=("$dir/$f")
+done
+if [ ${#models[@]} -eq 0 ]; then
+  echo "SKIP: no real GGUF model in $dir (run scripts/fetch_models.sh, or set QMESH_MODELS)"
+  exit 77
+fi
+# Under the sanitizers the larger meshes take minutes: fewer of them there.
+meshes="1x2 2x2 2x4 1x3 1x7 1x8 8x4 1x32"
+[ -n "${QMESH_SANITIZE_BUILD:-}" ] && meshes="1x2 1x3"
+# "def fib(n):\n    return" and two other short sequences (a batch of three)
+ids="750 15801 1445 982 262 470"
+printf '%s\n' "9707 11 1879 0" "$ids" "151644 872 198 5501" > "$WORK/batch.txt"
+pass=0
+for M in "${models[@]}"; do
+  name=$(basename "$M" .gguf)
+  for act in f32 q8; do
+    base="$WORK/$name.$act"
+    "$QMESH" logits -m "$M" --ids "$ids" --activations $act --out "$base.1x1.npy"
+    for m in $meshes; do
+      "$QMESH" logits -m "$M" --ids "$ids" --activations $act --mesh "$m" --out "$base.$m.npy"
+      cmp -s "$base.1x1.npy" "$base.$m.npy" || fail "$name ($act): logits on $m differ from 1x1"
+      pass=$((pass + 1))
+    done
+    for m in 1x1 1x3; do
+      "$QMESH" logits -m "$M" --ids-file "$WORK/batch.txt" --activations $act --mesh "$m" --out "$base.b3.$m.npy"
+      cmp -s "$base.1x1.npy" "$base.b3.$m.1.npy" || fail "$name ($act): sequence 1 of a batch of 3 differs ($m)"
+      pass=$((pass + 1))
+    done
+    "$QMESH" logits -m "$M" --ids "$ids" --activations $act --step-tokens 4 --threads 1 --out "$base.step.npy"
+    cmp -s "$base.1x1.npy" "$base.step.npy" || fail "$name ($act): --step-tokens 4 --threads 1 differs"
+    for isa in scalar avx2 avx512; do
+      if "$QMESH" logits -m "$M" --ids "$ids" --activations $act --isa $isa --out "$base.$isa.npy" 2>/dev/null; then
+        cmp -s "$base.1x1.npy" "$base.$isa.npy" || fail "$name ($act): --isa $isa differs"
+        pass=$((pass + 1))
+      fi
+    done
+    echo "ok $name ($act): identical on 1x1 $meshes, in a batch of 3, at step 4, on every ISA"
+  done
+done
+echo "$pass passed, 0 failed"
