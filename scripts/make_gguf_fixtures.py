@@ -23,9 +23,11 @@ For each GGUF file (default: models/*.gguf, fetched by scripts/fetch_models.sh):
      logits_cols_<k>.npy    '<f4' (n_k, m)   logits[:, cols] of line k (n_k = its number of ids)
      max_abs_<k>.npy        '<f4' (n_k,)     max over the WHOLE vocabulary of |logit| per position
      argmax_<k>.npy         '<i4' (n_k,)     argmax over the whole vocabulary per position
-     dequant_<TYPE>.npy     '<f4' (r, ne0)   rows 0, 1 and the last row (r = 3; 1 for a vector) of
-                                             the first tensor of each GGML type in the file,
-                                             dequantized (which tensor: fixture.json)
+     dequant_<TYPE>.npy     '<f4' (r, c)     the first c = min(ne0, 1024) values of row 0 and of the
+                                             last row (r = 2; 1 for a vector) of the first tensor of
+                                             each GGML type in the file, dequantized; fixture.json
+                                             names the tensor and gives the sha256 of all of it
+                                             dequantized (float32 little endian, HF [out, in] order)
      fixture.json           config, sequences (text + ids), shapes, greedy continuation of line 0,
                             and (with --f64-check) how far transformers' own float32 logits are
                             from a float64 run: a floor for the tolerance of a float32 engine
@@ -72,8 +74,9 @@ ROOT = os.path.dirname(HERE)
 SEQUENCES = [
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
     "<|im_start|>user\nWrite a function that adds two numbers.<|im_end|>\n<|im_start|>assistant\n",
-    "def add(a, b):\n    return a + b\n\nprint(add(2, 3))",
+    "def add(a, b):\n    return a + b\n",
 ]
+DEQUANT_COLS = 1024
 GREEDY_LINE = 0
 GREEDY_TOKENS = 24
 
@@ -209,10 +212,11 @@ def write_hf_folder(reader, cfg, d, tokenizer_dir, np, gguf_quants):
             qt = t.tensor_type.name
             if qt not in samples:
                 rows = arr.reshape(-1, shape[-1])
-                keep = sorted({0, 1, rows.shape[0] - 1} & set(range(rows.shape[0])))
+                keep = sorted({0, rows.shape[0] - 1})
+                ncol = min(rows.shape[1], DEQUANT_COLS)
                 samples[qt] = {
-                    "tensor": t.name, "hf_name": name, "shape_hf": shape, "rows": keep,
-                    "data": rows[keep].copy(),
+                    "tensor": t.name, "hf_name": name, "shape_hf": shape, "rows": keep, "cols": ncol,
+                    "data": rows[keep, :ncol].copy(),
                     "sha256_f32": hashlib.sha256(arr.tobytes()).hexdigest(),
                 }
             if (i + 1) % 50 == 0 or i + 1 == len(entries):
@@ -232,6 +236,20 @@ def write_hf_folder(reader, cfg, d, tokenizer_dir, np, gguf_quants):
         if os.path.exists(p):
             shutil.copy(p, os.path.join(d, fn))
     return samples
+
+
+def compact_json(x, ind=""):
+    """JSON with one key per line but lists of numbers/strings on one line."""
+    if isinstance(x, dict):
+        if not x:
+            return "{}"
+        inner = ind + "  "
+        items = [f"{inner}{json.dumps(k)}: {compact_json(v, inner)}" for k, v in x.items()]
+        return "{\n" + ",\n".join(items) + "\n" + ind + "}"
+    if isinstance(x, list) and any(isinstance(v, (dict, list)) for v in x):
+        inner = ind + "  "
+        return "[\n" + ",\n".join(inner + compact_json(v, inner) for v in x) + "\n" + ind + "]"
+    return json.dumps(x, ensure_ascii=False)
 
 
 def mem_available():
@@ -416,12 +434,12 @@ def build(gguf_path, outdir, tokenizer_dir, args, mods):
         "layout": "cols.npy = vocabulary columns kept (every stride-th plus the top-k of every position); "
                   "logits_cols_<k>.npy[i, j] = logit of position i of ids.txt line k at column cols[j]; "
                   "max_abs_<k>.npy[i] = max over all columns of |logit|; argmax_<k>.npy[i] over all columns; "
-                  "dequant_<TYPE>.npy = rows dequant_samples[TYPE].rows of tensor dequant_samples[TYPE].tensor "
-                  "(HF layout [out, in]), gguf-py dequantization.",
+                  "dequant_<TYPE>.npy = the first dequant_samples[TYPE].cols values of rows dequant_samples[TYPE].rows "
+                  "of tensor dequant_samples[TYPE].tensor (HF layout [out, in]), gguf-py dequantization; "
+                  "sha256_f32 is over the whole dequantized tensor.",
     }
     with open(os.path.join(d, "fixture.json"), "w") as f:
-        json.dump(info, f, indent=1)
-        f.write("\n")
+        f.write(compact_json(info) + "\n")
     total = sum(os.path.getsize(os.path.join(d, fn)) for fn in os.listdir(d))
     log(f"  {d}: {len(os.listdir(d))} files, {total} bytes, {cols.size} columns")
     return {"name": name, "gguf": info["gguf"], "gguf_bytes": size, "gguf_sha256": sha,

@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libcmocka-dev
       libopenmpi-dev openmpi-bin bc procps)
-optional=(gnuplot-nox)
+optional=(gnuplot-nox clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}" "${optional[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -464,6 +464,8 @@ static void test_writer_bad_path(void **state) {
     qm_gguf *g;
     assert_int_equal(qm_gguf_open("/nonexistent-dir/x.gguf", &g, &err), QM_ERR_IO);
     assert_non_null(strstr(err.msg, "cannot open GGUF file /nonexistent-dir/x.gguf"));
+    assert_int_equal(qm_gguf_open("/tmp", &g, &err), QM_ERR_IO);
+    assert_non_null(strstr(err.msg, "GGUF file /tmp is not a regular file"));
 }
 
 /* ---- the header ---- */

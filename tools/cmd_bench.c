@@ -8,7 +8,7 @@
 #include "util/pool.h"
 
 static const char usage_text[] =
-    "usage: qmesh bench -m DIR [--mesh RxC] [--prompt N] [--gen N] [--batch B] [--reps K]\n"
+    "usage: qmesh bench -m PATH [--mesh RxC] [--prompt N] [--gen N] [--batch B] [--reps K]\n"
     "\nMeasures prefill (N prompt tokens per sequence) and decode (N generated tokens per sequence,\n"
     "B sequences per row, all rows busy) and prints one JSON object as the last line of stdout.\n"
     "bytes_per_token is the weight bytes a decode step reads (all devices of a row together),\n"
@@ -51,7 +51,7 @@ int cmd_bench(int argc, char **argv) {
         } else
             return cli_usage_error(cmd, "unknown option '%s'", a);
     }
-    if (!o.model_dir) return cli_usage_error(cmd, "-m DIR is required");
+    if (!o.model_dir) return cli_usage_error(cmd, "-m PATH (a GGUF file or a model folder) is required");
     cli_engine_finalize(&o);
     if (o.max_context == 0) o.max_context = (int)(n_prompt + n_gen + 1);
     o.quiet = true;
@@ -128,8 +128,10 @@ int cmd_bench(int argc, char **argv) {
                mesh, o.backend, B, info.isa, info.team_threads, n_prompt, n_gen, best_prefill, best_decode,
                best_decode / n_seq, info.weight_bytes_total, info.weight_bytes_total, info.device_weight_bytes_max);
         for (int c = 0; c < o.cols && c < 64; c++) printf("%s%zu", c ? "," : "", info.device_weight_bytes[c]);
-        printf("],\"device_copied_bytes_max\":%zu,\"comm_ms_per_token\":%.3f,\"load_s\":%.3f,\"rss_bytes\":%zu",
-               info.device_copied_bytes_max, best_comm * 1e3, info.load_s, qm_resident_bytes());
+        printf("],\"device_copied_bytes_max\":%zu,\"device_shared_block_bytes_max\":%zu,\"activations\":\"%s\","
+               "\"comm_ms_per_token\":%.3f,\"load_s\":%.3f,\"rss_bytes\":%zu",
+               info.device_copied_bytes_max, info.device_shared_block_bytes_max, o.act_q8 ? "q8" : "f32",
+               best_comm * 1e3, info.load_s, qm_resident_bytes());
         if (membw) {
             double bw = qm_measure_read_bandwidth(o.threads > 0 ? o.threads : qm_cpu_count(), (size_t)1 << 30);
             printf(",\"mem_read_gb_s\":%.2f,\"roofline_ratio\":%.3f", bw,

@@ -49,7 +49,7 @@ static const char gsm8k_usage[] =
     "  --fewshot-from FILE    take the first K problems of a GSM8K file instead, in the\n"
     "                         \"Question: ...\\nAnswer: ...\" form\n"
     "  --limit N              only the first N problems\n"
-    "  --chat                 wrap each prompt in ChatML\n"
+    "  --chat                 wrap each prompt in the model's chat format (ChatML)\n"
     "  --max-new-tokens N     (default 256)\n"
     "  --no-prefix-cache      do not share the prefill of the few-shot prefix\n"
     "  --resume               continue --out: skip the indices it holds (a truncated last line is dropped)\n"
@@ -332,18 +332,18 @@ static int run_gsm8k(int argc, char **argv) {
         if (a.chat) {
             size_t np = strlen(prefix), ns = strlen(suffix);
             char *user = malloc(np + ns + 1), *wrapped = NULL, *sh = NULL;
+            qm_status cst = QM_ERR_NOMEM;
             if (user) {
                 memcpy(user, prefix, np);
                 memcpy(user + np, suffix, ns + 1);
-                wrapped = qm_chat_wrap(user, NULL);
+                cst = qm_engine_chat_prompt(eng, user, NULL, &wrapped, &err);
+            } else {
+                qm_fail(&err, QM_ERR_NOMEM, "out of memory");
             }
             free(user);
             free(suffix);
             suffix = NULL;
-            if (!wrapped) {
-                qm_fail(&err, QM_ERR_NOMEM, "out of memory");
-                goto fail;
-            }
+            if (cst != QM_OK) goto fail;
             qm_status st = qm_eval_chat_split(wrapped, prefix, &sh, &rest, &err);
             free(wrapped);
             if (st != QM_OK) goto fail;

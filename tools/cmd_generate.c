@@ -8,7 +8,7 @@
 #include "util/pool.h"
 
 static const char usage_text[] =
-    "usage: qmesh generate -m DIR -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--chat]\n"
+    "usage: qmesh generate -m PATH -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--chat]\n"
     "                      [--mesh RxC] [--backend threads|mpi]\n"
     "\nGenerates a completion of TEXT and streams it to stdout; statistics go to stderr.\n\noptions:\n"
     "  -p, --prompt TEXT    the prompt\n"
@@ -17,8 +17,8 @@ static const char usage_text[] =
     "  --top-k K            keep the K most likely tokens (default 0 = off)\n"
     "  --top-p P            nucleus sampling threshold (default 1 = off)\n"
     "  --seed S             random seed for sampling (default 0)\n"
-    "  --chat               wrap the prompt in ChatML (system + user + assistant turn)\n"
-    "  --system TEXT        system message with --chat (default: Qwen's)\n"
+    "  --chat               wrap the prompt in the model's chat format (system + user + assistant turn)\n"
+    "  --system TEXT        system message with --chat (default: the chat template's)\n"
     "  --stop STR           stop before this text (repeatable; \\n and \\t are newline and tab)\n"
     "  --ignore-eos         do not stop at end-of-text tokens\n";
 
@@ -92,7 +92,7 @@ int cmd_generate(int argc, char **argv) {
         } else
             return cli_usage_error(cmd, "unknown option '%s'", a);
     }
-    if (!o.model_dir) return cli_usage_error(cmd, "-m DIR is required");
+    if (!o.model_dir) return cli_usage_error(cmd, "-m PATH (a GGUF file or a model folder) is required");
     if (!prompt) return cli_usage_error(cmd, "-p TEXT is required");
     cli_engine_finalize(&o);
     o.quiet = true;
@@ -109,8 +109,7 @@ int cmd_generate(int argc, char **argv) {
     }
     const char *text = prompt;
     if (chat) {
-        if (!(wrapped = qm_chat_wrap(prompt, system))) {
-            qm_fail(&err, QM_ERR_NOMEM, "out of memory");
+        if (qm_engine_chat_prompt(e, prompt, system, &wrapped, &err)) {
             rc = cli_error(cmd, &err);
             goto done;
         }

@@ -17,7 +17,7 @@ static bool out_dir_writable(const char *path) {
 }
 
 static const char usage_text[] =
-    "usage: qmesh logits -m DIR --ids \"1 2 3\" --out FILE.npy [--mesh RxC] [--backend threads|mpi]\n"
+    "usage: qmesh logits -m PATH --ids \"1 2 3\" --out FILE.npy [--mesh RxC] [--backend threads|mpi]\n"
     "\nWrites the float32 logits of every position, shape (n_ids, vocab_size). The same bits on every\n"
     "mesh and backend.\n\noptions:\n"
     "  --ids \"I1 I2 ...\"    token ids (space or comma separated)\n"
@@ -135,7 +135,7 @@ int cmd_logits(int argc, char **argv) {
         else if (!strcmp(argv[i], "--ids-file") && i + 1 < argc) ids_file = argv[++i];
         else return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[i]);
     }
-    if (!o.model_dir) return cli_usage_error(cmd, "-m DIR is required");
+    if (!o.model_dir) return cli_usage_error(cmd, "-m PATH (a GGUF file or a model folder) is required");
     if (!ids_s == !ids_file) return cli_usage_error(cmd, "give --ids or --ids-file (one of them)");
     if (!out_path) return cli_usage_error(cmd, "--out is required");
     if (!out_dir_writable(out_path)) {

@@ -3,6 +3,7 @@
 
 #include "cmd.h"
 #include "mesh/comm.h"
+#include "text/chat.h"
 
 const char cli_engine_flags_help[] =
     "  -m, --model PATH     a GGUF file (FILE.gguf), or a Hugging Face model folder (config.json,\n"
@@ -15,7 +16,8 @@ const char cli_engine_flags_help[] =
     "  --step-tokens N      tokens per forward step (prefill chunk, default 128)\n"
     "  --activations A      f32 (default: exact, f32 on exactly dequantized weights) or q8 (fast:\n"
     "                       8-bit activations, integer dot products against quantized weights;\n"
-    "                       still the same bits on every mesh and batch)\n";
+    "                       still the same bits on every mesh and batch)\n"
+    "  --chat-format F      chatml or deepseek-r1 (default: from the GGUF's chat template)\n";
 
 void cli_engine_defaults(qm_engine_opts *o) {
     memset(o, 0, sizeof *o);
@@ -72,6 +74,17 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_op
             return -1;
         }
         o->act_q8 = !strcmp(v, "q8");
+        return 1;
+    }
+    if (!strcmp(a, "--chat-format")) {
+        qm_chat_format f;
+        qm_error err = {0};
+        if (!(v = value(cmd, argc, argv, i))) return -1;
+        if (qm_chat_format_parse(v, &f, &err)) {
+            cli_usage_error(cmd, "%s", err.msg);
+            return -1;
+        }
+        o->chat_format = v;
         return 1;
     }
     if (!strcmp(a, "--isa")) {

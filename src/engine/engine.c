@@ -6,6 +6,7 @@
  * device. Only the leader calls the callbacks. */
 #include "engine/engine_internal.h"
 #include "io/gguf_model.h"
+#include "text/chat.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,7 @@ static qm_status open_model(qm_engine *e, qm_error *err) {
         qm_tokenizer_specials sp;
         qm_tokenizer_special_ids(e->tok, &sp);
         if (sp.eos >= 0 && e->cfg.n_eos < QM_MAX_EOS) e->cfg.eos_token_ids[e->cfg.n_eos++] = sp.eos;
-        return QM_OK;
+        return qm_gguf_get_string(qm_checkpoint_gguf(e->ck), "tokenizer.chat_template", false, &e->chat_template, err);
     }
     char path[4200];
     snprintf(path, sizeof path, "%s/config.json", e->model_dir);
@@ -172,11 +173,32 @@ void qm_engine_close(qm_engine *e) {
     if (e->mpi_comm) qm_mpi_comm_destroy(e->mpi_comm);
     if (e->tok) qm_tokenizer_free(e->tok);
     if (e->ck) qm_checkpoint_close(e->ck);
+    free(e->chat_template);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
 
 const qm_tokenizer *qm_engine_tokenizer(const qm_engine *e) { return e->tok; }
+
+qm_status qm_engine_chat_format(const qm_engine *e, qm_chat_format *out, qm_error *err) {
+    *out = QM_CHAT_CHATML; /* a Hugging Face folder: Qwen's ChatML */
+    if (!e->chat_template && !e->o.chat_format) return QM_OK;
+    return qm_chat_format_resolve(e->chat_template, e->o.chat_format, out, err);
+}
+
+qm_status qm_engine_chat_prompt(const qm_engine *e, const char *user, const char *system, char **out, qm_error *err) {
+    qm_chat_format fmt;
+    qm_status st = qm_engine_chat_format(e, &fmt, err);
+    if (st) return st;
+    char *from_template = NULL;
+    if (!system) {
+        if (e->chat_template && fmt == QM_CHAT_CHATML) from_template = qm_chat_template_system(e->chat_template);
+        system = from_template ? from_template : qm_chat_default_system(fmt);
+    }
+    *out = qm_chat_wrap_format(fmt, user, system);
+    free(from_template);
+    return *out ? QM_OK : qm_fail(err, QM_ERR_NOMEM, "out of memory building the chat prompt");
+}
 
 bool qm_engine_is_output_rank(const qm_engine *e) {
     return !e->mpi || !e->mpi_comm || qm_comm_rank(e->mpi_comm) == 0;

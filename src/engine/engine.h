@@ -8,6 +8,7 @@
 #include <qmesh.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "text/chat.h"
 #include "text/tokenizer.h"
 
 typedef struct {
@@ -31,6 +32,11 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
 void qm_engine_close(qm_engine *e);
 
 const qm_tokenizer *qm_engine_tokenizer(const qm_engine *e);
+/* The chat format: --chat-format when given, else the GGUF's chat template (an unknown template
+ * is an error asking for --chat-format), else ChatML (a Hugging Face folder). */
+qm_status qm_engine_chat_format(const qm_engine *e, qm_chat_format *out, qm_error *err);
+/* One user turn in the model's chat format, malloc'd; system NULL = the template's default. */
+qm_status qm_engine_chat_prompt(const qm_engine *e, const char *user, const char *system, char **out, qm_error *err);
 /* True on the one process/device that prints (MPI world rank 0; always true with threads). */
 bool qm_engine_is_output_rank(const qm_engine *e);
 
@@ -99,6 +105,8 @@ typedef struct {
     size_t device_weight_bytes_max;  /* the largest device shard */
     size_t device_weight_bytes[64];  /* per column of a row (first 64) */
     size_t device_copied_bytes_max;
+    size_t device_shared_block_bytes_max; /* quantization blocks a device holds that span its
+                                             neighbour's columns too (held by both) */
     double comm_s;                   /* collectives, summed over the devices of row 0 / cols */
     const char *isa;
     int team_threads;

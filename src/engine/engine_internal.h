@@ -20,6 +20,7 @@ struct qm_engine {
     qm_config cfg;
     qm_checkpoint *ck;
     qm_tokenizer *tok;     /* NULL when the folder has no tokenizer.json */
+    char *chat_template;   /* a GGUF's tokenizer.chat_template (Jinja), else NULL */
     int rows, cols, batch;
     bool mpi;
     qm_thread_mesh *tmesh;

@@ -168,6 +168,8 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         if (d->comm->col < 64) info->device_weight_bytes[d->comm->col] = w;
         if (w > info->device_weight_bytes_max) info->device_weight_bytes_max = w;
         if (d->shard.copied_bytes > info->device_copied_bytes_max) info->device_copied_bytes_max = d->shard.copied_bytes;
+        if (d->shard.straddle_bytes > info->device_shared_block_bytes_max)
+            info->device_shared_block_bytes_max = d->shard.straddle_bytes;
         info->comm_s += d->comm_s / e->cols;
     }
     info->isa = e->n_init ? e->devs[0].kern.isa : "";
