@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/qdot.h"
 #include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
@@ -281,4 +282,5 @@ static void axpy_avx2(float a, const float *x, float *y, int n) {
 }
 
 const qm_kernels qm_kernels_avx2_table = {
-    .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2};
+    .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
+    .quantize_act = qm_quantize_act_avx2, .matmul_q8 = qm_matmul_q8_avx2};

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "kernels/qdot.h"
 #include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
@@ -263,4 +264,5 @@ static void axpy_avx512(float a, const float *x, float *y, int n) {
 }
 
 const qm_kernels qm_kernels_avx512_table = {
-    .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512};
+    .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
+    .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512};

@@ -1,17 +1,20 @@
-/* AVX2 twin of qdot.c (the spec: kernels/qdot.h). Two ymm hold the 16 lanes: lanes 0-7 and
- * 8-15 of a group of 16 consecutive 32-blocks of the view, one block per lane. A block's exact
- * integer sum is made with maddubs/madd on one ymm (32 codes x 32 activations), eight blocks are
- * reduced to eight dwords with hadd, converted, and scaled with the spec's f32 operations lane by
- * lane (vmulps/vaddps/vsubps, never FMA).
+/* AVX2 twin of qdot.c (the spec: kernels/qdot.h). Two ymm hold the 16 lanes of a group of 16
+ * consecutive 32-blocks of the view, lanes 0-7 and 8-15 ("halves"), one block per lane, in block
+ * order. The blocks' exact integer sums are made with maddubs/madd, converted, and scaled with
+ * the spec's f32 operations lane by lane (vmulps/vaddps/vsubps, never FMA).
  *
- * maddubs (u8 x s8 -> s16, pairs) never saturates: the u8 side is a weight code (Q4: 0..15,
- * Q5: 0..31, Q6_K: 0..63, Q8_0: |w| <= 128) and the s8 side an activation in [-127, 127], a pair
- * at most 2 * 128 * 127 = 32512. Q8_0 moves w's sign onto q (vpsignb); Q4_0/Q5_0 use unsigned
- * codes and subtract 8 s / 16 s; Q6_K subtracts 32 (q0 + q1) per pair before madd with its
- * 16-element scales; Q4_K/Q5_K multiply sc_j * Σ and m_j * s as f32 (exact: integers < 2^24).
+ * Exactness: as qdot_avx512.c. maddubs never saturates (u8 weight codes Q4 0..15, Q5 0..31,
+ * Q6_K 0..63, Q8_0 |w| <= 128 times s8 activations in [-127, 127]); Q8_0 moves w's sign onto q
+ * (vpsignb); Q4_0/Q5_0 subtract 8 s / 16 s; Q6_K subtracts 32 (q0 + q1) per pair before madd with
+ * its 16-element scales; Q4_K/Q5_K multiply sc_j * Σ and m_j * s as exact f32 products. Int16
+ * partial sums stay below 32768: 8 x 3810 (Q4), 4 x 7874 (Q5), 4 x 8128 (Q6_K).
  *
- * Tiling as qdot_avx512.c: TR rows x up to TT tokens, each row's group of 16 blocks unpacked
- * once per tile and reused for every token. */
+ * Two ways to the sums, same bits:
+ *   decode (one token): one ymm per block; after madd, eight blocks are reduced to eight dwords
+ *     with hadd. Weights are unpacked and used at once, DR rows per pass.
+ *   prefill (n_tok >= 2): each half's 8 blocks are transposed (8 x 8 dwords) on both sides, so
+ *     the products add up vertically. Tiles of PR rows x PT tokens reuse each unpacked weight
+ *     group for PT tokens and each activation group for PR rows. */
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -19,21 +22,39 @@
 #include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
-#define TR 4  /* rows per tile */
-#define TT 16 /* tokens per tile */
+#define DR 4  /* decode: rows per pass */
+#define PR 4  /* prefill: rows per tile */
+#define PT 16 /* prefill: tokens per tile */
 
 /* One row's 16 blocks, unpacked. */
 typedef struct {
-    __m256i q[16];       /* codes of block b; Q8_0: |w| */
-    __m256i w[16];       /* Q8_0: w (its sign); Q6_K: int16 scale of each element pair */
-    __m256 d[2], m[2];   /* per block: d; m (Q4_1, Q5_1) or dmin (Q4_K, Q5_K) */
+    __m256i q[16];           /* codes (Q8_0: |w|); decode: block b; prefill: half b / 8, dword b % 8 */
+    __m256i w[16];           /* Q8_0: the signed codes; Q6_K: int16 scales (decode: block b's;
+                              * prefill: [2h + e]: groups e of half h) */
+    __m256 d[2], m[2];       /* d; m (Q4_1, Q5_1) or dmin (Q4_K, Q5_K) */
     __m256 sc_f[2], mn_f[2]; /* Q4_K, Q5_K: the 6-bit scale and min */
 } wgroup;
 
-QM_INLINE void f16x16(const uint16_t h[16], __m256 out[2]) {
-    out[0] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
-    out[1] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(h + 8)));
+/* 8 x 8 dword transpose: lane l of v[i] becomes dword i of v[l]. */
+QM_INLINE void transpose8(__m256i *v) {
+    __m256i t[8], u[8];
+    for (int k = 0; k < 8; k += 2) {
+        t[k] = _mm256_unpacklo_epi32(v[k], v[k + 1]);
+        t[k + 1] = _mm256_unpackhi_epi32(v[k], v[k + 1]);
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u[k] = _mm256_unpacklo_epi64(t[k], t[k + 2]);
+        u[k + 1] = _mm256_unpackhi_epi64(t[k], t[k + 2]);
+        u[k + 2] = _mm256_unpacklo_epi64(t[k + 1], t[k + 3]);
+        u[k + 3] = _mm256_unpackhi_epi64(t[k + 1], t[k + 3]);
+    }
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x20);
+        v[j + 4] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x31);
+    }
 }
+
+/* ---- weights: codes ---- */
 
 /* Nibbles of 16 bytes: low nibbles are elements 0..15, high ones 16..31. */
 QM_INLINE __m256i nibbles(const uint8_t *qs) {
@@ -50,128 +71,222 @@ QM_INLINE __m256i bit4_from_bits(uint32_t h) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(v, bits), _mm256_set1_epi8(16));
 }
 
-/* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: block b of the group at row + (sb + b) * bb. */
-QM_INLINE void unpack_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
+/* Q8_0 (signed), Q4_0, Q4_1, Q5_0, Q5_1: block b at row + (sb + b) * bb. */
+QM_INLINE __m256i code_32(qm_dtype dt, const uint8_t *blk) {
+    const int has_m = dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1;
+    const uint8_t *p = blk + 2 + 2 * has_m;
+    if (dt == QM_DT_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1) return nibbles(p);
+    return _mm256_or_si256(nibbles(p + 4), bit4_from_bits(qm_quant_rd32(p)));
+}
+
+/* Q4_K/Q5_K/Q6_K sub-block s of a row (Q6_K: codes 0..63, q + 32). */
+QM_INLINE __m256i code_k(qm_dtype dt, const uint8_t *row, int s) {
+    const int j = s & 7;
+    const uint8_t *blk = row + (size_t)(s >> 3) * qm_dtype_block_bytes(dt);
+    if (dt == QM_DT_Q6_K) {
+        const qm_block_q6_k *b = (const qm_block_q6_k *)blk;
+        const int h = j >> 2, k = j & 3;
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * (k & 1)));
+        lo = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(4 * (k >> 1))), _mm256_set1_epi8(15));
+        __m256i hi = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+        hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(3));
+        return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+    }
+    const uint8_t *qs = blk + (dt == QM_DT_Q5_K ? 48 : 16) + 32 * (j >> 1);
+    __m256i v = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)qs), _mm_cvtsi32_si128(4 * (j & 1)));
+    v = _mm256_and_si256(v, _mm256_set1_epi8(15));
+    if (dt == QM_DT_Q5_K) {
+        const __m256i h = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(blk + 16)), _mm_cvtsi32_si128(j));
+        v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(1)), 4));
+    }
+    return v;
+}
+
+/* Q4_K sub-blocks s, s + 1 with s even: the low and high nibbles of one 32-byte chunk. */
+QM_INLINE void code_q4k_pair(const uint8_t *row, int s, __m256i out[2]) {
+    const uint8_t *qs = row + (size_t)(s >> 3) * 144 + 16 + 16 * (s & 7);
+    const __m256i v = _mm256_loadu_si256((const __m256i *)qs), m = _mm256_set1_epi8(15);
+    out[0] = _mm256_and_si256(v, m);
+    out[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
+}
+
+QM_INLINE void codes(qm_dtype dt, const uint8_t *row, int sb, int nb, __m256i q[16]) {
+    if (qm_dtype_block(dt) == 32) {
+        const size_t bb = qm_dtype_block_bytes(dt);
+        for (int b = 0; b < 16; b++) q[b] = b < nb ? code_32(dt, row + (size_t)(sb + b) * bb) : _mm256_setzero_si256();
+    } else if (dt == QM_DT_Q4_K && !(sb & 1)) {
+        for (int b = 0; b < 16; b += 2) {
+            if (b < nb) code_q4k_pair(row, sb + b, q + b);
+            if (b >= nb) q[b] = _mm256_setzero_si256();
+            if (b + 1 >= nb) q[b + 1] = _mm256_setzero_si256();
+        }
+    } else {
+        for (int b = 0; b < 16; b++) q[b] = b < nb ? code_k(dt, row, sb + b) : _mm256_setzero_si256();
+    }
+}
+
+/* ---- weights: scales ---- */
+
+/* Q8_0 .. Q5_1: d (and m) of each block: the dword at its start. */
+QM_INLINE void scales_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
     const size_t bb = qm_dtype_block_bytes(dt);
-    const int has_m = dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1, has_h = dt == QM_DT_Q5_0 || dt == QM_DT_Q5_1;
-    uint16_t dh[16] = {0}, mh[16] = {0};
-    for (int b = 0; b < 16; b++) {
-        g->q[b] = _mm256_setzero_si256();
-        if (b >= nb) continue;
-        const uint8_t *blk = row + (size_t)(sb + b) * bb;
-        dh[b] = qm_quant_rd16(blk);
-        if (dt == QM_DT_Q8_0) {
-            g->w[b] = _mm256_loadu_si256((const __m256i *)(blk + 2));
-            g->q[b] = _mm256_abs_epi8(g->w[b]);
+    const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)bb));
+    for (int h = 0; h < 2; h++) {
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i dm = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(row + (size_t)(sb + 8 * h) * bb),
+                                                       idx, m, 1);
+        /* f16 pairs (d, m) -> d in the low 8 halves, m in the high 8 */
+        const __m256i sh = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
+                                                                    0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+        const __m256i ord = _mm256_permute4x64_epi64(sh, _MM_SHUFFLE(3, 1, 2, 0));
+        g->d[h] = _mm256_cvtph_ps(_mm256_castsi256_si128(ord));
+        if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) g->m[h] = _mm256_cvtph_ps(_mm256_extracti128_si256(ord, 1));
+    }
+}
+
+/* The 8 scales and 8 mins of a Q4_K/Q5_K superblock from its 12 scale bytes at s (16 bytes are
+ * read: the block goes on), as f32 (quant.h, qm_quant_k_scales). */
+QM_INLINE void k_scales(const uint8_t *s, __m256 *sc, __m256 *mn) {
+    const __m128i v = _mm_loadu_si128((const __m128i *)s);
+    /* low parts: sc0-3 = s0-3 & 63, sc4-7 = s8-11 & 15, mn0-3 = s4-7 & 63, mn4-7 = s8-11 >> 4 */
+    __m128i lo = _mm_shuffle_epi8(v, _mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    lo = _mm_blend_epi32(lo, _mm_srli_epi16(lo, 4), 8);
+    lo = _mm_and_si128(lo, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+    /* high parts of sc4-7 = (s0-3 >> 6) << 4, of mn4-7 = (s4-7 >> 6) << 4 */
+    __m128i hi = _mm_shuffle_epi8(v, _mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    hi = _mm_and_si128(_mm_srli_epi16(hi, 2), _mm_set1_epi8(0x30));
+    const __m128i b = _mm_or_si128(lo, hi);
+    *sc = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b));
+    *mn = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(b, 8)));
+}
+
+/* Half h, lane l is sub-block u = off + 8h + l of superblock u / 8: from v[h] or v[h + 1], lane
+ * (off + l) % 8. */
+QM_INLINE void sb_halves(const __m256 v[3], int off, __m256 out[2]) {
+    if (off == 0) {
+        out[0] = v[0];
+        out[1] = v[1];
+        return;
+    }
+    const __m256i l = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(off));
+    const __m256 next = _mm256_castsi256_ps(_mm256_cmpgt_epi32(l, _mm256_set1_epi32(7)));
+    __m256 p[3];
+    for (int i = 0; i < 3; i++) p[i] = _mm256_permutevar8x32_ps(v[i], l); /* uses l % 8 */
+    out[0] = _mm256_blendv_ps(p[0], p[1], next);
+    out[1] = _mm256_blendv_ps(p[1], p[2], next);
+}
+
+QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
+    const size_t bb = qm_dtype_block_bytes(dt);
+    const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1;
+    __m256 sc[3], mn[3], d[3], dmin[3];
+    for (int i = 0; i < 3; i++) {
+        const uint8_t *blk = row + (size_t)((sb >> 3) + i) * bb;
+        if (i >= nsup) {
+            sc[i] = mn[i] = d[i] = dmin[i] = _mm256_setzero_ps();
             continue;
         }
-        if (has_m) mh[b] = qm_quant_rd16(blk + 2);
-        const uint8_t *p = blk + 2 + 2 * has_m;
-        g->q[b] = nibbles(p + 4 * has_h);
-        if (has_h) g->q[b] = _mm256_or_si256(g->q[b], bit4_from_bits(qm_quant_rd32(p)));
+        k_scales(blk + 4, &sc[i], &mn[i]);
+        d[i] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk)));
+        dmin[i] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk + 2)));
     }
-    f16x16(dh, g->d);
-    if (has_m) f16x16(mh, g->m);
+    sb_halves(sc, sb & 7, g->sc_f);
+    sb_halves(mn, sb & 7, g->mn_f);
+    sb_halves(d, sb & 7, g->d);
+    sb_halves(dmin, sb & 7, g->m);
 }
 
-/* Q4_K, Q5_K: block b is sub-block (sb + b) % 8 of superblock (sb + b) / 8. */
-QM_INLINE void unpack_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
-    const size_t bb = qm_dtype_block_bytes(dt);
-    uint16_t dh[16] = {0}, mh[16] = {0};
-    float scf[16] = {0}, mnf[16] = {0};
-    uint8_t sc[8], mn[8];
-    int cur = -1;
+/* Q6_K: d, and the int16 scales as madd operands. */
+QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
+    const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1;
+    __m256 d[3];
+    for (int i = 0; i < 3; i++)
+        d[i] = i < nsup ? _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(row + (size_t)((sb >> 3) + i) * 210 + 208)))
+                        : _mm256_setzero_ps();
+    sb_halves(d, sb & 7, g->d);
     for (int b = 0; b < 16; b++) {
-        g->q[b] = _mm256_setzero_si256();
-        if (b >= nb) continue;
+        if (b >= nb) {
+            g->w[b] = _mm256_setzero_si256();
+            continue;
+        }
         const int s = sb + b, j = s & 7;
-        const uint8_t *blk = row + (size_t)(s >> 3) * bb;
-        if (s >> 3 != cur) {
-            cur = s >> 3;
-            qm_quant_k_scales(blk + 4, sc, mn);
-        }
-        dh[b] = qm_quant_rd16(blk);
-        mh[b] = qm_quant_rd16(blk + 2);
-        scf[b] = (float)sc[j];
-        mnf[b] = (float)mn[j];
-        const __m128i sh = _mm_cvtsi32_si128(4 * (j & 1));
-        const uint8_t *qs = blk + (dt == QM_DT_Q5_K ? 48 : 16) + 32 * (j >> 1);
-        __m256i v = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)qs), sh),
-                                     _mm256_set1_epi8(15));
-        if (dt == QM_DT_Q5_K) {
-            __m256i h = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(blk + 16)), _mm_cvtsi32_si128(j));
-            v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(1)), 4));
-        }
-        g->q[b] = v;
+        const int8_t *sc = ((const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210))->scales + 2 * j;
+        g->w[b] = _mm256_inserti128_si256(_mm256_set1_epi16(sc[0]), _mm_set1_epi16(sc[1]), 1);
     }
-    f16x16(dh, g->d);
-    f16x16(mh, g->m);
+    if (!transposed) return;
+    /* int16 lanes 2l, 2l + 1 of [2h + e]: group e of block 8h + l */
     for (int h = 0; h < 2; h++) {
-        g->sc_f[h] = _mm256_loadu_ps(scf + 8 * h);
-        g->mn_f[h] = _mm256_loadu_ps(mnf + 8 * h);
+        __m256i lo[8];
+        for (int l = 0; l < 8; l++) lo[l] = g->w[8 * h + l];
+        for (int e = 0; e < 2; e++) {
+            __m256i v = _mm256_setzero_si256();
+            for (int l = 0; l < 8; l++) /* block l's group-e scale into dword l */
+                v = _mm256_blend_epi32(v, e ? _mm256_permute2x128_si256(lo[l], lo[l], 0x11) : lo[l], 1 << l);
+            g->w[2 * h + e] = v;
+        }
     }
 }
 
-/* Q6_K: codes 0..63 (q + 32) and the int16 scale of each 16-element group, per element pair. */
-QM_INLINE void unpack_q6k(const uint8_t *row, int sb, int nb, wgroup *g) {
-    uint16_t dh[16] = {0};
-    for (int b = 0; b < 16; b++) {
-        g->q[b] = _mm256_setzero_si256();
-        g->w[b] = _mm256_setzero_si256();
-        if (b >= nb) continue;
-        const int s = sb + b, j = s & 7, h = j >> 2, k = j & 3;
-        const qm_block_q6_k *blk = (const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210);
-        dh[b] = qm_quant_rd16(blk->d);
-        g->w[b] = _mm256_inserti128_si256(_mm256_set1_epi16(blk->scales[2 * j]),
-                                          _mm_set1_epi16(blk->scales[2 * j + 1]), 1);
-        __m256i lo = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32 * (k & 1)));
-        lo = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(4 * (k >> 1))), _mm256_set1_epi8(15));
-        __m256i hi = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
-        hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(3));
-        g->q[b] = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+QM_INLINE void unpack(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
+    codes(dt, row, sb, nb, g->q);
+    if (dt == QM_DT_Q8_0) {
+        if (transposed) {
+            transpose8(g->q);
+            transpose8(g->q + 8);
+        }
+        for (int b = 0; b < 16; b++) {
+            g->w[b] = g->q[b];
+            g->q[b] = _mm256_abs_epi8(g->q[b]);
+        }
+    } else if (transposed) {
+        transpose8(g->q);
+        transpose8(g->q + 8);
     }
-    f16x16(dh, g->d);
+    if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, g);
+    else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, g);
+    else scales_32(dt, row, sb, nb, g);
 }
 
-QM_INLINE void unpack(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
-    if (dt == QM_DT_Q6_K) unpack_q6k(row, sb, nb, g);
-    else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) unpack_k45(dt, row, sb, nb, g);
-    else unpack_32(dt, row, sb, nb, g);
-}
+/* ---- activations ---- */
 
 /* One token's 16 blocks. */
 typedef struct {
-    __m256i q[16];   /* block b (absent blocks: 0) */
+    __m256i q[16];   /* as wgroup.q (absent blocks: 0) */
     __m256i q32[16]; /* Q6_K: 32 (q_2i + q_2i+1) per int16 lane */
     __m256 dx[2], sf[2];
     __m256i s[2];
 } xgroup;
 
-QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, xgroup *xg) {
+QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int transposed, xgroup *xg) {
     const size_t xb = (size_t)t * x->ld_blocks + (size_t)b0;
     const int8_t *q = x->q + xb * QM_Q8_BLOCK;
-    for (int b = 0; b < 16; b++) {
+    for (int b = 0; b < 16; b++)
         xg->q[b] = b < nb ? _mm256_loadu_si256((const __m256i *)(q + 32 * b)) : _mm256_setzero_si256();
-        if (dt == QM_DT_Q6_K) xg->q32[b] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xg->q[b]);
+    if (transposed) {
+        transpose8(xg->q);
+        transpose8(xg->q + 8);
     }
+    if (dt == QM_DT_Q6_K)
+        for (int b = 0; b < 16; b++) xg->q32[b] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xg->q[b]);
     for (int h = 0; h < 2; h++) {
-        const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), lane);
+        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         xg->dx[h] = _mm256_maskload_ps(x->d + xb + 8 * h, m);
         xg->s[h] = _mm256_maskload_epi32(x->s + xb + 8 * h, m);
         xg->sf[h] = _mm256_cvtepi32_ps(xg->s[h]);
     }
 }
 
-/* Dword l = Σ of v[l]'s 8 dwords (integer adds: exact in any order). */
+/* ---- the sums and contributions, per half ---- */
+
+/* Decode: dword l = Σ of v[l]'s 8 dwords. */
 QM_INLINE __m256i reduce_blocks(const __m256i v[8]) {
     const __m256i q0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
     const __m256i q1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
     return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
 }
 
-/* The contributions c_b of blocks 8h .. 8h + 7 of one row and one token. */
-QM_INLINE __m256 half_c(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
+QM_INLINE __m256i isum_decode(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
     __m256i v[8];
     for (int k = 0; k < 8; k++) {
         const int b = 8 * h + k;
@@ -181,7 +296,36 @@ QM_INLINE __m256 half_c(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
         if (dt == QM_DT_Q6_K) v[k] = _mm256_madd_epi16(_mm256_sub_epi16(p, xg->q32[b]), g->w[b]);
         else v[k] = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
     }
-    __m256i is = reduce_blocks(v);
+    return reduce_blocks(v);
+}
+
+/* Prefill: transposed operands, products summed vertically (int16 while the bounds allow). */
+QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i *wq = g->q + 8 * h, *xq = xg->q + 8 * h;
+    if (dt == QM_DT_Q8_0) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int i = 0; i < 8; i++)
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[i], _mm256_sign_epi8(xq[i], g->w[8 * h + i])), ones));
+        return acc;
+    }
+    __m256i s[2];
+    for (int e = 0; e < 2; e++) {
+        s[e] = _mm256_setzero_si256();
+        for (int i = 4 * e; i < 4 * e + 4; i++) {
+            __m256i p = _mm256_maddubs_epi16(wq[i], xq[i]);
+            if (dt == QM_DT_Q6_K) p = _mm256_sub_epi16(p, xg->q32[8 * h + i]);
+            s[e] = _mm256_add_epi16(s[e], p);
+        }
+    }
+    if (dt == QM_DT_Q6_K)
+        return _mm256_add_epi32(_mm256_madd_epi16(s[0], g->w[2 * h]), _mm256_madd_epi16(s[1], g->w[2 * h + 1]));
+    if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K) return _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), ones);
+    return _mm256_add_epi32(_mm256_madd_epi16(s[0], ones), _mm256_madd_epi16(s[1], ones));
+}
+
+/* The 8 contributions c_b of half h from its 8 integer sums. */
+QM_INLINE __m256 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, __m256i is) {
     if (dt == QM_DT_Q4_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 3));
     if (dt == QM_DT_Q5_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 4));
     __m256 f = _mm256_cvtepi32_ps(is);
@@ -194,6 +338,13 @@ QM_INLINE __m256 half_c(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
     return c;
 }
 
+/* acc + c in the lanes of the first nb blocks of half h; the others keep their bits. */
+QM_INLINE __m256 add_lanes(__m256 acc, __m256 c, int nb, int h) {
+    if (nb >= 8 * h + 8) return _mm256_add_ps(acc, c);
+    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_blendv_ps(acc, _mm256_add_ps(acc, c), _mm256_castsi256_ps(m));
+}
+
 /* The halving tree 8, 4, 2, 1 of lanes 0-7 (a) and 8-15 (b). */
 QM_INLINE float tree16(__m256 a, __m256 b) {
     const __m256 s8 = _mm256_add_ps(a, b);
@@ -202,49 +353,88 @@ QM_INLINE float tree16(__m256 a, __m256 b) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, _MM_SHUFFLE(1, 1, 1, 1))));
 }
 
+/* ---- tiles ---- */
+
 typedef struct {
-    const uint8_t *row0; /* row o's first block */
+    const uint8_t *row0; /* the first row's first block */
     size_t stride;
     int sb0, nblk;       /* view block 0 = 32-block sb0 of the row; nblk blocks */
 } wrows;
 
-/* Rows [0, nr) x tokens [t0, t0 + nt) of the tile; y points at output (t0, o). */
-QM_INLINE void tile(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t0, int nt, const float *bias,
-                    float *y, size_t ldy) {
-    __m256 acc[TR][TT][2];
-    wgroup wg[TR];
-    for (int r = 0; r < nr; r++)
-        for (int t = 0; t < nt; t++) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+QM_INLINE void store(const __m256 acc[2], const float *bias, int r, float *y) {
+    const float d = tree16(acc[0], acc[1]);
+    *y = bias ? d + bias[r] : d;
+}
+
+/* One token, rows [0, nr) (nr <= DR): each row's group unpacked and used at once. */
+QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, const float *bias, float *y) {
+    __m256 acc[DR][2];
+    for (int r = 0; r < DR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    /* the next pass's rows, a slice per group (see qdot_avx512.c) */
+    const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
+    const size_t ngroups = (size_t)(w->nblk + 15) / 16, pf_step = ((size_t)DR * w->stride + ngroups - 1) / ngroups;
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
-        for (int r = 0; r < nr; r++) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, &wg[r]);
+        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+        pf += pf_step;
+        xgroup xg;
+        if (nb == 16) load_x(dt, x, 0, b0, 16, 0, &xg); /* a literal 16: no lane tests */
+        else load_x(dt, x, 0, b0, nb, 0, &xg);
+        for (int r = 0; r < nr; r++) {
+            wgroup g;
+            if (nb == 16) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, 0, &g);
+            else unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, 0, &g);
+            for (int h = 0; h < 2 && 8 * h < nb; h++)
+                acc[r][h] = add_lanes(acc[r][h], contrib(dt, &g, &xg, h, isum_decode(dt, &g, &xg, h)), nb, h);
+        }
+    }
+    for (int r = 0; r < nr; r++) store(acc[r], bias, r, y + r);
+}
+
+/* Rows [0, nr) x tokens [t0, t0 + nt) (nr <= PR, nt <= PT); y points at output (t0, row 0). */
+QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t0, int nt,
+                            const float *bias, float *y, size_t ldy) {
+    __m256 acc[PR][PT][2];
+    wgroup wg[PR];
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < nt; t++) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
+    for (int b0 = 0; b0 < w->nblk; b0 += 16) {
+        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
+        for (int r = 0; r < nr; r++) {
+            if (nb == 16) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, 1, &wg[r]);
+            else unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, 1, &wg[r]);
+        }
         for (int t = 0; t < nt; t++) {
             xgroup xg;
-            load_x(dt, x, t0 + t, b0, nb, &xg);
-            for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                const __m256 m = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), lane));
-                for (int r = 0; r < nr; r++) /* absent lanes add +0.0f: acc (never -0.0f) keeps its bits */
-                    acc[r][t][h] = _mm256_add_ps(acc[r][t][h], _mm256_and_ps(half_c(dt, &wg[r], &xg, h), m));
-            }
+            if (nb == 16) load_x(dt, x, t0 + t, b0, 16, 1, &xg);
+            else load_x(dt, x, t0 + t, b0, nb, 1, &xg);
+            for (int r = 0; r < nr; r++)
+                for (int h = 0; h < 2 && 8 * h < nb; h++)
+                    acc[r][t][h] = add_lanes(acc[r][t][h], contrib(dt, &wg[r], &xg, h, isum_prefill(dt, &wg[r], &xg, h)),
+                                             nb, h);
         }
     }
     for (int r = 0; r < nr; r++)
-        for (int t = 0; t < nt; t++) {
-            const float d = tree16(acc[r][t][0], acc[r][t][1]);
-            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
-        }
+        for (int t = 0; t < nt; t++) store(acc[r][t], bias, r, y + (size_t)t * ldy + (size_t)r);
 }
 
 QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
                          size_t ldy, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
-    for (int t0 = 0; t0 < n_tok; t0 += TT) {
-        const int nt = n_tok - t0 < TT ? n_tok - t0 : TT;
-        for (int o = o_begin; o < o_end; o += TR) {
-            const int nr = o_end - o < TR ? o_end - o : TR;
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, w->col0 / 32, w->cols / 32};
-            tile(dt, &wr, nr, x, t0, nt, bias ? bias + o : NULL, y + (size_t)t0 * ldy + (size_t)o, ldy);
+    const int sb0 = w->col0 / 32, nblk = w->cols / 32;
+    if (n_tok == 1) {
+        for (int o = o_begin; o < o_end; o += DR) {
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk};
+            tile_decode(dt, &wr, o_end - o < DR ? o_end - o : DR, x, bias ? bias + o : NULL, y + o);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < n_tok; t0 += PT) {
+        const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
+        for (int o = o_begin; o < o_end; o += PR) {
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk};
+            tile_prefill(dt, &wr, o_end - o < PR ? o_end - o : PR, x, t0, nt, bias ? bias + o : NULL,
+                         y + (size_t)t0 * ldy + (size_t)o, ldy);
         }
     }
 }

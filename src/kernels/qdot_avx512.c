@@ -1,19 +1,27 @@
-/* AVX-512 twin of qdot.c (the spec: kernels/qdot.h). One zmm holds 16 consecutive 32-blocks of
- * the view, lane l = block l of the group: the blocks' exact integer sums are made with
- * maddubs/madd (no VNNI), reduced to one dword per block, converted, and scaled with the spec's
- * f32 operations lane by lane (vmulps/vaddps/vsubps, never FMA); acc + c is one masked vaddps.
+/* AVX-512 twin of qdot.c (the spec: kernels/qdot.h). One zmm holds the 16 lanes of a group of
+ * 16 consecutive 32-blocks of the view: the blocks' exact integer sums are made with
+ * maddubs/madd (no VNNI), converted, and scaled with the spec's f32 operations lane by lane
+ * (vmulps/vaddps/vsubps, never FMA); acc + c is one masked vaddps. Inside a group, lane l holds
+ * block PERM[l] (the order the shuffles below produce); the accumulator is put back in block
+ * order once, before the halving tree. A lane's arithmetic does not depend on where it sits.
  *
- * maddubs (u8 x s8 -> s16, pairs) never saturates here: the u8 side is a weight code (Q4: 0..15,
- * Q5: 0..31, Q6_K: 0..63, Q8_0: |w| <= 128) and the s8 side an activation in [-127, 127], so a
- * pair is at most 2 * 128 * 127 = 32512. Signed weights: Q8_0 moves w's sign onto q (the sign
- * trick); Q4_0/Q5_0 use unsigned codes and subtract 8 s / 16 s; Q6_K subtracts 32 (q0 + q1) per
- * pair (maddubs of 32 with q) before madd with its 16-element scales. Q4_K/Q5_K multiply
- * sc_j * Σ as f32 (both exact integers, product < 2^24: exact, so equal to (float)(sc_j * Σ)),
- * and m_j * s likewise.
+ * Exactness of the integer sums. maddubs (u8 x s8 -> s16, pairs) never saturates: the u8 side is
+ * a weight code (Q4: 0..15, Q5: 0..31, Q6_K: 0..63, Q8_0: |w| <= 128) and the s8 side an
+ * activation in [-127, 127], so a pair is at most 2 * 128 * 127 = 32512. Q8_0 moves w's sign
+ * onto q (the sign trick); Q4_0/Q5_0 use unsigned codes and subtract 8 s / 16 s; Q6_K subtracts
+ * 32 (q0 + q1) per pair (maddubs of 32 with q; the difference is at most 2 * 32 * 127) before
+ * madd with its 16-element scales; Q4_K/Q5_K multiply sc_j * Σ and m_j * s as f32 (integers
+ * whose product is < 2^24: exact, so equal to the spec's (float)(sc_j * Σ)). Int16 partial sums
+ * of several pairs stay below 32768: 8 x 3810 (Q4), 4 x 7874 (Q5), 4 x 8128 (Q6_K).
  *
- * Tiling: TR rows x up to TT tokens. Per group of 16 blocks each row's codes and scales are
- * unpacked once into a wgroup and reused for every token; each token's activations are loaded
- * once and reused for the TR rows. Tiling changes no bit: every lane sees the spec's sequence. */
+ * Two ways to the 16 sums, same bits:
+ *   decode (one token): each zmm holds two blocks (2k, 2k + 1); after madd the 8 vectors are
+ *     reduced across (reduce_blocks). The weights are unpacked and used at once, DR rows per
+ *     pass so that each activation group is loaded once for DR rows.
+ *   prefill (n_tok >= 2): weights and activations are both transposed (transpose8): vector i
+ *     holds bytes 4i..4i+3 of every block, so the products add up vertically with no reduction.
+ *     A tile of PR rows x PT tokens unpacks and transposes each row's group once for PT tokens
+ *     and each token's group once for PR rows. */
 #include <immintrin.h>
 #include <stdint.h>
 
@@ -21,21 +29,47 @@
 #include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
-#define TR 4  /* rows per tile */
-#define TT 16 /* tokens per tile */
+#define DR 4  /* decode: rows per pass */
+#define PR 6  /* prefill: rows per tile */
+#define PT 16 /* prefill: tokens per tile */
+
+/* Lane l holds block PERM[l] of the group; UNPERM puts lanes back in block order. */
+QM_INLINE __m512i perm_idx(void) { return _mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15); }
+QM_INLINE __m512i unperm_idx(void) { return _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15); }
+/* The lanes that hold one of the first nb blocks. */
+QM_INLINE __mmask16 lanes_of(int nb) { return _mm512_cmplt_epi32_mask(perm_idx(), _mm512_set1_epi32(nb)); }
 
 /* One row's 16 blocks, unpacked. */
 typedef struct {
-    __m512i q[8];     /* codes of blocks 2k (bytes 0..31) and 2k + 1 (32..63); Q8_0: |w| */
-    __m512i sc[8];    /* Q6_K: each element pair's int16 scale */
-    __mmask64 neg[8]; /* Q8_0: w < 0 */
-    __m512 d, m;      /* per block: d; m (Q4_1, Q5_1) or dmin (Q4_K, Q5_K) */
+    __m512i q[8];      /* codes (Q8_0: |w|); decode: blocks 2k, 2k + 1; prefill: transposed */
+    __m512i sc[8];     /* Q6_K int16 scales: decode: pair k's; prefill: [0] groups 0, [1] groups 1 */
+    __mmask64 neg[8];  /* Q8_0: w < 0 */
+    __m512 d, m;       /* d; m (Q4_1, Q5_1) or dmin (Q4_K, Q5_K) */
     __m512 sc_f, mn_f; /* Q4_K, Q5_K: the 6-bit scale and min */
 } wgroup;
 
 QM_INLINE __m512i pair(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
 
-QM_INLINE __m512 f16x16(const uint16_t h[16]) { return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h)); }
+/* The 16 x 8 dword transpose: v[k] holds blocks 2k (dwords 0..7) and 2k + 1; afterwards lane l
+ * of v[i] is dword i of block PERM[l]. */
+QM_INLINE void transpose8(__m512i v[8]) {
+    __m512i o[8];
+    for (int h = 0; h < 2; h++) {
+        const __m512i *a = v + 4 * h;
+        const __m512i t0 = _mm512_unpacklo_epi32(a[0], a[1]), t1 = _mm512_unpackhi_epi32(a[0], a[1]);
+        const __m512i t2 = _mm512_unpacklo_epi32(a[2], a[3]), t3 = _mm512_unpackhi_epi32(a[2], a[3]);
+        o[4 * h + 0] = _mm512_unpacklo_epi64(t0, t2);
+        o[4 * h + 1] = _mm512_unpackhi_epi64(t0, t2);
+        o[4 * h + 2] = _mm512_unpacklo_epi64(t1, t3);
+        o[4 * h + 3] = _mm512_unpackhi_epi64(t1, t3);
+    }
+    for (int j = 0; j < 4; j++) {
+        v[j] = _mm512_shuffle_i32x4(o[j], o[4 + j], _MM_SHUFFLE(2, 0, 2, 0));
+        v[4 + j] = _mm512_shuffle_i32x4(o[j], o[4 + j], _MM_SHUFFLE(3, 1, 3, 1));
+    }
+}
+
+/* ---- weights: codes ---- */
 
 /* Nibbles of 16 bytes: low nibbles are elements 0..15, high ones 16..31. */
 QM_INLINE __m256i nibbles(const uint8_t *qs) {
@@ -44,137 +78,247 @@ QM_INLINE __m256i nibbles(const uint8_t *qs) {
     return _mm256_and_si256(v, _mm256_set1_epi8(15));
 }
 
-/* Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: block b of the group at row + (sb + b) * bb. */
-QM_INLINE void unpack_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
+/* Q8_0 (signed), Q4_0, Q4_1, Q5_0, Q5_1: block b at row + (sb + b) * bb. */
+QM_INLINE void codes_32(qm_dtype dt, const uint8_t *row, int sb, int nb, __m512i q[8]) {
     const size_t bb = qm_dtype_block_bytes(dt);
     const int has_m = dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1, has_h = dt == QM_DT_Q5_0 || dt == QM_DT_Q5_1;
-    uint16_t dh[16] = {0}, mh[16] = {0};
-    __m256i c[16];
-    for (int b = 0; b < 16; b++) {
-        c[b] = _mm256_setzero_si256();
-        if (b >= nb) continue;
-        const uint8_t *blk = row + (size_t)(sb + b) * bb;
-        dh[b] = qm_quant_rd16(blk);
-        if (dt == QM_DT_Q8_0) {
-            c[b] = _mm256_loadu_si256((const __m256i *)(blk + 2));
+    for (int k = 0; k < 8; k++) {
+        __m256i c[2];
+        for (int h = 0; h < 2; h++) {
+            const int b = 2 * k + h;
+            const uint8_t *blk = row + (size_t)(sb + b) * bb, *p = blk + 2 + 2 * has_m;
+            if (b >= nb) c[h] = _mm256_setzero_si256();
+            else if (dt == QM_DT_Q8_0) c[h] = _mm256_loadu_si256((const __m256i *)(blk + 2));
+            else if (!has_h) c[h] = nibbles(p);
+            else c[h] = _mm256_mask_add_epi8(nibbles(p + 4), (__mmask32)qm_quant_rd32(p), nibbles(p + 4),
+                                             _mm256_set1_epi8(16));
+        }
+        q[k] = pair(c[0], c[1]);
+    }
+}
+
+/* Q4_K/Q5_K sub-block s of a row, alone (32 codes). */
+QM_INLINE __m256i code_k45(qm_dtype dt, const uint8_t *row, int s) {
+    const int j = s & 7;
+    const uint8_t *blk = row + (size_t)(s >> 3) * qm_dtype_block_bytes(dt);
+    const uint8_t *qs = blk + (dt == QM_DT_Q5_K ? 48 : 16) + 32 * (j >> 1);
+    __m256i v = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)qs), _mm_cvtsi32_si128(4 * (j & 1)));
+    v = _mm256_and_si256(v, _mm256_set1_epi8(15));
+    if (dt == QM_DT_Q5_K) {
+        const __m256i h = _mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(blk + 16)), _mm_cvtsi32_si128(j));
+        v = _mm256_or_si256(v, _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(1)), 4));
+    }
+    return v;
+}
+
+/* Q4_K/Q5_K sub-blocks s, s + 1 with s even: the low and high nibbles of one 32-byte chunk. */
+QM_INLINE __m512i code_k45_pair(qm_dtype dt, const uint8_t *row, int s) {
+    const int j = s & 7;
+    const uint8_t *blk = row + (size_t)(s >> 3) * qm_dtype_block_bytes(dt);
+    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(4), 1);
+    const uint8_t *qs = blk + (dt == QM_DT_Q5_K ? 48 : 16) + 16 * j;
+    __m512i v = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)qs));
+    v = _mm512_and_si512(_mm512_srlv_epi16(v, shift), _mm512_set1_epi8(15));
+    if (dt == QM_DT_Q5_K) {
+        const __m512i h = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk + 16)));
+        const __m512i hs = _mm512_add_epi16(_mm512_set1_epi16((short)j), _mm512_srli_epi16(shift, 2));
+        v = _mm512_or_si512(v, _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(h, hs), _mm512_set1_epi8(1)), 4));
+    }
+    return v;
+}
+
+/* Q6_K sub-block s of a row, alone: codes 0..63 (q + 32). */
+QM_INLINE __m256i code_q6k(const uint8_t *row, int s) {
+    const int j = s & 7, h = j >> 2, k = j & 3;
+    const qm_block_q6_k *blk = (const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210);
+    __m256i lo = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32 * (k & 1)));
+    lo = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(4 * (k >> 1))), _mm256_set1_epi8(15));
+    __m256i hi = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
+    hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(3));
+    return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+}
+
+/* Q6_K sub-blocks s, s + 1 with s even (k = s % 4 in {0, 2}): 64 consecutive ql bytes. */
+QM_INLINE __m512i code_q6k_pair(const uint8_t *row, int s) {
+    const int j = s & 7, h = j >> 2, k = j & 3;
+    const qm_block_q6_k *blk = (const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210);
+    __m512i lo = _mm512_loadu_si512(blk->ql + 64 * h);
+    lo = _mm512_and_si512(_mm512_srl_epi16(lo, _mm_cvtsi32_si128(2 * k)), _mm512_set1_epi8(15));
+    const __m512i hs = _mm512_add_epi16(_mm512_set1_epi16((short)(2 * k)),
+                                        _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
+    __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h)));
+    hi = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(hi, hs), 4), _mm512_set1_epi8(0x30));
+    return _mm512_or_si512(lo, hi);
+}
+
+/* K-quant codes of the group: sub-blocks sb .. sb + nb - 1 (K: the row's 32-block index). */
+QM_INLINE void codes_k(qm_dtype dt, const uint8_t *row, int sb, int nb, __m512i q[8]) {
+    if (sb & 1) { /* pairs straddle chunks: one sub-block at a time */
+        for (int k = 0; k < 8; k++) {
+            const int s = sb + 2 * k;
+            const __m256i z = _mm256_setzero_si256();
+            const __m256i a = 2 * k >= nb ? z : dt == QM_DT_Q6_K ? code_q6k(row, s) : code_k45(dt, row, s);
+            const __m256i b = 2 * k + 1 >= nb ? z : dt == QM_DT_Q6_K ? code_q6k(row, s + 1) : code_k45(dt, row, s + 1);
+            q[k] = pair(a, b);
+        }
+        return;
+    }
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        const int s = sb + 2 * k;
+        if (2 * k >= nb) {
+            q[k] = _mm512_setzero_si512();
             continue;
         }
-        if (has_m) mh[b] = qm_quant_rd16(blk + 2);
-        const uint8_t *p = blk + 2 + 2 * has_m;
-        c[b] = nibbles(p + 4 * has_h);
-        if (has_h) c[b] = _mm256_mask_add_epi8(c[b], (__mmask32)qm_quant_rd32(p), c[b], _mm256_set1_epi8(16));
+        q[k] = dt == QM_DT_Q6_K ? code_q6k_pair(row, s) : code_k45_pair(dt, row, s);
+        if (2 * k + 1 >= nb) q[k] = _mm512_maskz_mov_epi64(0x0f, q[k]);
     }
-    for (int k = 0; k < 8; k++) {
-        g->q[k] = pair(c[2 * k], c[2 * k + 1]);
-        if (dt == QM_DT_Q8_0) {
+}
+
+/* ---- weights: scales, lane l = block PERM[l] ---- */
+
+/* The f16 in the low (hi 0) or high (hi 1) half of each dword, as f32. */
+QM_INLINE __m512 f16_lanes(__m512i v, int hi) {
+    return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(hi ? _mm512_srli_epi32(v, 16) : v));
+}
+
+/* Q8_0 .. Q5_1: the dword at the start of each block (d, and m for Q4_1/Q5_1). */
+QM_INLINE void scales_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
+    const size_t bb = qm_dtype_block_bytes(dt);
+    const __m512i idx = _mm512_mullo_epi32(perm_idx(), _mm512_set1_epi32((int)bb));
+    const __m512i dm = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes_of(nb), idx, row + (size_t)sb * bb, 1);
+    g->d = f16_lanes(dm, 0);
+    if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) g->m = f16_lanes(dm, 1);
+}
+
+/* Where group lane l finds its K-quant fields: it is sub-block u = off + PERM[l] (u < 24) of the
+ * group's superblocks 0, 1, 2 (off = the view's first sub-block % 8, the same for every group). */
+typedef struct {
+    __m512i sm;   /* int16 lanes 0..15: 16 (u / 8) + u % 8 (u's scale byte), 16..31: + 8 (its min) */
+    __m512i d, m; /* f32 index of u's superblock: 2 (u / 8) (Q6_K: u / 8), + 1 */
+} klanes;
+
+QM_INLINE klanes klanes_of(qm_dtype dt, int off) {
+    const __m512i u = _mm512_add_epi32(perm_idx(), _mm512_set1_epi32(off)), sup = _mm512_srli_epi32(u, 3);
+    const __m512i sc = _mm512_add_epi32(_mm512_slli_epi32(sup, 4), _mm512_and_si512(u, _mm512_set1_epi32(7)));
+    const __m512i sc16 = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(sc));
+    klanes k;
+    k.sm = _mm512_inserti64x4(sc16, _mm256_add_epi16(_mm512_castsi512_si256(sc16), _mm256_set1_epi16(8)), 1);
+    k.d = dt == QM_DT_Q6_K ? sup : _mm512_slli_epi32(sup, 1);
+    k.m = _mm512_add_epi32(k.d, _mm512_set1_epi32(1));
+    return k;
+}
+
+/* The 16 raw bytes at p + i * bb for i < n (n <= 3) in 128-bit lane i. */
+QM_INLINE __m512i sup_bytes(const uint8_t *p, size_t bb, int n) {
+    __m512i v = _mm512_zextsi128_si512(_mm_loadu_si128((const __m128i *)p));
+    if (n > 1) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + bb)), 1);
+    if (n > 2) v = _mm512_inserti32x4(v, _mm_loadu_si128((const __m128i *)(p + 2 * bb)), 2);
+    return v;
+}
+
+/* Q4_K/Q5_K: d, dmin, and the 6-bit scales and mins (quant.h, qm_quant_k_scales) of each lane,
+ * from the 12 scale bytes of each superblock (16 bytes are read: the block goes on). */
+QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, const klanes *kl, wgroup *g) {
+    const size_t bb = qm_dtype_block_bytes(dt);
+    const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1;
+    const uint8_t *blk = row + (size_t)(sb >> 3) * bb;
+    const __m512i v = sup_bytes(blk + 4, bb, nsup);
+    /* per superblock, bytes 0..7 = sc, 8..15 = mn. Low parts: sc0-3 = s0-3 & 63,
+     * sc4-7 = s8-11 & 15, mn0-3 = s4-7 & 63, mn4-7 = s8-11 >> 4 */
+    const __m512i slo = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 8, 9, 10, 11));
+    __m512i lo = _mm512_shuffle_epi8(v, slo);
+    lo = _mm512_mask_blend_epi32(0x8888, lo, _mm512_srli_epi16(lo, 4));
+    lo = _mm512_and_si512(lo, _mm512_broadcast_i32x4(_mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f)));
+    /* high parts of sc4-7 = (s0-3 >> 6) << 4, of mn4-7 = (s4-7 >> 6) << 4 */
+    const __m512i shi = _mm512_broadcast_i32x4(_mm_setr_epi8(-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, 4, 5, 6, 7));
+    const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(_mm512_shuffle_epi8(v, shi), 2), _mm512_set1_epi8(0x30));
+    const __m512i b = _mm512_or_si512(lo, hi);
+    const __m512i sm = _mm512_permutex2var_epi16(_mm512_cvtepu8_epi16(_mm512_castsi512_si256(b)), kl->sm,
+                                                 _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64(b, 1)));
+    g->sc_f = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(sm)));
+    g->mn_f = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(sm, 1)));
+    /* d, dmin of superblocks 0..2 as [d0 m0 d1 m1 d2 m2] */
+    const __m128i dm = _mm_setr_epi32((int)qm_quant_rd32(blk), nsup > 1 ? (int)qm_quant_rd32(blk + bb) : 0,
+                                      nsup > 2 ? (int)qm_quant_rd32(blk + 2 * bb) : 0, 0);
+    const __m512 f = _mm512_castps256_ps512(_mm256_cvtph_ps(dm));
+    g->d = _mm512_permutexvar_ps(kl->d, f);
+    g->m = _mm512_permutexvar_ps(kl->m, f);
+}
+
+/* Q6_K: d, and the int16 scales (16 per superblock, 2 per sub-block) as madd operands. */
+QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, const klanes *kl, wgroup *g) {
+    const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1, off = sb & 7;
+    const uint8_t *blk = row + (size_t)(sb >> 3) * 210;
+    const __m128i dh = _mm_setr_epi16((short)qm_quant_rd16(blk + 208), nsup > 1 ? (short)qm_quant_rd16(blk + 418) : 0,
+                                      nsup > 2 ? (short)qm_quant_rd16(blk + 628) : 0, 0, 0, 0, 0, 0);
+    g->d = _mm512_permutexvar_ps(kl->d, _mm512_castps256_ps512(_mm256_cvtph_ps(dh)));
+    /* the group's 32 scales start at 2 off in t0 ++ t1 */
+    const __m512i v = sup_bytes(blk + 192, 210, nsup);
+    const __m512i t0 = _mm512_cvtepi8_epi16(_mm512_castsi512_si256(v));
+    const __m512i t1 = _mm512_cvtepi8_epi16(_mm512_extracti64x4_epi64(v, 1));
+    if (transposed) { /* int16 lanes 2l, 2l + 1: block PERM[l], its group e */
+        const __m512i i32 = _mm512_add_epi32(_mm512_slli_epi32(perm_idx(), 1), _mm512_set1_epi32(2 * off));
+        const __m512i i16 = _mm512_or_si512(i32, _mm512_slli_epi32(i32, 16));
+        g->sc[0] = _mm512_permutex2var_epi16(t0, i16, t1);
+        g->sc[1] = _mm512_permutex2var_epi16(t0, _mm512_add_epi16(i16, _mm512_set1_epi16(1)), t1);
+        return;
+    }
+    /* int16 lane i of pair k covers elements 2i, 2i + 1: group 2 off + 4k + i / 8 */
+    static const int16_t grp[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                    2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
+    const __m512i g0 = _mm512_add_epi16(_mm512_loadu_si512(grp), _mm512_set1_epi16((short)(2 * off)));
+    for (int k = 0; k < 8; k++)
+        g->sc[k] = _mm512_permutex2var_epi16(t0, _mm512_add_epi16(g0, _mm512_set1_epi16((short)(4 * k))), t1);
+}
+
+/* One row's group: blocks sb .. sb + nb - 1 of the row (32-blocks; K: sub-blocks). */
+QM_INLINE void unpack(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, const klanes *kl,
+                      wgroup *g) {
+    if (qm_dtype_block(dt) == 32) codes_32(dt, row, sb, nb, g->q);
+    else codes_k(dt, row, sb, nb, g->q);
+    if (transposed) transpose8(g->q);
+    if (dt == QM_DT_Q8_0)
+        for (int k = 0; k < 8; k++) {
             g->neg[k] = _mm512_movepi8_mask(g->q[k]);
             g->q[k] = _mm512_abs_epi8(g->q[k]);
         }
-    }
-    g->d = f16x16(dh);
-    if (has_m) g->m = f16x16(mh);
+    if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, kl, g);
+    else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, kl, g);
+    else scales_32(dt, row, sb, nb, g);
 }
 
-/* Q4_K, Q5_K: block b is sub-block (sb + b) % 8 of superblock (sb + b) / 8. */
-QM_INLINE void unpack_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
-    const size_t bb = qm_dtype_block_bytes(dt);
-    uint16_t dh[16] = {0}, mh[16] = {0};
-    float scf[16] = {0}, mnf[16] = {0};
-    uint8_t sc[8], mn[8];
-    __m256i c[16];
-    int cur = -1;
-    for (int b = 0; b < 16; b++) {
-        c[b] = _mm256_setzero_si256();
-        if (b >= nb) continue;
-        const int s = sb + b, j = s & 7;
-        const uint8_t *blk = row + (size_t)(s >> 3) * bb;
-        if (s >> 3 != cur) {
-            cur = s >> 3;
-            qm_quant_k_scales(blk + 4, sc, mn);
-        }
-        dh[b] = qm_quant_rd16(blk);
-        mh[b] = qm_quant_rd16(blk + 2);
-        scf[b] = (float)sc[j];
-        mnf[b] = (float)mn[j];
-        const uint8_t *qs = blk + (dt == QM_DT_Q5_K ? 48 : 16) + 32 * (j >> 1);
-        __m256i v = _mm256_loadu_si256((const __m256i *)qs);
-        if (j & 1) v = _mm256_srli_epi16(v, 4);
-        v = _mm256_and_si256(v, _mm256_set1_epi8(15));
-        if (dt == QM_DT_Q5_K) {
-            const __mmask32 h = _mm256_test_epi8_mask(_mm256_loadu_si256((const __m256i *)(blk + 16)),
-                                                      _mm256_set1_epi8((char)(1 << j)));
-            v = _mm256_mask_add_epi8(v, h, v, _mm256_set1_epi8(16));
-        }
-        c[b] = v;
-    }
-    for (int k = 0; k < 8; k++) g->q[k] = pair(c[2 * k], c[2 * k + 1]);
-    g->d = f16x16(dh);
-    g->m = f16x16(mh);
-    g->sc_f = _mm512_loadu_ps(scf);
-    g->mn_f = _mm512_loadu_ps(mnf);
-}
-
-/* Q6_K: codes 0..63 (q + 32) and the int16 scale of each 16-element group, per element pair. */
-QM_INLINE void unpack_q6k(const uint8_t *row, int sb, int nb, wgroup *g) {
-    uint16_t dh[16] = {0};
-    int16_t sc2[32] = {0};
-    __m256i c[16];
-    for (int b = 0; b < 16; b++) {
-        c[b] = _mm256_setzero_si256();
-        if (b >= nb) continue;
-        const int s = sb + b, j = s & 7, h = j >> 2, k = j & 3;
-        const qm_block_q6_k *blk = (const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210);
-        dh[b] = qm_quant_rd16(blk->d);
-        sc2[2 * b] = blk->scales[2 * j];
-        sc2[2 * b + 1] = blk->scales[2 * j + 1];
-        __m256i lo = _mm256_loadu_si256((const __m256i *)(blk->ql + 64 * h + 32 * (k & 1)));
-        if (k >> 1) lo = _mm256_srli_epi16(lo, 4);
-        __m256i hi = _mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h));
-        hi = _mm256_and_si256(_mm256_srl_epi16(hi, _mm_cvtsi32_si128(2 * k)), _mm256_set1_epi8(3));
-        c[b] = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(15)), _mm256_slli_epi16(hi, 4));
-    }
-    /* int16 lane i of pair k covers elements 2i, 2i + 1: group 4k + i / 8 */
-    static const int16_t grp[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
-    const __m512i scv = _mm512_loadu_si512(sc2), g0 = _mm512_loadu_si512(grp);
-    for (int k = 0; k < 8; k++) {
-        g->q[k] = pair(c[2 * k], c[2 * k + 1]);
-        g->sc[k] = _mm512_permutexvar_epi16(_mm512_add_epi16(g0, _mm512_set1_epi16((short)(4 * k))), scv);
-    }
-    g->d = f16x16(dh);
-}
-
-QM_INLINE void unpack(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
-    if (dt == QM_DT_Q6_K) unpack_q6k(row, sb, nb, g);
-    else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) unpack_k45(dt, row, sb, nb, g);
-    else unpack_32(dt, row, sb, nb, g);
-}
+/* ---- activations ---- */
 
 /* One token's 16 blocks. */
 typedef struct {
-    __m512i q[8];   /* blocks 2k, 2k + 1 (absent blocks: 0) */
+    __m512i q[8];   /* as wgroup.q (absent blocks: 0) */
     __m512i q32[8]; /* Q6_K: 32 (q_2i + q_2i+1) per int16 lane */
-    __m512 dx, sf;  /* d and (float)s per block */
-    __m512i s;      /* s per block */
+    __m512 dx, sf;  /* d and (float)s */
+    __m512i s;
 } xgroup;
 
-QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, xgroup *xg) {
+QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int transposed, xgroup *xg) {
     const size_t xb = (size_t)t * x->ld_blocks + (size_t)b0;
     const int8_t *q = x->q + xb * QM_Q8_BLOCK;
-    const __mmask16 lanes = (__mmask16)((1u << nb) - 1u);
     for (int k = 0; k < 8; k++) {
         const int n = nb - 2 * k;
         const __mmask64 m = n >= 2 ? ~(__mmask64)0 : n == 1 ? (__mmask64)0xffffffffu : 0;
         xg->q[k] = _mm512_maskz_loadu_epi8(m, q + 64 * k);
-        if (dt == QM_DT_Q6_K) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
     }
-    xg->dx = _mm512_maskz_loadu_ps(lanes, x->d + xb);
-    xg->s = _mm512_maskz_loadu_epi32(lanes, x->s + xb);
+    if (transposed) transpose8(xg->q);
+    if (dt == QM_DT_Q6_K)
+        for (int k = 0; k < 8; k++) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
+    const __mmask16 first = (__mmask16)((1u << nb) - 1u);
+    xg->dx = _mm512_permutexvar_ps(perm_idx(), _mm512_maskz_loadu_ps(first, x->d + xb));
+    xg->s = _mm512_permutexvar_epi32(perm_idx(), _mm512_maskz_loadu_epi32(first, x->s + xb));
     xg->sf = _mm512_cvtepi32_ps(xg->s);
 }
 
-/* Dword l = Σ of block l's 8 dwords, for 8 vectors v[k] holding blocks 2k (dwords 0..7) and
- * 2k + 1 (8..15). Integer adds: exact in any order. */
+/* ---- the 16 sums and contributions ---- */
+
+/* Decode: v[k] holds blocks 2k (dwords 0..7) and 2k + 1 (8..15); lane l of the result is the sum
+ * of block PERM[l]'s dwords. */
 QM_INLINE __m512i reduce_blocks(const __m512i v[8]) {
     __m512i t[4];
     for (int i = 0; i < 4; i++)
@@ -182,14 +326,11 @@ QM_INLINE __m512i reduce_blocks(const __m512i v[8]) {
                                 _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]));
     const __m512i u0 = _mm512_add_epi32(_mm512_unpacklo_epi64(t[0], t[1]), _mm512_unpackhi_epi64(t[0], t[1]));
     const __m512i u1 = _mm512_add_epi32(_mm512_unpacklo_epi64(t[2], t[3]), _mm512_unpackhi_epi64(t[2], t[3]));
-    /* lanes now hold blocks 0 2 4 6 1 3 5 7 8 10 12 14 9 11 13 15 */
-    const __m512i r = _mm512_add_epi32(_mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
-                                       _mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
-    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), r);
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)),
+                            _mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-/* The 16 contributions c_b of one row and one token. */
-QM_INLINE __m512 group_c(qm_dtype dt, const wgroup *g, const xgroup *xg) {
+QM_INLINE __m512i isum_decode(qm_dtype dt, const wgroup *g, const xgroup *xg) {
     __m512i v[8];
     for (int k = 0; k < 8; k++) {
         __m512i xs = xg->q[k];
@@ -198,7 +339,36 @@ QM_INLINE __m512 group_c(qm_dtype dt, const wgroup *g, const xgroup *xg) {
         if (dt == QM_DT_Q6_K) v[k] = _mm512_madd_epi16(_mm512_sub_epi16(p, xg->q32[k]), g->sc[k]);
         else v[k] = _mm512_madd_epi16(p, _mm512_set1_epi16(1));
     }
-    __m512i is = reduce_blocks(v);
+    return reduce_blocks(v);
+}
+
+/* Prefill: transposed operands, products summed vertically (int16 while the bounds allow). */
+QM_INLINE __m512i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
+    const __m512i ones = _mm512_set1_epi16(1);
+    if (dt == QM_DT_Q8_0) {
+        __m512i acc = _mm512_setzero_si512();
+        for (int i = 0; i < 8; i++) {
+            const __m512i xs = _mm512_mask_sub_epi8(xg->q[i], g->neg[i], _mm512_setzero_si512(), xg->q[i]);
+            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(g->q[i], xs), ones));
+        }
+        return acc;
+    }
+    __m512i h[2];
+    for (int e = 0; e < 2; e++) {
+        h[e] = _mm512_setzero_si512();
+        for (int i = 4 * e; i < 4 * e + 4; i++) {
+            __m512i p = _mm512_maddubs_epi16(g->q[i], xg->q[i]);
+            if (dt == QM_DT_Q6_K) p = _mm512_sub_epi16(p, xg->q32[i]);
+            h[e] = _mm512_add_epi16(h[e], p);
+        }
+    }
+    if (dt == QM_DT_Q6_K) return _mm512_add_epi32(_mm512_madd_epi16(h[0], g->sc[0]), _mm512_madd_epi16(h[1], g->sc[1]));
+    if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K) return _mm512_madd_epi16(_mm512_add_epi16(h[0], h[1]), ones);
+    return _mm512_add_epi32(_mm512_madd_epi16(h[0], ones), _mm512_madd_epi16(h[1], ones));
+}
+
+/* The 16 contributions c_b from the 16 integer sums. */
+QM_INLINE __m512 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, __m512i is) {
     if (dt == QM_DT_Q4_0) is = _mm512_sub_epi32(is, _mm512_slli_epi32(xg->s, 3));
     if (dt == QM_DT_Q5_0) is = _mm512_sub_epi32(is, _mm512_slli_epi32(xg->s, 4));
     __m512 f = _mm512_cvtepi32_ps(is);
@@ -211,54 +381,101 @@ QM_INLINE __m512 group_c(qm_dtype dt, const wgroup *g, const xgroup *xg) {
     return c;
 }
 
-/* The halving tree 8, 4, 2, 1. */
-QM_INLINE float tree16(__m512 a) {
+/* The halving tree 8, 4, 2, 1 of an accumulator whose lane l holds lane PERM[l]. */
+QM_INLINE float tree16(__m512 p) {
+    const __m512 a = _mm512_permutexvar_ps(unperm_idx(), p);
     const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
     const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, _MM_SHUFFLE(1, 1, 1, 1))));
 }
 
+/* ---- tiles ---- */
+
 typedef struct {
-    const uint8_t *row0; /* row o's first block */
+    const uint8_t *row0; /* the first row's first block */
     size_t stride;
     int sb0, nblk;       /* view block 0 = 32-block sb0 of the row; nblk blocks */
 } wrows;
 
-/* Rows [0, nr) x tokens [t0, t0 + nt) of the tile; y points at output (t0, o). */
-QM_INLINE void tile(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t0, int nt, const float *bias,
-                    float *y, size_t ldy) {
-    __m512 acc[TR][TT];
-    wgroup wg[TR];
+QM_INLINE void store(__m512 acc, const float *bias, int r, float *y) {
+    const float d = tree16(acc);
+    *y = bias ? d + bias[r] : d;
+}
+
+/* One token, rows [0, nr) (nr <= DR): each row's group unpacked and used at once. */
+QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t, const float *bias,
+                           float *y) {
+    __m512 acc[DR];
+    const klanes kl = klanes_of(dt, w->sb0 & 7);
+    for (int r = 0; r < DR; r++) acc[r] = _mm512_setzero_ps();
+    /* The next pass's rows (contiguous after these when the view is whole rows), a slice per
+     * group: the hardware prefetcher alone does not keep DR strided streams ahead. */
+    const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
+    const size_t ngroups = (size_t)(w->nblk + 15) / 16, pf_step = ((size_t)DR * w->stride + ngroups - 1) / ngroups;
+    for (int b0 = 0; b0 < w->nblk; b0 += 16) {
+        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
+        const __mmask16 lanes = lanes_of(nb);
+        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+        pf += pf_step;
+        xgroup xg;
+        if (nb == 16) load_x(dt, x, t, b0, 16, 0, &xg); /* a literal 16: no lane tests */
+        else load_x(dt, x, t, b0, nb, 0, &xg);
+        for (int r = 0; r < nr; r++) {
+            wgroup g;
+            if (nb == 16) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, 0, &kl, &g);
+            else unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, 0, &kl, &g);
+            acc[r] = _mm512_mask_add_ps(acc[r], lanes, acc[r], contrib(dt, &g, &xg, isum_decode(dt, &g, &xg)));
+        }
+    }
+    for (int r = 0; r < nr; r++) store(acc[r], bias, r, y + r);
+}
+
+/* Rows [0, nr) x tokens [t0, t0 + nt) (nr <= PR, nt <= PT); y points at output (t0, row 0). */
+QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t0, int nt,
+                            const float *bias, float *y, size_t ldy) {
+    __m512 acc[PR][PT];
+    wgroup wg[PR];
+    const klanes kl = klanes_of(dt, w->sb0 & 7);
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_ps();
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
-        const __mmask16 lanes = (__mmask16)((1u << nb) - 1u);
-        for (int r = 0; r < nr; r++) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, &wg[r]);
+        const __mmask16 lanes = lanes_of(nb);
+        for (int r = 0; r < nr; r++) {
+            if (nb == 16) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, 1, &kl, &wg[r]);
+            else unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, 1, &kl, &wg[r]);
+        }
         for (int t = 0; t < nt; t++) {
             xgroup xg;
-            load_x(dt, x, t0 + t, b0, nb, &xg);
+            if (nb == 16) load_x(dt, x, t0 + t, b0, 16, 1, &xg);
+            else load_x(dt, x, t0 + t, b0, nb, 1, &xg);
             for (int r = 0; r < nr; r++)
-                acc[r][t] = _mm512_mask_add_ps(acc[r][t], lanes, acc[r][t], group_c(dt, &wg[r], &xg));
+                acc[r][t] = _mm512_mask_add_ps(acc[r][t], lanes, acc[r][t],
+                                               contrib(dt, &wg[r], &xg, isum_prefill(dt, &wg[r], &xg)));
         }
     }
     for (int r = 0; r < nr; r++)
-        for (int t = 0; t < nt; t++) {
-            const float d = tree16(acc[r][t]);
-            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
-        }
+        for (int t = 0; t < nt; t++) store(acc[r][t], bias, r, y + (size_t)t * ldy + (size_t)r);
 }
 
 QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
                          size_t ldy, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
-    for (int t0 = 0; t0 < n_tok; t0 += TT) {
-        const int nt = n_tok - t0 < TT ? n_tok - t0 : TT;
-        for (int o = o_begin; o < o_end; o += TR) {
-            const int nr = o_end - o < TR ? o_end - o : TR;
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, w->col0 / 32, w->cols / 32};
-            tile(dt, &wr, nr, x, t0, nt, bias ? bias + o : NULL, y + (size_t)t0 * ldy + (size_t)o, ldy);
+    const int sb0 = w->col0 / 32, nblk = w->cols / 32;
+    if (n_tok == 1) {
+        for (int o = o_begin; o < o_end; o += DR) {
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk};
+            tile_decode(dt, &wr, o_end - o < DR ? o_end - o : DR, x, 0, bias ? bias + o : NULL, y + o);
+        }
+        return;
+    }
+    for (int t0 = 0; t0 < n_tok; t0 += PT) {
+        const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
+        for (int o = o_begin; o < o_end; o += PR) {
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk};
+            tile_prefill(dt, &wr, o_end - o < PR ? o_end - o : PR, x, t0, nt, bias ? bias + o : NULL,
+                         y + (size_t)t0 * ldy + (size_t)o, ldy);
         }
     }
 }

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "kernels/kernels.h"
+#include "kernels/qdot.h"
 #include "kernels/quant.h"
 
 /* The halving tree 8, 4, 2, 1 of the canonical order. */
@@ -74,4 +75,5 @@ static void axpy_scalar(float a, const float *x, float *y, int n) {
 }
 
 const qm_kernels qm_kernels_scalar_table = {
-    .isa = "scalar", .matmul = matmul_scalar, .dot = dot_scalar, .axpy = axpy_scalar};
+    .isa = "scalar", .matmul = matmul_scalar, .dot = dot_scalar, .axpy = axpy_scalar,
+    .quantize_act = qm_quantize_act_scalar, .matmul_q8 = qm_matmul_q8_scalar};
