@@ -25,10 +25,13 @@ printf '%s\n' "9707 11 1879 0" "$ids" "151644 872 198 5501" > "$WORK/batch.txt"
 pass=0
 for M in "${models[@]}"; do
   name=$(basename "$M" .gguf)
+  # the 1.5B model on fewer meshes (and no scalar ISA) to keep the suite short
+  mm="$meshes"; isas="scalar avx2 avx512"
+  case "$name" in *1.5b*) mm="1x3 2x4 1x8"; isas="avx2 avx512"; [ -n "${QMESH_SANITIZE_BUILD:-}" ] && mm="1x3";; esac
   for act in f32 q8; do
     base="$WORK/$name.$act"
     "$QMESH" logits -m "$M" --ids "$ids" --activations $act --out "$base.1x1.npy"
-    for m in $meshes; do
+    for m in $mm; do
       "$QMESH" logits -m "$M" --ids "$ids" --activations $act --mesh "$m" --out "$base.$m.npy"
       cmp -s "$base.1x1.npy" "$base.$m.npy" || fail "$name ($act): logits on $m differ from 1x1"
       pass=$((pass + 1))
@@ -40,13 +43,13 @@ for M in "${models[@]}"; do
     done
     "$QMESH" logits -m "$M" --ids "$ids" --activations $act --step-tokens 4 --threads 1 --out "$base.step.npy"
     cmp -s "$base.1x1.npy" "$base.step.npy" || fail "$name ($act): --step-tokens 4 --threads 1 differs"
-    for isa in scalar avx2 avx512; do
+    for isa in $isas; do
       if "$QMESH" logits -m "$M" --ids "$ids" --activations $act --isa $isa --out "$base.$isa.npy" 2>/dev/null; then
         cmp -s "$base.1x1.npy" "$base.$isa.npy" || fail "$name ($act): --isa $isa differs"
         pass=$((pass + 1))
       fi
     done
-    echo "ok $name ($act): identical on 1x1 $meshes, in a batch of 3, at step 4, on every ISA"
+    echo "ok $name ($act): identical on 1x1 $mm, in a batch of 3, at step 4, on ISAs $isas"
   done
 done
 echo "$pass passed, 0 failed"

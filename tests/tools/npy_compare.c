@@ -9,6 +9,10 @@
  *   --rel TOL  pass when max|A-B| / max|B| <= TOL (default 1e-4) over the finite values; a NaN or
  *              Inf in either file that the other does not hold bit for bit fails.
  *   --exact    pass only when the data bytes are identical (bit for bit).
+ *   --cols C.npy   compare only these columns of A's last dimension (int32 indices): for references
+ *                  that keep a subset of the vocabulary (tests/fixtures/gguf/)
+ *   --scale S.npy  per-row scale (float32, one per row of B): the error of row r is
+ *                  max|A-B| over the row / S[r] (max |logit| of the full reference row)
  *
  * Exit status: 0 within tolerance, 1 outside it, 2 on unreadable or mismatched files / bad usage.
  */
@@ -28,6 +32,7 @@ typedef struct {
     size_t count;
     float *data;
     unsigned char *raw; /* the data bytes as stored (little endian) */
+    int is_int;         /* '<i4': data holds the values converted to float */
 } npy;
 
 static int fail(const char *path, const char *msg) {
@@ -94,8 +99,9 @@ static int load(const char *path, npy *o) {
 
     int rc = 0;
     const char *p = find_key(h, "descr");
-    if (!p || (strncmp(p, "'<f4'", 5) != 0 && strncmp(p, "\"<f4\"", 5) != 0)) {
-        rc = fail(path, "dtype is not '<f4' (little-endian float32)");
+    if (p && (!strncmp(p, "'<i4'", 5) || !strncmp(p, "\"<i4\"", 5))) o->is_int = 1;
+    else if (!p || (strncmp(p, "'<f4'", 5) != 0 && strncmp(p, "\"<f4\"", 5) != 0)) {
+        rc = fail(path, "dtype is not '<f4' (little-endian float32) or '<i4'");
         goto out;
     }
     p = find_key(h, "fortran_order");
@@ -147,7 +153,8 @@ static int load(const char *path, npy *o) {
     for (size_t i = 0; i < o->count; i++) {
         const unsigned char *b = o->raw + 4 * i;
         uint32_t u = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
-        memcpy(&o->data[i], &u, 4);
+        if (o->is_int) o->data[i] = (float)(int32_t)u;
+        else memcpy(&o->data[i], &u, 4);
     }
 out:
     free(h);
@@ -180,14 +187,66 @@ static void index_str(const npy *o, size_t i, char *buf, size_t n) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
+/* A [.., V] -> A [.., n] keeping the columns listed in cols_path (int32). */
+static int select_cols(npy *a, const char *cols_path) {
+    npy c;
+    int rc = load(cols_path, &c);
+    if (rc) return rc;
+    size_t V = a->ndim ? (size_t)a->shape[a->ndim - 1] : 0, n = c.count, rows = V ? a->count / V : 0;
+    for (size_t j = 0; j < n; j++)
+        if (!c.is_int || c.data[j] < 0 || (size_t)c.data[j] >= V) {
+            release(&c);
+            return fail(cols_path, "column indices must be int32 inside the result's last dimension");
+        }
+    for (size_t r = 0; r < rows; r++)
+        for (size_t j = 0; j < n; j++) {
+            size_t from = r * V + (size_t)c.data[j], to = r * n + j;
+            a->data[to] = a->data[from];
+            memmove(a->raw + 4 * to, a->raw + 4 * from, 4);
+        }
+    a->shape[a->ndim - 1] = (long long)n;
+    a->count = rows * n;
+    release(&c);
+    return 0;
+}
+
+/* Per-row relative error against scale[r]; prints the worst row. */
+static int compare_scaled(npy *a, npy *b, const char *scale_path, double tol) {
+    npy s;
+    int rc = load(scale_path, &s);
+    size_t rows = b->ndim ? (size_t)b->shape[0] : 0, cols = rows ? b->count / rows : 0;
+    if (!rc && (a->count != b->count || s.count != rows)) rc = fail(scale_path, "shapes of result, reference and scale disagree");
+    double worst = 0.0;
+    size_t worst_row = 0;
+    for (size_t r = 0; !rc && r < rows; r++) {
+        double m = 0.0;
+        for (size_t j = 0; j < cols; j++) {
+            double d = fabs((double)a->data[r * cols + j] - (double)b->data[r * cols + j]);
+            if (!(d <= m)) m = d; /* NaN counts as the worst */
+        }
+        double rel = s.data[r] > 0 ? m / s.data[r] : m;
+        if (!(rel <= worst)) {
+            worst = rel;
+            worst_row = r;
+        }
+    }
+    if (!rc) printf("rows %zu x %zu columns  worst rel=%.6g (row %zu)  -> %s\n", rows, cols, worst, worst_row,
+                    worst <= tol ? "OK" : "FAIL");
+    int ok = !rc && worst <= tol;
+    if (!rc) release(&s);
+    release(a);
+    release(b);
+    return rc ? rc : (ok ? 0 : 1);
+}
+
 static void usage(void) {
-    fprintf(stderr, "usage: npy_compare A.npy B.npy [--rel TOL] [--exact] [--quiet]\n"
+    fprintf(stderr, "usage: npy_compare A.npy B.npy [--rel TOL] [--exact] [--quiet] [--cols C.npy] [--scale S.npy]\n"
                     "  A is the result, B the reference; both float32 '<f4' C-order .npy of the same shape.\n"
                     "  exit 0: within tolerance (default --rel 1e-4: max|A-B|/max|B|), 1: not, 2: bad files\n");
 }
 
 int main(int argc, char **argv) {
-    const char *pa = NULL, *pb = NULL;
+    const char *pa = NULL, *pb = NULL, *pcols = NULL, *pscale = NULL;
     double tol = 1e-4;
     int exact = 0, quiet = 0;
     for (int i = 1; i < argc; i++) {
@@ -198,6 +257,10 @@ int main(int argc, char **argv) {
                 usage();
                 return 2;
             }
+        } else if (!strcmp(argv[i], "--cols") && i + 1 < argc) {
+            pcols = argv[++i];
+        } else if (!strcmp(argv[i], "--scale") && i + 1 < argc) {
+            pscale = argv[++i];
         } else if (!strcmp(argv[i], "--exact")) {
             exact = 1;
         } else if (!strcmp(argv[i], "--quiet")) {
@@ -229,6 +292,12 @@ int main(int argc, char **argv) {
         release(&a);
         return rc;
     }
+    if (pcols && (rc = select_cols(&a, pcols))) {
+        release(&a);
+        release(&b);
+        return rc;
+    }
+    if (pscale) return compare_scaled(&a, &b, pscale, tol);
     char sa[128], sb[128];
     shape_str(&a, sa, sizeof sa);
     shape_str(&b, sb, sizeof sb);
