@@ -18,6 +18,7 @@ static const subcommand subcommands[] = {
     {"generate", cmd_generate, "generate text from a prompt"},
     {"eval", cmd_eval, "GSM8K evaluation: gsm8k, extract, compare, report"},
     {"bench", cmd_bench, "prefill and decode speed, one JSON line"},
+    {"quantize", cmd_quantize, "Hugging Face folder -> Q8_0/Q4_0 GGUF file (for qmesh and llama.cpp)"},
 };
 
 static void usage(FILE *f) {
