@@ -93,7 +93,8 @@ static int isas(isa_fns *out) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         out[n++] = (isa_fns){"avx2", qm_quantize_act_avx2, qm_matmul_q8_avx2};
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") &&
+        __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         out[n++] = (isa_fns){"avx512", qm_quantize_act_avx512, qm_matmul_q8_avx512};
 #endif
     return n;
@@ -212,6 +213,10 @@ static void make_case(rng_t *r, qm_dtype dt, int rows, int n_tok, int nb32, qcas
     c->d = malloc((size_t)n_tok * (size_t)ldb * sizeof(float));
     c->s = malloc((size_t)n_tok * (size_t)ldb * sizeof(int32_t));
     for (size_t i = 0; i < nx; i++) c->xf[i] = rand_f32(r);
+    for (size_t b = 0; b < nx / 32; b++) { /* some all-zero blocks (d = 0) and some large ones */
+        const int kind = rng_int(r, 0, 15);
+        for (int i = 0; i < 32 && kind < 2; i++) c->xf[32 * b + (size_t)i] *= kind == 0 ? 0.0f : 1048576.0f;
+    }
     qm_quantize_act_scalar(c->xf, (int)nx, c->q, c->d, c->s);
     c->x = (qm_q8act){c->q, c->d, c->s, (size_t)ldb};
     c->bias = NULL;
@@ -461,9 +466,10 @@ static void bench_one(const isa_fns *f, qm_dtype dt, int rows, int cols, int n_t
         if (t1 - t0 < best) best = t1 - t0;
     }
     const double elems = (double)rows * (double)cols * (double)n_tok;
-    printf("  %-6s %-4s %5dx%-5d n_tok %3d: %.4f ns/weight element (%.2f GB/s of weights)\n", f->isa,
-           qm_dtype_name(dt), rows, cols, n_tok, 1e9 * best / elems,
-           (double)qm_dtype_row_bytes(dt, (size_t)cols) * rows / best * 1e-9);
+    printf("  %-6s %-4s %5dx%-5d n_tok %3d: %.4f ns per weight element", f->isa, qm_dtype_name(dt), rows, cols, n_tok,
+           1e9 * best / elems);
+    if (n_tok == 1) printf(" (%.1f GB/s of weights)", (double)qm_dtype_row_bytes(dt, (size_t)cols) * rows / best * 1e-9);
+    printf("\n");
     free(w);
     free(xf);
     free(y);

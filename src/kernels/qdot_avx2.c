@@ -5,13 +5,15 @@
  *
  * Exactness: as qdot_avx512.c. maddubs never saturates (u8 weight codes Q4 0..15, Q5 0..31,
  * Q6_K 0..63, Q8_0 |w| <= 128 times s8 activations in [-127, 127]); Q8_0 moves w's sign onto q
- * (vpsignb); Q4_0/Q5_0 subtract 8 s / 16 s; Q6_K subtracts 32 (q0 + q1) per pair before madd with
- * its 16-element scales; Q4_K/Q5_K multiply sc_j * Σ and m_j * s as exact f32 products. Int16
- * partial sums stay below 32768: 8 x 3810 (Q4), 4 x 7874 (Q5), 4 x 8128 (Q6_K).
+ * (vpsignb); Q4_0/Q5_0 subtract 8 s / 16 s; Q6_K subtracts 32 (q0 + q1) per pair. Int16 partial
+ * sums stay below 32768: 8 x 3810 (Q4), 4 x 7874 (Q5), 4 x 8128 (Q6_K). f32 products and sums
+ * of integers are used only where the result is below 2^24 (exact): Q4_K/Q5_K's sc_j * Σ and
+ * m_j * s, decode Q6_K's sc * Σ per 16 elements and their sum.
  *
  * Two ways to the sums, same bits:
  *   decode (one token): one ymm per block; after madd, eight blocks are reduced to eight dwords
- *     with hadd. Weights are unpacked and used at once, DR rows per pass.
+ *     (packs + madd while int16 holds, hadd for Q8_0). Weights are unpacked and used at once, DR
+ *     rows per pass.
  *   prefill (n_tok >= 2): each half's 8 blocks are transposed (8 x 8 dwords) on both sides, so
  *     the products add up vertically. Tiles of PR rows x PT tokens reuse each unpacked weight
  *     group for PT tokens and each activation group for PR rows. */
@@ -26,14 +28,20 @@
 #define PR 4  /* prefill: rows per tile */
 #define PT 16 /* prefill: tokens per tile */
 
-/* One row's 16 blocks, unpacked. */
+/* One row's 16 blocks, unpacked (decode makes the codes on the fly and uses only the scales). */
 typedef struct {
-    __m256i q[16];           /* codes (Q8_0: |w|); decode: block b; prefill: half b / 8, dword b % 8 */
-    __m256i w[16];           /* Q8_0: the signed codes; Q6_K: int16 scales (decode: block b's;
-                              * prefill: [2h + e]: groups e of half h) */
+    __m256i q[16];           /* prefill codes (Q8_0: |w|), transposed: q[8h + i] lane l = dword i of
+                              * block 8h + l */
+    __m256i w[16];           /* prefill: Q8_0 the signed codes; Q6_K [2h + e] int16 scales of groups e */
     __m256 d[2], m[2];       /* d; m (Q4_1, Q5_1) or dmin (Q4_K, Q5_K) */
     __m256 sc_f[2], mn_f[2]; /* Q4_K, Q5_K: the 6-bit scale and min */
+    __m256 sc6[2][2];        /* Q6_K decode: [h][e] lanes 0-3: group 0 of blocks 8h + 4e + 0..3, 4-7: group 1 */
 } wgroup;
+
+/* Dword l all ones where block 8h + l is one of the first nb, else 0. */
+QM_INLINE __m256i half_mask(int nb, int h) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
 
 /* 8 x 8 dword transpose: lane l of v[i] becomes dword i of v[l]. */
 QM_INLINE void transpose8(__m256i *v) {
@@ -111,19 +119,55 @@ QM_INLINE void code_q4k_pair(const uint8_t *row, int s, __m256i out[2]) {
     out[1] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m);
 }
 
-QM_INLINE void codes(qm_dtype dt, const uint8_t *row, int sb, int nb, __m256i q[16]) {
-    if (qm_dtype_block(dt) == 32) {
-        const size_t bb = qm_dtype_block_bytes(dt);
-        for (int b = 0; b < 16; b++) q[b] = b < nb ? code_32(dt, row + (size_t)(sb + b) * bb) : _mm256_setzero_si256();
-    } else if (dt == QM_DT_Q4_K && !(sb & 1)) {
+/* Q6_K sub-blocks s, s + 1 with s even (k = s % 4 in {0, 2}): 64 consecutive ql bytes. */
+QM_INLINE void code_q6k_pair(const uint8_t *row, int s, __m256i out[2]) {
+    const int j = s & 7, h = j >> 2, k = j & 3;
+    const qm_block_q6_k *b = (const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210);
+    const __m256i m4 = _mm256_set1_epi8(15), m2 = _mm256_set1_epi8(3);
+    const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * h));
+    for (int e = 0; e < 2; e++) {
+        const __m256i lo = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * h + 32 * e));
+        const __m256i l = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(2 * k)), m4);
+        const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(hq, _mm_cvtsi32_si128(2 * (k + e))), m2);
+        out[e] = _mm256_or_si256(l, _mm256_slli_epi16(hi, 4));
+    }
+}
+
+/* K-quant sub-blocks off .. off + nb - 1 counted from the superblock at base. */
+QM_INLINE void codes_k_at(qm_dtype dt, const uint8_t *base, int off, int nb, __m256i q[16]) {
+    if ((dt == QM_DT_Q4_K || dt == QM_DT_Q6_K) && !(off & 1)) {
+#pragma GCC unroll 8
         for (int b = 0; b < 16; b += 2) {
-            if (b < nb) code_q4k_pair(row, sb + b, q + b);
+            if (b < nb && dt == QM_DT_Q4_K) code_q4k_pair(base, off + b, q + b);
+            if (b < nb && dt == QM_DT_Q6_K) code_q6k_pair(base, off + b, q + b);
             if (b >= nb) q[b] = _mm256_setzero_si256();
             if (b + 1 >= nb) q[b + 1] = _mm256_setzero_si256();
         }
-    } else {
-        for (int b = 0; b < 16; b++) q[b] = b < nb ? code_k(dt, row, sb + b) : _mm256_setzero_si256();
+        return;
     }
+#pragma GCC unroll 16
+    for (int b = 0; b < 16; b++) q[b] = b < nb ? code_k(dt, base, off + b) : _mm256_setzero_si256();
+}
+
+QM_INLINE void codes(qm_dtype dt, const uint8_t *row, int sb, int nb, __m256i q[16]) {
+    if (qm_dtype_block(dt) == 32) {
+        const size_t bb = qm_dtype_block_bytes(dt);
+        for (int b = 0; b < 16; b++)
+            q[b] = b < nb ? code_32(dt, row + (size_t)(sb + b) * bb) : _mm256_setzero_si256();
+        return;
+    }
+    /* a literal offset 0 (groups aligned to superblocks, the usual case): constant shifts */
+    const uint8_t *base = row + (size_t)(sb >> 3) * qm_dtype_block_bytes(dt);
+    if ((sb & 7) == 0) codes_k_at(dt, base, 0, nb, q);
+    else codes_k_at(dt, base, sb & 7, nb, q);
+}
+
+/* Block 8h + k of a group, alone (Q8_0: signed): base is the group's first block (32-blocks) or
+ * the superblock of its first sub-block, off that sub-block's index in it (K-quants). */
+QM_INLINE __m256i code_blk(qm_dtype dt, const uint8_t *base, int off, int h, int k) {
+    const size_t bb = qm_dtype_block_bytes(dt);
+    if (qm_dtype_block(dt) == 32) return code_32(dt, base + (size_t)(8 * h + k) * bb);
+    return code_k(dt, base + (size_t)h * bb, off + k);
 }
 
 /* ---- weights: scales ---- */
@@ -132,13 +176,13 @@ QM_INLINE void codes(qm_dtype dt, const uint8_t *row, int sb, int nb, __m256i q[
 QM_INLINE void scales_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
     const size_t bb = qm_dtype_block_bytes(dt);
     const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)bb));
-    for (int h = 0; h < 2; h++) {
-        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        const __m256i dm = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), (const int *)(row + (size_t)(sb + 8 * h) * bb),
-                                                       idx, m, 1);
+    g->d[1] = g->m[0] = g->m[1] = _mm256_setzero_ps();
+    for (int h = 0; h < 2 && 8 * h < nb; h++) {
+        const int *base = (const int *)(row + (size_t)(sb + 8 * h) * bb);
+        const __m256i dm = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), base, idx, half_mask(nb, h), 1);
         /* f16 pairs (d, m) -> d in the low 8 halves, m in the high 8 */
-        const __m256i sh = _mm256_shuffle_epi8(dm, _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                                                    0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15));
+        const __m256i sh = _mm256_shuffle_epi8(
+            dm, _mm256_broadcastsi128_si256(_mm_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15)));
         const __m256i ord = _mm256_permute4x64_epi64(sh, _MM_SHUFFLE(3, 1, 2, 0));
         g->d[h] = _mm256_cvtph_ps(_mm256_castsi256_si128(ord));
         if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) g->m[h] = _mm256_cvtph_ps(_mm256_extracti128_si256(ord, 1));
@@ -197,55 +241,69 @@ QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, wgrou
     sb_halves(dmin, sb & 7, g->m);
 }
 
-/* Q6_K: d, and the int16 scales as madd operands. */
-QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
+/* Q6_K, any group: d, and the scales as decode's sc6 or prefill's int16 madd operands. */
+QM_INLINE void scales_q6k_any(const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
     const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1;
     __m256 d[3];
     for (int i = 0; i < 3; i++)
         d[i] = i < nsup ? _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(row + (size_t)((sb >> 3) + i) * 210 + 208)))
                         : _mm256_setzero_ps();
     sb_halves(d, sb & 7, g->d);
+    const int8_t *sc[16];
     for (int b = 0; b < 16; b++) {
-        if (b >= nb) {
-            g->w[b] = _mm256_setzero_si256();
-            continue;
-        }
-        const int s = sb + b, j = s & 7;
-        const int8_t *sc = ((const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210))->scales + 2 * j;
-        g->w[b] = _mm256_inserti128_si256(_mm256_set1_epi16(sc[0]), _mm_set1_epi16(sc[1]), 1);
+        const int s = sb + b;
+        sc[b] = b < nb ? ((const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210))->scales + 2 * (s & 7) : NULL;
     }
-    if (!transposed) return;
-    /* int16 lanes 2l, 2l + 1 of [2h + e]: group e of block 8h + l */
-    for (int h = 0; h < 2; h++) {
-        __m256i lo[8];
-        for (int l = 0; l < 8; l++) lo[l] = g->w[8 * h + l];
+    if (!transposed) { /* sc6[h][i / 4] lane 4e + i % 4: group e of block 8h + i */
+        float f[2][2][8];
+        for (int b = 0; b < 16; b++)
+            for (int e = 0; e < 2; e++) f[b / 8][(b % 8) / 4][4 * e + b % 4] = sc[b] ? (float)sc[b][e] : 0.0f;
+        for (int h = 0; h < 2; h++)
+            for (int e = 0; e < 2; e++) g->sc6[h][e] = _mm256_loadu_ps(f[h][e]);
+        return;
+    }
+    for (int h = 0; h < 2; h++) /* [2h + e]: int16 lanes 2l, 2l + 1 = group e of block 8h + l */
         for (int e = 0; e < 2; e++) {
-            __m256i v = _mm256_setzero_si256();
-            for (int l = 0; l < 8; l++) /* block l's group-e scale into dword l */
-                v = _mm256_blend_epi32(v, e ? _mm256_permute2x128_si256(lo[l], lo[l], 0x11) : lo[l], 1 << l);
-            g->w[2 * h + e] = v;
+            int v[8];
+            for (int l = 0; l < 8; l++) v[l] = sc[8 * h + l] ? (int)((uint16_t)sc[8 * h + l][e] * 0x10001u) : 0;
+            g->w[2 * h + e] = _mm256_loadu_si256((const __m256i *)v);
         }
+}
+
+/* Q6_K: decode of a whole group aligned to superblocks (the usual case) straight from the blocks:
+ * half h is superblock h, whose 16 scales are 2j + e. */
+QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
+    if (transposed || (sb & 7) != 0 || nb != 16) {
+        scales_q6k_any(row, sb, nb, transposed, g);
+        return;
+    }
+    const __m128i order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *blk = row + (size_t)((sb >> 3) + h) * 210;
+        g->d[h] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk + 208)));
+        const __m128i v = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blk + 192)), order);
+        g->sc6[h][0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+        g->sc6[h][1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
     }
 }
 
-QM_INLINE void unpack(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
+QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
+    if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, g);
+    else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, g);
+    else scales_32(dt, row, sb, nb, g);
+}
+
+/* Prefill: one row's group, codes transposed. */
+QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
     codes(dt, row, sb, nb, g->q);
-    if (dt == QM_DT_Q8_0) {
-        if (transposed) {
-            transpose8(g->q);
-            transpose8(g->q + 8);
-        }
+    transpose8(g->q);
+    transpose8(g->q + 8);
+    if (dt == QM_DT_Q8_0)
         for (int b = 0; b < 16; b++) {
             g->w[b] = g->q[b];
             g->q[b] = _mm256_abs_epi8(g->q[b]);
         }
-    } else if (transposed) {
-        transpose8(g->q);
-        transpose8(g->q + 8);
-    }
-    if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, g);
-    else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, g);
-    else scales_32(dt, row, sb, nb, g);
+    scales(dt, row, sb, nb, 1, g);
 }
 
 /* ---- activations ---- */
@@ -270,7 +328,7 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
     if (dt == QM_DT_Q6_K)
         for (int b = 0; b < 16; b++) xg->q32[b] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xg->q[b]);
     for (int h = 0; h < 2; h++) {
-        const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i m = half_mask(nb, h);
         xg->dx[h] = _mm256_maskload_ps(x->d + xb + 8 * h, m);
         xg->s[h] = _mm256_maskload_epi32(x->s + xb + 8 * h, m);
         xg->sf[h] = _mm256_cvtepi32_ps(xg->s[h]);
@@ -286,17 +344,50 @@ QM_INLINE __m256i reduce_blocks(const __m256i v[8]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
 }
 
-QM_INLINE __m256i isum_decode(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
-    __m256i v[8];
+/* The first two levels for dwords below 2^14 (Q4, Q5: 4 products of at most 31 * 127; Q6_K:
+ * 4 of at most 32 * 127): packs + madd halve the vectors while the partial sums fit int16.
+ * u[e] lane i (0-3) is the sum of v[4e + i]'s dwords 0-3, lane 4 + i of its dwords 4-7. */
+QM_INLINE void reduce_groups(const __m256i v[8], __m256i u[2]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i w[4];
+    for (int i = 0; i < 4; i++) w[i] = _mm256_madd_epi16(_mm256_packs_epi32(v[2 * i], v[2 * i + 1]), ones);
+    u[0] = _mm256_madd_epi16(_mm256_packs_epi32(w[0], w[1]), ones);
+    u[1] = _mm256_madd_epi16(_mm256_packs_epi32(w[2], w[3]), ones);
+}
+
+/* Decode: the exact integer sums (spec's, Q4_0/Q5_0 centred) of half h, as f32; the codes are
+ * made and used at once (base, off: code_blk). */
+QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg,
+                             int h) {
+    __m256i v[8], u[2];
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
         const int b = 8 * h + k;
-        __m256i xs = xg->q[b];
-        if (dt == QM_DT_Q8_0) xs = _mm256_sign_epi8(xs, g->w[b]);
-        const __m256i p = _mm256_maddubs_epi16(g->q[b], xs);
-        if (dt == QM_DT_Q6_K) v[k] = _mm256_madd_epi16(_mm256_sub_epi16(p, xg->q32[b]), g->w[b]);
-        else v[k] = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+        if (b >= nb) {
+            v[k] = _mm256_setzero_si256();
+            continue;
+        }
+        __m256i c = code_blk(dt, base, off, h, k), xs = xg->q[b];
+        if (dt == QM_DT_Q8_0) {
+            xs = _mm256_sign_epi8(xs, c);
+            c = _mm256_abs_epi8(c);
+        }
+        __m256i p = _mm256_maddubs_epi16(c, xs);
+        if (dt == QM_DT_Q6_K) p = _mm256_sub_epi16(p, xg->q32[b]);
+        v[k] = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
     }
-    return reduce_blocks(v);
+    if (dt == QM_DT_Q8_0) return _mm256_cvtepi32_ps(reduce_blocks(v));
+    reduce_groups(v, u);
+    if (dt == QM_DT_Q6_K) { /* 16-element sums times their scales: integers below 2^24 in f32, exact */
+        const __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(u[0]), g->sc6[h][0]);
+        const __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(u[1]), g->sc6[h][1]);
+        return _mm256_add_ps(_mm256_permute2f128_ps(f0, f1, 0x20), _mm256_permute2f128_ps(f0, f1, 0x31));
+    }
+    __m256i is = _mm256_add_epi32(_mm256_permute2x128_si256(u[0], u[1], 0x20),
+                                  _mm256_permute2x128_si256(u[0], u[1], 0x31));
+    if (dt == QM_DT_Q4_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 3));
+    if (dt == QM_DT_Q5_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 4));
+    return _mm256_cvtepi32_ps(is);
 }
 
 /* Prefill: transposed operands, products summed vertically (int16 while the bounds allow). */
@@ -305,8 +396,10 @@ QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, i
     const __m256i *wq = g->q + 8 * h, *xq = xg->q + 8 * h;
     if (dt == QM_DT_Q8_0) {
         __m256i acc = _mm256_setzero_si256();
-        for (int i = 0; i < 8; i++)
-            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(wq[i], _mm256_sign_epi8(xq[i], g->w[8 * h + i])), ones));
+        for (int i = 0; i < 8; i++) {
+            const __m256i p = _mm256_maddubs_epi16(wq[i], _mm256_sign_epi8(xq[i], g->w[8 * h + i]));
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
+        }
         return acc;
     }
     __m256i s[2];
@@ -320,29 +413,34 @@ QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, i
     }
     if (dt == QM_DT_Q6_K)
         return _mm256_add_epi32(_mm256_madd_epi16(s[0], g->w[2 * h]), _mm256_madd_epi16(s[1], g->w[2 * h + 1]));
-    if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K) return _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), ones);
+    if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K)
+        return _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), ones);
     return _mm256_add_epi32(_mm256_madd_epi16(s[0], ones), _mm256_madd_epi16(s[1], ones));
 }
 
-/* The 8 contributions c_b of half h from its 8 integer sums. */
-QM_INLINE __m256 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, __m256i is) {
+QM_INLINE __m256 sums_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
+    __m256i is = isum_prefill(dt, g, xg, h);
     if (dt == QM_DT_Q4_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 3));
     if (dt == QM_DT_Q5_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 4));
-    __m256 f = _mm256_cvtepi32_ps(is);
+    return _mm256_cvtepi32_ps(is);
+}
+
+/* The 8 contributions c_b of half h from its 8 exact integer sums f (as f32). */
+QM_INLINE __m256 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, __m256 f) {
     if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) f = _mm256_mul_ps(g->sc_f[h], f);
     const __m256 c = _mm256_mul_ps(_mm256_mul_ps(g->d[h], xg->dx[h]), f);
     if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1)
         return _mm256_add_ps(c, _mm256_mul_ps(_mm256_mul_ps(g->m[h], xg->dx[h]), xg->sf[h]));
     if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K)
-        return _mm256_sub_ps(c, _mm256_mul_ps(_mm256_mul_ps(g->m[h], xg->dx[h]), _mm256_mul_ps(g->mn_f[h], xg->sf[h])));
+        return _mm256_sub_ps(c, _mm256_mul_ps(_mm256_mul_ps(g->m[h], xg->dx[h]),
+                                              _mm256_mul_ps(g->mn_f[h], xg->sf[h])));
     return c;
 }
 
 /* acc + c in the lanes of the first nb blocks of half h; the others keep their bits. */
 QM_INLINE __m256 add_lanes(__m256 acc, __m256 c, int nb, int h) {
     if (nb >= 8 * h + 8) return _mm256_add_ps(acc, c);
-    const __m256i m = _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - 8 * h), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    return _mm256_blendv_ps(acc, _mm256_add_ps(acc, c), _mm256_castsi256_ps(m));
+    return _mm256_blendv_ps(acc, _mm256_add_ps(acc, c), _mm256_castsi256_ps(half_mask(nb, h)));
 }
 
 /* The halving tree 8, 4, 2, 1 of lanes 0-7 (a) and 8-15 (b). */
@@ -359,6 +457,7 @@ typedef struct {
     const uint8_t *row0; /* the first row's first block */
     size_t stride;
     int sb0, nblk;       /* view block 0 = 32-block sb0 of the row; nblk blocks */
+    int whole;           /* the view is whole rows: the next rows follow these in memory */
 } wrows;
 
 QM_INLINE void store(const __m256 acc[2], const float *bias, int r, float *y) {
@@ -366,26 +465,39 @@ QM_INLINE void store(const __m256 acc[2], const float *bias, int r, float *y) {
     *y = bias ? d + bias[r] : d;
 }
 
-/* One token, rows [0, nr) (nr <= DR): each row's group unpacked and used at once. */
-QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, const float *bias, float *y) {
+/* One token, rows [0, nr) (nr <= DR): each row's codes made and used at once. off: the view's
+ * first sub-block % 8 (K-quants; 0 otherwise), a literal 0 where it is, for constant shifts. */
+QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const qm_q8act *x, const float *bias,
+                           float *y) {
+    const int k_quant = qm_dtype_block(dt) != 32;
+    const size_t bb = qm_dtype_block_bytes(dt);
     __m256 acc[DR][2];
     for (int r = 0; r < DR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     /* the next pass's rows, a slice per group (see qdot_avx512.c) */
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
-    const size_t ngroups = (size_t)(w->nblk + 15) / 16, pf_step = ((size_t)DR * w->stride + ngroups - 1) / ngroups;
+    const size_t ngroups = (size_t)(w->nblk + 15) / 16;
+    const size_t pf_step = w->whole ? ((size_t)DR * w->stride + ngroups - 1) / ngroups : 0;
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
-        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
+        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
         xgroup xg;
         if (nb == 16) load_x(dt, x, 0, b0, 16, 0, &xg); /* a literal 16: no lane tests */
         else load_x(dt, x, 0, b0, nb, 0, &xg);
         for (int r = 0; r < nr; r++) {
+            const uint8_t *row = w->row0 + (size_t)r * w->stride;
+            const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
             wgroup g;
-            if (nb == 16) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, 0, &g);
-            else unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, 0, &g);
-            for (int h = 0; h < 2 && 8 * h < nb; h++)
-                acc[r][h] = add_lanes(acc[r][h], contrib(dt, &g, &xg, h, isum_decode(dt, &g, &xg, h)), nb, h);
+            scales(dt, row, sb, nb, 0, &g);
+            if (nb == 16) { /* literal halves and block count: straight-line code */
+                for (int h = 0; h < 2; h++)
+                    acc[r][h] = _mm256_add_ps(acc[r][h], contrib(dt, &g, &xg, h, sums_decode(dt, base, off, 16, &g, &xg, h)));
+                continue;
+            }
+            for (int h = 0; h < 2 && 8 * h < nb; h++) {
+                const __m256 f = sums_decode(dt, base, off, nb, &g, &xg, h);
+                acc[r][h] = add_lanes(acc[r][h], contrib(dt, &g, &xg, h, f), nb, h);
+            }
         }
     }
     for (int r = 0; r < nr; r++) store(acc[r], bias, r, y + r);
@@ -401,8 +513,8 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
         for (int r = 0; r < nr; r++) {
-            if (nb == 16) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, 1, &wg[r]);
-            else unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, 1, &wg[r]);
+            if (nb == 16) unpack_prefill(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, &wg[r]);
+            else unpack_prefill(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, &wg[r]);
         }
         for (int t = 0; t < nt; t++) {
             xgroup xg;
@@ -410,8 +522,8 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
             else load_x(dt, x, t0 + t, b0, nb, 1, &xg);
             for (int r = 0; r < nr; r++)
                 for (int h = 0; h < 2 && 8 * h < nb; h++)
-                    acc[r][t][h] = add_lanes(acc[r][t][h], contrib(dt, &wg[r], &xg, h, isum_prefill(dt, &wg[r], &xg, h)),
-                                             nb, h);
+                    acc[r][t][h] = add_lanes(acc[r][t][h],
+                                             contrib(dt, &wg[r], &xg, h, sums_prefill(dt, &wg[r], &xg, h)), nb, h);
         }
     }
     for (int r = 0; r < nr; r++)
@@ -421,18 +533,20 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
 QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
                          size_t ldy, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
-    const int sb0 = w->col0 / 32, nblk = w->cols / 32;
+    const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->col0 == 0 && (size_t)w->cols == w->ld;
     if (n_tok == 1) {
         for (int o = o_begin; o < o_end; o += DR) {
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk};
-            tile_decode(dt, &wr, o_end - o < DR ? o_end - o : DR, x, bias ? bias + o : NULL, y + o);
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
+            const int nr = o_end - o < DR ? o_end - o : DR, off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
+            if (off == 0) tile_decode(dt, &wr, 0, nr, x, bias ? bias + o : NULL, y + o);
+            else tile_decode(dt, &wr, off, nr, x, bias ? bias + o : NULL, y + o);
         }
         return;
     }
     for (int t0 = 0; t0 < n_tok; t0 += PT) {
         const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
         for (int o = o_begin; o < o_end; o += PR) {
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk};
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
             tile_prefill(dt, &wr, o_end - o < PR ? o_end - o : PR, x, t0, nt, bias ? bias + o : NULL,
                          y + (size_t)t0 * ldy + (size_t)o, ldy);
         }

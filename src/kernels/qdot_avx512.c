@@ -1,23 +1,25 @@
 /* AVX-512 twin of qdot.c (the spec: kernels/qdot.h). One zmm holds the 16 lanes of a group of
  * 16 consecutive 32-blocks of the view: the blocks' exact integer sums are made with
  * maddubs/madd (no VNNI), converted, and scaled with the spec's f32 operations lane by lane
- * (vmulps/vaddps/vsubps, never FMA); acc + c is one masked vaddps. Inside a group, lane l holds
- * block PERM[l] (the order the shuffles below produce); the accumulator is put back in block
- * order once, before the halving tree. A lane's arithmetic does not depend on where it sits.
+ * (vmulps/vaddps/vsubps, never FMA); acc + c is one vaddps (masked in a partial group). Inside a
+ * group, lane l holds block PERM[l] (the order the shuffles below produce); the accumulator is put
+ * back in block order once, before the halving tree. A lane's arithmetic does not depend on
+ * where it sits.
  *
  * Exactness of the integer sums. maddubs (u8 x s8 -> s16, pairs) never saturates: the u8 side is
  * a weight code (Q4: 0..15, Q5: 0..31, Q6_K: 0..63, Q8_0: |w| <= 128) and the s8 side an
  * activation in [-127, 127], so a pair is at most 2 * 128 * 127 = 32512. Q8_0 moves w's sign
  * onto q (the sign trick); Q4_0/Q5_0 use unsigned codes and subtract 8 s / 16 s; Q6_K subtracts
- * 32 (q0 + q1) per pair (maddubs of 32 with q; the difference is at most 2 * 32 * 127) before
- * madd with its 16-element scales; Q4_K/Q5_K multiply sc_j * Σ and m_j * s as f32 (integers
- * whose product is < 2^24: exact, so equal to the spec's (float)(sc_j * Σ)). Int16 partial sums
- * of several pairs stay below 32768: 8 x 3810 (Q4), 4 x 7874 (Q5), 4 x 8128 (Q6_K).
+ * 32 (q0 + q1) per pair (maddubs of 32 with q; the difference is at most 2 * 32 * 127). Int16
+ * partial sums of several pairs stay below 32768: 8 x 3810 (Q4), 4 x 7874 (Q5), 4 x 8128 (Q6_K).
+ * Products and sums done in f32 are of integers whose results are below 2^24, hence exact and
+ * equal to the spec's (float)(integer): Q4_K/Q5_K's sc_j * Σ and m_j * s, and in decode Q6_K's
+ * sc * Σ per 16 elements and the sum of a block's two.
  *
  * Two ways to the 16 sums, same bits:
  *   decode (one token): each zmm holds two blocks (2k, 2k + 1); after madd the 8 vectors are
- *     reduced across (reduce_blocks). The weights are unpacked and used at once, DR rows per
- *     pass so that each activation group is loaded once for DR rows.
+ *     reduced across (packs + madd while int16 holds, then shuffles). The weights are unpacked
+ *     and used at once, DR rows per pass so that each activation group is loaded once for DR rows.
  *   prefill (n_tok >= 2): weights and activations are both transposed (transpose8): vector i
  *     holds bytes 4i..4i+3 of every block, so the products add up vertically with no reduction.
  *     A tile of PR rows x PT tokens unpacks and transposes each row's group once for PT tokens
@@ -41,11 +43,12 @@ QM_INLINE __mmask16 lanes_of(int nb) { return _mm512_cmplt_epi32_mask(perm_idx()
 
 /* One row's 16 blocks, unpacked. */
 typedef struct {
-    __m512i q[8];      /* codes (Q8_0: |w|); decode: blocks 2k, 2k + 1; prefill: transposed */
-    __m512i sc[8];     /* Q6_K int16 scales: decode: pair k's; prefill: [0] groups 0, [1] groups 1 */
-    __mmask64 neg[8];  /* Q8_0: w < 0 */
+    __m512i q[8];      /* prefill codes (Q8_0: |w|), transposed (decode makes its codes on the fly) */
+    __m512i sc[2];     /* Q6_K prefill: int16 scales of groups 0 and 1 */
+    __m512i neg[8];    /* prefill Q8_0: bytes -1 where w < 0, else 0 */
     __m512 d, m;       /* d; m (Q4_1, Q5_1) or dmin (Q4_K, Q5_K) */
     __m512 sc_f, mn_f; /* Q4_K, Q5_K: the 6-bit scale and min */
+    __m512 sc6[2];     /* Q6_K decode: the int8 scales as f32, laid out as reduce_groups' u0, u1 */
 } wgroup;
 
 QM_INLINE __m512i pair(__m256i lo, __m256i hi) { return _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1); }
@@ -78,23 +81,13 @@ QM_INLINE __m256i nibbles(const uint8_t *qs) {
     return _mm256_and_si256(v, _mm256_set1_epi8(15));
 }
 
-/* Q8_0 (signed), Q4_0, Q4_1, Q5_0, Q5_1: block b at row + (sb + b) * bb. */
-QM_INLINE void codes_32(qm_dtype dt, const uint8_t *row, int sb, int nb, __m512i q[8]) {
-    const size_t bb = qm_dtype_block_bytes(dt);
-    const int has_m = dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1, has_h = dt == QM_DT_Q5_0 || dt == QM_DT_Q5_1;
-    for (int k = 0; k < 8; k++) {
-        __m256i c[2];
-        for (int h = 0; h < 2; h++) {
-            const int b = 2 * k + h;
-            const uint8_t *blk = row + (size_t)(sb + b) * bb, *p = blk + 2 + 2 * has_m;
-            if (b >= nb) c[h] = _mm256_setzero_si256();
-            else if (dt == QM_DT_Q8_0) c[h] = _mm256_loadu_si256((const __m256i *)(blk + 2));
-            else if (!has_h) c[h] = nibbles(p);
-            else c[h] = _mm256_mask_add_epi8(nibbles(p + 4), (__mmask32)qm_quant_rd32(p), nibbles(p + 4),
-                                             _mm256_set1_epi8(16));
-        }
-        q[k] = pair(c[0], c[1]);
-    }
+/* Q8_0 (signed), Q4_0, Q4_1, Q5_0, Q5_1: the block at blk. */
+QM_INLINE __m256i code_32(qm_dtype dt, const uint8_t *blk) {
+    const int has_m = dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1;
+    const uint8_t *p = blk + 2 + 2 * has_m;
+    if (dt == QM_DT_Q8_0) return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1) return nibbles(p);
+    return _mm256_mask_add_epi8(nibbles(p + 4), (__mmask32)qm_quant_rd32(p), nibbles(p + 4), _mm256_set1_epi8(16));
 }
 
 /* Q4_K/Q5_K sub-block s of a row, alone (32 codes). */
@@ -151,28 +144,40 @@ QM_INLINE __m512i code_q6k_pair(const uint8_t *row, int s) {
     return _mm512_or_si512(lo, hi);
 }
 
-/* K-quant codes of the group: sub-blocks sb .. sb + nb - 1 (K: the row's 32-block index). */
-QM_INLINE void codes_k(qm_dtype dt, const uint8_t *row, int sb, int nb, __m512i q[8]) {
-    if (sb & 1) { /* pairs straddle chunks: one sub-block at a time */
-        for (int k = 0; k < 8; k++) {
-            const int s = sb + 2 * k;
-            const __m256i z = _mm256_setzero_si256();
-            const __m256i a = 2 * k >= nb ? z : dt == QM_DT_Q6_K ? code_q6k(row, s) : code_k45(dt, row, s);
-            const __m256i b = 2 * k + 1 >= nb ? z : dt == QM_DT_Q6_K ? code_q6k(row, s + 1) : code_k45(dt, row, s + 1);
-            q[k] = pair(a, b);
-        }
-        return;
+/* Pair k of a group: blocks 2k, 2k + 1 (absent ones 0; Q8_0 signed). base is the group's first
+ * block (32-blocks) or the superblock of its first sub-block, off that sub-block's index in it
+ * (K-quants). */
+QM_INLINE __m512i code_pair(qm_dtype dt, const uint8_t *base, int off, int nb, int k) {
+    const __m256i z = _mm256_setzero_si256();
+    if (2 * k >= nb) return _mm512_setzero_si512();
+    if (qm_dtype_block(dt) == 32) {
+        const size_t bb = qm_dtype_block_bytes(dt);
+        const __m256i a = code_32(dt, base + (size_t)(2 * k) * bb);
+        return pair(a, 2 * k + 1 < nb ? code_32(dt, base + (size_t)(2 * k + 1) * bb) : z);
     }
+    const int s = off + 2 * k;
+    if (off & 1) { /* the pair straddles chunks: one sub-block at a time */
+        const __m256i a = dt == QM_DT_Q6_K ? code_q6k(base, s) : code_k45(dt, base, s);
+        const __m256i b = 2 * k + 1 >= nb ? z : dt == QM_DT_Q6_K ? code_q6k(base, s + 1) : code_k45(dt, base, s + 1);
+        return pair(a, b);
+    }
+    const __m512i v = dt == QM_DT_Q6_K ? code_q6k_pair(base, s) : code_k45_pair(dt, base, s);
+    return 2 * k + 1 < nb ? v : _mm512_maskz_mov_epi64(0x0f, v);
+}
+
+/* base and off of code_pair for the group starting at the row's 32-block sb. */
+QM_INLINE const uint8_t *group_base(qm_dtype dt, const uint8_t *row, int sb) {
+    const int kq = qm_dtype_block(dt) != 32;
+    return row + (size_t)(kq ? sb >> 3 : sb) * qm_dtype_block_bytes(dt);
+}
+
+/* All 8 pairs; a literal offset 0 (groups aligned to superblocks, the usual case) makes every
+ * shift and address a constant. */
+QM_INLINE void codes(qm_dtype dt, const uint8_t *row, int sb, int nb, __m512i q[8]) {
+    const uint8_t *base = group_base(dt, row, sb);
+    const int off = qm_dtype_block(dt) == 32 ? 0 : sb & 7;
 #pragma GCC unroll 8
-    for (int k = 0; k < 8; k++) {
-        const int s = sb + 2 * k;
-        if (2 * k >= nb) {
-            q[k] = _mm512_setzero_si512();
-            continue;
-        }
-        q[k] = dt == QM_DT_Q6_K ? code_q6k_pair(row, s) : code_k45_pair(dt, row, s);
-        if (2 * k + 1 >= nb) q[k] = _mm512_maskz_mov_epi64(0x0f, q[k]);
-    }
+    for (int k = 0; k < 8; k++) q[k] = off == 0 ? code_pair(dt, base, 0, nb, k) : code_pair(dt, base, off, nb, k);
 }
 
 /* ---- weights: scales, lane l = block PERM[l] ---- */
@@ -186,7 +191,8 @@ QM_INLINE __m512 f16_lanes(__m512i v, int hi) {
 QM_INLINE void scales_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
     const size_t bb = qm_dtype_block_bytes(dt);
     const __m512i idx = _mm512_mullo_epi32(perm_idx(), _mm512_set1_epi32((int)bb));
-    const __m512i dm = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes_of(nb), idx, row + (size_t)sb * bb, 1);
+    const __m512i dm =
+        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes_of(nb), idx, row + (size_t)sb * bb, 1);
     g->d = f16_lanes(dm, 0);
     if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) g->m = f16_lanes(dm, 1);
 }
@@ -264,28 +270,32 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, co
         g->sc[1] = _mm512_permutex2var_epi16(t0, _mm512_add_epi16(i16, _mm512_set1_epi16(1)), t1);
         return;
     }
-    /* int16 lane i of pair k covers elements 2i, 2i + 1: group 2 off + 4k + i / 8 */
-    static const int16_t grp[32] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                                    2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3};
-    const __m512i g0 = _mm512_add_epi16(_mm512_loadu_si512(grp), _mm512_set1_epi16((short)(2 * off)));
-    for (int k = 0; k < 8; k++)
-        g->sc[k] = _mm512_permutex2var_epi16(t0, _mm512_add_epi16(g0, _mm512_set1_epi16((short)(4 * k))), t1);
+    /* decode: sc6[e] lane 4L + i = group L % 2 of block 8e + 2i + L / 2 = scale 2 off + 16e + 4i + L */
+    static const int16_t at[32] = {0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                   16, 20, 24, 28, 17, 21, 25, 29, 18, 22, 26, 30, 19, 23, 27, 31};
+    const __m512i idx = _mm512_add_epi16(_mm512_loadu_si512(at), _mm512_set1_epi16((short)(2 * off)));
+    const __m512i sc = _mm512_permutex2var_epi16(t0, idx, t1);
+    g->sc6[0] = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(sc)));
+    g->sc6[1] = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(sc, 1)));
 }
 
-/* One row's group: blocks sb .. sb + nb - 1 of the row (32-blocks; K: sub-blocks). */
-QM_INLINE void unpack(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, const klanes *kl,
+QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, const klanes *kl,
                       wgroup *g) {
-    if (qm_dtype_block(dt) == 32) codes_32(dt, row, sb, nb, g->q);
-    else codes_k(dt, row, sb, nb, g->q);
-    if (transposed) transpose8(g->q);
-    if (dt == QM_DT_Q8_0)
-        for (int k = 0; k < 8; k++) {
-            g->neg[k] = _mm512_movepi8_mask(g->q[k]);
-            g->q[k] = _mm512_abs_epi8(g->q[k]);
-        }
     if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, kl, g);
     else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, kl, g);
     else scales_32(dt, row, sb, nb, g);
+}
+
+/* Prefill: one row's group (blocks sb .. sb + nb - 1 of the row), codes transposed. */
+QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, const klanes *kl, wgroup *g) {
+    codes(dt, row, sb, nb, g->q);
+    transpose8(g->q);
+    if (dt == QM_DT_Q8_0)
+        for (int k = 0; k < 8; k++) {
+            g->neg[k] = _mm512_movm_epi8(_mm512_movepi8_mask(g->q[k]));
+            g->q[k] = _mm512_abs_epi8(g->q[k]);
+        }
+    scales(dt, row, sb, nb, 1, kl, g);
 }
 
 /* ---- activations ---- */
@@ -303,15 +313,17 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
     const int8_t *q = x->q + xb * QM_Q8_BLOCK;
     for (int k = 0; k < 8; k++) {
         const int n = nb - 2 * k;
-        const __mmask64 m = n >= 2 ? ~(__mmask64)0 : n == 1 ? (__mmask64)0xffffffffu : 0;
-        xg->q[k] = _mm512_maskz_loadu_epi8(m, q + 64 * k);
+        if (n >= 2) xg->q[k] = _mm512_loadu_si512(q + 64 * k);
+        else xg->q[k] = _mm512_maskz_loadu_epi8(n == 1 ? (__mmask64)0xffffffffu : 0, q + 64 * k);
     }
     if (transposed) transpose8(xg->q);
     if (dt == QM_DT_Q6_K)
         for (int k = 0; k < 8; k++) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
     const __mmask16 first = (__mmask16)((1u << nb) - 1u);
-    xg->dx = _mm512_permutexvar_ps(perm_idx(), _mm512_maskz_loadu_ps(first, x->d + xb));
-    xg->s = _mm512_permutexvar_epi32(perm_idx(), _mm512_maskz_loadu_epi32(first, x->s + xb));
+    const __m512 dx = nb == 16 ? _mm512_loadu_ps(x->d + xb) : _mm512_maskz_loadu_ps(first, x->d + xb);
+    const __m512i s = nb == 16 ? _mm512_loadu_si512(x->s + xb) : _mm512_maskz_loadu_epi32(first, x->s + xb);
+    xg->dx = _mm512_permutexvar_ps(perm_idx(), dx);
+    xg->s = _mm512_permutexvar_epi32(perm_idx(), s);
     xg->sf = _mm512_cvtepi32_ps(xg->s);
 }
 
@@ -330,16 +342,46 @@ QM_INLINE __m512i reduce_blocks(const __m512i v[8]) {
                             _mm512_shuffle_i32x4(u0, u1, _MM_SHUFFLE(3, 1, 3, 1)));
 }
 
-QM_INLINE __m512i isum_decode(qm_dtype dt, const wgroup *g, const xgroup *xg) {
-    __m512i v[8];
+/* The first two levels for dwords below 2^14 (Q4, Q5: 4 products of at most 31 * 127; Q6_K:
+ * 4 of at most 32 * 127): packs + madd halve the vectors while the partial sums fit int16. Lane
+ * 4L + i of u[e] is the sum of 128-bit lane L of v[4e + i]: 16 elements of one block. */
+QM_INLINE void reduce_groups(const __m512i v[8], __m512i u[2]) {
+    const __m512i ones = _mm512_set1_epi16(1);
+    __m512i w[4];
+    for (int i = 0; i < 4; i++) w[i] = _mm512_madd_epi16(_mm512_packs_epi32(v[2 * i], v[2 * i + 1]), ones);
+    u[0] = _mm512_madd_epi16(_mm512_packs_epi32(w[0], w[1]), ones);
+    u[1] = _mm512_madd_epi16(_mm512_packs_epi32(w[2], w[3]), ones);
+}
+
+/* Decode: the 16 exact integer sums (spec's, Q4_0/Q5_0 centred), as f32; the codes are made and
+ * used at once (base, off: code_pair). */
+QM_INLINE __m512 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg) {
+    __m512i v[8], u[2];
+#pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
-        __m512i xs = xg->q[k];
-        if (dt == QM_DT_Q8_0) xs = _mm512_mask_sub_epi8(xs, g->neg[k], _mm512_setzero_si512(), xs);
-        const __m512i p = _mm512_maddubs_epi16(g->q[k], xs);
-        if (dt == QM_DT_Q6_K) v[k] = _mm512_madd_epi16(_mm512_sub_epi16(p, xg->q32[k]), g->sc[k]);
-        else v[k] = _mm512_madd_epi16(p, _mm512_set1_epi16(1));
+        __m512i c = code_pair(dt, base, off, nb, k), xs = xg->q[k];
+        if (dt == QM_DT_Q8_0) { /* -q where w < 0, then |w| */
+            const __m512i neg = _mm512_movm_epi8(_mm512_movepi8_mask(c));
+            xs = _mm512_sub_epi8(_mm512_xor_si512(xs, neg), neg);
+            c = _mm512_abs_epi8(c);
+        }
+        __m512i p = _mm512_maddubs_epi16(c, xs);
+        if (dt == QM_DT_Q6_K) p = _mm512_sub_epi16(p, xg->q32[k]);
+        v[k] = _mm512_madd_epi16(p, _mm512_set1_epi16(1));
     }
-    return reduce_blocks(v);
+    if (dt == QM_DT_Q8_0) return _mm512_cvtepi32_ps(reduce_blocks(v));
+    reduce_groups(v, u);
+    if (dt == QM_DT_Q6_K) { /* 16-element sums times their scales: integers below 2^24 in f32, exact */
+        const __m512 f0 = _mm512_mul_ps(_mm512_cvtepi32_ps(u[0]), g->sc6[0]);
+        const __m512 f1 = _mm512_mul_ps(_mm512_cvtepi32_ps(u[1]), g->sc6[1]);
+        return _mm512_add_ps(_mm512_shuffle_f32x4(f0, f1, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(f0, f1, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+    __m512i is = _mm512_add_epi32(_mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                  _mm512_shuffle_i32x4(u[0], u[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    if (dt == QM_DT_Q4_0) is = _mm512_sub_epi32(is, _mm512_slli_epi32(xg->s, 3));
+    if (dt == QM_DT_Q5_0) is = _mm512_sub_epi32(is, _mm512_slli_epi32(xg->s, 4));
+    return _mm512_cvtepi32_ps(is);
 }
 
 /* Prefill: transposed operands, products summed vertically (int16 while the bounds allow). */
@@ -348,7 +390,7 @@ QM_INLINE __m512i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
     if (dt == QM_DT_Q8_0) {
         __m512i acc = _mm512_setzero_si512();
         for (int i = 0; i < 8; i++) {
-            const __m512i xs = _mm512_mask_sub_epi8(xg->q[i], g->neg[i], _mm512_setzero_si512(), xg->q[i]);
+            const __m512i xs = _mm512_sub_epi8(_mm512_xor_si512(xg->q[i], g->neg[i]), g->neg[i]);
             acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(g->q[i], xs), ones));
         }
         return acc;
@@ -362,16 +404,22 @@ QM_INLINE __m512i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
             h[e] = _mm512_add_epi16(h[e], p);
         }
     }
-    if (dt == QM_DT_Q6_K) return _mm512_add_epi32(_mm512_madd_epi16(h[0], g->sc[0]), _mm512_madd_epi16(h[1], g->sc[1]));
-    if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K) return _mm512_madd_epi16(_mm512_add_epi16(h[0], h[1]), ones);
+    if (dt == QM_DT_Q6_K)
+        return _mm512_add_epi32(_mm512_madd_epi16(h[0], g->sc[0]), _mm512_madd_epi16(h[1], g->sc[1]));
+    if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K)
+        return _mm512_madd_epi16(_mm512_add_epi16(h[0], h[1]), ones);
     return _mm512_add_epi32(_mm512_madd_epi16(h[0], ones), _mm512_madd_epi16(h[1], ones));
 }
 
-/* The 16 contributions c_b from the 16 integer sums. */
-QM_INLINE __m512 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, __m512i is) {
+QM_INLINE __m512 sums_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
+    __m512i is = isum_prefill(dt, g, xg);
     if (dt == QM_DT_Q4_0) is = _mm512_sub_epi32(is, _mm512_slli_epi32(xg->s, 3));
     if (dt == QM_DT_Q5_0) is = _mm512_sub_epi32(is, _mm512_slli_epi32(xg->s, 4));
-    __m512 f = _mm512_cvtepi32_ps(is);
+    return _mm512_cvtepi32_ps(is);
+}
+
+/* The 16 contributions c_b from the 16 exact integer sums f (as f32). */
+QM_INLINE __m512 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, __m512 f) {
     if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) f = _mm512_mul_ps(g->sc_f, f);
     const __m512 c = _mm512_mul_ps(_mm512_mul_ps(g->d, xg->dx), f);
     if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1)
@@ -390,12 +438,18 @@ QM_INLINE float tree16(__m512 p) {
     return _mm_cvtss_f32(_mm_add_ss(s2, _mm_shuffle_ps(s2, s2, _MM_SHUFFLE(1, 1, 1, 1))));
 }
 
+/* acc + c in the lanes of the first nb blocks; the others keep their bits. */
+QM_INLINE __m512 add_lanes(__m512 acc, __m512 c, int nb) {
+    return nb == 16 ? _mm512_add_ps(acc, c) : _mm512_mask_add_ps(acc, lanes_of(nb), acc, c);
+}
+
 /* ---- tiles ---- */
 
 typedef struct {
     const uint8_t *row0; /* the first row's first block */
     size_t stride;
     int sb0, nblk;       /* view block 0 = 32-block sb0 of the row; nblk blocks */
+    int whole;           /* the view is whole rows: the next rows follow these in memory */
 } wrows;
 
 QM_INLINE void store(__m512 acc, const float *bias, int r, float *y) {
@@ -403,29 +457,31 @@ QM_INLINE void store(__m512 acc, const float *bias, int r, float *y) {
     *y = bias ? d + bias[r] : d;
 }
 
-/* One token, rows [0, nr) (nr <= DR): each row's group unpacked and used at once. */
-QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t, const float *bias,
+/* One token, rows [0, nr) (nr <= DR): each row's codes made and used at once. off: the view's
+ * first sub-block % 8 (K-quants; 0 otherwise), a literal 0 where it is, for constant shifts. */
+QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const qm_q8act *x, const float *bias,
                            float *y) {
     __m512 acc[DR];
     const klanes kl = klanes_of(dt, w->sb0 & 7);
     for (int r = 0; r < DR; r++) acc[r] = _mm512_setzero_ps();
-    /* The next pass's rows (contiguous after these when the view is whole rows), a slice per
-     * group: the hardware prefetcher alone does not keep DR strided streams ahead. */
+    /* The next pass's rows (when the view is whole rows), a slice per group: the hardware
+     * prefetcher alone does not keep DR strided streams ahead. Prefetches never fault. */
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
-    const size_t ngroups = (size_t)(w->nblk + 15) / 16, pf_step = ((size_t)DR * w->stride + ngroups - 1) / ngroups;
+    const size_t ngroups = (size_t)(w->nblk + 15) / 16;
+    const size_t pf_step = w->whole ? ((size_t)DR * w->stride + ngroups - 1) / ngroups : 0;
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
-        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
-        const __mmask16 lanes = lanes_of(nb);
+        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
         xgroup xg;
-        if (nb == 16) load_x(dt, x, t, b0, 16, 0, &xg); /* a literal 16: no lane tests */
-        else load_x(dt, x, t, b0, nb, 0, &xg);
+        if (nb == 16) load_x(dt, x, 0, b0, 16, 0, &xg); /* a literal 16: no lane tests */
+        else load_x(dt, x, 0, b0, nb, 0, &xg);
         for (int r = 0; r < nr; r++) {
+            const uint8_t *row = w->row0 + (size_t)r * w->stride, *base = group_base(dt, row, sb);
             wgroup g;
-            if (nb == 16) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, 0, &kl, &g);
-            else unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, 0, &kl, &g);
-            acc[r] = _mm512_mask_add_ps(acc[r], lanes, acc[r], contrib(dt, &g, &xg, isum_decode(dt, &g, &xg)));
+            scales(dt, row, sb, nb, 0, &kl, &g);
+            const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
+            acc[r] = add_lanes(acc[r], contrib(dt, &g, &xg, f), nb);
         }
     }
     for (int r = 0; r < nr; r++) store(acc[r], bias, r, y + r);
@@ -441,18 +497,16 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
         for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_ps();
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
-        const __mmask16 lanes = lanes_of(nb);
         for (int r = 0; r < nr; r++) {
-            if (nb == 16) unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, 1, &kl, &wg[r]);
-            else unpack(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, 1, &kl, &wg[r]);
+            if (nb == 16) unpack_prefill(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, &kl, &wg[r]);
+            else unpack_prefill(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, &kl, &wg[r]);
         }
         for (int t = 0; t < nt; t++) {
             xgroup xg;
             if (nb == 16) load_x(dt, x, t0 + t, b0, 16, 1, &xg);
             else load_x(dt, x, t0 + t, b0, nb, 1, &xg);
             for (int r = 0; r < nr; r++)
-                acc[r][t] = _mm512_mask_add_ps(acc[r][t], lanes, acc[r][t],
-                                               contrib(dt, &wg[r], &xg, isum_prefill(dt, &wg[r], &xg)));
+                acc[r][t] = add_lanes(acc[r][t], contrib(dt, &wg[r], &xg, sums_prefill(dt, &wg[r], &xg)), nb);
         }
     }
     for (int r = 0; r < nr; r++)
@@ -462,18 +516,20 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
 QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
                          size_t ldy, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
-    const int sb0 = w->col0 / 32, nblk = w->cols / 32;
+    const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->col0 == 0 && (size_t)w->cols == w->ld;
     if (n_tok == 1) {
         for (int o = o_begin; o < o_end; o += DR) {
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk};
-            tile_decode(dt, &wr, o_end - o < DR ? o_end - o : DR, x, 0, bias ? bias + o : NULL, y + o);
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
+            const int nr = o_end - o < DR ? o_end - o : DR, off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
+            if (off == 0) tile_decode(dt, &wr, 0, nr, x, bias ? bias + o : NULL, y + o);
+            else tile_decode(dt, &wr, off, nr, x, bias ? bias + o : NULL, y + o);
         }
         return;
     }
     for (int t0 = 0; t0 < n_tok; t0 += PT) {
         const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
         for (int o = o_begin; o < o_end; o += PR) {
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk};
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
             tile_prefill(dt, &wr, o_end - o < PR ? o_end - o : PR, x, t0, nt, bias ? bias + o : NULL,
                          y + (size_t)t0 * ldy + (size_t)o, ldy);
         }
