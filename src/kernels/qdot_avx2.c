@@ -530,10 +530,167 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
         for (int t = 0; t < nt; t++) store(acc[r][t], bias, r, y + (size_t)t * ldy + (size_t)r);
 }
 
+/* ---- narrow views (nblk <= 8): several rows per vector ----
+ * As in qdot_avx512.c: a group's 16 items are (row j, block b) pairs, item i = b R + j (here in
+ * lane i % 8 of half i / 8), R = 16 / P rows, P the power of two >= nblk. Each lane's c is the
+ * same f32 operations on the same exact integer sum as in a 16-block group; a row's accumulator
+ * is acc[b] = +0 + c_b for b < nblk and +0 elsewhere, the tree's steps w >= P are no-ops (adding
+ * +0 to lanes that are not -0), and its steps w < P add block b + w to block b: the high half of
+ * the item vector onto its low half, log2 P times. */
+#define SG 4 /* narrow views: row groups per tile */
+
+QM_INLINE __m256i code_one(qm_dtype dt, const uint8_t *row, int u) {
+    if (qm_dtype_block(dt) == 32) return code_32(dt, row + (size_t)u * qm_dtype_block_bytes(dt));
+    return code_k(dt, row, u);
+}
+
+/* Row group: rows [0, nr) (nr <= R) of w, blocks [0, nblk), as items; codes transposed. */
+QM_INLINE void unpack_narrow(qm_dtype dt, const wrows *w, int lg, int nr, wgroup *g) {
+    const int R = 1 << lg;
+    float d[16], m[16], scf[16], mnf[16];
+    int w6[2][16];
+    for (int i = 0; i < 16; i++) {
+        const int b = i >> lg, j = i & (R - 1), u = w->sb0 + b;
+        const uint8_t *row = w->row0 + (size_t)j * w->stride;
+        d[i] = m[i] = scf[i] = mnf[i] = 0.0f;
+        w6[0][i] = w6[1][i] = 0;
+        if (b >= w->nblk || j >= nr) {
+            g->q[i] = _mm256_setzero_si256();
+            continue;
+        }
+        g->q[i] = code_one(dt, row, u);
+        if (qm_dtype_block(dt) == 32) {
+            const uint8_t *blk = row + (size_t)u * qm_dtype_block_bytes(dt);
+            d[i] = _cvtsh_ss(qm_quant_rd16(blk));
+            if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) m[i] = _cvtsh_ss(qm_quant_rd16(blk + 2));
+            continue;
+        }
+        const uint8_t *blk = row + (size_t)(u >> 3) * qm_dtype_block_bytes(dt);
+        if (dt == QM_DT_Q6_K) {
+            const qm_block_q6_k *q6 = (const qm_block_q6_k *)blk;
+            d[i] = _cvtsh_ss(qm_quant_rd16(blk + 208));
+            for (int e = 0; e < 2; e++) w6[e][i] = (int)((uint16_t)q6->scales[2 * (u & 7) + e] * 0x10001u);
+            continue;
+        }
+        uint8_t sc[8], mn[8];
+        qm_quant_k_scales(blk + 4, sc, mn);
+        d[i] = _cvtsh_ss(qm_quant_rd16(blk));
+        m[i] = _cvtsh_ss(qm_quant_rd16(blk + 2));
+        scf[i] = (float)sc[u & 7];
+        mnf[i] = (float)mn[u & 7];
+    }
+    transpose8(g->q);
+    transpose8(g->q + 8);
+    if (dt == QM_DT_Q8_0)
+        for (int b = 0; b < 16; b++) {
+            g->w[b] = g->q[b];
+            g->q[b] = _mm256_abs_epi8(g->q[b]);
+        }
+    for (int h = 0; h < 2; h++) {
+        g->d[h] = _mm256_loadu_ps(d + 8 * h);
+        g->m[h] = _mm256_loadu_ps(m + 8 * h);
+        g->sc_f[h] = _mm256_loadu_ps(scf + 8 * h);
+        g->mn_f[h] = _mm256_loadu_ps(mnf + 8 * h);
+        if (dt == QM_DT_Q6_K)
+            for (int e = 0; e < 2; e++) g->w[2 * h + e] = _mm256_loadu_si256((const __m256i *)(w6[e] + 8 * h));
+    }
+}
+
+/* Token t's blocks [0, nblk) as items: block b in the items of every row. */
+QM_INLINE void load_x_narrow(qm_dtype dt, const qm_q8act *x, int t, int nblk, int lg, xgroup *xg) {
+    const size_t xb = (size_t)t * x->ld_blocks;
+    const int8_t *q = x->q + xb * QM_Q8_BLOCK;
+    float dx[16];
+    int s[16];
+    for (int i = 0; i < 16; i++) {
+        const int b = i >> lg;
+        xg->q[i] = b < nblk ? _mm256_loadu_si256((const __m256i *)(q + 32 * b)) : _mm256_setzero_si256();
+        dx[i] = b < nblk ? x->d[xb + (size_t)b] : 0.0f;
+        s[i] = b < nblk ? x->s[xb + (size_t)b] : 0;
+    }
+    transpose8(xg->q);
+    transpose8(xg->q + 8);
+    if (dt == QM_DT_Q6_K)
+        for (int b = 0; b < 16; b++) xg->q32[b] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xg->q[b]);
+    for (int h = 0; h < 2; h++) {
+        xg->dx[h] = _mm256_loadu_ps(dx + 8 * h);
+        xg->s[h] = _mm256_loadu_si256((const __m256i *)(s + 8 * h));
+        xg->sf[h] = _mm256_cvtepi32_ps(xg->s[h]);
+    }
+}
+
+/* Rows [0, nr) (nr <= SG R) x tokens [t0, t0 + nt). */
+QM_INLINE void tile_narrow(qm_dtype dt, const wrows *w, int lg, int nr, const qm_q8act *x, int t0, int nt,
+                           const float *bias, float *y, size_t ldy) {
+    const int R = 1 << lg, ng = (nr + R - 1) >> lg;
+    wgroup wg[SG];
+    for (int gi = 0; gi < ng; gi++) {
+        const wrows wr = {w->row0 + (size_t)(gi * R) * w->stride, w->stride, w->sb0, w->nblk, 0};
+        unpack_narrow(dt, &wr, lg, nr - gi * R < R ? nr - gi * R : R, &wg[gi]);
+    }
+    __m256 live[2]; /* lanes of blocks < nblk */
+    for (int h = 0; h < 2; h++)
+        live[h] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(
+            _mm256_set1_epi32(w->nblk),
+            _mm256_srli_epi32(_mm256_setr_epi32(8 * h, 8 * h + 1, 8 * h + 2, 8 * h + 3, 8 * h + 4, 8 * h + 5,
+                                                8 * h + 6, 8 * h + 7), lg)));
+    for (int t = 0; t < nt; t++) {
+        xgroup xg;
+        load_x_narrow(dt, x, t0 + t, w->nblk, lg, &xg);
+        for (int gi = 0; gi < ng; gi++) {
+            __m256 a[2];
+            for (int h = 0; h < 2; h++) { /* acc = +0 + c in live lanes, +0 elsewhere */
+                const __m256 c = contrib(dt, &wg[gi], &xg, h, sums_prefill(dt, &wg[gi], &xg, h));
+                a[h] = _mm256_and_ps(_mm256_add_ps(_mm256_setzero_ps(), c), live[h]);
+            }
+            float out[16];
+            if (lg == 4) {
+                _mm256_storeu_ps(out, a[0]);
+                _mm256_storeu_ps(out + 8, a[1]);
+            } else {
+                const __m256 s8 = _mm256_add_ps(a[0], a[1]);
+                if (lg == 3) _mm256_storeu_ps(out, s8);
+                else {
+                    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+                    if (lg == 1) s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+                    _mm_storeu_ps(out, s4);
+                }
+            }
+            const int nrg = nr - gi * R < R ? nr - gi * R : R;
+            float *yo = y + (size_t)t * ldy + (size_t)(gi * R);
+            for (int j = 0; j < nrg; j++) yo[j] = bias ? out[j] + bias[gi * R + j] : out[j];
+        }
+    }
+}
+
+QM_INLINE int narrow_lg(int nblk) { return nblk <= 1 ? 4 : nblk <= 2 ? 3 : nblk <= 4 ? 2 : 1; }
+
+QM_INLINE void matmul_narrow(qm_dtype dt, const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok,
+                             float *y, size_t ldy, int o_begin, int o_end, int lg) {
+    const size_t stride = qm_wview_stride(w);
+    const int sb0 = w->col0 / 32, nblk = w->cols / 32, rows = SG << lg;
+    for (int t0 = 0; t0 < n_tok; t0 += PT) {
+        const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
+        for (int o = o_begin; o < o_end; o += rows) {
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, 0};
+            tile_narrow(dt, &wr, lg, o_end - o < rows ? o_end - o : rows, x, t0, nt, bias ? bias + o : NULL,
+                        y + (size_t)t0 * ldy + (size_t)o, ldy);
+        }
+    }
+}
+
 QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
                          size_t ldy, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->col0 == 0 && (size_t)w->cols == w->ld;
+    if (nblk <= 8) {
+        const int lg = narrow_lg(nblk); /* a literal log2 R per case: constant loops */
+        if (lg == 4) matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 4);
+        else if (lg == 3) matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 3);
+        else if (lg == 2) matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 2);
+        else matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 1);
+        return;
+    }
     if (n_tok == 1) {
         for (int o = o_begin; o < o_end; o += DR) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};

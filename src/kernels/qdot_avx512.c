@@ -513,10 +513,185 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
         for (int t = 0; t < nt; t++) store(acc[r][t], bias, r, y + (size_t)t * ldy + (size_t)r);
 }
 
+/* ---- narrow views (nblk <= 8): several rows per vector ----
+ * The row-parallel layers hand over views of 1..8 blocks (a head, an MLP block), where one row
+ * would fill nblk of the 16 lanes. Here a group's 16 items are (row j, block b) pairs, item
+ * i = b R + j for R = 16 / P rows and P the power of two >= nblk (blocks b >= nblk: +0 lanes);
+ * lane l holds item PERM[l] as above, and each lane's c is the same f32 operations on the same
+ * exact integer sum as in a 16-block group. A row's accumulator would be acc[b] = +0 + c_b for
+ * b < nblk and +0 elsewhere, and the tree's steps w >= P only add +0 to lanes that are not -0
+ * (no-ops); its steps w < P add block b + w to block b, which here is lane b R + j plus lane
+ * (b + w) R + j: the low half of the item vector plus its high half, halved log2 P times. */
+#define SG 4 /* narrow views: row groups per tile */
+
+/* Lane l's item: row j = PERM[l] % R, block b = PERM[l] / R (lg = log2 R). */
+QM_INLINE __m512i item_row(int lg) {
+    return _mm512_and_si512(perm_idx(), _mm512_set1_epi32((1 << lg) - 1));
+}
+QM_INLINE __m512i item_blk(int lg) { return _mm512_srli_epi32(perm_idx(), (unsigned)lg); }
+
+/* The code of row `row`'s 32-block u (Q8_0 signed), alone. */
+QM_INLINE __m256i code_one(qm_dtype dt, const uint8_t *row, int u) {
+    if (qm_dtype_block(dt) == 32) return code_32(dt, row + (size_t)u * qm_dtype_block_bytes(dt));
+    return dt == QM_DT_Q6_K ? code_q6k(row, u) : code_k45(dt, row, u);
+}
+
+/* Row group: rows [0, nr) of w (nr <= R), blocks [0, nblk), as items; codes transposed. */
+QM_INLINE void unpack_narrow(qm_dtype dt, const wrows *w, int lg, int nr, wgroup *g) {
+    const int R = 1 << lg;
+    const __m256i z = _mm256_setzero_si256();
+    for (int k = 0; k < 8; k++) {
+        const int b = (2 * k) >> lg, j = (2 * k) & (R - 1), u = w->sb0 + b;
+        const uint8_t *r0 = w->row0 + (size_t)j * w->stride;
+        if (b >= w->nblk || j >= nr) {
+            g->q[k] = _mm512_setzero_si512();
+            continue;
+        }
+        g->q[k] = pair(code_one(dt, r0, u), j + 1 < nr ? code_one(dt, r0 + w->stride, u) : z);
+    }
+    transpose8(g->q);
+    if (dt == QM_DT_Q8_0)
+        for (int k = 0; k < 8; k++) {
+            g->neg[k] = _mm512_movm_epi8(_mm512_movepi8_mask(g->q[k]));
+            g->q[k] = _mm512_abs_epi8(g->q[k]);
+        }
+    const __m512i jr = item_row(lg), bk = item_blk(lg);
+    const __mmask16 live = _mm512_cmplt_epi32_mask(jr, _mm512_set1_epi32(nr)) &
+                           _mm512_cmplt_epi32_mask(bk, _mm512_set1_epi32(w->nblk));
+    const __m512i roff = _mm512_mullo_epi32(jr, _mm512_set1_epi32((int)w->stride));
+    const __m512i u = _mm512_add_epi32(bk, _mm512_set1_epi32(w->sb0));
+    const __m512i z5 = _mm512_setzero_si512();
+    if (qm_dtype_block(dt) == 32) {
+        const __m512i idx = _mm512_add_epi32(roff, _mm512_mullo_epi32(u, _mm512_set1_epi32((int)qm_dtype_block_bytes(dt))));
+        const __m512i dm = _mm512_mask_i32gather_epi32(z5, live, idx, w->row0, 1);
+        g->d = f16_lanes(dm, 0);
+        if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) g->m = f16_lanes(dm, 1);
+        return;
+    }
+    const __m512i js = _mm512_and_si512(u, _mm512_set1_epi32(7));
+    const __m512i sup = _mm512_add_epi32(roff, _mm512_mullo_epi32(_mm512_srli_epi32(u, 3),
+                                                                  _mm512_set1_epi32((int)qm_dtype_block_bytes(dt))));
+    if (dt == QM_DT_Q6_K) {
+        /* d: the high half of the dword at 206 (stays inside the block); scales at 192 + 2 js */
+        const __m512i dh = _mm512_mask_i32gather_epi32(z5, live, _mm512_add_epi32(sup, _mm512_set1_epi32(206)), w->row0, 1);
+        g->d = f16_lanes(dh, 1);
+        const __m512i at = _mm512_add_epi32(sup, _mm512_add_epi32(_mm512_slli_epi32(js, 1), _mm512_set1_epi32(192)));
+        const __m512i s = _mm512_mask_i32gather_epi32(z5, live, at, w->row0, 1);
+        const __m512i s0 = _mm512_srai_epi32(_mm512_slli_epi32(s, 24), 24), s1 = _mm512_srai_epi32(_mm512_slli_epi32(s, 16), 24);
+        const __m512i lo16 = _mm512_set1_epi32(0xffff);
+        g->sc[0] = _mm512_or_si512(_mm512_and_si512(s0, lo16), _mm512_slli_epi32(s0, 16));
+        g->sc[1] = _mm512_or_si512(_mm512_and_si512(s1, lo16), _mm512_slli_epi32(s1, 16));
+        return;
+    }
+    /* Q4_K, Q5_K (qm_quant_k_scales): js < 4: sc = s[js] & 63, mn = s[js + 4] & 63; js >= 4:
+     * sc = (s[js + 4] & 15) | (s[js - 4] >> 6) << 4, mn = (s[js + 4] >> 4) | (s[js] >> 6) << 4 */
+    const __m512i dm = _mm512_mask_i32gather_epi32(z5, live, sup, w->row0, 1);
+    g->d = f16_lanes(dm, 0);
+    g->m = f16_lanes(dm, 1);
+    const __m512i b255 = _mm512_set1_epi32(255);
+    const __m512i a = _mm512_and_si512(
+        _mm512_mask_i32gather_epi32(z5, live, _mm512_add_epi32(sup, _mm512_add_epi32(js, _mm512_set1_epi32(4))), w->row0, 1), b255);
+    const __m512i bb = _mm512_and_si512(
+        _mm512_mask_i32gather_epi32(z5, live, _mm512_add_epi32(sup, _mm512_add_epi32(js, _mm512_set1_epi32(8))), w->row0, 1), b255);
+    const __m512i c = _mm512_and_si512(_mm512_mask_i32gather_epi32(z5, live, _mm512_add_epi32(sup, js), w->row0, 1), b255);
+    const __mmask16 hi = _mm512_cmpge_epi32_mask(js, _mm512_set1_epi32(4));
+    const __m512i m63 = _mm512_set1_epi32(63), m15 = _mm512_set1_epi32(15);
+    const __m512i sc_lo = _mm512_and_si512(a, m63), mn_lo = _mm512_and_si512(bb, m63);
+    const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(bb, m15), _mm512_slli_epi32(_mm512_srli_epi32(c, 6), 4));
+    const __m512i mn_hi = _mm512_or_si512(_mm512_srli_epi32(bb, 4), _mm512_slli_epi32(_mm512_srli_epi32(a, 6), 4));
+    g->sc_f = _mm512_cvtepi32_ps(_mm512_mask_blend_epi32(hi, sc_lo, sc_hi));
+    g->mn_f = _mm512_cvtepi32_ps(_mm512_mask_blend_epi32(hi, mn_lo, mn_hi));
+}
+
+/* Token t's blocks [b0, b0 + nblk) as items: block b in the items of every row. */
+QM_INLINE void load_x_narrow(qm_dtype dt, const qm_q8act *x, int t, int b0, int nblk, int lg, xgroup *xg) {
+    const size_t xb = (size_t)t * x->ld_blocks + (size_t)b0;
+    const int8_t *q = x->q + xb * QM_Q8_BLOCK;
+    for (int k = 0; k < 8; k++) {
+        const int b = (2 * k) >> lg;
+        xg->q[k] = b < nblk ? _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(q + 32 * b)))
+                            : _mm512_setzero_si512();
+    }
+    transpose8(xg->q);
+    if (dt == QM_DT_Q6_K)
+        for (int k = 0; k < 8; k++) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
+    const __mmask16 first = (__mmask16)((1u << nblk) - 1u);
+    const __m512i bk = item_blk(lg);
+    xg->dx = _mm512_permutexvar_ps(bk, _mm512_maskz_loadu_ps(first, x->d + xb));
+    xg->s = _mm512_permutexvar_epi32(bk, _mm512_maskz_loadu_epi32(first, x->s + xb));
+    xg->sf = _mm512_cvtepi32_ps(xg->s);
+}
+
+/* Row groups [0, ng) x tokens [t0, t0 + nt); rows [0, nr) in all. */
+QM_INLINE void tile_narrow(qm_dtype dt, const wrows *w, int lg, int nr, const qm_q8act *x, int t0, int nt,
+                           const float *bias, float *y, size_t ldy) {
+    const int R = 1 << lg, ng = (nr + R - 1) >> lg;
+    wgroup wg[SG];
+    for (int gi = 0; gi < ng; gi++) {
+        const wrows wr = {w->row0 + (size_t)(gi * R) * w->stride, w->stride, w->sb0, w->nblk, 0};
+        unpack_narrow(dt, &wr, lg, nr - gi * R < R ? nr - gi * R : R, &wg[gi]);
+    }
+    const __mmask16 blk_live = _mm512_cmplt_epi32_mask(item_blk(lg), _mm512_set1_epi32(w->nblk));
+    for (int t = 0; t < nt; t++) {
+        xgroup xg;
+        load_x_narrow(dt, x, t0 + t, 0, w->nblk, lg, &xg);
+        for (int gi = 0; gi < ng; gi++) {
+            const __m512 c = contrib(dt, &wg[gi], &xg, sums_prefill(dt, &wg[gi], &xg));
+            /* acc = +0 + c in the lanes of blocks < nblk, +0 elsewhere; then item order */
+            const __m512 a = _mm512_permutexvar_ps(unperm_idx(), _mm512_maskz_add_ps(blk_live, _mm512_setzero_ps(), c));
+            const int nrg = nr - gi * R < R ? nr - gi * R : R;
+            float *yo = y + (size_t)t * ldy + (size_t)(gi * R);
+            const float *bo = bias ? bias + gi * R : NULL;
+            if (lg == 4) { /* P = 1 */
+                __m512 r = a;
+                if (bo) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps((__mmask16)((1u << nrg) - 1u), bo));
+                _mm512_mask_storeu_ps(yo, (__mmask16)((1u << nrg) - 1u), r);
+                continue;
+            }
+            __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+            const __mmask8 m8 = (__mmask8)((1u << nrg) - 1u);
+            if (lg == 3) { /* P = 2 */
+                if (bo) s8 = _mm256_add_ps(s8, _mm256_maskz_loadu_ps(m8, bo));
+                _mm256_mask_storeu_ps(yo, m8, s8);
+                continue;
+            }
+            __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
+            if (lg == 1) s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4)); /* P = 8: lanes 0, 1 */
+            if (bo) s4 = _mm_add_ps(s4, _mm_maskz_loadu_ps(m8, bo));
+            _mm_mask_storeu_ps(yo, m8, s4);
+        }
+    }
+}
+
+/* log2 R for a view of nblk <= 8 blocks: R = 16 / P, P the power of two >= nblk. */
+QM_INLINE int narrow_lg(int nblk) { return nblk <= 1 ? 4 : nblk <= 2 ? 3 : nblk <= 4 ? 2 : 1; }
+
+QM_INLINE void matmul_narrow(qm_dtype dt, const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok,
+                             float *y, size_t ldy, int o_begin, int o_end, int lg) {
+    const size_t stride = qm_wview_stride(w);
+    const int sb0 = w->col0 / 32, nblk = w->cols / 32, rows = SG << lg;
+    for (int t0 = 0; t0 < n_tok; t0 += PT) {
+        const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
+        for (int o = o_begin; o < o_end; o += rows) {
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, 0};
+            tile_narrow(dt, &wr, lg, o_end - o < rows ? o_end - o : rows, x, t0, nt, bias ? bias + o : NULL,
+                        y + (size_t)t0 * ldy + (size_t)o, ldy);
+        }
+    }
+}
+
 QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
                          size_t ldy, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->col0 == 0 && (size_t)w->cols == w->ld;
+    if (nblk <= 8) {
+        const int lg = narrow_lg(nblk); /* a literal log2 R per case: constant loops */
+        if (lg == 4) matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 4);
+        else if (lg == 3) matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 3);
+        else if (lg == 2) matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 2);
+        else matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 1);
+        return;
+    }
     if (n_tok == 1) {
         for (int o = o_begin; o < o_end; o += DR) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
