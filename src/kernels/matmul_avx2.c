@@ -127,54 +127,6 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
     store_tile(lo, hi, R, T, bias, y, ldy);
 }
 
-/* Block-quantized rows, as in matmul_avx512.c: chunks of QCHUNK row elements dequantized
- * exactly into buf, view column i into lane i % 16 (col0 % 16 == 0). A chunk ends on a multiple
- * of 16 view columns except at the end of the view, whose tail is zero-padded and blended. */
-#define QCHUNK 256
-QM_INLINE void tile_q(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int cols,
-                      const float *x, size_t ldx, const float *bias, float *y, size_t ldy) {
-    const int qk = qm_dtype_block(dt);
-    const size_t bb = qm_dtype_block_bytes(dt);
-    __m256 lo[RMAX][TMAX], hi[RMAX][TMAX];
-    float buf[RMAX][QCHUNK + 16] __attribute__((aligned(32)));
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
-    const int end = col0 + cols;
-    for (int c = 0; c < end; c += QCHUNK) { /* c: row element of buf[r][0], a block start */
-        int hiw = end - c < QCHUNK ? end - c : QCHUNK, low = c < col0 ? col0 - c : 0;
-        if (low >= hiw) continue;
-        for (int r = 0; r < R; r++)
-            qm_dequant_avx2(dt, w0 + (size_t)r * wstride + (size_t)(c / qk) * bb, (hiw + qk - 1) / qk, buf[r]);
-        int j = low;
-        for (; j + 16 <= hiw; j += 16) {
-            const float *xi = x + (c + j - col0);
-            for (int r = 0; r < R; r++) {
-                __m256 wl = _mm256_load_ps(buf[r] + j), wh = _mm256_load_ps(buf[r] + j + 8);
-                for (int t = 0; t < T; t++) {
-                    const float *xp = xi + (size_t)t * ldx;
-                    lo[r][t] = _mm256_fmadd_ps(wl, _mm256_loadu_ps(xp), lo[r][t]);
-                    hi[r][t] = _mm256_fmadd_ps(wh, _mm256_loadu_ps(xp + 8), hi[r][t]);
-                }
-            }
-        }
-        const int rem = hiw - j;
-        if (rem > 0) { /* only at the end of the view */
-            const __m256 ml = lane_mask(rem, 0), mh = lane_mask(rem, 8);
-            for (int t = 0; t < T; t++) {
-                float xb[16] = {0};
-                memcpy(xb, x + (size_t)t * ldx + (c + j - col0), (size_t)rem * sizeof(float));
-                for (int r = 0; r < R; r++) {
-                    __m256 wl = _mm256_and_ps(_mm256_loadu_ps(buf[r] + j), ml);
-                    __m256 wh = _mm256_and_ps(_mm256_loadu_ps(buf[r] + j + 8), mh);
-                    lo[r][t] = _mm256_blendv_ps(lo[r][t], _mm256_fmadd_ps(wl, _mm256_loadu_ps(xb), lo[r][t]), ml);
-                    hi[r][t] = _mm256_blendv_ps(hi[r][t], _mm256_fmadd_ps(wh, _mm256_loadu_ps(xb + 8), hi[r][t]), mh);
-                }
-            }
-        }
-    }
-    store_tile(lo, hi, R, T, bias, y, ldy);
-}
-
 /* Prefill tiles: PR rows x PT tokens (2 * PR * PT accumulators of the 16 ymm registers). */
 #ifndef QM_AVX2_PR
 #define QM_AVX2_PR 3
@@ -216,27 +168,620 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
     for (; o < o_end; o++) ROWS_TILE(1);
 }
 
-/* Quantized views: tiles of QR rows x up to QT tokens, the rows left one at a time. */
-#define QR 2
-#define QT 2
-#define Q_TOKENS(R_, o_)                                                                           \
-    for (int t = 0; t < n_tok; t += QT) {                                                          \
+/* ---- Block-quantized views (the exact mode), as in matmul_avx512.c ----
+ *
+ * A view's column i is row element e = col0 + i of the block at its data (col0 % 16 == 0) and goes
+ * to lane e % 16: the 16 row elements from a multiple of 16 are one pair of ymm (lanes 0-7, 8-15).
+ * Rows are walked in steps of QSTEP(dt) row elements (a 32-element block; a pair of sub-blocks of
+ * a K-quant superblock), each dequantized exactly in registers with the reference's operations
+ * (kernels/quant.h; codes widened to dwords and converted, or for Q5_0/Q5_1/Q6_K assembled as
+ * signed bytes first); a start or an end of a view inside a step goes through the block path
+ * (qm_dequant_avx2 into a buffer, the tail of 1..15 lanes zero-padded and blended back).
+ *
+ * Decode: register tiles of QM_AVX2_QDR rows; views of at most QSHORT columns (the forward's
+ * 64-column views) keep every row's accumulators in memory and do the trees 8 rows at a time
+ * (qdecode_short). Up to QAT tokens: register tiles of 2 rows x T tokens. Prefill: from QTMIN
+ * tokens (short views: 6) 16 rows dequantized into a transposed buffer with the lanes side by
+ * side (qprefill_t), below that QGR rows into an f32 buffer reused by tiles of QGT tokens
+ * (qgemm). Every accumulator sees exactly the canonical sequence of FMAs, so every path gives the
+ * same bits. */
+#define QSTEP(dt) ((dt) >= QM_DT_Q4_K ? 64 : 32)
+#define QRMAX 4
+#define QTMAX 3
+/* Decode prefetch: see qtile_reg. */
+#define QPF_AHEAD 512
+#define QPF_HINT _MM_HINT_T2
+
+/* Broadcasts from memory in the integer domain (vpbroadcastd/w, done by the load unit), as in
+ * matmul_avx512.c: a float at p; an f16 at p, converted. */
+QM_INLINE __m256 qbc_f32(const float *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_castsi256_ps(_mm256_set1_epi32(v));
+}
+QM_INLINE __m256 qbc_f16(const uint8_t *p) {
+    int16_t v;
+    memcpy(&v, p, 2);
+    return _mm256_cvtph_ps(_mm_set1_epi16(v));
+}
+QM_INLINE __m256i qld_u8(const uint8_t *p) { return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+QM_INLINE __m256i qld_i8(const int8_t *p) { return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)); }
+
+/* A K-quant superblock's scales: Q4_K/Q5_K ks[s] = d * sc[s], ks[8 + s] = dmin * mn[s];
+ * Q6_K ks[g] = d * sc[g] (the reference's products, quant.h). */
+QM_INLINE void qkscales(qm_dtype dt, const uint8_t *b, float *ks) {
+    if (dt == QM_DT_Q6_K) {
+        const __m256 d = qbc_f16(b + 208);
+        for (int g = 0; g < 16; g += 8)
+            _mm256_store_ps(ks + g, _mm256_mul_ps(d, _mm256_cvtepi32_ps(qld_i8((const int8_t *)b + 192 + g))));
+        return;
+    }
+    const uint32_t a = qm_quant_rd32(b + 4), m = qm_quant_rd32(b + 8), c = qm_quant_rd32(b + 12);
+    const __m128i sc = _mm_setr_epi32((int)(a & 0x3f3f3f3fu), (int)((c & 0x0f0f0f0fu) | ((a >> 2) & 0x30303030u)), 0, 0);
+    const __m128i mn = _mm_setr_epi32((int)(m & 0x3f3f3f3fu), (int)(((c >> 4) & 0x0f0f0f0fu) | ((m >> 2) & 0x30303030u)), 0, 0);
+    _mm256_store_ps(ks, _mm256_mul_ps(qbc_f16(b), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc))));
+    _mm256_store_ps(ks + 8, _mm256_mul_ps(qbc_f16(b + 2), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(mn))));
+}
+
+/* 32 signed codes (bytes of q, element l in byte l) as two groups of weights: w[g][h] =
+ * d_g * (float)code (+ m), d_g = d[0] and d[1] (widened from registers, no store and reload). */
+QM_INLINE void qfrom_bytes(__m256i q, __m256 d0, __m256 d1, __m256 w[2][2], int hm, __m256 m) {
+    const __m128i x0 = _mm256_castsi256_si128(q), x1 = _mm256_extracti128_si256(q, 1);
+    const __m128i xs[4] = {x0, _mm_unpackhi_epi64(x0, x0), x1, _mm_unpackhi_epi64(x1, x1)};
+    for (int k = 0; k < 4; k++) {
+        const __m256 v = _mm256_mul_ps(k < 2 ? d0 : d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(xs[k])));
+        w[k / 2][k % 2] = hm ? _mm256_add_ps(v, m) : v;
+    }
+}
+
+/* The QSTEP(dt) / 16 weight vector pairs of row elements [e, e + QSTEP) (e a multiple of QSTEP):
+ * b is the block that holds them, j = e % 256 / 64 (K-quants: which pair of sub-blocks). K-quants:
+ * ks holds the superblock's scales, refreshed when fresh. */
+QM_INLINE void qstep(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m256 w[4][2]) {
+    const __m256i low4 = _mm256_set1_epi32(15);
+    switch (dt) {
+    case QM_DT_Q8_0: { /* (float)q * d */
+        const __m256 d = qbc_f16(b);
+        for (int c = 0; c < 4; c++) w[c / 2][c % 2] = _mm256_mul_ps(_mm256_cvtepi32_ps(qld_i8((const int8_t *)b + 2 + 8 * c)), d);
+        break;
+    }
+    case QM_DT_Q4_0:
+    case QM_DT_Q4_1: { /* d * (float)(q - 8); d * (float)q + m */
+        const int hm = dt == QM_DT_Q4_1;
+        const __m256 d = qbc_f16(b);
+        const uint8_t *qs = b + (hm ? 4 : 2);
+        for (int h = 0; h < 2; h++) { /* elements 8h.. (low nibbles), 16 + 8h.. (high) */
+            const __m256i v = qld_u8(qs + 8 * h);
+            __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_srli_epi32(v, 4);
+            if (hm) {
+                const __m256 m = qbc_f16(b + 2);
+                w[0][h] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(lo)), m);
+                w[1][h] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(hi)), m);
+            } else {
+                const __m256i eight = _mm256_set1_epi32(8);
+                w[0][h] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(lo, eight)));
+                w[1][h] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(hi, eight)));
+            }
+        }
+        break;
+    }
+    case QM_DT_Q5_0:
+    case QM_DT_Q5_1: { /* d * (float)(q - 16); d * (float)q + m; q = nibble | 5th bit << 4, as bytes */
+        const int hm = dt == QM_DT_Q5_1;
+        const uint32_t qh = qm_quant_rd32(b + (hm ? 4 : 2));
+        const __m128i qs = _mm_loadu_si128((const __m128i *)(b + (hm ? 8 : 6))), m4 = _mm_set1_epi8(0x0f);
+        const __m256i nib = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(qs, m4)),
+                                                    _mm_and_si128(_mm_srli_epi16(qs, 4), m4), 1);
+        /* byte l: bit l of qh, as 0x10 (byte l of the broadcast word l / 8, then its bit l % 8) */
+        const __m256i sel = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                                                _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
+                                                                   0x0303030303030303ll));
+        const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+        const __m256i h5 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(sel, bit), bit), _mm256_set1_epi8(0x10));
+        __m256i q = _mm256_or_si256(nib, h5);
+        if (!hm) q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+        const __m256 dv = qbc_f16(b);
+        qfrom_bytes(q, dv, dv, w, hm, hm ? qbc_f16(b + 2) : _mm256_setzero_ps());
+        break;
+    }
+    case QM_DT_Q4_K:
+    case QM_DT_Q5_K: { /* (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1 */
+        const int k5 = dt == QM_DT_Q5_K;
+        if (fresh) qkscales(dt, b, ks);
+        const int s0 = 2 * j, s1 = 2 * j + 1;
+        const uint8_t *qs = b + (k5 ? 48 : 16) + 32 * j;
+        const __m256 ds0 = qbc_f32(ks + s0), dm0 = qbc_f32(ks + 8 + s0);
+        const __m256 ds1 = qbc_f32(ks + s1), dm1 = qbc_f32(ks + 8 + s1);
+        for (int c = 0; c < 4; c++) { /* elements 8c.. of both sub-blocks */
+            const __m256i v = qld_u8(qs + 8 * c);
+            __m256i q0 = _mm256_and_si256(v, low4), q1 = _mm256_srli_epi32(v, 4);
+            if (k5) { /* bit s of qh[l] */
+                const __m256i hv = qld_u8(b + 16 + 8 * c), sixteen = _mm256_set1_epi32(16);
+                q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s0)), sixteen));
+                q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s1)), sixteen));
+            }
+            w[c / 2][c % 2] = _mm256_sub_ps(_mm256_mul_ps(ds0, _mm256_cvtepi32_ps(q0)), dm0);
+            w[2 + c / 2][c % 2] = _mm256_sub_ps(_mm256_mul_ps(ds1, _mm256_cvtepi32_ps(q1)), dm1);
+        }
+        break;
+    }
+    case QM_DT_Q6_K: { /* (d * sc[g]) * (float)(q - 32); layout in quant.h */
+        if (fresh) qkscales(dt, b, ks);
+        /* step j = (h, k) = (j / 2, 2 (j % 2) + u), u = 0, 1: low 4 bits from ql[64h + 32u..]
+         * (nibble j % 2), high 2 bits from qh[32h..] (bits 2k, 2k + 1) */
+        const int h = j >> 1;
+        const __m256i hq = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        for (int u = 0; u < 2; u++) {
+            __m256i lo = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * u)), hi;
+            if (j & 1) {
+                lo = _mm256_srli_epi16(lo, 4);
+                hi = u ? _mm256_srli_epi16(hq, 2) : hq;
+            } else {
+                hi = _mm256_slli_epi16(hq, u ? 2 : 4);
+            }
+            const __m256i q = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(0x0f)),
+                                              _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
+            qfrom_bytes(_mm256_sub_epi8(q, _mm256_set1_epi8(32)), qbc_f32(ks + 4 * j + 2 * u), qbc_f32(ks + 4 * j + 2 * u + 1),
+                        w + 2 * u, 0, _mm256_setzero_ps());
+        }
+        break;
+    }
+    default: break;
+    }
+}
+
+/* Lanes j with j + off < rem are all ones (as a blend mask). */
+QM_INLINE __m256 qlane_mask(int rem, int off) {
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(off, off + 1, off + 2, off + 3,
+                                                                                            off + 4, off + 5, off + 6, off + 7)));
+}
+
+/* Row elements [ea, eb) of R rows (ea a multiple of 16) by the block path: each block dequantized
+ * into a buffer; a last group of 1..15 lanes zero-padded and blended back (other lanes untouched). */
+QM_INLINE void qedge(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int ea, int eb,
+                     const float *x, size_t ldx, __m256 lo[QRMAX][QTMAX], __m256 hi[QRMAX][QTMAX]) {
+    const int qk = qm_dtype_block(dt);
+    const size_t bb = qm_dtype_block_bytes(dt);
+    float buf[256] __attribute__((aligned(32)));
+    for (int c = ea / qk * qk; c < eb; c += qk) {
+        const int lo_e = ea > c ? ea : c, hi_e = eb < c + qk ? eb : c + qk;
+        for (int r = 0; r < R; r++) {
+            qm_dequant_avx2(dt, w0 + (size_t)r * wstride + (size_t)(c / qk) * bb, 1, buf);
+            for (int j = lo_e; j < hi_e; j += 16) {
+                const __m256 wl = _mm256_load_ps(buf + (j - c)), wh = _mm256_load_ps(buf + (j - c) + 8);
+                const int rem = hi_e - j;
+                for (int t = 0; t < T; t++) {
+                    const float *xp = x + (size_t)t * ldx + (j - col0);
+                    if (rem >= 16) {
+                        lo[r][t] = _mm256_fmadd_ps(wl, _mm256_loadu_ps(xp), lo[r][t]);
+                        hi[r][t] = _mm256_fmadd_ps(wh, _mm256_loadu_ps(xp + 8), hi[r][t]);
+                    } else {
+                        float xb[16] = {0};
+                        memcpy(xb, xp, (size_t)rem * sizeof(float));
+                        const __m256 ml = qlane_mask(rem, 0), mh = qlane_mask(rem, 8);
+                        lo[r][t] = _mm256_blendv_ps(lo[r][t], _mm256_fmadd_ps(wl, _mm256_loadu_ps(xb), lo[r][t]), ml);
+                        hi[r][t] = _mm256_blendv_ps(hi[r][t], _mm256_fmadd_ps(wh, _mm256_loadu_ps(xb + 8), hi[r][t]), mh);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* w = 8 per accumulator (lo + hi), then the rest of the tree four at a time (flat index
+ * k = t*R + r); y[t][r] = sum (+ bias[r], one rounding). */
+QM_INLINE void qstore(__m256 lo[QRMAX][QTMAX], __m256 hi[QRMAX][QTMAX], int R, int T, const float *bias, float *y,
+                      size_t ldy) {
+    float out[QRMAX * QTMAX + 4];
+    const int nacc = R * T;
+    for (int k = 0; k < nacc; k += 4) {
+        __m256 v[4];
+        for (int j = 0; j < 4; j++) {
+            const int kk = k + j;
+            v[j] = kk < nacc ? _mm256_add_ps(lo[kk % R][kk / R], hi[kk % R][kk / R]) : _mm256_setzero_ps();
+        }
+        reduce4(v[0], v[1], v[2], v[3], out + k);
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) {
+            const float d = out[t * R + r];
+            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
+        }
+}
+
+/* The steps of a view's row elements [col0, col0 + cols): [e0, e1), whole steps; the rest, edges. */
+QM_INLINE void qsteps(qm_dtype dt, int col0, int cols, int *e0, int *e1) {
+    const int S = QSTEP(dt), end = col0 + cols;
+    *e0 = (col0 + S - 1) / S * S;
+    *e1 = end / S * S;
+    if (*e0 >= *e1) *e0 = *e1 = end;
+}
+
+/* R rows x T tokens, every weight step dequantized in registers once for the T tokens. */
+QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int cols,
+                         const float *x, size_t ldx, const float *bias, float *y, size_t ldy, int keep, float *accout) {
+    __m256 lo[QRMAX][QTMAX], hi[QRMAX][QTMAX];
+    float ks[QRMAX][16] __attribute__((aligned(32)));
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
+    const int S = QSTEP(dt), G = S / 16, end = col0 + cols;
+    int e0, e1;
+    qsteps(dt, col0, cols, &e0, &e1);
+    if (col0 < e0) qedge(w0, wstride, dt, col0, R, T, col0, e0, x, ldx, lo, hi);
+    /* Decode prefetch, as in matmul_avx512.c. */
+    const size_t step_bytes = qm_dtype_block_bytes(dt) * (size_t)S / (size_t)qm_dtype_block(dt); /* about */
+    const int nst = (e1 - e0) / S, pf_next = T == 1 && nst >= 4, pf_ahead = T == 1 && nst > 0 && nst < 4;
+    const size_t vbytes = (size_t)(end + qm_dtype_block(dt) - 1) / (size_t)qm_dtype_block(dt) * qm_dtype_block_bytes(dt);
+    if (pf_ahead)
+        for (int r = 0; r < R; r++)
+            _mm_prefetch(w0 + (size_t)r * wstride + (size_t)(e0 / S) * step_bytes + QPF_AHEAD, _MM_HINT_T0);
+    for (int e = e0; e < e1; e += S) {
+        const unsigned ue = (unsigned)e;
+        const int fresh = e == e0 || ue % 256 == 0, j = (int)(ue % 256 / 64);
+        const char *wb = w0 + (size_t)(ue / (unsigned)qm_dtype_block(dt)) * qm_dtype_block_bytes(dt);
+        const float *xe = x + (e - col0);
+        if (pf_next) {
+            const size_t off = (size_t)((e - e0) / S) * 64;
+            if (off < vbytes)
+                for (int r = 0; r < R; r++) _mm_prefetch(w0 + (size_t)(R + r) * wstride + off, QPF_HINT);
+        }
+        for (int r = 0; r < R; r++) {
+            __m256 w[4][2];
+            qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w);
+            for (int g = 0; g < G; g++)
+                for (int t = 0; t < T; t++) {
+                    const float *xp = xe + (size_t)t * ldx + 16 * g;
+                    lo[r][t] = _mm256_fmadd_ps(w[g][0], _mm256_loadu_ps(xp), lo[r][t]);
+                    hi[r][t] = _mm256_fmadd_ps(w[g][1], _mm256_loadu_ps(xp + 8), hi[r][t]);
+                }
+        }
+    }
+    if (e1 < end) qedge(w0, wstride, dt, col0, R, T, e1, end, x, ldx, lo, hi);
+    if (keep) /* T == 1: the accumulators themselves (lanes 0-15), reduced later (qreduce8) */
+        for (int r = 0; r < R; r++) {
+            _mm256_store_ps(accout + 16 * r, lo[r][0]);
+            _mm256_store_ps(accout + 16 * r + 8, hi[r][0]);
+        }
+    else
+        qstore(lo, hi, R, T, bias, y, ldy);
+}
+
+/* The halving tree of 8 accumulators at once (a[16 * r ..], r < 8; rows n.. are not read and count
+ * as zero), y[r] = sum (+ bias[r], one rounding) for r < n: w = 8 is lanes 0-7 + 8-15 of each,
+ * then w = 4 across 128-bit halves, 2 and 1 within, the lanes of several accumulators side by side. */
+QM_INLINE void qreduce8(const float *a, int n, const float *bias, float *y) {
+    __m256 s8[8], s4[4], s2[2];
+    for (int r = 0; r < 8; r++)
+        s8[r] = r < n ? _mm256_add_ps(_mm256_load_ps(a + 16 * r), _mm256_load_ps(a + 16 * r + 8)) : _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) /* half h: acc 2k + h, lanes 0-3 + 4-7 */
+        s4[k] = _mm256_add_ps(_mm256_permute2f128_ps(s8[2 * k], s8[2 * k + 1], 0x20),
+                              _mm256_permute2f128_ps(s8[2 * k], s8[2 * k + 1], 0x31));
+    for (int k = 0; k < 2; k++) /* half h: (acc 4k + h: l0+l2, l1+l3), (acc 4k + 2 + h: ...) */
+        s2[k] = _mm256_add_ps(_mm256_shuffle_ps(s4[2 * k], s4[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm256_shuffle_ps(s4[2 * k], s4[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* half h: sums of acc h, 2 + h, 4 + h, 6 + h */
+    __m256 s1 = _mm256_add_ps(_mm256_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm256_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    s1 = _mm256_permutevar8x32_ps(s1, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    float out[8];
+    _mm256_storeu_ps(out, s1);
+    for (int r = 0; r < n && r < 8; r++) y[r] = bias ? out[r] + bias[r] : out[r];
+}
+
+/* Decode of short views (the forward's 64-column views): every row's steps first, accumulators
+ * kept in memory, then the trees 8 rows at a time, so that no row waits on the one before. */
+#define QSB 64
+QM_INLINE void qdecode_short(const char *base, size_t wstride, qm_dtype dt, int col0, int cols, const float *x,
+                             const float *bias, float *y, int o_begin, int o_end) {
+    float acc[QSB * 16] __attribute__((aligned(32)));
+    for (int o0 = o_begin; o0 < o_end; o0 += QSB) {
+        const int n = o_end - o0 < QSB ? o_end - o0 : QSB;
+        int r = 0;
+        for (; r + 4 <= n; r += 4)
+            qtile_reg(base + (size_t)(o0 + r) * wstride, wstride, dt, col0, 4, 1, cols, x, 0, NULL, NULL, 0, 1, acc + 16 * r);
+        for (; r < n; r++)
+            qtile_reg(base + (size_t)(o0 + r) * wstride, wstride, dt, col0, 1, 1, cols, x, 0, NULL, NULL, 0, 1, acc + 16 * r);
+        for (int k = 0; k < n; k += 8) qreduce8(acc + 16 * k, n - k, bias ? bias + o0 + k : NULL, y + o0 + k);
+    }
+}
+
+/* One row's view, dequantized exactly into out[0 .. cols) (f32, as qm_dequant_range). */
+QM_INLINE void qrow_f32(const char *row, qm_dtype dt, int col0, int cols, float *out) {
+    const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt), end = col0 + cols;
+    const size_t bb = qm_dtype_block_bytes(dt);
+    float ks[16] __attribute__((aligned(32)));
+    float buf[256] __attribute__((aligned(32)));
+    int e0, e1;
+    qsteps(dt, col0, cols, &e0, &e1);
+    for (int part = 0; part < 2; part++) { /* the edges */
+        const int ea = part ? e1 : col0, eb = part ? end : e0;
+        for (int c = ea / qk * qk; ea < eb && c < eb; c += qk) {
+            const int lo = ea > c ? ea : c, hi = eb < c + qk ? eb : c + qk;
+            qm_dequant_avx2(dt, row + (size_t)(c / qk) * bb, 1, buf);
+            for (int j = lo; j < hi; j++) out[j - col0] = buf[j - c];
+        }
+    }
+    for (int e = e0; e < e1; e += S) {
+        __m256 w[4][2];
+        const unsigned ue = (unsigned)e;
+        qstep(dt, (const uint8_t *)row + (size_t)(ue / (unsigned)qk) * bb, (int)(ue % 256 / 64), e == e0 || ue % 256 == 0, ks, w);
+        for (int g = 0; g < G; g++) {
+            _mm256_storeu_ps(out + (e - col0) + 16 * g, w[g][0]);
+            _mm256_storeu_ps(out + (e - col0) + 16 * g + 8, w[g][1]);
+        }
+    }
+}
+
+/* R rows of f32 weights (row r at buf + r*ldb, 32-byte aligned, cols long) x T tokens; a tail of
+ * 1..15 columns zero-padded and blended back. */
+QM_INLINE void qgemm(const float *buf, size_t ldb, int R, int T, int cols, const float *x, size_t ldx,
+                     const float *bias, float *y, size_t ldy) {
+    __m256 lo[QRMAX][QTMAX], hi[QRMAX][QTMAX];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
+    const int nfull = cols & ~15;
+    for (int i = 0; i < nfull; i += 16) {
+        __m256 wl[QRMAX], wh[QRMAX];
+        for (int r = 0; r < R; r++) {
+            wl[r] = _mm256_load_ps(buf + (size_t)r * ldb + i);
+            wh[r] = _mm256_load_ps(buf + (size_t)r * ldb + i + 8);
+        }
+        for (int t = 0; t < T; t++) {
+            const __m256 xl = _mm256_loadu_ps(x + (size_t)t * ldx + i), xh = _mm256_loadu_ps(x + (size_t)t * ldx + i + 8);
+            for (int r = 0; r < R; r++) {
+                lo[r][t] = _mm256_fmadd_ps(wl[r], xl, lo[r][t]);
+                hi[r][t] = _mm256_fmadd_ps(wh[r], xh, hi[r][t]);
+            }
+        }
+    }
+    const int rem = cols - nfull;
+    if (rem > 0) {
+        const __m256 ml = qlane_mask(rem, 0), mh = qlane_mask(rem, 8);
+        for (int t = 0; t < T; t++) {
+            float xb[16] = {0};
+            memcpy(xb, x + (size_t)t * ldx + nfull, (size_t)rem * sizeof(float));
+            for (int r = 0; r < R; r++) {
+                float wb[16] = {0};
+                memcpy(wb, buf + (size_t)r * ldb + nfull, (size_t)rem * sizeof(float));
+                lo[r][t] = _mm256_blendv_ps(lo[r][t], _mm256_fmadd_ps(_mm256_loadu_ps(wb), _mm256_loadu_ps(xb), lo[r][t]), ml);
+                hi[r][t] = _mm256_blendv_ps(hi[r][t], _mm256_fmadd_ps(_mm256_loadu_ps(wb + 8), _mm256_loadu_ps(xb + 8), hi[r][t]), mh);
+            }
+        }
+    }
+    qstore(lo, hi, R, T, bias, y, ldy);
+}
+
+/* Every token against rows buf[0..R): tiles of QGT tokens, then the 1..QGT-1 left. */
+#define QGR 2
+#define QGT 3
+QM_INLINE void qgemm_rows(const float *buf, size_t ldb, int R, int cols, const float *x, size_t ldx, int n_tok,
+                          const float *bias, float *y, size_t ldy) {
+    int t = 0;
+    for (; t + QGT <= n_tok; t += QGT) qgemm(buf, ldb, R, QGT, cols, x + (size_t)t * ldx, ldx, bias, y + (size_t)t * ldy, ldy);
+    const float *xt = x + (size_t)t * ldx;
+    float *yt = y + (size_t)t * ldy;
+    switch (n_tok - t) {
+    case 2: qgemm(buf, ldb, R, 2, cols, xt, ldx, bias, yt, ldy); break;
+    case 1: qgemm(buf, ldb, R, 1, cols, xt, ldx, bias, yt, ldy); break;
+    default: break;
+    }
+}
+
+static void qgemm_rows2(const float *buf, size_t ldb, int cols, const float *x, size_t ldx, int n_tok,
+                        const float *bias, float *y, size_t ldy) {
+    qgemm_rows(buf, ldb, QGR, cols, x, ldx, n_tok, bias, y, ldy);
+}
+static void qgemm_rows1(const float *buf, size_t ldb, int cols, const float *x, size_t ldx, int n_tok,
+                        const float *bias, float *y, size_t ldy) {
+    qgemm_rows(buf, ldb, 1, cols, x, ldx, n_tok, bias, y, ldy);
+}
+
+/* ---- Prefill with the lanes side by side ----
+ * AVX2 has 16 registers: a tile of rows x tokens x (lanes 0-7, 8-15) accumulators reuses each
+ * weight and x load too little. Here the register holds one lane of 8 rows instead: for QTR = 16
+ * rows dequantized into a transposed buffer (bt[i][r]: view column i of row r), lane c of the 16
+ * rows x T tokens is 2 x T accumulators; for each view column i = c, c + 16, ... (increasing) the
+ * 16 weights of column i (2 loads) times x[t][i] (a broadcast) are FMA'd into them: the canonical
+ * sequence of FMAs of each (row, token, lane). The halving tree over the 16 lanes is then
+ * element-wise adds of lane vectors (lane l + lane l + w, w = 8, 4, 2, 1). Columns go in chunks of
+ * QTK (lane accumulators kept in memory in between), tokens in groups of QTG. */
+#define QTR 16
+#ifndef QTK
+#define QTK 512
+#endif
+#ifndef QTT
+#define QTT 6
+#endif
+#ifndef QTG
+#define QTG 64
+#endif
+
+/* dst[j * ldd + i] = src[i * lds + j], i, j < 8. */
+QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_load_ps(src + (size_t)i * lds);
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int j = 0; j < 4; j++) {
+        _mm256_store_ps(dst + (size_t)j * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
+        _mm256_store_ps(dst + (size_t)(j + 4) * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
+    }
+}
+
+/* The 16 lanes of QTR rows x T tokens over columns [0, kc) of the chunk bt (x: the chunk's first
+ * column of token 0); lb[(t * 16 + c) * QTR + r]: the accumulators (start from +0.0f when first). */
+QM_INLINE void qlanes(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
+    for (int c = 0; c < 16; c++) {
+        __m256 a0[QTT], a1[QTT];
+        for (int t = 0; t < T; t++) {
+            float *p = lb + ((size_t)t * 16 + (size_t)c) * QTR;
+            a0[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p);
+            a1[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p + 8);
+        }
+        for (int i = c; i < kc; i += 16) {
+            const __m256 w0 = _mm256_load_ps(bt + (size_t)i * QTR), w1 = _mm256_load_ps(bt + (size_t)i * QTR + 8);
+            for (int t = 0; t < T; t++) {
+                const __m256 xb = _mm256_broadcast_ss(x + (size_t)t * ldx + (size_t)i);
+                a0[t] = _mm256_fmadd_ps(w0, xb, a0[t]);
+                a1[t] = _mm256_fmadd_ps(w1, xb, a1[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            float *p = lb + ((size_t)t * 16 + (size_t)c) * QTR;
+            _mm256_store_ps(p, a0[t]);
+            _mm256_store_ps(p + 8, a1[t]);
+        }
+    }
+}
+
+static void qlanes_any(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
+    switch (T) { /* T <= QTT */
+    case 6: qlanes(bt, kc, 6 <= QTT ? 6 : 1, x, ldx, lb, first); break;
+    case 5: qlanes(bt, kc, 5 <= QTT ? 5 : 1, x, ldx, lb, first); break;
+    case 4: qlanes(bt, kc, 4 <= QTT ? 4 : 1, x, ldx, lb, first); break;
+    case 3: qlanes(bt, kc, 3, x, ldx, lb, first); break;
+    case 2: qlanes(bt, kc, 2, x, ldx, lb, first); break;
+    default: qlanes(bt, kc, 1, x, ldx, lb, first); break;
+    }
+}
+
+/* Rows [o_begin, o_end) x n_tok tokens, QTR rows at a time (the last block padded with zero rows,
+ * whose outputs are not stored). */
+QM_INLINE void qprefill_t(const char *base, size_t wstride, qm_dtype dt, int col0, int cols, const float *x,
+                          size_t ldx, int n_tok, const float *bias, float *y, size_t ldy, int o_begin, int o_end) {
+    float rows[8][QTK] __attribute__((aligned(32)));
+    float bt[QTK * QTR] __attribute__((aligned(32)));
+    float lb[QTG * 16 * QTR] __attribute__((aligned(32)));
+    for (int o0 = o_begin; o0 < o_end; o0 += QTR) {
+        const int nr = o_end - o0 < QTR ? o_end - o0 : QTR;
+        for (int t0 = 0; t0 < n_tok; t0 += QTG) {
+            const int tg = n_tok - t0 < QTG ? n_tok - t0 : QTG;
+            for (int cs = 0; cs < cols; cs += QTK) {
+                const int kc = cols - cs < QTK ? cols - cs : QTK, kc8 = (kc + 7) / 8 * 8;
+                for (int h = 0; h < QTR; h += 8) { /* rows h..h+7: dequantized, then transposed into bt */
+                    for (int r = 0; r < 8; r++) {
+                        const int in = h + r < nr;
+                        if (in) qrow_f32(base + (size_t)(o0 + h + r) * wstride, dt, col0 + cs, kc, rows[r]);
+                        memset(rows[r] + (in ? kc : 0), 0, (size_t)(kc8 - (in ? kc : 0)) * sizeof(float));
+                    }
+                    for (int i = 0; i < kc8; i += 8) qtranspose8(&rows[0][i], QTK, bt + (size_t)i * QTR + h, QTR);
+                }
+                for (int tt = 0; tt < tg; tt += QTT)
+                    qlanes_any(bt, kc, tg - tt < QTT ? tg - tt : QTT, x + (size_t)(t0 + tt) * ldx + (size_t)cs, ldx,
+                               lb + (size_t)tt * 16 * QTR, cs == 0);
+            }
+            for (int t = 0; t < tg; t++) /* the trees */
+                for (int g = 0; g < QTR; g += 8) {
+                    __m256 v[16];
+                    for (int c = 0; c < 16; c++) v[c] = _mm256_load_ps(lb + ((size_t)t * 16 + (size_t)c) * QTR + g);
+                    for (int w = 8; w >= 1; w /= 2)
+                        for (int l = 0; l < w; l++) v[l] = _mm256_add_ps(v[l], v[l + w]);
+                    float *yt = y + (size_t)(t0 + t) * ldy + o0 + g;
+                    if (nr - g >= 8) {
+                        _mm256_storeu_ps(yt, bias ? _mm256_add_ps(v[0], _mm256_loadu_ps(bias + o0 + g)) : v[0]);
+                    } else if (nr > g) {
+                        float out[8];
+                        _mm256_storeu_ps(out, v[0]);
+                        for (int r = 0; r < nr - g; r++) yt[r] = bias ? out[r] + bias[o0 + g + r] : out[r];
+                    }
+                }
+        }
+    }
+}
+
+/* Decode (one token): QDR rows in flight; short views: qdecode_short. From QTMIN tokens (short
+ * views: 6): qprefill_t. Up to QAT tokens: register tiles of 2 rows. Between: qgemm on QGR rows of
+ * at most QKC columns (longer ones: register tiles of 3 tokens). */
+#ifndef QM_AVX2_QDR
+#define QM_AVX2_QDR 4
+#endif
+#define QAT 3
+#define QKC 4096
+#ifndef QTMIN
+#define QTMIN 24 /* from this many tokens (short views: 6) the lanes-side-by-side path, below it qgemm */
+#endif
+#ifndef QSHORT
+#define QSHORT 128 /* decode views of at most this many columns: qdecode_short */
+#endif
+
+#define QREG_TOKENS(R_, o_)                                                                        \
+    for (int t = 0; t < n_tok; t += 3) {                                                           \
         const char *w0 = base + (size_t)(o_) * wstride;                                            \
         const float *b0 = bias ? bias + (o_) : NULL;                                               \
         const float *xt = x + (size_t)t * ldx;                                                     \
         float *yt = y + (size_t)t * ldy + (o_);                                                    \
-        if (n_tok - t >= 2) tile_q(w0, wstride, dt, w->col0, R_, 2, w->cols, xt, ldx, b0, yt, ldy); \
-        else tile_q(w0, wstride, dt, w->col0, R_, 1, w->cols, xt, ldx, b0, yt, ldy);              \
+        switch (n_tok - t) {                                                                       \
+        case 1: qtile_reg(w0, wstride, dt, col0, R_, 1, cols, xt, ldx, b0, yt, ldy, 0, NULL); break;  \
+        case 2: qtile_reg(w0, wstride, dt, col0, R_, 2, cols, xt, ldx, b0, yt, ldy, 0, NULL); break;  \
+        default: qtile_reg(w0, wstride, dt, col0, R_, 3, cols, xt, ldx, b0, yt, ldy, 0, NULL); break; \
+        }                                                                                          \
     }
+
+QM_INLINE void matmul_q_dt(const qm_wview *w, qm_dtype dt, const float *bias, const float *x, size_t ldx, int n_tok,
+                           float *y, size_t ldy, int o_begin, int o_end) {
+    const char *base = w->data;
+    const size_t wstride = qm_wview_stride(w);
+    const int col0 = w->col0, cols = w->cols;
+    int o = o_begin;
+    if (n_tok == 1 && cols <= QSHORT) {
+        qdecode_short(base, wstride, dt, col0, cols, x, bias, y, o_begin, o_end);
+    } else if (n_tok == 1) {
+        for (; o + QM_AVX2_QDR <= o_end; o += QM_AVX2_QDR)
+            qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, QM_AVX2_QDR, 1, cols, x, ldx,
+                      bias ? bias + o : NULL, y + o, ldy, 0, NULL);
+        for (; o < o_end; o++)
+            qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, 1, 1, cols, x, ldx, bias ? bias + o : NULL,
+                      y + o, ldy, 0, NULL);
+    } else if (n_tok >= QTMIN || (cols <= QSHORT && n_tok >= 6)) {
+        qprefill_t(base, wstride, dt, col0, cols, x, ldx, n_tok, bias, y, ldy, o_begin, o_end);
+    } else if (n_tok <= QAT || cols > QKC) {
+        for (; o + 2 <= o_end; o += 2) QREG_TOKENS(2, o)
+        for (; o < o_end; o++) QREG_TOKENS(1, o)
+    } else {
+        float buf[QGR * QKC] __attribute__((aligned(32)));
+        const size_t ldb = (size_t)(cols + 15) / 16 * 16;
+        for (; o < o_end; o += QGR) {
+            const int R = o_end - o < QGR ? o_end - o : QGR;
+            for (int r = 0; r < R; r++) qrow_f32(base + (size_t)(o + r) * wstride, dt, col0, cols, buf + (size_t)r * ldb);
+            if (R == QGR)
+                qgemm_rows2(buf, ldb, cols, x, ldx, n_tok, bias ? bias + o : NULL, y + o, ldy);
+            else
+                qgemm_rows1(buf, ldb, cols, x, ldx, n_tok, bias ? bias + o : NULL, y + o, ldy);
+        }
+    }
+}
+
+/* One function per type (each with its own stack buffer, code specialised to the type). */
+#define QM_Q_DT(name_, dt_)                                                                        \
+    static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
+                                                int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
+        matmul_q_dt(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                          \
+    }
+QM_Q_DT(matmul_q8_0, QM_DT_Q8_0)
+QM_Q_DT(matmul_q4_0, QM_DT_Q4_0)
+QM_Q_DT(matmul_q4_1, QM_DT_Q4_1)
+QM_Q_DT(matmul_q5_0, QM_DT_Q5_0)
+QM_Q_DT(matmul_q5_1, QM_DT_Q5_1)
+QM_Q_DT(matmul_q4_k, QM_DT_Q4_K)
+QM_Q_DT(matmul_q5_k, QM_DT_Q5_K)
+QM_Q_DT(matmul_q6_k, QM_DT_Q6_K)
 
 static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
                      size_t ldy, int o_begin, int o_end) {
-    const char *base = w->data;
-    const size_t wstride = qm_wview_stride(w);
-    const qm_dtype dt = w->dtype;
-    int o = o_begin;
-    for (; o + QR <= o_end; o += QR) Q_TOKENS(QR, o)
-    for (; o < o_end; o++) Q_TOKENS(1, o)
+    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, const float *, size_t, int, float *, size_t,
+                                         int, int) = {
+        [QM_DT_Q8_0] = matmul_q8_0, [QM_DT_Q4_0] = matmul_q4_0, [QM_DT_Q4_1] = matmul_q4_1,
+        [QM_DT_Q5_0] = matmul_q5_0, [QM_DT_Q5_1] = matmul_q5_1, [QM_DT_Q4_K] = matmul_q4_k,
+        [QM_DT_Q5_K] = matmul_q5_k, [QM_DT_Q6_K] = matmul_q6_k};
+    if ((unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype]) fn[w->dtype](w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
 }
 
 static void matmul_avx2(const qm_wview *w, const float *bias, const float *x, size_t ldx,

@@ -8,6 +8,7 @@
  * accumulator still sees exactly the canonical sequence of FMAs, so tiling changes no bit. */
 #include <immintrin.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
@@ -116,39 +117,6 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
     store_tile(acc, R, T, bias, y, ldy);
 }
 
-/* Block-quantized rows (view column 0 = element col0 of the block at w0, col0 % 16 == 0): the
- * row elements in chunks of QCHUNK; each chunk of the R rows is dequantized exactly into buf and
- * FMA'd as f32 weights, the view's column i into lane i % 16, so every accumulator sees the
- * canonical sequence of FMAs. */
-#define QCHUNK 256
-QM_INLINE void tile_q(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int cols,
-                      const float *x, size_t ldx, const float *bias, float *y, size_t ldy) {
-    const int qk = qm_dtype_block(dt);
-    const size_t bb = qm_dtype_block_bytes(dt);
-    __m512 acc[RMAX][TMAX];
-    float buf[RMAX][QCHUNK] __attribute__((aligned(64)));
-    for (int r = 0; r < R; r++)
-        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    const int end = col0 + cols;
-    for (int c = 0; c < end; c += QCHUNK) { /* c: row element of buf[r][0], a block start */
-        int hi = end - c < QCHUNK ? end - c : QCHUNK, lo = c < col0 ? col0 - c : 0;
-        if (lo >= hi) continue;
-        for (int r = 0; r < R; r++)
-            qm_dequant_avx512(dt, w0 + (size_t)r * wstride + (size_t)(c / qk) * bb, (hi + qk - 1) / qk, buf[r]);
-        for (int j = lo; j < hi; j += 16) {
-            const float *xi = x + (c + j - col0);
-            const __mmask16 m = hi - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hi - j)) - 1u);
-            __m512 xv[TMAX];
-            for (int t = 0; t < T; t++) xv[t] = _mm512_maskz_loadu_ps(m, xi + (size_t)t * ldx);
-            for (int r = 0; r < R; r++) {
-                __m512 wv = _mm512_maskz_loadu_ps(m, buf[r] + j);
-                for (int t = 0; t < T; t++) acc[r][t] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[r][t], m);
-            }
-        }
-    }
-    store_tile(acc, R, T, bias, y, ldy);
-}
-
 /* Prefill tiles: PR rows x PT tokens of accumulators (of the 32 zmm registers); decode
  * (n_tok == 1) tiles: DR rows. */
 #ifndef QM_AVX512_PR
@@ -197,31 +165,498 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
     for (; o < o_end; o++) ROWS_TILE(1);
 }
 
-/* Quantized views: tiles of QR rows x up to TMAX tokens, the rows left one at a time. */
-#define QR 4
-#define Q_TOKENS(R_, o_)                                                                           \
-    for (int t = 0; t < n_tok; t += TMAX) {                                                        \
-        int nt = n_tok - t < TMAX ? n_tok - t : TMAX;                                              \
+/* ---- Block-quantized views (the exact mode) ----
+ *
+ * A view's column i is row element e = col0 + i of the block at its data (col0 % 16 == 0), and goes
+ * to lane i % 16 = e % 16: the 16 row elements from a multiple of 16 are one zmm, lanes 0..15.
+ *
+ * Rows are walked in steps of QSTEP(dt) row elements (a 32-element block; a pair of 32-element
+ * sub-blocks of a K-quant superblock, so that the forward's 64-column views of a superblock are one
+ * step and only their quarter of it is decoded). qstep dequantizes a step exactly in registers,
+ * with the reference's operations (kernels/quant.h): a 4- or 5-bit code indexes a table of its 16
+ * (32) dequantized values, each built with the very multiply and add the reference applies to that
+ * code, so the same bits; Q8_0 and Q6_K convert the code and multiply. A start or an end of a view
+ * inside a step goes through the block path (qm_dequant_avx512 into a buffer, masked FMAs).
+ *
+ * Decode (one token): register tiles of QM_AVX512_QDR rows (qtile_reg), each step dequantized in
+ * registers and FMA'd; views of at most QSHORT columns (the forward's row-parallel 64-column
+ * views, one step a row) keep the accumulators of every row in memory and do the halving trees 16
+ * rows at a time (qdecode_short), so that no row waits on the tree of the one before. Up to QAT
+ * tokens: register tiles of 4 rows x T tokens. Prefill: QGR rows dequantized once into an f32
+ * buffer and reused by every tile of QGT tokens (qgemm). Every accumulator sees exactly the
+ * canonical sequence of FMAs (lane e % 16, increasing e), so every path gives the same bits. */
+#define QSTEP(dt) ((dt) >= QM_DT_Q4_K ? 64 : 32)
+#define QRMAX 8
+#define QTMAX 6
+/* Decode prefetch: see qtile_reg. */
+#define QPF_AHEAD 512
+#define QPF_HINT _MM_HINT_T2
+
+/* Broadcasts from memory in the integer domain (vpbroadcastd/w: done by the load unit on Zen 4,
+ * where vbroadcastss zmm takes the one shuffle port): a float at p; an f16 at p, converted. */
+QM_INLINE __m512 qbc_f32(const float *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_castsi512_ps(_mm512_set1_epi32(v));
+}
+QM_INLINE __m512 qbc_f16(const uint8_t *p) {
+    int16_t v;
+    memcpy(&v, p, 2);
+    return _mm512_cvtph_ps(_mm256_set1_epi16(v));
+}
+QM_INLINE __m512i qld_u8(const uint8_t *p) { return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p)); }
+QM_INLINE __m512 qiota(float from) {
+    return _mm512_add_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_ps(from));
+}
+
+/* A K-quant superblock's scales (the reference's products, quant.h): Q4_K/Q5_K ks[2s] = d * sc[s],
+ * ks[2s + 1] = dmin * mn[s]; Q6_K ks[g] = d * sc[g]. */
+QM_INLINE void qkscales(qm_dtype dt, const uint8_t *b, float *ks) {
+    if (dt == QM_DT_Q6_K) {
+        const __m512i sc = _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 192)));
+        _mm512_store_ps(ks, _mm512_mul_ps(qbc_f16(b + 208), _mm512_cvtepi32_ps(sc)));
+        return;
+    }
+    /* qm_quant_k_scales on 16 bytes at once, into bytes sc[0] mn[0] sc[1] mn[1] ...: s < 4 from
+     * x = s[s], s[s + 4] (6 bits); s >= 4 from x = s[s + 4] (low nibble: sc, high: mn) and the top
+     * 2 bits of y = s[s - 4] (sc), s[s] (mn) */
+    const __m128i l = _mm_loadu_si128((const __m128i *)(b + 4));
+    const __m128i x = _mm_shuffle_epi8(l, _mm_setr_epi8(0, 4, 1, 5, 2, 6, 3, 7, 8, 8, 9, 9, 10, 10, 11, 11));
+    const __m128i y = _mm_shuffle_epi8(l, _mm_setr_epi8(-1, -1, -1, -1, -1, -1, -1, -1, 0, 4, 1, 5, 2, 6, 3, 7));
+    const __m128i lo = _mm_and_si128(x, _mm_setr_epi8(63, 63, 63, 63, 63, 63, 63, 63, 15, 0, 15, 0, 15, 0, 15, 0));
+    const __m128i hn = _mm_and_si128(_mm_srli_epi16(x, 4), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 0, 15, 0, 15, 0, 15));
+    const __m128i top = _mm_and_si128(_mm_srli_epi16(y, 2), _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 48, 48, 48, 48, 48, 48, 48, 48));
+    const __m128i scmn = _mm_or_si128(_mm_or_si128(lo, hn), top);
+    int32_t ddm;
+    memcpy(&ddm, b, 4); /* f16 d, dmin */
+    const __m512 dd = _mm512_cvtph_ps(_mm256_set1_epi32(ddm)); /* d dmin d dmin ... */
+    _mm512_store_ps(ks, _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(scmn))));
+}
+
+/* The QSTEP(dt) / 16 weight vectors of row elements [e, e + QSTEP) (e a multiple of QSTEP): b is
+ * the block that holds them, j = e % 256 / 64 (K-quants: which pair of sub-blocks). K-quants: ks
+ * holds the superblock's scales, refreshed when fresh. */
+QM_INLINE void qstep(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m512 w[4]) {
+    switch (dt) {
+    case QM_DT_Q8_0: { /* (float)q * d */
+        const __m512 d = qbc_f16(b);
+        for (int c = 0; c < 2; c++)
+            w[c] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2 + 16 * c)))), d);
+        break;
+    }
+    case QM_DT_Q4_0:
+    case QM_DT_Q4_1: { /* d * (float)(q - 8); d * (float)q + m */
+        const int hm = dt == QM_DT_Q4_1;
+        const __m512 d = qbc_f16(b);
+        const __m512i q = qld_u8(b + (hm ? 4 : 2));
+        const __m512 lut = hm ? _mm512_add_ps(_mm512_mul_ps(d, qiota(0)), qbc_f16(b + 2)) : _mm512_mul_ps(d, qiota(-8));
+        w[0] = _mm512_permutexvar_ps(q, lut); /* vpermps reads the low 4 bits: the low nibble */
+        w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut);
+        break;
+    }
+    case QM_DT_Q5_0:
+    case QM_DT_Q5_1: { /* d * (float)(q - 16); d * (float)q + m; q = nibble | 5th bit << 4 */
+        const int hm = dt == QM_DT_Q5_1;
+        const __m512 d = qbc_f16(b);
+        const uint32_t qh = qm_quant_rd32(b + (hm ? 4 : 2));
+        const __m512i q = qld_u8(b + (hm ? 8 : 6)), sixteen = _mm512_set1_epi32(16);
+        const __m512i q0 = _mm512_and_si512(q, _mm512_set1_epi32(15)), q1 = _mm512_srli_epi32(q, 4);
+        __m512 la, lb; /* the 32-entry table of the 5-bit codes: 0..15, 16..31 */
+        if (hm) {
+            const __m512 m = qbc_f16(b + 2);
+            la = _mm512_add_ps(_mm512_mul_ps(d, qiota(0)), m);
+            lb = _mm512_add_ps(_mm512_mul_ps(d, qiota(16)), m);
+        } else {
+            la = _mm512_mul_ps(d, qiota(-16));
+            lb = _mm512_mul_ps(d, qiota(0));
+        }
+        w[0] = _mm512_permutex2var_ps(la, _mm512_mask_or_epi32(q0, (__mmask16)qh, q0, sixteen), lb);
+        w[1] = _mm512_permutex2var_ps(la, _mm512_mask_or_epi32(q1, (__mmask16)(qh >> 16), q1, sixteen), lb);
+        break;
+    }
+    case QM_DT_Q4_K:
+    case QM_DT_Q5_K: { /* (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1 */
+        const int k5 = dt == QM_DT_Q5_K;
+        if (fresh) qkscales(dt, b, ks);
+        const int s0 = 2 * j, s1 = 2 * j + 1;
+        const uint8_t *qs = b + (k5 ? 48 : 16) + 32 * j;
+        const __m512i q0 = qld_u8(qs), q1 = qld_u8(qs + 16);
+        const __m512i h0 = _mm512_srli_epi32(q0, 4), h1 = _mm512_srli_epi32(q1, 4);
+        const __m512 ds0 = qbc_f32(ks + 2 * s0), dm0 = qbc_f32(ks + 2 * s0 + 1);
+        const __m512 ds1 = qbc_f32(ks + 2 * s1), dm1 = qbc_f32(ks + 2 * s1 + 1);
+        const __m512 l0 = _mm512_sub_ps(_mm512_mul_ps(ds0, qiota(0)), dm0);
+        const __m512 l1 = _mm512_sub_ps(_mm512_mul_ps(ds1, qiota(0)), dm1);
+        w[0] = _mm512_permutexvar_ps(q0, l0);
+        w[1] = _mm512_permutexvar_ps(q1, l0);
+        w[2] = _mm512_permutexvar_ps(h0, l1);
+        w[3] = _mm512_permutexvar_ps(h1, l1);
+        if (k5) { /* bit s of qh[l]: the 5th bit of element l of sub-block s */
+            const __m512 u0 = _mm512_sub_ps(_mm512_mul_ps(ds0, qiota(16)), dm0);
+            const __m512 u1 = _mm512_sub_ps(_mm512_mul_ps(ds1, qiota(16)), dm1);
+            const __m128i qa = _mm_loadu_si128((const __m128i *)(b + 16)), qb = _mm_loadu_si128((const __m128i *)(b + 32));
+            const __m128i m0 = _mm_set1_epi8((char)(1 << s0)), m1 = _mm_set1_epi8((char)(1 << s1));
+            const __m512i low4 = _mm512_set1_epi32(15), sixteen = _mm512_set1_epi32(16);
+            const __m512i i0 = _mm512_and_si512(q0, low4), i1 = _mm512_and_si512(q1, low4);
+            w[0] = _mm512_permutex2var_ps(l0, _mm512_mask_or_epi32(i0, _mm_test_epi8_mask(qa, m0), i0, sixteen), u0);
+            w[1] = _mm512_permutex2var_ps(l0, _mm512_mask_or_epi32(i1, _mm_test_epi8_mask(qb, m0), i1, sixteen), u0);
+            w[2] = _mm512_permutex2var_ps(l1, _mm512_mask_or_epi32(h0, _mm_test_epi8_mask(qa, m1), h0, sixteen), u1);
+            w[3] = _mm512_permutex2var_ps(l1, _mm512_mask_or_epi32(h1, _mm_test_epi8_mask(qb, m1), h1, sixteen), u1);
+        }
+        break;
+    }
+    case QM_DT_Q6_K: { /* (d * sc[g]) * (float)(q - 32); layout in quant.h */
+        if (fresh) qkscales(dt, b, ks);
+        /* step j = elements 64j..64j+63 = (h, k) = (j / 2, 2 (j % 2) + u), u = 0, 1: low 4 bits
+         * from ql[64h + 32u..] (nibble j % 2), high 2 bits from qh[32h..] (bits 2k, 2k + 1); the
+         * codes q - 32 as bytes (256-bit integer ops, no shuffle), then widened from memory */
+        const int h = j >> 1;
+        const __m256i hq = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+        __m256i lo0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h)), lo1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+        __m256i hi0, hi1;
+        if (j & 1) { /* k = 2, 3: high nibbles; bits 4-5, 6-7 of qh */
+            lo0 = _mm256_srli_epi16(lo0, 4);
+            lo1 = _mm256_srli_epi16(lo1, 4);
+            hi0 = hq;
+            hi1 = _mm256_srli_epi16(hq, 2);
+        } else { /* k = 0, 1: low nibbles; bits 0-1, 2-3 of qh */
+            hi0 = _mm256_slli_epi16(hq, 4);
+            hi1 = _mm256_slli_epi16(hq, 2);
+        }
+        int8_t c[64] __attribute__((aligned(64)));
+        _mm256_store_si256((__m256i *)c, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo0, m4), _mm256_and_si256(hi0, m2)), k32));
+        _mm256_store_si256((__m256i *)(c + 32), _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo1, m4), _mm256_and_si256(hi1, m2)), k32));
+        for (int g = 0; g < 4; g++)
+            w[g] = _mm512_mul_ps(qbc_f32(ks + 4 * j + g),
+                                 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(c + 16 * g)))));
+        break;
+    }
+    default: break;
+    }
+}
+
+/* Row elements [ea, eb) of R rows (ea a multiple of 16) by the block path: each block dequantized
+ * into a buffer, masked FMAs (lanes at and past eb untouched). */
+QM_INLINE void qedge(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int ea, int eb,
+                     const float *x, size_t ldx, __m512 acc[QRMAX][QTMAX]) {
+    const int qk = qm_dtype_block(dt);
+    const size_t bb = qm_dtype_block_bytes(dt);
+    float buf[256] __attribute__((aligned(64)));
+    for (int c = ea / qk * qk; c < eb; c += qk) {
+        const int lo = ea > c ? ea : c, hi = eb < c + qk ? eb : c + qk;
+        for (int r = 0; r < R; r++) {
+            qm_dequant_avx512(dt, w0 + (size_t)r * wstride + (size_t)(c / qk) * bb, 1, buf);
+            for (int j = lo; j < hi; j += 16) {
+                const __mmask16 m = hi - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (hi - j)) - 1u);
+                const __m512 wv = _mm512_maskz_loadu_ps(m, buf + (j - c));
+                for (int t = 0; t < T; t++)
+                    acc[r][t] = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + (size_t)t * ldx + (j - col0)),
+                                                      acc[r][t], m);
+            }
+        }
+    }
+}
+
+/* The halving tree of R x T accumulators, four at a time (flat index k = t*R + r), then
+ * y[t][r] = sum (+ bias[r], one rounding). */
+QM_INLINE void qstore(__m512 acc[QRMAX][QTMAX], int R, int T, const float *bias, float *y, size_t ldy) {
+    float out[QRMAX * QTMAX + 4];
+    const int nacc = R * T;
+    for (int k = 0; k < nacc; k += 4) {
+        __m512 v[4];
+        for (int j = 0; j < 4; j++) v[j] = k + j < nacc ? acc[(k + j) % R][(k + j) / R] : _mm512_setzero_ps();
+        _mm_storeu_ps(out + k, reduce4(v[0], v[1], v[2], v[3]));
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) {
+            const float d = out[t * R + r];
+            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
+        }
+}
+
+/* The steps of a view's row elements [col0, col0 + cols): [e0, e1), whole steps; the rest, edges. */
+QM_INLINE void qsteps(qm_dtype dt, int col0, int cols, int *e0, int *e1) {
+    const int S = QSTEP(dt), end = col0 + cols;
+    *e0 = (col0 + S - 1) / S * S;
+    *e1 = end / S * S;
+    if (*e0 >= *e1) *e0 = *e1 = end; /* no whole step: all of it is an edge */
+}
+
+/* R rows x T tokens, every weight step dequantized in registers once for the T tokens. */
+QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int cols,
+                         const float *x, size_t ldx, const float *bias, float *y, size_t ldy, int keep, float *accout) {
+    __m512 acc[QRMAX][QTMAX];
+    float ks[QRMAX][16] __attribute__((aligned(64)));
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
+    const int S = QSTEP(dt), G = S / 16, end = col0 + cols;
+    int e0, e1;
+    qsteps(dt, col0, cols, &e0, &e1);
+    if (col0 < e0) qedge(w0, wstride, dt, col0, R, T, col0, e0, x, ldx, acc);
+    /* Decode is memory-bound: software prefetch into the L2 (prefetcht2: on Zen 4 the software
+     * prefetches into the L1 were limited by its miss buffers), one line per row and step (a step
+     * is under 64 bytes of a row). A view of several steps: the next tile's rows, from their
+     * first block, so that they are in the cache when that tile starts; a short view (the
+     * forward's 64-column views, read one after another along the rows): the rows' bytes QPF_AHEAD
+     * further on. Never faults, changes no arithmetic. */
+    const size_t step_bytes = qm_dtype_block_bytes(dt) * (size_t)S / (size_t)qm_dtype_block(dt); /* about */
+    const int nst = (e1 - e0) / S, pf_next = T == 1 && nst >= 4, pf_ahead = T == 1 && nst > 0 && nst < 4;
+    const size_t vbytes = (size_t)(end + qm_dtype_block(dt) - 1) / (size_t)qm_dtype_block(dt) * qm_dtype_block_bytes(dt);
+    if (pf_ahead)
+        for (int r = 0; r < R; r++)
+            _mm_prefetch(w0 + (size_t)r * wstride + (size_t)(e0 / S) * step_bytes + QPF_AHEAD, _MM_HINT_T0);
+    for (int e = e0; e < e1; e += S) {
+        const unsigned ue = (unsigned)e;
+        const int fresh = e == e0 || ue % 256 == 0, j = (int)(ue % 256 / 64);
+        const char *wb = w0 + (size_t)(ue / (unsigned)qm_dtype_block(dt)) * qm_dtype_block_bytes(dt);
+        const float *xe = x + (e - col0);
+        if (pf_next) {
+            const size_t off = (size_t)((e - e0) / S) * 64;
+            if (off < vbytes)
+                for (int r = 0; r < R; r++) _mm_prefetch(w0 + (size_t)(R + r) * wstride + off, QPF_HINT);
+        }
+        __m512 w[QRMAX][4];
+        for (int r = 0; r < R; r++) qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w[r]);
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < T; t++) {
+                const __m512 xv = _mm512_loadu_ps(xe + (size_t)t * ldx + 16 * g);
+                for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(w[r][g], xv, acc[r][t]);
+            }
+    }
+    if (e1 < end) qedge(w0, wstride, dt, col0, R, T, e1, end, x, ldx, acc);
+    if (keep) /* T == 1: the accumulators themselves, reduced later (qreduce16) */
+        for (int r = 0; r < R; r++) _mm512_store_ps(accout + 16 * r, acc[r][0]);
+    else
+        qstore(acc, R, T, bias, y, ldy);
+}
+
+/* The halving tree of 16 accumulators at once (a[16 * r ..], r < 16; rows n.. are not read and
+ * count as zero), y[r] = sum (+ bias[r], one rounding) for r < n. Each level pairs lane l with lane
+ * l + w of every accumulator, as the canonical order does, just with the lanes of several
+ * accumulators side by side: w = 8 across 256-bit halves, 4 across 128-bit quarters, 2 and 1 within. */
+QM_INLINE void qreduce16(const float *a, int n, const float *bias, float *y) {
+    __m512 v[16];
+    for (int r = 0; r < 16; r++) v[r] = r < n ? _mm512_load_ps(a + 16 * r) : _mm512_setzero_ps();
+    __m512 s8[8], s4[4], s2[2];
+    for (int k = 0; k < 8; k++) /* [acc 2k lanes 0-7 + 8-15 | acc 2k+1 lanes 0-7 + 8-15] */
+        s8[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    for (int k = 0; k < 4; k++) /* quarter q: acc 4k + q, lanes 0-3 + 4-7 */
+        s4[k] = _mm512_add_ps(_mm512_shuffle_f32x4(s8[2 * k], s8[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_f32x4(s8[2 * k], s8[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+    for (int k = 0; k < 2; k++) /* quarter q: (acc 4(2k) + q: l0+l2, l1+l3), (acc 4(2k+1) + q: ...) */
+        s2[k] = _mm512_add_ps(_mm512_shuffle_ps(s4[2 * k], s4[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                              _mm512_shuffle_ps(s4[2 * k], s4[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+    /* quarter q: sums of acc q, 4 + q, 8 + q, 12 + q */
+    __m512 s1 = _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                              _mm512_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    s1 = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), s1);
+    const __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+    if (bias) s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m, bias));
+    _mm512_mask_storeu_ps(y, m, s1);
+}
+
+/* Decode of short views (the forward's 64-column views): every row's steps first, accumulators
+ * kept in memory, then the trees 16 rows at a time, so that no row waits on the one before. */
+#define QSB 64
+QM_INLINE void qdecode_short(const char *base, size_t wstride, qm_dtype dt, int col0, int cols, const float *x,
+                             const float *bias, float *y, int o_begin, int o_end) {
+    float acc[QSB * 16] __attribute__((aligned(64)));
+    for (int o0 = o_begin; o0 < o_end; o0 += QSB) {
+        const int n = o_end - o0 < QSB ? o_end - o0 : QSB;
+        int r = 0;
+        for (; r + 4 <= n; r += 4)
+            qtile_reg(base + (size_t)(o0 + r) * wstride, wstride, dt, col0, 4, 1, cols, x, 0, NULL, NULL, 0, 1, acc + 16 * r);
+        for (; r < n; r++)
+            qtile_reg(base + (size_t)(o0 + r) * wstride, wstride, dt, col0, 1, 1, cols, x, 0, NULL, NULL, 0, 1, acc + 16 * r);
+        for (int k = 0; k < n; k += 16) qreduce16(acc + 16 * k, n - k, bias ? bias + o0 + k : NULL, y + o0 + k);
+    }
+}
+
+/* One row's view, dequantized exactly into out[0 .. cols) (f32, as qm_dequant_range). */
+QM_INLINE void qrow_f32(const char *row, qm_dtype dt, int col0, int cols, float *out) {
+    const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt), end = col0 + cols;
+    const size_t bb = qm_dtype_block_bytes(dt);
+    float ks[16] __attribute__((aligned(64)));
+    float buf[256] __attribute__((aligned(64)));
+    int e0, e1;
+    qsteps(dt, col0, cols, &e0, &e1);
+    for (int part = 0; part < 2; part++) { /* the edges */
+        const int ea = part ? e1 : col0, eb = part ? end : e0;
+        for (int c = ea / qk * qk; ea < eb && c < eb; c += qk) {
+            const int lo = ea > c ? ea : c, hi = eb < c + qk ? eb : c + qk;
+            qm_dequant_avx512(dt, row + (size_t)(c / qk) * bb, 1, buf);
+            for (int j = lo; j < hi; j++) out[j - col0] = buf[j - c];
+        }
+    }
+    for (int e = e0; e < e1; e += S) {
+        __m512 w[4];
+        const unsigned ue = (unsigned)e;
+        qstep(dt, (const uint8_t *)row + (size_t)(ue / (unsigned)qk) * bb, (int)(ue % 256 / 64), e == e0 || ue % 256 == 0, ks, w);
+        for (int g = 0; g < G; g++) _mm512_storeu_ps(out + (e - col0) + 16 * g, w[g]);
+    }
+}
+
+/* R rows of f32 weights (row r at buf + r*ldb, 64-byte aligned, cols long) x T tokens. A view
+ * longer than the buffer goes in column chunks: the accumulators start from am (am[(t*R + r)*16])
+ * unless first, and are left there unless last (then reduced into y). */
+QM_INLINE void qgemm(const float *buf, size_t ldb, int R, int T, int cols, const float *x, size_t ldx, int first,
+                     int last, float *am, const float *bias, float *y, size_t ldy) {
+    __m512 acc[QRMAX][QTMAX];
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) acc[r][t] = first ? _mm512_setzero_ps() : _mm512_load_ps(am + ((size_t)t * R + r) * 16);
+    const int nfull = cols & ~15;
+    for (int i = 0; i < nfull; i += 16) {
+        __m512 wv[QRMAX];
+        for (int r = 0; r < R; r++) wv[r] = _mm512_load_ps(buf + (size_t)r * ldb + i);
+        for (int t = 0; t < T; t++) {
+            const __m512 xv = _mm512_loadu_ps(x + (size_t)t * ldx + i);
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(wv[r], xv, acc[r][t]);
+        }
+    }
+    if (nfull < cols) {
+        const __mmask16 m = (__mmask16)((1u << (cols - nfull)) - 1u);
+        __m512 wv[QRMAX];
+        for (int r = 0; r < R; r++) wv[r] = _mm512_maskz_load_ps(m, buf + (size_t)r * ldb + nfull);
+        for (int t = 0; t < T; t++) {
+            const __m512 xv = _mm512_maskz_loadu_ps(m, x + (size_t)t * ldx + nfull);
+            for (int r = 0; r < R; r++) acc[r][t] = _mm512_mask3_fmadd_ps(wv[r], xv, acc[r][t], m);
+        }
+    }
+    if (last)
+        qstore(acc, R, T, bias, y, ldy);
+    else
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < T; t++) _mm512_store_ps(am + ((size_t)t * R + r) * 16, acc[r][t]);
+}
+
+/* Every token against rows buf[0..R) (see qgemm): tiles of QGT tokens, then the 1..QGT-1 left;
+ * am: the accumulators of token t at am + t * R * 16. */
+#define QGR 4
+#define QGT 6
+QM_INLINE void qgemm_rows(const float *buf, size_t ldb, int R, int cols, const float *x, size_t ldx, int n_tok,
+                          int first, int last, float *am, const float *bias, float *y, size_t ldy) {
+    int t = 0;
+    for (; t + QGT <= n_tok; t += QGT)
+        qgemm(buf, ldb, R, QGT, cols, x + (size_t)t * ldx, ldx, first, last, am + (size_t)t * R * 16, bias,
+              y + (size_t)t * ldy, ldy);
+    const float *xt = x + (size_t)t * ldx;
+    float *yt = y + (size_t)t * ldy, *at = am + (size_t)t * R * 16;
+    switch (n_tok - t) {
+    case 5: qgemm(buf, ldb, R, 5, cols, xt, ldx, first, last, at, bias, yt, ldy); break;
+    case 4: qgemm(buf, ldb, R, 4, cols, xt, ldx, first, last, at, bias, yt, ldy); break;
+    case 3: qgemm(buf, ldb, R, 3, cols, xt, ldx, first, last, at, bias, yt, ldy); break;
+    case 2: qgemm(buf, ldb, R, 2, cols, xt, ldx, first, last, at, bias, yt, ldy); break;
+    case 1: qgemm(buf, ldb, R, 1, cols, xt, ldx, first, last, at, bias, yt, ldy); break;
+    default: break;
+    }
+}
+
+static void qgemm_rows4(const float *buf, size_t ldb, int cols, const float *x, size_t ldx, int n_tok, int first,
+                        int last, float *am, const float *bias, float *y, size_t ldy) {
+    qgemm_rows(buf, ldb, QGR, cols, x, ldx, n_tok, first, last, am, bias, y, ldy);
+}
+static void qgemm_rows1(const float *buf, size_t ldb, int cols, const float *x, size_t ldx, int n_tok, int first,
+                        int last, float *am, const float *bias, float *y, size_t ldy) {
+    qgemm_rows(buf, ldb, 1, cols, x, ldx, n_tok, first, last, am, bias, y, ldy);
+}
+
+/* Decode (one token): QDR rows in flight; short views: qdecode_short. Up to QAT tokens: register
+ * tiles. More: the buffered path, QGR rows of at most QKC columns at a time (a longer view in
+ * column chunks, tokens then in groups of QKT, their accumulators in memory in between). */
+#ifndef QM_AVX512_QDR
+#define QM_AVX512_QDR 4
+#endif
+#define QAT 3
+#define QKC 4096
+#define QKT 64
+#ifndef QSHORT
+#define QSHORT 128 /* decode views of at most this many columns: qdecode_short */
+#endif
+
+#define QREG_TOKENS(R_, o_)                                                                        \
+    for (int t = 0; t < n_tok; t += 4) {                                                           \
         const char *w0 = base + (size_t)(o_) * wstride;                                            \
         const float *b0 = bias ? bias + (o_) : NULL;                                               \
         const float *xt = x + (size_t)t * ldx;                                                     \
         float *yt = y + (size_t)t * ldy + (o_);                                                    \
-        switch (nt) {                                                                              \
-        case 4: tile_q(w0, wstride, dt, w->col0, R_, 4, w->cols, xt, ldx, b0, yt, ldy); break;     \
-        case 3: tile_q(w0, wstride, dt, w->col0, R_, 3, w->cols, xt, ldx, b0, yt, ldy); break;     \
-        case 2: tile_q(w0, wstride, dt, w->col0, R_, 2, w->cols, xt, ldx, b0, yt, ldy); break;     \
-        default: tile_q(w0, wstride, dt, w->col0, R_, 1, w->cols, xt, ldx, b0, yt, ldy); break;    \
+        switch (n_tok - t) {                                                                       \
+        case 1: qtile_reg(w0, wstride, dt, col0, R_, 1, cols, xt, ldx, b0, yt, ldy, 0, NULL); break;  \
+        case 2: qtile_reg(w0, wstride, dt, col0, R_, 2, cols, xt, ldx, b0, yt, ldy, 0, NULL); break;  \
+        case 3: qtile_reg(w0, wstride, dt, col0, R_, 3, cols, xt, ldx, b0, yt, ldy, 0, NULL); break;  \
+        default: qtile_reg(w0, wstride, dt, col0, R_, 4, cols, xt, ldx, b0, yt, ldy, 0, NULL); break; \
         }                                                                                          \
     }
 
-static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
-                     size_t ldy, int o_begin, int o_end) {
+QM_INLINE void matmul_q_dt(const qm_wview *w, qm_dtype dt, const float *bias, const float *x, size_t ldx, int n_tok,
+                           float *y, size_t ldy, int o_begin, int o_end) {
     const char *base = w->data;
     const size_t wstride = qm_wview_stride(w);
-    const qm_dtype dt = w->dtype;
+    const int col0 = w->col0, cols = w->cols;
     int o = o_begin;
-    for (; o + QR <= o_end; o += QR) Q_TOKENS(QR, o)
-    for (; o < o_end; o++) Q_TOKENS(1, o)
+    if (n_tok == 1 && cols <= QSHORT) {
+        qdecode_short(base, wstride, dt, col0, cols, x, bias, y, o_begin, o_end);
+    } else if (n_tok == 1) {
+        for (; o + QM_AVX512_QDR <= o_end; o += QM_AVX512_QDR)
+            qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, QM_AVX512_QDR, 1, cols, x, ldx,
+                      bias ? bias + o : NULL, y + o, ldy, 0, NULL);
+        for (; o < o_end; o++)
+            qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, 1, 1, cols, x, ldx, bias ? bias + o : NULL,
+                      y + o, ldy, 0, NULL);
+    } else if (n_tok <= QAT) {
+        for (; o + 4 <= o_end; o += 4) QREG_TOKENS(4, o)
+        for (; o < o_end; o++) QREG_TOKENS(1, o)
+    } else {
+        float buf[QGR * QKC] __attribute__((aligned(64)));
+        float am[QGR * QKT * 16] __attribute__((aligned(64)));
+        const int nck = (cols + QKC - 1) / QKC, tstep = nck > 1 ? QKT : n_tok;
+        for (; o < o_end; o += QGR) {
+            const int R = o_end - o < QGR ? o_end - o : QGR;
+            for (int t0 = 0; t0 < n_tok; t0 += tstep) {
+                const int tg = n_tok - t0 < tstep ? n_tok - t0 : tstep;
+                const float *xt = x + (size_t)t0 * ldx;
+                float *yt = y + (size_t)t0 * ldy + o;
+                for (int ck = 0; ck < nck; ck++) {
+                    const int cs = ck * QKC, kc = cols - cs < QKC ? cols - cs : QKC, first = ck == 0, last = ck == nck - 1;
+                    const size_t ldb = (size_t)(kc + 15) / 16 * 16;
+                    for (int r = 0; r < R; r++)
+                        qrow_f32(base + (size_t)(o + r) * wstride, dt, col0 + cs, kc, buf + (size_t)r * ldb);
+                    if (R == QGR) {
+                        qgemm_rows4(buf, ldb, kc, xt + cs, ldx, tg, first, last, am, bias ? bias + o : NULL, yt, ldy);
+                    } else {
+                        for (int r = 0; r < R; r++)
+                            qgemm_rows1(buf + (size_t)r * ldb, ldb, kc, xt + cs, ldx, tg, first, last, am + (size_t)r * QKT * 16,
+                                        bias ? bias + o + r : NULL, yt + r, ldy);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* One function per type (each with its own stack buffer, code specialised to the type). */
+#define QM_Q_DT(name_, dt_)                                                                        \
+    static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
+                                                int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
+        matmul_q_dt(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                          \
+    }
+QM_Q_DT(matmul_q8_0, QM_DT_Q8_0)
+QM_Q_DT(matmul_q4_0, QM_DT_Q4_0)
+QM_Q_DT(matmul_q4_1, QM_DT_Q4_1)
+QM_Q_DT(matmul_q5_0, QM_DT_Q5_0)
+QM_Q_DT(matmul_q5_1, QM_DT_Q5_1)
+QM_Q_DT(matmul_q4_k, QM_DT_Q4_K)
+QM_Q_DT(matmul_q5_k, QM_DT_Q5_K)
+QM_Q_DT(matmul_q6_k, QM_DT_Q6_K)
+
+static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
+                     size_t ldy, int o_begin, int o_end) {
+    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, const float *, size_t, int, float *, size_t,
+                                         int, int) = {
+        [QM_DT_Q8_0] = matmul_q8_0, [QM_DT_Q4_0] = matmul_q4_0, [QM_DT_Q4_1] = matmul_q4_1,
+        [QM_DT_Q5_0] = matmul_q5_0, [QM_DT_Q5_1] = matmul_q5_1, [QM_DT_Q4_K] = matmul_q4_k,
+        [QM_DT_Q5_K] = matmul_q5_k, [QM_DT_Q6_K] = matmul_q6_k};
+    if ((unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype]) fn[w->dtype](w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
 }
 
 static void matmul_avx512(const qm_wview *w, const float *bias, const float *x, size_t ldx,

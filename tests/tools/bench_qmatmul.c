@@ -1,0 +1,265 @@
+/* Quantized matmul (exact mode): a bit-exactness check of every ISA against the scalar twin over
+ * many shapes (column offsets, edges, token counts up to past a prefill step, row ranges, bias,
+ * row-parallel 64-column views), and a speed report in ns per weight element (decode) and per
+ * weight element x token (prefill). The check runs in the suite as test_qmatmul_exact; the bench
+ * by hand:
+ *
+ *   build/tests/bench_qmatmul check [trials]      bit-exactness (exit 1 on a mismatch)
+ *   build/tests/bench_qmatmul bench [isa] [types] speed (types: comma-separated names, e.g. Q4_K)
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+
+typedef struct { uint64_t s; } rng_t;
+static uint64_t rng_u64(rng_t *r) {
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+static int rng_int(rng_t *r, int lo, int hi) { return lo + (int)(rng_u64(r) % (uint64_t)(hi - lo + 1)); }
+static float rand_f32(rng_t *r) {
+    uint64_t u = rng_u64(r);
+    if ((u & 63) == 0) return (u & 64) ? -0.0f : 0.0f;
+    uint32_t b = (uint32_t)(u >> 63) << 31 | (uint32_t)(127 - 6 + (int)((u >> 32) % 13)) << 23 |
+                 ((uint32_t)(u >> 6) & 0x7fffffu);
+    float f;
+    memcpy(&f, &b, 4);
+    return f;
+}
+
+static const qm_dtype dts[] = {QM_DT_Q8_0, QM_DT_Q4_0, QM_DT_Q4_1, QM_DT_Q5_0,
+                               QM_DT_Q5_1, QM_DT_Q4_K, QM_DT_Q5_K, QM_DT_Q6_K};
+#define NDT ((int)(sizeof dts / sizeof dts[0]))
+
+/* Random blocks; the f16 scale fields finite and moderate (wild: any finite f16, zero included). */
+static void *make_q(rng_t *r, qm_dtype dt, size_t nblocks, int wild) {
+    size_t bb = qm_dtype_block_bytes(dt);
+    unsigned char *p = malloc(nblocks * bb); /* exact: an over-read shows under ASan */
+    for (size_t i = 0; i < nblocks * bb; i++) p[i] = (unsigned char)rng_u64(r);
+    for (size_t b = 0; b < nblocks; b++) {
+        unsigned char *blk = p + b * bb;
+        for (int k = 0; k < 2; k++) {
+            uint64_t u = rng_u64(r);
+            uint16_t s = wild ? (uint16_t)(u & 0xffff) : (uint16_t)(((u >> 20) & 1u) << 15 | (uint16_t)(5 + u % 16) << 10 |
+                                                                   ((u >> 32) & 0x3ffu));
+            if (wild && (s & 0x7c00) == 0x7c00) s &= 0xbfff; /* no inf/NaN */
+            if (k == 0) memcpy(blk + (dt == QM_DT_Q6_K ? 208 : 0), &s, 2);
+            else if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1 || dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) memcpy(blk + 2, &s, 2);
+        }
+    }
+    return p;
+}
+
+static int n_isa;
+static qm_kernels isa[4];
+static const qm_kernels *scal;
+
+static void init_isas(void) {
+    const char *names[4];
+    int n = qm_kernels_supported(names, 4);
+    for (int i = 0; i < n; i++) {
+        qm_error err;
+        if (qm_kernels_select(names[i], &isa[n_isa], &err) == QM_OK) n_isa++;
+    }
+    for (int i = 0; i < n_isa; i++)
+        if (!strcmp(isa[i].isa, "scalar")) scal = &isa[i];
+}
+
+static long n_checked;
+
+/* One view (rows [o_b, o_e)), every ISA against the scalar twin; returns 0 when all agree. */
+static int check_one(const qm_wview *v, const float *bias, const float *x, size_t ldx, int n_tok, size_t ldy, int o_b,
+                     int o_e, const char *what) {
+    size_t ny = (size_t)n_tok * ldy;
+    float *ref = malloc(ny * 4), *got = malloc(ny * 4);
+    for (size_t i = 0; i < ny; i++) ref[i] = got[i] = 12345.0f;
+    scal->matmul(v, bias, x, ldx, n_tok, ref, ldy, o_b, o_e);
+    int bad = 0;
+    for (int k = 0; k < n_isa && !bad; k++) {
+        if (&isa[k] == scal) continue;
+        for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
+        isa[k].matmul(v, bias, x, ldx, n_tok, got, ldy, o_b, o_e);
+        if (memcmp(ref, got, ny * 4)) {
+            size_t i = 0;
+            while (!memcmp(&ref[i], &got[i], 4)) i++;
+            fprintf(stderr, "MISMATCH %s %s %s rows [%d,%d) cols %d col0 %d n_tok %d ld %zu: y[%zu] %a vs %a\n", what,
+                    isa[k].isa, qm_dtype_name(v->dtype), o_b, o_e, v->cols, v->col0, n_tok, v->ld, i, got[i], ref[i]);
+            bad = 1;
+        }
+        n_checked++;
+    }
+    free(ref);
+    free(got);
+    return bad;
+}
+
+static int check(int trials) {
+    rng_t r = {2024};
+    int fails = 0;
+    for (int d = 0; d < NDT; d++) {
+        qm_dtype dt = dts[d];
+        int qk = qm_dtype_block(dt);
+        size_t bb = qm_dtype_block_bytes(dt);
+        for (int tr = 0; tr < trials; tr++) {
+            int nblocks = rng_int(&r, 1, qk == 32 ? 48 : 7);
+            int rows = rng_int(&r, 0, 7) == 0 ? rng_int(&r, 42, 150) : rng_int(&r, 1, 41);
+            if (tr % 25 == 7) { /* rows longer than the kernels' column chunks */
+                nblocks = qk == 32 ? rng_int(&r, 120, 300) : rng_int(&r, 15, 38);
+                rows = rng_int(&r, 1, 9);
+            }
+            int ld = nblocks * qk;
+            int shape = tr % 4, col0, cols;
+            if (shape == 0) { /* whole rows */
+                col0 = 0;
+                cols = ld;
+            } else if (shape == 1) { /* the forward's 64-column views (32 rows each) */
+                col0 = 64 * rng_int(&r, 0, (ld - 1) / 64);
+                cols = ld - col0 < 64 ? ld - col0 : 64;
+                if (rng_int(&r, 0, 1)) cols = ld - col0;
+            } else { /* any column offset that is a multiple of 16, any length */
+                col0 = 16 * rng_int(&r, 0, (ld - 1) / 16);
+                cols = rng_int(&r, 1, ld - col0);
+            }
+            int wild = rng_int(&r, 0, 7) == 0;
+            void *q = make_q(&r, dt, (size_t)rows * (size_t)nblocks, wild);
+            qm_wview v = {(const char *)q + (size_t)(col0 / qk) * bb, dt, (size_t)ld, rows, cols, col0 % qk};
+            int nt_pick = rng_int(&r, 0, 9);
+            int n_tok = nt_pick < 5 ? rng_int(&r, 1, 8) : nt_pick < 9 ? rng_int(&r, 9, 40) : rng_int(&r, 120, 140);
+            size_t ldx = (size_t)cols + (size_t)rng_int(&r, 0, 3) * 16 + (size_t)rng_int(&r, 0, 1);
+            float *x = malloc((size_t)n_tok * ldx * 4);
+            for (size_t i = 0; i < (size_t)n_tok * ldx; i++) x[i] = rand_f32(&r);
+            float *bias = NULL;
+            if (rng_int(&r, 0, 2) == 0) {
+                bias = malloc((size_t)rows * 4);
+                for (int i = 0; i < rows; i++) bias[i] = rand_f32(&r);
+            }
+            size_t ldy = (size_t)rows + (size_t)rng_int(&r, 0, 2);
+            int o_b = 0, o_e = rows;
+            if (rng_int(&r, 0, 3) == 0) {
+                o_b = rng_int(&r, 0, rows - 1);
+                o_e = rng_int(&r, o_b + 1, rows);
+            }
+            fails += check_one(&v, bias, x, ldx, n_tok, ldy, o_b, o_e, "view");
+            /* the row-parallel calls: 64-column views of the whole rows, 32 rows at a time */
+            if (shape == 1 && col0 == 0) {
+                qm_wview full = {q, dt, (size_t)ld, rows, ld, 0};
+                for (int c0 = 0; c0 < ld && c0 < 64 * 6; c0 += 64) {
+                    int c1 = c0 + 64 < ld ? c0 + 64 : ld;
+                    qm_wview blk = qm_wview_cols(&full, c0, c1);
+                    size_t ldx2 = (size_t)ld;
+                    float *x2 = malloc((size_t)n_tok * ldx2 * 4);
+                    for (size_t i = 0; i < (size_t)n_tok * ldx2; i++) x2[i] = rand_f32(&r);
+                    for (int o0 = 0; o0 < rows; o0 += 32)
+                        fails += check_one(&blk, NULL, x2 + c0, ldx2, n_tok, (size_t)rows, o0,
+                                           o0 + 32 < rows ? o0 + 32 : rows, "rowpar");
+                    free(x2);
+                }
+            }
+            free(bias);
+            free(x);
+            free(q);
+            if (fails > 10) return fails;
+        }
+    }
+    return fails;
+}
+
+/* ---- speed ---- */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Column-parallel: the whole view, all rows. Row-parallel: 64-column views, 32 rows at a time
+ * through all blocks (as forward.c's row_parallel). Returns the best of reps, seconds. */
+static double run(const qm_kernels *k, const qm_wview *w, const float *x, int n_tok, float *y, int rowpar, int reps) {
+    double best = 1e30;
+    for (int rep = 0; rep < reps; rep++) {
+        double t0 = now_s();
+        if (!rowpar) {
+            k->matmul(w, NULL, x, (size_t)w->cols, n_tok, y, (size_t)w->rows, 0, w->rows);
+        } else {
+            for (int o0 = 0; o0 < w->rows; o0 += 32) {
+                int o1 = o0 + 32 < w->rows ? o0 + 32 : w->rows;
+                for (int c0 = 0; c0 < w->cols; c0 += 64) {
+                    qm_wview blk = qm_wview_cols(w, c0, c0 + 64);
+                    k->matmul(&blk, NULL, x + c0, (size_t)w->cols, n_tok, y, (size_t)w->rows, o0, o1);
+                }
+            }
+        }
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+static void bench(const char *isa_name, const char *types) {
+    qm_kernels k;
+    qm_error err;
+    if (qm_kernels_select(isa_name, &k, &err) != QM_OK) {
+        fprintf(stderr, "no ISA %s\n", isa_name);
+        exit(2);
+    }
+    rng_t r = {99};
+    printf("isa %s: ns per weight element (decode: n_tok 1, weights from DRAM) / per element x token (prefill: n_tok 64)\n",
+           k.isa);
+    printf("%-5s %10s %10s %10s %10s %10s %10s\n", "type", "dec_full", "dec_rowpar", "dec_hot", "dechot_rp", "pre_full",
+           "pre_rowpar");
+    for (int d = 0; d < NDT; d++) {
+        qm_dtype dt = dts[d];
+        if (types && !strstr(types, qm_dtype_name(dt))) continue;
+        /* decode: ~64M elements, more than the L3 */
+        const int dcols = 1536, drows = 40960, rcols = 8960, rrows = 7168;
+        size_t nb = (size_t)drows * dcols / (size_t)qm_dtype_block(dt);
+        void *q = make_q(&r, dt, nb, 0);
+        float *x = malloc((size_t)64 * rcols * 4), *y = malloc((size_t)64 * drows * 4);
+        for (size_t i = 0; i < (size_t)64 * rcols; i++) x[i] = rand_f32(&r);
+        qm_wview wf = {q, dt, (size_t)dcols, drows, dcols, 0};
+        double tdf = run(&k, &wf, x, 1, y, 0, 3) / ((double)drows * dcols) * 1e9;
+        qm_wview wr = {q, dt, (size_t)rcols, rrows, rcols, 0};
+        double tdr = run(&k, &wr, x, 1, y, 1, 3) / ((double)rrows * rcols) * 1e9;
+        /* decode with the weights in the L2: the kernel's own cost */
+        qm_wview hf = {q, dt, (size_t)dcols, 256, dcols, 0};
+        double thf = run(&k, &hf, x, 1, y, 0, 50) / (256.0 * dcols) * 1e9;
+        qm_wview hr = {q, dt, (size_t)rcols, 64, rcols, 0};
+        double thr = run(&k, &hr, x, 1, y, 1, 50) / (64.0 * rcols) * 1e9;
+        /* prefill: 64 tokens on a smaller matrix */
+        qm_wview pf = {q, dt, (size_t)dcols, 2048, dcols, 0};
+        double tpf = run(&k, &pf, x, 64, y, 0, 2) / (2048.0 * dcols * 64) * 1e9;
+        qm_wview pr = {q, dt, (size_t)rcols, 448, rcols, 0};
+        double tpr = run(&k, &pr, x, 64, y, 1, 2) / (448.0 * rcols * 64) * 1e9;
+        printf("%-5s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f\n", qm_dtype_name(dt), tdf, tdr, thf, thr, tpf, tpr);
+        fflush(stdout);
+        free(q);
+        free(x);
+        free(y);
+    }
+}
+
+int main(int argc, char **argv) {
+    init_isas();
+    if (argc >= 2 && !strcmp(argv[1], "check")) {
+        int trials = argc >= 3 ? atoi(argv[2]) : 200;
+        int fails = check(trials);
+        printf("check: %ld comparisons, %d mismatches (ISAs:", n_checked, fails);
+        for (int i = 0; i < n_isa; i++) printf(" %s", isa[i].isa);
+        printf(")\n");
+        return fails ? 1 : 0;
+    }
+    if (argc >= 2 && !strcmp(argv[1], "bench")) {
+        bench(argc >= 3 ? argv[2] : "auto", argc >= 4 ? argv[3] : NULL);
+        return 0;
+    }
+    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types]\n", argv[0]);
+    return 2;
+}
