@@ -51,6 +51,20 @@ static inline qm_wview qm_wview_cols(const qm_wview *w, int c0, int c1) {
     return v;
 }
 
+/* Asks the cache for the bytes of columns [c0, c1) of rows [o0, o1) (a hint: never faults, no
+ * effect on results). A row-parallel layer reads many rows a short column slice at a time, more
+ * strided streams than the hardware prefetcher follows; this fetches the next slice ahead. */
+static inline void qm_wview_prefetch(const qm_wview *w, int c0, int c1, int o0, int o1) {
+    if (c1 > w->cols) c1 = w->cols;
+    if (c0 >= c1) return;
+    size_t qk = (size_t)qm_dtype_block(w->dtype), bb = qm_dtype_block_bytes(w->dtype), stride = qm_wview_stride(w);
+    size_t b0 = ((size_t)w->col0 + (size_t)c0) / qk * bb, b1 = ((size_t)w->col0 + (size_t)c1 + qk - 1) / qk * bb;
+    for (int o = o0; o < o1; o++) {
+        const char *row = (const char *)w->data + (size_t)o * stride;
+        for (size_t b = b0 & ~(size_t)63; b < b1; b += 64) __builtin_prefetch(row + b, 0, 3);
+    }
+}
+
 typedef struct qm_kernels {
     const char *isa; /* "avx512", "avx2" or "scalar" */
 
@@ -71,7 +85,27 @@ typedef struct qm_kernels {
     void (*quantize_act)(const float *x, int n, int8_t *q, float *d, int32_t *s);
     void (*matmul_q8)(const qm_wview *w, const float *bias, const struct qm_q8act *x, int n_tok, float *y, size_t ldy,
                       int o_begin, int o_end);
+
+    /* A row-parallel layer (model/forward.c): the view's columns cut into nb blocks of bc
+     * columns (the last may be shorter), each block's dot the canonical dot of that block as a
+     * view of its own (qm_wview_cols), as matmul (f32 x) or matmul_q8 (quantized x, whose vector
+     * starts at the view's column 0) computes it. Without chain, block bi of row o and token t
+     * goes to part[bi * pstride + t * ldy + o]; with chain (part unused), the blocks are added in
+     * block order, chain[t * ldy + o] = ((p_0 + p_1) + p_2) + ... The same bits as block-by-block
+     * calls (qm_blocks_by_views is that loop, the scalar twin); fast paths read each row once,
+     * contiguously, where the loop reads many rows a short slice at a time. */
+    void (*matmul_blocks)(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
+                          size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+    void (*matmul_q8_blocks)(const qm_wview *w, const struct qm_q8act *x, int n_tok, int bc, int nb, float *part,
+                             size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
 } qm_kernels;
+
+typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
+                             size_t ldy, int o_begin, int o_end);
+
+void qm_blocks_by_views(qm_matmul_fn mm, const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                        float *part, size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+
 
 /* The scalar twin (every ISA's fallback for what it has no fast path for). */
 extern const qm_kernels qm_kernels_scalar_table;

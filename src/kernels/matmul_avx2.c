@@ -826,6 +826,12 @@ static void axpy_avx2(float a, const float *x, float *y, int n) {
     for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
+static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
+                          size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+    qm_blocks_by_views(matmul_avx2, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+}
+
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
-    .quantize_act = qm_quantize_act_avx2, .matmul_q8 = qm_matmul_q8_avx2};
+    .quantize_act = qm_quantize_act_avx2, .matmul_q8 = qm_matmul_q8_avx2,
+    .matmul_blocks = matmul_blocks_avx2, .matmul_q8_blocks = qm_matmul_q8_blocks_avx2};

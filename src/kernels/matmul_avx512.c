@@ -698,6 +698,12 @@ static void axpy_avx512(float a, const float *x, float *y, int n) {
     }
 }
 
+static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
+                          size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+    qm_blocks_by_views(matmul_avx512, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+}
+
 const qm_kernels qm_kernels_avx512_table = {
     .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
-    .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512};
+    .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512,
+    .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512};

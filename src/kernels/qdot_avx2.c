@@ -759,3 +759,10 @@ void qm_quantize_act_avx2(const float *x, int n, int8_t *q, float *d, int32_t *s
         s[b] = _mm_cvtsi128_si32(_mm_add_epi32(t4, _mm_shuffle_epi32(t4, _MM_SHUFFLE(2, 3, 0, 1))));
     }
 }
+
+/* ---- row-parallel blocks ---- */
+
+void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
+                              size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+    qm_q8_blocks_by_views(qm_matmul_q8_avx2, w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+}

@@ -119,32 +119,36 @@ static void attention(job *J, int ith, int nth) {
     }
 }
 
-/* Partials of a row-parallel layer: block bi of this device -> partial[bi] (or chained into sum).
- * Rows go in chunks of ROW_CHUNK, each chunk through all blocks, so the weights are read row by
- * row (a block is a short column slice: block by block over all rows would stride through memory). */
-#define ROW_CHUNK 32
+/* Partials of a row-parallel layer: block bi of this device -> partial[bi] (or chained into sum,
+ * in block order) for the thread's share of the output rows. The kernels read each weight row
+ * once (kernels.h, matmul_blocks). In the fast mode, a view whose blocks are not all whole
+ * 32-blocks (odd test shapes only) goes block by block through linear(), which picks per block. */
 static void row_parallel(job *J, int ith, int nth) {
     qm_device *dev = J->dev;
-    int T = J->s->n_tok, d = dev->shard.cfg.hidden_size;
+    const qm_wview *w = J->w;
+    int T = J->s->n_tok, d = dev->shard.cfg.hidden_size, bc = J->block_cols;
     long ob, oe;
     qm_split_range(d, ith, nth, &ob, &oe);
     if (oe <= ob) return;
-    int total_cols = J->w->cols;
-    for (long o0 = ob; o0 < oe; o0 += ROW_CHUNK) {
-        long o1 = o0 + ROW_CHUNK < oe ? o0 + ROW_CHUNK : oe;
+    float *chain = J->fused ? dev->sum : NULL;
+    const size_t pstride = (size_t)T * (size_t)d;
+    const int q8 = dev->xq && qm_dtype_is_quant(w->dtype);
+    if (q8 && w->col0 % 32 == 0 && w->cols % 32 == 0 && bc % 32 == 0) {
+        const qm_q8act a = {dev->xq, dev->xq_d, dev->xq_s, (size_t)dev->xq_ld / 32};
+        dev->kern.matmul_q8_blocks(w, &a, T, bc, J->nb, dev->partial, pstride, chain, (size_t)d, (int)ob, (int)oe);
+    } else if (!q8) {
+        dev->kern.matmul_blocks(w, J->in, (size_t)J->in_ld, T, bc, J->nb, dev->partial, pstride, chain, (size_t)d,
+                                (int)ob, (int)oe);
+    } else {
         for (int bi = 0; bi < J->nb; bi++) {
-            int c0 = bi * J->block_cols, c1 = c0 + J->block_cols;
-            if (c1 > total_cols) c1 = total_cols;
-            qm_wview blk = qm_wview_cols(J->w, c0, c1);
-            float *dst = J->fused ? dev->partial : dev->partial + (size_t)bi * (size_t)T * (size_t)d;
-            linear(dev, &blk, NULL, J->in + c0, (size_t)J->in_ld, c0, T, dst, (size_t)d, (int)o0, (int)o1);
+            int c0 = bi * bc, c1 = c0 + bc < w->cols ? c0 + bc : w->cols;
+            qm_wview blk = qm_wview_cols(w, c0, c1);
+            float *dst = dev->partial + (size_t)(J->fused ? 0 : bi) * pstride;
+            linear(dev, &blk, NULL, J->in + c0, (size_t)J->in_ld, c0, T, dst, (size_t)d, (int)ob, (int)oe);
             if (!J->fused) continue;
             for (int t = 0; t < T; t++) {
                 float *acc = dev->sum + (size_t)t * (size_t)d, *pt = dst + (size_t)t * (size_t)d;
-                if (bi == 0)
-                    for (long o = o0; o < o1; o++) acc[o] = pt[o];
-                else
-                    for (long o = o0; o < o1; o++) acc[o] = acc[o] + pt[o];
+                for (long o = ob; o < oe; o++) acc[o] = bi == 0 ? pt[o] : acc[o] + pt[o];
             }
         }
     }

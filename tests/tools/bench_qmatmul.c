@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "kernels/kernels.h"
+#include "kernels/qdot.h"
 #include "kernels/quant.h"
 
 typedef struct { uint64_t s; } rng_t;
@@ -101,6 +102,56 @@ static int check_one(const qm_wview *v, const float *bias, const float *x, size_
     return bad;
 }
 
+/* A row-parallel layer of view v (blocks of bc columns), matmul_blocks and, where the view is
+ * whole 32-blocks, matmul_q8_blocks, chained and not, every ISA against the per-view loop with
+ * the scalar kernels; returns 0 when all agree. */
+static int check_blocks(rng_t *r, const qm_wview *v, int bc, int n_tok, int o_b, int o_e) {
+    const int nb = (v->cols + bc - 1) / bc, d = v->rows;
+    const size_t ldx = (size_t)v->cols, pstride = (size_t)n_tok * (size_t)d, ny = (size_t)nb * pstride;
+    float *x = malloc((size_t)n_tok * ldx * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4);
+    for (size_t i = 0; i < (size_t)n_tok * ldx; i++) x[i] = rand_f32(r);
+    const int q8ok = v->col0 % 32 == 0 && v->cols % 32 == 0 && bc % 32 == 0;
+    int8_t *xq = malloc((size_t)n_tok * ldx + 32);
+    float *xd = malloc(((size_t)n_tok * ldx / 32 + 1) * 4);
+    int32_t *xs = malloc(((size_t)n_tok * ldx / 32 + 1) * 4);
+    if (q8ok)
+        for (int t = 0; t < n_tok; t++)
+            scal->quantize_act(x + (size_t)t * ldx, v->cols, xq + (size_t)t * ldx, xd + (size_t)t * ldx / 32,
+                               xs + (size_t)t * ldx / 32);
+    const qm_q8act a = {xq, xd, xs, ldx / 32};
+    int bad = 0;
+    for (int mode = 0; mode < 4 && !bad; mode++) { /* q8?, chain? */
+        const int use_q8 = mode >= 2, chain = mode & 1;
+        if (use_q8 && !q8ok) continue;
+        for (size_t i = 0; i < ny; i++) ref[i] = 12345.0f;
+        float *cref = chain ? ref : NULL, *pref = chain ? NULL : ref;
+        if (use_q8) qm_q8_blocks_by_views(qm_matmul_q8_scalar, v, &a, n_tok, bc, nb, pref, pstride, cref, (size_t)d, o_b, o_e);
+        else qm_blocks_by_views(scal->matmul, v, x, ldx, n_tok, bc, nb, pref, pstride, cref, (size_t)d, o_b, o_e);
+        for (int k = 0; k < n_isa && !bad; k++) {
+            for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
+            float *cgot = chain ? got : NULL, *pgot = chain ? NULL : got;
+            if (use_q8) isa[k].matmul_q8_blocks(v, &a, n_tok, bc, nb, pgot, pstride, cgot, (size_t)d, o_b, o_e);
+            else isa[k].matmul_blocks(v, x, ldx, n_tok, bc, nb, pgot, pstride, cgot, (size_t)d, o_b, o_e);
+            if (memcmp(ref, got, ny * 4)) {
+                size_t i = 0;
+                while (!memcmp(&ref[i], &got[i], 4)) i++;
+                fprintf(stderr, "MISMATCH blocks%s%s %s %s rows [%d,%d) cols %d col0 %d bc %d n_tok %d: y[%zu] %a vs %a\n",
+                        use_q8 ? " q8" : "", chain ? " chain" : "", isa[k].isa, qm_dtype_name(v->dtype), o_b, o_e,
+                        v->cols, v->col0, bc, n_tok, i, got[i], ref[i]);
+                bad = 1;
+            }
+            n_checked++;
+        }
+    }
+    free(x);
+    free(ref);
+    free(got);
+    free(xq);
+    free(xd);
+    free(xs);
+    return bad;
+}
+
 static int check(int trials) {
     rng_t r = {2024};
     int fails = 0;
@@ -148,6 +199,11 @@ static int check(int trials) {
                 o_e = rng_int(&r, o_b + 1, rows);
             }
             fails += check_one(&v, bias, x, ldx, n_tok, ldy, o_b, o_e, "view");
+            {
+                static const int bcs[] = {64, 64, 32, 128, 48};
+                const int bc = bcs[rng_int(&r, 0, 4)], nt = rng_int(&r, 0, 2) ? 1 : rng_int(&r, 2, 20);
+                fails += check_blocks(&r, &v, bc, nt, o_b, o_e);
+            }
             /* the row-parallel calls: 64-column views of the whole rows, 32 rows at a time */
             if (shape == 1 && col0 == 0) {
                 qm_wview full = {q, dt, (size_t)ld, rows, ld, 0};
@@ -180,23 +236,28 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Column-parallel: the whole view, all rows. Row-parallel: 64-column views, 32 rows at a time
- * through all blocks (as forward.c's row_parallel). Returns the best of reps, seconds. */
+/* Column-parallel: the whole view, all rows. Row-parallel: blocks of 64 columns chained, as
+ * forward.c's row_parallel (matmul_blocks). Returns the best of reps, seconds. */
 static double run(const qm_kernels *k, const qm_wview *w, const float *x, int n_tok, float *y, int rowpar, int reps) {
     double best = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         double t0 = now_s();
-        if (!rowpar) {
-            k->matmul(w, NULL, x, (size_t)w->cols, n_tok, y, (size_t)w->rows, 0, w->rows);
-        } else {
-            for (int o0 = 0; o0 < w->rows; o0 += 32) {
-                int o1 = o0 + 32 < w->rows ? o0 + 32 : w->rows;
-                for (int c0 = 0; c0 < w->cols; c0 += 64) {
-                    qm_wview blk = qm_wview_cols(w, c0, c0 + 64);
-                    k->matmul(&blk, NULL, x + c0, (size_t)w->cols, n_tok, y, (size_t)w->rows, o0, o1);
-                }
-            }
-        }
+        if (!rowpar) k->matmul(w, NULL, x, (size_t)w->cols, n_tok, y, (size_t)w->rows, 0, w->rows);
+        else k->matmul_blocks(w, x, (size_t)w->cols, n_tok, 64, (w->cols + 63) / 64, NULL, 0, y, (size_t)w->rows, 0, w->rows);
+        double t = now_s() - t0;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+/* The fast mode's run: x quantized once (as forward.c does per step), then matmul_q8. */
+static double run_q8(const qm_kernels *k, const qm_wview *w, const qm_q8act *a, int n_tok, float *y, int rowpar,
+                     int reps) {
+    double best = 1e30;
+    for (int rep = 0; rep < reps; rep++) {
+        double t0 = now_s();
+        if (!rowpar) k->matmul_q8(w, NULL, a, n_tok, y, (size_t)w->rows, 0, w->rows);
+        else k->matmul_q8_blocks(w, a, n_tok, 64, (w->cols + 63) / 64, NULL, 0, y, (size_t)w->rows, 0, w->rows);
         double t = now_s() - t0;
         if (t < best) best = t;
     }
@@ -239,6 +300,24 @@ static void bench(const char *isa_name, const char *types) {
         qm_wview pr = {q, dt, (size_t)rcols, 448, rcols, 0};
         double tpr = run(&k, &pr, x, 64, y, 1, 2) / (448.0 * rcols * 64) * 1e9;
         printf("%-5s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f\n", qm_dtype_name(dt), tdf, tdr, thf, thr, tpf, tpr);
+        /* the fast mode on the same views (x quantized per 32 elements, rows of rcols) */
+        int8_t *xq = malloc((size_t)64 * rcols);
+        float *xd = malloc((size_t)64 * rcols / 32 * 4);
+        int32_t *xs = malloc((size_t)64 * rcols / 32 * 4);
+        for (int t = 0; t < 64; t++)
+            k.quantize_act(x + (size_t)t * rcols, rcols, xq + (size_t)t * rcols, xd + (size_t)t * rcols / 32,
+                           xs + (size_t)t * rcols / 32);
+        qm_q8act a = {xq, xd, xs, (size_t)rcols / 32};
+        tdf = run_q8(&k, &wf, &a, 1, y, 0, 3) / ((double)drows * dcols) * 1e9;
+        tdr = run_q8(&k, &wr, &a, 1, y, 1, 3) / ((double)rrows * rcols) * 1e9;
+        thf = run_q8(&k, &hf, &a, 1, y, 0, 50) / (256.0 * dcols) * 1e9;
+        thr = run_q8(&k, &hr, &a, 1, y, 1, 50) / (64.0 * rcols) * 1e9;
+        tpf = run_q8(&k, &pf, &a, 64, y, 0, 2) / (2048.0 * dcols * 64) * 1e9;
+        tpr = run_q8(&k, &pr, &a, 64, y, 1, 2) / (448.0 * rcols * 64) * 1e9;
+        printf("%-5s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f\n", "  q8", tdf, tdr, thf, thr, tpf, tpr);
+        free(xq);
+        free(xd);
+        free(xs);
         fflush(stdout);
         free(q);
         free(x);
