@@ -826,9 +826,90 @@ static void axpy_avx2(float a, const float *x, float *y, int n) {
     for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
+/* ---- row-parallel layers of 64-column blocks, one token (see matmul_avx512.c) ----
+ * R rows at a time, each read once along all its blocks; a block's accumulators (exactly its
+ * 64-column view's) kept until 8 blocks are done, then their 8 trees at once (qreduce8). */
+QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int nb, const float *x,
+                            float *part, size_t pstride, float *chain) {
+    float accm[QRMAX][8 * 16] __attribute__((aligned(32)));
+    float ks[QRMAX][16] __attribute__((aligned(32)));
+    float run[QRMAX] = {0}, out[8];
+    const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt);
+    const size_t bb = qm_dtype_block_bytes(dt), blk_bytes = bb * 64 / (size_t)qk; /* about, for K-quants */
+    for (int b0 = 0; b0 < nb; b0 += 8) {
+        const int n = nb - b0 < 8 ? nb - b0 : 8;
+        for (int k = 0; k < n; k++) {
+            const int e0 = col0 + (b0 + k) * 64;
+            for (int r = 0; r < R; r++) /* the next rows' bytes of this block, into the L2 */
+                _mm_prefetch(w0 + (size_t)(R + r) * wstride + (size_t)(b0 + k) * blk_bytes, QPF_HINT);
+            __m256 lo[QRMAX], hi[QRMAX];
+            for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm256_setzero_ps();
+            for (int e = e0; e < e0 + 64; e += S) {
+                const unsigned ue = (unsigned)e;
+                const int fresh = (b0 + k == 0 && e == e0) || ue % 256 == 0, j = (int)(ue % 256 / 64);
+                const char *wb = w0 + (size_t)(ue / (unsigned)qk) * bb;
+                for (int r = 0; r < R; r++) {
+                    __m256 w[4][2];
+                    qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w);
+                    for (int g = 0; g < G; g++) {
+                        const float *xp = x + (e - col0) + 16 * g;
+                        lo[r] = _mm256_fmadd_ps(w[g][0], _mm256_loadu_ps(xp), lo[r]);
+                        hi[r] = _mm256_fmadd_ps(w[g][1], _mm256_loadu_ps(xp + 8), hi[r]);
+                    }
+                }
+            }
+            for (int r = 0; r < R; r++) {
+                _mm256_store_ps(accm[r] + 16 * k, lo[r]);
+                _mm256_store_ps(accm[r] + 16 * k + 8, hi[r]);
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            qreduce8(accm[r], n, NULL, out);
+            for (int k = 0; k < n; k++) {
+                const int bi = b0 + k;
+                if (chain) run[r] = bi == 0 ? out[k] : run[r] + out[k];
+                else part[(size_t)bi * pstride + (size_t)r] = out[k];
+            }
+        }
+    }
+    if (chain)
+        for (int r = 0; r < R; r++) chain[r] = run[r];
+}
+
+#define QM_QB_DT(name_, dt_)                                                                       \
+    static __attribute__((noinline)) void name_(const qm_wview *w, const float *x, int nb, float *part,          \
+                                                size_t pstride, float *chain, int o_begin, int o_end) {         \
+        const size_t ws = qm_wview_stride(w);                                                      \
+        int o = o_begin;                                                                           \
+        for (; o + QM_AVX2_QDR <= o_end; o += QM_AVX2_QDR)                                         \
+            qblocks_rows(w->data + (size_t)o * ws, ws, dt_, w->col0, QM_AVX2_QDR, nb, x, part ? part + o : NULL, \
+                         pstride, chain ? chain + o : NULL);                                       \
+        for (; o < o_end; o++)                                                                     \
+            qblocks_rows(w->data + (size_t)o * ws, ws, dt_, w->col0, 1, nb, x, part ? part + o : NULL, pstride, \
+                         chain ? chain + o : NULL);                                                \
+    }
+QM_QB_DT(blocks_q8_0, QM_DT_Q8_0)
+QM_QB_DT(blocks_q4_0, QM_DT_Q4_0)
+QM_QB_DT(blocks_q4_1, QM_DT_Q4_1)
+QM_QB_DT(blocks_q5_0, QM_DT_Q5_0)
+QM_QB_DT(blocks_q5_1, QM_DT_Q5_1)
+QM_QB_DT(blocks_q4_k, QM_DT_Q4_K)
+QM_QB_DT(blocks_q5_k, QM_DT_Q5_K)
+QM_QB_DT(blocks_q6_k, QM_DT_Q6_K)
+
 static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
-                          size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-    qm_blocks_by_views(matmul_avx2, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+                               size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, int, float *, size_t, float *, int, int) = {
+        [QM_DT_Q8_0] = blocks_q8_0, [QM_DT_Q4_0] = blocks_q4_0, [QM_DT_Q4_1] = blocks_q4_1,
+        [QM_DT_Q5_0] = blocks_q5_0, [QM_DT_Q5_1] = blocks_q5_1, [QM_DT_Q4_K] = blocks_q4_k,
+        [QM_DT_Q5_K] = blocks_q5_k, [QM_DT_Q6_K] = blocks_q6_k};
+    const int fast = n_tok == 1 && bc == 64 && (unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype] &&
+                     w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 && nb == w->cols / 64;
+    if (!fast) {
+        qm_blocks_by_views(matmul_avx2, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+        return;
+    }
+    if (o_begin < o_end) fn[w->dtype](w, x, nb, part, pstride, chain, o_begin, o_end);
 }
 
 const qm_kernels qm_kernels_avx2_table = {

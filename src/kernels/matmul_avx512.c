@@ -698,9 +698,85 @@ static void axpy_avx512(float a, const float *x, float *y, int n) {
     }
 }
 
+/* ---- row-parallel layers of 64-column blocks, one token (kernels.h, matmul_blocks) ----
+ * R rows at a time, each read once along all its blocks: a block's accumulators are exactly those
+ * of its 64-column view (lane i % 16 over the block's columns, from +0), kept in memory until 16
+ * blocks are done, then their 16 trees at once (qreduce16) give the 16 block dots. */
+QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int nb, const float *x,
+                            float *part, size_t pstride, float *chain) {
+    float accm[QRMAX][16 * 16] __attribute__((aligned(64)));
+    float ks[QRMAX][16] __attribute__((aligned(64)));
+    float run[QRMAX] = {0}, out[16];
+    const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt);
+    const size_t bb = qm_dtype_block_bytes(dt), blk_bytes = bb * 64 / (size_t)qk; /* about, for K-quants */
+    for (int b0 = 0; b0 < nb; b0 += 16) {
+        const int n = nb - b0 < 16 ? nb - b0 : 16;
+        for (int k = 0; k < n; k++) {
+            const int e0 = col0 + (b0 + k) * 64;
+            for (int r = 0; r < R; r++) /* the next rows' bytes of this block, into the L2 */
+                _mm_prefetch(w0 + (size_t)(R + r) * wstride + (size_t)(b0 + k) * blk_bytes, QPF_HINT);
+            __m512 acc[QRMAX];
+            for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+            for (int e = e0; e < e0 + 64; e += S) {
+                const unsigned ue = (unsigned)e;
+                const int fresh = (b0 + k == 0 && e == e0) || ue % 256 == 0, j = (int)(ue % 256 / 64);
+                const char *wb = w0 + (size_t)(ue / (unsigned)qk) * bb;
+                __m512 w[QRMAX][4];
+                for (int r = 0; r < R; r++) qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w[r]);
+                for (int g = 0; g < G; g++) {
+                    const __m512 xv = _mm512_loadu_ps(x + (e - col0) + 16 * g);
+                    for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(w[r][g], xv, acc[r]);
+                }
+            }
+            for (int r = 0; r < R; r++) _mm512_store_ps(accm[r] + 16 * k, acc[r]);
+        }
+        for (int r = 0; r < R; r++) {
+            qreduce16(accm[r], n, NULL, out);
+            for (int k = 0; k < n; k++) {
+                const int bi = b0 + k;
+                if (chain) run[r] = bi == 0 ? out[k] : run[r] + out[k];
+                else part[(size_t)bi * pstride + (size_t)r] = out[k];
+            }
+        }
+    }
+    if (chain)
+        for (int r = 0; r < R; r++) chain[r] = run[r];
+}
+
+#define QM_QB_DT(name_, dt_)                                                                       \
+    static __attribute__((noinline)) void name_(const qm_wview *w, const float *x, int nb, float *part,          \
+                                                size_t pstride, float *chain, int o_begin, int o_end) {         \
+        const size_t ws = qm_wview_stride(w);                                                      \
+        int o = o_begin;                                                                           \
+        for (; o + QM_AVX512_QDR <= o_end; o += QM_AVX512_QDR)                                     \
+            qblocks_rows(w->data + (size_t)o * ws, ws, dt_, w->col0, QM_AVX512_QDR, nb, x, part ? part + o : NULL, \
+                         pstride, chain ? chain + o : NULL);                                       \
+        for (; o < o_end; o++)                                                                     \
+            qblocks_rows(w->data + (size_t)o * ws, ws, dt_, w->col0, 1, nb, x, part ? part + o : NULL, pstride, \
+                         chain ? chain + o : NULL);                                                \
+    }
+QM_QB_DT(blocks_q8_0, QM_DT_Q8_0)
+QM_QB_DT(blocks_q4_0, QM_DT_Q4_0)
+QM_QB_DT(blocks_q4_1, QM_DT_Q4_1)
+QM_QB_DT(blocks_q5_0, QM_DT_Q5_0)
+QM_QB_DT(blocks_q5_1, QM_DT_Q5_1)
+QM_QB_DT(blocks_q4_k, QM_DT_Q4_K)
+QM_QB_DT(blocks_q5_k, QM_DT_Q5_K)
+QM_QB_DT(blocks_q6_k, QM_DT_Q6_K)
+
 static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
-                          size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-    qm_blocks_by_views(matmul_avx512, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+                                 size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, int, float *, size_t, float *, int, int) = {
+        [QM_DT_Q8_0] = blocks_q8_0, [QM_DT_Q4_0] = blocks_q4_0, [QM_DT_Q4_1] = blocks_q4_1,
+        [QM_DT_Q5_0] = blocks_q5_0, [QM_DT_Q5_1] = blocks_q5_1, [QM_DT_Q4_K] = blocks_q4_k,
+        [QM_DT_Q5_K] = blocks_q5_k, [QM_DT_Q6_K] = blocks_q6_k};
+    const int fast = n_tok == 1 && bc == 64 && (unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype] &&
+                     w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 && nb == w->cols / 64;
+    if (!fast) {
+        qm_blocks_by_views(matmul_avx512, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+        return;
+    }
+    if (o_begin < o_end) fn[w->dtype](w, x, nb, part, pstride, chain, o_begin, o_end);
 }
 
 const qm_kernels qm_kernels_avx512_table = {
