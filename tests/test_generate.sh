@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # qmesh generate: stop strings cut the text (and streaming never shows them), --chat, sampling is
-# reproducible from --seed, bad flags are refused.
+# reproducible from --seed, bad flags are refused, -n 0 generates nothing, all-NaN logits are an error.
 set -euo pipefail
 : "${QMESH:?}" "${WORK:?}"
 rm -rf "$WORK"; mkdir -p "$WORK"
@@ -39,4 +39,26 @@ for args in "-n -1" "--temp -1" "--top-p 0" "--top-p 1.5" "--mesh 0x1" "--frobni
   [ -s "$WORK/bad.err" ] && [ ! -s "$WORK/bad.out" ] || fail "'$args': no message or unexpected output"
 done
 echo "ok bad flags refused"
-echo "4 passed, 0 failed"
+# -n 0 generates nothing (and computes nothing)
+"$QMESH" generate -m "$M" -p "Numbers:" -n 0 > "$WORK/n0.out" 2> "$WORK/n0.err"
+[ -z "$(tr -d '\n' < "$WORK/n0.out")" ] && grep -q " 0 generated" "$WORK/n0.err" || fail "-n 0: $(cat "$WORK/n0.out" "$WORK/n0.err")"
+echo "ok -n 0 generates nothing"
+# every logit NaN (model.norm.weight overwritten with NaN): exit 1 with a message naming the request,
+# not a pick of some token
+"$QMESH" random-model --preset tiny --out "$WORK/nan" --seed 11 --dtype f32 2>/dev/null
+f="$WORK/nan/model.safetensors"
+hlen=$(od -An -tu8 -N8 "$f" | tr -d ' ')
+ent=$(head -c $((8 + hlen)) "$f" | tail -c "$hlen" | grep -o '"model.norm.weight":{[^}]*}')
+b=$(echo "$ent" | sed 's/.*"data_offsets":\[\([0-9]*\),\([0-9]*\)\].*/\1/')
+e=$(echo "$ent" | sed 's/.*"data_offsets":\[\([0-9]*\),\([0-9]*\)\].*/\2/')
+[ -n "$b" ] && [ -n "$e" ] && [ "$e" -gt "$b" ] || fail "cannot find model.norm.weight in $f"
+for _ in $(seq 1 $(((e - b) / 4))); do printf '\000\000\300\177'; done |
+  dd of="$f" bs=1 seek=$((8 + hlen + b)) conv=notrunc status=none
+set +e
+timeout 120 "$QMESH" generate -m "$WORK/nan" -p "x" -n 4 --mesh 1x2 > "$WORK/nan.out" 2> "$WORK/nan.err"
+rc=$?
+set -e
+[ $rc = 1 ] && grep -q "request 0, generated token 1 .*every logit is -inf or NaN" "$WORK/nan.err" ||
+  fail "all-NaN logits: exit $rc, $(cat "$WORK/nan.err")"
+echo "ok all-NaN logits are an error naming the request and token"
+echo "6 passed, 0 failed"

@@ -174,6 +174,10 @@ static qm_status start_seq(row_ctx *r, seq *s, int req, qm_error *err) {
     qm_rng_seed(&s->rng, q->seed, (uint64_t)req);
     s->t_start = qm_now();
     r->st.prompt_tokens += q->n_prompt;
+    if (q->max_new_tokens == 0) { /* nothing to generate: done without computing anything */
+        finish(r, s, QM_STOP_LENGTH);
+        return QM_OK;
+    }
     /* Prefix cache: the shared prefix's KV is computed once per row and copied. */
     if (r->prefix_len > 0 && q->shared_prefix == r->prefix_len &&
         !memcmp(q->prompt, r->prefix, (size_t)r->prefix_len * sizeof(int)) && q->n_prompt > r->prefix_len) {
@@ -187,6 +191,13 @@ static qm_status start_seq(row_ctx *r, seq *s, int req, qm_error *err) {
         s->n_done = r->prefix_len;
     }
     return QM_OK;
+}
+
+/* The first occurrence of needle[nl] in hay[hl] (either may hold NUL bytes), or NULL. */
+static char *find_bytes(char *hay, size_t hl, const char *needle, size_t nl) {
+    for (size_t i = 0; nl && i + nl <= hl; i++)
+        if (hay[i] == needle[0] && !memcmp(hay + i, needle, nl)) return hay + i;
+    return NULL;
 }
 
 /* After a token is picked for s: stops, text, streaming. Returns true when s finished. */
@@ -209,7 +220,7 @@ static bool accept_token(row_ctx *r, seq *s, int tok) {
             size_t sl = strlen(q->stop[i]);
             if (!sl || s->len < sl) continue;
             size_t from = old + 1 > sl ? old + 1 - sl : 0;
-            char *hit = s->len >= sl ? strstr(s->text + from, q->stop[i]) : NULL;
+            char *hit = find_bytes(s->text + from, s->len - from, q->stop[i], sl);
             if (hit) {
                 s->len = (size_t)(hit - s->text);
                 s->text[s->len] = 0;
@@ -271,12 +282,14 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
             for (int b = 0; b < B; b++)
                 if (r.seqs[b].req < 0) assign[b] = next_request(&r);
         if ((st = dev->comm->ops->row_bcast(dev->comm, assign, (size_t)B * sizeof(int), 0, err))) goto done;
-        int active = 0;
+        int active = 0, assigned = 0;
         for (int b = 0; b < B; b++) {
             if (assign[b] >= 0 && (st = start_seq(&r, &r.seqs[b], assign[b], err))) goto done;
+            assigned += assign[b] >= 0;
             active += r.seqs[b].req >= 0;
         }
-        if (!active) break;
+        if (!active && !assigned) break;
+        if (!active) continue; /* requests that finished at once (max_new_tokens 0) */
         /* 2. One step: every pending token of decoding sequences, then prompt chunks. */
         int n = 0, n_out = 0;
         for (int pass = 0; pass < 2; pass++)
@@ -310,6 +323,15 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
         if ((st = qm_sample_rows(dev->comm, dev->logits, (size_t)qm_range_len(p->vocab), p->vocab.begin,
                                  qm_range_len(p->vocab), n_out, r.out_sp, r.out_rng, r.scratch, pk, err)))
             goto done;
+        for (int i = 0; i < n_out; i++)
+            if (pk[i] < 0) { /* the same on every device of the row: all of them stop */
+                const seq *bad = &r.seqs[r.out_seq[i]];
+                st = qm_fail(err, QM_ERR_FORMAT,
+                             "request %d, generated token %d (position %d): every logit is -inf or NaN "
+                             "(broken weights?), no token to pick",
+                             bad->req, bad->n_gen + 1, bad->n_toks);
+                goto done;
+            }
         /* a step with prompt tokens counts as prefill time, one of only decode tokens as decode */
         if (n > n_out) r.st.prefill_s += qm_now() - t_step;
         else r.st.decode_s += qm_now() - t_step;

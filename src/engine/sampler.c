@@ -50,8 +50,9 @@ static int n_candidates(const qm_sampling *p) {
     return QM_SAMPLE_MAX_CANDIDATES;
 }
 
+/* mine [n][k], all [cols][n][k], merge [cols][k] (k <= QM_SAMPLE_MAX_CANDIDATES). */
 size_t qm_sample_scratch_bytes(int n, int cols) {
-    return (size_t)n * QM_SAMPLE_MAX_CANDIDATES * sizeof(qm_candidate) * (size_t)(cols + 1) + 64;
+    return QM_SAMPLE_MAX_CANDIDATES * sizeof(qm_candidate) * ((size_t)n * (size_t)(cols + 1) + (size_t)cols) + 64;
 }
 
 /* The k best of the local slice, in canonical order (padded with -inf / INT32_MAX). */
@@ -70,11 +71,12 @@ static void local_top(const float *row, int vocab_begin, int len, int k, qm_cand
     }
 }
 
+/* c is sorted canonically; n candidates (at most QM_SAMPLE_MAX_CANDIDATES). No allocation: every
+ * device of a row must take the same path. */
 static int draw(const qm_candidate *c, int n, const qm_sampling *p, qm_rng *rng) {
-    /* c is sorted canonically; n candidates. */
+    float w[QM_SAMPLE_MAX_CANDIDATES];
     if (p->top_k > 0 && p->top_k < n) n = p->top_k;
-    float *w = malloc((size_t)n * sizeof *w);
-    if (!w) return c[0].id;
+    if (n > QM_SAMPLE_MAX_CANDIDATES) n = QM_SAMPLE_MAX_CANDIDATES;
     float total = 0.0f;
     for (int i = 0; i < n; i++) {
         w[i] = c[i].logit == -INFINITY ? 0.0f : expf((c[i].logit - c[0].logit) / p->temperature);
@@ -103,7 +105,6 @@ static int draw(const qm_candidate *c, int n, const qm_sampling *p, qm_rng *rng)
             break;
         }
     }
-    free(w);
     return pick;
 }
 
@@ -119,13 +120,17 @@ qm_status qm_sample_rows(qm_comm *comm, const float *logits, size_t ld, int voca
     qm_status st = comm->ops->row_allgather(comm, mine, per_dev * sizeof *mine, all, err);
     if (st) return st;
     int C = comm->cols;
-    qm_candidate *tmp = malloc((size_t)C * (size_t)k * sizeof *tmp);
-    if (!tmp) return qm_fail(err, QM_ERR_NOMEM, "out of memory sampling");
+    qm_candidate *tmp = all + (size_t)C * per_dev; /* [C][k] */
     for (int i = 0; i < n; i++) {
         int m = 0;
         for (int c = 0; c < C; c++)
             for (int j = 0; j < k; j++) tmp[m++] = all[(size_t)c * per_dev + (size_t)i * k + (size_t)j];
         qsort(tmp, (size_t)m, sizeof *tmp, cmp_candidate);
+        /* Every device of the row sees the same merged list, so all of them see this alike. */
+        if (tmp[0].logit == -INFINITY) {
+            out[i] = -1;
+            continue;
+        }
         if (params[i].temperature <= 0.0f || !rngs) {
             out[i] = tmp[0].id;
         } else {
@@ -133,6 +138,5 @@ qm_status qm_sample_rows(qm_comm *comm, const float *logits, size_t ld, int voca
             out[i] = draw(tmp, nk < m ? nk : m, &params[i], &rngs[i]);
         }
     }
-    free(tmp);
     return QM_OK;
 }

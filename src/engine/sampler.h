@@ -32,7 +32,8 @@ typedef struct {
 
 /* Picks one token for each of n rows. logits: [n][ld] local slice of the vocabulary, starting at
  * global id vocab_begin, vocab_len long. params[i] and rngs[i] per row (rngs may be NULL when all
- * are greedy). scratch: at least qm_sample_scratch_bytes(n, comm->cols) bytes. */
+ * are greedy). scratch: at least qm_sample_scratch_bytes(n, comm->cols) bytes. out[i] = -1 when
+ * every logit of row i is -inf or NaN (the same on every device of the mesh row). Allocates nothing. */
 qm_status qm_sample_rows(qm_comm *comm, const float *logits, size_t ld, int vocab_begin, int vocab_len, int n,
                          const qm_sampling *params, qm_rng *rngs, void *scratch, int *out, qm_error *err);
 size_t qm_sample_scratch_bytes(int n, int cols);
