@@ -15,7 +15,6 @@ static const char usage_text[] =
     "so bytes_per_token x decode_tok_s / batch is the weight bandwidth used.\n\noptions:\n"
     "  --prompt N           prompt tokens per sequence (default 128)\n"
     "  --gen N              tokens generated per sequence (default 32)\n"
-    "  --batch B            sequences per row at once (default 1)\n"
     "  --reps K             repeat the measurement, report the best (default 1)\n"
     "  --membw              also measure the machine's memory read bandwidth (1 GiB buffer) and\n"
     "                       report roofline_ratio = bytes_per_token x decode_tok_s / bandwidth\n";

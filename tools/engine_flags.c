@@ -14,6 +14,7 @@ const char cli_engine_flags_help[] =
     "  --isa NAME           kernels: auto (default), avx512, avx2, scalar\n"
     "  --ctx N              KV cache positions per sequence (default 4096, at most the model's)\n"
     "  --step-tokens N      tokens per forward step (prefill chunk, default 128)\n"
+    "  --batch B            sequences in flight per mesh row (default 1; logits --ids-file: all)\n"
     "  --activations A      f32 (default: exact, f32 on exactly dequantized weights) or q8 (fast:\n"
     "                       8-bit activations, integer dot products against quantized weights;\n"
     "                       still the same bits on every mesh and batch)\n"
