@@ -184,10 +184,25 @@ static void test_missing_empty_truncated(void **state) {
     write_bytes(p, b, sizeof b);
     expect_error(open_file(p, &err), QM_ERR_FORMAT, &err, "longhdr.safetensors", "header length 1000");
 
+    /* the format caps the header at 100,000,000 bytes; the cap is checked before the file's size,
+     * so a larger length gets the cap's message even in a small file */
     p = path_in(f, "huge.safetensors");
     memset(b, 0xff, 8);
     write_bytes(p, b, sizeof b);
-    expect_error(open_file(p, &err), QM_ERR_FORMAT, &err, "huge.safetensors", "past the end");
+    expect_error(open_file(p, &err), QM_ERR_FORMAT, &err, "huge.safetensors", "limit of 100000000 bytes");
+
+    p = path_in(f, "cap.safetensors");
+    const uint64_t over = 100000001;
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)(over >> (8 * i));
+    write_bytes(p, b, sizeof b);
+    qm_status st = open_file(p, &err);
+    expect_error(st, QM_ERR_FORMAT, &err, "cap.safetensors", "header length 100000001");
+    expect_error(st, QM_ERR_FORMAT, &err, "limit of 100000000 bytes", NULL);
+
+    p = path_in(f, "atcap.safetensors"); /* exactly the cap is allowed: this one fails only on the size */
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((over - 1) >> (8 * i));
+    write_bytes(p, b, sizeof b);
+    expect_error(open_file(p, &err), QM_ERR_FORMAT, &err, "header length 100000000", "past the end");
 
     p = path_in(f, "notjson.safetensors");
     write_st(p, "{\"w\": {\"dtype\": ", 0);
@@ -261,6 +276,44 @@ static void test_bad_offsets(void **state) {
     p = path_in(f, "ok.safetensors");
     write_st(p, "{\"s\": {\"dtype\": \"F32\", \"shape\": [], \"data_offsets\": [0, 4]}, "
                 "\"z\": {\"dtype\": \"F16\", \"shape\": [0, 3], \"data_offsets\": [4, 4]}}", 4);
+    st = open_file(p, &err);
+    if (st) fail_msg("%s", err.msg);
+}
+
+/* Two tensors of a file may not share bytes. */
+static void test_overlapping_tensors(void **state) {
+    fixture *f = *state;
+    qm_error err = {0};
+    const char *p = path_in(f, "overlap.safetensors");
+    write_st(p, "{\"w.a\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}, "
+                "\"w.b\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [4, 12]}}", 16);
+    qm_status st = open_file(p, &err);
+    expect_error(st, QM_ERR_FORMAT, &err, "overlap.safetensors", "overlap");
+    expect_error(st, QM_ERR_FORMAT, &err, "\"w.a\" (data_offsets [0, 8])", "\"w.b\" ([4, 12])");
+
+    /* exactly the same range, listed in reverse order of offsets after a third tensor */
+    p = path_in(f, "same.safetensors");
+    write_st(p, "{\"w.z\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [8, 12]}, "
+                "\"w.c\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}, "
+                "\"w.d\": {\"dtype\": \"BF16\", \"shape\": [2, 2], \"data_offsets\": [0, 8]}}", 16);
+    st = open_file(p, &err);
+    expect_error(st, QM_ERR_FORMAT, &err, "same.safetensors", "overlap");
+    expect_error(st, QM_ERR_FORMAT, &err, "\"w.c\"", "\"w.d\"");
+    expect_error(st, QM_ERR_FORMAT, &err, "[0, 8]", NULL);
+
+    /* a small tensor inside a large one */
+    p = path_in(f, "inside.safetensors");
+    write_st(p, "{\"w.big\": {\"dtype\": \"F32\", \"shape\": [4], \"data_offsets\": [0, 16]}, "
+                "\"w.mid\": {\"dtype\": \"F32\", \"shape\": [1], \"data_offsets\": [4, 8]}}", 16);
+    st = open_file(p, &err);
+    expect_error(st, QM_ERR_FORMAT, &err, "\"w.big\"", "\"w.mid\"");
+
+    /* touching ranges and an empty tensor at a boundary (or inside another) share no bytes */
+    p = path_in(f, "touch.safetensors");
+    write_st(p, "{\"w.e\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [8, 16]}, "
+                "\"w.f\": {\"dtype\": \"F32\", \"shape\": [2], \"data_offsets\": [0, 8]}, "
+                "\"w.g\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [8, 8]}, "
+                "\"w.h\": {\"dtype\": \"F32\", \"shape\": [0], \"data_offsets\": [4, 4]}}", 16);
     st = open_file(p, &err);
     if (st) fail_msg("%s", err.msg);
 }
@@ -531,6 +584,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_missing_empty_truncated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_dtype, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_offsets, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_overlapping_tensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_folder_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sharded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_writer, setup, teardown),

@@ -10,8 +10,10 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <limits.h>
 
 #include "io/config.h"
+#include "mesh/partition.h"
 
 /* Qwen2.5-7B-Instruct's config.json, as published. */
 static const char *QWEN25_7B_INSTRUCT =
@@ -149,7 +151,39 @@ static void test_refusals(void **state) {
          NULL, QM_ERR_CONFIG, "head_dim (15)", "odd"},
         {NULL, "\"use_sliding_window\": true", QM_ERR_CONFIG, "sliding window", "unsupported"},
         {NULL, "\"hidden_act\": \"gelu\"", QM_ERR_CONFIG, "hidden_act", "silu"},
-        {NULL, "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0}", QM_ERR_CONFIG, "rope_scaling", "null"},
+        {NULL, "\"rope_scaling\": {\"type\": \"yarn\", \"factor\": 4.0}", QM_ERR_CONFIG, "rope_scaling", "\"yarn\""},
+        /* RoPE scaling types qmesh does not implement, wherever they are written */
+        {NULL, "\"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2.0}", QM_ERR_CONFIG, "rope_scaling",
+         "\"dynamic\""},
+        {NULL, "\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", QM_ERR_CONFIG, "rope_scaling", "\"linear\""},
+        {NULL, "\"rope_scaling\": {\"rope_type\": \"default\", \"type\": \"yarn\"}", QM_ERR_CONFIG, "rope_scaling",
+         "\"yarn\""},
+        {NULL, "\"rope_scaling\": {\"factor\": 4.0}", QM_ERR_CONFIG, "rope_scaling", "no type"},
+        {NULL, "\"rope_scaling\": \"yarn\"", QM_ERR_CONFIG, "rope_scaling", "object"},
+        {NULL, "\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0, \"factor\": 8.0}",
+         QM_ERR_CONFIG, "rope_parameters", "\"llama3\""},
+        {NULL, "\"rope_parameters\": {\"rope_type\": \"longrope\", \"rope_theta\": 10000.0}", QM_ERR_CONFIG,
+         "rope_parameters", "\"longrope\""},
+        {NULL, "\"rope_scaling\": null, \"rope_parameters\": {\"type\": \"yarn\", \"rope_theta\": 10000.0}", QM_ERR_CONFIG,
+         "rope_parameters", "\"yarn\""},
+        {NULL, "\"rope_parameters\": {\"rope_type\": 1}", QM_ERR_CONFIG, "rope_parameters.rope_type", "string"},
+        {NULL, "\"rope_parameters\": {\"rope_theta\": \"big\"}", QM_ERR_CONFIG, "rope_parameters.rope_theta", NULL},
+        {NULL, "\"rope_parameters\": {\"rope_theta\": -5}", QM_ERR_CONFIG, "rope_theta", "positive"},
+        {NULL, "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\", \"rope_theta\": 10000.0}}",
+         QM_ERR_CONFIG, "rope_parameters", "full_attention"},
+        {NULL, "\"rope_theta\": 10000.0, \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1000000.0}",
+         QM_ERR_CONFIG, "rope_theta", "disagree"},
+        /* upper bounds on sizes (config.h), named with the bound */
+        {NULL, "\"num_hidden_layers\": 1025", QM_ERR_CONFIG, "num_hidden_layers is 1025", "at most 1024"},
+        {NULL, "\"num_attention_heads\": 1025", QM_ERR_CONFIG, "num_attention_heads is 1025", "at most 1024"},
+        {NULL, "\"num_key_value_heads\": 2048", QM_ERR_CONFIG, "num_key_value_heads is 2048", "at most 1024"},
+        {NULL, "\"hidden_size\": 1048577", QM_ERR_CONFIG, "hidden_size is 1048577", "at most 1048576"},
+        {NULL, "\"intermediate_size\": 2147483647", QM_ERR_CONFIG, "intermediate_size is 2147483647",
+         "at most 1048576"},
+        {NULL, "\"vocab_size\": 16777217", QM_ERR_CONFIG, "vocab_size is 16777217", "at most 16777216"},
+        {NULL, "\"max_position_embeddings\": 16777217", QM_ERR_CONFIG, "max_position_embeddings is 16777217",
+         "at most 16777216"},
+        {NULL, "\"head_dim\": 65538", QM_ERR_CONFIG, "head_dim is 65538", "at most 65536"},
         {NULL, "\"model_type\": \"llama\"", QM_ERR_CONFIG, "llama", "qwen2"},
         {NULL, "\"eos_token_id\": \"</s>\"", QM_ERR_CONFIG, "eos_token_id", NULL},
         {NULL, "\"eos_token_id\": [1, 2, 3, 4, 5, 6, 7, 8, 9]", QM_ERR_CONFIG, "eos_token_id", "at most"},
@@ -166,6 +200,95 @@ static void test_refusals(void **state) {
             fail_msg("case %zu (%s): status %s (want %s), message \"%s\"", i, text, qm_status_name(st),
                      qm_status_name(b->code), err.msg);
         free(text);
+    }
+}
+
+/* RoPE parameters as newer transformers write them: {"rope_parameters": {"rope_type", "rope_theta"}}. */
+static void test_rope_parameters(void **state) {
+    (void)state;
+    const struct {
+        const char *extra;
+        double theta;
+    } ok[] = {
+        {"\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 1000000.0}", 1000000.0},
+        {"\"rope_parameters\": {\"rope_theta\": 500000.0}", 500000.0}, /* no type: default */
+        {"\"rope_theta\": 1e6, \"rope_scaling\": null, \"rope_parameters\": {\"rope_type\": \"default\", "
+         "\"rope_theta\": 1000000.0}",
+         1000000.0},
+        {"\"rope_theta\": 20000.0, \"rope_parameters\": {\"rope_type\": \"default\"}", 20000.0},
+        {"\"rope_theta\": 30000.0, \"rope_parameters\": null", 30000.0},
+        {"\"rope_scaling\": {\"rope_type\": \"default\"}", 10000.0},
+        {"\"rope_scaling\": {\"type\": \"default\", \"rope_type\": null}", 10000.0},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        char *s = with(ok[i].extra);
+        qm_config c;
+        qm_error err = {0};
+        qm_status st = qm_config_parse(s, "rope.json", &c, &err);
+        if (st) fail_msg("case %zu (%s): %s", i, s, err.msg);
+        if (c.rope_theta != ok[i].theta) fail_msg("case %zu: rope_theta %g, want %g", i, c.rope_theta, ok[i].theta);
+        free(s);
+    }
+}
+
+/* Sizes at the bounds of config.h are accepted (the real vocabularies among them), and a
+ * partition of them is exact. */
+static void test_size_bounds(void **state) {
+    (void)state;
+    char buf[512];
+    qm_config c;
+    qm_error err = {0};
+    snprintf(buf, sizeof buf,
+             "{\"vocab_size\": %d, \"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": %d,"
+             " \"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"max_position_embeddings\": %d,"
+             " \"rms_norm_eps\": 1e-6}",
+             QM_CONFIG_MAX_VOCAB, QM_CONFIG_MAX_WIDTH, QM_CONFIG_MAX_WIDTH, QM_CONFIG_MAX_LAYERS, QM_CONFIG_MAX_HEADS,
+             QM_CONFIG_MAX_HEADS, QM_CONFIG_MAX_POSITIONS);
+    if (qm_config_parse(buf, "max.json", &c, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(c.head_dim, QM_CONFIG_MAX_WIDTH / QM_CONFIG_MAX_HEADS);
+    const int vocabs[] = {151936, 152064};
+    for (int i = 0; i < 2; i++) {
+        snprintf(buf, sizeof buf, "\"vocab_size\": %d", vocabs[i]);
+        char *s = with(buf);
+        if (qm_config_parse(s, "vocab.json", &c, &err)) fail_msg("%s", err.msg);
+        assert_int_equal(c.vocab_size, vocabs[i]);
+        free(s);
+    }
+    /* head_dim at its own bound (heads * head_dim = hidden) */
+    snprintf(buf, sizeof buf, "\"head_dim\": %d, \"num_attention_heads\": 16, \"hidden_size\": %d",
+             QM_CONFIG_MAX_HEAD_DIM, 16 * QM_CONFIG_MAX_HEAD_DIM);
+    char *s = with(buf);
+    if (qm_config_parse(s, "hd.json", &c, &err)) fail_msg("%s", err.msg);
+    free(s);
+}
+
+/* qm_partition_make takes any int sizes: the MLP block count and columns must not overflow even
+ * for intermediate = INT_MAX (it once computed intermediate + 63 in int). */
+static void test_partition_extreme_sizes(void **state) {
+    (void)state;
+    const int sizes[] = {INT_MAX, INT_MAX - 63, QM_CONFIG_MAX_WIDTH, 1};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        int inter = sizes[k];
+        int blocks = (int)(((int64_t)inter + QM_MLP_BLOCK - 1) / QM_MLP_BLOCK);
+        for (int cols = 1; cols <= 7; cols += 3) {
+            int next = 0, next_block = 0, next_vocab = 0;
+            for (int col = 0; col < cols; col++) {
+                qm_partition p;
+                qm_error err = {0};
+                if (qm_partition_make(cols, col, 4, 2, 8, inter, INT_MAX, &p, &err)) fail_msg("%s", err.msg);
+                assert_int_equal(p.n_mlp_blocks, blocks);
+                assert_int_equal(p.mlp_blocks.begin, next_block);
+                assert_int_equal(p.mlp_cols.begin, next);
+                assert_true(p.mlp_cols.end >= p.mlp_cols.begin && p.mlp_cols.end <= inter);
+                assert_int_equal(p.vocab.begin, next_vocab);
+                next_block = p.mlp_blocks.end;
+                next = p.mlp_cols.end;
+                next_vocab = p.vocab.end;
+            }
+            assert_int_equal(next_block, blocks);
+            assert_int_equal(next, inter);
+            assert_int_equal(next_vocab, INT_MAX);
+        }
     }
 }
 
@@ -206,6 +329,9 @@ int main(void) {
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_optional_forms),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_rope_parameters),
+        cmocka_unit_test(test_size_bounds),
+        cmocka_unit_test(test_partition_extreme_sizes),
         cmocka_unit_test(test_load_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

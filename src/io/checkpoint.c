@@ -165,6 +165,46 @@ static qm_status parse_entry(qm_checkpoint *ck, const st_file *f, const cJSON *e
     return st;
 }
 
+typedef struct {
+    uint64_t begin, end; /* data_offsets */
+    const char *name;
+} st_span;
+
+static int cmp_spans(const void *a, const void *b) {
+    const st_span *x = a, *y = b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* No two tensors of one file, ck->t[first..n), may share bytes: sorted by begin, each must start at
+ * or after the furthest end before it. Empty tensors hold no bytes and overlap nothing. */
+static qm_status check_overlaps(const qm_checkpoint *ck, int first, uint64_t data_pos, const char *path,
+                                qm_error *err) {
+    int n = ck->n - first;
+    if (n < 2) return QM_OK;
+    st_span *s = malloc((size_t)n * sizeof *s);
+    if (!s) return qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", path);
+    int k = 0;
+    for (int i = first; i < ck->n; i++) {
+        const qm_tensor_ref *r = &ck->t[i];
+        if (r->nbytes == 0) continue;
+        s[k++] = (st_span){r->file_offset - data_pos, r->file_offset - data_pos + r->nbytes, r->name};
+    }
+    qsort(s, (size_t)k, sizeof *s, cmp_spans);
+    qm_status st = QM_OK;
+    int far = 0; /* the span with the furthest end so far */
+    for (int i = 1; i < k && !st; i++) {
+        if (s[i].begin < s[far].end)
+            st = qm_fail(err, QM_ERR_FORMAT,
+                         "%s: tensors \"%s\" (data_offsets [%llu, %llu]) and \"%s\" ([%llu, %llu]) overlap", path,
+                         s[far].name, (unsigned long long)s[far].begin, (unsigned long long)s[far].end, s[i].name,
+                         (unsigned long long)s[i].begin, (unsigned long long)s[i].end);
+        if (s[i].end > s[far].end) far = i;
+    }
+    free(s);
+    return st;
+}
+
 /* Maps `path` as file number ck->n_files and adds its tensors. */
 static qm_status load_file(qm_checkpoint *ck, const char *path, qm_error *err) {
     st_file *f = &ck->files[ck->n_files];
@@ -199,6 +239,11 @@ static qm_status load_file(qm_checkpoint *ck, const char *path, qm_error *err) {
                        f->size);
     uint64_t hlen = 0;
     for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | base[i];
+    /* the format's own cap, checked first: a larger length is refused as such whatever the file's size */
+    if (hlen > QM_ST_MAX_HEADER)
+        return qm_fail(err, QM_ERR_FORMAT,
+                       "safetensors file %s: header length %llu is over the format's limit of %d bytes", path,
+                       (unsigned long long)hlen, QM_ST_MAX_HEADER);
     if (hlen > f->size - 8)
         return qm_fail(err, QM_ERR_FORMAT,
                        "safetensors file %s: header length %llu runs past the end of the file (%zu bytes)", path,
@@ -211,12 +256,14 @@ static qm_status load_file(qm_checkpoint *ck, const char *path, qm_error *err) {
     }
     uint64_t data_pos = 8 + hlen, data_size = f->size - data_pos;
     qm_status st = QM_OK;
+    int first = ck->n;
     const cJSON *e2;
     cJSON_ArrayForEach(e2, h) {
         if (!strcmp(e2->string, "__metadata__")) continue;
         if ((st = parse_entry(ck, f, e2, base + data_pos, data_size, data_pos, err))) break;
     }
     cJSON_Delete(h);
+    if (!st) st = check_overlaps(ck, first, data_pos, path, err);
     return st;
 }
 

@@ -9,6 +9,7 @@
 #include "util/dtype.h"
 
 #define QM_MAX_DIMS 4
+#define QM_ST_MAX_HEADER 100000000 /* bytes: the safetensors format's cap on the JSON header */
 
 typedef struct {
     const char *name;            /* e.g. "model.layers.0.self_attn.q_proj.weight" */
@@ -24,8 +25,9 @@ typedef struct {
 typedef struct qm_checkpoint qm_checkpoint;
 
 /* Opens model_dir/model.safetensors, or the shards named by model_dir/model.safetensors.index.json.
- * Checks: file exists, is non-empty, header length fits, header is JSON, known dtypes (F32, F16, BF16),
- * offsets inside the data and matching shape x dtype size, no duplicate tensor across shards,
+ * Checks: file exists, is non-empty, header length at most QM_ST_MAX_HEADER and inside the file,
+ * header is JSON, known dtypes (F32, F16, BF16), offsets begin <= end inside the data and matching
+ * shape x dtype size, no two tensors of a file sharing bytes, no duplicate tensor across shards,
  * every tensor the index names present in its shard. Errors name the file and the tensor. */
 qm_status qm_checkpoint_open(const char *model_dir, qm_checkpoint **out, qm_error *err);
 typedef struct qm_gguf qm_gguf;

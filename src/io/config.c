@@ -92,6 +92,63 @@ static qm_status get_eos(const cJSON *root, qm_config *cfg, const char *src, qm_
     return QM_OK;
 }
 
+/* ---- RoPE ---- */
+
+/* rope_scaling (older transformers) and rope_parameters (newer) describe the RoPE variant. qmesh
+ * computes plain RoPE only, so any type other than "default" (yarn, dynamic, linear, llama3,
+ * longrope, mrope, ...) is refused by name rather than computed as something else. The type may be
+ * under "rope_type" or the older "type". In rope_scaling a missing type is refused too (transformers
+ * needs one there); in rope_parameters it means "default". */
+static qm_status check_rope_block(const cJSON *root, const char *key, bool type_required, const char *src,
+                                  qm_error *err) {
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!o || cJSON_IsNull(o)) return QM_OK;
+    if (!cJSON_IsObject(o))
+        return qm_fail(err, QM_ERR_CONFIG, "%s: field \"%s\" must be an object or null", src, key);
+    static const char *const type_keys[] = {"rope_type", "type"};
+    bool typed = false;
+    for (size_t k = 0; k < sizeof type_keys / sizeof type_keys[0]; k++) {
+        const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, type_keys[k]);
+        if (!t || cJSON_IsNull(t)) continue;
+        if (!cJSON_IsString(t))
+            return qm_fail(err, QM_ERR_CONFIG, "%s: field \"%s.%s\" must be a string", src, key, type_keys[k]);
+        if (strcmp(t->valuestring, "default") != 0)
+            return qm_fail(err, QM_ERR_CONFIG,
+                           "%s: %s type \"%s\" is not supported; qmesh implements plain RoPE only (type \"default\" "
+                           "or %s null)",
+                           src, key, t->valuestring, key);
+        typed = true;
+    }
+    if (type_required && !typed)
+        return qm_fail(err, QM_ERR_CONFIG,
+                       "%s: %s is set but names no type; only null or type \"default\" is supported", src, key);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, o) {
+        if (cJSON_IsObject(it)) /* per-layer-type parameters ({"full_attention": {...}, ...}) */
+            return qm_fail(err, QM_ERR_CONFIG, "%s: %s has per-layer-type entries (\"%s\"); they are not supported",
+                           src, key, it->string);
+    }
+    return QM_OK;
+}
+
+/* rope_theta: top level, or rope_parameters.rope_theta; both given must agree. */
+static qm_status get_rope_theta(const cJSON *root, qm_config *cfg, const char *src, qm_error *err) {
+    qm_status st = get_double(root, "rope_theta", false, &cfg->rope_theta, src, err);
+    if (st) return st;
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    if (!cJSON_IsObject(rp)) return QM_OK; /* absent or null; another type is refused by check_rope_block */
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(rp, "rope_theta");
+    if (!v || cJSON_IsNull(v)) return QM_OK;
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+        return qm_fail(err, QM_ERR_CONFIG, "%s: field \"rope_parameters.rope_theta\" must be a number", src);
+    const cJSON *top = cJSON_GetObjectItemCaseSensitive(root, "rope_theta");
+    if (top && !cJSON_IsNull(top) && top->valuedouble != v->valuedouble)
+        return qm_fail(err, QM_ERR_CONFIG, "%s: rope_theta (%g) and rope_parameters.rope_theta (%g) disagree", src,
+                       top->valuedouble, v->valuedouble);
+    cfg->rope_theta = v->valuedouble;
+    return QM_OK;
+}
+
 /* ---- parse ---- */
 
 qm_status qm_config_parse(const char *json, const char *source, qm_config *cfg, qm_error *err) {
@@ -128,7 +185,7 @@ qm_status qm_config_parse(const char *json, const char *source, qm_config *cfg, 
     if (!present) cfg->num_key_value_heads = cfg->num_attention_heads;
     if ((st = get_int(root, "head_dim", false, &cfg->head_dim, &present, src, err))) goto done;
     if (!present) cfg->head_dim = cfg->num_attention_heads > 0 ? cfg->hidden_size / cfg->num_attention_heads : 0;
-    if ((st = get_double(root, "rope_theta", false, &cfg->rope_theta, src, err))) goto done;
+    if ((st = get_rope_theta(root, cfg, src, err))) goto done;
     if ((st = get_bool(root, "tie_word_embeddings", &cfg->tie_word_embeddings, src, err))) goto done;
     if ((st = get_int(root, "bos_token_id", false, &cfg->bos_token_id, NULL, src, err))) goto done;
     if ((st = get_eos(root, cfg, src, err))) goto done;
@@ -157,11 +214,8 @@ qm_status qm_config_parse(const char *json, const char *source, qm_config *cfg, 
         st = qm_fail(err, QM_ERR_CONFIG, "%s: hidden_act is \"%s\"; only \"silu\" is supported", src, s);
         goto done;
     }
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
-    if (rs && !cJSON_IsNull(rs)) {
-        st = qm_fail(err, QM_ERR_CONFIG, "%s: rope_scaling is set; only null (plain RoPE) is supported", src);
-        goto done;
-    }
+    if ((st = check_rope_block(root, "rope_scaling", true, src, err))) goto done;
+    if ((st = check_rope_block(root, "rope_parameters", false, src, err))) goto done;
     st = qm_config_validate(cfg, src, err);
 done:
     cJSON_Delete(root);
@@ -182,20 +236,25 @@ qm_status qm_config_load(const char *path, qm_config *cfg, qm_error *err) {
 
 qm_status qm_config_validate(const qm_config *c, const char *source, qm_error *err) {
     const char *src = source ? source : "config.json";
-    const struct { const char *name; int v; } pos[] = {
-        {"vocab_size", c->vocab_size},
-        {"hidden_size", c->hidden_size},
-        {"intermediate_size", c->intermediate_size},
-        {"num_hidden_layers", c->num_hidden_layers},
-        {"num_attention_heads", c->num_attention_heads},
-        {"num_key_value_heads", c->num_key_value_heads},
-        {"head_dim", c->head_dim},
-        {"max_position_embeddings", c->max_position_embeddings},
+    /* the bounds are chosen in config.h: every product of them fits in 64 bits */
+    const struct { const char *name; int v, max; } pos[] = {
+        {"vocab_size", c->vocab_size, QM_CONFIG_MAX_VOCAB},
+        {"hidden_size", c->hidden_size, QM_CONFIG_MAX_WIDTH},
+        {"intermediate_size", c->intermediate_size, QM_CONFIG_MAX_WIDTH},
+        {"num_hidden_layers", c->num_hidden_layers, QM_CONFIG_MAX_LAYERS},
+        {"num_attention_heads", c->num_attention_heads, QM_CONFIG_MAX_HEADS},
+        {"num_key_value_heads", c->num_key_value_heads, QM_CONFIG_MAX_HEADS},
+        {"head_dim", c->head_dim, QM_CONFIG_MAX_HEAD_DIM},
+        {"max_position_embeddings", c->max_position_embeddings, QM_CONFIG_MAX_POSITIONS},
     };
-    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) {
         if (pos[i].v <= 0)
             return qm_fail(err, QM_ERR_CONFIG, "%s: %s is %d; it must be a positive integer", src, pos[i].name,
                            pos[i].v);
+        if (pos[i].v > pos[i].max)
+            return qm_fail(err, QM_ERR_CONFIG, "%s: %s is %d; at most %d is supported", src, pos[i].name, pos[i].v,
+                           pos[i].max);
+    }
     if (c->num_attention_heads % c->num_key_value_heads != 0)
         return qm_fail(err, QM_ERR_CONFIG,
                        "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)", src,

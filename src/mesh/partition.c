@@ -1,5 +1,7 @@
 #include "mesh/partition.h"
 
+#include <stdint.h>
+
 qm_status qm_partition_make(int cols, int col, int n_heads, int n_kv_heads, int head_dim, int intermediate,
                             int vocab, qm_partition *p, qm_error *err) {
     if (cols < 1 || col < 0 || col >= cols)
@@ -20,12 +22,15 @@ qm_status qm_partition_make(int cols, int col, int n_heads, int n_kv_heads, int 
     } else {
         p->kv_heads.begin = p->kv_heads.end = 0;
     }
-    p->n_mlp_blocks = (intermediate + QM_MLP_BLOCK - 1) / QM_MLP_BLOCK;
+    /* ceil(intermediate / QM_MLP_BLOCK) without adding to intermediate (it may be near INT_MAX),
+     * and the blocks' columns in 64 bits: the last block's end may pass INT_MAX before the clamp */
+    p->n_mlp_blocks = intermediate / QM_MLP_BLOCK + (intermediate % QM_MLP_BLOCK != 0);
     p->mlp_blocks = qm_split(p->n_mlp_blocks, cols, col);
-    p->mlp_cols.begin = p->mlp_blocks.begin * QM_MLP_BLOCK;
-    p->mlp_cols.end = p->mlp_blocks.end * QM_MLP_BLOCK;
-    if (p->mlp_cols.end > intermediate) p->mlp_cols.end = intermediate;
-    if (p->mlp_cols.begin > p->mlp_cols.end) p->mlp_cols.begin = p->mlp_cols.end;
+    int64_t c0 = (int64_t)p->mlp_blocks.begin * QM_MLP_BLOCK, c1 = (int64_t)p->mlp_blocks.end * QM_MLP_BLOCK;
+    if (c1 > intermediate) c1 = intermediate;
+    if (c0 > c1) c0 = c1;
+    p->mlp_cols.begin = (int)c0;
+    p->mlp_cols.end = (int)c1;
     p->vocab = qm_split(vocab, cols, col);
     return QM_OK;
 }
