@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # qmesh under mpirun (--backend mpi, one rank per device): byte-identical to the threads backend
-# on 1x2, 2x2 and 1x8; output printed once; a wrong world size refused; a killed rank stops the job.
+# on 1x2, 2x2 and 1x8; output printed once; a wrong world size refused; a killed rank stops the job;
+# a killed 2x2 eval has both rows' results on file and resumes to the uninterrupted run's completions.
 set -euo pipefail
 : "${QMESH:?}" "${SRC:?}" "${WORK:?}"
 if [ "${QMESH_HAVE_MPI:-OFF}" != "ON" ]; then echo "skipped: built without MPI"; exit 77; fi
@@ -65,4 +66,37 @@ elapsed=$(echo "$t1 - $t0" | bc)
 [ $rc != 0 ] || fail "job exited 0 after a rank was killed"
 [ "$(echo "$elapsed < 20" | bc)" = 1 ] || fail "job took $elapsed s to stop"
 echo "ok killed rank: job stopped in ${elapsed} s with exit $rc"
-echo "6 passed, 0 failed"
+# a 2x2 MPI eval killed mid-run: rows serve different questions (row 0 the even indices, row 1
+# the odd ones) and every row's finished results reach rank 0's file within a pass, so the killed
+# run's file already holds both rows' results; --resume completes it, every index once, the same
+# completions as an uninterrupted run
+L=24
+EV=(eval gsm8k -m "$WORK/tiny" --data "$D" --limit $L --max-new-tokens 16 --shots 2)
+"$QMESH" "${EV[@]}" --out "$WORK/ev24_threads.jsonl" > /dev/null 2>&1
+timeout 300 "${MPIRUN[@]}" -np 4 "$QMESH" "${EV[@]}" --mesh 2x2 --batch 1 --threads 1 --isa scalar \
+  --out "$WORK/ev_kill.jsonl" > /dev/null 2>&1 &
+launcher=$!
+has_both_rows() { grep -q '"index":[0-9]*[02468],' "$1" && grep -q '"index":[0-9]*[13579],' "$1"; }
+for _ in $(seq 1200); do
+  [ -s "$WORK/ev_kill.jsonl" ] && has_both_rows "$WORK/ev_kill.jsonl" && break
+  kill -0 $launcher 2> /dev/null || break
+  sleep 0.05
+done
+victim=$(pgrep -f "ev_kill.jsonl" | while read -r p; do [ "$(ps -o comm= -p "$p")" = qmesh ] && echo "$p"; done | head -1 || true)
+[ -n "$victim" ] || fail "the MPI eval ended before it could be killed"
+kill -9 "$victim"
+set +e
+wait $launcher
+set -e
+n_killed=$(grep -c '"index"' "$WORK/ev_kill.jsonl" || true)
+[ "$n_killed" -lt $L ] || fail "the kill came too late: $n_killed of $L results"
+has_both_rows "$WORK/ev_kill.jsonl" || fail "killed run's file lacks row 1's results: $(grep -o '"index":[0-9]*' "$WORK/ev_kill.jsonl" | tr '\n' ' ')"
+echo "ok killed 2x2 MPI eval: $n_killed of $L results on file, from both rows"
+timeout 300 "${MPIRUN[@]}" -np 4 "$QMESH" "${EV[@]}" --mesh 2x2 --batch 2 --out "$WORK/ev_kill.jsonl" --resume \
+  > /dev/null 2> "$WORK/ev_resume.err" || fail "resume: $(tail -3 "$WORK/ev_resume.err")"
+got=$(grep -o '"index":[0-9]*' "$WORK/ev_kill.jsonl" | sort | uniq -c | awk '$1 != 1' | wc -l)
+[ "$(grep -c '"index"' "$WORK/ev_kill.jsonl")" = $L ] && [ "$got" = 0 ] || fail "resumed file: not every index exactly once"
+"$QMESH" eval compare "$WORK/ev24_threads.jsonl" "$WORK/ev_kill.jsonl" --require-identical > /dev/null ||
+  fail "killed+resumed MPI completions differ from an uninterrupted run"
+echo "ok killed+resumed 2x2 MPI eval: every index once, completions identical"
+echo "8 passed, 0 failed"

@@ -43,6 +43,10 @@ struct qm_engine {
 typedef qm_status (*qm_device_fn)(qm_engine *e, qm_device *dev, void *arg, qm_error *err);
 qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_error *err);
 
-qm_status qm_engine_gather_held(qm_engine *e, qm_device *dev, const char *held, size_t len, qm_error *err);
+/* MPI, called by every device of the mesh together: the finished results each holds (held, *len
+ * bytes: rows other than 0) go to rank 0, which hands them to on_done, and *len becomes 0. done:
+ * this device's row has nothing left; *all_done: every row's device said so (the same everywhere). */
+qm_status qm_engine_flush_held(qm_engine *e, qm_device *dev, const char *held, size_t *len, bool done,
+                               bool *all_done, qm_error *err);
 
 #endif

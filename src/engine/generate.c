@@ -32,9 +32,10 @@ typedef struct {
     const int *prefix;
     int prefix_len;
     bool prefix_ready;
-    /* MPI: results of rows other than 0, sent to rank 0 at the end */
+    /* MPI: finished results of rows other than 0, sent to rank 0 at the next step's flush */
     char *held;
     size_t held_len, held_cap;
+    qm_status failed;     /* an allocation failed while finishing or decoding text: stop */
     qm_gen_stats st;
 } row_ctx;
 
@@ -96,11 +97,16 @@ static void emit_text(row_ctx *r, seq *s, size_t upto) {
     s->emitted = upto;
 }
 
+/* Appends to the held results; a failed allocation marks the row failed (never a silent drop). */
 static void hold_bytes(row_ctx *r, const void *p, size_t n) {
+    if (r->failed) return;
     if (r->held_len + n > r->held_cap) {
         size_t cap = (r->held_len + n) * 2 + 256;
         char *t = realloc(r->held, cap);
-        if (!t) return;
+        if (!t) {
+            r->failed = QM_ERR_NOMEM;
+            return;
+        }
         r->held = t;
         r->held_cap = cap;
     }
@@ -215,7 +221,7 @@ static bool accept_token(row_ctx *r, seq *s, int tok) {
         char piece[256];
         size_t old = s->len;
         size_t n = qm_decode_stream_push(e->tok, &s->ds, tok, piece, sizeof piece);
-        if (n) text_append(s, piece, n);
+        if (n && text_append(s, piece, n)) r->failed = QM_ERR_NOMEM;
         for (int i = 0; i < q->n_stop; i++) {
             size_t sl = strlen(q->stop[i]);
             if (!sl || s->len < sl) continue;
@@ -236,7 +242,7 @@ static bool accept_token(row_ctx *r, seq *s, int tok) {
         if (e->tok) {
             char piece[64];
             size_t n = qm_decode_stream_flush(&s->ds, piece, sizeof piece);
-            if (n) text_append(s, piece, n);
+            if (n && text_append(s, piece, n)) r->failed = QM_ERR_NOMEM;
         }
         finish(r, s, QM_STOP_LENGTH);
         return true;
@@ -274,6 +280,9 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
         }
     }
     if (e->mpi) e->next_req = -1;
+    /* MPI with several rows: results of rows other than 0 are flushed to rank 0 every pass, so that
+     * a crash loses at most the last pass of them (one process per device: no shared callback). */
+    const bool flush = e->mpi && e->rows > 1;
     const qm_partition *p = &dev->shard.part;
     for (;;) {
         /* 1. The leader fills free sequences with new requests; the row learns them. */
@@ -288,7 +297,17 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
             assigned += assign[b] >= 0;
             active += r.seqs[b].req >= 0;
         }
-        if (!active && !assigned) break;
+        const bool idle = !active && !assigned; /* nothing left for this row */
+        if (flush) { /* every rank, once per pass: finished results reach rank 0 a pass after */
+            bool all_done = false;
+            if ((st = qm_engine_flush_held(e, dev, r.held, &r.held_len, idle, &all_done, err))) goto done;
+            if (idle) {
+                if (all_done) break;
+                continue;
+            }
+        } else if (idle) {
+            break;
+        }
         if (!active) continue; /* requests that finished at once (max_new_tokens 0) */
         /* 2. One step: every pending token of decoding sequences, then prompt chunks. */
         int n = 0, n_out = 0;
@@ -340,6 +359,10 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
             s->rng = r.out_rng[i];
             accept_token(&r, s, pk[i]);
         }
+        if (r.failed) { /* this device stops; the comm's abort stops the others of the mesh */
+            st = qm_fail(err, r.failed, "out of memory keeping the text or results of finished requests");
+            goto done;
+        }
     }
 done:
     if (st) {
@@ -358,8 +381,6 @@ done:
         if (r.st.decode_s > e->stats.decode_s) e->stats.decode_s = r.st.decode_s;
         pthread_mutex_unlock(&e->mu);
     }
-    /* MPI: results of rows other than 0 go to rank 0 now. */
-    if (e->mpi && st == QM_OK) st = qm_engine_gather_held(e, dev, r.held, r.held_len, err);
     free(r.held);
     free(r.seqs);
     free(assign);
