@@ -37,6 +37,23 @@ check "crlf" "64 319 65" "$(printf 'a\r\nb' | "$QMESH" tokenize --tokenizer "$TO
 check "special" "151644 872 198" "$(printf '<|im_start|>user\n' | "$QMESH" tokenize --tokenizer "$TOK")"
 check "empty" "" "$(printf '' | "$QMESH" tokenize --tokenizer "$TOK")"
 
+# --no-special: special-token strings are plain text ("<" "|" "im" "_start" "|" ">"), as Hugging
+# Face's split_special_tokens gives them; added tokens that are not special still match.
+check "no-special" "27 91 318 4906 91 29 872 198" "$(printf '<|im_start|>user\n' | "$QMESH" tokenize --tokenizer "$TOK" --no-special)"
+check "no-special tool_call" "151657 64 151658" "$(printf '<tool_call>a</tool_call>' | "$QMESH" tokenize --tokenizer "$TOK" --no-special)"
+printf '{"text":"<|im_start|>user"}\n{"text":"<|endoftext|>"}\n' >"$WORK/special.jsonl"
+check "jsonl default special" '{"ids":[151644,872]}' "$("$QMESH" tokenize --tokenizer "$TOK" --jsonl <"$WORK/special.jsonl" | head -n 1)"
+"$QMESH" tokenize --tokenizer "$TOK" --jsonl --no-special <"$WORK/special.jsonl" >"$WORK/nospecial.jsonl"
+check "jsonl no-special" '{"ids":[27,91,318,4906,91,29,872]}' "$(head -n 1 "$WORK/nospecial.jsonl")"
+if grep -q '15164[3-9]\|1516[5-9][0-9]' "$WORK/nospecial.jsonl"; then
+    echo "FAIL jsonl no-special: a control id came out"; fails=$((fails + 1))
+else
+    echo "ok   jsonl no-special: no control ids"
+fi
+printf 'x<|im_end|>\n<|endoftext|>' >"$WORK/sp.txt"
+"$QMESH" tokenize --tokenizer "$TOK" --no-special <"$WORK/sp.txt" | "$QMESH" detokenize --tokenizer "$TOK" >"$WORK/sp.back"
+if cmp -s "$WORK/sp.txt" "$WORK/sp.back"; then echo "ok   no-special round trip"; else echo "FAIL no-special round trip"; fails=$((fails + 1)); fi
+
 # ids -> text, exactly (no newline added).
 printf '9707 11 1879 0\n' | "$QMESH" detokenize --tokenizer "$TOK" >"$WORK/text"
 check "detokenize" "Hello, world!" "$(cat "$WORK/text")"
@@ -64,13 +81,17 @@ expect_exit "jsonl no text" 1 "line 1" bash -c "printf '{\"txt\":\"a\"}\n' | \"\
 expect_exit "non-integer id" 1 "not an integer" bash -c "echo '1 2 x3' | \"\$0\" detokenize --tokenizer \"\$1\"" "$QMESH" "$TOK"
 expect_exit "id out of range" 1 "out of range" bash -c "echo '1 151665' | \"\$0\" detokenize --tokenizer \"\$1\"" "$QMESH" "$TOK"
 expect_exit "negative id" 1 "out of range" bash -c "echo '-1' | \"\$0\" detokenize --tokenizer \"\$1\"" "$QMESH" "$TOK"
+expect_exit "huge id" 1 "out of range" bash -c "echo '5 99999999999999999999999' | \"\$0\" detokenize --tokenizer \"\$1\"" "$QMESH" "$TOK"
+expect_exit "int-max id" 1 "ids 0..151664" bash -c "echo '2147483647' | \"\$0\" detokenize --tokenizer \"\$1\"" "$QMESH" "$TOK"
+expect_exit "no-special detok" 2 "unknown option" "$QMESH" detokenize --tokenizer "$TOK" --no-special
 expect_exit "invalid utf-8" 1 "UTF-8" bash -c "printf 'ab\\xff' | \"\$0\" tokenize --tokenizer \"\$1\"" "$QMESH" "$TOK"
 expect_exit "missing tokenizer" 1 "cannot open" bash -c "\"\$0\" tokenize --tokenizer /nonexistent </dev/null" "$QMESH"
 expect_exit "unknown flag" 2 "unknown option" "$QMESH" tokenize --tokenizer "$TOK" --bogus
 expect_exit "unknown flag detok" 2 "unknown option" "$QMESH" detokenize --tokenizer "$TOK" --jsonl
 expect_exit "no tokenizer" 2 "required" "$QMESH" tokenize
 
-"$QMESH" tokenize --help >"$WORK/help" && grep -q "usage: qmesh tokenize" "$WORK/help" && echo "ok   tokenize --help" ||
+"$QMESH" tokenize --help >"$WORK/help" && grep -q "usage: qmesh tokenize" "$WORK/help" && grep -q -- "--no-special" "$WORK/help" &&
+    grep -q "By default special tokens" "$WORK/help" && echo "ok   tokenize --help" ||
     { echo "FAIL tokenize --help"; fails=$((fails + 1)); }
 "$QMESH" detokenize --help >"$WORK/help" && grep -q "usage: qmesh detokenize" "$WORK/help" && echo "ok   detokenize --help" ||
     { echo "FAIL detokenize --help"; fails=$((fails + 1)); }

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "io/gguf.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
 
@@ -387,6 +388,235 @@ static void test_bad_inputs(void **state) {
                       QM_ERR_UNSUPPORTED, "Lowercase");
 }
 
+/* Encodes with a tokenizer.json given as text; no round trip (stripped white space is lost). */
+static void tiny_ids(const char *json, const char *text, bool allow_special, const int *want, int n_want) {
+    char path[256];
+    write_temp(path, sizeof path, json);
+    qm_tokenizer *tok;
+    qm_error err = {0};
+    if (qm_tokenizer_load(path, &tok, &err)) fail_msg("load: %s", err.msg);
+    int *ids, n;
+    assert_int_equal(qm_tokenize_ex(tok, text, strlen(text), allow_special, &ids, &n, &err), QM_OK);
+    if (n != n_want) {
+        fprintf(stderr, "'%s': got", text);
+        for (int i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+        fprintf(stderr, "\n");
+    }
+    assert_int_equal(n, n_want);
+    for (int i = 0; i < n; i++) assert_int_equal(ids[i], want[i]);
+    free(ids);
+    qm_tokenizer_free(tok);
+    remove_temp(path);
+}
+
+/* Special-token strings as plain text (qm_tokenize_ex with allow_special false). */
+static void test_no_special(void **state) {
+    fixture *f = *state;
+    const char *text = "<|im_start|>user\n";
+    int *ids, n;
+    qm_error err = {0};
+    /* The default, and allow_special true: the control id. */
+    assert_int_equal(qm_tokenize(f->qwen25, text, strlen(text), &ids, &n, &err), QM_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[0], 151644);
+    free(ids);
+    assert_int_equal(qm_tokenize_ex(f->qwen25, text, strlen(text), true, &ids, &n, &err), QM_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(ids[0], 151644);
+    free(ids);
+    /* allow_special false: plain text, as Hugging Face's split_special_tokens gives it
+     * (27 91 318 4906 91 29 872 198). */
+    static const char *pieces[] = {"<", "|", "im", "_start", "|", ">", "user", "\xC4\x8A" /* Ċ = \n */};
+    assert_int_equal(qm_tokenize_ex(f->qwen25, text, strlen(text), false, &ids, &n, &err), QM_OK);
+    assert_int_equal(n, 8);
+    for (int i = 0; i < 8; i++) {
+        int want = qm_tokenizer_id(f->qwen25, pieces[i]);
+        assert_true(want >= 0 && want < 151643);
+        assert_int_equal(ids[i], want);
+    }
+    free(ids);
+
+    /* No control id comes out of any special token's text, and the text decodes back. */
+    const char *all = "<|endoftext|><|im_start|>system\nx<|im_end|>\n<|vision_start|><|image_pad|>";
+    for (int m = 0; m < 2; m++) {
+        const qm_tokenizer *tok = m ? f->qwen3 : f->qwen25;
+        assert_int_equal(qm_tokenize_ex(tok, all, strlen(all), false, &ids, &n, &err), QM_OK);
+        for (int i = 0; i < n; i++) assert_true(ids[i] < 151643);
+        char *back;
+        size_t len;
+        assert_int_equal(qm_detokenize(tok, ids, n, &back, &len, &err), QM_OK);
+        assert_string_equal(back, all);
+        free(back);
+        free(ids);
+    }
+    /* Added tokens that are not special (<think>, <tool_call>) are still recognised. */
+    const char *think = "<think>hi</think><tool_call>";
+    assert_int_equal(qm_tokenize_ex(f->qwen3, think, strlen(think), false, &ids, &n, &err), QM_OK);
+    assert_true(n >= 4);
+    assert_int_equal(ids[0], 151667);
+    assert_int_equal(ids[n - 2], 151668);
+    assert_int_equal(ids[n - 1], 151657);
+    free(ids);
+    /* A special match passed over is not searched inside: "<|im_start|>" holds no other token. */
+    const char *nested = "<|im_start|><think>";
+    assert_int_equal(qm_tokenize_ex(f->qwen3, nested, strlen(nested), false, &ids, &n, &err), QM_OK);
+    assert_int_equal(ids[n - 1], 151667);
+    free(ids);
+}
+
+/* tokenizer.json with one added token (id 7) whose flags are given; vocabulary as TINY_HEAD. */
+#define TINY_ADDED(content, flags)                                                                             \
+    "{\"added_tokens\": [{\"id\": 7, \"content\": \"" content "\", " flags "}],"                                \
+    "\"normalizer\": {\"type\": \"NFC\"}, \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false," \
+    "\"use_regex\": false}, \"model\": {\"type\": \"BPE\", "                                                     \
+    "\"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"ab\": 3, \"abc\": 4, \"\xC4\xA0\": 5, \"bc\": 6}, \"merges\": [\"a b\"]}}"
+#define OFF "\"lstrip\": false, \"rstrip\": false, \"single_word\": false, \"normalized\": false, \"special\": false"
+
+/* lstrip, rstrip, single_word and normalized, as Hugging Face tokenizers applies them. */
+static void test_added_flags(void **state) {
+    (void)state;
+    /* All false: white space stays its own token (Ġ = 5). */
+    static const int plain[] = {0, 5, 5, 7, 5, 5, 1};
+    tiny_ids(TINY_ADDED("<s>", OFF), "a  <s>  b", true, plain, 7);
+    /* rstrip: the token takes the spaces after it. */
+    static const int rs[] = {0, 5, 5, 7, 1};
+    tiny_ids(TINY_ADDED("<s>", "\"rstrip\": true"), "a  <s>  b", true, rs, 5);
+    /* lstrip: the spaces before it. */
+    static const int ls[] = {0, 7, 5, 5, 1};
+    tiny_ids(TINY_ADDED("<s>", "\"lstrip\": true"), "a  <s>  b", true, ls, 5);
+    static const int both[] = {0, 7, 1};
+    tiny_ids(TINY_ADDED("<s>", "\"lstrip\": true, \"rstrip\": true"), "a \t\n<s> \xE3\x80\x80 b", true, both, 3);
+    /* lstrip does not reach into the previous match: rstrip of the first took the spaces. */
+    static const int two[] = {7, 7};
+    tiny_ids(TINY_ADDED("<s>", "\"lstrip\": true, \"rstrip\": true"), "<s>  <s>", true, two, 2);
+    /* single_word: only where no letter or digit touches it. */
+    static const int sw_alone[] = {3, 5, 7, 5, 0};
+    tiny_ids(TINY_ADDED("c", "\"single_word\": true"), "ab c a", true, sw_alone, 5);
+    static const int sw_in_word[] = {3, 2, 5, 3};
+    tiny_ids(TINY_ADDED("c", "\"single_word\": true"), "abc ab", true, sw_in_word, 4);
+    static const int sw_before_word[] = {5, 2, 3};
+    tiny_ids(TINY_ADDED("c", "\"single_word\": true"), " cab", true, sw_before_word, 3);
+    static const int no_sw[] = {3, 7, 5, 3};
+    tiny_ids(TINY_ADDED("c", OFF), "abc ab", true, no_sw, 4);
+    /* normalized: matched in the NFC text, so e + combining acute finds "é"; not normalized: only
+     * the raw bytes match (and e, U+0301 have no token here: dropped). */
+    static const int seven[] = {7};
+    tiny_ids(TINY_ADDED("\xC3\xA9", "\"normalized\": true"), "e\xCC\x81", true, seven, 1);
+    tiny_ids(TINY_ADDED("\xC3\xA9", "\"normalized\": true"), "\xC3\xA9", true, seven, 1);
+    tiny_ids(TINY_ADDED("\xC3\xA9", "\"normalized\": false"), "e\xCC\x81", true, NULL, 0);
+    tiny_ids(TINY_ADDED("\xC3\xA9", "\"normalized\": false"), "\xC3\xA9", true, seven, 1);
+    /* A normalized token's own content is normalised. */
+    tiny_ids(TINY_ADDED("e\xCC\x81", "\"normalized\": true"), "\xC3\xA9", true, seven, 1);
+    /* special: honoured or passed over by allow_special. */
+    static const int ab_s_ab[] = {3, 7, 3}, ab_ab[] = {3, 3};
+    tiny_ids(TINY_ADDED("<s>", "\"special\": true"), "ab<s>ab", true, ab_s_ab, 3);
+    tiny_ids(TINY_ADDED("<s>", "\"special\": true"), "ab<s>ab", false, ab_ab, 2); /* < s > have no token */
+    tiny_ids(TINY_ADDED("<s>", "\"special\": false"), "ab<s>ab", false, ab_s_ab, 3);
+    /* A flag that is not a boolean is refused, naming the token and the flag. */
+    expect_load_error(TINY_ADDED("<s>", "\"lstrip\": \"yes\""), QM_ERR_FORMAT, "added_tokens[0] (\"<s>\"): \"lstrip\"");
+    expect_load_error(TINY_ADDED("<s>", "\"normalized\": 1"), QM_ERR_FORMAT, "\"normalized\" is not true or false");
+}
+
+/* Writing a GGUF (qmesh quantize) refuses added-token flags GGUF cannot record. */
+static void test_gguf_refuses_flags(void **state) {
+    (void)state;
+    static const char *flags[] = {"\"lstrip\": true", "\"rstrip\": true", "\"single_word\": true", "\"normalized\": true"};
+    for (int i = 0; i < 4; i++) {
+        char json[2048], path[256], out[300];
+        snprintf(json, sizeof json,
+                 "{\"added_tokens\": [{\"id\": 7, \"content\": \"<s>\", %s}], \"normalizer\": {\"type\": \"NFC\"}, "
+                 "\"model\": {\"vocab\": {\"a\": 0}}}",
+                 flags[i]);
+        write_temp(path, sizeof path, json);
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s", path);
+        *strrchr(dir, '/') = 0;
+        snprintf(out, sizeof out, "%s/out.gguf", dir);
+        qm_gguf_writer *w = NULL;
+        qm_error err = {0};
+        assert_int_equal(qm_gguf_writer_open(out, &w, &err), QM_OK);
+        assert_int_equal(qm_tokenizer_gguf_metadata(dir, w, &err), QM_ERR_UNSUPPORTED);
+        if (!strstr(err.msg, flags[i]) || !strstr(err.msg, "\"<s>\""))
+            fail_msg("message '%s' lacks '%s'", err.msg, flags[i]);
+        qm_gguf_writer_close(w, false, &err);
+        remove_temp(path);
+    }
+}
+
+/* Ids are bounded at load; invalid UTF-8 in an added token is refused. */
+static void test_id_bounds(void **state) {
+    (void)state;
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}}, \"added_tokens\": [{\"id\": 400000000, \"content\": \"<s>\"}]}",
+                      QM_ERR_FORMAT, "added_tokens[0] (\"<s>\") has id 400000000, too large");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0, \"b\": 2147483646}}}", QM_ERR_FORMAT,
+                      "model.vocab[\"b\"] has id 2147483646, too large");
+    /* Past the slack: 1 entry + 1 added token + 65536. */
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}}, \"added_tokens\": [{\"id\": 65538, \"content\": \"<s>\"}]}",
+                      QM_ERR_FORMAT, "below 65538");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}}, \"added_tokens\": [{\"id\": 16777216, \"content\": \"<s>\"}]}",
+                      QM_ERR_FORMAT, "too large");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}}, \"added_tokens\": [{\"id\": 1, \"content\": \"<\xFF>\"}]}",
+                      QM_ERR_FORMAT, "added_tokens entry with id 1 is not valid UTF-8");
+    expect_load_error("{\"model\": {\"vocab\": {\"a\": 0}}, \"added_tokens\": [{\"id\": 1, \"content\": \"\xE2\x82\"}]}",
+                      QM_ERR_FORMAT, "UTF-8");
+    /* Within the slack: loads, and the gap's ids decode to an error. */
+    char path[256];
+    write_temp(path, sizeof path,
+               "{\"model\": {\"vocab\": {\"a\": 0}}, \"added_tokens\": [{\"id\": 65537, \"content\": \"<s>\"}]}");
+    qm_tokenizer *tok;
+    qm_error err = {0};
+    assert_int_equal(qm_tokenizer_load(path, &tok, &err), QM_OK);
+    assert_int_equal(qm_tokenizer_n_ids(tok), 65538);
+    int ok_ids[] = {0, 65537}, gap[] = {0, 5};
+    char *text;
+    size_t len;
+    assert_int_equal(qm_detokenize(tok, ok_ids, 2, &text, &len, &err), QM_OK);
+    assert_string_equal(text, "a<s>");
+    free(text);
+    assert_int_equal(qm_detokenize(tok, gap, 2, &text, &len, &err), QM_ERR_ARG);
+    assert_null(text);
+    assert_true(strstr(err.msg, "token id 5 (position 1)") != NULL);
+    qm_tokenizer_free(tok);
+    remove_temp(path);
+}
+
+/* Detokenize: ids outside 0..n_ids-1 and a bad id list are errors, not reads out of bounds. */
+static void test_detokenize_bounds(void **state) {
+    fixture *f = *state;
+    static const int bad[] = {-1, 151665, 151936, 2147483647, -2147483647 - 1};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int ids[] = {9707, bad[i]};
+        char *text = (char *)&text, want[64];
+        size_t len = 99;
+        qm_error err = {0};
+        assert_int_equal(qm_detokenize(f->qwen25, ids, 2, &text, &len, &err), QM_ERR_ARG);
+        assert_null(text);
+        assert_int_equal(len, 0);
+        snprintf(want, sizeof want, "token id %d (position 1)", bad[i]);
+        if (!strstr(err.msg, want)) fail_msg("message '%s' lacks '%s'", err.msg, want);
+        assert_true(strstr(err.msg, "0..151664") != NULL);
+    }
+    char *text;
+    size_t len;
+    qm_error err = {0};
+    assert_int_equal(qm_detokenize(f->qwen25, NULL, 3, &text, &len, &err), QM_ERR_ARG);
+    assert_null(text);
+    int one = 9707;
+    assert_int_equal(qm_detokenize(f->qwen25, &one, -1, &text, &len, &err), QM_ERR_ARG);
+    assert_null(text);
+    assert_int_equal(qm_detokenize(f->qwen25, NULL, 0, &text, &len, &err), QM_OK);
+    assert_string_equal(text, "");
+    free(text);
+    /* Streaming: an id out of range decodes to nothing and keeps what is pending. */
+    qm_decode_stream st = {0};
+    char out[16];
+    int lead = qm_tokenizer_id(f->qwen25, "\xC3\xB0"); /* ð: byte 0xF0 */
+    assert_int_equal(qm_decode_stream_push(f->qwen25, &st, lead, out, sizeof out), 0);
+    assert_int_equal(qm_decode_stream_push(f->qwen25, &st, 2147483647, out, sizeof out), 0);
+    assert_int_equal(qm_decode_stream_push(f->qwen25, &st, -2147483647 - 1, out, sizeof out), 0);
+    assert_int_equal(st.n_pending, 1);
+}
+
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -423,6 +653,9 @@ int main(void) {
         cmocka_unit_test(test_round_trips),
         cmocka_unit_test(test_stream_decode), cmocka_unit_test(test_invalid_utf8),
         cmocka_unit_test(test_merge_formats), cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_no_special),    cmocka_unit_test(test_added_flags),
+        cmocka_unit_test(test_id_bounds),     cmocka_unit_test(test_detokenize_bounds),
+        cmocka_unit_test(test_gguf_refuses_flags),
         cmocka_unit_test(test_gsm8k_speed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -9,13 +9,16 @@
 #include "text/tokenizer.h"
 
 static const char tokenize_usage[] =
-    "usage: qmesh tokenize --tokenizer DIR|FILE [--jsonl]\n"
+    "usage: qmesh tokenize --tokenizer DIR|FILE [--jsonl] [--no-special]\n"
     "\n"
     "Reads UTF-8 text on stdin and writes its token ids on one line, separated by spaces.\n"
-    "Special tokens written in the text (<|im_start|>, ...) become their ids.\n"
+    "By default special tokens written in the text (<|im_start|>, <|endoftext|>, ...) become\n"
+    "their ids; --no-special encodes them as plain text.\n"
     "\n"
     "  --tokenizer P  a tokenizer.json, or a model folder holding one\n"
     "  --jsonl        each input line is {\"text\": ...}; each output line is {\"ids\": [...]}\n"
+    "  --no-special   special-token strings in the text are plain text, not control ids (added\n"
+    "                 tokens that are not special, like <think>, are still recognised)\n"
     "  -h, --help     this text\n";
 
 static const char detokenize_usage[] =
@@ -30,10 +33,12 @@ static const char detokenize_usage[] =
 typedef struct {
     const char *tokenizer;
     bool jsonl;
+    bool no_special;
     bool help;
 } options;
 
-/* Returns 0, or the exit code of a usage error. */
+/* Returns 0, or the exit code of a usage error. allow_jsonl: the tokenize options (--jsonl,
+ * --no-special). */
 static int parse_args(const char *cmd, int argc, char **argv, bool allow_jsonl, options *o) {
     memset(o, 0, sizeof *o);
     for (int i = 1; i < argc; i++) {
@@ -48,6 +53,8 @@ static int parse_args(const char *cmd, int argc, char **argv, bool allow_jsonl, 
             o->tokenizer = a + 12;
         } else if (allow_jsonl && !strcmp(a, "--jsonl")) {
             o->jsonl = true;
+        } else if (allow_jsonl && !strcmp(a, "--no-special")) {
+            o->no_special = true;
         } else if (a[0] == '-' && a[1]) {
             return cli_usage_error(cmd, "unknown option '%s'", a);
         } else {
@@ -96,7 +103,7 @@ static void print_ids(const int *ids, int n) {
 }
 
 /* --jsonl: one {"text": ...} per line -> one {"ids": [...]} per line. */
-static int tokenize_jsonl(const qm_tokenizer *tok) {
+static int tokenize_jsonl(const qm_tokenizer *tok, bool allow_special) {
     char *line = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -119,7 +126,7 @@ static int tokenize_jsonl(const qm_tokenizer *tok) {
             rc = cli_error("tokenize", &err);
         } else {
             int *ids, n;
-            if (qm_tokenize(tok, text->valuestring, strlen(text->valuestring), &ids, &n, &err)) {
+            if (qm_tokenize_ex(tok, text->valuestring, strlen(text->valuestring), allow_special, &ids, &n, &err)) {
                 qm_error e2 = {0};
                 qm_fail(&e2, err.code, "stdin line %ld: %s", lineno, err.msg);
                 rc = cli_error("tokenize", &e2);
@@ -152,7 +159,7 @@ int cmd_tokenize(int argc, char **argv) {
     qm_error err = {0};
     if (qm_tokenizer_load(o.tokenizer, &tok, &err)) return cli_error("tokenize", &err);
     if (o.jsonl) {
-        rc = tokenize_jsonl(tok);
+        rc = tokenize_jsonl(tok, !o.no_special);
     } else {
         size_t len;
         char *text = read_stdin(&len);
@@ -160,7 +167,7 @@ int cmd_tokenize(int argc, char **argv) {
         if (!text) {
             qm_fail(&err, QM_ERR_IO, "error reading stdin");
             rc = cli_error("tokenize", &err);
-        } else if (qm_tokenize(tok, text, len, &ids, &n, &err)) {
+        } else if (qm_tokenize_ex(tok, text, len, !o.no_special, &ids, &n, &err)) {
             rc = cli_error("tokenize", &err);
         } else {
             print_ids(ids, n);
@@ -201,9 +208,10 @@ int cmd_detokenize(int argc, char **argv) {
         *p = 0;
         long id;
         if (!cli_parse_int(start, 0, qm_tokenizer_n_ids(tok) - 1, &id)) {
-            long any;
-            if (cli_parse_int(start, -2147483647L - 1, 2147483647L, &any))
-                qm_fail(&err, QM_ERR_ARG, "id %s (input token %d) is out of range: this tokenizer has ids 0..%d", start,
+            /* an integer, however large, is out of range rather than not an integer */
+            size_t digits = strspn(start + (*start == '-' || *start == '+'), "0123456789");
+            if (digits > 0 && start[(*start == '-' || *start == '+') + digits] == 0)
+                qm_fail(&err, QM_ERR_ARG, "id %.40s (input token %d) is out of range: this tokenizer has ids 0..%d", start,
                         n + 1, qm_tokenizer_n_ids(tok) - 1);
             else
                 qm_fail(&err, QM_ERR_ARG, "'%.40s' (input token %d) is not an integer token id", start, n + 1);

@@ -1,8 +1,10 @@
 /* Byte-level BPE: the builder shared by both sources (tokenizer.json here, GGUF metadata in
  * tokenizer_gguf.c, through qm_tok_spec), the tokenizer.json reader, encoding and decoding.
  *
- * Encoding: added tokens split the raw text (leftmost, longest first); each remaining piece is
- * NFC-normalised, cut by the pre-tokenizer regex (behaviour "Isolated": matches and the gaps
+ * Encoding: added tokens split the raw text (leftmost, longest first; special ones only when
+ * allowed; lstrip, rstrip and single_word as Hugging Face's AddedVocabulary applies them); each
+ * remaining piece is NFC-normalised, split again by the added tokens marked normalized, cut by
+ * the pre-tokenizer regex (behaviour "Isolated": matches and the gaps
  * between them are pieces), mapped byte by byte to the GPT-2 byte-level alphabet and merged by
  * BPE, lowest merge rank first (leftmost on ties), with a heap over candidate pairs.
  * Decoding: each id's bytes (computed at load), then lossy UTF-8 (U+FFFD per invalid subpart).
@@ -35,9 +37,10 @@ typedef struct {
 } span;
 
 typedef struct {
-    span content;
+    span content; /* the token's text: what it decodes to, what qm_tokenizer_id looks up */
+    span match;   /* what is matched: content, NFC'd when normalized and the tokenizer has NFC */
     int id;
-    bool special;
+    bool special, lstrip, rstrip, single_word, normalized;
 } added_token;
 
 struct qm_tokenizer {
@@ -60,9 +63,10 @@ struct qm_tokenizer {
     uint16_t byte_char[256];   /* GPT-2 byte -> code point */
     int16_t char_byte[512];    /* code point (< 512) -> byte, -1 if not in the alphabet */
 
-    added_token *added; /* longest content first */
+    added_token *added; /* longest match first */
     int n_added;
-    bool added_first[256]; /* bytes that start some added token */
+    uint8_t added_first[256]; /* bytes that start some added token: bit 0 raw, bit 1 normalized */
+    bool any_normalized;      /* some added token is matched in the normalised text */
 
     bool nfc;
     pcre2_code *split; /* NULL = no regex split */
@@ -264,16 +268,28 @@ static qm_status parse_pretokenizer(qm_tok_spec *s, const cJSON *p, const char *
     return qm_fail(err, QM_ERR_UNSUPPORTED, "%s: pre-tokenizer '%s' is not supported", path, type ? type : "?");
 }
 
-/* model.vocab and added_tokens: checks the ids, fills s->vocab and s->added. */
+/* An added token's optional boolean flag (absent = false); anything but true/false is refused. */
+static qm_status json_flag(const cJSON *tok, const char *key, int k, const char *content, const char *path,
+                           bool *out, qm_error *err) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(tok, key);
+    *out = cJSON_IsTrue(v);
+    if (v && !cJSON_IsBool(v))
+        return qm_fail(err, QM_ERR_FORMAT, "%s: added_tokens[%d] (\"%.60s\"): \"%s\" is not true or false", path, k,
+                       content, key);
+    return QM_OK;
+}
+
+/* model.vocab and added_tokens: checks the ids (bounded, see QM_TOK_ID_SLACK), fills s->vocab and
+ * s->added with the flags of each added token. */
 static qm_status json_ids(const cJSON *vocab, const cJSON *added, const char *path, qm_tok_spec *s,
                           qm_error *err) {
-    int max_id = -1, n_added = 0, id;
+    int max_id = -1, n_added = 0, n_vocab = 0, id;
     const cJSON *v;
     cJSON_ArrayForEach(v, vocab) {
         if (!json_int(v, &id))
             return qm_fail(err, QM_ERR_FORMAT, "%s: model.vocab[\"%s\"] is not a non-negative integer id", path,
                            v->string);
-        if (id > max_id) max_id = id;
+        n_vocab++;
     }
     cJSON_ArrayForEach(v, added) {
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(v, "content");
@@ -281,8 +297,31 @@ static qm_status json_ids(const cJSON *vocab, const cJSON *added, const char *pa
             !content->valuestring[0])
             return qm_fail(err, QM_ERR_FORMAT, "%s: added_tokens[%d] needs an integer \"id\" and a non-empty \"content\"",
                            path, n_added);
-        if (id > max_id) max_id = id;
         n_added++;
+    }
+    /* Every id below the bound: no gigabyte tables for one stray id. */
+    long bound = (long)n_vocab + n_added + QM_TOK_ID_SLACK;
+    if (bound > QM_TOK_MAX_IDS) bound = QM_TOK_MAX_IDS;
+    cJSON_ArrayForEach(v, vocab) {
+        id = (int)v->valuedouble;
+        if (id >= bound)
+            return qm_fail(err, QM_ERR_FORMAT,
+                           "%s: model.vocab[\"%s\"] has id %d, too large: ids must be below %ld (%d vocabulary "
+                           "entries + %d added tokens + %d spare ids, at most %d)",
+                           path, v->string, id, bound, n_vocab, n_added, QM_TOK_ID_SLACK, QM_TOK_MAX_IDS);
+        if (id > max_id) max_id = id;
+    }
+    int k = 0;
+    cJSON_ArrayForEach(v, added) {
+        id = (int)cJSON_GetObjectItemCaseSensitive(v, "id")->valuedouble;
+        if (id >= bound)
+            return qm_fail(err, QM_ERR_FORMAT,
+                           "%s: added_tokens[%d] (\"%.60s\") has id %d, too large: ids must be below %ld (%d vocabulary "
+                           "entries + %d added tokens + %d spare ids, at most %d)",
+                           path, k, cJSON_GetObjectItemCaseSensitive(v, "content")->valuestring, id, bound, n_vocab,
+                           n_added, QM_TOK_ID_SLACK, QM_TOK_MAX_IDS);
+        if (id > max_id) max_id = id;
+        k++;
     }
     if (max_id < 0) return qm_fail(err, QM_ERR_FORMAT, "%s: model.vocab is empty", path);
     s->n_ids = max_id + 1;
@@ -295,11 +334,17 @@ static qm_status json_ids(const cJSON *vocab, const cJSON *added, const char *pa
         s->vocab[id] = (qm_tok_text){v->string, strlen(v->string)};
     }
     cJSON_ArrayForEach(v, added) {
+        int at = s->n_added;
         qm_tok_added *a = &s->added[s->n_added++];
         const char *content = cJSON_GetObjectItemCaseSensitive(v, "content")->valuestring;
         a->content = (qm_tok_text){content, strlen(content)};
         a->id = (int)cJSON_GetObjectItemCaseSensitive(v, "id")->valuedouble;
-        a->special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "special"));
+        qm_status st = json_flag(v, "special", at, content, path, &a->special, err);
+        if (!st) st = json_flag(v, "lstrip", at, content, path, &a->lstrip, err);
+        if (!st) st = json_flag(v, "rstrip", at, content, path, &a->rstrip, err);
+        if (!st) st = json_flag(v, "single_word", at, content, path, &a->single_word, err);
+        if (!st) st = json_flag(v, "normalized", at, content, path, &a->normalized, err);
+        if (st) return st;
     }
     return QM_OK;
 }
@@ -338,6 +383,7 @@ static qm_status json_merges(const cJSON *merges, const char *path, qm_tok_spec 
 
 qm_status qm_tok_spec_from_json(const cJSON *root, const char *path, qm_tok_spec *s, qm_error *err) {
     *s = (qm_tok_spec){.where = path, .vocab_key = "model.vocab", .merges_key = "model.merges",
+                       .added_key = "added_tokens",
                        .specials = {.bos = -1, .eos = -1, .pad = -1}};
     if (!cJSON_IsObject(root)) return qm_fail(err, QM_ERR_FORMAT, "%s: top level is not a JSON object", path);
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -468,19 +514,23 @@ static bool decoded_bytes(qm_tokenizer *t, span tokstr, span *out) {
 
 static int cmp_added(const void *a, const void *b) {
     const added_token *x = a, *y = b;
-    if (x->content.len != y->content.len) return x->content.len > y->content.len ? -1 : 1;
+    if (x->match.len != y->match.len) return x->match.len > y->match.len ? -1 : 1;
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
 /* A token string must be non-empty UTF-8 without NUL bytes. */
-static qm_status check_text(const qm_tok_spec *s, qm_tok_text v, int id, qm_error *err) {
-    if (v.len == 0) return qm_fail(err, QM_ERR_FORMAT, "%s: token %d of %s is empty", s->where, id, s->vocab_key);
+static qm_status check_text(const qm_tok_spec *s, qm_tok_text v, int id, bool added, qm_error *err) {
+    char what[96];
+    if (added && s->added_key)
+        snprintf(what, sizeof what, "the %s entry with id %d", s->added_key, id);
+    else
+        snprintf(what, sizeof what, "token %d of %s", id, s->vocab_key);
+    if (v.len == 0) return qm_fail(err, QM_ERR_FORMAT, "%s: %s is empty", s->where, what);
     size_t bad = qm_utf8_check((const unsigned char *)v.ptr, v.len);
     if (bad < v.len)
-        return qm_fail(err, QM_ERR_FORMAT, "%s: token %d of %s is not valid UTF-8 (byte 0x%02X at offset %zu)",
-                       s->where, id, s->vocab_key, (unsigned char)v.ptr[bad], bad);
-    if (memchr(v.ptr, 0, v.len))
-        return qm_fail(err, QM_ERR_FORMAT, "%s: token %d of %s holds a NUL byte", s->where, id, s->vocab_key);
+        return qm_fail(err, QM_ERR_FORMAT, "%s: %s is not valid UTF-8 (byte 0x%02X at offset %zu)", s->where, what,
+                       (unsigned char)v.ptr[bad], bad);
+    if (memchr(v.ptr, 0, v.len)) return qm_fail(err, QM_ERR_FORMAT, "%s: %s holds a NUL byte", s->where, what);
     return QM_OK;
 }
 
@@ -501,7 +551,7 @@ static qm_status build_vocab(qm_tokenizer *t, const qm_tok_spec *s, qm_error *er
     for (int id = 0; id < s->n_ids; id++) {
         qm_tok_text v = s->vocab[id];
         if (!v.ptr) continue;
-        qm_status st = check_text(s, v, id, err);
+        qm_status st = check_text(s, v, id, false, err);
         if (st) return st;
         int other = vocab_find(t, v.ptr, v.len);
         if (other >= 0)
@@ -519,7 +569,9 @@ static qm_status build_vocab(qm_tokenizer *t, const qm_tok_spec *s, qm_error *er
     return QM_OK;
 }
 
-/* Added tokens decode to their content; they are matched longest first. */
+/* Added tokens decode to their content; they are matched longest first. A normalized token is
+ * matched as its NFC form when the tokenizer normalises (as Hugging Face normalises the content of
+ * such tokens). */
 static qm_status build_added(qm_tokenizer *t, const qm_tok_spec *s, qm_error *err) {
     t->added = calloc((size_t)s->n_added + 1, sizeof(added_token));
     if (!t->added) return qm_fail(err, QM_ERR_NOMEM, "out of memory for %d added tokens", s->n_added);
@@ -528,15 +580,35 @@ static qm_status build_added(qm_tokenizer *t, const qm_tok_spec *s, qm_error *er
         if (src->id < 0 || src->id >= t->n_ids)
             return qm_fail(err, QM_ERR_FORMAT, "%s: added token %d has id %d, outside 0..%d", s->where, k, src->id,
                            t->n_ids - 1);
-        qm_status st = check_text(s, src->content, src->id, err);
+        qm_status st = check_text(s, src->content, src->id, true, err);
         if (st) return st;
         added_token *a = &t->added[t->n_added++];
         a->id = src->id;
         a->special = src->special;
+        a->lstrip = src->lstrip;
+        a->rstrip = src->rstrip;
+        a->single_word = src->single_word;
+        a->normalized = src->normalized;
         if (!strs_add(t, src->content.ptr, src->content.len, &a->content))
             return qm_fail(err, QM_ERR_NOMEM, "out of memory loading added tokens");
+        a->match = a->content;
+        if (a->normalized && s->nfc) {
+            unsigned char *norm = NULL;
+            utf8proc_ssize_t r = utf8proc_map((const unsigned char *)src->content.ptr,
+                                              (utf8proc_ssize_t)src->content.len, &norm,
+                                              (utf8proc_option_t)(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+            if (r <= 0) {
+                free(norm);
+                return qm_fail(err, QM_ERR_FORMAT, "%s: added token with id %d cannot be normalised (NFC)",
+                               s->where, src->id);
+            }
+            bool ok = strs_add(t, norm, (size_t)r, &a->match);
+            free(norm);
+            if (!ok) return qm_fail(err, QM_ERR_NOMEM, "out of memory loading added tokens");
+        }
         t->bytes[a->id] = a->content;
-        t->added_first[(unsigned char)src->content.ptr[0]] = true;
+        t->added_first[(unsigned char)t->strs[a->match.off]] |= a->normalized ? 2 : 1;
+        t->any_normalized |= a->normalized;
     }
     qsort(t->added, (size_t)t->n_added, sizeof(added_token), cmp_added);
     return QM_OK;
@@ -576,6 +648,9 @@ static qm_status build_merges(qm_tokenizer *t, const qm_tok_spec *s, qm_error *e
 qm_status qm_tok_build(const qm_tok_spec *s, qm_tokenizer **out, qm_error *err) {
     *out = NULL;
     if (s->n_ids <= 0) return qm_fail(err, QM_ERR_FORMAT, "%s: %s is empty", s->where, s->vocab_key);
+    if (s->n_ids > QM_TOK_MAX_IDS)
+        return qm_fail(err, QM_ERR_FORMAT, "%s: %d token ids (at most %d are supported)", s->where, s->n_ids,
+                       QM_TOK_MAX_IDS);
     qm_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
     build_byte_map(t);
@@ -777,9 +852,84 @@ static void bpe_piece(const qm_tokenizer *t, encoder *e, const unsigned char *s,
     for (int i = m > 0 ? 0 : -1; i >= 0; i = e->next[i]) emit(e, e->sym[i]);
 }
 
-/* A stretch of text between added tokens: normalise, split, BPE. */
-static qm_status encode_plain(const qm_tokenizer *t, encoder *e, const unsigned char *s, size_t n,
-                              qm_error *err) {
+/* Text without added tokens (already normalised): the split regex, then BPE of each piece. */
+static qm_status encode_split(const qm_tokenizer *t, encoder *e, const unsigned char *s, size_t n, qm_error *err) {
+    if (n == 0) return QM_OK;
+    if (!t->split) {
+        bpe_piece(t, e, s, n);
+        return QM_OK;
+    }
+    size_t at = 0, gap = 0;
+    while (at < n) {
+        int rc = pcre2_match(t->split, s, n, at, PCRE2_NO_UTF_CHECK, e->md, NULL);
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(rc, msg, sizeof msg);
+            return qm_fail(err, QM_ERR_ARG, "pre-tokenizer regex failed at byte %zu: %s", at, (const char *)msg);
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
+        size_t ms = ov[0], me = ov[1];
+        if (me == ms) { /* an empty match splits nothing: step over one character */
+            at = ms + 1;
+            while (at < n && (s[at] & 0xC0) == 0x80) at++;
+            continue;
+        }
+        if (ms > gap) bpe_piece(t, e, s + gap, ms - gap);
+        bpe_piece(t, e, s + ms, me - ms);
+        at = gap = me;
+    }
+    if (gap < n) bpe_piece(t, e, s + gap, n - gap);
+    return QM_OK;
+}
+
+/* Unicode White_Space (Rust's char::is_whitespace, which Hugging Face's lstrip/rstrip use). */
+static bool is_white_space(unsigned cp) {
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/* A letter or a digit (general category L* or N*: Rust's char::is_alphanumeric, which
+ * Hugging Face's single_word uses, less the few marks of Other_Alphabetic). */
+static bool is_word_char(unsigned cp) {
+    switch (utf8proc_category((utf8proc_int32_t)cp)) {
+    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT: case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_ND: case UTF8PROC_CATEGORY_NL: case UTF8PROC_CATEGORY_NO:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The code point that ends s[0..at) (valid UTF-8, at > 0) and where it starts. */
+static unsigned char_before(const unsigned char *s, size_t at, size_t *start) {
+    size_t i = at - 1;
+    while (i > 0 && (s[i] & 0xC0) == 0x80) i--;
+    unsigned cp;
+    qm_utf8_decode(s + i, at - i, &cp);
+    *start = i;
+    return cp;
+}
+
+/* The longest added token of this pass (normalized or not) whose match starts at s, or NULL. */
+static const added_token *added_at(const qm_tokenizer *t, const unsigned char *s, size_t n, bool normalized) {
+    if (!(t->added_first[s[0]] & (normalized ? 2 : 1))) return NULL;
+    for (int i = 0; i < t->n_added; i++) {
+        const added_token *a = &t->added[i];
+        if (a->normalized == normalized && a->match.len <= n && !memcmp(t->strs + a->match.off, s, a->match.len))
+            return a;
+    }
+    return NULL;
+}
+
+static qm_status encode_text(const qm_tokenizer *t, encoder *e, const unsigned char *s, size_t n, bool normalized,
+                             bool allow_special, qm_error *err);
+
+/* Raw text between the raw pass's added tokens: NFC, then the normalized added tokens, then the
+ * split and BPE. */
+static qm_status encode_normalised(const qm_tokenizer *t, encoder *e, const unsigned char *s, size_t n,
+                                   bool allow_special, qm_error *err) {
     if (n == 0) return QM_OK;
     unsigned char *norm = NULL;
     if (t->nfc) {
@@ -793,48 +943,60 @@ static qm_status encode_plain(const qm_tokenizer *t, encoder *e, const unsigned 
             n = (size_t)r;
         }
     }
-    if (!t->split)
-        bpe_piece(t, e, s, n);
-    else {
-        size_t at = 0, gap = 0;
-        while (at < n) {
-            int rc = pcre2_match(t->split, s, n, at, PCRE2_NO_UTF_CHECK, e->md, NULL);
-            if (rc == PCRE2_ERROR_NOMATCH) break;
-            if (rc < 0) {
-                PCRE2_UCHAR msg[256];
-                pcre2_get_error_message(rc, msg, sizeof msg);
-                free(norm);
-                return qm_fail(err, QM_ERR_ARG, "pre-tokenizer regex failed at byte %zu: %s", at, (const char *)msg);
-            }
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
-            size_t ms = ov[0], me = ov[1];
-            if (me == ms) { /* an empty match splits nothing: step over one character */
-                at = ms + 1;
-                while (at < n && (s[at] & 0xC0) == 0x80) at++;
-                continue;
-            }
-            if (ms > gap) bpe_piece(t, e, s + gap, ms - gap);
-            bpe_piece(t, e, s + ms, me - ms);
-            at = gap = me;
-        }
-        if (gap < n) bpe_piece(t, e, s + gap, n - gap);
-    }
+    qm_status st = t->any_normalized ? encode_text(t, e, s, n, true, allow_special, err) : encode_split(t, e, s, n, err);
     free(norm);
-    return e->nomem ? qm_fail(err, QM_ERR_NOMEM, "out of memory while tokenizing") : QM_OK;
+    return st;
 }
 
-/* The longest added token that starts at s, or NULL. */
-static const added_token *added_at(const qm_tokenizer *t, const unsigned char *s, size_t n) {
-    if (!t->added_first[s[0]]) return NULL;
-    for (int i = 0; i < t->n_added; i++) {
-        const added_token *a = &t->added[i];
-        if (a->content.len <= n && !memcmp(t->strs + a->content.off, s, a->content.len)) return a;
+/* One pass of added-token matching, as Hugging Face's AddedVocabulary does it: leftmost-longest
+ * matches of the pass's tokens (raw text: normalized false; normalised text: normalized true). A
+ * special token when !allow_special, or a single_word token touching a letter or digit, is passed
+ * over (the search goes on after it, the text stays in the gap). lstrip widens a match over the
+ * white space before it (not into the previous match), rstrip over the white space after it; that
+ * white space is part of the token and is not encoded. The gaps go on to the next stage. */
+static qm_status encode_text(const qm_tokenizer *t, encoder *e, const unsigned char *s, size_t n, bool normalized,
+                             bool allow_special, qm_error *err) {
+    size_t gap = 0;
+    qm_status st = QM_OK;
+    for (size_t i = 0; i < n && !st;) {
+        const added_token *a = added_at(t, s + i, n - i, normalized);
+        if (!a) {
+            i++;
+            continue;
+        }
+        size_t ms = i, me = i + a->match.len, at;
+        unsigned cp;
+        bool skip = a->special && !allow_special;
+        if (!skip && a->single_word) {
+            bool word_before = ms > 0 && is_word_char(char_before(s, ms, &at));
+            bool word_after = me < n && (qm_utf8_decode(s + me, n - me, &cp), is_word_char(cp));
+            skip = word_before || word_after;
+        }
+        if (skip) {
+            i = me;
+            continue;
+        }
+        if (a->lstrip)
+            while (ms > gap && is_white_space(char_before(s, ms, &at))) ms = at;
+        if (a->rstrip)
+            while (me < n) {
+                int k = qm_utf8_decode(s + me, n - me, &cp);
+                if (!is_white_space(cp)) break;
+                me += (size_t)k;
+            }
+        st = normalized ? encode_split(t, e, s + gap, ms - gap, err)
+                        : encode_normalised(t, e, s + gap, ms - gap, allow_special, err);
+        emit(e, a->id);
+        i = gap = me;
     }
-    return NULL;
+    if (!st)
+        st = normalized ? encode_split(t, e, s + gap, n - gap, err)
+                        : encode_normalised(t, e, s + gap, n - gap, allow_special, err);
+    return st;
 }
 
-qm_status qm_tokenize(const qm_tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
-                      qm_error *err) {
+qm_status qm_tokenize_ex(const qm_tokenizer *t, const char *text, size_t len, bool allow_special, int **ids,
+                         int *n_ids, qm_error *err) {
     *ids = NULL;
     *n_ids = 0;
     if (!t) return qm_fail(err, QM_ERR_ARG, "no tokenizer");
@@ -848,19 +1010,7 @@ qm_status qm_tokenize(const qm_tokenizer *t, const char *text, size_t len, int *
     qm_status st = QM_OK;
     if (t->split && !(e.md = pcre2_match_data_create_from_pattern(t->split, NULL)))
         st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
-    size_t start = 0;
-    for (size_t i = 0; i < len && !st;) {
-        const added_token *a = added_at(t, s + i, len - i);
-        if (!a) {
-            i++;
-            continue;
-        }
-        st = encode_plain(t, &e, s + start, i - start, err);
-        emit(&e, a->id);
-        i += a->content.len;
-        start = i;
-    }
-    if (!st) st = encode_plain(t, &e, s + start, len - start, err);
+    if (!st) st = encode_text(t, &e, s, len, false, allow_special, err);
     if (!st && e.nomem) st = qm_fail(err, QM_ERR_NOMEM, "out of memory while tokenizing");
     pcre2_match_data_free(e.md);
     free(e.sym);
@@ -877,6 +1027,11 @@ qm_status qm_tokenize(const qm_tokenizer *t, const char *text, size_t len, int *
     return QM_OK;
 }
 
+qm_status qm_tokenize(const qm_tokenizer *t, const char *text, size_t len, int **ids, int *n_ids,
+                      qm_error *err) {
+    return qm_tokenize_ex(t, text, len, true, ids, n_ids, err);
+}
+
 /* ---------------------------------------------------------------- decoding */
 
 qm_status qm_detokenize(const qm_tokenizer *t, const int *ids, int n_ids, char **text, size_t *len,
@@ -884,6 +1039,8 @@ qm_status qm_detokenize(const qm_tokenizer *t, const int *ids, int n_ids, char *
     *text = NULL;
     if (len) *len = 0;
     if (!t) return qm_fail(err, QM_ERR_ARG, "no tokenizer");
+    if (n_ids < 0 || (n_ids > 0 && !ids))
+        return qm_fail(err, QM_ERR_ARG, "bad id list (%d ids%s)", n_ids, n_ids > 0 ? ", no array" : "");
     qm_utf8_sink out = {.grow = true};
     unsigned char pending[4];
     int n_pending = 0;

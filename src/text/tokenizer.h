@@ -11,7 +11,11 @@ typedef struct qm_tokenizer qm_tokenizer;
 typedef struct qm_gguf qm_gguf;               /* io/gguf.h */
 typedef struct qm_gguf_writer qm_gguf_writer; /* io/gguf.h */
 
-/* path: a tokenizer.json file, or a folder holding one. */
+/* path: a tokenizer.json file, or a folder holding one. Refused: ids (model.vocab values,
+ * added_tokens ids) of 2^24 or more, or not below the number of vocabulary entries + added tokens
+ * + 65536 (no gigabyte tables for a stray id); an added token whose content is empty or not valid
+ * UTF-8, or whose "special", "lstrip", "rstrip", "single_word" or "normalized" is not a boolean
+ * (a flag that is absent counts as false). All four matching flags are honoured (qm_tokenize_ex). */
 qm_status qm_tokenizer_load(const char *path, qm_tokenizer **out, qm_error *err);
 
 /* From the metadata of an open GGUF file (llama.cpp's keys): tokenizer.ggml.model must be "gpt2"
@@ -38,7 +42,9 @@ qm_status qm_tokenizer_load_gguf(const qm_gguf *g, qm_tokenizer **out, qm_error 
  *   chat_template.json) when there is one.
  * hf_dir holds tokenizer.json (required), tokenizer_config.json and config.json (optional).
  * Only a Qwen2-family tokenizer.json (the Qwen2 split regex; NFC, unless the chat template is
- * DeepSeek-R1's) is accepted. The tokenizer.json is checked by building it first. A chat_template
+ * DeepSeek-R1's) is accepted. The tokenizer.json is checked by building it first. An added token
+ * with "lstrip", "rstrip", "single_word" (or "normalized", under NFC) true is refused: GGUF cannot
+ * record those flags. config.json's vocab_size is at most 2^24. A chat_template
  * given as a list of named templates is written as its "default" one only. */
 qm_status qm_tokenizer_gguf_metadata(const char *hf_dir, qm_gguf_writer *w, qm_error *err);
 
@@ -59,12 +65,27 @@ int qm_tokenizer_n_ids(const qm_tokenizer *tok);
 /* Id of a token by its exact string (added tokens like "<|im_end|>" included), or -1. */
 int qm_tokenizer_id(const qm_tokenizer *tok, const char *token);
 
-/* Encodes UTF-8 text (len bytes): NFC, added tokens recognised in the text, the split regex,
- * byte-level mapping, BPE by merge rank. *ids is malloc'd (caller frees). Invalid UTF-8 is an error. */
+/* Encodes UTF-8 text (len bytes) as Hugging Face tokenizers does: added tokens recognised in the
+ * raw text (leftmost, longest first), NFC, added tokens with "normalized": true recognised in the
+ * normalised text, the split regex, byte-level mapping, BPE by merge rank. An added token's
+ * "lstrip"/"rstrip" make it take the white space before/after it, "single_word" lets it match only
+ * where no letter or digit touches it. *ids is malloc'd (caller frees). Invalid UTF-8 is an error.
+ *
+ * allow_special: whether added tokens marked special (tokenizer.json "special": true, GGUF type 3
+ * control: <|im_start|>, <|im_end|>, <|endoftext|>, ...) written in the text become their ids.
+ * false treats them as plain text (what untrusted text such as a user's message needs, so it
+ * cannot forge control tokens); added tokens that are not special (<think>, <tool_call>) are
+ * still recognised, as with Hugging Face's split_special_tokens. */
+qm_status qm_tokenize_ex(const qm_tokenizer *tok, const char *text, size_t len, bool allow_special, int **ids,
+                         int *n_ids, qm_error *err);
+
+/* qm_tokenize_ex with allow_special true: special-token strings in the text become their ids. */
 qm_status qm_tokenize(const qm_tokenizer *tok, const char *text, size_t len, int **ids, int *n_ids,
                       qm_error *err);
 
-/* Decodes ids to UTF-8 (added tokens as their text). *text is malloc'd and NUL-terminated. */
+/* Decodes ids to UTF-8 (added tokens as their text). *text is malloc'd and NUL-terminated. An id
+ * < 0 or >= qm_tokenizer_n_ids, or one no token has (a gap in the ids), is an error (QM_ERR_ARG,
+ * naming the id and its position), as is n_ids < 0 or ids NULL with n_ids > 0. */
 qm_status qm_detokenize(const qm_tokenizer *tok, const int *ids, int n_ids, char **text, size_t *len,
                         qm_error *err);
 

@@ -67,7 +67,7 @@ static qm_status gguf_tokens(const qm_gguf_kv *tokens, const qm_gguf_kv *types, 
         int64_t type = qm_gguf_array_int(types, (uint64_t)i);
         qm_tok_text v = {tokens->strs[i].ptr ? tokens->strs[i].ptr : "", (size_t)tokens->strs[i].len};
         if (type == TT_CONTROL || type == TT_USER_DEFINED)
-            s->added[s->n_added++] = (qm_tok_added){v, i, type == TT_CONTROL};
+            s->added[s->n_added++] = (qm_tok_added){.content = v, .id = i, .special = type == TT_CONTROL};
         else if (type != TT_UNUSED)
             s->vocab[i] = v;
     }
@@ -361,6 +361,16 @@ static qm_status hf_read(hf_folder *h, const char *dir, qm_error *err) {
     if (!st) st = qm_tok_build(&h->spec, &check, err);
     qm_tokenizer_free(check);
     if (st) return st;
+    /* GGUF has no field for these matching flags (llama.cpp would drop them): refuse, never lose them. */
+    for (int k = 0; k < h->spec.n_added; k++) {
+        const qm_tok_added *a = &h->spec.added[k];
+        const char *flag = a->lstrip ? "lstrip" : a->rstrip ? "rstrip" : a->single_word ? "single_word"
+                         : a->normalized && h->spec.nfc ? "normalized" : NULL;
+        if (flag)
+            return qm_fail(err, QM_ERR_UNSUPPORTED,
+                           "%s: added token \"%.*s\" (id %d) sets \"%s\": true, which GGUF cannot record", h->tok_path,
+                           (int)(a->content.len > 60 ? 60 : a->content.len), a->content.ptr, a->id, flag);
+    }
     if (!h->spec.split || strcmp(h->spec.split, qm_tok_qwen2_split) != 0)
         return qm_fail(err, QM_ERR_UNSUPPORTED,
                        "%s: not a Qwen2-family tokenizer (the pre-tokenizer must be the Qwen2 split regex); GGUF "
@@ -371,9 +381,10 @@ static qm_status hf_read(hf_folder *h, const char *dir, qm_error *err) {
     if (st) return st;
     h->vocab_size = h->spec.n_ids;
     const cJSON *vs = cJSON_GetObjectItemCaseSensitive(h->config, "vocab_size");
-    if (vs && (!cJSON_IsNumber(vs) || vs->valuedouble < h->spec.n_ids || vs->valuedouble > INT_MAX - 1))
-        return qm_fail(err, QM_ERR_FORMAT, "%s: vocab_size is not a number of at least %d (the tokenizer's ids)",
-                       h->config_path, h->spec.n_ids);
+    if (vs && (!cJSON_IsNumber(vs) || vs->valuedouble < h->spec.n_ids || vs->valuedouble > QM_TOK_MAX_IDS))
+        return qm_fail(err, QM_ERR_FORMAT,
+                       "%s: vocab_size is not a number of at least %d (the tokenizer's ids) and at most %d",
+                       h->config_path, h->spec.n_ids, QM_TOK_MAX_IDS);
     if (vs) h->vocab_size = (int)vs->valuedouble;
     st = resolve_specials(h, err);
     if (!st) st = find_template(h, dir, err);

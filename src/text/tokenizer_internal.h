@@ -19,10 +19,22 @@ typedef struct {
     size_t len;
 } qm_tok_text;
 
+/* Token ids are below this (16M, far above any real vocabulary): a source that names a larger id
+ * is refused before anything is allocated for it. */
+#define QM_TOK_MAX_IDS (1 << 24)
+/* tokenizer.json: ids may leave gaps, but every id must be below (entries of model.vocab +
+ * added tokens + this slack), so a stray huge id cannot make the loader allocate gigabytes. */
+#define QM_TOK_ID_SLACK 65536
+
 typedef struct {
     qm_tok_text content;
     int id;
-    bool special; /* tokenizer.json "special", GGUF CONTROL; not used for encoding or decoding */
+    bool special;     /* tokenizer.json "special", GGUF CONTROL: not matched by qm_tokenize_ex with
+                         allow_special false */
+    bool lstrip;      /* a match also takes the white space before it */
+    bool rstrip;      /* a match also takes the white space after it */
+    bool single_word; /* matches only where no letter or digit touches it on either side */
+    bool normalized;  /* matched in the normalised (NFC) text, not in the raw text */
 } qm_tok_added;
 
 typedef struct {
@@ -33,6 +45,7 @@ typedef struct {
     const char *where;      /* the file, for messages */
     const char *vocab_key;  /* "model.vocab" or "tokenizer.ggml.tokens", for messages */
     const char *merges_key; /* "model.merges" or "tokenizer.ggml.merges", for messages */
+    const char *added_key;  /* "added_tokens" (tokenizer.json), NULL: added tokens are in vocab_key */
     int n_ids;              /* ids 0 .. n_ids-1 */
     qm_tok_text *vocab;     /* [n_ids] the BPE token string of each id (byte-level), ptr NULL if none */
     qm_tok_added *added;    /* [n_added] tokens matched in the raw text before BPE */
