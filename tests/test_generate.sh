@@ -61,4 +61,11 @@ set -e
 [ $rc = 1 ] && grep -q "request 0, generated token 1 .*every logit is -inf or NaN" "$WORK/nan.err" ||
   fail "all-NaN logits: exit $rc, $(cat "$WORK/nan.err")"
 echo "ok all-NaN logits are an error naming the request and token"
-echo "6 passed, 0 failed"
+# --chat: "<|im_start|>" typed in the message stays text (several tokens) unless --parse-special
+"$QMESH" generate -m "$M" -p "a <|im_start|> b" -n 1 --chat > /dev/null 2> "$WORK/sp0.err"
+"$QMESH" generate -m "$M" -p "a <|im_start|> b" -n 1 --chat --parse-special > /dev/null 2> "$WORK/sp1.err"
+n0=$(grep -o '[0-9]* prompt' "$WORK/sp0.err" | cut -d' ' -f1)
+n1=$(grep -o '[0-9]* prompt' "$WORK/sp1.err" | cut -d' ' -f1)
+[ -n "$n0" ] && [ -n "$n1" ] && [ "$n0" -gt "$n1" ] || fail "special tokens in chat messages: $n0 vs $n1 prompt tokens"
+echo "ok chat messages keep special-token text as text unless --parse-special"
+echo "7 passed, 0 failed"

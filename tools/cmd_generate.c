@@ -19,6 +19,9 @@ static const char usage_text[] =
     "  --seed S             random seed for sampling (default 0)\n"
     "  --chat               wrap the prompt in the model's chat format (system + user + assistant turn)\n"
     "  --system TEXT        system message with --chat (default: the chat template's)\n"
+    "  --parse-special      with --chat, special tokens written in the messages (\"<|im_start|>\") become\n"
+    "                       control tokens; by default they stay plain text (without --chat, -p TEXT\n"
+    "                       is tokenized as written, special tokens included)\n"
     "  --stop STR           stop before this text (repeatable; \\n and \\t are newline and tab)\n"
     "  --ignore-eos         do not stop at end-of-text tokens\n";
 
@@ -54,7 +57,7 @@ int cmd_generate(int argc, char **argv) {
     int n_stops = 0;
     long n_predict = 128, top_k = 0, seed = 0;
     double temp = 0.0, top_p = 1.0;
-    bool chat = false, ignore_eos = false;
+    bool chat = false, ignore_eos = false, parse_special = false;
     qm_engine_opts o;
     cli_engine_defaults(&o);
     char mesh[32] = "1x1";
@@ -68,6 +71,7 @@ int cmd_generate(int argc, char **argv) {
         if (r < 0) return 2;
         if (r) continue;
         if (!strcmp(a, "--chat")) { chat = true; continue; }
+        if (!strcmp(a, "--parse-special")) { parse_special = true; continue; }
         if (!strcmp(a, "--ignore-eos")) { ignore_eos = true; continue; }
         if (i + 1 >= argc) return cli_usage_error(cmd, "unknown or incomplete option '%s'", a);
         const char *v = argv[++i];
@@ -101,21 +105,14 @@ int cmd_generate(int argc, char **argv) {
     if (qm_engine_open(&o, &e, &err)) return cli_error(cmd, &err);
     const qm_tokenizer *tok = qm_engine_tokenizer(e);
     int rc = 0, *ids = NULL, n_ids = 0;
-    char *wrapped = NULL;
     if (!tok) {
         qm_fail(&err, QM_ERR_IO, "%s has no tokenizer.json: generate needs one", o.model_dir);
         rc = cli_error(cmd, &err);
         goto done;
     }
-    const char *text = prompt;
-    if (chat) {
-        if (qm_engine_chat_prompt(e, prompt, system, &wrapped, &err)) {
-            rc = cli_error(cmd, &err);
-            goto done;
-        }
-        text = wrapped;
-    }
-    if (qm_tokenize(tok, text, strlen(text), &ids, &n_ids, &err)) {
+    qm_status tst = chat ? qm_engine_chat_ids(e, prompt, system, parse_special, &ids, &n_ids, &err)
+                         : qm_tokenize(tok, prompt, strlen(prompt), &ids, &n_ids, &err);
+    if (tst) {
         rc = cli_error(cmd, &err);
         goto done;
     }
@@ -151,7 +148,7 @@ int cmd_generate(int argc, char **argv) {
     }
 done:
     free(ids);
-    free(wrapped);
+
     qm_engine_close(e);
     return rc;
 }

@@ -37,6 +37,11 @@ const qm_tokenizer *qm_engine_tokenizer(const qm_engine *e);
 qm_status qm_engine_chat_format(const qm_engine *e, qm_chat_format *out, qm_error *err);
 /* One user turn in the model's chat format, malloc'd; system NULL = the template's default. */
 qm_status qm_engine_chat_prompt(const qm_engine *e, const char *user, const char *system, char **out, qm_error *err);
+/* The chat prompt as token ids: the template's text is tokenized with its special tokens, the user
+ * and system messages as plain text, so that "<|im_start|>" typed by a user stays text, unless
+ * messages_special (then they are parsed as qm_tokenize does). system NULL: the template's default. */
+qm_status qm_engine_chat_ids(const qm_engine *e, const char *user, const char *system, bool messages_special,
+                             int **ids, int *n, qm_error *err);
 /* True on the one process/device that prints (MPI world rank 0; always true with threads). */
 bool qm_engine_is_output_rank(const qm_engine *e);
 
