@@ -74,6 +74,13 @@ static double num_or(const cJSON *o, const char *name, double dflt) {
     return cJSON_IsNumber(f) ? f->valuedouble : dflt;
 }
 
+/* An int field: a number outside [-2e9, 2e9] (as index is bounded) reads as absent, so that the
+ * conversion is defined and a caller's +1 (the next run number) cannot overflow. */
+static int int_or(const cJSON *o, const char *name, int dflt) {
+    double d = num_or(o, name, dflt);
+    return d >= -2e9 && d <= 2e9 ? (int)d : dflt;
+}
+
 /* Parses one line; false if it is not a result line. Strings point into o. */
 static bool parse_line(const cJSON *o, qm_eval_result *x) {
     memset(x, 0, sizeof *x);
@@ -96,11 +103,11 @@ static bool parse_line(const cJSON *o, qm_eval_result *x) {
     x->flex = (char *)str_or_null(o, "flex", &ok);
     const char *mesh = str_or_null(o, "mesh", &ok);
     snprintf(x->mesh, sizeof x->mesh, "%s", mesh ? mesh : "");
-    x->prompt_tokens = (int)num_or(o, "prompt_tokens", 0);
-    x->gen_tokens = (int)num_or(o, "gen_tokens", 0);
+    x->prompt_tokens = int_or(o, "prompt_tokens", 0);
+    x->gen_tokens = int_or(o, "gen_tokens", 0);
     x->ms = num_or(o, "ms", 0);
-    x->batch = (int)num_or(o, "batch", 0);
-    x->run = (int)num_or(o, "run", 0);
+    x->batch = int_or(o, "batch", 0);
+    x->run = int_or(o, "run", 0);
     x->t_ms = num_or(o, "t_ms", -1);
     return ok;
 }
@@ -153,6 +160,11 @@ qm_status qm_eval_results_load(const char *path, bool repair, qm_eval_results *o
     return st;
 }
 
+/* Milliseconds to 3 decimals; a value too large for that (or not finite) is kept as it is. */
+static double round_ms(double v) {
+    return v > -1e12 && v < 1e12 ? (double)(long long)(v * 1000.0 + 0.5) / 1000.0 : v;
+}
+
 char *qm_eval_result_line(const qm_eval_result *r) {
     cJSON *o = cJSON_CreateObject();
     if (!o) return NULL;
@@ -166,11 +178,11 @@ char *qm_eval_result_line(const qm_eval_result *r) {
     cJSON_AddBoolToObject(o, "flex_correct", r->flex_correct);
     cJSON_AddNumberToObject(o, "prompt_tokens", r->prompt_tokens);
     cJSON_AddNumberToObject(o, "gen_tokens", r->gen_tokens);
-    cJSON_AddNumberToObject(o, "ms", (double)(long long)(r->ms * 1000.0 + 0.5) / 1000.0);
+    cJSON_AddNumberToObject(o, "ms", round_ms(r->ms));
     if (r->mesh[0]) cJSON_AddStringToObject(o, "mesh", r->mesh);
     if (r->batch > 0) cJSON_AddNumberToObject(o, "batch", r->batch);
     if (r->run > 0) cJSON_AddNumberToObject(o, "run", r->run);
-    if (r->t_ms >= 0) cJSON_AddNumberToObject(o, "t_ms", (double)(long long)(r->t_ms * 1000.0 + 0.5) / 1000.0);
+    if (r->t_ms >= 0) cJSON_AddNumberToObject(o, "t_ms", round_ms(r->t_ms));
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!s) return NULL;

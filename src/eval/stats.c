@@ -22,15 +22,17 @@ void qm_eval_wilson(long k, long n, double z, double *lo, double *hi) {
 void qm_eval_summarize(const qm_eval_results *r, qm_eval_summary *s) {
     memset(s, 0, sizeof *s);
     s->batch = 0;
-    int max_run = 0;
-    for (int i = 0; i < r->n; i++)
-        if (r->items[i].run > max_run) max_run = r->items[i].run;
-    /* wall time: per run, the largest t_ms (runs are numbered 1..max_run; 0 = unknown run) */
-    for (int run = 0; run <= max_run; run++) {
+    /* wall time: per run (each distinct run number; 0 = unknown run), the largest t_ms; runs are
+     * visited by their first item, so the work does not depend on how large the numbers are */
+    for (int i = 0; i < r->n; i++) {
+        const int run = r->items[i].run;
+        bool seen = false;
+        for (int j = 0; j < i && !seen; j++) seen = r->items[j].run == run;
+        if (seen) continue;
         double t = 0.0;
         bool any = false;
-        for (int i = 0; i < r->n; i++)
-            if (r->items[i].run == run && r->items[i].t_ms > t) t = r->items[i].t_ms, any = true;
+        for (int j = i; j < r->n; j++)
+            if (r->items[j].run == run && r->items[j].t_ms > t) t = r->items[j].t_ms, any = true;
         if (any) {
             s->wall_s += t / 1000.0;
             s->runs++;
