@@ -1,7 +1,9 @@
 /* qmesh eval: GSM8K evaluation (gsm8k), answer extraction (extract), comparison of two results
  * files (compare) and a table / plot of results files (report).
  *
- * The results file format is described in src/eval/eval.h. `report` recomputes everything from
+ * `gsm8k` is a thin front end over the library runner (src/eval/runner.h): flags, the default
+ * exemplars file, the model check, progress lines and the summary JSON. The results file format is
+ * described in src/eval/eval.h. `report` recomputes everything from
  * the per-question lines (accuracy from strict_correct / flex_correct, throughput from gen_tokens
  * and the per-run t_ms), so no separate summary file is kept; the summary JSON printed on the
  * last line of stdout by `eval gsm8k` is for scripts. */
@@ -12,22 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cmd.h"
 #include "engine/engine.h"
 #include "eval/eval.h"
-#include "text/chat.h"
+#include "eval/runner.h"
 #include "io/gguf_model.h"
-#include "text/tokenizer.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static bool is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
 
@@ -62,81 +55,32 @@ typedef struct {
     bool chat, no_prefix_cache, resume, force;
 } gsm8k_args;
 
+/* Progress lines on stderr: at most one a second (and the last one), "\r"-overwritten on a tty. */
 typedef struct {
-    FILE *out;
-    const char *out_path;
-    qm_eval_results *all;        /* previous lines + this run's */
-    const qm_eval_problem **req_problem; /* request position -> problem */
-    int n_total, n_pending, done_run, printed;
-    long strict_ok, flex_ok, gen_tokens_run;
-    int run;
-    char mesh[32];
-    int batch;
-    double t0, last_print;
     bool tty;
-    qm_error werr;
-    bool failed;
-} run_ctx;
+    double last_print; /* elapsed_s of the last line */
+    int printed;       /* done_run of the last line */
+} progress_state;
 
-static void progress(run_ctx *c, bool final) {
-    double t = now_s(), el = t - c->t0;
-    if (!final && t - c->last_print < 1.0 && c->done_run < c->n_pending) return;
-    if (final && !c->tty && c->printed == c->done_run) return; /* the last line is out already */
-    c->last_print = t;
-    c->printed = c->done_run;
-    int done = c->all->n;
-    double eta = c->done_run > 0 ? el / c->done_run * (c->n_pending - c->done_run) : 0.0;
+static void on_progress(void *ctx, const qm_eval_progress *p) {
+    progress_state *c = ctx;
+    double el = p->elapsed_s;
+    if (!p->final && el - c->last_print < 1.0 && p->done_run < p->pending) return;
+    if (p->final && !c->tty && c->printed == p->done_run) return; /* the last line is out already */
+    c->last_print = el;
+    c->printed = p->done_run;
+    int done = p->done;
+    double eta = p->done_run > 0 ? el / p->done_run * (p->pending - p->done_run) : 0.0;
     fprintf(stderr, "%sgsm8k %d/%d  strict %.1f%%  flex %.1f%%  %.1f tok/s  %.0fs elapsed  ~%.0fs left%s",
-            c->tty ? "\r" : "", done, c->n_total, done ? 100.0 * c->strict_ok / done : 0.0,
-            done ? 100.0 * c->flex_ok / done : 0.0, el > 0 ? c->gen_tokens_run / el : 0.0, el, eta,
-            c->tty ? (final ? "\n" : "   ") : "\n");
+            c->tty ? "\r" : "", done, p->total, done ? 100.0 * p->strict_ok / done : 0.0,
+            done ? 100.0 * p->flex_ok / done : 0.0, el > 0 ? p->gen_tokens_run / el : 0.0, el, eta,
+            c->tty ? (p->final ? "\n" : "   ") : "\n");
     fflush(stderr);
 }
 
-static void on_done(void *ctx, int i, const qm_gen_result *r) {
-    run_ctx *c = ctx;
-    if (c->failed) return;
-    const qm_eval_problem *p = c->req_problem[i];
-    qm_eval_extraction ex;
-    qm_eval_extract(r->text, &ex);
-    qm_eval_result x = {
-        .index = p->index,
-        .question = p->question,
-        .gold = p->has_gold ? (char *)p->gold : NULL,
-        .completion = r->text ? r->text : "",
-        .strict = ex.has_strict ? ex.strict : NULL,
-        .flex = ex.has_flex ? ex.flex : NULL,
-        .prompt_tokens = r->prompt_tokens,
-        .gen_tokens = r->n_ids,
-        .ms = r->ms,
-        .batch = c->batch,
-        .run = c->run,
-        .t_ms = (now_s() - c->t0) * 1000.0,
-    };
-    snprintf(x.mesh, sizeof x.mesh, "%s", c->mesh);
-    x.strict_correct = p->has_gold && ex.has_strict && qm_eval_numbers_equal(ex.strict, p->gold);
-    x.flex_correct = p->has_gold && ex.has_flex && qm_eval_numbers_equal(ex.flex, p->gold);
-    char *line = qm_eval_result_line(&x);
-    if (!line) {
-        c->failed = true;
-        qm_fail(&c->werr, QM_ERR_NOMEM, "out of memory writing a result");
-        return;
-    }
-    if (fputs(line, c->out) == EOF || fflush(c->out) != 0) {
-        c->failed = true;
-        qm_fail(&c->werr, QM_ERR_IO, "cannot write %s: %s", c->out_path, strerror(errno));
-    }
-    free(line);
-    if (c->failed) return;
-    if (qm_eval_results_add(c->all, &x, &c->werr) != QM_OK) {
-        c->failed = true;
-        return;
-    }
-    c->done_run++;
-    c->strict_ok += x.strict_correct;
-    c->flex_ok += x.flex_correct;
-    c->gen_tokens_run += x.gen_tokens;
-    progress(c, false);
+static void on_note(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "qmesh eval gsm8k: %s\n", msg);
 }
 
 static bool readable(const char *p) { return p && access(p, R_OK) == 0; }
@@ -216,29 +160,25 @@ static int parse_gsm8k_args(int argc, char **argv, gsm8k_args *a) {
     return -1; /* go on */
 }
 
-/* --out: refuse to overwrite without --force; must be writable (checked without touching it). */
-static qm_status check_out(const gsm8k_args *a, bool *exists, qm_error *err) {
-    struct stat st;
-    *exists = stat(a->out, &st) == 0;
-    if (*exists) {
-        if (!S_ISREG(st.st_mode)) return qm_fail(err, QM_ERR_ARG, "--out %s is not a regular file", a->out);
-        if (!a->resume && !a->force)
-            return qm_fail(err, QM_ERR_ARG,
-                           "--out %s already exists: pass --resume to continue it or --force to overwrite it", a->out);
-        if (access(a->out, W_OK) != 0)
-            return qm_fail(err, QM_ERR_IO, "--out %s is not writable: %s", a->out, strerror(errno));
-        return QM_OK;
-    }
-    char tmp[PATH_MAX];
-    snprintf(tmp, sizeof tmp, "%s", a->out);
-    const char *dir = dirname(tmp);
-    if (access(dir, W_OK | X_OK) != 0)
-        return qm_fail(err, QM_ERR_IO, "--out %s cannot be created: folder %s: %s", a->out, dir, strerror(errno));
-    return QM_OK;
-}
-
-static qm_status tokenize_str(const qm_tokenizer *tok, const char *s, int **ids, int *n, qm_error *err) {
-    return qm_tokenize(tok, s, strlen(s), ids, n, err);
+/* The last line of stdout: the run's figures as JSON (keys in a fixed order, for scripts). */
+static void print_summary(const gsm8k_args *a, const qm_eval_gsm8k_summary *z) {
+    const qm_eval_summary *s = &z->file;
+    const qm_gen_stats *g = &z->gen;
+    printf("{\"n\": %ld, \"strict_acc\": %.6f, \"strict_ci95\": [%.6f, %.6f], \"flex_acc\": %.6f, "
+           "\"flex_ci95\": [%.6f, %.6f], \"strict_correct\": %ld, \"flex_correct\": %ld, "
+           "\"n_new\": %d, \"tokens_per_s\": %.3f, \"wall_s\": %.3f, \"mesh\": \"%dx%d\", \"batch\": %d, "
+           "\"backend\": \"%s\", \"shots\": %d, \"chat\": %s, \"prefix_cache\": %s, \"shared_prefix_tokens\": %d, "
+           "\"prompt_tokens\": %ld, \"prefill_tokens\": %ld, \"gen_tokens\": %ld, \"prefill_s\": %.3f, "
+           "\"decode_s\": %.3f, \"out\": ",
+           s->n, s->strict_acc, s->strict_lo, s->strict_hi, s->flex_acc, s->flex_lo, s->flex_hi, s->strict_correct,
+           s->flex_correct, z->n_new, z->tokens_per_s, z->wall_s, a->eng.rows, a->eng.cols, a->eng.batch,
+           a->eng.backend, a->shots, a->chat ? "true" : "false", a->no_prefix_cache ? "false" : "true",
+           z->shared_prefix_tokens, g->prompt_tokens, g->prefill_tokens, g->gen_tokens, g->prefill_s, g->decode_s);
+    cJSON *js = cJSON_CreateString(a->out);
+    char *jt = js ? cJSON_PrintUnformatted(js) : NULL;
+    printf("%s}\n", jt ? jt : "null");
+    free(jt);
+    cJSON_Delete(js);
 }
 
 static int run_gsm8k(int argc, char **argv) {
@@ -247,232 +187,43 @@ static int run_gsm8k(int argc, char **argv) {
     int rc = parse_gsm8k_args(argc, argv, &a);
     if (rc >= 0) return rc;
 
+    /* 1. Every input is checked before the model is loaded (eval/runner.h). */
+    char found[PATH_MAX];
+    if (a.shots > 0 && !a.fewshot_from && !a.exemplars && find_exemplars(found, sizeof found)) a.exemplars = found;
+    qm_eval_gsm8k_opts o = {.data = a.data, .out = a.out, .exemplars = a.exemplars, .fewshot_from = a.fewshot_from,
+                            .shots = a.shots, .limit = a.limit, .max_new = a.max_new, .chat = a.chat,
+                            .no_prefix_cache = a.no_prefix_cache, .resume = a.resume, .force = a.force,
+                            .rows = a.eng.rows, .cols = a.eng.cols, .batch = a.eng.batch};
     qm_error err = {0};
-    qm_eval_dataset data = {0}, shots = {0};
-    qm_eval_results all = {0};
+    qm_eval_gsm8k_plan *plan = NULL;
     qm_engine *eng = NULL;
-    char *prefix = NULL, *shared_text = NULL;
-    int *prefix_ids = NULL, n_prefix = 0;
-    qm_gen_request *reqs = NULL;
-    int **req_ids = NULL;
-    const qm_eval_problem **req_problem = NULL;
-    int n_pending = 0;
-    FILE *out = NULL;
     rc = 1;
-
-    /* 1. Every input is checked before the model is loaded. */
-    if (qm_eval_data_load(a.data, QM_EVAL_DATA_GSM8K, a.limit, &data, &err) != QM_OK) goto fail;
-    qm_eval_prompt_style style = a.fewshot_from ? QM_EVAL_PROMPT_QA : QM_EVAL_PROMPT_COT;
-    if (a.shots > 0) {
-        char found[PATH_MAX];
-        const char *shots_path = a.fewshot_from ? a.fewshot_from : a.exemplars;
-        if (!shots_path) {
-            if (!find_exemplars(found, sizeof found)) {
-                qm_fail(&err, QM_ERR_IO,
-                        "cannot find cot8_exemplars.jsonl (set $QMESH_DATA to the shared data folder or pass --exemplars FILE)");
-                goto fail;
-            }
-            shots_path = found;
-        }
-        if (qm_eval_data_load(shots_path, a.fewshot_from ? QM_EVAL_DATA_GSM8K : QM_EVAL_DATA_EXEMPLARS, a.shots,
-                              &shots, &err) != QM_OK)
-            goto fail;
-    }
-    if (qm_eval_prompt_prefix(style, &shots, a.shots, &prefix, &err) != QM_OK) goto fail;
-    bool exists;
-    if (check_out(&a, &exists, &err) != QM_OK) goto fail;
-    if (a.resume && exists) {
-        if (qm_eval_results_load(a.out, false, &all, &err) != QM_OK) goto fail;
-        for (int i = 0; i < all.n; i++) {
-            for (int j = 0; j < data.n; j++) {
-                if (data.items[j].index != all.items[i].index) continue;
-                if (all.items[i].question && strcmp(all.items[i].question, data.items[j].question) != 0) {
-                    qm_fail(&err, QM_ERR_ARG,
-                            "--resume: %s holds another question at index %d than %s (another data file?)", a.out,
-                            all.items[i].index, a.data);
-                    goto fail;
-                }
-            }
-        }
-    }
-    {
-        char cfg[PATH_MAX];
-        if (qm_is_gguf_path(a.eng.model_dir)) snprintf(cfg, sizeof cfg, "%s", a.eng.model_dir);
-        else snprintf(cfg, sizeof cfg, "%s/config.json", a.eng.model_dir);
-        if (!readable(cfg)) {
-            qm_fail(&err, QM_ERR_IO, "cannot read model %s: %s: %s", a.eng.model_dir, cfg, strerror(errno));
-            goto fail;
-        }
+    if (qm_eval_gsm8k_prepare(&o, &plan, &err) != QM_OK) goto fail;
+    char cfg[PATH_MAX];
+    if (qm_is_gguf_path(a.eng.model_dir)) snprintf(cfg, sizeof cfg, "%s", a.eng.model_dir);
+    else snprintf(cfg, sizeof cfg, "%s/config.json", a.eng.model_dir);
+    if (!readable(cfg)) {
+        qm_fail(&err, QM_ERR_IO, "cannot read model %s: %s: %s", a.eng.model_dir, cfg, strerror(errno));
+        goto fail;
     }
 
     /* 2. The model (under mpirun without --backend, the mpi backend, as for the other commands). */
     cli_engine_finalize(&a.eng);
     if (qm_engine_open(&a.eng, &eng, &err) != QM_OK) goto fail;
-    const qm_tokenizer *tok = qm_engine_tokenizer(eng);
-    bool output_rank = qm_engine_is_output_rank(eng);
 
-    /* 3. Prompts: ids = tokens(shared prefix) + tokens(rest), tokenized separately. */
-    req_problem = calloc((size_t)data.n, sizeof *req_problem);
-    req_ids = calloc((size_t)data.n, sizeof *req_ids);
-    reqs = calloc((size_t)data.n, sizeof *reqs);
-    if (!req_problem || !req_ids || !reqs) {
-        qm_fail(&err, QM_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    int n_stop;
-    const char *const *stops = qm_eval_prompt_stops(style, &n_stop);
-    for (int j = 0; j < data.n; j++) {
-        const qm_eval_problem *p = &data.items[j];
-        if (qm_eval_results_find(&all, p->index)) continue;
-        char *suffix = qm_eval_prompt_suffix(style, p->question), *rest = NULL;
-        if (!suffix) {
-            qm_fail(&err, QM_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        if (a.chat) {
-            size_t np = strlen(prefix), ns = strlen(suffix);
-            char *user = malloc(np + ns + 1), *wrapped = NULL, *sh = NULL;
-            qm_status cst = QM_ERR_NOMEM;
-            if (user) {
-                memcpy(user, prefix, np);
-                memcpy(user + np, suffix, ns + 1);
-                cst = qm_engine_chat_prompt(eng, user, NULL, &wrapped, &err);
-            } else {
-                qm_fail(&err, QM_ERR_NOMEM, "out of memory");
-            }
-            free(user);
-            free(suffix);
-            suffix = NULL;
-            if (cst != QM_OK) goto fail;
-            qm_status st = qm_eval_chat_split(wrapped, prefix, &sh, &rest, &err);
-            free(wrapped);
-            if (st != QM_OK) goto fail;
-            if (!shared_text) shared_text = sh;
-            else free(sh);
-        } else {
-            rest = suffix;
-        }
-        if (!prefix_ids) {
-            const char *sh = a.chat ? shared_text : prefix;
-            if (*sh) {
-                if (tokenize_str(tok, sh, &prefix_ids, &n_prefix, &err) != QM_OK) {
-                    free(rest);
-                    goto fail;
-                }
-            } else {
-                prefix_ids = malloc(sizeof(int));
-                n_prefix = 0;
-            }
-        }
-        int *sid = NULL, ns = 0;
-        qm_status st = tokenize_str(tok, rest, &sid, &ns, &err);
-        free(rest);
-        if (st != QM_OK) goto fail;
-        int *ids = malloc((size_t)(n_prefix + ns) * sizeof *ids + 1);
-        if (!ids || !prefix_ids) {
-            free(sid);
-            free(ids);
-            qm_fail(&err, QM_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        memcpy(ids, prefix_ids, (size_t)n_prefix * sizeof *ids);
-        memcpy(ids + n_prefix, sid, (size_t)ns * sizeof *ids);
-        free(sid);
-        req_ids[n_pending] = ids;
-        req_problem[n_pending] = p;
-        reqs[n_pending] = (qm_gen_request){
-            .prompt = ids,
-            .n_prompt = n_prefix + ns,
-            .shared_prefix = a.no_prefix_cache ? 0 : n_prefix,
-            .max_new_tokens = a.max_new,
-            .temperature = 0.0f,
-            .top_k = 0,
-            .top_p = 1.0f,
-            .seed = 0,
-            .stop = stops,
-            .n_stop = n_stop,
-            .stop_at_eos = true,
-        };
-        n_pending++;
-    }
-
-    /* 4. The results file: only the output rank writes it. */
-    int run = 1;
-    for (int i = 0; i < all.n; i++)
-        if (all.items[i].run >= run) run = all.items[i].run + 1;
-    if (output_rank) {
-        if (a.resume && exists) {
-            qm_eval_results again;
-            if (qm_eval_results_load(a.out, true, &again, &err) != QM_OK) goto fail; /* drops a cut line */
-            if (again.had_partial) fprintf(stderr, "qmesh %s: %s: dropped a truncated last line\n", cmd, a.out);
-            qm_eval_results_free(&again);
-        }
-        out = fopen(a.out, a.resume ? "ab" : "wb");
-        if (!out) {
-            qm_fail(&err, QM_ERR_IO, "cannot write %s: %s", a.out, strerror(errno));
-            goto fail;
-        }
-        if (a.resume && all.n)
-            fprintf(stderr, "qmesh %s: resuming %s: %d done, %d to go\n", cmd, a.out, all.n, n_pending);
-    }
-
-    run_ctx ctx = {.out = out, .out_path = a.out, .all = &all, .req_problem = req_problem,
-                   .n_total = all.n + n_pending, .n_pending = n_pending, .run = run, .batch = a.eng.batch,
-                   .t0 = now_s(), .tty = isatty(2) != 0};
-    snprintf(ctx.mesh, sizeof ctx.mesh, "%dx%d", a.eng.rows, a.eng.cols);
-    for (int i = 0; i < all.n; i++) ctx.strict_ok += all.items[i].strict_correct, ctx.flex_ok += all.items[i].flex_correct;
-    qm_gen_callbacks cb = {.on_done = on_done, .ctx = &ctx};
-    qm_gen_stats stats = {0};
-    if (n_pending > 0 && qm_engine_generate(eng, reqs, n_pending, &cb, &stats, &err) != QM_OK) goto fail;
-    if (ctx.failed) {
-        err = ctx.werr;
-        goto fail;
-    }
-    if (output_rank) {
-        if (n_pending > 0) progress(&ctx, true);
-        if (fclose(out) != 0) {
-            out = NULL;
-            qm_fail(&err, QM_ERR_IO, "cannot write %s: %s", a.out, strerror(errno));
-            goto fail;
-        }
-        out = NULL;
-        qm_eval_summary s;
-        qm_eval_summarize(&all, &s);
-        double wall = stats.wall_s > 0 ? stats.wall_s : now_s() - ctx.t0;
-        printf("{\"n\": %ld, \"strict_acc\": %.6f, \"strict_ci95\": [%.6f, %.6f], \"flex_acc\": %.6f, "
-               "\"flex_ci95\": [%.6f, %.6f], \"strict_correct\": %ld, \"flex_correct\": %ld, "
-               "\"n_new\": %d, \"tokens_per_s\": %.3f, \"wall_s\": %.3f, \"mesh\": \"%dx%d\", \"batch\": %d, "
-               "\"backend\": \"%s\", \"shots\": %d, \"chat\": %s, \"prefix_cache\": %s, \"shared_prefix_tokens\": %d, "
-               "\"prompt_tokens\": %ld, \"prefill_tokens\": %ld, \"gen_tokens\": %ld, \"prefill_s\": %.3f, "
-               "\"decode_s\": %.3f, \"out\": ",
-               s.n, s.strict_acc, s.strict_lo, s.strict_hi, s.flex_acc, s.flex_lo, s.flex_hi, s.strict_correct,
-               s.flex_correct, n_pending, wall > 0 ? (double)stats.gen_tokens / wall : 0.0, wall, a.eng.rows, a.eng.cols,
-               a.eng.batch, a.eng.backend, a.shots, a.chat ? "true" : "false", a.no_prefix_cache ? "false" : "true",
-               n_prefix, stats.prompt_tokens, stats.prefill_tokens, stats.gen_tokens, stats.prefill_s,
-               stats.decode_s);
-        cJSON *js = cJSON_CreateString(a.out);
-        char *jt = js ? cJSON_PrintUnformatted(js) : NULL;
-        printf("%s}\n", jt ? jt : "null");
-        free(jt);
-        cJSON_Delete(js);
-    }
+    /* 3. The run: results file and progress only on the output rank. */
+    progress_state ps = {.tty = isatty(2) != 0, .last_print = -1e9};
+    qm_eval_progress_cb pcb = {.on_progress = on_progress, .on_note = on_note, .ctx = &ps};
+    qm_eval_gsm8k_summary sum;
+    if (qm_eval_gsm8k_run(plan, eng, &pcb, &sum, &err) != QM_OK) goto fail;
+    if (sum.output_rank) print_summary(&a, &sum);
     rc = 0;
     goto done;
 fail:
     rc = cli_error(cmd, &err);
 done:
-    if (out) fclose(out);
-    for (int i = 0; i < n_pending; i++) free(req_ids[i]);
-    free(req_ids);
-    free(reqs);
-    free(req_problem);
-    free(prefix_ids);
-    free(prefix);
-    free(shared_text);
     if (eng) qm_engine_close(eng);
-    qm_eval_results_free(&all);
-    qm_eval_data_free(&data);
-    qm_eval_data_free(&shots);
+    qm_eval_gsm8k_plan_free(plan);
     return rc;
 }
 

@@ -1,5 +1,5 @@
 /* GSM8K evaluation: data files, prompts, answer extraction, results files, statistics.
- * Everything here is pure library code (no engine calls): tools/cmd_eval.c drives the engine.
+ * Everything here is pure library code (no engine calls): eval/runner.h drives the engine.
  *
  * Results file (JSONL, one line per question, written and flushed as each question finishes):
  *   index (0-based line of the data file), question, gold, completion, strict, flex (normalized
