@@ -30,6 +30,10 @@ for mesh in 1x2 2x2 1x8; do
     echo "FAIL $mesh: mpi and threads differ"; fail=1; continue
   fi
   echo "ok $mesh: mpi equals threads bit for bit"
+  if [ "$(grep -c '^second comm: rank .* ok' "$WORK/mpi_$mesh.txt")" != $n ]; then
+    echo "FAIL $mesh: a second comm in the same process (MPI finalised by the first?)"; fail=1; continue
+  fi
+  echo "ok $mesh: a second comm in the same process works"
 done
 
 # timing, 1x2

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "mesh/comm.h"
 
 typedef struct {
     const char *name;
@@ -43,7 +44,11 @@ int main(int argc, char **argv) {
         return 0;
     }
     for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++)
-        if (!strcmp(argv[1], subcommands[i].name)) return subcommands[i].run(argc - 1, argv + 1);
+        if (!strcmp(argv[1], subcommands[i].name)) {
+            int rc = subcommands[i].run(argc - 1, argv + 1);
+            if (rc == 0) qm_mpi_finalize(); /* after a failure: exit without it (comm.h) */
+            return rc;
+        }
     fprintf(stderr, "qmesh: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;

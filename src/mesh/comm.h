@@ -64,7 +64,11 @@ void qm_thread_mesh_destroy(qm_thread_mesh *m);
 /* Initialises MPI if needed (MPI_Init_thread), checks world size == rows*cols (else a clear
  * QM_ERR_ARG naming both), splits a communicator per row. */
 qm_status qm_mpi_comm_create(int rows, int cols, qm_comm **out, qm_error *err);
-void qm_mpi_comm_destroy(qm_comm *c); /* finalises MPI */
+void qm_mpi_comm_destroy(qm_comm *c); /* frees the communicators; MPI stays initialised */
+/* Finalises MPI if it was initialised and is not finalised yet; no-op without MPI. The program
+ * calls it once, at a successful end (after a failure it exits without it, which makes mpirun
+ * stop the job instead of waiting in a collective for a dead peer). */
+void qm_mpi_finalize(void);
 /* 1 when built with MPI; 0 otherwise (qm_mpi_comm_create then returns QM_ERR_UNSUPPORTED). */
 int qm_mpi_available(void);
 /* World size and rank when launched under mpirun (reads the launcher's environment, no MPI call), else 1/0. */

@@ -6,10 +6,14 @@
  * backend and of the sequential loop, whatever C is.
  *
  * Failures: the communicators return errors (MPI_ERRORS_RETURN), which become QM_ERR_COMM.
- * abort() marks this device failed (its later calls fail) and makes qm_mpi_comm_destroy skip
+ * abort() marks this device failed (its later calls fail); the program then exits without
  * MPI_Finalize: Open MPI 4 cannot wake a peer blocked in a collective, but mpirun kills the
  * whole job when a rank exits without MPI_Finalize or dies, so peers stop within seconds
  * instead of hanging (tests/test_comm_mpi.sh measures it).
+ *
+ * MPI is initialised by the first comm created and finalised only by qm_mpi_finalize (the
+ * program, once, at a successful end), so comms and engines can be created and destroyed more
+ * than once in a process (MPI cannot be initialised again after MPI_Finalize).
  */
 #include "mesh/comm.h"
 
@@ -44,6 +48,7 @@ int qm_mpi_launched_rank(void) {
 #ifndef QMESH_HAVE_MPI
 
 int qm_mpi_available(void) { return 0; }
+void qm_mpi_finalize(void) {}
 
 qm_status qm_mpi_comm_create(int rows, int cols, qm_comm **out, qm_error *err) {
     *out = NULL;
@@ -64,7 +69,6 @@ void qm_mpi_comm_destroy(qm_comm *c) { (void)c; }
 typedef struct {
     qm_comm comm;
     MPI_Comm world, row;
-    int we_initialised; /* MPI_Init_thread was ours: destroy finalises */
     int aborted;
     char why[300];
     float *gather;      /* [n_blocks][n], grown as needed */
@@ -76,6 +80,14 @@ typedef struct {
 static const qm_comm_ops mpi_ops;
 
 int qm_mpi_available(void) { return 1; }
+
+void qm_mpi_finalize(void) {
+    int inited = 0, finalized = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&finalized);
+    if (inited && !finalized)
+        MPI_Finalize();
+}
 
 static mpi_state *st_of(qm_comm *c) { return (mpi_state *)c->impl; }
 
@@ -152,7 +164,6 @@ qm_status qm_mpi_comm_create(int rows, int cols, qm_comm **out, qm_error *err) {
             MPI_Abort(MPI_COMM_WORLD, 1); /* peers are past the size check and would hang in the split */
         return qm_fail(err, QM_ERR_NOMEM, "mpi comm: out of memory");
     }
-    s->we_initialised = we_init;
     int rc = MPI_Comm_dup(MPI_COMM_WORLD, &s->world);
     if (rc == MPI_SUCCESS)
         rc = MPI_Comm_set_errhandler(s->world, MPI_ERRORS_RETURN);
@@ -184,8 +195,6 @@ void qm_mpi_comm_destroy(qm_comm *c) {
          * without it is what makes mpirun stop the rest of the job. */
         MPI_Comm_free(&s->row);
         MPI_Comm_free(&s->world);
-        if (s->we_initialised)
-            MPI_Finalize();
     }
     state_free(s);
 }

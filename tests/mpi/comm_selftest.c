@@ -220,6 +220,21 @@ int main(int argc, char **argv) {
         }
         rc = device_checks(c, &o);
         qm_mpi_comm_destroy(c);
+        /* a second comm in the same process (an engine opened twice): MPI stays initialised */
+        if (rc == 0 && qm_mpi_comm_create(rows, cols, &c, &err) != QM_OK) {
+            fprintf(stderr, "comm_selftest: a second comm: %s\n", err.msg);
+            return 1;
+        }
+        if (rc == 0) {
+            if (c->ops->world_barrier(c, &err) != QM_OK) {
+                fprintf(stderr, "comm_selftest: a second comm's barrier: %s\n", err.msg);
+                rc = 1;
+            } else {
+                printf("second comm: rank %d ok\n", qm_comm_rank(c));
+            }
+            qm_mpi_comm_destroy(c);
+        }
+        if (rc == 0) qm_mpi_finalize();
     } else if (!strcmp(backend, "threads")) {
         qm_thread_mesh *m = NULL;
         if (qm_thread_mesh_create(rows, cols, &m, &err) != QM_OK) {
