@@ -250,6 +250,70 @@ static bool accept_token(row_ctx *r, seq *s, int tok) {
     return false;
 }
 
+/* The next step: every pending token of decoding sequences, then prompt chunks, up to
+ * max_tokens; returns the token count, *n_out the sequences that get a next token. */
+static int fill_step(row_ctx *r, int *n_out) {
+    const int B = r->e->batch, T = r->dev->dims.max_tokens;
+    int n = 0;
+    *n_out = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (int b = 0; b < B && n < T; b++) {
+            seq *s = &r->seqs[b];
+            int take = s->n_toks - s->n_done;
+            if (s->req < 0 || take == 0 || (pass == 0) != (take == 1)) continue;
+            if (take > T - n) take = T - n;
+            for (int i = 0; i < take; i++) {
+                r->step_ids[n] = s->toks[s->n_done + i];
+                r->step_pos[n] = s->n_done + i;
+                r->step_slot[n] = b;
+                n++;
+            }
+            s->n_done += take;
+            if (s->n_done == s->n_toks) {
+                r->step_out[*n_out] = n - 1;
+                r->out_seq[*n_out] = b;
+                r->out_sp[*n_out] = s->sp;
+                r->out_rng[*n_out] = s->rng;
+                (*n_out)++;
+            }
+            if (pass == 1) r->st.prefill_tokens += take;
+        }
+    return n;
+}
+
+/* Runs a filled step: the forward pass, the next tokens (the same on every device of the row),
+ * then stops, text and streaming for each. */
+static qm_status run_step(row_ctx *r, int n, int n_out, qm_error *err) {
+    qm_device *dev = r->dev;
+    const qm_partition *p = &dev->shard.part;
+    qm_step step = {.n_tok = n, .ids = r->step_ids, .pos = r->step_pos, .slot = r->step_slot,
+                    .out = r->step_out, .n_out = n_out};
+    double t_step = qm_now();
+    qm_status st = qm_forward(dev, &step, err);
+    if (st) return st;
+    int *pk = r->picked;
+    if ((st = qm_sample_rows(dev->comm, dev->logits, (size_t)qm_range_len(p->vocab), p->vocab.begin,
+                             qm_range_len(p->vocab), n_out, r->out_sp, r->out_rng, r->scratch, pk, err)))
+        return st;
+    for (int i = 0; i < n_out; i++)
+        if (pk[i] < 0) { /* the same on every device of the row: all of them stop */
+            const seq *bad = &r->seqs[r->out_seq[i]];
+            return qm_fail(err, QM_ERR_FORMAT,
+                           "request %d, generated token %d (position %d): every logit is -inf or NaN "
+                           "(broken weights?), no token to pick",
+                           bad->req, bad->n_gen + 1, bad->n_toks);
+        }
+    /* a step with prompt tokens counts as prefill time, one of only decode tokens as decode */
+    if (n > n_out) r->st.prefill_s += qm_now() - t_step;
+    else r->st.decode_s += qm_now() - t_step;
+    for (int i = 0; i < n_out; i++) {
+        seq *s = &r->seqs[r->out_seq[i]];
+        s->rng = r->out_rng[i];
+        accept_token(r, s, pk[i]);
+    }
+    return QM_OK;
+}
+
 static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err) {
     (void)arg;
     int B = e->batch, T = dev->dims.max_tokens;
@@ -283,7 +347,6 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
     /* MPI with several rows: results of rows other than 0 are flushed to rank 0 every pass, so that
      * a crash loses at most the last pass of them (one process per device: no shared callback). */
     const bool flush = e->mpi && e->rows > 1;
-    const qm_partition *p = &dev->shard.part;
     for (;;) {
         /* 1. The leader fills free sequences with new requests; the row learns them. */
         for (int b = 0; b < B; b++) assign[b] = -1;
@@ -309,56 +372,8 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
             break;
         }
         if (!active) continue; /* requests that finished at once (max_new_tokens 0) */
-        /* 2. One step: every pending token of decoding sequences, then prompt chunks. */
-        int n = 0, n_out = 0;
-        for (int pass = 0; pass < 2; pass++)
-            for (int b = 0; b < B && n < T; b++) {
-                seq *s = &r.seqs[b];
-                int take = s->n_toks - s->n_done;
-                if (s->req < 0 || take == 0 || (pass == 0) != (take == 1)) continue;
-                if (take > T - n) take = T - n;
-                for (int i = 0; i < take; i++) {
-                    r.step_ids[n] = s->toks[s->n_done + i];
-                    r.step_pos[n] = s->n_done + i;
-                    r.step_slot[n] = b;
-                    n++;
-                }
-                s->n_done += take;
-                if (s->n_done == s->n_toks) {
-                    r.step_out[n_out] = n - 1;
-                    r.out_seq[n_out] = b;
-                    r.out_sp[n_out] = s->sp;
-                    r.out_rng[n_out] = s->rng;
-                    n_out++;
-                }
-                if (pass == 1) r.st.prefill_tokens += take;
-            }
-        qm_step step = {.n_tok = n, .ids = r.step_ids, .pos = r.step_pos, .slot = r.step_slot,
-                        .out = r.step_out, .n_out = n_out};
-        double t_step = qm_now();
-        if ((st = qm_forward(dev, &step, err))) goto done;
-        /* 3. Pick the next tokens (the same on every device of the row). */
-        int *pk = r.picked;
-        if ((st = qm_sample_rows(dev->comm, dev->logits, (size_t)qm_range_len(p->vocab), p->vocab.begin,
-                                 qm_range_len(p->vocab), n_out, r.out_sp, r.out_rng, r.scratch, pk, err)))
-            goto done;
-        for (int i = 0; i < n_out; i++)
-            if (pk[i] < 0) { /* the same on every device of the row: all of them stop */
-                const seq *bad = &r.seqs[r.out_seq[i]];
-                st = qm_fail(err, QM_ERR_FORMAT,
-                             "request %d, generated token %d (position %d): every logit is -inf or NaN "
-                             "(broken weights?), no token to pick",
-                             bad->req, bad->n_gen + 1, bad->n_toks);
-                goto done;
-            }
-        /* a step with prompt tokens counts as prefill time, one of only decode tokens as decode */
-        if (n > n_out) r.st.prefill_s += qm_now() - t_step;
-        else r.st.decode_s += qm_now() - t_step;
-        for (int i = 0; i < n_out; i++) {
-            seq *s = &r.seqs[r.out_seq[i]];
-            s->rng = r.out_rng[i];
-            accept_token(&r, s, pk[i]);
-        }
+        int n_out = 0, n = fill_step(&r, &n_out);
+        if ((st = run_step(&r, n, n_out, err))) goto done;
         if (r.failed) { /* this device stops; the comm's abort stops the others of the mesh */
             st = qm_fail(err, r.failed, "out of memory keeping the text or results of finished requests");
             goto done;
