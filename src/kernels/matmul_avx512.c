@@ -743,40 +743,35 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
         for (int r = 0; r < R; r++) chain[r] = run[r];
 }
 
-#define QM_QB_DT(name_, dt_)                                                                       \
-    static __attribute__((noinline)) void name_(const qm_wview *w, const float *x, int nb, float *part,          \
-                                                size_t pstride, float *chain, int o_begin, int o_end) {         \
-        const size_t ws = qm_wview_stride(w);                                                      \
-        int o = o_begin;                                                                           \
-        for (; o + QM_AVX512_QDR <= o_end; o += QM_AVX512_QDR)                                     \
-            qblocks_rows(w->data + (size_t)o * ws, ws, dt_, w->col0, QM_AVX512_QDR, nb, x, part ? part + o : NULL, \
-                         pstride, chain ? chain + o : NULL);                                       \
-        for (; o < o_end; o++)                                                                     \
-            qblocks_rows(w->data + (size_t)o * ws, ws, dt_, w->col0, 1, nb, x, part ? part + o : NULL, pstride, \
-                         chain ? chain + o : NULL);                                                \
-    }
-QM_QB_DT(blocks_q8_0, QM_DT_Q8_0)
-QM_QB_DT(blocks_q4_0, QM_DT_Q4_0)
-QM_QB_DT(blocks_q4_1, QM_DT_Q4_1)
-QM_QB_DT(blocks_q5_0, QM_DT_Q5_0)
-QM_QB_DT(blocks_q5_1, QM_DT_Q5_1)
-QM_QB_DT(blocks_q4_k, QM_DT_Q4_K)
-QM_QB_DT(blocks_q5_k, QM_DT_Q5_K)
-QM_QB_DT(blocks_q6_k, QM_DT_Q6_K)
+/* Rows [o_begin, o_end) in tiles of QM_AVX512_QDR, the rest one by one. */
+QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int nb, float *part, size_t pstride,
+                         float *chain, int o_begin, int o_end) {
+    const size_t ws = qm_wview_stride(w);
+    int o = o_begin;
+    for (; o + QM_AVX512_QDR <= o_end; o += QM_AVX512_QDR)
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, QM_AVX512_QDR, nb, x, part ? part + o : NULL, pstride,
+                     chain ? chain + o : NULL);
+    for (; o < o_end; o++)
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, 1, nb, x, part ? part + o : NULL, pstride,
+                     chain ? chain + o : NULL);
+}
+
+static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float *x, int nb, float *part,
+                                                  size_t pstride, float *chain, int o_begin, int o_end) {
+#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, nb, part, pstride, chain, o_begin, o_end)
+    QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
+#undef BLOCKS_DT
+}
 
 static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                  size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, int, float *, size_t, float *, int, int) = {
-        [QM_DT_Q8_0] = blocks_q8_0, [QM_DT_Q4_0] = blocks_q4_0, [QM_DT_Q4_1] = blocks_q4_1,
-        [QM_DT_Q5_0] = blocks_q5_0, [QM_DT_Q5_1] = blocks_q5_1, [QM_DT_Q4_K] = blocks_q4_k,
-        [QM_DT_Q5_K] = blocks_q5_k, [QM_DT_Q6_K] = blocks_q6_k};
-    const int fast = n_tok == 1 && bc == 64 && (unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype] &&
+    const int fast = n_tok == 1 && bc == 64 && (unsigned)w->dtype < QM_DT_COUNT && qm_dtype_is_quant(w->dtype) &&
                      w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 && nb == w->cols / 64;
     if (!fast) {
         qm_blocks_by_views(matmul_avx512, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
         return;
     }
-    if (o_begin < o_end) fn[w->dtype](w, x, nb, part, pstride, chain, o_begin, o_end);
+    if (o_begin < o_end) blocks_fast(w, x, nb, part, pstride, chain, o_begin, o_end);
 }
 
 const qm_kernels qm_kernels_avx512_table = {

@@ -713,17 +713,9 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
 void qm_matmul_q8_avx2(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
                        int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
-    switch (w->dtype) {
-    case QM_DT_Q8_0: matmul_dt(QM_DT_Q8_0, w, bias, x, n_tok, y, ldy, o_begin, o_end); break;
-    case QM_DT_Q4_0: matmul_dt(QM_DT_Q4_0, w, bias, x, n_tok, y, ldy, o_begin, o_end); break;
-    case QM_DT_Q4_1: matmul_dt(QM_DT_Q4_1, w, bias, x, n_tok, y, ldy, o_begin, o_end); break;
-    case QM_DT_Q5_0: matmul_dt(QM_DT_Q5_0, w, bias, x, n_tok, y, ldy, o_begin, o_end); break;
-    case QM_DT_Q5_1: matmul_dt(QM_DT_Q5_1, w, bias, x, n_tok, y, ldy, o_begin, o_end); break;
-    case QM_DT_Q4_K: matmul_dt(QM_DT_Q4_K, w, bias, x, n_tok, y, ldy, o_begin, o_end); break;
-    case QM_DT_Q5_K: matmul_dt(QM_DT_Q5_K, w, bias, x, n_tok, y, ldy, o_begin, o_end); break;
-    case QM_DT_Q6_K: matmul_dt(QM_DT_Q6_K, w, bias, x, n_tok, y, ldy, o_begin, o_end); break;
-    default: break;
-    }
+#define MATMUL_DT(dt_) matmul_dt(dt_, w, bias, x, n_tok, y, ldy, o_begin, o_end)
+    QM_SWITCH_QUANT_DTYPE(w->dtype, MATMUL_DT);
+#undef MATMUL_DT
 }
 
 /* ---- activations: 32 elements = four ymm ---- */
@@ -827,15 +819,7 @@ void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, i
         return;
     }
     if (o_begin >= o_end) return;
-    switch (w->dtype) {
-    case QM_DT_Q8_0: blocks_dt(QM_DT_Q8_0, w, x, nb, part, pstride, chain, o_begin, o_end); break;
-    case QM_DT_Q4_0: blocks_dt(QM_DT_Q4_0, w, x, nb, part, pstride, chain, o_begin, o_end); break;
-    case QM_DT_Q4_1: blocks_dt(QM_DT_Q4_1, w, x, nb, part, pstride, chain, o_begin, o_end); break;
-    case QM_DT_Q5_0: blocks_dt(QM_DT_Q5_0, w, x, nb, part, pstride, chain, o_begin, o_end); break;
-    case QM_DT_Q5_1: blocks_dt(QM_DT_Q5_1, w, x, nb, part, pstride, chain, o_begin, o_end); break;
-    case QM_DT_Q4_K: blocks_dt(QM_DT_Q4_K, w, x, nb, part, pstride, chain, o_begin, o_end); break;
-    case QM_DT_Q5_K: blocks_dt(QM_DT_Q5_K, w, x, nb, part, pstride, chain, o_begin, o_end); break;
-    case QM_DT_Q6_K: blocks_dt(QM_DT_Q6_K, w, x, nb, part, pstride, chain, o_begin, o_end); break;
-    default: break;
-    }
+#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, nb, part, pstride, chain, o_begin, o_end)
+    QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
+#undef BLOCKS_DT
 }

@@ -35,6 +35,22 @@ static inline size_t qm_dtype_block_bytes(qm_dtype t) {
     return bytes[t];
 }
 static inline int qm_dtype_is_quant(qm_dtype t) { return t > QM_DT_BF16; }
+/* CALL(QM_DT_x) for the quantized type t, the type a compile-time constant there so that an
+ * inlined kernel is specialised per type; nothing for the plain types. */
+#define QM_SWITCH_QUANT_DTYPE(t, CALL)                                                              \
+    do {                                                                                           \
+        switch (t) {                                                                               \
+        case QM_DT_Q8_0: CALL(QM_DT_Q8_0); break;                                                  \
+        case QM_DT_Q4_0: CALL(QM_DT_Q4_0); break;                                                  \
+        case QM_DT_Q4_1: CALL(QM_DT_Q4_1); break;                                                  \
+        case QM_DT_Q5_0: CALL(QM_DT_Q5_0); break;                                                  \
+        case QM_DT_Q5_1: CALL(QM_DT_Q5_1); break;                                                  \
+        case QM_DT_Q4_K: CALL(QM_DT_Q4_K); break;                                                  \
+        case QM_DT_Q5_K: CALL(QM_DT_Q5_K); break;                                                  \
+        case QM_DT_Q6_K: CALL(QM_DT_Q6_K); break;                                                  \
+        default: break;                                                                            \
+        }                                                                                          \
+    } while (0)
 /* Bytes of n elements (n a multiple of the block for quantized types). */
 static inline size_t qm_dtype_row_bytes(qm_dtype t, size_t n) {
     return n / (size_t)qm_dtype_block(t) * qm_dtype_block_bytes(t);
