@@ -460,6 +460,19 @@ typedef struct {
     int whole;           /* the view is whole rows: the next rows follow these in memory */
 } wrows;
 
+/* The next pass's DR rows, prefetched a slice per 16-block group (see qdot_avx512.c): the slice's
+ * bytes, 0 where the rows do not follow in memory. */
+QM_INLINE size_t prefetch_step(const wrows *w) {
+    const size_t ngroups = (size_t)(w->nblk + 15) / 16;
+    return w->whole ? ((size_t)DR * w->stride + ngroups - 1) / ngroups : 0;
+}
+
+/* load_x of a group of nb blocks, with a literal 16 for a full one: no lane tests. */
+QM_INLINE void load_group(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int transposed, xgroup *xg) {
+    if (nb == 16) load_x(dt, x, t, b0, 16, transposed, xg);
+    else load_x(dt, x, t, b0, nb, transposed, xg);
+}
+
 QM_INLINE void store(const __m256 acc[2], const float *bias, int r, float *y) {
     const float d = tree16(acc[0], acc[1]);
     *y = bias ? d + bias[r] : d;
@@ -475,15 +488,13 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
     for (int r = 0; r < DR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
     /* the next pass's rows, a slice per group (see qdot_avx512.c) */
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
-    const size_t ngroups = (size_t)(w->nblk + 15) / 16;
-    const size_t pf_step = w->whole ? ((size_t)DR * w->stride + ngroups - 1) / ngroups : 0;
+    const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
         xgroup xg;
-        if (nb == 16) load_x(dt, x, 0, b0, 16, 0, &xg); /* a literal 16: no lane tests */
-        else load_x(dt, x, 0, b0, nb, 0, &xg);
+        load_group(dt, x, 0, b0, nb, 0, &xg);
         for (int r = 0; r < nr; r++) {
             const uint8_t *row = w->row0 + (size_t)r * w->stride;
             const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
@@ -518,8 +529,7 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
         }
         for (int t = 0; t < nt; t++) {
             xgroup xg;
-            if (nb == 16) load_x(dt, x, t0 + t, b0, 16, 1, &xg);
-            else load_x(dt, x, t0 + t, b0, nb, 1, &xg);
+            load_group(dt, x, t0 + t, b0, nb, 1, &xg);
             for (int r = 0; r < nr; r++)
                 for (int h = 0; h < 2 && 8 * h < nb; h++)
                     acc[r][t][h] = add_lanes(acc[r][t][h],
@@ -763,16 +773,14 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int nr, con
     const size_t bb = qm_dtype_block_bytes(dt);
     float run[DR] = {0};
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
-    const size_t ngroups = (size_t)(w->nblk + 15) / 16;
-    const size_t pf_step = w->whole ? ((size_t)DR * w->stride + ngroups - 1) / ngroups : 0;
+    const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         const int k0 = b0 / 2, nk = (nb + 1) / 2 < nbk - k0 ? (nb + 1) / 2 : nbk - k0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
         xgroup xg;
-        if (nb == 16) load_x(dt, x, 0, b0, 16, 0, &xg);
-        else load_x(dt, x, 0, b0, nb, 0, &xg);
+        load_group(dt, x, 0, b0, nb, 0, &xg);
         for (int r = 0; r < nr; r++) {
             const uint8_t *row = w->row0 + (size_t)r * w->stride;
             const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
