@@ -1,7 +1,6 @@
 /* Safetensors reading and writing, shard indexes, .npy output, random-model weights.
  * Every malformed input is built here, in a temporary folder, and must give the right status and a
  * message that names the file (and the tensor where there is one). */
-#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +14,8 @@
 
 #include <cmocka.h>
 
+#include "scratch_dir.h"
+
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "io/npy.h"
@@ -26,24 +27,16 @@ typedef struct {
     char dir[64];
 } fixture;
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/qm_test_ckpt_XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    if (scratch_dir_make(f->dir, sizeof f->dir, "ckpt") != 0) return -1;
     *state = f;
     return 0;
 }
 
 static int teardown(void **state) {
     fixture *f = *state;
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_dir_remove(f->dir);
     free(f);
     return 0;
 }

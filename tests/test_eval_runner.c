@@ -6,7 +6,6 @@
  *   - a file with a cut last line is repaired on resume (noted) and completed;
  *   - an existing results file without resume or force, a resume on another data file and a
  *     missing exemplars file are refused by prepare; a plan runs once. */
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +17,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "scratch_dir.h"
 
 #include "engine/engine.h"
 #include "eval/eval.h"
@@ -73,8 +74,7 @@ static void copy_lines(const char *src, const char *dst, int n) {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/qm_test_eval_runner_XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    if (scratch_dir_make(f->dir, sizeof f->dir, "eval_runner") != 0) return -1;
     snprintf(f->model, sizeof f->model, "%s/tiny", f->dir);
     snprintf(f->data, sizeof f->data, "%s/gsm8k3.jsonl", f->dir);
     snprintf(f->other, sizeof f->other, "%s/other.jsonl", f->dir);
@@ -106,15 +106,10 @@ static int setup(void **state) {
     return 0;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static int teardown(void **state) {
     fixture *f = *state;
     if (f->eng) qm_engine_close(f->eng);
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_dir_remove(f->dir);
     free(f);
     return 0;
 }

@@ -6,7 +6,6 @@
  * f16 fallback keep the source values exactly. Then the refusals: a missing folder, no config, a
  * bad type, an unwritable or folder output, a missing or unknown tensor; nothing is left behind. */
 #include <dirent.h>
-#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +18,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "scratch_dir.h"
 
 #include "io/checkpoint.h"
 #include "io/config.h"
@@ -67,8 +68,7 @@ static void make_model(const char *dir, const qm_config *c, qm_dtype dt) {
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     if (!f) return -1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/qm_test_quantize_XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
+    if (scratch_dir_make(f->dir, sizeof f->dir, "quantize") != 0) return -1;
     snprintf(f->model, sizeof f->model, "%s/small", f->dir);
     small_config(&f->cfg);
     make_model(f->model, &f->cfg, QM_DT_BF16);
@@ -76,14 +76,9 @@ static int setup(void **state) {
     return 0;
 }
 
-static int rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 static int teardown(void **state) {
     fixture *f = *state;
-    nftw(f->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_dir_remove(f->dir);
     free(f);
     return 0;
 }
@@ -264,7 +259,7 @@ static void test_f32_source(void **state) {
     char dir[160], out[192];
     snprintf(dir, sizeof dir, "%s/small", f->dir); /* general.name is checked as "small" */
     snprintf(out, sizeof out, "%s/f32.gguf", f->dir);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    scratch_dir_remove(dir);
     make_model(dir, &f->cfg, QM_DT_F32);
     convert_and_check(dir, &f->cfg, QM_DT_Q8_0, out);
 }
