@@ -58,24 +58,27 @@ QM_INLINE float reduce1(__m256 lo, __m256 hi) {
 
 #define TMAX 4
 #define RMAX 4
+#define ACC_MAX 16 /* the most accumulators of a tile (store_tile) */
+_Static_assert(RMAX * TMAX <= ACC_MAX, "store_tile's out");
 
-/* w = 8 per accumulator (lo + hi), then the rest of the tree in groups of four (flat index
- * k = t*R + r); y[t][r] = sum (+ bias[r], one rounding). */
-QM_INLINE void store_tile(__m256 lo[RMAX][TMAX], __m256 hi[RMAX][TMAX], int R, int T, const float *bias, float *y,
+/* The tile's accumulators: lo[r * ld + t] and hi[r * ld + t] for row r, token t; w = 8 per
+ * accumulator (lo + hi), then the rest of the tree in groups of four (flat index k = t*R + r);
+ * y[t][r] = sum (+ bias[r], one rounding). R * T <= ACC_MAX. */
+QM_INLINE void store_tile(const __m256 *lo, const __m256 *hi, int ld, int R, int T, const float *bias, float *y,
                           size_t ldy) {
-    float out[RMAX * TMAX + 4];
+    float out[ACC_MAX + 4];
     const int nacc = R * T;
     for (int k = 0; k < nacc; k += 4) {
         __m256 v[4];
         for (int j = 0; j < 4; j++) {
-            int kk = k + j;
-            v[j] = kk < nacc ? _mm256_add_ps(lo[kk % R][kk / R], hi[kk % R][kk / R]) : _mm256_setzero_ps();
+            const int kk = k + j, at = kk % R * ld + kk / R;
+            v[j] = kk < nacc ? _mm256_add_ps(lo[at], hi[at]) : _mm256_setzero_ps();
         }
         reduce4(v[0], v[1], v[2], v[3], out + k);
     }
     for (int t = 0; t < T; t++)
         for (int r = 0; r < R; r++) {
-            float d = out[t * R + r];
+            const float d = out[t * R + r];
             y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
         }
 }
@@ -124,7 +127,7 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
             }
         }
     }
-    store_tile(lo, hi, R, T, bias, y, ldy);
+    store_tile(&lo[0][0], &hi[0][0], TMAX, R, T, bias, y, ldy);
 }
 
 /* Prefill tiles: PR rows x PT tokens (2 * PR * PT accumulators of the 16 ymm registers). */
@@ -188,6 +191,7 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
 #define QSTEP(dt) ((dt) >= QM_DT_Q4_K ? 64 : 32)
 #define QRMAX 4
 #define QTMAX 3
+_Static_assert(QRMAX * QTMAX <= ACC_MAX, "store_tile's out");
 /* Decode prefetch: see qtile_reg. */
 #define QPF_AHEAD 512
 #define QPF_HINT _MM_HINT_T2
@@ -368,27 +372,6 @@ QM_INLINE void qedge(const char *w0, size_t wstride, qm_dtype dt, int col0, int 
     }
 }
 
-/* w = 8 per accumulator (lo + hi), then the rest of the tree four at a time (flat index
- * k = t*R + r); y[t][r] = sum (+ bias[r], one rounding). */
-QM_INLINE void qstore(__m256 lo[QRMAX][QTMAX], __m256 hi[QRMAX][QTMAX], int R, int T, const float *bias, float *y,
-                      size_t ldy) {
-    float out[QRMAX * QTMAX + 4];
-    const int nacc = R * T;
-    for (int k = 0; k < nacc; k += 4) {
-        __m256 v[4];
-        for (int j = 0; j < 4; j++) {
-            const int kk = k + j;
-            v[j] = kk < nacc ? _mm256_add_ps(lo[kk % R][kk / R], hi[kk % R][kk / R]) : _mm256_setzero_ps();
-        }
-        reduce4(v[0], v[1], v[2], v[3], out + k);
-    }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) {
-            const float d = out[t * R + r];
-            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
-        }
-}
-
 /* The steps of a view's row elements [col0, col0 + cols): [e0, e1), whole steps; the rest, edges. */
 QM_INLINE void qsteps(qm_dtype dt, int col0, int cols, int *e0, int *e1) {
     const int S = QSTEP(dt), end = col0 + cols;
@@ -443,7 +426,7 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
             _mm256_store_ps(accout + 16 * r + 8, hi[r][0]);
         }
     else
-        qstore(lo, hi, R, T, bias, y, ldy);
+        store_tile(&lo[0][0], &hi[0][0], QTMAX, R, T, bias, y, ldy);
 }
 
 /* The halving tree of 8 accumulators at once (a[16 * r ..], r < 8; rows n.. are not read and count
@@ -548,7 +531,7 @@ QM_INLINE void qgemm(const float *buf, size_t ldb, int R, int T, int cols, const
             }
         }
     }
-    qstore(lo, hi, R, T, bias, y, ldy);
+    store_tile(&lo[0][0], &hi[0][0], QTMAX, R, T, bias, y, ldy);
 }
 
 /* Every token against rows buf[0..R): tiles of QGT tokens, then the 1..QGT-1 left. */

@@ -59,21 +59,24 @@ QM_INLINE float reduce1(__m512 a) {
 
 #define TMAX 4
 #define RMAX 8
+#define ACC_MAX 48 /* the most accumulators of a tile (store_tile) */
+_Static_assert(RMAX * TMAX <= ACC_MAX, "store_tile's out");
 
-/* The halving tree of every accumulator, in groups of four (flat index k = t*R + r, padded with
- * zeros), then y[t][r] = sum (+ bias[r], one rounding). */
-QM_INLINE void store_tile(__m512 acc[RMAX][TMAX], int R, int T, const float *bias, float *y, size_t ldy) {
-    float out[RMAX * TMAX + 4];
+/* The tile's accumulators: acc[r * ld + t] for row r, token t. The halving tree of each, in
+ * groups of four (flat index k = t*R + r, padded with zeros), then y[t][r] = sum (+ bias[r], one
+ * rounding). R * T <= ACC_MAX. */
+QM_INLINE void store_tile(const __m512 *acc, int ld, int R, int T, const float *bias, float *y, size_t ldy) {
+    float out[ACC_MAX + 4];
     const int nacc = R * T;
     for (int k = 0; k < nacc; k += 4) {
         __m512 v[4];
         for (int j = 0; j < 4; j++)
-            v[j] = k + j < nacc ? acc[(k + j) % R][(k + j) / R] : _mm512_setzero_ps();
+            v[j] = k + j < nacc ? acc[(k + j) % R * ld + (k + j) / R] : _mm512_setzero_ps();
         _mm_storeu_ps(out + k, reduce4(v[0], v[1], v[2], v[3]));
     }
     for (int t = 0; t < T; t++)
         for (int r = 0; r < R; r++) {
-            float d = out[t * R + r];
+            const float d = out[t * R + r];
             y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
         }
 }
@@ -114,7 +117,7 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
             for (int t = 0; t < T; t++) acc[r][t] = _mm512_mask3_fmadd_ps(wv, xv[t], acc[r][t], m);
         }
     }
-    store_tile(acc, R, T, bias, y, ldy);
+    store_tile(&acc[0][0], TMAX, R, T, bias, y, ldy);
 }
 
 /* Prefill tiles: PR rows x PT tokens of accumulators (of the 32 zmm registers); decode
@@ -188,6 +191,7 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
 #define QSTEP(dt) ((dt) >= QM_DT_Q4_K ? 64 : 32)
 #define QRMAX 8
 #define QTMAX 6
+_Static_assert(QRMAX * QTMAX <= ACC_MAX, "store_tile's out");
 /* Decode prefetch: see qtile_reg. */
 #define QPF_AHEAD 512
 #define QPF_HINT _MM_HINT_T2
@@ -357,23 +361,6 @@ QM_INLINE void qedge(const char *w0, size_t wstride, qm_dtype dt, int col0, int 
     }
 }
 
-/* The halving tree of R x T accumulators, four at a time (flat index k = t*R + r), then
- * y[t][r] = sum (+ bias[r], one rounding). */
-QM_INLINE void qstore(__m512 acc[QRMAX][QTMAX], int R, int T, const float *bias, float *y, size_t ldy) {
-    float out[QRMAX * QTMAX + 4];
-    const int nacc = R * T;
-    for (int k = 0; k < nacc; k += 4) {
-        __m512 v[4];
-        for (int j = 0; j < 4; j++) v[j] = k + j < nacc ? acc[(k + j) % R][(k + j) / R] : _mm512_setzero_ps();
-        _mm_storeu_ps(out + k, reduce4(v[0], v[1], v[2], v[3]));
-    }
-    for (int t = 0; t < T; t++)
-        for (int r = 0; r < R; r++) {
-            const float d = out[t * R + r];
-            y[(size_t)t * ldy + (size_t)r] = bias ? d + bias[r] : d;
-        }
-}
-
 /* The steps of a view's row elements [col0, col0 + cols): [e0, e1), whole steps; the rest, edges. */
 QM_INLINE void qsteps(qm_dtype dt, int col0, int cols, int *e0, int *e1) {
     const int S = QSTEP(dt), end = col0 + cols;
@@ -427,7 +414,7 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
     if (keep) /* T == 1: the accumulators themselves, reduced later (qreduce16) */
         for (int r = 0; r < R; r++) _mm512_store_ps(accout + 16 * r, acc[r][0]);
     else
-        qstore(acc, R, T, bias, y, ldy);
+        store_tile(&acc[0][0], QTMAX, R, T, bias, y, ldy);
 }
 
 /* The halving tree of 16 accumulators at once (a[16 * r ..], r < 16; rows n.. are not read and
@@ -524,7 +511,7 @@ QM_INLINE void qgemm(const float *buf, size_t ldb, int R, int T, int cols, const
         }
     }
     if (last)
-        qstore(acc, R, T, bias, y, ldy);
+        store_tile(&acc[0][0], QTMAX, R, T, bias, y, ldy);
     else
         for (int r = 0; r < R; r++)
             for (int t = 0; t < T; t++) _mm512_store_ps(am + ((size_t)t * R + r) * 16, acc[r][t]);
