@@ -72,26 +72,11 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     e->rows = opts->rows > 0 ? opts->rows : 1;
     e->cols = opts->cols > 0 ? opts->cols : 1;
     e->batch = opts->batch > 0 ? opts->batch : 1;
-    e->mpi = opts->backend && !strcmp(opts->backend, "mpi");
     pthread_mutex_init(&e->mu, NULL);
     qm_status st;
-    if (opts->backend && strcmp(opts->backend, "mpi") && strcmp(opts->backend, "threads")) {
-        st = qm_fail(err, QM_ERR_ARG, "unknown backend '%s': expected threads or mpi", opts->backend);
-        goto fail;
-    }
-    if (e->mpi) {
-        if (!qm_mpi_available()) {
-            st = qm_fail(err, QM_ERR_UNSUPPORTED, "this qmesh was built without MPI (install libopenmpi-dev and rebuild)");
-            goto fail;
-        }
-        int world = qm_mpi_launched_size();
-        if (world != e->rows * e->cols) {
-            st = qm_fail(err, QM_ERR_ARG,
-                         "mesh %dx%d needs %d MPI ranks but %d were started (mpirun -np %d qmesh ... --mesh %dx%d)",
-                         e->rows, e->cols, e->rows * e->cols, world, e->rows * e->cols, e->rows, e->cols);
-            goto fail;
-        }
-    }
+    if ((st = qm_mesh_host_open(opts->backend, e->rows, e->cols, &e->host, err))) goto fail;
+    e->n_local = qm_mesh_host_devices(e->host);
+    e->whole_mesh = qm_mesh_host_whole(e->host);
     if ((st = open_model(e, err))) goto fail;
     for (int i = 0; i < e->cfg.n_eos; i++) add_eos(e, e->cfg.eos_token_ids[i]);
     if (e->tok) {
@@ -107,40 +92,28 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     e->dims.max_tokens = opts->max_step_tokens > 0 ? opts->max_step_tokens : QM_DEFAULT_STEP_TOKENS;
     e->dims.act_q8 = opts->act_q8;
 
-    int n_dev = e->rows * e->cols;
-    e->n_local = e->mpi ? 1 : n_dev;
-    int threads = opts->threads > 0 ? opts->threads : qm_cpu_count();
-    if (e->mpi && opts->threads <= 0) {
-        /* ranks on this machine share its cores */
-        const char *local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-        if (!local) local = getenv("MPI_LOCALNRANKS");
-        int n = local ? atoi(local) : 0;
-        if (n > 1) threads = threads / n;
-    }
+    const int threads = opts->threads > 0 ? opts->threads : qm_mesh_host_cores(e->host);
     e->team = threads / e->n_local;
     if (e->team < 1) e->team = 1;
 
     /* Memory: say so before any work when the mesh cannot fit. */
+    /* The KV cache of every device here; the weights once per process (rows here share the
+     * mapping), a device's slice where this process runs one. */
     size_t need = 0, avail = 0;
-    for (int r = 0; r < (e->mpi ? 1 : e->rows); r++)
-        for (int c = 0; c < e->cols; c++)
-            need += kv_bytes_per_device(&e->cfg, e->cols, c, e->dims.n_slots, ctx);
-    size_t weights = qm_model_weight_bytes(e->ck, &e->cfg);
-    need += e->mpi ? weights / (size_t)e->cols : weights;
+    for (int i = 0; i < e->n_local; i++)
+        need += kv_bytes_per_device(&e->cfg, e->cols, qm_mesh_host_comm(e->host, i)->col, e->dims.n_slots, ctx);
+    const size_t weights = qm_model_weight_bytes(e->ck, &e->cfg);
+    const size_t weights_here = e->n_local >= e->cols ? weights : weights / (size_t)e->cols;
+    need += weights_here;
     if (read_meminfo_available(&avail) == QM_OK && need > avail) {
         st = qm_fail(err, QM_ERR_NOMEM,
                      "mesh %dx%d with batch %d and context %d needs about %.1f GB (weights %.1f GB + KV cache) but "
                      "%.1f GB are available; use a smaller --ctx or --batch, or more machines",
-                     e->rows, e->cols, e->batch, ctx, need / 1e9, (e->mpi ? weights / (size_t)e->cols : weights) / 1e9,
+                     e->rows, e->cols, e->batch, ctx, need / 1e9, weights_here / 1e9,
                      avail / 1e9);
         goto fail;
     }
 
-    if (e->mpi) {
-        if ((st = qm_mpi_comm_create(e->rows, e->cols, &e->mpi_comm, err))) goto fail;
-    } else {
-        if ((st = qm_thread_mesh_create(e->rows, e->cols, &e->tmesh, err))) goto fail;
-    }
     e->devs = calloc((size_t)e->n_local, sizeof *e->devs);
     if (!e->devs) {
         st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
@@ -148,7 +121,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     }
     double t0 = qm_now();
     for (int i = 0; i < e->n_local; i++) {
-        qm_comm *c = e->mpi ? e->mpi_comm : qm_thread_mesh_comm(e->tmesh, i);
+        qm_comm *c = qm_mesh_host_comm(e->host, i);
         /* Rows hold the same shards: in one process the mapping is shared, so only the
          * copied column slices are per device. */
         if ((st = qm_device_init(&e->devs[i], e->ck, &e->cfg, c, opts->isa, e->team, &e->dims, err))) goto fail;
@@ -169,8 +142,7 @@ void qm_engine_close(qm_engine *e) {
     if (!e) return;
     for (int i = 0; i < e->n_init; i++) qm_device_free(&e->devs[i]);
     free(e->devs);
-    if (e->tmesh) qm_thread_mesh_destroy(e->tmesh);
-    if (e->mpi_comm) qm_mpi_comm_destroy(e->mpi_comm);
+    qm_mesh_host_close(e->host);
     if (e->tok) qm_tokenizer_free(e->tok);
     if (e->ck) qm_checkpoint_close(e->ck);
     free(e->chat_template);
@@ -259,7 +231,7 @@ qm_status qm_engine_chat_ids(const qm_engine *e, const char *user, const char *s
 }
 
 bool qm_engine_is_output_rank(const qm_engine *e) {
-    return !e->mpi || !e->mpi_comm || qm_comm_rank(e->mpi_comm) == 0;
+    return !e->host || qm_comm_rank(qm_mesh_host_comm(e->host, 0)) == 0;
 }
 
 const qm_config *qm_engine_config(const qm_engine *e) { return &e->cfg; }
@@ -267,8 +239,8 @@ const qm_config *qm_engine_config(const qm_engine *e) { return &e->cfg; }
 qm_device *qm_engine_device(qm_engine *e, int i) { return i < e->n_local ? &e->devs[i] : NULL; }
 int qm_engine_n_devices(const qm_engine *e) { return e->n_local; }
 
-/* Runs fn(e, dev, arg) on every local device, each in its own thread (threads backend) or
- * directly (MPI); returns the first error. */
+/* Runs fn(e, dev, arg) on every device of this process, each in its own thread, or directly
+ * where the process runs one; returns the first error. */
 typedef struct {
     qm_engine *e;
     qm_device *dev;
@@ -288,7 +260,7 @@ static void *dev_thread_main(void *a) {
 qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_error *err) {
     if (e->n_local == 1) {
         qm_status st = fn(e, &e->devs[0], arg, err);
-        if (st && e->mpi) e->devs[0].comm->ops->abort(e->devs[0].comm, err->msg);
+        if (st) e->devs[0].comm->ops->abort(e->devs[0].comm, err->msg); /* peers in other processes stop */
         return st;
     }
     dev_thread *t = calloc((size_t)e->n_local, sizeof *t);

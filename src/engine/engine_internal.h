@@ -10,6 +10,7 @@
 #include "io/checkpoint.h"
 #include "io/config.h"
 #include "mesh/comm.h"
+#include "mesh/host.h"
 #include "model/model.h"
 
 #define QM_DEFAULT_STEP_TOKENS 128
@@ -22,9 +23,8 @@ struct qm_engine {
     qm_tokenizer *tok;     /* NULL when the folder has no tokenizer.json */
     char *chat_template;   /* a GGUF's tokenizer.chat_template (Jinja), else NULL */
     int rows, cols, batch;
-    bool mpi;
-    qm_thread_mesh *tmesh;
-    qm_comm *mpi_comm;
+    qm_mesh_host *host;    /* the devices this process runs, and their comms */
+    bool whole_mesh;       /* this process runs every device (qm_mesh_host_whole) */
     qm_device *devs;       /* the devices of this process */
     int n_local, n_init, team;
     qm_device_dims dims;
@@ -42,11 +42,5 @@ struct qm_engine {
 
 typedef qm_status (*qm_device_fn)(qm_engine *e, qm_device *dev, void *arg, qm_error *err);
 qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_error *err);
-
-/* MPI, called by every device of the mesh together: the finished results each holds (held, *len
- * bytes: rows other than 0) go to rank 0, which hands them to on_done, and *len becomes 0. done:
- * this device's row has nothing left; *all_done: every row's device said so (the same everywhere). */
-qm_status qm_engine_flush_held(qm_engine *e, qm_device *dev, const char *held, size_t *len, bool done,
-                               bool *all_done, qm_error *err);
 
 #endif

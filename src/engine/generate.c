@@ -1,5 +1,6 @@
 /* The serving loop of one mesh row: continuous batching with a shared-prefix KV cache. */
 #include "engine/engine_internal.h"
+#include "engine/relay.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,14 +33,15 @@ typedef struct {
     const int *prefix;
     int prefix_len;
     bool prefix_ready;
-    /* MPI: finished results of rows other than 0, sent to rank 0 at the next step's flush */
-    char *held;
-    size_t held_len, held_cap;
+    qm_relay relay;       /* finished results of a row that does not report itself (relay.h) */
     qm_status failed;     /* an allocation failed while finishing or decoding text: stop */
     qm_gen_stats st;
 } row_ctx;
 
 static bool is_leader(const row_ctx *r) { return r->dev->comm->col == 0; }
+/* The leader calls the callbacks itself: in a process that runs the whole mesh every row's
+ * leader does; otherwise row 0's alone, and other rows' results reach it by the flush. */
+static bool reports(const row_ctx *r) { return r->e->whole_mesh || r->dev->comm->row == 0; }
 static bool is_eos(const qm_engine *e, int id) {
     for (int i = 0; i < e->n_eos; i++)
         if (e->eos[i] == id) return true;
@@ -51,9 +53,9 @@ static int next_request(row_ctx *r) {
     const qm_gen_callbacks *cb = e->cb;
     for (;;) {
         int i;
-        if (e->mpi) {
-            /* MPI: one process per device, so no queue is shared across rows: row r takes
-             * requests r, r + R, r + 2R, ... (e->next_req starts at -1). */
+        if (!e->whole_mesh) {
+            /* rows in other processes: no queue is shared across rows, so row r takes requests
+             * r, r + R, r + 2R, ... (e->next_req starts at -1). */
             i = e->next_req < 0 ? r->dev->comm->row : e->next_req;
             if (i >= e->n_reqs) return -1;
             e->next_req = i + e->rows;
@@ -84,7 +86,7 @@ static qm_status text_append(seq *s, const char *p, size_t n) {
 static void emit_text(row_ctx *r, seq *s, size_t upto) {
     qm_engine *e = r->e;
     if (!is_leader(r) || !e->cb || !e->cb->on_text || upto <= s->emitted) return;
-    if (e->mpi && r->dev->comm->row != 0) return;
+    if (!reports(r)) return;
     /* never cut a UTF-8 character */
     while (upto > s->emitted && upto < s->len && ((unsigned char)s->text[upto] & 0xC0) == 0x80) upto--;
     if (upto <= s->emitted) return;
@@ -95,23 +97,6 @@ static void emit_text(row_ctx *r, seq *s, size_t upto) {
     pthread_mutex_unlock(&e->mu);
     s->text[upto] = save;
     s->emitted = upto;
-}
-
-/* Appends to the held results; a failed allocation marks the row failed (never a silent drop). */
-static void hold_bytes(row_ctx *r, const void *p, size_t n) {
-    if (r->failed) return;
-    if (r->held_len + n > r->held_cap) {
-        size_t cap = (r->held_len + n) * 2 + 256;
-        char *t = realloc(r->held, cap);
-        if (!t) {
-            r->failed = QM_ERR_NOMEM;
-            return;
-        }
-        r->held = t;
-        r->held_cap = cap;
-    }
-    memcpy(r->held + r->held_len, p, n);
-    r->held_len += n;
 }
 
 static void finish(row_ctx *r, seq *s, qm_stop_reason why) {
@@ -126,12 +111,8 @@ static void finish(row_ctx *r, seq *s, qm_stop_reason why) {
     };
     if (is_leader(r)) {
         emit_text(r, s, s->len);
-        if (e->mpi && r->dev->comm->row != 0) {
-            int hdr[5] = {s->req, (int)why, s->n_prompt, s->n_gen, (int)s->len};
-            hold_bytes(r, hdr, sizeof hdr);
-            hold_bytes(r, &res.ms, sizeof res.ms);
-            hold_bytes(r, res.ids, (size_t)s->n_gen * sizeof(int));
-            hold_bytes(r, res.text, s->len);
+        if (!reports(r)) {
+            if (qm_relay_hold(&r->relay, s->req, &res, s->len)) r->failed = QM_ERR_NOMEM; /* never a silent drop */
         } else if (e->cb && e->cb->on_done) {
             pthread_mutex_lock(&e->mu);
             e->cb->on_done(e->cb->ctx, s->req, &res);
@@ -343,10 +324,10 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
             r.prefix_len = e->reqs[i].shared_prefix;
         }
     }
-    if (e->mpi) e->next_req = -1;
-    /* MPI with several rows: results of rows other than 0 are flushed to rank 0 every pass, so that
-     * a crash loses at most the last pass of them (one process per device: no shared callback). */
-    const bool flush = e->mpi && e->rows > 1;
+    if (!e->whole_mesh) e->next_req = -1;
+    /* Rows in other processes: the results of rows other than 0 are flushed to rank 0 every pass,
+     * so that a crash loses at most the last pass of them. */
+    const bool flush = !e->whole_mesh && e->rows > 1;
     for (;;) {
         /* 1. The leader fills free sequences with new requests; the row learns them. */
         for (int b = 0; b < B; b++) assign[b] = -1;
@@ -363,7 +344,7 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
         const bool idle = !active && !assigned; /* nothing left for this row */
         if (flush) { /* every rank, once per pass: finished results reach rank 0 a pass after */
             bool all_done = false;
-            if ((st = qm_engine_flush_held(e, dev, r.held, &r.held_len, idle, &all_done, err))) goto done;
+            if ((st = qm_relay_flush(&r.relay, dev->comm, e->cb, idle, &all_done, err))) goto done;
             if (idle) {
                 if (all_done) break;
                 continue;
@@ -396,7 +377,7 @@ done:
         if (r.st.decode_s > e->stats.decode_s) e->stats.decode_s = r.st.decode_s;
         pthread_mutex_unlock(&e->mu);
     }
-    free(r.held);
+    qm_relay_free(&r.relay);
     free(r.seqs);
     free(assign);
     free(r.step_ids);

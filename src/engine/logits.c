@@ -1,4 +1,4 @@
-/* Full logits of a sequence (gathered from the vocabulary shards), MPI result gathering, info. */
+/* Full logits of a sequence (gathered from the vocabulary shards), and the engine's info. */
 #include "engine/engine_internal.h"
 
 #include <stdlib.h>
@@ -101,78 +101,13 @@ qm_status qm_engine_logits(qm_engine *e, const int *ids, int n, float *out, qm_e
     return qm_engine_logits_batch(e, &ids, &n, 1, &out, err);
 }
 
-/* MPI: rows other than 0 hold their finished results; rank 0 receives them and reports them
- * (after its own row's, which it reported as they finished). */
-/* Rank 0 hands one rank's blob of finished results (hdr[5], ms, ids, text, ...) to on_done. */
-static void emit_blob(qm_engine *e, const char *blob, size_t n) {
-    size_t at = 0;
-    while (at + 5 * sizeof(int) + sizeof(double) <= n) {
-        int hdr[5];
-        double ms;
-        memcpy(hdr, blob + at, sizeof hdr);
-        at += sizeof hdr;
-        memcpy(&ms, blob + at, sizeof ms);
-        at += sizeof ms;
-        int *ids = malloc((size_t)hdr[3] * sizeof(int) + 1);
-        char *text = malloc((size_t)hdr[4] + 1);
-        if (ids && text) {
-            memcpy(ids, blob + at, (size_t)hdr[3] * sizeof(int));
-            memcpy(text, blob + at + (size_t)hdr[3] * sizeof(int), (size_t)hdr[4]);
-            text[hdr[4]] = 0;
-            qm_gen_result res = {.ids = ids, .n_ids = hdr[3], .text = text, .reason = (qm_stop_reason)hdr[1],
-                                 .prompt_tokens = hdr[2], .ms = ms};
-            e->cb->on_done(e->cb->ctx, hdr[0], &res);
-        }
-        at += (size_t)hdr[3] * sizeof(int) + (size_t)hdr[4];
-        free(ids);
-        free(text);
-    }
-}
-
-qm_status qm_engine_flush_held(qm_engine *e, qm_device *dev, const char *held, size_t *len, bool done,
-                               bool *all_done, qm_error *err) {
-    qm_comm *c = dev->comm;
-    int world = c->rows * c->cols;
-    bool root = qm_comm_rank(c) == 0;
-    uint64_t mine[2] = {*len, done}, agreed[2] = {0, 1}; /* [max length, every rank done] */
-    uint64_t *sizes = root ? calloc((size_t)world, 2 * sizeof *sizes) : NULL;
-    if (root && !sizes) return qm_fail(err, QM_ERR_NOMEM, "out of memory gathering results");
-    qm_status st = c->ops->world_gather(c, mine, sizeof mine, sizes, err);
-    if (st == QM_OK && root)
-        for (int i = 0; i < world; i++) {
-            if (sizes[2 * i] > agreed[0]) agreed[0] = sizes[2 * i];
-            agreed[1] &= sizes[2 * i + 1];
-        }
-    if (st == QM_OK) st = c->ops->world_bcast(c, agreed, sizeof agreed, err);
-    char *pad = NULL, *all = NULL;
-    if (st == QM_OK && agreed[0] > 0) {
-        pad = calloc(1, (size_t)agreed[0]);
-        all = root ? calloc((size_t)world, (size_t)agreed[0]) : NULL;
-        if (!pad || (root && !all)) st = qm_fail(err, QM_ERR_NOMEM, "out of memory gathering results");
-        if (st == QM_OK) {
-            if (*len) memcpy(pad, held, *len);
-            st = c->ops->world_gather(c, pad, (size_t)agreed[0], all, err);
-        }
-    }
-    if (st == QM_OK && root && all && e->cb && e->cb->on_done)
-        for (int i = 0; i < world; i++) emit_blob(e, all + (size_t)i * agreed[0], (size_t)sizes[2 * i]);
-    if (st == QM_OK) {
-        *len = 0;
-        *all_done = agreed[1] != 0;
-    }
-    free(pad);
-    free(all);
-    free(sizes);
-    return st;
-}
-
 void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
     memset(info, 0, sizeof *info);
     info->load_s = e->load_s;
     info->weight_bytes_total = qm_model_weight_bytes(e->ck, &e->cfg);
     for (int i = 0; i < e->n_init; i++) {
         const qm_device *d = &e->devs[i];
-        if (d->comm->row != 0 && !e->mpi) continue;
+        if (d->comm->row != 0 && e->whole_mesh) continue; /* rows here share their weights */
         size_t w = d->shard.weight_bytes;
         if (d->comm->col < 64) info->device_weight_bytes[d->comm->col] = w;
         if (w > info->device_weight_bytes_max) info->device_weight_bytes_max = w;
