@@ -1,6 +1,7 @@
 /* The serving loop of one mesh row: continuous batching with a shared-prefix KV cache. */
 #include "engine/engine_internal.h"
 #include "engine/relay.h"
+#include "engine/stop.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,13 +181,6 @@ static qm_status start_seq(row_ctx *r, seq *s, int req, qm_error *err) {
     return QM_OK;
 }
 
-/* The first occurrence of needle[nl] in hay[hl] (either may hold NUL bytes), or NULL. */
-static char *find_bytes(char *hay, size_t hl, const char *needle, size_t nl) {
-    for (size_t i = 0; nl && i + nl <= hl; i++)
-        if (hay[i] == needle[0] && !memcmp(hay + i, needle, nl)) return hay + i;
-    return NULL;
-}
-
 /* After a token is picked for s: stops, text, streaming. Returns true when s finished. */
 static bool accept_token(row_ctx *r, seq *s, int tok) {
     qm_engine *e = r->e;
@@ -203,18 +197,13 @@ static bool accept_token(row_ctx *r, seq *s, int tok) {
         size_t old = s->len;
         size_t n = qm_decode_stream_push(e->tok, &s->ds, tok, piece, sizeof piece);
         if (n && text_append(s, piece, n)) r->failed = QM_ERR_NOMEM;
-        for (int i = 0; i < q->n_stop; i++) {
-            size_t sl = strlen(q->stop[i]);
-            if (!sl || s->len < sl) continue;
-            size_t from = old + 1 > sl ? old + 1 - sl : 0;
-            char *hit = find_bytes(s->text + from, s->len - from, q->stop[i], sl);
-            if (hit) {
-                s->len = (size_t)(hit - s->text);
-                s->text[s->len] = 0;
-                if (s->emitted > s->len) s->emitted = s->len;
-                finish(r, s, QM_STOP_STRING);
-                return true;
-            }
+        size_t at;
+        if (s->text && qm_stop_find(s->text, s->len, old, q->stop, q->n_stop, &at)) {
+            s->len = at;
+            s->text[s->len] = 0;
+            if (s->emitted > s->len) s->emitted = s->len;
+            finish(r, s, QM_STOP_STRING);
+            return true;
         }
         size_t hold = r->max_stop > 0 ? (size_t)r->max_stop - 1 : 0;
         if (s->len > hold) emit_text(r, s, s->len - hold);
