@@ -51,104 +51,121 @@ static void on_text(void *ctx, int index, const char *text) {
     g->n_text++;
 }
 
-int cmd_generate(int argc, char **argv) {
-    const char *cmd = "generate", *prompt = NULL, *system = NULL;
-    const char *stops[16];
-    int n_stops = 0;
-    long n_predict = 128, top_k = 0, seed = 0;
-    double temp = 0.0, top_p = 1.0;
-    bool chat = false, ignore_eos = false, parse_special = false;
+typedef struct {
     qm_engine_opts o;
-    cli_engine_defaults(&o);
-    char mesh[32] = "1x1";
+    char mesh[32];
+    const char *prompt, *system;
+    const char *stops[16];
+    int n_stops;
+    long n_predict, top_k, seed;
+    double temp, top_p;
+    bool chat, ignore_eos, parse_special;
+} gen_args;
+
+/* A flag that takes a value (argv[i] = f, v its value); 0, or a usage error's status. */
+static int value_flag(gen_args *a, const char *f, char *v) {
+    const char *cmd = "generate";
+    if (!strcmp(f, "-p") || !strcmp(f, "--prompt")) a->prompt = v;
+    else if (!strcmp(f, "--system")) a->system = v;
+    else if (!strcmp(f, "--stop")) {
+        if (a->n_stops == 16) return cli_usage_error(cmd, "at most 16 --stop strings");
+        if (!*v) return cli_usage_error(cmd, "--stop needs a non-empty string");
+        unescape(v);
+        a->stops[a->n_stops++] = v;
+    } else if (!strcmp(f, "-n") || !strcmp(f, "--n-predict")) {
+        if (!cli_parse_int(v, 0, 1 << 20, &a->n_predict)) return cli_usage_error(cmd, "-n needs an integer >= 0");
+    } else if (!strcmp(f, "--top-k")) {
+        if (!cli_parse_int(v, 0, 1 << 20, &a->top_k)) return cli_usage_error(cmd, "--top-k needs an integer >= 0");
+    } else if (!strcmp(f, "--seed")) {
+        if (!cli_parse_int(v, 0, 0x7fffffffffffffffL, &a->seed)) return cli_usage_error(cmd, "--seed needs an integer >= 0");
+    } else if (!strcmp(f, "--temp")) {
+        if (!cli_parse_float(v, 0.0, 100.0, &a->temp)) return cli_usage_error(cmd, "--temp needs a number in [0, 100]");
+    } else if (!strcmp(f, "--top-p")) {
+        if (!cli_parse_float(v, 0.0, 1.0, &a->top_p) || a->top_p <= 0.0)
+            return cli_usage_error(cmd, "--top-p needs a number in (0, 1]");
+    } else
+        return cli_usage_error(cmd, "unknown option '%s'", f);
+    return 0;
+}
+
+/* 0: run; 1: --help printed; 2: a usage error (printed). */
+static int parse_args(int argc, char **argv, gen_args *a) {
+    const char *cmd = "generate";
+    *a = (gen_args){.n_predict = 128, .top_p = 1.0};
+    cli_engine_defaults(&a->o);
+    snprintf(a->mesh, sizeof a->mesh, "1x1");
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+        const char *f = argv[i];
+        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
             printf("%s%s", usage_text, cli_engine_flags_help);
-            return 0;
+            return 1;
         }
-        int r = cli_engine_flag(cmd, argc, argv, &i, &o, mesh, sizeof mesh);
+        int r = cli_engine_flag(cmd, argc, argv, &i, &a->o, a->mesh, sizeof a->mesh);
         if (r < 0) return 2;
         if (r) continue;
-        if (!strcmp(a, "--chat")) { chat = true; continue; }
-        if (!strcmp(a, "--parse-special")) { parse_special = true; continue; }
-        if (!strcmp(a, "--ignore-eos")) { ignore_eos = true; continue; }
-        if (i + 1 >= argc) return cli_usage_error(cmd, "unknown or incomplete option '%s'", a);
-        const char *v = argv[++i];
-        if (!strcmp(a, "-p") || !strcmp(a, "--prompt")) prompt = v;
-        else if (!strcmp(a, "--system")) system = v;
-        else if (!strcmp(a, "--stop")) {
-            if (n_stops == 16) return cli_usage_error(cmd, "at most 16 --stop strings");
-            if (!*v) return cli_usage_error(cmd, "--stop needs a non-empty string");
-            unescape(argv[i]);
-            stops[n_stops++] = argv[i];
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            if (!cli_parse_int(v, 0, 1 << 20, &n_predict)) return cli_usage_error(cmd, "-n needs an integer >= 0");
-        } else if (!strcmp(a, "--top-k")) {
-            if (!cli_parse_int(v, 0, 1 << 20, &top_k)) return cli_usage_error(cmd, "--top-k needs an integer >= 0");
-        } else if (!strcmp(a, "--seed")) {
-            if (!cli_parse_int(v, 0, 0x7fffffffffffffffL, &seed)) return cli_usage_error(cmd, "--seed needs an integer >= 0");
-        } else if (!strcmp(a, "--temp")) {
-            if (!cli_parse_float(v, 0.0, 100.0, &temp)) return cli_usage_error(cmd, "--temp needs a number in [0, 100]");
-        } else if (!strcmp(a, "--top-p")) {
-            if (!cli_parse_float(v, 0.0, 1.0, &top_p) || top_p <= 0.0)
-                return cli_usage_error(cmd, "--top-p needs a number in (0, 1]");
-        } else
-            return cli_usage_error(cmd, "unknown option '%s'", a);
+        if (!strcmp(f, "--chat")) { a->chat = true; continue; }
+        if (!strcmp(f, "--parse-special")) { a->parse_special = true; continue; }
+        if (!strcmp(f, "--ignore-eos")) { a->ignore_eos = true; continue; }
+        if (i + 1 >= argc) return cli_usage_error(cmd, "unknown or incomplete option '%s'", f);
+        if (value_flag(a, f, argv[++i])) return 2;
     }
-    if (!o.model_dir) return cli_usage_error(cmd, "-m PATH (a GGUF file or a model folder) is required");
-    if (!prompt) return cli_usage_error(cmd, "-p TEXT is required");
-    cli_engine_finalize(&o);
-    o.quiet = true;
+    if (!a->o.model_dir) return cli_usage_error(cmd, "-m PATH (a GGUF file or a model folder) is required");
+    if (!a->prompt) return cli_usage_error(cmd, "-p TEXT is required");
+    cli_engine_finalize(&a->o);
+    a->o.quiet = true;
+    return 0;
+}
+
+/* The prompt's ids: the chat format around it with --chat, else tokenized as written. */
+static qm_status prompt_ids(qm_engine *e, const gen_args *a, int **ids, int *n, qm_error *err) {
+    const qm_tokenizer *tok = qm_engine_tokenizer(e);
+    if (!tok) return qm_fail(err, QM_ERR_IO, "%s has no tokenizer.json: generate needs one", a->o.model_dir);
+    qm_status st = a->chat ? qm_engine_chat_ids(e, a->prompt, a->system, a->parse_special, ids, n, err)
+                           : qm_tokenize(tok, a->prompt, strlen(a->prompt), ids, n, err);
+    if (!st && *n == 0) st = qm_fail(err, QM_ERR_ARG, "the prompt is empty");
+    return st;
+}
+
+static void print_stats(qm_engine *e, const gen_args *a, const qm_gen_stats *stats) {
+    qm_engine_info info;
+    qm_engine_get_info(e, &info);
+    fprintf(stderr,
+            "qmesh generate: mesh %s, %ld prompt + %ld generated tokens in %.2f s (%.2f tok/s generated); "
+            "load %.2f s; device weights %.1f MB; resident %.1f MB\n",
+            a->mesh, stats->prompt_tokens, stats->gen_tokens, stats->wall_s,
+            stats->wall_s > 0 ? stats->gen_tokens / stats->wall_s : 0.0, info.load_s,
+            info.device_weight_bytes_max / 1e6, qm_resident_bytes() / 1e6);
+}
+
+int cmd_generate(int argc, char **argv) {
+    gen_args a;
+    const int r = parse_args(argc, argv, &a);
+    if (r) return r == 1 ? 0 : 2;
     qm_error err = {0};
     qm_engine *e = NULL;
-    if (qm_engine_open(&o, &e, &err)) return cli_error(cmd, &err);
-    const qm_tokenizer *tok = qm_engine_tokenizer(e);
+    if (qm_engine_open(&a.o, &e, &err)) return cli_error("generate", &err);
     int rc = 0, *ids = NULL, n_ids = 0;
-    if (!tok) {
-        qm_fail(&err, QM_ERR_IO, "%s has no tokenizer.json: generate needs one", o.model_dir);
-        rc = cli_error(cmd, &err);
-        goto done;
-    }
-    qm_status tst = chat ? qm_engine_chat_ids(e, prompt, system, parse_special, &ids, &n_ids, &err)
-                         : qm_tokenize(tok, prompt, strlen(prompt), &ids, &n_ids, &err);
-    if (tst) {
-        rc = cli_error(cmd, &err);
-        goto done;
-    }
-    if (n_ids == 0) {
-        qm_fail(&err, QM_ERR_ARG, "the prompt is empty");
-        rc = cli_error(cmd, &err);
-        goto done;
-    }
-    qm_gen_request req = {
-        .prompt = ids, .n_prompt = n_ids, .max_new_tokens = (int)n_predict, .temperature = (float)temp,
-        .top_k = (int)top_k, .top_p = (float)top_p, .seed = (uint64_t)seed, .stop = stops, .n_stop = n_stops,
-        .stop_at_eos = !ignore_eos,
-    };
-    gen_ctx g = {0};
-    qm_gen_callbacks cb = {.on_text = on_text, .ctx = &g};
     qm_gen_stats stats;
-    if (qm_engine_generate(e, &req, 1, &cb, &stats, &err)) {
-        fflush(stdout);
-        rc = cli_error(cmd, &err);
-        goto done;
+    qm_status st = prompt_ids(e, &a, &ids, &n_ids, &err);
+    if (!st) {
+        qm_gen_request req = {
+            .prompt = ids, .n_prompt = n_ids, .max_new_tokens = (int)a.n_predict, .temperature = (float)a.temp,
+            .top_k = (int)a.top_k, .top_p = (float)a.top_p, .seed = (uint64_t)a.seed, .stop = a.stops,
+            .n_stop = a.n_stops, .stop_at_eos = !a.ignore_eos,
+        };
+        gen_ctx g = {0};
+        qm_gen_callbacks cb = {.on_text = on_text, .ctx = &g};
+        st = qm_engine_generate(e, &req, 1, &cb, &stats, &err);
     }
-    if (qm_engine_is_output_rank(e)) {
+    if (st) {
+        fflush(stdout);
+        rc = cli_error("generate", &err);
+    } else if (qm_engine_is_output_rank(e)) {
         printf("\n");
         fflush(stdout);
-        qm_engine_info info;
-        qm_engine_get_info(e, &info);
-        fprintf(stderr,
-                "qmesh generate: mesh %s, %ld prompt + %ld generated tokens in %.2f s (%.2f tok/s generated); "
-                "load %.2f s; device weights %.1f MB; resident %.1f MB\n",
-                mesh, stats.prompt_tokens, stats.gen_tokens, stats.wall_s,
-                stats.wall_s > 0 ? stats.gen_tokens / stats.wall_s : 0.0, info.load_s,
-                info.device_weight_bytes_max / 1e6, qm_resident_bytes() / 1e6);
+        print_stats(e, &a, &stats);
     }
-done:
     free(ids);
-
     qm_engine_close(e);
     return rc;
 }
