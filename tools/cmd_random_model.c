@@ -130,104 +130,116 @@ static double now_s(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int cmd_random_model(int argc, char **argv) {
-    const char *preset = NULL, *config = NULL, *out = NULL, *tok = NULL, *dtype = "bf16";
-    long seed = 0, shards = 1;
-    bool force = false;
+typedef struct {
+    const char *preset, *config, *out, *tok, *dtype;
+    long seed, shards;
+    bool force;
+} rm_args;
+
+/* 0: run; 1: --help printed; 2: a usage error (printed). */
+static int parse_args(int argc, char **argv, rm_args *a) {
+    *a = (rm_args){.dtype = "bf16", .shards = 1};
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_val = i + 1 < argc;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        const char *f = argv[i];
+        if (!strcmp(f, "--help") || !strcmp(f, "-h")) {
             usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--force")) {
-            force = true;
-        } else if (!strcmp(a, "--preset") || !strcmp(a, "--config") || !strcmp(a, "--out") ||
-                   !strcmp(a, "--seed") || !strcmp(a, "--dtype") || !strcmp(a, "--shards") ||
-                   !strcmp(a, "--tokenizer")) {
-            if (!has_val) return cli_usage_error(CMD, "%s needs a value", a);
+            return 1;
+        } else if (!strcmp(f, "--force")) {
+            a->force = true;
+        } else if (!strcmp(f, "--preset") || !strcmp(f, "--config") || !strcmp(f, "--out") ||
+                   !strcmp(f, "--seed") || !strcmp(f, "--dtype") || !strcmp(f, "--shards") ||
+                   !strcmp(f, "--tokenizer")) {
+            if (i + 1 >= argc) return cli_usage_error(CMD, "%s needs a value", f);
             const char *v = argv[++i];
-            if (!strcmp(a, "--preset")) preset = v;
-            else if (!strcmp(a, "--config")) config = v;
-            else if (!strcmp(a, "--out")) out = v;
-            else if (!strcmp(a, "--tokenizer")) tok = v;
-            else if (!strcmp(a, "--dtype")) dtype = v;
-            else if (!strcmp(a, "--seed")) {
-                if (!cli_parse_int(v, 0, LONG_MAX, &seed))
+            if (!strcmp(f, "--preset")) a->preset = v;
+            else if (!strcmp(f, "--config")) a->config = v;
+            else if (!strcmp(f, "--out")) a->out = v;
+            else if (!strcmp(f, "--tokenizer")) a->tok = v;
+            else if (!strcmp(f, "--dtype")) a->dtype = v;
+            else if (!strcmp(f, "--seed")) {
+                if (!cli_parse_int(v, 0, LONG_MAX, &a->seed))
                     return cli_usage_error(CMD, "--seed '%s': expected a non-negative integer", v);
-            } else if (!cli_parse_int(v, 1, 99999, &shards)) {
+            } else if (!cli_parse_int(v, 1, 99999, &a->shards)) {
                 return cli_usage_error(CMD, "--shards '%s': expected an integer from 1 to 99999", v);
             }
         } else {
-            return cli_usage_error(CMD, "unknown argument '%s'", a);
+            return cli_usage_error(CMD, "unknown argument '%s'", f);
         }
     }
-    if (!preset == !config) return cli_usage_error(CMD, "give exactly one of --preset NAME and --config FILE");
-    if (!out) return cli_usage_error(CMD, "--out DIR is required");
-    qm_random_opts opts = {.seed = (uint64_t)seed, .shards = (int)shards};
-    if (!strcmp(dtype, "bf16")) opts.dtype = QM_DT_BF16;
-    else if (!strcmp(dtype, "f32")) opts.dtype = QM_DT_F32;
-    else return cli_usage_error(CMD, "--dtype '%s': expected bf16 or f32", dtype);
+    if (!a->preset == !a->config) return cli_usage_error(CMD, "give exactly one of --preset NAME and --config FILE");
+    if (!a->out) return cli_usage_error(CMD, "--out DIR is required");
+    if (strcmp(a->dtype, "bf16") && strcmp(a->dtype, "f32"))
+        return cli_usage_error(CMD, "--dtype '%s': expected bf16 or f32", a->dtype);
+    return 0;
+}
 
-    qm_error err = {0};
-    qm_config cfg;
-    if (preset) {
-        if (!qm_random_preset(preset, &cfg))
-            return cli_usage_error(CMD, "--preset '%s': expected tiny, qwen2.5-0.5b or qwen2.5-7b", preset);
-    } else if (qm_config_load(config, &cfg, &err)) {
-        return cli_error(CMD, &err);
-    }
-
-    char tokdir[PATH_MAX], tried[800];
+/* The folder holding tokenizer.json: --tokenizer, else the shared data found near us. */
+static qm_status locate_tokenizer(const char *tok, char *dir, size_t size, qm_error *err) {
+    char tried[800];
     if (tok) {
-        snprintf(tokdir, sizeof tokdir, "%s", tok);
-        if (!has_tokenizer(tokdir)) {
-            qm_fail(&err, QM_ERR_IO, "--tokenizer %s: no tokenizer.json there", tok);
-            return cli_error(CMD, &err);
-        }
-    } else if (!find_tokenizer(tokdir, sizeof tokdir, tried, sizeof tried)) {
-        qm_fail(&err, QM_ERR_IO,
-                "cannot find the Qwen2.5 tokenizer (tokenizer.json) in $QMESH_DATA/tokenizers/qwen2.5 or shared/data "
-                "near the program or the current folder (tried %.700s); set QMESH_DATA or pass --tokenizer DIR",
-                tried);
-        return cli_error(CMD, &err);
+        snprintf(dir, size, "%s", tok);
+        return has_tokenizer(dir) ? QM_OK : qm_fail(err, QM_ERR_IO, "--tokenizer %s: no tokenizer.json there", tok);
     }
+    if (find_tokenizer(dir, size, tried, sizeof tried)) return QM_OK;
+    return qm_fail(err, QM_ERR_IO,
+                   "cannot find the Qwen2.5 tokenizer (tokenizer.json) in $QMESH_DATA/tokenizers/qwen2.5 or shared/data "
+                   "near the program or the current folder (tried %.700s); set QMESH_DATA or pass --tokenizer DIR",
+                   tried);
+}
 
-    int ne = dir_nonempty(out);
-    if (ne < 0) {
-        qm_fail(&err, QM_ERR_IO, "--out %s: %s", out, strerror(errno));
-        return cli_error(CMD, &err);
-    }
-    if (ne > 0 && !force) {
-        qm_fail(&err, QM_ERR_ARG, "--out %s exists and is not empty; pass --force to write into it", out);
-        return cli_error(CMD, &err);
-    }
-    if (mkdir_p(out) != 0) {
-        qm_fail(&err, QM_ERR_IO, "cannot create folder %s: %s", out, strerror(errno));
-        return cli_error(CMD, &err);
-    }
+/* --out: absent or empty, or (--force) emptied of old weights; created. */
+static qm_status prepare_out(const char *out, bool force, qm_error *err) {
+    const int ne = dir_nonempty(out);
+    if (ne < 0) return qm_fail(err, QM_ERR_IO, "--out %s: %s", out, strerror(errno));
+    if (ne > 0 && !force)
+        return qm_fail(err, QM_ERR_ARG, "--out %s exists and is not empty; pass --force to write into it", out);
+    if (mkdir_p(out) != 0) return qm_fail(err, QM_ERR_IO, "cannot create folder %s: %s", out, strerror(errno));
     if (ne > 0) remove_old_weights(out);
+    return QM_OK;
+}
 
-    double t0 = now_s();
+/* The weights, with progress lines for models that take more than a moment, then the tokenizer. */
+static qm_status write_model(const qm_config *cfg, const char *out, qm_random_opts *opts, const char *tokdir,
+                             qm_error *err) {
     progress_state ps = {.last_pct = 0};
-    opts.progress = progress;
-    opts.progress_ctx = &ps;
-    /* progress lines only for models that take more than a moment */
-    uint64_t params = (uint64_t)cfg.vocab_size * cfg.hidden_size * (cfg.tie_word_embeddings ? 1 : 2) +
-                      (uint64_t)cfg.num_hidden_layers * cfg.hidden_size *
-                          (3ull * cfg.intermediate_size + 2ull * cfg.hidden_size);
-    ps.enabled = params * qm_dtype_size(opts.dtype) > 200000000ull;
-    if (qm_random_model_write(&cfg, out, &opts, &err)) return cli_error(CMD, &err);
-
+    opts->progress = progress;
+    opts->progress_ctx = &ps;
+    const uint64_t params = (uint64_t)cfg->vocab_size * cfg->hidden_size * (cfg->tie_word_embeddings ? 1 : 2) +
+                            (uint64_t)cfg->num_hidden_layers * cfg->hidden_size *
+                                (3ull * cfg->intermediate_size + 2ull * cfg->hidden_size);
+    ps.enabled = params * qm_dtype_size(opts->dtype) > 200000000ull;
+    qm_status st = qm_random_model_write(cfg, out, opts, err);
     const char *copy[] = {"tokenizer.json", "tokenizer_config.json"};
-    for (size_t i = 0; i < sizeof copy / sizeof copy[0]; i++) {
+    for (size_t i = 0; !st && i < sizeof copy / sizeof copy[0]; i++) {
         char src[PATH_MAX + 64], dst[PATH_MAX + 64];
         snprintf(src, sizeof src, "%s/%s", tokdir, copy[i]);
         snprintf(dst, sizeof dst, "%s/%s", out, copy[i]);
-        if (qm_copy_file(src, dst, &err)) return cli_error(CMD, &err);
+        st = qm_copy_file(src, dst, err);
     }
+    return st;
+}
+
+int cmd_random_model(int argc, char **argv) {
+    rm_args a;
+    const int r = parse_args(argc, argv, &a);
+    if (r) return r == 1 ? 0 : 2;
+    qm_random_opts opts = {.seed = (uint64_t)a.seed, .shards = (int)a.shards,
+                           .dtype = strcmp(a.dtype, "f32") ? QM_DT_BF16 : QM_DT_F32};
+    qm_error err = {0};
+    qm_config cfg;
+    if (a.preset) {
+        if (!qm_random_preset(a.preset, &cfg))
+            return cli_usage_error(CMD, "--preset '%s': expected tiny, qwen2.5-0.5b or qwen2.5-7b", a.preset);
+    } else if (qm_config_load(a.config, &cfg, &err)) {
+        return cli_error(CMD, &err);
+    }
+    char tokdir[PATH_MAX];
+    if (locate_tokenizer(a.tok, tokdir, sizeof tokdir, &err) || prepare_out(a.out, a.force, &err))
+        return cli_error(CMD, &err);
+    const double t0 = now_s();
+    if (write_model(&cfg, a.out, &opts, tokdir, &err)) return cli_error(CMD, &err);
     fprintf(stderr, "qmesh random-model: wrote %s (%s, %d layers, hidden %d, vocab %d, %s, %ld shard%s) in %.1f s\n",
-            out, preset ? preset : config, cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size, dtype, shards,
-            shards > 1 ? "s" : "", now_s() - t0);
+            a.out, a.preset ? a.preset : a.config, cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size, a.dtype,
+            a.shards, a.shards > 1 ? "s" : "", now_s() - t0);
     return 0;
 }
