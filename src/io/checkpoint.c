@@ -379,6 +379,74 @@ qm_status qm_checkpoint_open_file(const char *path, qm_checkpoint **out, qm_erro
 }
 
 /* model.safetensors.index.json: {"metadata": {...}, "weight_map": {"tensor": "model-00001-of-00002.safetensors"}} */
+/* The distinct shard files of weight_map, in order of first mention, into shards[] (*n_shards);
+ * each must be a plain file name in dir that exists. */
+static qm_status list_shards(const char *dir, const char *index_path, const cJSON *wm, const char **shards,
+                             int *n_shards, qm_error *err) {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, wm) {
+        if (!cJSON_IsString(e))
+            return qm_fail(err, QM_ERR_FORMAT, "safetensors index %s: tensor \"%s\" maps to a non-string", index_path,
+                           e->string);
+        const char *fn = e->valuestring;
+        if (!fn[0] || fn[0] == '/' || strstr(fn, ".."))
+            return qm_fail(err, QM_ERR_FORMAT, "safetensors index %s: tensor \"%s\" maps to \"%s\", not a file name in %s",
+                           index_path, e->string, fn, dir);
+        int k = 0;
+        while (k < *n_shards && strcmp(shards[k], fn)) k++;
+        if (k < *n_shards) continue;
+        char *p = path_join(dir, fn);
+        if (!p) return qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", index_path);
+        const bool ok = file_exists(p);
+        free(p);
+        if (!ok)
+            return qm_fail(err, QM_ERR_IO, "safetensors index %s names shard %s (for tensor \"%s\"), which is missing",
+                           index_path, fn, e->string);
+        shards[(*n_shards)++] = fn;
+    }
+    return QM_OK;
+}
+
+/* Every tensor of weight_map is where the index says it is. */
+static qm_status check_weight_map(const qm_checkpoint *ck, const char *dir, const char *index_path, const cJSON *wm,
+                                  qm_error *err) {
+    const cJSON *e;
+    cJSON_ArrayForEach(e, wm) {
+        const qm_tensor_ref *r = qm_checkpoint_find(ck, e->string);
+        if (!r)
+            return qm_fail(err, QM_ERR_FORMAT,
+                           "safetensors index %s maps tensor \"%s\" to %s, but that shard has no such tensor",
+                           index_path, e->string, e->valuestring);
+        char *p = path_join(dir, e->valuestring);
+        if (!p) return qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", index_path);
+        const bool same = !strcmp(r->file, p);
+        free(p);
+        if (!same)
+            return qm_fail(err, QM_ERR_FORMAT, "safetensors index %s maps tensor \"%s\" to %s, but it is in %s",
+                           index_path, e->string, e->valuestring, r->file);
+    }
+    return QM_OK;
+}
+
+/* The shards of an index's weight_map, loaded into ck. */
+static qm_status load_weight_map(qm_checkpoint *ck, const char *dir, const char *index_path, const cJSON *wm,
+                                 qm_error *err) {
+    const int n = cJSON_GetArraySize(wm);
+    const char **shards = calloc((size_t)n, sizeof *shards);
+    if (!shards) return qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", index_path);
+    int n_shards = 0;
+    qm_status st = list_shards(dir, index_path, wm, shards, &n_shards, err);
+    for (int k = 0; !st && k < n_shards; k++) {
+        char *p = path_join(dir, shards[k]);
+        st = p ? load_file(ck, p, err) : qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", index_path);
+        free(p);
+    }
+    free(shards);
+    if (!st) st = build_index(ck, err);
+    if (!st) st = check_weight_map(ck, dir, index_path, wm, err);
+    return st;
+}
+
 static qm_status open_index(const char *dir, const char *index_path, qm_checkpoint **out, qm_error *err) {
     char *text = NULL;
     size_t len;
@@ -386,90 +454,18 @@ static qm_status open_index(const char *dir, const char *index_path, qm_checkpoi
     if (st) return st;
     cJSON *root = cJSON_Parse(text);
     free(text);
-    qm_checkpoint *ck = NULL;
-    const char **shards = NULL;
-    if (!root) {
-        st = qm_fail(err, QM_ERR_FORMAT, "safetensors index %s is not valid JSON", index_path);
-        goto done;
-    }
+    if (!root) return qm_fail(err, QM_ERR_FORMAT, "safetensors index %s is not valid JSON", index_path);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-    if (!cJSON_IsObject(wm)) {
+    qm_checkpoint *ck = NULL;
+    if (!cJSON_IsObject(wm))
         st = qm_fail(err, QM_ERR_FORMAT, "safetensors index %s has no \"weight_map\" object", index_path);
-        goto done;
-    }
-    int n = cJSON_GetArraySize(wm), n_shards = 0;
-    if (n == 0) {
+    else if (cJSON_GetArraySize(wm) == 0)
         st = qm_fail(err, QM_ERR_FORMAT, "safetensors index %s: \"weight_map\" is empty", index_path);
-        goto done;
-    }
-    shards = calloc((size_t)n, sizeof *shards);
-    ck = ck_new(dir, n);
-    if (!shards || !ck) {
+    else if (!(ck = ck_new(dir, cJSON_GetArraySize(wm))))
         st = qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", index_path);
-        goto done;
-    }
-    /* distinct shard files, in order of first mention */
-    const cJSON *e;
-    cJSON_ArrayForEach(e, wm) {
-        if (!cJSON_IsString(e)) {
-            st = qm_fail(err, QM_ERR_FORMAT, "safetensors index %s: tensor \"%s\" maps to a non-string", index_path,
-                         e->string);
-            goto done;
-        }
-        const char *fn = e->valuestring;
-        if (!fn[0] || fn[0] == '/' || strstr(fn, "..")) {
-            st = qm_fail(err, QM_ERR_FORMAT, "safetensors index %s: tensor \"%s\" maps to \"%s\", not a file name in %s",
-                         index_path, e->string, fn, dir);
-            goto done;
-        }
-        int k = 0;
-        while (k < n_shards && strcmp(shards[k], fn)) k++;
-        if (k == n_shards) {
-            char *p = path_join(dir, fn);
-            if (!p) {
-                st = qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", index_path);
-                goto done;
-            }
-            bool ok = file_exists(p);
-            free(p);
-            if (!ok) {
-                st = qm_fail(err, QM_ERR_IO, "safetensors index %s names shard %s (for tensor \"%s\"), which is missing",
-                             index_path, fn, e->string);
-                goto done;
-            }
-            shards[n_shards++] = fn;
-        }
-    }
-    for (int k = 0; k < n_shards; k++) {
-        char *p = path_join(dir, shards[k]);
-        if (!p) {
-            st = qm_fail(err, QM_ERR_NOMEM, "%s: out of memory", index_path);
-            goto done;
-        }
-        st = load_file(ck, p, err);
-        free(p);
-        if (st) goto done;
-    }
-    if ((st = build_index(ck, err))) goto done;
-    cJSON_ArrayForEach(e, wm) {
-        const qm_tensor_ref *r = qm_checkpoint_find(ck, e->string);
-        char *p = path_join(dir, e->valuestring);
-        bool same = r && p && !strcmp(r->file, p);
-        free(p);
-        if (!r) {
-            st = qm_fail(err, QM_ERR_FORMAT, "safetensors index %s maps tensor \"%s\" to %s, but that shard has no such tensor",
-                         index_path, e->string, e->valuestring);
-            goto done;
-        }
-        if (!same) {
-            st = qm_fail(err, QM_ERR_FORMAT, "safetensors index %s maps tensor \"%s\" to %s, but it is in %s",
-                         index_path, e->string, e->valuestring, r->file);
-            goto done;
-        }
-    }
-done:
+    else
+        st = load_weight_map(ck, dir, index_path, wm, err);
     cJSON_Delete(root);
-    free(shards);
     if (st) {
         qm_checkpoint_close(ck);
         return st;
