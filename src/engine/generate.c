@@ -28,6 +28,7 @@ typedef struct {
     qm_sampling *out_sp;
     qm_rng *out_rng;
     int *picked;
+    int *assign;          /* [batch] requests the leader hands to free sequences, -1 none */
     void *scratch;
     int max_stop;
     /* prefix cache */
@@ -284,56 +285,98 @@ static qm_status run_step(row_ctx *r, int n, int n_out, qm_error *err) {
     return QM_OK;
 }
 
-static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err) {
-    (void)arg;
-    int B = e->batch, T = dev->dims.max_tokens;
-    row_ctx r = {.e = e, .dev = dev};
-    qm_status st = QM_OK;
-    r.seqs = calloc((size_t)B, sizeof *r.seqs);
-    int *assign = calloc((size_t)B, sizeof *assign);
-    r.step_ids = calloc((size_t)T * 5, sizeof(int));
-    r.out_sp = calloc((size_t)T, sizeof *r.out_sp);
-    r.out_rng = calloc((size_t)T, sizeof *r.out_rng);
-    r.scratch = malloc(qm_sample_scratch_bytes(B < T ? B : T, dev->comm->cols)); /* one output per sequence */
-    r.picked = malloc((size_t)T * sizeof(int));
-    if (!r.seqs || !assign || !r.step_ids || !r.out_sp || !r.out_rng || !r.scratch || !r.picked) {
-        st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    r.step_pos = r.step_ids + T;
-    r.step_slot = r.step_pos + T;
-    r.step_out = r.step_slot + T;
-    r.out_seq = r.step_out + T;
-    for (int b = 0; b < B; b++) r.seqs[b].req = -1;
+/* The row's buffers, and the run's facts every device derives alike: the longest stop string
+ * (text held back from streaming) and the shared prefix. */
+static qm_status row_open(row_ctx *r, qm_engine *e, qm_device *dev, qm_error *err) {
+    const int B = e->batch, T = dev->dims.max_tokens;
+    *r = (row_ctx){.e = e, .dev = dev};
+    r->seqs = calloc((size_t)B, sizeof *r->seqs);
+    r->assign = calloc((size_t)B, sizeof *r->assign);
+    r->step_ids = calloc((size_t)T * 5, sizeof(int));
+    r->out_sp = calloc((size_t)T, sizeof *r->out_sp);
+    r->out_rng = calloc((size_t)T, sizeof *r->out_rng);
+    r->scratch = malloc(qm_sample_scratch_bytes(B < T ? B : T, dev->comm->cols)); /* one output per sequence */
+    r->picked = malloc((size_t)T * sizeof(int));
+    if (!r->seqs || !r->assign || !r->step_ids || !r->out_sp || !r->out_rng || !r->scratch || !r->picked)
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    r->step_pos = r->step_ids + T;
+    r->step_slot = r->step_pos + T;
+    r->step_out = r->step_slot + T;
+    r->out_seq = r->step_out + T;
+    for (int b = 0; b < B; b++) r->seqs[b].req = -1;
     for (int i = 0; i < e->n_reqs; i++) {
         for (int j = 0; j < e->reqs[i].n_stop; j++)
-            if ((int)strlen(e->reqs[i].stop[j]) > r.max_stop) r.max_stop = (int)strlen(e->reqs[i].stop[j]);
-        if (!r.prefix && e->reqs[i].shared_prefix > 0) {
-            r.prefix = e->reqs[i].prompt;
-            r.prefix_len = e->reqs[i].shared_prefix;
+            if ((int)strlen(e->reqs[i].stop[j]) > r->max_stop) r->max_stop = (int)strlen(e->reqs[i].stop[j]);
+        if (!r->prefix && e->reqs[i].shared_prefix > 0) {
+            r->prefix = e->reqs[i].prompt;
+            r->prefix_len = e->reqs[i].shared_prefix;
         }
     }
+    return QM_OK;
+}
+
+/* The row's statistics into the engine's (the leader's), then everything freed; after a
+ * failure, also the sequences still running. */
+static void row_close(row_ctx *r, bool failed) {
+    qm_engine *e = r->e;
+    if (failed && r->seqs)
+        for (int b = 0; b < e->batch; b++)
+            if (r->seqs[b].req >= 0) {
+                free(r->seqs[b].toks);
+                free(r->seqs[b].text);
+            }
+    if (is_leader(r)) {
+        pthread_mutex_lock(&e->mu);
+        e->stats.prompt_tokens += r->st.prompt_tokens;
+        e->stats.prefill_tokens += r->st.prefill_tokens;
+        e->stats.gen_tokens += r->st.gen_tokens;
+        if (r->st.prefill_s > e->stats.prefill_s) e->stats.prefill_s = r->st.prefill_s;
+        if (r->st.decode_s > e->stats.decode_s) e->stats.decode_s = r->st.decode_s;
+        pthread_mutex_unlock(&e->mu);
+    }
+    qm_relay_free(&r->relay);
+    free(r->seqs);
+    free(r->assign);
+    free(r->step_ids);
+    free(r->out_sp);
+    free(r->out_rng);
+    free(r->scratch);
+    free(r->picked);
+}
+
+/* The leader fills free sequences with new requests; the row learns them and starts them.
+ * *active: sequences running now; *assigned: those just started. */
+static qm_status take_requests(row_ctx *r, int *active, int *assigned, qm_error *err) {
+    const int B = r->e->batch;
+    for (int b = 0; b < B; b++) r->assign[b] = -1;
+    if (is_leader(r))
+        for (int b = 0; b < B; b++)
+            if (r->seqs[b].req < 0) r->assign[b] = next_request(r);
+    qm_status st = r->dev->comm->ops->row_bcast(r->dev->comm, r->assign, (size_t)B * sizeof(int), 0, err);
+    *active = *assigned = 0;
+    for (int b = 0; !st && b < B; b++) {
+        if (r->assign[b] >= 0) st = start_seq(r, &r->seqs[b], r->assign[b], err);
+        *assigned += r->assign[b] >= 0;
+        *active += r->seqs[b].req >= 0;
+    }
+    return st;
+}
+
+static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err) {
+    (void)arg;
+    row_ctx r;
+    qm_status st = row_open(&r, e, dev, err);
     if (!e->whole_mesh) e->next_req = -1;
     /* Rows in other processes: the results of rows other than 0 are flushed to rank 0 every pass,
      * so that a crash loses at most the last pass of them. */
     const bool flush = !e->whole_mesh && e->rows > 1;
-    for (;;) {
-        /* 1. The leader fills free sequences with new requests; the row learns them. */
-        for (int b = 0; b < B; b++) assign[b] = -1;
-        if (is_leader(&r))
-            for (int b = 0; b < B; b++)
-                if (r.seqs[b].req < 0) assign[b] = next_request(&r);
-        if ((st = dev->comm->ops->row_bcast(dev->comm, assign, (size_t)B * sizeof(int), 0, err))) goto done;
-        int active = 0, assigned = 0;
-        for (int b = 0; b < B; b++) {
-            if (assign[b] >= 0 && (st = start_seq(&r, &r.seqs[b], assign[b], err))) goto done;
-            assigned += assign[b] >= 0;
-            active += r.seqs[b].req >= 0;
-        }
+    while (!st) {
+        int active, assigned;
+        if ((st = take_requests(&r, &active, &assigned, err))) break;
         const bool idle = !active && !assigned; /* nothing left for this row */
         if (flush) { /* every rank, once per pass: finished results reach rank 0 a pass after */
             bool all_done = false;
-            if ((st = qm_relay_flush(&r.relay, dev->comm, e->cb, idle, &all_done, err))) goto done;
+            if ((st = qm_relay_flush(&r.relay, dev->comm, e->cb, idle, &all_done, err))) break;
             if (idle) {
                 if (all_done) break;
                 continue;
@@ -343,37 +386,11 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
         }
         if (!active) continue; /* requests that finished at once (max_new_tokens 0) */
         int n_out = 0, n = fill_step(&r, &n_out);
-        if ((st = run_step(&r, n, n_out, err))) goto done;
-        if (r.failed) { /* this device stops; the comm's abort stops the others of the mesh */
+        if ((st = run_step(&r, n, n_out, err))) break;
+        if (r.failed) /* this device stops; the comm's abort stops the others of the mesh */
             st = qm_fail(err, r.failed, "out of memory keeping the text or results of finished requests");
-            goto done;
-        }
     }
-done:
-    if (st) {
-        for (int b = 0; b < B; b++)
-            if (r.seqs[b].req >= 0) {
-                free(r.seqs[b].toks);
-                free(r.seqs[b].text);
-            }
-    }
-    if (is_leader(&r)) {
-        pthread_mutex_lock(&e->mu);
-        e->stats.prompt_tokens += r.st.prompt_tokens;
-        e->stats.prefill_tokens += r.st.prefill_tokens;
-        e->stats.gen_tokens += r.st.gen_tokens;
-        if (r.st.prefill_s > e->stats.prefill_s) e->stats.prefill_s = r.st.prefill_s;
-        if (r.st.decode_s > e->stats.decode_s) e->stats.decode_s = r.st.decode_s;
-        pthread_mutex_unlock(&e->mu);
-    }
-    qm_relay_free(&r.relay);
-    free(r.seqs);
-    free(assign);
-    free(r.step_ids);
-    free(r.out_sp);
-    free(r.out_rng);
-    free(r.scratch);
-    free(r.picked);
+    row_close(&r, st != QM_OK);
     return st;
 }
 
