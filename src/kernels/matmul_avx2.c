@@ -238,98 +238,109 @@ QM_INLINE void qfrom_bytes(__m256i q, __m256 d0, __m256 d1, __m256 w[2][2], int 
     }
 }
 
+/* Q8_0: (float)q * d */
+QM_INLINE void step_q8_0(const uint8_t *b, __m256 w[4][2]) {
+    const __m256 d = qbc_f16(b);
+    for (int c = 0; c < 4; c++) w[c / 2][c % 2] = _mm256_mul_ps(_mm256_cvtepi32_ps(qld_i8((const int8_t *)b + 2 + 8 * c)), d);
+}
+
+/* Q4_0 Q4_1: d * (float)(q - 8); d * (float)q + m */
+QM_INLINE void step_q4(qm_dtype dt, const uint8_t *b, __m256 w[4][2]) {
+    const __m256i low4 = _mm256_set1_epi32(15);
+    const int hm = dt == QM_DT_Q4_1;
+    const __m256 d = qbc_f16(b);
+    const uint8_t *qs = b + (hm ? 4 : 2);
+    for (int h = 0; h < 2; h++) { /* elements 8h.. (low nibbles), 16 + 8h.. (high) */
+        const __m256i v = qld_u8(qs + 8 * h);
+        __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_srli_epi32(v, 4);
+        if (hm) {
+            const __m256 m = qbc_f16(b + 2);
+            w[0][h] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(lo)), m);
+            w[1][h] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(hi)), m);
+        } else {
+            const __m256i eight = _mm256_set1_epi32(8);
+            w[0][h] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(lo, eight)));
+            w[1][h] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(hi, eight)));
+        }
+    }
+}
+
+/* Q5_0 Q5_1: d * (float)(q - 16); d * (float)q + m; q = nibble | 5th bit << 4, as bytes */
+QM_INLINE void step_q5(qm_dtype dt, const uint8_t *b, __m256 w[4][2]) {
+    const int hm = dt == QM_DT_Q5_1;
+    const uint32_t qh = qm_quant_rd32(b + (hm ? 4 : 2));
+    const __m128i qs = _mm_loadu_si128((const __m128i *)(b + (hm ? 8 : 6))), m4 = _mm_set1_epi8(0x0f);
+    const __m256i nib = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(qs, m4)),
+                                                _mm_and_si128(_mm_srli_epi16(qs, 4), m4), 1);
+    /* byte l: bit l of qh, as 0x10 (byte l of the broadcast word l / 8, then its bit l % 8) */
+    const __m256i sel = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
+                                            _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
+                                                               0x0303030303030303ll));
+    const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
+    const __m256i h5 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(sel, bit), bit), _mm256_set1_epi8(0x10));
+    __m256i q = _mm256_or_si256(nib, h5);
+    if (!hm) q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
+    const __m256 dv = qbc_f16(b);
+    qfrom_bytes(q, dv, dv, w, hm, hm ? qbc_f16(b + 2) : _mm256_setzero_ps());
+}
+
+/* Q4_K Q5_K: (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1 */
+QM_INLINE void step_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m256 w[4][2]) {
+    const __m256i low4 = _mm256_set1_epi32(15);
+    const int k5 = dt == QM_DT_Q5_K;
+    if (fresh) qkscales(dt, b, ks);
+    const int s0 = 2 * j, s1 = 2 * j + 1;
+    const uint8_t *qs = b + (k5 ? 48 : 16) + 32 * j;
+    const __m256 ds0 = qbc_f32(ks + s0), dm0 = qbc_f32(ks + 8 + s0);
+    const __m256 ds1 = qbc_f32(ks + s1), dm1 = qbc_f32(ks + 8 + s1);
+    for (int c = 0; c < 4; c++) { /* elements 8c.. of both sub-blocks */
+        const __m256i v = qld_u8(qs + 8 * c);
+        __m256i q0 = _mm256_and_si256(v, low4), q1 = _mm256_srli_epi32(v, 4);
+        if (k5) { /* bit s of qh[l] */
+            const __m256i hv = qld_u8(b + 16 + 8 * c), sixteen = _mm256_set1_epi32(16);
+            q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s0)), sixteen));
+            q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s1)), sixteen));
+        }
+        w[c / 2][c % 2] = _mm256_sub_ps(_mm256_mul_ps(ds0, _mm256_cvtepi32_ps(q0)), dm0);
+        w[2 + c / 2][c % 2] = _mm256_sub_ps(_mm256_mul_ps(ds1, _mm256_cvtepi32_ps(q1)), dm1);
+    }
+}
+
+/* Q6_K: (d * sc[g]) * (float)(q - 32); layout in quant.h */
+QM_INLINE void step_q6_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m256 w[4][2]) {
+    if (fresh) qkscales(dt, b, ks);
+    /* step j = (h, k) = (j / 2, 2 (j % 2) + u), u = 0, 1: low 4 bits from ql[64h + 32u..]
+     * (nibble j % 2), high 2 bits from qh[32h..] (bits 2k, 2k + 1) */
+    const int h = j >> 1;
+    const __m256i hq = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+    for (int u = 0; u < 2; u++) {
+        __m256i lo = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * u)), hi;
+        if (j & 1) {
+            lo = _mm256_srli_epi16(lo, 4);
+            hi = u ? _mm256_srli_epi16(hq, 2) : hq;
+        } else {
+            hi = _mm256_slli_epi16(hq, u ? 2 : 4);
+        }
+        const __m256i q = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(0x0f)),
+                                          _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
+        qfrom_bytes(_mm256_sub_epi8(q, _mm256_set1_epi8(32)), qbc_f32(ks + 4 * j + 2 * u), qbc_f32(ks + 4 * j + 2 * u + 1),
+                    w + 2 * u, 0, _mm256_setzero_ps());
+    }
+}
+
 /* The QSTEP(dt) / 16 weight vector pairs of row elements [e, e + QSTEP) (e a multiple of QSTEP):
  * b is the block that holds them, j = e % 256 / 64 (K-quants: which pair of sub-blocks). K-quants:
  * ks holds the superblock's scales, refreshed when fresh. */
 QM_INLINE void qstep(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m256 w[4][2]) {
-    const __m256i low4 = _mm256_set1_epi32(15);
     switch (dt) {
-    case QM_DT_Q8_0: { /* (float)q * d */
-        const __m256 d = qbc_f16(b);
-        for (int c = 0; c < 4; c++) w[c / 2][c % 2] = _mm256_mul_ps(_mm256_cvtepi32_ps(qld_i8((const int8_t *)b + 2 + 8 * c)), d);
-        break;
-    }
+    case QM_DT_Q8_0: step_q8_0(b, w); break;
     case QM_DT_Q4_0:
-    case QM_DT_Q4_1: { /* d * (float)(q - 8); d * (float)q + m */
-        const int hm = dt == QM_DT_Q4_1;
-        const __m256 d = qbc_f16(b);
-        const uint8_t *qs = b + (hm ? 4 : 2);
-        for (int h = 0; h < 2; h++) { /* elements 8h.. (low nibbles), 16 + 8h.. (high) */
-            const __m256i v = qld_u8(qs + 8 * h);
-            __m256i lo = _mm256_and_si256(v, low4), hi = _mm256_srli_epi32(v, 4);
-            if (hm) {
-                const __m256 m = qbc_f16(b + 2);
-                w[0][h] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(lo)), m);
-                w[1][h] = _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(hi)), m);
-            } else {
-                const __m256i eight = _mm256_set1_epi32(8);
-                w[0][h] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(lo, eight)));
-                w[1][h] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(hi, eight)));
-            }
-        }
-        break;
-    }
+    case QM_DT_Q4_1: step_q4(dt, b, w); break;
     case QM_DT_Q5_0:
-    case QM_DT_Q5_1: { /* d * (float)(q - 16); d * (float)q + m; q = nibble | 5th bit << 4, as bytes */
-        const int hm = dt == QM_DT_Q5_1;
-        const uint32_t qh = qm_quant_rd32(b + (hm ? 4 : 2));
-        const __m128i qs = _mm_loadu_si128((const __m128i *)(b + (hm ? 8 : 6))), m4 = _mm_set1_epi8(0x0f);
-        const __m256i nib = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_and_si128(qs, m4)),
-                                                    _mm_and_si128(_mm_srli_epi16(qs, 4), m4), 1);
-        /* byte l: bit l of qh, as 0x10 (byte l of the broadcast word l / 8, then its bit l % 8) */
-        const __m256i sel = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh),
-                                                _mm256_setr_epi64x(0, 0x0101010101010101ll, 0x0202020202020202ll,
-                                                                   0x0303030303030303ll));
-        const __m256i bit = _mm256_set1_epi64x(0x8040201008040201ll);
-        const __m256i h5 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(sel, bit), bit), _mm256_set1_epi8(0x10));
-        __m256i q = _mm256_or_si256(nib, h5);
-        if (!hm) q = _mm256_sub_epi8(q, _mm256_set1_epi8(16));
-        const __m256 dv = qbc_f16(b);
-        qfrom_bytes(q, dv, dv, w, hm, hm ? qbc_f16(b + 2) : _mm256_setzero_ps());
-        break;
-    }
+    case QM_DT_Q5_1: step_q5(dt, b, w); break;
     case QM_DT_Q4_K:
-    case QM_DT_Q5_K: { /* (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1 */
-        const int k5 = dt == QM_DT_Q5_K;
-        if (fresh) qkscales(dt, b, ks);
-        const int s0 = 2 * j, s1 = 2 * j + 1;
-        const uint8_t *qs = b + (k5 ? 48 : 16) + 32 * j;
-        const __m256 ds0 = qbc_f32(ks + s0), dm0 = qbc_f32(ks + 8 + s0);
-        const __m256 ds1 = qbc_f32(ks + s1), dm1 = qbc_f32(ks + 8 + s1);
-        for (int c = 0; c < 4; c++) { /* elements 8c.. of both sub-blocks */
-            const __m256i v = qld_u8(qs + 8 * c);
-            __m256i q0 = _mm256_and_si256(v, low4), q1 = _mm256_srli_epi32(v, 4);
-            if (k5) { /* bit s of qh[l] */
-                const __m256i hv = qld_u8(b + 16 + 8 * c), sixteen = _mm256_set1_epi32(16);
-                q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s0)), sixteen));
-                q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s1)), sixteen));
-            }
-            w[c / 2][c % 2] = _mm256_sub_ps(_mm256_mul_ps(ds0, _mm256_cvtepi32_ps(q0)), dm0);
-            w[2 + c / 2][c % 2] = _mm256_sub_ps(_mm256_mul_ps(ds1, _mm256_cvtepi32_ps(q1)), dm1);
-        }
-        break;
-    }
-    case QM_DT_Q6_K: { /* (d * sc[g]) * (float)(q - 32); layout in quant.h */
-        if (fresh) qkscales(dt, b, ks);
-        /* step j = (h, k) = (j / 2, 2 (j % 2) + u), u = 0, 1: low 4 bits from ql[64h + 32u..]
-         * (nibble j % 2), high 2 bits from qh[32h..] (bits 2k, 2k + 1) */
-        const int h = j >> 1;
-        const __m256i hq = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
-        for (int u = 0; u < 2; u++) {
-            __m256i lo = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * u)), hi;
-            if (j & 1) {
-                lo = _mm256_srli_epi16(lo, 4);
-                hi = u ? _mm256_srli_epi16(hq, 2) : hq;
-            } else {
-                hi = _mm256_slli_epi16(hq, u ? 2 : 4);
-            }
-            const __m256i q = _mm256_or_si256(_mm256_and_si256(lo, _mm256_set1_epi8(0x0f)),
-                                              _mm256_and_si256(hi, _mm256_set1_epi8(0x30)));
-            qfrom_bytes(_mm256_sub_epi8(q, _mm256_set1_epi8(32)), qbc_f32(ks + 4 * j + 2 * u), qbc_f32(ks + 4 * j + 2 * u + 1),
-                        w + 2 * u, 0, _mm256_setzero_ps());
-        }
-        break;
-    }
+    case QM_DT_Q5_K: step_k(dt, b, j, fresh, ks, w); break;
+    case QM_DT_Q6_K: step_q6_k(dt, b, j, fresh, ks, w); break;
     default: break;
     }
 }

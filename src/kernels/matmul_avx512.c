@@ -237,104 +237,114 @@ QM_INLINE void qkscales(qm_dtype dt, const uint8_t *b, float *ks) {
     _mm512_store_ps(ks, _mm512_mul_ps(dd, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(scmn))));
 }
 
+/* Q8_0: (float)q * d */
+QM_INLINE void step_q8_0(const uint8_t *b, __m512 w[4]) {
+    const __m512 d = qbc_f16(b);
+    for (int c = 0; c < 2; c++)
+        w[c] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2 + 16 * c)))), d);
+}
+
+/* Q4_0 Q4_1: d * (float)(q - 8); d * (float)q + m */
+QM_INLINE void step_q4(qm_dtype dt, const uint8_t *b, __m512 w[4]) {
+    const int hm = dt == QM_DT_Q4_1;
+    const __m512 d = qbc_f16(b);
+    const __m512i q = qld_u8(b + (hm ? 4 : 2));
+    const __m512 lut = hm ? _mm512_add_ps(_mm512_mul_ps(d, qiota(0)), qbc_f16(b + 2)) : _mm512_mul_ps(d, qiota(-8));
+    w[0] = _mm512_permutexvar_ps(q, lut); /* vpermps reads the low 4 bits: the low nibble */
+    w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut);
+}
+
+/* Q5_0 Q5_1: d * (float)(q - 16); d * (float)q + m; q = nibble | 5th bit << 4 */
+QM_INLINE void step_q5(qm_dtype dt, const uint8_t *b, __m512 w[4]) {
+    const int hm = dt == QM_DT_Q5_1;
+    const __m512 d = qbc_f16(b);
+    const uint32_t qh = qm_quant_rd32(b + (hm ? 4 : 2));
+    const __m512i q = qld_u8(b + (hm ? 8 : 6)), sixteen = _mm512_set1_epi32(16);
+    const __m512i q0 = _mm512_and_si512(q, _mm512_set1_epi32(15)), q1 = _mm512_srli_epi32(q, 4);
+    __m512 la, lb; /* the 32-entry table of the 5-bit codes: 0..15, 16..31 */
+    if (hm) {
+        const __m512 m = qbc_f16(b + 2);
+        la = _mm512_add_ps(_mm512_mul_ps(d, qiota(0)), m);
+        lb = _mm512_add_ps(_mm512_mul_ps(d, qiota(16)), m);
+    } else {
+        la = _mm512_mul_ps(d, qiota(-16));
+        lb = _mm512_mul_ps(d, qiota(0));
+    }
+    w[0] = _mm512_permutex2var_ps(la, _mm512_mask_or_epi32(q0, (__mmask16)qh, q0, sixteen), lb);
+    w[1] = _mm512_permutex2var_ps(la, _mm512_mask_or_epi32(q1, (__mmask16)(qh >> 16), q1, sixteen), lb);
+}
+
+/* Q4_K Q5_K: (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1 */
+QM_INLINE void step_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m512 w[4]) {
+    const int k5 = dt == QM_DT_Q5_K;
+    if (fresh) qkscales(dt, b, ks);
+    const int s0 = 2 * j, s1 = 2 * j + 1;
+    const uint8_t *qs = b + (k5 ? 48 : 16) + 32 * j;
+    const __m512i q0 = qld_u8(qs), q1 = qld_u8(qs + 16);
+    const __m512i h0 = _mm512_srli_epi32(q0, 4), h1 = _mm512_srli_epi32(q1, 4);
+    const __m512 ds0 = qbc_f32(ks + 2 * s0), dm0 = qbc_f32(ks + 2 * s0 + 1);
+    const __m512 ds1 = qbc_f32(ks + 2 * s1), dm1 = qbc_f32(ks + 2 * s1 + 1);
+    const __m512 l0 = _mm512_sub_ps(_mm512_mul_ps(ds0, qiota(0)), dm0);
+    const __m512 l1 = _mm512_sub_ps(_mm512_mul_ps(ds1, qiota(0)), dm1);
+    w[0] = _mm512_permutexvar_ps(q0, l0);
+    w[1] = _mm512_permutexvar_ps(q1, l0);
+    w[2] = _mm512_permutexvar_ps(h0, l1);
+    w[3] = _mm512_permutexvar_ps(h1, l1);
+    if (k5) { /* bit s of qh[l]: the 5th bit of element l of sub-block s */
+        const __m512 u0 = _mm512_sub_ps(_mm512_mul_ps(ds0, qiota(16)), dm0);
+        const __m512 u1 = _mm512_sub_ps(_mm512_mul_ps(ds1, qiota(16)), dm1);
+        const __m128i qa = _mm_loadu_si128((const __m128i *)(b + 16)), qb = _mm_loadu_si128((const __m128i *)(b + 32));
+        const __m128i m0 = _mm_set1_epi8((char)(1 << s0)), m1 = _mm_set1_epi8((char)(1 << s1));
+        const __m512i low4 = _mm512_set1_epi32(15), sixteen = _mm512_set1_epi32(16);
+        const __m512i i0 = _mm512_and_si512(q0, low4), i1 = _mm512_and_si512(q1, low4);
+        w[0] = _mm512_permutex2var_ps(l0, _mm512_mask_or_epi32(i0, _mm_test_epi8_mask(qa, m0), i0, sixteen), u0);
+        w[1] = _mm512_permutex2var_ps(l0, _mm512_mask_or_epi32(i1, _mm_test_epi8_mask(qb, m0), i1, sixteen), u0);
+        w[2] = _mm512_permutex2var_ps(l1, _mm512_mask_or_epi32(h0, _mm_test_epi8_mask(qa, m1), h0, sixteen), u1);
+        w[3] = _mm512_permutex2var_ps(l1, _mm512_mask_or_epi32(h1, _mm_test_epi8_mask(qb, m1), h1, sixteen), u1);
+    }
+}
+
+/* Q6_K: (d * sc[g]) * (float)(q - 32); layout in quant.h */
+QM_INLINE void step_q6_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m512 w[4]) {
+    if (fresh) qkscales(dt, b, ks);
+    /* step j = elements 64j..64j+63 = (h, k) = (j / 2, 2 (j % 2) + u), u = 0, 1: low 4 bits
+     * from ql[64h + 32u..] (nibble j % 2), high 2 bits from qh[32h..] (bits 2k, 2k + 1); the
+     * codes q - 32 as bytes (256-bit integer ops, no shuffle), then widened from memory */
+    const int h = j >> 1;
+    const __m256i hq = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+    __m256i lo0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h)), lo1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+    __m256i hi0, hi1;
+    if (j & 1) { /* k = 2, 3: high nibbles; bits 4-5, 6-7 of qh */
+        lo0 = _mm256_srli_epi16(lo0, 4);
+        lo1 = _mm256_srli_epi16(lo1, 4);
+        hi0 = hq;
+        hi1 = _mm256_srli_epi16(hq, 2);
+    } else { /* k = 0, 1: low nibbles; bits 0-1, 2-3 of qh */
+        hi0 = _mm256_slli_epi16(hq, 4);
+        hi1 = _mm256_slli_epi16(hq, 2);
+    }
+    int8_t c[64] __attribute__((aligned(64)));
+    _mm256_store_si256((__m256i *)c, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo0, m4), _mm256_and_si256(hi0, m2)), k32));
+    _mm256_store_si256((__m256i *)(c + 32), _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo1, m4), _mm256_and_si256(hi1, m2)), k32));
+    for (int g = 0; g < 4; g++)
+        w[g] = _mm512_mul_ps(qbc_f32(ks + 4 * j + g),
+                             _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(c + 16 * g)))));
+}
+
 /* The QSTEP(dt) / 16 weight vectors of row elements [e, e + QSTEP) (e a multiple of QSTEP): b is
  * the block that holds them, j = e % 256 / 64 (K-quants: which pair of sub-blocks). K-quants: ks
  * holds the superblock's scales, refreshed when fresh. */
 QM_INLINE void qstep(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m512 w[4]) {
     switch (dt) {
-    case QM_DT_Q8_0: { /* (float)q * d */
-        const __m512 d = qbc_f16(b);
-        for (int c = 0; c < 2; c++)
-            w[c] = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 2 + 16 * c)))), d);
-        break;
-    }
+    case QM_DT_Q8_0: step_q8_0(b, w); break;
     case QM_DT_Q4_0:
-    case QM_DT_Q4_1: { /* d * (float)(q - 8); d * (float)q + m */
-        const int hm = dt == QM_DT_Q4_1;
-        const __m512 d = qbc_f16(b);
-        const __m512i q = qld_u8(b + (hm ? 4 : 2));
-        const __m512 lut = hm ? _mm512_add_ps(_mm512_mul_ps(d, qiota(0)), qbc_f16(b + 2)) : _mm512_mul_ps(d, qiota(-8));
-        w[0] = _mm512_permutexvar_ps(q, lut); /* vpermps reads the low 4 bits: the low nibble */
-        w[1] = _mm512_permutexvar_ps(_mm512_srli_epi32(q, 4), lut);
-        break;
-    }
+    case QM_DT_Q4_1: step_q4(dt, b, w); break;
     case QM_DT_Q5_0:
-    case QM_DT_Q5_1: { /* d * (float)(q - 16); d * (float)q + m; q = nibble | 5th bit << 4 */
-        const int hm = dt == QM_DT_Q5_1;
-        const __m512 d = qbc_f16(b);
-        const uint32_t qh = qm_quant_rd32(b + (hm ? 4 : 2));
-        const __m512i q = qld_u8(b + (hm ? 8 : 6)), sixteen = _mm512_set1_epi32(16);
-        const __m512i q0 = _mm512_and_si512(q, _mm512_set1_epi32(15)), q1 = _mm512_srli_epi32(q, 4);
-        __m512 la, lb; /* the 32-entry table of the 5-bit codes: 0..15, 16..31 */
-        if (hm) {
-            const __m512 m = qbc_f16(b + 2);
-            la = _mm512_add_ps(_mm512_mul_ps(d, qiota(0)), m);
-            lb = _mm512_add_ps(_mm512_mul_ps(d, qiota(16)), m);
-        } else {
-            la = _mm512_mul_ps(d, qiota(-16));
-            lb = _mm512_mul_ps(d, qiota(0));
-        }
-        w[0] = _mm512_permutex2var_ps(la, _mm512_mask_or_epi32(q0, (__mmask16)qh, q0, sixteen), lb);
-        w[1] = _mm512_permutex2var_ps(la, _mm512_mask_or_epi32(q1, (__mmask16)(qh >> 16), q1, sixteen), lb);
-        break;
-    }
+    case QM_DT_Q5_1: step_q5(dt, b, w); break;
     case QM_DT_Q4_K:
-    case QM_DT_Q5_K: { /* (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1 */
-        const int k5 = dt == QM_DT_Q5_K;
-        if (fresh) qkscales(dt, b, ks);
-        const int s0 = 2 * j, s1 = 2 * j + 1;
-        const uint8_t *qs = b + (k5 ? 48 : 16) + 32 * j;
-        const __m512i q0 = qld_u8(qs), q1 = qld_u8(qs + 16);
-        const __m512i h0 = _mm512_srli_epi32(q0, 4), h1 = _mm512_srli_epi32(q1, 4);
-        const __m512 ds0 = qbc_f32(ks + 2 * s0), dm0 = qbc_f32(ks + 2 * s0 + 1);
-        const __m512 ds1 = qbc_f32(ks + 2 * s1), dm1 = qbc_f32(ks + 2 * s1 + 1);
-        const __m512 l0 = _mm512_sub_ps(_mm512_mul_ps(ds0, qiota(0)), dm0);
-        const __m512 l1 = _mm512_sub_ps(_mm512_mul_ps(ds1, qiota(0)), dm1);
-        w[0] = _mm512_permutexvar_ps(q0, l0);
-        w[1] = _mm512_permutexvar_ps(q1, l0);
-        w[2] = _mm512_permutexvar_ps(h0, l1);
-        w[3] = _mm512_permutexvar_ps(h1, l1);
-        if (k5) { /* bit s of qh[l]: the 5th bit of element l of sub-block s */
-            const __m512 u0 = _mm512_sub_ps(_mm512_mul_ps(ds0, qiota(16)), dm0);
-            const __m512 u1 = _mm512_sub_ps(_mm512_mul_ps(ds1, qiota(16)), dm1);
-            const __m128i qa = _mm_loadu_si128((const __m128i *)(b + 16)), qb = _mm_loadu_si128((const __m128i *)(b + 32));
-            const __m128i m0 = _mm_set1_epi8((char)(1 << s0)), m1 = _mm_set1_epi8((char)(1 << s1));
-            const __m512i low4 = _mm512_set1_epi32(15), sixteen = _mm512_set1_epi32(16);
-            const __m512i i0 = _mm512_and_si512(q0, low4), i1 = _mm512_and_si512(q1, low4);
-            w[0] = _mm512_permutex2var_ps(l0, _mm512_mask_or_epi32(i0, _mm_test_epi8_mask(qa, m0), i0, sixteen), u0);
-            w[1] = _mm512_permutex2var_ps(l0, _mm512_mask_or_epi32(i1, _mm_test_epi8_mask(qb, m0), i1, sixteen), u0);
-            w[2] = _mm512_permutex2var_ps(l1, _mm512_mask_or_epi32(h0, _mm_test_epi8_mask(qa, m1), h0, sixteen), u1);
-            w[3] = _mm512_permutex2var_ps(l1, _mm512_mask_or_epi32(h1, _mm_test_epi8_mask(qb, m1), h1, sixteen), u1);
-        }
-        break;
-    }
-    case QM_DT_Q6_K: { /* (d * sc[g]) * (float)(q - 32); layout in quant.h */
-        if (fresh) qkscales(dt, b, ks);
-        /* step j = elements 64j..64j+63 = (h, k) = (j / 2, 2 (j % 2) + u), u = 0, 1: low 4 bits
-         * from ql[64h + 32u..] (nibble j % 2), high 2 bits from qh[32h..] (bits 2k, 2k + 1); the
-         * codes q - 32 as bytes (256-bit integer ops, no shuffle), then widened from memory */
-        const int h = j >> 1;
-        const __m256i hq = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
-        const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
-        __m256i lo0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h)), lo1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
-        __m256i hi0, hi1;
-        if (j & 1) { /* k = 2, 3: high nibbles; bits 4-5, 6-7 of qh */
-            lo0 = _mm256_srli_epi16(lo0, 4);
-            lo1 = _mm256_srli_epi16(lo1, 4);
-            hi0 = hq;
-            hi1 = _mm256_srli_epi16(hq, 2);
-        } else { /* k = 0, 1: low nibbles; bits 0-1, 2-3 of qh */
-            hi0 = _mm256_slli_epi16(hq, 4);
-            hi1 = _mm256_slli_epi16(hq, 2);
-        }
-        int8_t c[64] __attribute__((aligned(64)));
-        _mm256_store_si256((__m256i *)c, _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo0, m4), _mm256_and_si256(hi0, m2)), k32));
-        _mm256_store_si256((__m256i *)(c + 32), _mm256_sub_epi8(_mm256_or_si256(_mm256_and_si256(lo1, m4), _mm256_and_si256(hi1, m2)), k32));
-        for (int g = 0; g < 4; g++)
-            w[g] = _mm512_mul_ps(qbc_f32(ks + 4 * j + g),
-                                 _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_load_si128((const __m128i *)(c + 16 * g)))));
-        break;
-    }
+    case QM_DT_Q5_K: step_k(dt, b, j, fresh, ks, w); break;
+    case QM_DT_Q6_K: step_q6_k(dt, b, j, fresh, ks, w); break;
     default: break;
     }
 }
