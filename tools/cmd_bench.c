@@ -12,7 +12,11 @@ static const char usage_text[] =
     "\nMeasures prefill (N prompt tokens per sequence) and decode (N generated tokens per sequence,\n"
     "B sequences per row, all rows busy) and prints one JSON object as the last line of stdout.\n"
     "bytes_per_token is the weight bytes a decode step reads (all devices of a row together),\n"
-    "so bytes_per_token x decode_tok_s / batch is the weight bandwidth used.\n\noptions:\n"
+    "so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
+    "decode step (a token for every sequence of a row) spends its time, per device of row 0 on average:\n"
+    "norm (and the fast mode's activation quantization), qkv, rope_kv (RoPE, KV cache writes),\n"
+    "attention (KV cache reads), o_proj, gate_up (with SiLU), down, lm_head, comm (the row's ordered\n"
+    "sums), sample (the sampler and its exchange); comm_ms_per_token is its comm.\n\noptions:\n"
     "  --prompt N           prompt tokens per sequence (default 128)\n"
     "  --gen N              tokens generated per sequence (default 32)\n"
     "  --reps K             repeat the measurement, report the best (default 1)\n"
@@ -27,7 +31,8 @@ typedef struct {
 } bench_args;
 
 typedef struct {
-    double prefill, decode, comm; /* tok/s, tok/s (all sequences), s per token of collectives */
+    double prefill, decode;        /* tok/s; tok/s of all sequences together */
+    double step_s[QM_TIME_COUNT];  /* a decode step (a token for every sequence of a row), by part */
 } bench_best;
 
 /* 0: run; 1: --help printed; 2: a usage error (printed). */
@@ -92,7 +97,10 @@ static qm_status measure_once(qm_engine *e, const int *ids, qm_gen_request *reqs
     const long gen = all.gen_tokens - pre.gen_tokens;
     m->prefill = (double)pre.prefill_tokens / pre.wall_s;
     m->decode = dt > 0 ? (double)gen / dt : 0;
-    m->comm = gen > 0 ? ((i_end.comm_s - i_mid.comm_s) - (i_mid.comm_s - i_start.comm_s)) / ((double)gen / n_seq) : 0;
+    for (int k = 0; k < QM_TIME_COUNT; k++) /* the second run's time minus its prefill part, per step */
+        m->step_s[k] = gen > 0 ? ((i_end.time_s[k] - i_mid.time_s[k]) - (i_mid.time_s[k] - i_start.time_s[k])) /
+                                     ((double)gen / n_seq)
+                               : 0;
     return QM_OK;
 }
 
@@ -119,8 +127,9 @@ static qm_status measure(qm_engine *e, const bench_args *a, bench_best *best, qm
         if ((st = measure_once(e, ids, reqs, n_seq, a, &m, err))) break;
         if (m.prefill > best->prefill) best->prefill = m.prefill;
         if (m.decode > best->decode) {
-            best->decode = m.decode;
-            best->comm = m.comm;
+            const double prefill = best->prefill;
+            *best = m;
+            best->prefill = prefill;
         }
     }
     free(ids);
@@ -144,7 +153,11 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
     printf("],\"device_copied_bytes_max\":%zu,\"device_shared_block_bytes_max\":%zu,\"activations\":\"%s\","
            "\"comm_ms_per_token\":%.3f,\"load_s\":%.3f,\"rss_bytes\":%zu",
            info.device_copied_bytes_max, info.device_shared_block_bytes_max, o->act_q8 ? "q8" : "f32",
-           best->comm * 1e3, info.load_s, qm_resident_bytes());
+           best->step_s[QM_TIME_COMM] * 1e3, info.load_s, qm_resident_bytes());
+    printf(",\"decode_step_ms\":{");
+    for (int k = 0; k < QM_TIME_COUNT; k++)
+        printf("%s\"%s\":%.3f", k ? "," : "", qm_time_part_name((qm_time_part)k), best->step_s[k] * 1e3);
+    printf("}");
     if (a->membw) {
         double bw = qm_measure_read_bandwidth(o->threads > 0 ? o->threads : qm_cpu_count(), (size_t)1 << 30);
         printf(",\"mem_read_gb_s\":%.2f,\"roofline_ratio\":%.3f", bw,

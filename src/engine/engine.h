@@ -94,6 +94,7 @@ qm_status qm_engine_generate(qm_engine *e, const qm_gen_request *reqs, int n, co
 
 /* Extras for the program (logits, bench). */
 #include "io/config.h"
+#include "model/timing.h"
 const qm_config *qm_engine_config(const qm_engine *e);
 
 /* Full-vocabulary float32 logits of every position of one id sequence: out [n][vocab_size]
@@ -113,6 +114,7 @@ typedef struct {
     size_t device_shared_block_bytes_max; /* quantization blocks a device holds that span its
                                              neighbour's columns too (held by both) */
     double comm_s;                   /* collectives, summed over the devices of row 0 / cols */
+    double time_s[QM_TIME_COUNT];    /* by part (model/timing.h), the same way; comm_s is time_s[QM_TIME_COMM] */
     const char *isa;
     int team_threads;
 } qm_engine_info;

@@ -263,9 +263,11 @@ static qm_status run_step(row_ctx *r, int n, int n_out, qm_error *err) {
     qm_status st = qm_forward(dev, &step, err);
     if (st) return st;
     int *pk = r->picked;
-    if ((st = qm_sample_rows(dev->comm, dev->logits, (size_t)qm_range_len(p->vocab), p->vocab.begin,
-                             qm_range_len(p->vocab), n_out, r->out_sp, r->out_rng, r->scratch, pk, err)))
-        return st;
+    const double t_sample = qm_now();
+    st = qm_sample_rows(dev->comm, dev->logits, (size_t)qm_range_len(p->vocab), p->vocab.begin, qm_range_len(p->vocab),
+                        n_out, r->out_sp, r->out_rng, r->scratch, pk, err);
+    dev->time_s[QM_TIME_SAMPLE] += qm_now() - t_sample;
+    if (st) return st;
     for (int i = 0; i < n_out; i++)
         if (pk[i] < 0) { /* the same on every device of the row: all of them stop */
             const seq *bad = &r->seqs[r->out_seq[i]];

@@ -49,7 +49,7 @@ static qm_status logits_device(qm_engine *e, qm_device *dev, void *arg, qm_error
             memcpy(send + (size_t)i * maxv, dev->logits + (size_t)i * nv, (size_t)nv * sizeof(float));
         double t0 = qm_now();
         st = dev->comm->ops->row_allgather(dev->comm, send, (size_t)T * maxv * sizeof(float), recv, err);
-        dev->comm_s += qm_now() - t0;
+        dev->time_s[QM_TIME_COMM] += qm_now() - t0;
         if (st) goto done;
         if (dev->comm->col != 0) continue;
         for (int i = 0; i < n; i++) {
@@ -114,8 +114,9 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         if (d->shard.copied_bytes > info->device_copied_bytes_max) info->device_copied_bytes_max = d->shard.copied_bytes;
         if (d->shard.straddle_bytes > info->device_shared_block_bytes_max)
             info->device_shared_block_bytes_max = d->shard.straddle_bytes;
-        info->comm_s += d->comm_s / e->cols;
+        for (int k = 0; k < QM_TIME_COUNT; k++) info->time_s[k] += d->time_s[k] / e->cols;
     }
+    info->comm_s = info->time_s[QM_TIME_COMM];
     info->isa = e->n_init ? e->devs[0].kern.isa : "";
     info->team_threads = e->team;
 }

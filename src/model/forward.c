@@ -230,9 +230,21 @@ static void silu_phase(void *arg, int ith, int nth) {
         qm_silu_mul(dev->gate + (size_t)t * f, dev->up + (size_t)t * f, dev->gate + (size_t)t * f, f);
 }
 
+/* The part of the device's time (model/timing.h) each phase counts in. */
+static qm_time_part part_of(phase ph) {
+    static const qm_time_part part[] = {
+        [PH_QUANT] = QM_TIME_NORM,       [PH_NORM_ATTN] = QM_TIME_NORM, [PH_QKV] = QM_TIME_QKV,
+        [PH_ROPE_CACHE] = QM_TIME_ROPE_KV, [PH_ATTENTION] = QM_TIME_ATTENTION, [PH_OPROJ] = QM_TIME_OPROJ,
+        [PH_RESIDUAL] = QM_TIME_NORM,    [PH_NORM_MLP] = QM_TIME_NORM,  [PH_GATE_UP] = QM_TIME_GATE_UP,
+        [PH_DOWN] = QM_TIME_DOWN,        [PH_FINAL_NORM] = QM_TIME_LM_HEAD, [PH_LM_HEAD] = QM_TIME_LM_HEAD};
+    return part[ph];
+}
+
 static void phase_run(job *J, phase ph) {
+    const double t0 = qm_now();
     J->ph = ph;
     qm_pool_run(J->dev->pool, run_phase, J);
+    J->dev->time_s[part_of(ph)] += qm_now() - t0;
 }
 
 /* Fast mode: quantizes rows [0, rows) of in [rows][ld] for the matmuls that follow. */
@@ -279,7 +291,7 @@ static qm_status row_parallel_layer(job *J, phase ph, const qm_wview *w, const f
     float *out = J->fused ? dev->partial : dev->sum;
     qm_status st = dev->comm->ops->row_ordered_sum(dev->comm, send, nb, b0, n_blocks - first + 1,
                                                    (size_t)T * (size_t)d, out, err);
-    dev->comm_s += qm_now() - t0;
+    dev->time_s[QM_TIME_COMM] += qm_now() - t0;
     if (st) return st;
     if (out != dev->sum) memcpy(dev->sum, out, (size_t)T * (size_t)d * sizeof(float));
     return QM_OK;
@@ -328,7 +340,9 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
         phase_run(&J, PH_NORM_MLP);
         quantize_input(&J, dev->xn, T, d);
         phase_run(&J, PH_GATE_UP);
+        const double t_silu = qm_now();
         qm_pool_run(dev->pool, silu_phase, &J);
+        dev->time_s[QM_TIME_GATE_UP] += qm_now() - t_silu;
         if ((st = row_parallel_layer(&J, PH_DOWN, &L->wdown, dev->gate, qm_range_len(p->mlp_cols), p->mlp_blocks,
                                      p->n_mlp_blocks, QM_MLP_BLOCK, err)))
             return st;

@@ -10,6 +10,7 @@
 #include "kernels/kernels.h"
 #include "mesh/comm.h"
 #include "mesh/partition.h"
+#include "model/timing.h"
 #include "util/pool.h"
 
 /* One decoder layer's shard. hq = local query heads, hkv = local KV heads, hd = head_dim,
@@ -92,7 +93,7 @@ typedef struct {
     float *xq_d;       /* [T][max_in / 32] */
     int32_t *xq_s;     /* [T][max_in / 32] */
     int xq_ld;         /* max_in: the widest matmul input (d, hq*hd, f) */
-    double comm_s;     /* seconds spent in collectives (statistics) */
+    double time_s[QM_TIME_COUNT]; /* seconds by part, collectives included (timing.h; statistics) */
 } qm_device;
 
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
