@@ -26,8 +26,8 @@ pass=0
 for M in "${models[@]}"; do
   name=$(basename "$M" .gguf)
   # the 1.5B model on fewer meshes (and no scalar ISA) to keep the suite short
-  mm="$meshes"; isas="scalar avx2 avx512"
-  case "$name" in *1.5b*) mm="1x3 2x4 1x8"; isas="avx2 avx512"; [ -n "${QMESH_SANITIZE_BUILD:-}" ] && mm="1x3";; esac
+  mm="$meshes"; isas="scalar avx2 avx512 avx512vnni"
+  case "$name" in *1.5b*) mm="1x3 2x4 1x8"; isas="avx2 avx512 avx512vnni"; [ -n "${QMESH_SANITIZE_BUILD:-}" ] && mm="1x3";; esac
   for act in f32 q8; do
     base="$WORK/$name.$act"
     "$QMESH" logits -m "$M" --ids "$ids" --activations $act --out "$base.1x1.npy"

@@ -499,8 +499,8 @@ static void test_select(void **state) {
     assert_int_equal(qm_kernels_select("auto", &k, &err), QM_OK);
     assert_string_equal(k.isa, names[0]);
     assert_int_equal(qm_kernels_select("scalar", &k, &err), QM_OK);
-    const char *isas[] = {"avx512", "avx2"};
-    for (int i = 0; i < 2; i++) {
+    const char *isas[] = {"avx512vnni", "avx512", "avx2"};
+    for (int i = 0; i < 3; i++) {
         int have = 0;
         for (int j = 0; j < n; j++) have |= strcmp(names[j], isas[i]) == 0;
         qm_status st = qm_kernels_select(isas[i], &k, &err);

@@ -21,7 +21,7 @@ for fx in h28kv4_bf16 h14kv2_f32_tied; do
   "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.step.npy" --mesh 1x3 --step-tokens 5 --threads 1
   cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.step.npy" || fail "$fx: --step-tokens 5 differs"
   # every kernel ISA this CPU runs gives the same bits (one canonical reduction order)
-  for isa in scalar avx2 avx512; do
+  for isa in scalar avx2 avx512 avx512vnni; do
     if "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.$isa.npy" --isa "$isa" 2>/dev/null; then
       cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.$isa.npy" || fail "$fx: --isa $isa differs"
       pass=$((pass + 1))

@@ -96,6 +96,8 @@ static int isas(isa_fns *out) {
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
         out[n++] = (isa_fns){"avx512", qm_quantize_act_avx512, qm_matmul_q8_avx512};
+    if (n == 3 && __builtin_cpu_supports("avx512vnni"))
+        out[n++] = (isa_fns){"avx512vnni", qm_quantize_act_avx512, qm_matmul_q8_avx512vnni};
 #endif
     return n;
 }
@@ -287,7 +289,7 @@ static void check_case(const qcase *c, const isa_fns *fs, int nf) {
 /* Slice lengths in 32-blocks: 1, partial groups of 16 (7, 23, 37), whole groups, random. */
 static void test_matmul_q8(void **state) {
     (void)state;
-    isa_fns fs[4];
+    isa_fns fs[8];
     const int nf = isas(fs);
     rng_t r = {11};
     static const int lens[] = {1, 2, 7, 16, 23, 32, 37, 48};
@@ -305,7 +307,7 @@ static void test_matmul_q8(void **state) {
 /* Outputs outside [o_begin, o_end) are not written; uneven row splits give the same bits. */
 static void test_matmul_q8_splits(void **state) {
     (void)state;
-    isa_fns fs[4];
+    isa_fns fs[8];
     const int nf = isas(fs);
     rng_t r = {12};
     for (int d = 0; d < COUNT(quant_dts); d++) {
@@ -355,7 +357,7 @@ static void edge_block(rng_t *r, int kind, float *x) {
 
 static void test_quantize_act(void **state) {
     (void)state;
-    isa_fns fs[4];
+    isa_fns fs[8];
     const int nf = isas(fs);
     rng_t r = {13};
     enum { NB = 64 };
@@ -480,7 +482,7 @@ static void bench_one(const isa_fns *f, qm_dtype dt, int rows, int cols, int n_t
 
 static void test_bench(void **state) {
     (void)state;
-    isa_fns fs[4];
+    isa_fns fs[8];
     const int nf = isas(fs);
     rng_t r = {15};
     printf("matmul_q8 (1 thread; decode n_tok 1 and prefill n_tok 64):\n");

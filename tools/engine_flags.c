@@ -11,7 +11,7 @@ const char cli_engine_flags_help[] =
     "  --mesh RxC           device mesh: R replicas x C tensor shards (default 1x1)\n"
     "  --backend B          threads (default) or mpi (one rank per device, under mpirun)\n"
     "  --threads N          CPU threads in all (default: all cores)\n"
-    "  --isa NAME           kernels: auto (default), avx512, avx2, scalar\n"
+    "  --isa NAME           kernels: auto (default), avx512vnni, avx512, avx2, scalar\n"
     "  --ctx N              KV cache positions per sequence (default 4096, at most the model's)\n"
     "  --step-tokens N      tokens per forward step (prefill chunk, default 128)\n"
     "  --batch B            sequences in flight per mesh row (default 1; logits --ids-file: all)\n"

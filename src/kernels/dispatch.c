@@ -4,8 +4,9 @@
 
 #include "kernels/kernels.h"
 
-/* One constant table per ISA file (scalar.c, matmul_avx512.c, matmul_avx2.c). */
+/* One constant table per ISA (scalar.c, matmul_avx512.c: avx512 and avx512vnni, matmul_avx2.c). */
 #if defined(__x86_64__) || defined(__i386__)
+extern const qm_kernels qm_kernels_avx512vnni_table;
 extern const qm_kernels qm_kernels_avx512_table;
 extern const qm_kernels qm_kernels_avx2_table;
 #endif
@@ -24,6 +25,8 @@ static int cpu_has_avx512(void) {
            __builtin_cpu_supports("f16c");
 }
 
+static int cpu_has_avx512vnni(void) { return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni"); }
+
 static int cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
@@ -36,6 +39,7 @@ static int cpu_has_scalar(void) { return 1; }
 /* Best first. */
 static const isa_entry isa_table[] = {
 #if defined(__x86_64__) || defined(__i386__)
+    {&qm_kernels_avx512vnni_table, cpu_has_avx512vnni},
     {&qm_kernels_avx512_table, cpu_has_avx512},
     {&qm_kernels_avx2_table, cpu_has_avx2},
 #endif
@@ -65,5 +69,5 @@ qm_status qm_kernels_select(const char *isa, qm_kernels *out, qm_error *err) {
         return QM_OK;
     }
     return qm_fail(err, QM_ERR_ARG,
-                   "kernels: unknown ISA '%s' (expected auto, avx512, avx2 or scalar)", isa);
+                   "kernels: unknown ISA '%s' (expected auto, avx512vnni, avx512, avx2 or scalar)", isa);
 }

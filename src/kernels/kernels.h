@@ -66,7 +66,7 @@ static inline void qm_wview_prefetch(const qm_wview *w, int c0, int c1, int o0, 
 }
 
 typedef struct qm_kernels {
-    const char *isa; /* "avx512", "avx2" or "scalar" */
+    const char *isa; /* "avx512vnni", "avx512", "avx2" or "scalar" */
 
     /* y[t*ldy + o] = dot(W row o, x + t*ldx) (+ bias[o], one rounding after the dot)
      * for o in [o_begin, o_end), t in [0, n_tok). bias may be NULL. x: [n_tok][ldx] f32.
@@ -111,7 +111,8 @@ void qm_blocks_by_views(qm_matmul_fn mm, const qm_wview *w, const float *x, size
 extern const qm_kernels qm_kernels_scalar_table;
 
 /* Picks the kernels: isa NULL or "auto" = the best this CPU supports (read from CPUID at run
- * time), else "avx512", "avx2" or "scalar"; asking for one the CPU lacks is QM_ERR_UNSUPPORTED. */
+ * time), else "avx512vnni", "avx512", "avx2" or "scalar"; asking for one the CPU lacks is
+ * QM_ERR_UNSUPPORTED. */
 qm_status qm_kernels_select(const char *isa, qm_kernels *out, qm_error *err);
 
 /* Names of the ISAs this CPU can run, best first; returns how many (at most max). */

@@ -60,6 +60,8 @@ void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, i
                               size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
 void qm_matmul_q8_blocks_avx512(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                                 size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+void qm_matmul_q8_blocks_avx512vnni(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
+                                    size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
 #endif
 
 void qm_quantize_act_scalar(const float *x, int n, int8_t *q, float *d, int32_t *s);
@@ -72,6 +74,9 @@ void qm_matmul_q8_avx2(const qm_wview *w, const float *bias, const qm_q8act *x, 
 void qm_quantize_act_avx512(const float *x, int n, int8_t *q, float *d, int32_t *s);
 void qm_matmul_q8_avx512(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
                          int o_begin, int o_end);
+/* The same with AVX512-VNNI dot products in the prefill sums (qdot_avx512vnni.c): the same bits. */
+void qm_matmul_q8_avx512vnni(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
+                             size_t ldy, int o_begin, int o_end);
 #endif
 
 #endif

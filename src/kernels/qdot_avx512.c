@@ -1,6 +1,6 @@
 /* AVX-512 twin of qdot.c (the spec: kernels/qdot.h). One zmm holds the 16 lanes of a group of
  * 16 consecutive 32-blocks of the view: the blocks' exact integer sums are made with
- * maddubs/madd (no VNNI), converted, and scaled with the spec's f32 operations lane by lane
+ * maddubs/madd (the VNNI build, qdot_avx512vnni.c: vpdpbusd in the prefill sums), converted, and scaled with the spec's f32 operations lane by lane
  * (vmulps/vaddps/vsubps, never FMA); acc + c is one vaddps (masked in a partial group). Inside a
  * group, lane l holds block PERM[l] (the order the shuffles below produce); the accumulator is put
  * back in block order once, before the halving tree. A lane's arithmetic does not depend on
@@ -31,6 +31,13 @@
 #include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
+
+/* qdot_avx512vnni.c builds this file again with QM_QDOT_VNNI: the prefill sums with vpdpbusd. */
+#ifdef QM_QDOT_VNNI
+#define QDOT_ISA(name) name##_avx512vnni
+#else
+#define QDOT_ISA(name) name##_avx512
+#endif
 #define DR 4  /* decode: rows per pass */
 #define PR 6  /* prefill: rows per tile */
 #define PT 16 /* prefill: tokens per tile */
@@ -287,6 +294,14 @@ QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int trans
 }
 
 /* Prefill: one row's group (blocks sb .. sb + nb - 1 of the row), codes transposed. */
+#ifdef QM_QDOT_VNNI
+/* VNNI prefill, Q6_K: the group scales as int32 lanes (both int16 halves of a lane hold the
+ * scale: the low one, sign-extended). */
+QM_INLINE void prefill_sc32(wgroup *g) {
+    for (int e = 0; e < 2; e++) g->sc[e] = _mm512_madd_epi16(g->sc[e], _mm512_set1_epi32(1));
+}
+#endif
+
 QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, const klanes *kl, wgroup *g) {
     codes(dt, row, sb, nb, g->q);
     transpose8(g->q);
@@ -296,6 +311,9 @@ QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, c
             g->q[k] = _mm512_abs_epi8(g->q[k]);
         }
     scales(dt, row, sb, nb, 1, kl, g);
+#ifdef QM_QDOT_VNNI
+    if (dt == QM_DT_Q6_K) prefill_sc32(g);
+#endif
 }
 
 /* ---- activations ---- */
@@ -304,9 +322,21 @@ QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, c
 typedef struct {
     __m512i q[8];   /* as wgroup.q (absent blocks: 0) */
     __m512i q32[8]; /* Q6_K: 32 (q_2i + q_2i+1) per int16 lane */
+    __m512i x32[2]; /* VNNI prefill, Q6_K: 32 x (the sum of each block's 16 elements of group e), int32 */
     __m512 dx, sf;  /* d and (float)s */
     __m512i s;
 } xgroup;
+
+#ifdef QM_QDOT_VNNI
+/* VNNI prefill, Q6_K: 32 x the activation sum of each block's two 16-element groups (int32). */
+QM_INLINE void prefill_x32(xgroup *xg) {
+    for (int e = 0; e < 2; e++) {
+        xg->x32[e] = _mm512_setzero_si512();
+        for (int k = 4 * e; k < 4 * e + 4; k++)
+            xg->x32[e] = _mm512_dpbusd_epi32(xg->x32[e], _mm512_set1_epi8(32), xg->q[k]);
+    }
+}
+#endif
 
 QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int transposed, xgroup *xg) {
     const size_t xb = (size_t)t * x->ld_blocks + (size_t)b0;
@@ -319,6 +349,9 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
     if (transposed) transpose8(xg->q);
     if (dt == QM_DT_Q6_K)
         for (int k = 0; k < 8; k++) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
+#ifdef QM_QDOT_VNNI
+    if (dt == QM_DT_Q6_K && transposed) prefill_x32(xg);
+#endif
     const __mmask16 first = (__mmask16)((1u << nb) - 1u);
     const __m512 dx = nb == 16 ? _mm512_loadu_ps(x->d + xb) : _mm512_maskz_loadu_ps(first, x->d + xb);
     const __m512i s = nb == 16 ? _mm512_loadu_si512(x->s + xb) : _mm512_maskz_loadu_epi32(first, x->s + xb);
@@ -384,6 +417,7 @@ QM_INLINE __m512 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
     return _mm512_cvtepi32_ps(is);
 }
 
+#ifndef QM_QDOT_VNNI
 /* Prefill: transposed operands, products summed vertically (int16 while the bounds allow). */
 QM_INLINE __m512i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
     const __m512i ones = _mm512_set1_epi16(1);
@@ -410,6 +444,33 @@ QM_INLINE __m512i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
         return _mm512_madd_epi16(_mm512_add_epi16(h[0], h[1]), ones);
     return _mm512_add_epi32(_mm512_madd_epi16(h[0], ones), _mm512_madd_epi16(h[1], ones));
 }
+#else
+/* Prefill with VNNI: vpdpbusd adds each lane's four u8 x s8 products into its int32, so the
+ * vertical sums need no int16 stage (the same exact integers). Two accumulators per sum halve
+ * the dependency chain; Q6_K sums its two 16-element groups apart, takes 32 x their activation
+ * sums off and multiplies by the groups' scales (int32 lanes, made in unpack_prefill). */
+QM_INLINE __m512i dot4(const __m512i *q, const __m512i *x, int k0) {
+    __m512i a = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[k0], x[k0]);
+    __m512i b = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q[k0 + 1], x[k0 + 1]);
+    a = _mm512_dpbusd_epi32(a, q[k0 + 2], x[k0 + 2]);
+    b = _mm512_dpbusd_epi32(b, q[k0 + 3], x[k0 + 3]);
+    return _mm512_add_epi32(a, b);
+}
+
+QM_INLINE __m512i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
+    if (dt == QM_DT_Q8_0) {
+        __m512i xs[8];
+        for (int i = 0; i < 8; i++) xs[i] = _mm512_sub_epi8(_mm512_xor_si512(xg->q[i], g->neg[i]), g->neg[i]);
+        return _mm512_add_epi32(dot4(g->q, xs, 0), dot4(g->q, xs, 4));
+    }
+    if (dt == QM_DT_Q6_K) {
+        const __m512i s0 = _mm512_sub_epi32(dot4(g->q, xg->q, 0), xg->x32[0]);
+        const __m512i s1 = _mm512_sub_epi32(dot4(g->q, xg->q, 4), xg->x32[1]);
+        return _mm512_add_epi32(_mm512_mullo_epi32(s0, g->sc[0]), _mm512_mullo_epi32(s1, g->sc[1]));
+    }
+    return _mm512_add_epi32(dot4(g->q, xg->q, 0), dot4(g->q, xg->q, 4));
+}
+#endif
 
 QM_INLINE __m512 sums_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
     __m512i is = isum_prefill(dt, g, xg);
@@ -591,6 +652,9 @@ QM_INLINE void unpack_narrow(qm_dtype dt, const wrows *w, int lg, int nr, wgroup
         const __m512i lo16 = _mm512_set1_epi32(0xffff);
         g->sc[0] = _mm512_or_si512(_mm512_and_si512(s0, lo16), _mm512_slli_epi32(s0, 16));
         g->sc[1] = _mm512_or_si512(_mm512_and_si512(s1, lo16), _mm512_slli_epi32(s1, 16));
+#ifdef QM_QDOT_VNNI
+        prefill_sc32(g);
+#endif
         return;
     }
     /* Q4_K, Q5_K (qm_quant_k_scales): js < 4: sc = s[js] & 63, mn = s[js + 4] & 63; js >= 4:
@@ -625,6 +689,9 @@ QM_INLINE void load_x_narrow(qm_dtype dt, const qm_q8act *x, int t, int b0, int 
     transpose8(xg->q);
     if (dt == QM_DT_Q6_K)
         for (int k = 0; k < 8; k++) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
+#ifdef QM_QDOT_VNNI
+    if (dt == QM_DT_Q6_K) prefill_x32(xg);
+#endif
     const __mmask16 first = (__mmask16)((1u << nblk) - 1u);
     const __m512i bk = item_blk(lg);
     xg->dx = _mm512_permutexvar_ps(bk, _mm512_maskz_loadu_ps(first, x->d + xb));
@@ -721,9 +788,15 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
     }
 }
 
-void qm_matmul_q8_avx512(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
+void QDOT_ISA(qm_matmul_q8)(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
                          int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
+#ifdef QM_QDOT_VNNI
+    if (n_tok == 1) { /* decode: the plain AVX-512 path (VNNI serves the prefill sums) */
+        qm_matmul_q8_avx512(w, bias, x, n_tok, y, ldy, o_begin, o_end);
+        return;
+    }
+#endif
 #define MATMUL_DT(dt_) matmul_dt(dt_, w, bias, x, n_tok, y, ldy, o_begin, o_end)
     QM_SWITCH_QUANT_DTYPE(w->dtype, MATMUL_DT);
 #undef MATMUL_DT
@@ -782,10 +855,16 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
     }
 }
 
-void qm_matmul_q8_blocks_avx512(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
+void QDOT_ISA(qm_matmul_q8_blocks)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                                 size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+#ifdef QM_QDOT_VNNI
+    if (n_tok == 1) { /* decode: the plain AVX-512 path */
+        qm_matmul_q8_blocks_avx512(w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+        return;
+    }
+#endif
     if (n_tok != 1 || bc != 64 || nb < 1 || (nb - 1) * 64 >= w->cols || nb * 64 < w->cols) {
-        qm_q8_blocks_by_views(qm_matmul_q8_avx512, w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+        qm_q8_blocks_by_views(QDOT_ISA(qm_matmul_q8), w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
         return;
     }
     if (o_begin >= o_end) return;
@@ -794,6 +873,7 @@ void qm_matmul_q8_blocks_avx512(const qm_wview *w, const qm_q8act *x, int n_tok,
 #undef BLOCKS_DT
 }
 
+#ifndef QM_QDOT_VNNI /* the VNNI table uses this one */
 /* ---- activations: 32 elements = two zmm ---- */
 
 void qm_quantize_act_avx512(const float *x, int n, int8_t *q, float *d, int32_t *s) {
@@ -818,3 +898,4 @@ void qm_quantize_act_avx512(const float *x, int n, int8_t *q, float *d, int32_t 
         s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(qi[0], qi[1]));
     }
 }
+#endif

@@ -60,12 +60,12 @@ static void *make_q(rng_t *r, qm_dtype dt, size_t nblocks, int wild) {
 }
 
 static int n_isa;
-static qm_kernels isa[4];
+static qm_kernels isa[8];
 static const qm_kernels *scal;
 
 static void init_isas(void) {
-    const char *names[4];
-    int n = qm_kernels_supported(names, 4);
+    const char *names[8];
+    int n = qm_kernels_supported(names, 8);
     for (int i = 0; i < n; i++) {
         qm_error err;
         if (qm_kernels_select(names[i], &isa[n_isa], &err) == QM_OK) n_isa++;
