@@ -113,8 +113,8 @@ typedef struct {
     size_t device_copied_bytes_max;
     size_t device_shared_block_bytes_max; /* quantization blocks a device holds that span its
                                              neighbour's columns too (held by both) */
-    double comm_s;                   /* collectives, summed over the devices of row 0 / cols */
-    double time_s[QM_TIME_COUNT];    /* by part (model/timing.h), the same way; comm_s is time_s[QM_TIME_COMM] */
+    double time_s[QM_TIME_COUNT];    /* by part (model/timing.h: collectives in QM_TIME_COMM), summed over
+                                        the devices of row 0 / cols */
     const char *isa;
     int team_threads;
 } qm_engine_info;

@@ -116,7 +116,6 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
             info->device_shared_block_bytes_max = d->shard.straddle_bytes;
         for (int k = 0; k < QM_TIME_COUNT; k++) info->time_s[k] += d->time_s[k] / e->cols;
     }
-    info->comm_s = info->time_s[QM_TIME_COMM];
     info->isa = e->n_init ? e->devs[0].kern.isa : "";
     info->team_threads = e->team;
 }
