@@ -76,6 +76,20 @@ for t in q8_0 q4_0; do
         check "$t logits on $m identical to 1x1" "$NPY_COMPARE" "$WORK/$t.$m.npy" "$WORK/$t.1x1.npy" --exact --quiet
     done
 done
+# unquantized types: bf16 (the checkpoint's own bits) and f32 (the same values widened) give the
+# folder's logits byte for byte; f16 rounds, so it is only close
+for t in bf16 f32 f16; do
+    if "$QMESH" quantize -m "$WORK/tiny" --type $t --out "$WORK/$t.gguf" >"$WORK/$t.json" 2>"$WORK/$t.err" &&
+        "$QMESH" logits -m "$WORK/$t.gguf" --ids "$IDS" --mesh 1x3 --out "$WORK/$t.npy" 2>"$WORK/$t.err"; then
+        ok "quantize --type $t, logits on 1x3"
+    else
+        bad "quantize --type $t: $(tail -n 3 "$WORK/$t.err")"
+    fi
+done
+check "bf16 GGUF: logits identical to the folder's" "$NPY_COMPARE" "$WORK/bf16.npy" "$WORK/ref.npy" --exact --quiet
+check "f32 GGUF: logits identical to the folder's" "$NPY_COMPARE" "$WORK/f32.npy" "$WORK/ref.npy" --exact --quiet
+check "f16 GGUF: logits within 1e-2 of the folder's" "$NPY_COMPARE" "$WORK/f16.npy" "$WORK/ref.npy" --rel 1e-2 --quiet
+
 r8=$(rel_err "$WORK/q8_0.1x1.npy" "$WORK/ref.npy"); r4=$(rel_err "$WORK/q4_0.1x1.npy" "$WORK/ref.npy")
 check "q4_0 error ($r4) above q8_0's ($r8)" test "$(awk -v a="$r4" -v b="$r8" 'BEGIN { print (a > b) }')" = 1
 

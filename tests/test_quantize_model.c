@@ -405,7 +405,7 @@ static void test_refusals(void **state) {
     snprintf(out, sizeof out, "%s/bad.gguf", f->dir);
     expect_error("/nonexistent/model", QM_DT_Q8_0, out, QM_ERR_IO, "/nonexistent/model");
     expect_error(f->model, QM_DT_Q4_K, out, QM_ERR_ARG, "Q4_K");
-    expect_error(f->model, QM_DT_F16, out, QM_ERR_ARG, "F16");
+    expect_error(f->model, QM_DT_Q5_0, out, QM_ERR_ARG, "Q5_0");
     expect_error(f->dir, QM_DT_Q8_0, out, QM_ERR_IO, "config.json"); /* a folder without config.json */
     snprintf(dir, sizeof dir, "%s/model.safetensors", f->model);
     expect_error(dir, QM_DT_Q8_0, out, QM_ERR_IO, "not a folder");

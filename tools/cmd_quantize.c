@@ -1,4 +1,4 @@
-/* qmesh quantize: a Hugging Face Qwen2 folder -> a Q8_0 or Q4_0 GGUF file (io/quantize.h). */
+/* qmesh quantize: a Hugging Face Qwen2 folder -> a Q8_0, Q4_0, BF16, F16 or F32 GGUF file (io/quantize.h). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@ static const char *CMD = "quantize";
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: qmesh quantize -m HF_DIR --type q8_0|q4_0 --out FILE.gguf [--force]\n\n"
+            "usage: qmesh quantize -m HF_DIR --type q8_0|q4_0|bf16|f16|f32 --out FILE.gguf [--force]\n\n"
             "Converts a Hugging Face Qwen2 safetensors checkpoint (config.json, model.safetensors or shards,\n"
             "tokenizer.json, tokenizer_config.json) into one GGUF file that qmesh (-m FILE.gguf) and llama.cpp\n"
             "load: the qwen2.* metadata and tokenizer keys of llama.cpp's convert_hf_to_gguf.py, tensors under\n"
@@ -21,7 +21,10 @@ static void usage(FILE *f) {
             "  --type T          q8_0 or q4_0: every 2-D weight matrix whose rows are a multiple of 32 long,\n"
             "                    token_embd and output included (llama-quantize would keep those two at\n"
             "                    Q8_0/Q6_K in its mixed modes; this converter does not); norms and biases\n"
-            "                    stay f32; a matrix whose rows are not a multiple of 32 keeps f16/f32\n"
+            "                    stay f32; a matrix whose rows are not a multiple of 32 keeps f16/f32.\n"
+            "                    bf16, f16 or f32: every 2-D matrix in that type, unquantized (the same\n"
+            "                    bits when it is the checkpoint's type, else rounded to nearest even):\n"
+            "                    the same weights for llama.cpp as qmesh runs from the folder\n"
             "  --out FILE        the GGUF to write (appears only when complete; name it *.gguf for qmesh -m)\n"
             "  --force           replace an existing FILE\n\n"
             "Progress goes to stderr; the last line of stdout is one JSON object:\n"
@@ -61,6 +64,17 @@ static void print_json_str(const char *s) {
     }
 }
 
+/* The --type names; QM_DT_COUNT for another. */
+static qm_dtype type_of(const char *name) {
+    static const struct {
+        const char *name;
+        qm_dtype dt;
+    } types[] = {{"q8_0", QM_DT_Q8_0}, {"q4_0", QM_DT_Q4_0}, {"bf16", QM_DT_BF16}, {"f16", QM_DT_F16}, {"f32", QM_DT_F32}};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        if (!strcmp(name, types[i].name)) return types[i].dt;
+    return QM_DT_COUNT;
+}
+
 /* Parses the flags; returns -1 to go on, else the exit code (0 after --help, 2 on bad usage). */
 static int parse(int argc, char **argv, const char **model, const char **type, const char **out, bool *force) {
     for (int i = 1; i < argc; i++) {
@@ -81,9 +95,9 @@ static int parse(int argc, char **argv, const char **model, const char **type, c
         }
     }
     if (!*model) return cli_usage_error(CMD, "-m HF_DIR is required");
-    if (!*type) return cli_usage_error(CMD, "--type q8_0|q4_0 is required");
-    if (strcmp(*type, "q8_0") && strcmp(*type, "q4_0"))
-        return cli_usage_error(CMD, "--type '%s': expected q8_0 or q4_0", *type);
+    if (!*type) return cli_usage_error(CMD, "--type q8_0|q4_0|bf16|f16|f32 is required");
+    if (type_of(*type) == QM_DT_COUNT)
+        return cli_usage_error(CMD, "--type '%s': expected q8_0, q4_0, bf16, f16 or f32", *type);
     if (!*out) return cli_usage_error(CMD, "--out FILE.gguf is required");
     return -1;
 }
@@ -93,7 +107,7 @@ int cmd_quantize(int argc, char **argv) {
     bool force = false;
     int rc = parse(argc, argv, &model, &type_s, &out, &force);
     if (rc >= 0) return rc;
-    qm_dtype type = !strcmp(type_s, "q8_0") ? QM_DT_Q8_0 : QM_DT_Q4_0;
+    qm_dtype type = type_of(type_s);
 
     qm_error err = {0};
     struct stat sb;

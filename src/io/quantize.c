@@ -64,7 +64,14 @@ static const tensor_spec head_spec = {"lm_head.weight", "output.weight", DIM_VOC
 #define N_LAYER_SPECS ((int)(sizeof layer_specs / sizeof layer_specs[0]))
 
 int qm_quantize_file_type(qm_dtype type) {
-    return type == QM_DT_Q8_0 ? 7 : type == QM_DT_Q4_0 ? 2 : -1;
+    switch (type) {
+    case QM_DT_F32: return 0;
+    case QM_DT_F16: return 1;
+    case QM_DT_Q4_0: return 2;
+    case QM_DT_Q8_0: return 7;
+    case QM_DT_BF16: return 32;
+    default: return -1;
+    }
 }
 
 static int64_t dim_of(const qm_config *c, dim_id d) {
@@ -216,7 +223,16 @@ static void row_to_f32(const unsigned char *src, qm_dtype dt, size_t n, float *o
     }
 }
 
-/* One row in the file's type: the exact values (F32, or F16 from F16) or its quantized blocks. */
+/* f32 values -> the 16-bit type dt (BF16 or F16), rounded to nearest even. */
+static void f32_to_half(const float *x, qm_dtype dt, size_t n, unsigned char *dst) {
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = dt == QM_DT_BF16 ? qm_f32_to_bf16(x[i]) : qm_quant_f32_to_f16(x[i]);
+        memcpy(dst + 2 * i, &h, 2);
+    }
+}
+
+/* One row in the file's type: the same bits (same type), the f32 values, the values rounded to
+ * BF16/F16, or its quantized blocks. */
 static void convert_row(const qz_tensor *t, const unsigned char *src, float *tmp, unsigned char *dst) {
     size_t n = (size_t)t->cols;
     if (t->dtype == t->src->dtype) {
@@ -225,7 +241,8 @@ static void convert_row(const qz_tensor *t, const unsigned char *src, float *tmp
     }
     row_to_f32(src, t->src->dtype, n, tmp);
     if (qm_dtype_is_quant(t->dtype)) qm_quantize_row(t->dtype, tmp, n, dst);
-    else memcpy(dst, tmp, n * sizeof *tmp); /* F32 */
+    else if (t->dtype == QM_DT_F32) memcpy(dst, tmp, n * sizeof *tmp);
+    else f32_to_half(tmp, t->dtype, n, dst);
 }
 
 /* Drops the mapped pages of a source tensor that lie wholly inside [p, p + n) and above *done
@@ -322,7 +339,7 @@ qm_status qm_quantize_model(const char *hf_dir, qm_dtype type, const char *out_p
                             qm_quantize_summary *summary, qm_error *err) {
     if (!hf_dir || !out_path) return qm_fail(err, QM_ERR_ARG, "quantize: no model folder or no output path given");
     if (qm_quantize_file_type(type) < 0)
-        return qm_fail(err, QM_ERR_ARG, "quantize: type %s is not supported (Q8_0 or Q4_0)", qm_dtype_name(type));
+        return qm_fail(err, QM_ERR_ARG, "quantize: type %s is not supported (Q8_0, Q4_0, BF16, F16 or F32)", qm_dtype_name(type));
     qm_status st = check_paths(hf_dir, out_path, err);
     if (st) return st;
     char cfg_path[4096];

@@ -7,12 +7,14 @@
  *             attention.head_count, attention.head_count_kv (UINT32), qwen2.rope.freq_base and
  *             qwen2.attention.layer_norm_rms_epsilon (FLOAT32), qwen2.attention.key_length and
  *             value_length (UINT32, only when config.json gives head_dim), general.file_type (UINT32: 7
- *             MOSTLY_Q8_0, 2 MOSTLY_Q4_0), general.quantization_version 2, then the tokenizer.* keys
+ *             MOSTLY_Q8_0, 2 MOSTLY_Q4_0, 32 MOSTLY_BF16, 1 MOSTLY_F16, 0 ALL_F32),
+ *             general.quantization_version 2, then the tokenizer.* keys
  *             (opts->tokenizer_metadata);
  *   tensors   token_embd, blk.N.{attn_norm, attn_q, attn_k, attn_v (weights and biases), attn_output,
  *             ffn_norm, ffn_gate, ffn_up, ffn_down}, output_norm, output (absent when
  *             tie_word_embeddings), in that order, with ne[0] = columns (Qwen2 is not permuted).
- *   types     every 2-D matrix whose rows are a multiple of 32 long gets the requested type,
+ *   types     every 2-D matrix whose rows are a multiple of 32 long (any length for BF16, F16, F32)
+ *             gets the requested type,
  *             token_embd and output included (llama-quantize's mixed modes keep those at
  *             Q8_0/Q6_K; this converter does not); 1-D tensors (norms, biases) are F32; a matrix
  *             whose row length is not a multiple of 32 keeps its exact values (F16 from an F16
@@ -62,7 +64,9 @@ typedef struct {
 } qm_quantize_summary;
 
 /* Converts hf_dir (config.json, model.safetensors or an index with shards, tokenizer files) to a
- * GGUF at out_path with weights in `type` (QM_DT_Q8_0 or QM_DT_Q4_0). opts and summary may be NULL.
+ * GGUF at out_path with weights in `type` (QM_DT_Q8_0, QM_DT_Q4_0, or unquantized QM_DT_BF16,
+ * QM_DT_F16, QM_DT_F32: every 2-D matrix converted, values rounded to nearest even where the
+ * type is narrower than the source, the same bits where it is the source's). opts and summary may be NULL.
  * Errors: QM_ERR_ARG (another type), QM_ERR_IO (hf_dir missing or not a folder, no config.json, no
  * weights, out_path not writable), QM_ERR_CONFIG / QM_ERR_FORMAT (a bad config or checkpoint, a
  * missing tensor or one of the wrong shape: named), QM_ERR_UNSUPPORTED (a tensor that is not part
@@ -70,8 +74,8 @@ typedef struct {
 qm_status qm_quantize_model(const char *hf_dir, qm_dtype type, const char *out_path, const qm_quantize_opts *opts,
                             qm_quantize_summary *summary, qm_error *err);
 
-/* The general.file_type (llama_ftype) of a pure conversion to type: 7 for Q8_0, 2 for Q4_0, -1 for
- * a type this converter does not write. */
+/* The general.file_type (llama_ftype) of a pure conversion to type: 7 for Q8_0, 2 for Q4_0, 0 for
+ * F32, 1 for F16, 32 for BF16, -1 for a type this converter does not write. */
 int qm_quantize_file_type(qm_dtype type);
 
 #endif
