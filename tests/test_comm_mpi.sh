@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The mpi comm backend under mpirun: every collective checked on 1x2, 2x2 and 1x8, the
-# row_ordered_sum outputs compared bit for bit with the threads backend (checksums), a wrong
+# The mpi comm backend under mpirun: every collective checked on 1x2, 2x2, 1x3, 1x7 and 1x8, the
+# row_tree_sum outputs compared bit for bit with the scalar reference (in comm_selftest) and with
+# the threads backend (checksums, and the bytes each device counted as sent and received), a wrong
 # world size refused, and a rank killed with -9 stopping the job within seconds (no hang).
 # Needs COMM_SELFTEST (set by tests/CMakeLists.txt); exits 77 (skipped) without MPI.
 set -u
@@ -13,7 +14,7 @@ MPIRUN=(${MPIEXEC:-mpirun} --oversubscribe -x ASAN_OPTIONS=detect_leaks=0)  # Op
 [ "$(id -u)" = 0 ] && MPIRUN+=(--allow-run-as-root)
 fail=0
 
-for mesh in 1x2 2x2 1x8; do
+for mesh in 1x2 2x2 1x3 1x7 1x8; do
   n=$(( ${mesh%x*} * ${mesh#*x} ))
   timeout 120 "${MPIRUN[@]}" -np $n "$COMM_SELFTEST" --backend mpi --mesh $mesh > "$WORK/mpi_$mesh.txt" 2>&1
   rc_mpi=$?

@@ -1,5 +1,6 @@
-/* threads backend of comm.h: every collective on meshes 1x1 .. 8x4 and 1x32, ordered sums
- * bit for bit against the sequential reference, abort without hangs, blocking barriers. */
+/* threads backend of comm.h: every collective on meshes 1x1 .. 8x4 and 1x32, tree sums bit for
+ * bit against the scalar reference (mesh/tree_sum.h) with the volume each device moves, the
+ * tree walk itself over many leaf and part counts, abort without hangs, blocking barriers. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -17,7 +18,7 @@
 #include "mesh/comm.h"
 #include "mpi/comm_testdata.h"
 
-static const int meshes[][2] = {{1, 1}, {1, 2}, {2, 2}, {1, 3}, {1, 8}, {8, 4}, {1, 32}};
+static const int meshes[][2] = {{1, 1}, {1, 2}, {2, 2}, {1, 3}, {1, 7}, {1, 8}, {8, 4}, {1, 32}};
 #define N_MESHES (int)(sizeof meshes / sizeof meshes[0])
 
 static double now_s(int clock) {
@@ -96,79 +97,185 @@ static void run_mesh(int rows, int cols, device_fn fn, void *arg, double timeout
         fail_msg("%d failed checks; first: %s", atomic_load(&r.failures), r.first_failure);
 }
 
-/* ---- row_ordered_sum ---- */
+/* ---- the tree walk, in one thread ---- */
+
+typedef struct {
+    float *values; /* [n_leaves][n]: part k's i-th cover value at row (part k's first leaf + i) */
+    size_t n, lo;
+} all_covers;
+
+static float *all_cover_value(void *ctx, int leaf) {
+    all_covers *a = ctx;
+    (void)leaf; /* cover nodes come left to right: the next row */
+    float *v = a->values + a->lo;
+    a->values += a->n;
+    return v;
+}
+
+/* One leaf count and part count: the covers tile the leaves in order, each node lies inside its
+ * part and is a real node of the tree, no cover has more than max(1, 2*top - 2) nodes, the
+ * reduction uses no more slots than the part's leaves; local reduction (groups of 1, 3 and all
+ * leaves) + combination of a slice equals the reference. */
+static void check_tree(int leaves, int parts, float *values, float *scratch, const float *ref) {
+    const size_t n = 5;
+    int top = qm_tree_top(leaves), most = 2 * top - 2 > 1 ? 2 * top - 2 : 1, next = 0, row = 0;
+    for (int k = 0; k < parts; k++) {
+        qm_tree_node cover[QM_TREE_MAX_COVER];
+        int m = qm_tree_cover(leaves, parts, k, cover), b0, nb;
+        td_assign(leaves, parts, k, &b0, &nb);
+        assert_true(m <= most && (m == 0) == (nb == 0));
+        for (int i = 0; i < m; i++) {
+            int end = cover[i].first + (1 << cover[i].level);
+            end = end < leaves ? end : leaves;
+            assert_int_equal(cover[i].first, next);
+            assert_int_equal(cover[i].first % (1 << cover[i].level), 0);
+            assert_true(cover[i].first >= b0 && end <= b0 + nb && end > cover[i].first);
+            next = end;
+        }
+        int group = (leaves + parts) % 3 == 0 ? 1 : (leaves + parts) % 3 == 1 ? 3 : nb;
+        assert_true(qm_tree_part_slots(leaves, parts, k, group) <= nb);
+        td_fill_cover(11u + (uint32_t)leaves, leaves, parts, k, n, group, scratch);
+        memcpy(values + (size_t)row * n, scratch, (size_t)m * n * sizeof(float));
+        row += m;
+    }
+    assert_int_equal(next, leaves);
+    all_covers a = {values, n, 1}; /* one slice [1, 4) of each value */
+    const float *root = qm_tree_combine(leaves, parts, all_cover_value, &a, 3);
+    if (leaves == 0) {
+        assert_null(root);
+        return;
+    }
+    if (memcmp(root, ref + 1, 3 * sizeof(float)) != 0)
+        fail_msg("%d leaves over %d parts: %a, reference %a", leaves, parts, (double)root[0], (double)ref[1]);
+}
+
+/* Every leaf count 0..300 over 1..40 parts. */
+static void test_tree_walk(void **state) {
+    (void)state;
+    float *values = malloc(300 * 5 * sizeof(float)), *scratch = malloc(300 * 5 * sizeof(float)), ref[5];
+    assert_non_null(values);
+    assert_non_null(scratch);
+    for (int leaves = 0; leaves <= 300; leaves++) {
+        int top = qm_tree_top(leaves);
+        assert_true(leaves <= 1 ? top == 0 : (1 << (top - 1)) < leaves && leaves <= (1 << top));
+        assert_true(td_reference(11u + (uint32_t)leaves, leaves, 5, ref));
+        for (int parts = 1; parts <= 40; parts++) check_tree(leaves, parts, values, scratch, ref);
+    }
+    free(values);
+    free(scratch);
+}
+
+/* ---- row_tree_sum ---- */
 
 typedef struct {
     int n_blocks;
     size_t n;
     uint32_t seed;
-    int all_on_last; /* every block on the last column instead of the nearly equal split */
 } sum_case;
 
 static const sum_case sum_cases[] = {
-    {5, 896, 1, 0},  /* 5 blocks over 8 or 32 devices: some hold none */
-    {28, 896, 2, 0}, /* heads of a 7B o_proj */
-    {14, 1000, 3, 0}, {64, 33, 4, 0}, {3, 1, 5, 0}, {1, 100, 6, 0}, {0, 17, 7, 0}, {9, 257, 8, 1},
+    {5, 896, 1},   /* 5 blocks over 7, 8 or 32 devices: some hold none */
+    {14, 896, 2},  /* heads of a 0.5B o_proj */
+    {76, 896, 3},  /* 64-column blocks of a 0.5B down_proj */
+    {28, 3584, 4}, /* heads of a 7B o_proj */
+    {64, 96, 5},   /* a power of two: one node per device on 1x2, 1x8, 1x32 */
+    {296, 64, 6},  /* blocks of a 7B down_proj */
+    {14, 1000, 7}, {3, 1, 8}, {1, 100, 9}, {0, 17, 10}, {9, 257, 11}, {2, 5, 12},
 };
 #define N_SUM_CASES (int)(sizeof sum_cases / sizeof sum_cases[0])
 
-static void ordered_sum_device(run *r, qm_comm *c) {
-    (void)r;
-    for (int rep = 0; rep < 3; rep++)
-        for (int k = 0; k < N_SUM_CASES; k++) {
-            const sum_case *sc = &sum_cases[k];
-            int b0, nb;
-            if (sc->all_on_last) {
-                nb = c->col == c->cols - 1 ? sc->n_blocks : 0;
-                b0 = c->col == c->cols - 1 ? 0 : 0;
-            } else {
-                td_assign(sc->n_blocks, c->cols, c->col, &b0, &nb);
-            }
-            /* rows use different data sets: replicas are independent */
-            uint32_t seed = sc->seed + 1000u * (uint32_t)c->row;
-            float *part = malloc(((size_t)nb * sc->n + 1) * sizeof(float));
-            float *out = malloc(sc->n * sizeof(float));
-            float *ref = malloc(sc->n * sizeof(float));
-            td_fill(seed, b0, nb, sc->n, part);
-            td_reference(seed, sc->n_blocks, sc->n, ref);
-            memset(out, 0xff, sc->n * sizeof(float));
-            qm_error err = {0};
-            qm_status st = c->ops->row_ordered_sum(c, part, nb, b0, sc->n_blocks, sc->n, out, &err);
-            if (st != QM_OK)
-                device_fail(r, c, "row_ordered_sum case %d: %s", k, err.msg);
-            else if (memcmp(out, ref, sc->n * sizeof(float)) != 0) {
-                size_t i = 0;
-                while (memcmp(&out[i], &ref[i], sizeof(float)) == 0)
-                    i++;
-                device_fail(r, c, "row_ordered_sum case %d (n_blocks %d, n %zu): out[%zu] = %a, reference %a", k,
-                            sc->n_blocks, sc->n, i, (double)out[i], (double)ref[i]);
-            }
-            free(part);
-            free(out);
-            free(ref);
+/* One case on one device: the result against the reference, the bytes moved against the bounds. */
+static void tree_sum_case(run *r, qm_comm *c, int k) {
+    const sum_case *sc = &sum_cases[k];
+    int b0, nb;
+    td_assign(sc->n_blocks, c->cols, c->col, &b0, &nb);
+    uint32_t seed = sc->seed + 1000u * (uint32_t)c->row; /* rows use different data sets: replicas are independent */
+    float *part = malloc(((size_t)nb * sc->n + 1) * sizeof(float)); /* [nb][n] */
+    float *out = malloc(sc->n * sizeof(float)), *ref = malloc(sc->n * sizeof(float));
+    if (!part || !out || !ref || !td_reference(seed, sc->n_blocks, sc->n, ref)) {
+        device_fail(r, c, "out of memory");
+    } else {
+        td_fill_cover(seed, sc->n_blocks, c->cols, c->col, sc->n, 1 + k % 3, part); /* groups of 1..3 leaves */
+        memset(out, 0xff, sc->n * sizeof(float));
+        qm_error err = {0};
+        qm_comm_stats before = c->stats;
+        qm_status st = c->ops->row_tree_sum(c, part, sc->n_blocks, sc->n, out, &err);
+        long long sent = c->stats.bytes_sent[QM_COLL_ROW_SUM] - before.bytes_sent[QM_COLL_ROW_SUM];
+        long long recv = c->stats.bytes_recv[QM_COLL_ROW_SUM] - before.bytes_recv[QM_COLL_ROW_SUM];
+        long long bound = td_volume_bound(sc->n_blocks, c->cols, sc->n);
+        if (st != QM_OK) {
+            device_fail(r, c, "row_tree_sum case %d: %s", k, err.msg);
+        } else if (memcmp(out, ref, sc->n * sizeof(float)) != 0) {
+            size_t i = 0;
+            while (memcmp(&out[i], &ref[i], sizeof(float)) == 0) i++;
+            device_fail(r, c, "row_tree_sum case %d (n_blocks %d, n %zu): out[%zu] = %a, reference %a", k, sc->n_blocks,
+                        sc->n, i, (double)out[i], (double)ref[i]);
+        } else if (sent > bound || recv > bound || c->stats.calls[QM_COLL_ROW_SUM] != before.calls[QM_COLL_ROW_SUM] + 1) {
+            device_fail(r, c, "row_tree_sum case %d (n_blocks %d, n %zu): sent %lld, received %lld bytes, bound %lld", k,
+                        sc->n_blocks, sc->n, sent, recv, bound);
         }
+    }
+    free(part);
+    free(out);
+    free(ref);
 }
 
-static void test_ordered_sum_bitwise(void **state) {
+static void tree_sum_device(run *r, qm_comm *c) {
+    for (int rep = 0; rep < 2; rep++)
+        for (int k = 0; k < N_SUM_CASES; k++) tree_sum_case(r, c, k);
+}
+
+static void test_tree_sum_bitwise(void **state) {
     (void)state;
     for (int m = 0; m < N_MESHES; m++)
-        run_mesh(meshes[m][0], meshes[m][1], ordered_sum_device, NULL, 60);
+        run_mesh(meshes[m][0], meshes[m][1], tree_sum_device, NULL, 60);
 }
 
-/* The data really makes the order visible: reversed block order gives other bits. */
+/* Bytes each device sends per row sum of 896 floats (one decode token of 0.5B):
+ * sent[k][col] for the o_proj (k = 0) and down_proj (k = 1) block counts. */
+static void volume_device(run *r, qm_comm *c) {
+    long long (*sent)[32] = r->arg;
+    for (int k = 1; k <= 2; k++) {
+        const sum_case *sc = &sum_cases[k];
+        float *part = malloc(((size_t)sc->n_blocks * sc->n + 1) * sizeof(float)), *out = malloc(sc->n * sizeof(float));
+        td_fill_cover(sc->seed, sc->n_blocks, c->cols, c->col, sc->n, sc->n_blocks, part);
+        qm_error err = {0};
+        long long before = c->stats.bytes_sent[QM_COLL_ROW_SUM];
+        if (c->ops->row_tree_sum(c, part, sc->n_blocks, sc->n, out, &err) != QM_OK) device_fail(r, c, "%s", err.msg);
+        sent[k - 1][c->col] = c->stats.bytes_sent[QM_COLL_ROW_SUM] - before;
+        free(part);
+        free(out);
+    }
+}
+
+static void test_tree_sum_volume(void **state) {
+    (void)state;
+    const int cols[] = {2, 3, 4, 7, 8, 32};
+    for (int k = 0; k < 6; k++) {
+        long long per_dev[2][32] = {{0}}, sent[2] = {0, 0};
+        run_mesh(1, cols[k], volume_device, per_dev, 60);
+        for (int j = 0; j < 2; j++)
+            for (int col = 0; col < cols[k]; col++) sent[j] = per_dev[j][col] > sent[j] ? per_dev[j][col] : sent[j];
+        printf("  1x%d: most bytes a device sends per row sum of 896 floats: o_proj (14 blocks) %lld (%.2f x 896 floats), "
+               "down_proj (76 blocks) %lld (%.2f x)\n",
+               cols[k], sent[0], (double)sent[0] / 3584.0, sent[1], (double)sent[1] / 3584.0);
+    }
+}
+
+/* The data really makes the order visible: the old chain order gives other bits than the tree. */
 static void test_data_is_order_sensitive(void **state) {
     (void)state;
     for (int k = 0; k < N_SUM_CASES; k++) {
         const sum_case *sc = &sum_cases[k];
-        if (sc->n_blocks < 3 || sc->n < 32)
+        if (sc->n_blocks < 9 || sc->n < 32) /* a few blocks share most additions in both orders */
             continue;
         float *a = malloc(sc->n * sizeof(float)), *b = malloc(sc->n * sizeof(float));
-        td_reference(sc->seed, sc->n_blocks, sc->n, a);
-        td_reversed(sc->seed, sc->n_blocks, sc->n, b);
+        assert_true(td_reference(sc->seed, sc->n_blocks, sc->n, a));
+        td_chain(sc->seed, sc->n_blocks, sc->n, b);
         size_t diff = 0;
         for (size_t i = 0; i < sc->n; i++)
             diff += memcmp(&a[i], &b[i], sizeof(float)) != 0;
-        printf("  data set %d (n_blocks %d, n %zu): reversed order changes %zu of %zu elements\n", k,
+        printf("  data set %d (n_blocks %d, n %zu): block order instead of the tree changes %zu of %zu elements\n", k,
                sc->n_blocks, sc->n, diff, sc->n);
         assert_true(diff * 4 > sc->n); /* more than a quarter */
         free(a);
@@ -266,15 +373,13 @@ static void abort_device(run *r, qm_comm *c) {
         c->ops->abort(c, "test abort");
         return;
     }
-    float part[16] = {0}, out[16];
-    int b0, nb;
-    td_assign(4, c->cols, c->col, &b0, &nb);
+    float part[16] = {0}, out[16]; /* [nb <= 4][4] */
     for (int i = 0;; i++) {
         qm_status st;
         switch (i % 3) {
         case 0: st = c->ops->world_barrier(c, &err); break;
         case 1: st = c->ops->row_barrier(c, &err); break;
-        default: st = c->ops->row_ordered_sum(c, part, nb, b0, 4, 16 / 4, out, &err); break;
+        default: st = c->ops->row_tree_sum(c, part, 4, 16 / 4, out, &err); break;
         }
         if (st == QM_ERR_COMM)
             break;
@@ -352,7 +457,7 @@ static void test_barrier_blocks(void **state) {
     assert_true(cpu < 0.1);
 }
 
-/* ---- timing of row_ordered_sum, 896 floats ---- */
+/* ---- timing of row_tree_sum, 896 floats ---- */
 
 typedef struct {
     int n_blocks, iters;
@@ -364,14 +469,14 @@ static void timing_device(run *r, qm_comm *c) {
     const size_t n = 896;
     int b0, nb;
     td_assign(t->n_blocks, c->cols, c->col, &b0, &nb);
-    float *part = malloc(((size_t)nb * n + 1) * sizeof(float)), out[896];
-    td_fill(9, b0, nb, n, part);
+    float *part = malloc(((size_t)nb * n + 1) * sizeof(float)), out[896]; /* [nb][n] */
+    td_fill_cover(9, t->n_blocks, c->cols, c->col, n, nb, part);
     qm_error err = {0};
     if (c->ops->row_barrier(c, &err) != QM_OK)
         device_fail(r, c, "%s", err.msg);
     double t0 = now_s(CLOCK_MONOTONIC);
     for (int i = 0; i < t->iters; i++)
-        if (c->ops->row_ordered_sum(c, part, nb, b0, t->n_blocks, n, out, &err) != QM_OK) {
+        if (c->ops->row_tree_sum(c, part, t->n_blocks, n, out, &err) != QM_OK) {
             device_fail(r, c, "%s", err.msg);
             break;
         }
@@ -380,14 +485,14 @@ static void timing_device(run *r, qm_comm *c) {
     free(part);
 }
 
-static void test_ordered_sum_timing(void **state) {
+static void test_tree_sum_timing(void **state) {
     (void)state;
     const int cols[] = {2, 8};
     for (int k = 0; k < 2; k++) {
         for (int nbk = 0; nbk < 2; nbk++) {
             timing t = {.n_blocks = nbk ? 14 : cols[k], .iters = 5000};
             run_mesh(1, cols[k], timing_device, &t, 120);
-            printf("  1x%d threads: row_ordered_sum of %d blocks x 896 floats: %.2f us per call\n", cols[k],
+            printf("  1x%d threads: row_tree_sum of %d blocks x 896 floats: %.2f us per call\n", cols[k],
                    t.n_blocks, 1e6 * t.seconds / t.iters);
         }
     }
@@ -413,11 +518,13 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_data_is_order_sensitive),
-        cmocka_unit_test(test_ordered_sum_bitwise),
+        cmocka_unit_test(test_tree_walk),
+        cmocka_unit_test(test_tree_sum_bitwise),
+        cmocka_unit_test(test_tree_sum_volume),
         cmocka_unit_test(test_gather_bcast),
         cmocka_unit_test(test_abort_wakes_waiters),
         cmocka_unit_test(test_barrier_blocks),
-        cmocka_unit_test(test_ordered_sum_timing),
+        cmocka_unit_test(test_tree_sum_timing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,8 +15,10 @@ static const char usage_text[] =
     "so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
     "decode step (a token for every sequence of a row) spends its time, per device of row 0 on average:\n"
     "norm (and the fast mode's activation quantization), qkv, rope_kv (RoPE, KV cache writes),\n"
-    "attention (KV cache reads), o_proj, gate_up (with SiLU), down, lm_head, comm (the row's ordered\n"
-    "sums), sample (the sampler and its exchange); comm_ms_per_token is its comm.\n\noptions:\n"
+    "attention (KV cache reads), o_proj, gate_up (with SiLU), down, lm_head, comm (the row's tree\n"
+    "sums), sample (the sampler and its exchange); comm_ms_per_token is its comm. decode_comm_per_step\n"
+    "counts a decode step's collectives by kind (row_sum, row_allgather, row_bcast, row_barrier, world):\n"
+    "calls, bytes sent and received by a device (the largest over row 0's devices in this process).\n\noptions:\n"
     "  --prompt N           prompt tokens per sequence (default 128)\n"
     "  --gen N              tokens generated per sequence (default 32)\n"
     "  --reps K             repeat the measurement, report the best (default 1)\n"
@@ -33,6 +35,8 @@ typedef struct {
 typedef struct {
     double prefill, decode;        /* tok/s; tok/s of all sequences together */
     double step_s[QM_TIME_COUNT];  /* a decode step (a token for every sequence of a row), by part */
+    double step_calls[QM_COLL_KINDS], step_sent[QM_COLL_KINDS], step_recv[QM_COLL_KINDS]; /* its collectives
+                                      (mesh/comm.h qm_comm_stats: a device's calls, bytes sent, received) */
 } bench_best;
 
 /* 0: run; 1: --help printed; 2: a usage error (printed). */
@@ -97,10 +101,18 @@ static qm_status measure_once(qm_engine *e, const int *ids, qm_gen_request *reqs
     const long gen = all.gen_tokens - pre.gen_tokens;
     m->prefill = (double)pre.prefill_tokens / pre.wall_s;
     m->decode = dt > 0 ? (double)gen / dt : 0;
+    const double steps = (double)gen / n_seq;
     for (int k = 0; k < QM_TIME_COUNT; k++) /* the second run's time minus its prefill part, per step */
-        m->step_s[k] = gen > 0 ? ((i_end.time_s[k] - i_mid.time_s[k]) - (i_mid.time_s[k] - i_start.time_s[k])) /
-                                     ((double)gen / n_seq)
+        m->step_s[k] = gen > 0 ? ((i_end.time_s[k] - i_mid.time_s[k]) - (i_mid.time_s[k] - i_start.time_s[k])) / steps
                                : 0;
+    const qm_comm_stats *s0 = &i_start.comm, *s1 = &i_mid.comm, *s2 = &i_end.comm;
+    for (int k = 0; k < QM_COLL_KINDS; k++) { /* the same difference for the collectives */
+        m->step_calls[k] = gen > 0 ? (double)((s2->calls[k] - s1->calls[k]) - (s1->calls[k] - s0->calls[k])) / steps : 0;
+        m->step_sent[k] =
+            gen > 0 ? (double)((s2->bytes_sent[k] - s1->bytes_sent[k]) - (s1->bytes_sent[k] - s0->bytes_sent[k])) / steps : 0;
+        m->step_recv[k] =
+            gen > 0 ? (double)((s2->bytes_recv[k] - s1->bytes_recv[k]) - (s1->bytes_recv[k] - s0->bytes_recv[k])) / steps : 0;
+    }
     return QM_OK;
 }
 
@@ -157,6 +169,10 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
     printf(",\"decode_step_ms\":{");
     for (int k = 0; k < QM_TIME_COUNT; k++)
         printf("%s\"%s\":%.3f", k ? "," : "", qm_time_part_name((qm_time_part)k), best->step_s[k] * 1e3);
+    printf("},\"decode_comm_per_step\":{");
+    for (int k = 0; k < QM_COLL_KINDS; k++)
+        printf("%s\"%s\":{\"calls\":%.1f,\"bytes_sent\":%.0f,\"bytes_recv\":%.0f}", k ? "," : "",
+               qm_coll_kind_name((qm_coll_kind)k), best->step_calls[k], best->step_sent[k], best->step_recv[k]);
     printf("}");
     if (a->membw) {
         double bw = qm_measure_read_bandwidth(o->threads > 0 ? o->threads : qm_cpu_count(), (size_t)1 << 30);

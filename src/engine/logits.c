@@ -115,6 +115,13 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         if (d->shard.straddle_bytes > info->device_shared_block_bytes_max)
             info->device_shared_block_bytes_max = d->shard.straddle_bytes;
         for (int k = 0; k < QM_TIME_COUNT; k++) info->time_s[k] += d->time_s[k] / e->cols;
+        if (d->comm->row != 0) continue;
+        const qm_comm_stats *cs = &d->comm->stats;
+        for (int k = 0; k < QM_COLL_KINDS; k++) {
+            if (cs->calls[k] > info->comm.calls[k]) info->comm.calls[k] = cs->calls[k];
+            if (cs->bytes_sent[k] > info->comm.bytes_sent[k]) info->comm.bytes_sent[k] = cs->bytes_sent[k];
+            if (cs->bytes_recv[k] > info->comm.bytes_recv[k]) info->comm.bytes_recv[k] = cs->bytes_recv[k];
+        }
     }
     info->isa = e->n_init ? e->devs[0].kern.isa : "";
     info->team_threads = e->team;

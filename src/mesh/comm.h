@@ -17,13 +17,17 @@ typedef struct qm_comm qm_comm;
 typedef struct qm_comm_ops {
     qm_status (*row_barrier)(qm_comm *c, qm_error *err);
 
-    /* Ordered sum of block partials (design: Exactness, rule 2). The row's n_blocks blocks
-     * are assigned to devices contiguously in column order; this device holds blocks
-     * [b0, b0 + nb) (nb may be 0) as partials[nb][n]. On return, on every device of the row,
-     *   out[i] = (((p_0[i] + p_1[i]) + p_2[i]) + ... ) + p_{n_blocks-1}[i]
-     * (p_0 taken as is), whatever C is. out may not alias partials. */
-    qm_status (*row_ordered_sum)(qm_comm *c, const float *partials, int nb, int b0, int n_blocks,
-                                 size_t n, float *out, qm_error *err);
+    /* Sum of block partials in the fixed tree order (tree_sum.h; design: Exactness, rule 2).
+     * The row's n_blocks blocks are split over its devices by qm_split(n_blocks, cols, col);
+     * this device has already reduced its own blocks to the values of its cover
+     * (qm_tree_reduce_part) in partials [m][n]: the value of its i-th cover node is at
+     * partials + i * n. On return, on every device of the row, out [n] is
+     * the tree sum of all n_blocks blocks (0 when n_blocks is 0), the same bits whatever C is.
+     * Each device combines a 1/C slice of the n floats from every cover value (reduce-scatter)
+     * and the slices are then gathered by every device. partials is clobbered; out may not
+     * alias it. Volume per device: at most 2*n floats sent and received (plus rounding of
+     * the slices) when every part is one tree node, at most 2*top*n otherwise. */
+    qm_status (*row_tree_sum)(qm_comm *c, float *partials, int n_blocks, size_t n, float *out, qm_error *err);
 
     /* Every device sends `bytes` bytes; recv[c*bytes ...] receives column c's, on every device. */
     qm_status (*row_allgather)(qm_comm *c, const void *send, size_t bytes, void *recv, qm_error *err);
@@ -44,12 +48,42 @@ typedef struct qm_comm_ops {
     void (*abort)(qm_comm *c, const char *why);
 } qm_comm_ops;
 
+/* What this device's collectives moved, by kind (counted by both backends the same way: the
+ * bytes of this device that go to other devices, and those it takes from them; a device's own
+ * part is not counted). Written only by the device's own thread. */
+typedef enum {
+    QM_COLL_ROW_SUM,       /* row_tree_sum */
+    QM_COLL_ROW_ALLGATHER, /* row_allgather (sampler, gathered logits) */
+    QM_COLL_ROW_BCAST,     /* row_bcast (requests of a step) */
+    QM_COLL_ROW_BARRIER,
+    QM_COLL_WORLD,         /* world_barrier, world_gather, world_bcast */
+    QM_COLL_KINDS
+} qm_coll_kind;
+
+typedef struct {
+    long long calls[QM_COLL_KINDS];
+    long long bytes_sent[QM_COLL_KINDS];
+    long long bytes_recv[QM_COLL_KINDS];
+} qm_comm_stats;
+
 struct qm_comm {
     const qm_comm_ops *ops;
     int rows, cols;   /* mesh shape R x C */
     int row, col;     /* this device */
     void *impl;       /* backend state */
+    qm_comm_stats stats;
 };
+
+static inline const char *qm_coll_kind_name(qm_coll_kind k) {
+    static const char *const names[QM_COLL_KINDS] = {"row_sum", "row_allgather", "row_bcast", "row_barrier", "world"};
+    return k >= 0 && k < QM_COLL_KINDS ? names[k] : "?";
+}
+
+static inline void qm_comm_count(qm_comm *c, qm_coll_kind kind, long long sent, long long recv) {
+    c->stats.calls[kind]++;
+    c->stats.bytes_sent[kind] += sent;
+    c->stats.bytes_recv[kind] += recv;
+}
 
 static inline int qm_comm_rank(const qm_comm *c) { return c->row * c->cols + c->col; }
 

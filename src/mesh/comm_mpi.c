@@ -1,9 +1,12 @@
 /* mpi backend of comm.h: one MPI rank per device; world rank = r*C + c; a communicator per
  * row from MPI_Comm_split (color = row, key = column).
  *
- * row_ordered_sum: an all-gather of the block partials (MPI_Allgatherv) into [n_blocks][n],
- * then every rank adds the blocks in order locally, so the bits are those of the threads
- * backend and of the sequential loop, whatever C is.
+ * row_tree_sum (tree_sum.h): reduce-scatter then all-gather. Rank c owns the slice
+ * qm_tree_slice(n, C, c) of the n floats. One MPI_Alltoallv sends each of this rank's cover
+ * values, cut into the C slices, to the slices' owners; each rank combines the cover values of
+ * its slice in the fixed tree order (qm_tree_combine, the same walk as the threads backend and
+ * the scalar reference) and one MPI_Allgatherv gives every rank every slice. Per row sum a rank
+ * sends m*(n - n/C) + (C-1)*n/C floats, m its cover's size (1 when its blocks are one tree node).
  *
  * Failures: the communicators return errors (MPI_ERRORS_RETURN), which become QM_ERR_COMM.
  * abort() marks this device failed (its later calls fail); the program then exits without
@@ -16,6 +19,7 @@
  * than once in a process (MPI cannot be initialised again after MPI_Finalize).
  */
 #include "mesh/comm.h"
+#include "mesh/tree_sum.h"
 
 #include <stdlib.h>
 
@@ -71,10 +75,14 @@ typedef struct {
     MPI_Comm world, row;
     int aborted;
     char why[300];
-    float *gather;      /* [n_blocks][n], grown as needed */
-    size_t gather_cap;  /* floats */
-    int *counts, *displs; /* [cols] */
-    long long *info;      /* [cols][4] */
+    float *send;          /* [cols][my cover][slice of column k], grown as needed (partials: [my cover][n]) */
+    float *recv;          /* [cols][cover of column k][my slice], grown as needed */
+    size_t send_cap, recv_cap; /* floats */
+    float **value_at;     /* [n_blocks]: the received value of the cover node starting at a block */
+    int value_cap;
+    int *scounts, *sdispls, *rcounts, *rdispls, *counts, *displs; /* [cols] */
+    qm_tree_node *covers; /* [cols][QM_TREE_MAX_COVER] */
+    int *n_cover;         /* [cols] */
 } mpi_state;
 
 static const qm_comm_ops mpi_ops;
@@ -115,10 +123,11 @@ static qm_status check_alive(qm_comm *c, const char *what, qm_error *err) {
 static void state_free(mpi_state *s) {
     if (!s)
         return;
-    free(s->gather);
-    free(s->counts);
-    free(s->displs);
-    free(s->info);
+    free(s->send);
+    free(s->recv);
+    free(s->value_at);
+    free(s->scounts); /* and the other [cols] int arrays carved from it */
+    free(s->covers);
     free(s);
 }
 
@@ -154,11 +163,15 @@ qm_status qm_mpi_comm_create(int rows, int cols, qm_comm **out, qm_error *err) {
     }
     mpi_state *s = calloc(1, sizeof *s);
     if (s) {
-        s->counts = calloc((size_t)cols, sizeof(int));
-        s->displs = calloc((size_t)cols, sizeof(int));
-        s->info = calloc((size_t)cols * 4, sizeof(long long));
+        int *ints = calloc((size_t)cols * 7, sizeof(int)); /* the seven [cols] arrays, carved */
+        s->scounts = ints;
+        if (ints) {
+            int **a[] = {&s->sdispls, &s->rcounts, &s->rdispls, &s->counts, &s->displs, &s->n_cover};
+            for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) *a[i] = ints + (i + 1) * (size_t)cols;
+        }
+        s->covers = calloc((size_t)cols * QM_TREE_MAX_COVER, sizeof(qm_tree_node));
     }
-    if (!s || !s->counts || !s->displs || !s->info) {
+    if (!s || !s->scounts || !s->covers) {
         state_free(s);
         if (we_init)
             MPI_Abort(MPI_COMM_WORLD, 1); /* peers are past the size check and would hang in the split */
@@ -205,6 +218,7 @@ static qm_status m_row_barrier(qm_comm *c, qm_error *err) {
     qm_status st = check_alive(c, "row_barrier", err);
     if (st != QM_OK)
         return st;
+    qm_comm_count(c, QM_COLL_ROW_BARRIER, 0, 0);
     int rc = MPI_Barrier(st_of(c)->row);
     return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "row_barrier", rc, err);
 }
@@ -213,66 +227,116 @@ static qm_status m_world_barrier(qm_comm *c, qm_error *err) {
     qm_status st = check_alive(c, "world_barrier", err);
     if (st != QM_OK)
         return st;
+    qm_comm_count(c, QM_COLL_WORLD, 0, 0);
     int rc = MPI_Barrier(st_of(c)->world);
     return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "world_barrier", rc, err);
 }
 
-static qm_status m_row_ordered_sum(qm_comm *c, const float *partials, int nb, int b0, int n_blocks, size_t n,
-                                   float *out, qm_error *err) {
+/* Grows *buf to hold `need` elements of `size` bytes. */
+static int grow(void **buf, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap) return 1;
+    void *p = realloc(*buf, need * size);
+    if (!p) return 0;
+    *buf = p;
+    *cap = need;
+    return 1;
+}
+
+/* Every column's cover and the counts and displacements of the exchange; 0 when out of memory. */
+static int lay_out_tree_sum(qm_comm *c, int n_blocks, size_t n) {
     mpi_state *s = st_of(c);
-    qm_status st = check_alive(c, "row_ordered_sum", err);
+    size_t lo, hi, send = 0, recv = 0;
+    qm_tree_slice(n, c->cols, c->col, &lo, &hi);
+    for (int k = 0; k < c->cols; k++)
+        s->n_cover[k] = qm_tree_cover(n_blocks, c->cols, k, s->covers + (size_t)k * QM_TREE_MAX_COVER);
+    for (int k = 0; k < c->cols; k++) {
+        size_t klo, khi;
+        qm_tree_slice(n, c->cols, k, &klo, &khi);
+        s->scounts[k] = s->n_cover[c->col] * (int)(khi - klo);
+        s->sdispls[k] = (int)send;
+        send += (size_t)s->scounts[k];
+        s->rcounts[k] = s->n_cover[k] * (int)(hi - lo);
+        s->rdispls[k] = (int)recv;
+        recv += (size_t)s->rcounts[k];
+        s->counts[k] = (int)(khi - klo);
+        s->displs[k] = (int)klo;
+    }
+    size_t cap = (size_t)s->value_cap;
+    int ok = grow((void **)&s->send, &s->send_cap, send, sizeof(float)) &&
+             grow((void **)&s->recv, &s->recv_cap, recv, sizeof(float)) &&
+             grow((void **)&s->value_at, &cap, (size_t)n_blocks, sizeof(float *));
+    s->value_cap = (int)cap;
+    return ok;
+}
+
+/* This rank's cover values, cut into the columns' slices: send [k][node][slice k]. */
+static void pack_covers(qm_comm *c, const float *partials, size_t n) {
+    mpi_state *s = st_of(c);
+    for (int k = 0; k < c->cols; k++) {
+        size_t klo, khi;
+        qm_tree_slice(n, c->cols, k, &klo, &khi);
+        float *to = s->send + s->sdispls[k];
+        for (int i = 0; i < s->n_cover[c->col]; i++, to += khi - klo)
+            memcpy(to, partials + (size_t)i * n + klo, (khi - klo) * sizeof(float));
+    }
+}
+
+static float *received_value(void *ctx, int leaf) { return ((mpi_state *)ctx)->value_at[leaf]; }
+
+/* Combines this rank's slice from the received cover values into out. */
+static void combine_slice(qm_comm *c, int n_blocks, size_t n, float *out) {
+    mpi_state *s = st_of(c);
+    size_t lo, hi;
+    qm_tree_slice(n, c->cols, c->col, &lo, &hi);
+    if (lo >= hi) return;
+    for (int k = 0; k < c->cols; k++)
+        for (int i = 0; i < s->n_cover[k]; i++)
+            s->value_at[s->covers[(size_t)k * QM_TREE_MAX_COVER + i].first] =
+                s->recv + s->rdispls[k] + (size_t)i * (hi - lo);
+    const float *root = qm_tree_combine(n_blocks, c->cols, received_value, s, hi - lo);
+    memcpy(out + lo, root, (hi - lo) * sizeof(float));
+}
+
+/* comm.h qm_comm_stats: what went to and came from other ranks in both steps. */
+static void count_tree_sum(qm_comm *c) {
+    mpi_state *s = st_of(c);
+    long long sent = 0, recv = 0;
+    for (int k = 0; k < c->cols; k++)
+        if (k != c->col) {
+            sent += s->scounts[k] + (long long)s->counts[c->col];
+            recv += s->rcounts[k] + (long long)s->counts[k];
+        }
+    qm_comm_count(c, QM_COLL_ROW_SUM, sent * 4, recv * 4);
+}
+
+static qm_status m_row_tree_sum(qm_comm *c, float *partials, int n_blocks, size_t n, float *out, qm_error *err) {
+    mpi_state *s = st_of(c);
+    qm_status st = check_alive(c, "row_tree_sum", err);
     if (st != QM_OK)
         return st;
-    long long mine[4] = {nb, b0, n_blocks, (long long)n};
-    int rc = MPI_Allgather(mine, 4, MPI_LONG_LONG, s->info, 4, MPI_LONG_LONG, s->row);
-    if (rc != MPI_SUCCESS)
-        return mpi_failed(c, "row_ordered_sum", rc, err);
-    /* Every rank reads the same info and reaches the same verdict: no rank is left waiting. */
-    long long next = 0;
-    for (int k = 0; k < c->cols; k++) {
-        const long long *p = &s->info[4 * k];
-        if (p[3] != (long long)n || p[2] != n_blocks || p[0] < 0 || p[1] != next)
-            return qm_fail(err, QM_ERR_ARG,
-                           "mpi comm: row_ordered_sum on row %d: column %d has n=%lld, n_blocks=%lld, blocks [%lld, %lld), "
-                           "expected n=%zu, n_blocks=%d, blocks starting at %lld (contiguous in column order)",
-                           c->row, k, p[3], p[2], p[1], p[1] + p[0], n, n_blocks, next);
-        next += p[0];
-    }
-    if (next != n_blocks)
-        return qm_fail(err, QM_ERR_ARG, "mpi comm: row_ordered_sum on row %d: the devices hold %lld blocks, n_blocks is %d",
-                       c->row, next, n_blocks);
-    if (n_blocks == 0 || n == 0) {
-        memset(out, 0, n * sizeof(float));
+    if (n_blocks <= 0 || n == 0 || c->cols == 1) { /* the same on every rank of the row: nothing to exchange */
+        qm_comm_count(c, QM_COLL_ROW_SUM, 0, 0);
+        if (n_blocks > 0 && n > 0) memcpy(out, partials, n * sizeof(float)); /* one part: its cover is the root */
+        else memset(out, 0, n * sizeof(float));
         return QM_OK;
     }
-    if ((unsigned long long)n_blocks * n > (unsigned long long)INT_MAX)
-        return qm_fail(err, QM_ERR_UNSUPPORTED, "mpi comm: row_ordered_sum of %d blocks x %zu floats: over 2^31 floats",
-                       n_blocks, n);
-    size_t need = (size_t)n_blocks * n;
-    if (need > s->gather_cap) {
-        float *g = realloc(s->gather, need * sizeof(float));
-        if (!g) {
-            s->aborted = 1; /* peers are already in the all-gather: this device cannot go on */
-            snprintf(s->why, sizeof s->why, "out of memory in row_ordered_sum");
-            return qm_fail(err, QM_ERR_NOMEM, "mpi comm: row_ordered_sum: out of memory for %zu floats", need);
-        }
-        s->gather = g;
-        s->gather_cap = need;
+    if ((unsigned long long)n * QM_TREE_MAX_COVER > (unsigned long long)INT_MAX)
+        return qm_fail(err, QM_ERR_UNSUPPORTED, "mpi comm: row_tree_sum of %zu floats: over 2^31 / %d floats", n,
+                       QM_TREE_MAX_COVER);
+    if (!lay_out_tree_sum(c, n_blocks, n)) {
+        s->aborted = 1; /* peers are going into the exchange: this device cannot go on */
+        snprintf(s->why, sizeof s->why, "out of memory in row_tree_sum");
+        return qm_fail(err, QM_ERR_NOMEM, "mpi comm: row_tree_sum: out of memory for %zu floats", n);
     }
-    for (int k = 0; k < c->cols; k++) {
-        s->counts[k] = (int)(s->info[4 * k] * (long long)n);
-        s->displs[k] = (int)(s->info[4 * k + 1] * (long long)n);
-    }
-    rc = MPI_Allgatherv(nb > 0 ? partials : s->gather, nb * (int)n, MPI_FLOAT, s->gather, s->counts, s->displs, MPI_FLOAT,
-                        s->row);
+    pack_covers(c, partials, n);
+    int rc = MPI_Alltoallv(s->send, s->scounts, s->sdispls, MPI_FLOAT, s->recv, s->rcounts, s->rdispls, MPI_FLOAT, s->row);
     if (rc != MPI_SUCCESS)
-        return mpi_failed(c, "row_ordered_sum", rc, err);
-    memcpy(out, s->gather, n * sizeof(float));
-    for (int b = 1; b < n_blocks; b++) {
-        const float *p = s->gather + (size_t)b * n;
-        for (size_t i = 0; i < n; i++)
-            out[i] += p[i];
-    }
+        return mpi_failed(c, "row_tree_sum", rc, err);
+    combine_slice(c, n_blocks, n, out);
+    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, out, s->counts, s->displs, MPI_FLOAT, s->row);
+    if (rc != MPI_SUCCESS)
+        return mpi_failed(c, "row_tree_sum", rc, err);
+    count_tree_sum(c);
     return QM_OK;
 }
 
@@ -286,6 +350,8 @@ static qm_status m_row_allgather(qm_comm *c, const void *send, size_t bytes, voi
     qm_status st = check_bytes(c, "row_allgather", bytes, err);
     if (st != QM_OK)
         return st;
+    long long others = (long long)(c->cols - 1) * (long long)bytes;
+    qm_comm_count(c, QM_COLL_ROW_ALLGATHER, others, others);
     const void *sb = send == (char *)recv + (size_t)c->col * bytes ? MPI_IN_PLACE : send;
     int rc = MPI_Allgather(sb, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, st_of(c)->row);
     return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "row_allgather", rc, err);
@@ -297,6 +363,8 @@ static qm_status m_row_bcast(qm_comm *c, void *buf, size_t bytes, int root_col, 
     qm_status st = check_bytes(c, "row_bcast", bytes, err);
     if (st != QM_OK)
         return st;
+    int root = c->col == root_col;
+    qm_comm_count(c, QM_COLL_ROW_BCAST, root ? (long long)(c->cols - 1) * (long long)bytes : 0, root ? 0 : (long long)bytes);
     int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root_col, st_of(c)->row);
     return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "row_bcast", rc, err);
 }
@@ -306,6 +374,8 @@ static qm_status m_world_gather(qm_comm *c, const void *send, size_t bytes, void
     if (st != QM_OK)
         return st;
     int root = qm_comm_rank(c) == 0;
+    long long nd = (long long)c->rows * c->cols;
+    qm_comm_count(c, QM_COLL_WORLD, root ? 0 : (long long)bytes, root ? (nd - 1) * (long long)bytes : 0);
     const void *sb = root && send == recv ? MPI_IN_PLACE : send;
     int rc = MPI_Gather(sb, (int)bytes, MPI_BYTE, root ? recv : NULL, (int)bytes, MPI_BYTE, 0, st_of(c)->world);
     return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "world_gather", rc, err);
@@ -315,6 +385,9 @@ static qm_status m_world_bcast(qm_comm *c, void *buf, size_t bytes, qm_error *er
     qm_status st = check_bytes(c, "world_bcast", bytes, err);
     if (st != QM_OK)
         return st;
+    int root = qm_comm_rank(c) == 0;
+    long long nd = (long long)c->rows * c->cols;
+    qm_comm_count(c, QM_COLL_WORLD, root ? (nd - 1) * (long long)bytes : 0, root ? 0 : (long long)bytes);
     int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, st_of(c)->world);
     return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "world_bcast", rc, err);
 }
@@ -327,7 +400,7 @@ static void m_abort(qm_comm *c, const char *why) {
 
 static const qm_comm_ops mpi_ops = {
     .row_barrier = m_row_barrier,
-    .row_ordered_sum = m_row_ordered_sum,
+    .row_tree_sum = m_row_tree_sum,
     .row_allgather = m_row_allgather,
     .row_bcast = m_row_bcast,
     .world_barrier = m_world_barrier,

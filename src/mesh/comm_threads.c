@@ -5,14 +5,16 @@
  * directly, and waits again so that no device returns (and reuses its buffers or its slot)
  * while a peer still touches them. No data is staged in shared buffers, so nothing grows.
  *
- * row_ordered_sum: after the first barrier, device c sums a contiguous slice of the n
- * elements over all n_blocks blocks in block order (reading the blocks from their owners'
- * partials), and writes that slice into the out of every device of the row. The order of
- * the additions of one element is fixed by the block order alone, so the bits do not depend
- * on C.
+ * row_tree_sum: after the first barrier, device c combines its slice (tree_sum.h qm_tree_slice)
+ * of the n elements from every device's cover values in the fixed tree order (tree_sum.h),
+ * reading them from their owners' partials and adding in place there (the slices are
+ * disjoint, so no two devices touch the same floats), and writes that slice into the out of
+ * every device of the row. The order of the additions of one element is fixed by the tree
+ * alone, so the bits do not depend on C.
  */
 #include "mesh/barrier.h"
 #include "mesh/comm.h"
+#include "mesh/tree_sum.h"
 
 #include <sched.h>
 #include <stdatomic.h>
@@ -20,14 +22,14 @@
 #include <string.h>
 #include <unistd.h>
 
-#define SLICE_ALIGN 16 /* floats per cache line: slices start on a line, no false sharing */
 #define MAX_DEVICES 65536
 
 typedef struct {
-    const void *src;  /* partials / send buffer / bcast buffer */
+    const void *src;  /* send buffer / bcast buffer */
+    float *sums;      /* row_tree_sum: cover values [m][n] */
     void *dst;        /* out / recv buffer */
     size_t n;         /* elements or bytes */
-    int nb, b0, n_blocks, root;
+    int n_blocks, root;
 } slot;
 
 typedef struct dev {
@@ -148,73 +150,93 @@ static const slot *peer(qm_comm *c, int col) { return &dev_of(c)->m->devs[c->row
 
 /* ---- collectives ---- */
 
-static qm_status t_row_barrier(qm_comm *c, qm_error *err) { return row_wait(c, "row_barrier", err); }
+static qm_status t_row_barrier(qm_comm *c, qm_error *err) {
+    qm_comm_count(c, QM_COLL_ROW_BARRIER, 0, 0);
+    return row_wait(c, "row_barrier", err);
+}
 
-static qm_status t_world_barrier(qm_comm *c, qm_error *err) { return world_wait(c, "world_barrier", err); }
+static qm_status t_world_barrier(qm_comm *c, qm_error *err) {
+    qm_comm_count(c, QM_COLL_WORLD, 0, 0);
+    return world_wait(c, "world_barrier", err);
+}
 
-/* Checks that all devices of the row called row_ordered_sum with the same n and n_blocks and
- * that the blocks are assigned contiguously in column order. Every device reaches the same
- * verdict (it reads the same slots). */
-static qm_status check_blocks(qm_comm *c, qm_error *err) {
+/* Checks that all devices of the row called row_tree_sum with the same n and n_blocks. Every
+ * device reaches the same verdict (it reads the same slots). */
+static qm_status check_tree_sum(qm_comm *c, qm_error *err) {
     const slot *me = peer(c, c->col);
-    int next = 0;
     for (int k = 0; k < c->cols; k++) {
         const slot *p = peer(c, k);
-        if (p->n != me->n || p->n_blocks != me->n_blocks || p->nb < 0 || p->b0 != next)
+        if (p->n != me->n || p->n_blocks != me->n_blocks || p->n_blocks < 0)
             return qm_fail(err, QM_ERR_ARG,
-                           "threads comm: row_ordered_sum on row %d: device %d has n=%zu, n_blocks=%d, blocks [%d, %d), "
-                           "expected n=%zu, n_blocks=%d, blocks starting at %d (contiguous in column order)",
-                           c->row, k, p->n, p->n_blocks, p->b0, p->b0 + p->nb, me->n, me->n_blocks, next);
-        next += p->nb;
+                           "threads comm: row_tree_sum on row %d: device %d has n=%zu, n_blocks=%d, device %d has n=%zu, "
+                           "n_blocks=%d (every device must pass the same)",
+                           c->row, k, p->n, p->n_blocks, c->col, me->n, me->n_blocks);
     }
-    if (next != me->n_blocks)
-        return qm_fail(err, QM_ERR_ARG, "threads comm: row_ordered_sum on row %d: the devices hold %d blocks, n_blocks is %d",
-                       c->row, next, me->n_blocks);
     return QM_OK;
 }
 
-static qm_status t_row_ordered_sum(qm_comm *c, const float *partials, int nb, int b0, int n_blocks, size_t n,
-                                   float *out, qm_error *err) {
+typedef struct {
+    qm_comm *c;
+    int n_blocks;
+    size_t n, lo, len;      /* floats per value; this device's slice [lo, lo + len) */
+    int part, index;        /* the last cover node asked for: part's index-th */
+    long long floats_recv;  /* floats of other devices' cover values read */
+} cover_values;
+
+/* The cover nodes come left to right (tree_sum.h), so a part's come one after another. */
+static float *peer_cover_value(void *ctx, int leaf) {
+    cover_values *v = ctx;
+    int k = qm_tree_part_of(v->n_blocks, v->c->cols, leaf);
+    v->index = k == v->part ? v->index + 1 : 0;
+    v->part = k;
+    if (k != v->c->col) v->floats_recv += (long long)v->len;
+    return peer(v->c, k)->sums + (size_t)v->index * v->n + v->lo;
+}
+
+/* This device's slice of the tree sum, written into every device's out; returns the floats of
+ * other devices' cover values it read. */
+static long long combine_slice(qm_comm *c, int n_blocks, size_t n) {
+    size_t lo, hi;
+    qm_tree_slice(n, c->cols, c->col, &lo, &hi);
+    if (lo >= hi) return 0;
+    cover_values v = {c, n_blocks, n, lo, hi - lo, -1, 0, 0};
+    const float *root = qm_tree_combine(n_blocks, c->cols, peer_cover_value, &v, hi - lo);
+    for (int k = 0; k < c->cols; k++) {
+        float *to = (float *)peer(c, k)->dst + lo;
+        if (root) memcpy(to, root, (hi - lo) * sizeof(float));
+        else memset(to, 0, (hi - lo) * sizeof(float));
+    }
+    return v.floats_recv;
+}
+
+/* The bytes an exchange by messages would move (comm.h qm_comm_stats), as the MPI backend
+ * sends them: this device's cover values go to the owner of each other slice, its combined
+ * slice to every other device; it receives the other covers' values of its slice (floats_recv)
+ * and the other slices. */
+static void count_tree_sum(qm_comm *c, int n_blocks, size_t n, long long floats_recv) {
+    qm_tree_node cover[QM_TREE_MAX_COVER];
+    long long m = qm_tree_cover(n_blocks, c->cols, c->col, cover);
+    size_t lo, hi;
+    qm_tree_slice(n, c->cols, c->col, &lo, &hi);
+    long long mine = (long long)(hi - lo), others = (long long)n - mine;
+    long long sent = m * others + (long long)(c->cols - 1) * mine, recv = floats_recv + others;
+    if (n_blocks == 0) sent = recv = 0; /* every device knows the sum is 0: nothing to move */
+    qm_comm_count(c, QM_COLL_ROW_SUM, sent * 4, recv * 4);
+}
+
+static qm_status t_row_tree_sum(qm_comm *c, float *partials, int n_blocks, size_t n, float *out, qm_error *err) {
     dev *d = dev_of(c);
-    d->s = (slot){.src = partials, .dst = out, .n = n, .nb = nb, .b0 = b0, .n_blocks = n_blocks};
-    qm_status st = row_wait(c, "row_ordered_sum", err);
+    d->s = (slot){.sums = partials, .dst = out, .n = n, .n_blocks = n_blocks};
+    qm_status st = row_wait(c, "row_tree_sum", err);
     if (st != QM_OK)
         return st;
-    st = check_blocks(c, err);
-    if (st == QM_OK && n > 0) {
-        size_t per = (n + (size_t)c->cols - 1) / (size_t)c->cols;
-        per = (per + SLICE_ALIGN - 1) / SLICE_ALIGN * SLICE_ALIGN;
-        size_t lo = per * (size_t)c->col, hi = lo + per;
-        if (lo > n)
-            lo = n;
-        if (hi > n)
-            hi = n;
-        if (lo < hi) {
-            float *acc = out + lo;
-            size_t len = hi - lo;
-            int first = 1;
-            for (int k = 0; k < c->cols; k++) {
-                const slot *p = peer(c, k);
-                for (int j = 0; j < p->nb; j++) {
-                    const float *blk = (const float *)p->src + (size_t)j * n + lo;
-                    if (first) {
-                        memcpy(acc, blk, len * sizeof(float));
-                        first = 0;
-                    } else {
-                        for (size_t i = 0; i < len; i++)
-                            acc[i] += blk[i];
-                    }
-                }
-            }
-            if (first)
-                memset(acc, 0, len * sizeof(float));
-            for (int k = 0; k < c->cols; k++)
-                if (k != c->col)
-                    memcpy((float *)peer(c, k)->dst + lo, acc, len * sizeof(float));
-        }
+    st = check_tree_sum(c, err);
+    if (st == QM_OK) {
+        long long floats_recv = n > 0 ? combine_slice(c, n_blocks, n) : 0;
+        count_tree_sum(c, n_blocks, n, floats_recv);
     }
     qm_error e2;
-    qm_status st2 = row_wait(c, "row_ordered_sum", st == QM_OK ? err : &e2);
+    qm_status st2 = row_wait(c, "row_tree_sum", st == QM_OK ? err : &e2);
     return st != QM_OK ? st : st2;
 }
 
@@ -232,6 +254,8 @@ static qm_status check_bytes(qm_comm *c, const char *what, qm_error *err) {
 static qm_status t_row_allgather(qm_comm *c, const void *send, size_t bytes, void *recv, qm_error *err) {
     dev *d = dev_of(c);
     d->s = (slot){.src = send, .dst = recv, .n = bytes};
+    long long others = (long long)(c->cols - 1) * (long long)bytes;
+    qm_comm_count(c, QM_COLL_ROW_ALLGATHER, others, others);
     qm_status st = row_wait(c, "row_allgather", err);
     if (st != QM_OK)
         return st;
@@ -253,6 +277,8 @@ static qm_status t_row_bcast(qm_comm *c, void *buf, size_t bytes, int root_col, 
         return qm_fail(err, QM_ERR_ARG, "threads comm: row_bcast: root column %d outside 0..%d", root_col, c->cols - 1);
     dev *d = dev_of(c);
     d->s = (slot){.src = buf, .dst = buf, .n = bytes, .root = root_col};
+    int root = c->col == root_col;
+    qm_comm_count(c, QM_COLL_ROW_BCAST, root ? (long long)(c->cols - 1) * (long long)bytes : 0, root ? 0 : (long long)bytes);
     qm_status st = row_wait(c, "row_bcast", err);
     if (st != QM_OK)
         return st;
@@ -268,10 +294,11 @@ static qm_status t_world_gather(qm_comm *c, const void *send, size_t bytes, void
     dev *d = dev_of(c);
     qm_thread_mesh *m = d->m;
     d->s = (slot){.src = send, .dst = recv, .n = bytes};
+    int nd = m->rows * m->cols, root = qm_comm_rank(c) == 0;
+    qm_comm_count(c, QM_COLL_WORLD, root ? 0 : (long long)bytes, root ? (long long)(nd - 1) * (long long)bytes : 0);
     qm_status st = world_wait(c, "world_gather", err);
     if (st != QM_OK)
         return st;
-    int nd = m->rows * m->cols;
     for (int k = 0; k < nd && st == QM_OK; k++)
         if (m->devs[k].s.n != bytes)
             st = qm_fail(err, QM_ERR_ARG, "threads comm: world_gather: rank %d passed %zu bytes, rank %d passed %zu", k,
@@ -295,10 +322,11 @@ static qm_status t_world_bcast(qm_comm *c, void *buf, size_t bytes, qm_error *er
     dev *d = dev_of(c);
     qm_thread_mesh *m = d->m;
     d->s = (slot){.src = buf, .dst = buf, .n = bytes};
+    int nd = m->rows * m->cols, root = qm_comm_rank(c) == 0;
+    qm_comm_count(c, QM_COLL_WORLD, root ? (long long)(nd - 1) * (long long)bytes : 0, root ? 0 : (long long)bytes);
     qm_status st = world_wait(c, "world_bcast", err);
     if (st != QM_OK)
         return st;
-    int nd = m->rows * m->cols;
     for (int k = 0; k < nd && st == QM_OK; k++)
         if (m->devs[k].s.n != bytes)
             st = qm_fail(err, QM_ERR_ARG, "threads comm: world_bcast: rank %d passed %zu bytes, rank %d passed %zu", k,
@@ -333,7 +361,7 @@ static void t_abort(qm_comm *c, const char *why) {
 
 static const qm_comm_ops threads_ops = {
     .row_barrier = t_row_barrier,
-    .row_ordered_sum = t_row_ordered_sum,
+    .row_tree_sum = t_row_tree_sum,
     .row_allgather = t_row_allgather,
     .row_bcast = t_row_bcast,
     .world_barrier = t_world_barrier,

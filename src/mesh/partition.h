@@ -4,15 +4,16 @@
  *   - column-parallel linear: the weight's OUTPUT rows are split; each device computes a slice of
  *     the output from the full input; no collective after it (q/k/v, gate/up, lm_head).
  *   - row-parallel linear: the weight's INPUT columns are split; each device computes a partial
- *     sum of the full output from its slice of the input; an ordered sum across the row follows
+ *     sum of the full output from its slice of the input; a tree sum across the row follows
  *     (o_proj, down_proj).
  * Split states of an activation: replicated (every device of the row holds all of it), split
  * (each holds a contiguous slice), partial (each holds addends of the whole).
  *
  * Every split is contiguous and nearly even (qm_split); none requires divisibility: a device may
  * own zero heads or zero MLP blocks. Row-parallel partial sums are formed per fixed block — one
- * attention head for o_proj, QM_MLP_BLOCK intermediate columns for down_proj — and added in block
- * order (comm.h row_ordered_sum), so the sum has the same bits for every C.
+ * attention head for o_proj, QM_MLP_BLOCK intermediate columns for down_proj — and added along one
+ * fixed binary tree over the blocks (tree_sum.h, comm.h row_tree_sum), so the sum has the same bits
+ * for every C.
  */
 #ifndef QM_MESH_PARTITION_H
 #define QM_MESH_PARTITION_H

@@ -1,5 +1,6 @@
 /* A device: its shard, kernels, team, KV cache and buffers (one size table, one allocation). */
 #include "model/model.h"
+#include "mesh/tree_sum.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -46,15 +47,16 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
     size_t T = (size_t)dims->max_tokens, d = (size_t)cfg->hidden_size, hd = (size_t)cfg->head_dim;
     size_t hq = (size_t)qm_range_len(p->q_heads), hkv = (size_t)qm_range_len(p->kv_heads);
     size_t f = (size_t)qm_range_len(p->mlp_cols), nv = (size_t)qm_range_len(p->vocab);
-    size_t nb_heads = p->q_heads.begin == 0 ? 1 : hq;
-    size_t nb_mlp = p->mlp_blocks.begin == 0 ? 1 : (size_t)qm_range_len(p->mlp_blocks);
-    size_t nb = nb_heads > nb_mlp ? nb_heads : nb_mlp;
-    if (nb < 1) nb = 1;
+    /* the slots of a row-parallel layer's tree reduction (mesh/tree_sum.h), [slots][T][d] in all */
+    size_t part_heads = qm_tree_part_floats(p->n_heads, p->cols, p->col, dims->max_tokens, d);
+    size_t part_mlp = qm_tree_part_floats(p->n_mlp_blocks, p->cols, p->col, dims->max_tokens, d);
+    size_t part_floats = part_heads > part_mlp ? part_heads : part_mlp;
+    if (part_floats < 1) part_floats = 1;
     size_t nth = (size_t)qm_pool_size(dev->pool);
     buf_entry table[] = {
         {&dev->x, T * d},          {&dev->xn, T * d},       {&dev->q, T * hq * hd},
         {&dev->k, T * hkv * hd},   {&dev->v, T * hkv * hd}, {&dev->att, T * hq * hd},
-        {&dev->partial, nb * T * d}, {&dev->sum, T * d},    {&dev->gate, T * f},
+        {&dev->partial, part_floats}, {&dev->sum, T * d},    {&dev->gate, T * f},
         {&dev->up, T * f},         {&dev->scores, nth * (size_t)p->group * (size_t)dims->max_context},
         {&dev->logits, T * nv},
     };

@@ -2,14 +2,17 @@
  *
  * Activations of T tokens: x [T][d] replicated; q/att [T][hq*hd] and k/v [T][hkv*hd] split by
  * heads; gate/up [T][f] split by MLP blocks. Row-parallel layers (o_proj, down_proj) produce
- * per-block partials that comm's row_ordered_sum adds in block order. The first device that
- * owns blocks chains its own blocks in place (p0 + p1 + ...), which is that same order.
+ * per-block partials; each device reduces its own blocks in place to the subtrees of the fixed
+ * tree that lie in its range (mesh/tree_sum.h) and comm's row_tree_sum combines those across the
+ * row in tree order, so the sum has the same bits for every C.
  * Work inside a device is split over its team by output rows or by (token, head): never along
  * a reduction, so the team size changes no bits. */
 #include "model/model.h"
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
+#include "mesh/tree_sum.h"
 
+#include <assert.h>
 #include <math.h>
 #include <string.h>
 
@@ -25,9 +28,10 @@ typedef struct {
     const qm_wview *w;   /* o_proj or down_proj columns of this device */
     const float *in;     /* [T][in_ld] */
     int in_ld;
-    int nb;              /* local blocks */
+    int nb, b0;          /* local blocks: qm_split(n_blocks, cols, col) = [b0, b0 + nb) */
+    int n_blocks;        /* blocks of the whole layer (the tree's leaves) */
+    int group;           /* blocks per kernel call (tree_sum.h qm_tree_group) */
     int block_cols;      /* columns per block (the last may be shorter) */
-    int fused;           /* first owner: chain blocks into dev->sum */
     float *lm_in;        /* [n_out][d] normed rows of the output tokens */
     /* fast mode: rows to quantize into dev->xq before the next matmuls */
     const float *q_in;   /* [q_rows][q_ld] */
@@ -119,10 +123,47 @@ static void attention(job *J, int ith, int nth) {
     }
 }
 
-/* Partials of a row-parallel layer: block bi of this device -> partial[bi] (or chained into sum,
- * in block order) for the thread's share of the output rows. The kernels read each weight row
- * once (kernels.h, matmul_blocks). In the fast mode, a view whose blocks are not all whole
- * 32-blocks (odd test shapes only) goes block by block through linear(), which picks per block. */
+typedef enum { LEAVES_F32, LEAVES_Q8, LEAVES_BY_BLOCK } leaves_path;
+
+typedef struct {
+    job *J;
+    leaves_path path;
+    long ob, oe; /* the thread's output rows */
+} leaf_maker;
+
+/* Block partials of the device's blocks [first, first + count) (row-wide numbers) for the
+ * thread's output rows into slots slot.. of dev->partial ([slot][T][d]). The kernels read each
+ * weight row once along the blocks of a call (kernels.h, matmul_blocks). In the fast mode, a view
+ * whose blocks are not all whole 32-blocks (odd test shapes only) goes block by block through
+ * linear(), which picks per block. */
+static void make_leaves(void *ctx, int first, int count, int slot) {
+    const leaf_maker *M = ctx;
+    const job *J = M->J;
+    qm_device *dev = J->dev;
+    const int T = J->s->n_tok, d = dev->shard.cfg.hidden_size, bc = J->block_cols;
+    const int c0 = (first - J->b0) * bc, c1 = c0 + count * bc < J->w->cols ? c0 + count * bc : J->w->cols;
+    const qm_wview v = qm_wview_cols(J->w, c0, c1);
+    const size_t pstride = (size_t)T * (size_t)d;
+    float *part = dev->partial + (size_t)slot * pstride; /* [count][T][d] */
+    if (M->path == LEAVES_Q8) {
+        const qm_q8act a = {dev->xq + c0, dev->xq_d + c0 / 32, dev->xq_s + c0 / 32, (size_t)dev->xq_ld / 32};
+        dev->kern.matmul_q8_blocks(&v, &a, T, bc, count, part, pstride, NULL, (size_t)d, (int)M->ob, (int)M->oe);
+    } else if (M->path == LEAVES_F32) {
+        dev->kern.matmul_blocks(&v, J->in + c0, (size_t)J->in_ld, T, bc, count, part, pstride, NULL, (size_t)d,
+                                (int)M->ob, (int)M->oe);
+    } else {
+        for (int bi = 0; bi < count; bi++) {
+            int b0 = c0 + bi * bc, b1 = b0 + bc < c1 ? b0 + bc : c1;
+            qm_wview blk = qm_wview_cols(J->w, b0, b1);
+            linear(dev, &blk, NULL, J->in + b0, (size_t)J->in_ld, b0, T, part + (size_t)bi * pstride, (size_t)d,
+                   (int)M->ob, (int)M->oe);
+        }
+    }
+}
+
+/* A row-parallel layer on this device, for the thread's share of the output rows: its blocks'
+ * partials reduced to its cover of the fixed tree (mesh/tree_sum.h), cover node i into
+ * dev->partial slot i, a group of blocks at a time. */
 static void row_parallel(job *J, int ith, int nth) {
     qm_device *dev = J->dev;
     const qm_wview *w = J->w;
@@ -130,28 +171,12 @@ static void row_parallel(job *J, int ith, int nth) {
     long ob, oe;
     qm_split_range(d, ith, nth, &ob, &oe);
     if (oe <= ob) return;
-    float *chain = J->fused ? dev->sum : NULL;
-    const size_t pstride = (size_t)T * (size_t)d;
     const int q8 = dev->xq && qm_dtype_is_quant(w->dtype);
-    if (q8 && w->col0 % 32 == 0 && w->cols % 32 == 0 && bc % 32 == 0) {
-        const qm_q8act a = {dev->xq, dev->xq_d, dev->xq_s, (size_t)dev->xq_ld / 32};
-        dev->kern.matmul_q8_blocks(w, &a, T, bc, J->nb, dev->partial, pstride, chain, (size_t)d, (int)ob, (int)oe);
-    } else if (!q8) {
-        dev->kern.matmul_blocks(w, J->in, (size_t)J->in_ld, T, bc, J->nb, dev->partial, pstride, chain, (size_t)d,
-                                (int)ob, (int)oe);
-    } else {
-        for (int bi = 0; bi < J->nb; bi++) {
-            int c0 = bi * bc, c1 = c0 + bc < w->cols ? c0 + bc : w->cols;
-            qm_wview blk = qm_wview_cols(w, c0, c1);
-            float *dst = dev->partial + (size_t)(J->fused ? 0 : bi) * pstride;
-            linear(dev, &blk, NULL, J->in + c0, (size_t)J->in_ld, c0, T, dst, (size_t)d, (int)ob, (int)oe);
-            if (!J->fused) continue;
-            for (int t = 0; t < T; t++) {
-                float *acc = dev->sum + (size_t)t * (size_t)d, *pt = dst + (size_t)t * (size_t)d;
-                for (long o = ob; o < oe; o++) acc[o] = bi == 0 ? pt[o] : acc[o] + pt[o];
-            }
-        }
-    }
+    leaf_maker M = {J, LEAVES_BY_BLOCK, ob, oe};
+    if (q8 && w->col0 % 32 == 0 && w->cols % 32 == 0 && bc % 32 == 0) M.path = LEAVES_Q8;
+    else if (!q8) M.path = LEAVES_F32;
+    const qm_tree_span span = {dev->partial, (size_t)T * (size_t)d, (size_t)ob, (size_t)(oe - ob), (size_t)T, (size_t)d};
+    qm_tree_reduce_part(J->n_blocks, dev->comm->cols, dev->comm->col, J->group, make_leaves, &M, &span);
 }
 
 static void norm_rows(const qm_device *dev, const float *x, const float *w, float *y, int n_rows, int ith, int nth) {
@@ -256,45 +281,28 @@ static void quantize_input(job *J, const float *in, int rows, int ld) {
     phase_run(J, PH_QUANT);
 }
 
-/* The first column whose part of n blocks is non-empty, and that part's length. */
-static int first_owner_blocks(int n_blocks, int cols) {
-    for (int c = 0; c < cols; c++) {
-        int len = qm_range_len(qm_split(n_blocks, cols, c));
-        if (len > 0) return len;
-    }
-    return 0;
-}
-
-/* A row-parallel layer: local partials, then the ordered sum across the row into dev->sum. */
+/* A row-parallel layer: local partials reduced to this device's cover, then the tree sum across
+ * the row into dev->sum. */
 static qm_status row_parallel_layer(job *J, phase ph, const qm_wview *w, const float *in, int in_ld, qm_range blocks,
                                     int n_blocks, int block_cols, qm_error *err) {
     qm_device *dev = J->dev;
     int T = J->s->n_tok, d = dev->shard.cfg.hidden_size;
+    assert(blocks.begin == qm_split(n_blocks, dev->comm->cols, dev->comm->col).begin &&
+           blocks.end == qm_split(n_blocks, dev->comm->cols, dev->comm->col).end);
     J->w = w;
     J->in = in;
     J->in_ld = in_ld;
     J->nb = qm_range_len(blocks);
+    J->b0 = blocks.begin;
+    J->n_blocks = n_blocks;
+    J->group = qm_tree_group(J->nb, (size_t)T * (size_t)d);
     J->block_cols = block_cols;
-    J->fused = blocks.begin == 0 && J->nb > 0;
     quantize_input(J, in, T, in_ld);
     phase_run(J, ph);
-    /* The first owner contributes its chain as one block: the same order as block by block. */
-    int first = first_owner_blocks(n_blocks, dev->comm->cols);
-    const float *send = J->fused ? dev->sum : dev->partial;
-    int nb = J->fused ? 1 : J->nb;
-    int b0 = J->fused ? 0 : blocks.begin - (first - 1);
-    if (b0 < 0) b0 = 0; /* empty devices before the first owner */
     double t0 = qm_now();
-    /* The fused sum is read by the collective and the result written to dev->partial-free memory:
-     * row_ordered_sum may not alias, so the result goes through the partial buffer region only
-     * when it is not the input. */
-    float *out = J->fused ? dev->partial : dev->sum;
-    qm_status st = dev->comm->ops->row_ordered_sum(dev->comm, send, nb, b0, n_blocks - first + 1,
-                                                   (size_t)T * (size_t)d, out, err);
+    qm_status st = dev->comm->ops->row_tree_sum(dev->comm, dev->partial, n_blocks, (size_t)T * (size_t)d, dev->sum, err);
     dev->time_s[QM_TIME_COMM] += qm_now() - t0;
-    if (st) return st;
-    if (out != dev->sum) memcpy(dev->sum, out, (size_t)T * (size_t)d * sizeof(float));
-    return QM_OK;
+    return st;
 }
 
 qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {

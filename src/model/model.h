@@ -83,8 +83,8 @@ typedef struct {
     float *q;          /* [T][hq*hd] split by heads */
     float *k, *v;      /* [T][hkv*hd] */
     float *att;        /* [T][hq*hd] attention output, split by heads */
-    float *partial;    /* [max(hq, mlp blocks)][T][d] partial sums of a row-parallel layer */
-    float *sum;        /* [T][d] the ordered sum */
+    float *partial;    /* [slots][T][d] a row-parallel layer's block partials and cover values (mesh/tree_sum.h) */
+    float *sum;        /* [T][d] the tree sum across the row */
     float *gate, *up;  /* [T][f] */
     float *scores;     /* [nth][max_context] attention scratch per team member */
     float *logits;     /* [T][vocab_local] */

@@ -13,7 +13,7 @@ typedef enum {
     QM_TIME_GATE_UP,   /* gate and up projections, SiLU (weights) */
     QM_TIME_DOWN,      /* down_proj partials (weights) */
     QM_TIME_LM_HEAD,   /* final norm and the vocabulary slice (weights) */
-    QM_TIME_COMM,      /* the row's ordered sums (synchronisation and transfer) */
+    QM_TIME_COMM,      /* the row's tree sums (synchronisation and transfer) */
     QM_TIME_SAMPLE,    /* the sampler with its candidate exchange */
     QM_TIME_COUNT
 } qm_time_part;

@@ -1,13 +1,17 @@
 /* Self-test of a comm backend: the same checks on every device, over MPI (one process per
  * rank, under mpirun) or over threads (one process), printing one line per device:
  *
- *   rank K (r,c) mesh RxC: ok sums=<checksum of every row_ordered_sum output, hex>
+ *   rank K (r,c) mesh RxC: ok sums=<checksum of every row_tree_sum output, hex> sent=<bytes> recv=<bytes>
+ *
+ * Every row_tree_sum output is compared with the scalar reference (mesh/tree_sum.h) by memcmp,
+ * and the bytes the device's comm counted for each call (qm_comm_stats) with the bounds of
+ * comm.h. sent/recv are this device's row-sum totals over the cases.
  *
  * The checksum lines of the two backends must be equal (tests/test_comm_mpi.sh compares them).
  *
  *   comm_selftest --backend mpi|threads --mesh RxC [--time] [--sleep-in-loop]
  *
- * --sleep-in-loop: after the checks, loop forever (ordered sum + barrier every 10 ms), so a
+ * --sleep-in-loop: after the checks, loop forever (tree sum + barrier every 10 ms), so a
  * test can kill one rank and measure how the others stop; prints "pid K P" first.
  */
 #include <pthread.h>
@@ -35,7 +39,8 @@ static const struct {
     int n_blocks;
     size_t n;
     uint32_t seed;
-} cases[] = {{5, 896, 1}, {28, 896, 2}, {14, 1000, 3}, {64, 33, 4}, {3, 1, 5}, {1, 100, 6}, {0, 17, 7}, {8, 257, 8}};
+} cases[] = {{5, 896, 1},  {14, 896, 2}, {76, 896, 3}, {28, 3584, 4}, {64, 96, 5},  {296, 64, 6},
+             {14, 1000, 7}, {3, 1, 8},   {1, 100, 9},  {0, 17, 10},   {9, 257, 11}, {2, 5, 12}};
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 
 #define CHECK(cond, ...)                                                                                   \
@@ -55,17 +60,17 @@ static void time_sums(qm_comm *c, int n_blocks) {
     const int iters = 2000;
     int b0, nb;
     td_assign(n_blocks, c->cols, c->col, &b0, &nb);
-    float *part = malloc(((size_t)nb * n + 1) * sizeof(float)), *out = malloc(n * sizeof(float));
-    td_fill(9, b0, nb, n, part);
+    float *part = malloc(((size_t)nb * n + 1) * sizeof(float)), *out = malloc(n * sizeof(float)); /* [nb][n] */
+    td_fill_cover(9, n_blocks, c->cols, c->col, n, nb, part);
     qm_error err = {0};
     c->ops->row_barrier(c, &err);
     double t0 = now_s();
     for (int i = 0; i < iters; i++)
-        if (c->ops->row_ordered_sum(c, part, nb, b0, n_blocks, n, out, &err) != QM_OK)
+        if (c->ops->row_tree_sum(c, part, n_blocks, n, out, &err) != QM_OK)
             break;
     double t = now_s() - t0;
     if (qm_comm_rank(c) == 0)
-        printf("timing: mesh %dx%d: row_ordered_sum of %d blocks x 896 floats: %.2f us per call\n", c->rows, c->cols,
+        printf("timing: mesh %dx%d: row_tree_sum of %d blocks x 896 floats: %.2f us per call\n", c->rows, c->cols,
                n_blocks, 1e6 * t / iters);
     free(part);
     free(out);
@@ -73,14 +78,12 @@ static void time_sums(qm_comm *c, int n_blocks) {
 
 static void sleep_loop(qm_comm *c) {
     qm_error err = {0};
-    float part[4 * 64] = {0}, out[64];
-    int b0, nb;
-    td_assign(4, c->cols, c->col, &b0, &nb);
+    float part[4 * 64] = {0}, out[64]; /* [nb <= 4][64] */
     printf("pid %d %ld\n", qm_comm_rank(c), (long)getpid());
     fflush(stdout);
     double last_ok = now_s();
     for (;;) {
-        qm_status st = c->ops->row_ordered_sum(c, part, nb, b0, 4, 64, out, &err);
+        qm_status st = c->ops->row_tree_sum(c, part, 4, 64, out, &err);
         if (st == QM_OK)
             st = c->ops->world_barrier(c, &err);
         if (st != QM_OK) {
@@ -95,36 +98,56 @@ static void sleep_loop(qm_comm *c) {
     }
 }
 
+typedef struct {
+    uint64_t sums;                   /* every output's checksum, folded */
+    long long sent_total, recv_total; /* row-sum bytes this device counted */
+} sum_totals;
+
+/* One row_tree_sum case: the output against the scalar reference (memcmp), the bytes this
+ * device's comm counted against the bounds of comm.h. Returns 0, or 1 with why filled. */
+static int check_tree_sum_case(qm_comm *c, int k, sum_totals *t, char *why_out, size_t why_len) {
+    char why[1200] = "";
+    qm_error err = {0};
+    int b0, nb;
+    td_assign(cases[k].n_blocks, c->cols, c->col, &b0, &nb);
+    size_t n = cases[k].n;
+    uint32_t seed = cases[k].seed + 1000u * (uint32_t)c->row;
+    float *part = malloc(((size_t)nb * n + 1) * sizeof(float)); /* [nb][n] */
+    float *out = malloc(n * sizeof(float)), *ref = malloc(n * sizeof(float));
+    CHECK(part && out && ref && td_reference(seed, cases[k].n_blocks, n, ref), "out of memory");
+    td_fill_cover(seed, cases[k].n_blocks, c->cols, c->col, n, 1 + k % 3, part); /* groups of 1..3 leaves */
+    qm_comm_stats before = c->stats;
+    qm_status st = c->ops->row_tree_sum(c, part, cases[k].n_blocks, n, out, &err);
+    CHECK(st == QM_OK, "row_tree_sum case %d: %s", k, err.msg);
+    for (size_t i = 0; i < n; i++)
+        CHECK(memcmp(&out[i], &ref[i], 4) == 0, "row_tree_sum case %d: out[%zu] = %a, reference %a", k, i,
+              (double)out[i], (double)ref[i]);
+    long long sent = c->stats.bytes_sent[QM_COLL_ROW_SUM] - before.bytes_sent[QM_COLL_ROW_SUM];
+    long long got = c->stats.bytes_recv[QM_COLL_ROW_SUM] - before.bytes_recv[QM_COLL_ROW_SUM];
+    long long bound = td_volume_bound(cases[k].n_blocks, c->cols, n);
+    CHECK(sent <= bound && got <= bound, "row_tree_sum case %d (%d blocks, %zu floats): sent %lld, received %lld bytes, bound %lld",
+          k, cases[k].n_blocks, n, sent, got, bound);
+    t->sent_total += sent;
+    t->recv_total += got;
+    t->sums = (t->sums ^ td_checksum(out, n)) * 1099511628211ULL;
+done:
+    free(part);
+    free(out);
+    free(ref);
+    snprintf(why_out, why_len, "%s", why);
+    return why[0] != 0;
+}
+
 /* Runs every check on one device; returns 0 when all pass. */
 static int device_checks(qm_comm *c, const opts *o) {
     char why[1200] = "";
     qm_error err = {0};
     int rank = qm_comm_rank(c), nd = c->rows * c->cols;
-    uint64_t sums = 1469598103934665603ULL;
-    float *part = NULL, *out = NULL, *ref = NULL;
+    sum_totals t = {1469598103934665603ULL, 0, 0};
     uint8_t *recv = malloc(16 * (size_t)nd);
 
-    for (int k = 0; k < N_CASES; k++) {
-        int b0, nb;
-        td_assign(cases[k].n_blocks, c->cols, c->col, &b0, &nb);
-        size_t n = cases[k].n;
-        uint32_t seed = cases[k].seed + 1000u * (uint32_t)c->row;
-        part = malloc(((size_t)nb * n + 1) * sizeof(float));
-        out = malloc(n * sizeof(float));
-        ref = malloc(n * sizeof(float));
-        td_fill(seed, b0, nb, n, part);
-        td_reference(seed, cases[k].n_blocks, n, ref);
-        qm_status st = c->ops->row_ordered_sum(c, part, nb, b0, cases[k].n_blocks, n, out, &err);
-        CHECK(st == QM_OK, "row_ordered_sum case %d: %s", k, err.msg);
-        for (size_t i = 0; i < n; i++)
-            CHECK(memcmp(&out[i], &ref[i], 4) == 0, "row_ordered_sum case %d: out[%zu] = %a, reference %a", k, i,
-                  (double)out[i], (double)ref[i]);
-        sums = (sums ^ td_checksum(out, n)) * 1099511628211ULL;
-        free(part);
-        free(out);
-        free(ref);
-        part = out = ref = NULL;
-    }
+    for (int k = 0; k < N_CASES && !why[0]; k++) check_tree_sum_case(c, k, &t, why, sizeof why);
+    if (why[0]) goto done;
     for (int round = 0; round < 10; round++) {
         uint8_t send[16], buf[16];
         for (size_t i = 0; i < 16; i++)
@@ -155,9 +178,6 @@ static int device_checks(qm_comm *c, const opts *o) {
         CHECK(c->ops->row_barrier(c, &err) == QM_OK, "row_barrier: %s", err.msg);
     }
 done:
-    free(part);
-    free(out);
-    free(ref);
     free(recv);
     if (why[0]) {
         printf("rank %d (%d,%d) mesh %dx%d: FAILED %s\n", rank, c->row, c->col, c->rows, c->cols, why);
@@ -165,8 +185,8 @@ done:
         c->ops->abort(c, why);
         return 1;
     }
-    printf("rank %d (%d,%d) mesh %dx%d: ok sums=%016llx\n", rank, c->row, c->col, c->rows, c->cols,
-           (unsigned long long)sums);
+    printf("rank %d (%d,%d) mesh %dx%d: ok sums=%016llx sent=%lld recv=%lld\n", rank, c->row, c->col, c->rows, c->cols,
+           (unsigned long long)t.sums, t.sent_total, t.recv_total);
     fflush(stdout);
     if (o->time) {
         time_sums(c, c->cols);

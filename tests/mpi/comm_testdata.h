@@ -1,13 +1,17 @@
 /* Test data shared by tests/test_comm_threads.c and tests/mpi/comm_selftest.c: block partials
  * whose float sum depends on the order of the additions (magnitudes spread over 2^-20..2^20,
- * both signs), the contiguous block assignment, the sequential reference and a checksum. */
+ * both signs), the contiguous block assignment, a device's cover values, the tree-order
+ * reference (mesh/tree_sum.h qm_tree_sum_ref), the volume bounds of a row sum and a checksum. */
 #ifndef QM_TESTS_COMM_TESTDATA_H
 #define QM_TESTS_COMM_TESTDATA_H
 
 #include <math.h>
+#include <stdlib.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "mesh/tree_sum.h"
 
 static inline uint32_t td_hash(uint32_t x) {
     x ^= x >> 16;
@@ -41,8 +45,39 @@ static inline void td_fill(uint32_t seed, int b0, int nb, size_t n, float *parti
             partials[(size_t)j * n + i] = td_value(seed, b0 + j, i);
 }
 
-/* out[i] = ((p_0 + p_1) + ...) + p_{n_blocks-1}; 0 when n_blocks == 0. */
-static inline void td_reference(uint32_t seed, int n_blocks, size_t n, float *out) {
+typedef struct {
+    uint32_t seed;
+    float *slots; /* [..][n] */
+    size_t n;
+} td_leaves;
+
+static inline void td_make_leaves(void *ctx, int first, int count, int slot) {
+    const td_leaves *t = ctx;
+    td_fill(t->seed, first, count, t->n, t->slots + (size_t)slot * t->n);
+}
+
+/* Column `col`'s cover values in partials [m][n], made from its leaves `group` at a time
+ * (what a device passes to row_tree_sum). partials must have room for the column's blocks. */
+static inline void td_fill_cover(uint32_t seed, int n_blocks, int cols, int col, size_t n, int group, float *partials) {
+    td_leaves t = {seed, partials, n};
+    qm_tree_span span = {partials, n, 0, n, 1, 0};
+    qm_tree_reduce_part(n_blocks, cols, col, group < 1 ? 1 : group, td_make_leaves, &t, &span);
+}
+
+/* out[n] = the tree sum of the blocks by the scalar reference; 0 when n_blocks == 0.
+ * Returns 0 when out of memory. */
+static inline int td_reference(uint32_t seed, int n_blocks, size_t n, float *out) {
+    float *leaves = malloc(((size_t)n_blocks * n + 1) * sizeof(float));
+    if (!leaves) return 0;
+    td_fill(seed, 0, n_blocks, n, leaves);
+    qm_tree_sum_ref(leaves, n_blocks, n, out);
+    free(leaves);
+    return 1;
+}
+
+/* The same blocks added in block order ((p0 + p1) + p2) + ...: used to show that the data makes
+ * the order visible. */
+static inline void td_chain(uint32_t seed, int n_blocks, size_t n, float *out) {
     for (size_t i = 0; i < n; i++) {
         float acc = n_blocks > 0 ? td_value(seed, 0, i) : 0.0f;
         for (int b = 1; b < n_blocks; b++)
@@ -51,14 +86,23 @@ static inline void td_reference(uint32_t seed, int n_blocks, size_t n, float *ou
     }
 }
 
-/* The same sum in reverse block order: used to show that the data makes the order visible. */
-static inline void td_reversed(uint32_t seed, int n_blocks, size_t n, float *out) {
-    for (size_t i = 0; i < n; i++) {
-        float acc = n_blocks > 0 ? td_value(seed, n_blocks - 1, i) : 0.0f;
-        for (int b = n_blocks - 2; b >= 0; b--)
-            acc += td_value(seed, b, i);
-        out[i] = acc;
-    }
+/* 1 when every column's blocks are one tree node (or none). */
+static inline int td_aligned(int n_blocks, int cols) {
+    qm_tree_node cover[QM_TREE_MAX_COVER];
+    for (int k = 0; k < cols; k++)
+        if (qm_tree_cover(n_blocks, cols, k, cover) > 1) return 0;
+    return 1;
+}
+
+/* The most bytes one device may send, and receive, in a row sum of n floats (comm.h): 2*n
+ * floats when aligned, max(2, 2*top)*n otherwise; plus the rounding of slices when C does not
+ * divide n (at most one float per cover node and device). */
+static inline long long td_volume_bound(int n_blocks, int cols, size_t n) {
+    int top = qm_tree_top(n_blocks);
+    if (cols == 1 || n_blocks == 0) return 0;
+    if (td_aligned(n_blocks, cols)) return 4 * (2 * (long long)n + cols);
+    long long f = 2 * top > 2 ? 2 * top : 2;
+    return 4 * (f * (long long)n + f * cols);
 }
 
 /* FNV-1a over the bits of the floats. */
