@@ -2,7 +2,7 @@
 # Installs qmesh's build and test dependencies (Debian packages) on a fresh machine, as root.
 # Safe to run again: packages already present are not downloaded.
 set -euo pipefail
-pkgs=(build-essential cmake ninja-build pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libcmocka-dev
+pkgs=(build-essential cmake ninja-build pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libcmocka-dev libmicrohttpd-dev
       libopenmpi-dev openmpi-bin bc procps)
 optional=(gnuplot-nox clang libclang-rt-14-dev)
 missing=()

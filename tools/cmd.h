@@ -14,6 +14,7 @@ int cmd_generate(int argc, char **argv);     /* cmd_generate.c */
 int cmd_bench(int argc, char **argv);        /* cmd_bench.c */
 int cmd_eval(int argc, char **argv);         /* cmd_eval.c: gsm8k, extract, compare, report */
 int cmd_quantize(int argc, char **argv);     /* cmd_quantize.c */
+int cmd_serve(int argc, char **argv);        /* cmd_serve.c: the OpenAI-compatible HTTP server */
 
 /* Shared helpers (cli.c). */
 /* Prints "qmesh <cmd>: <message>" to stderr; returns 1. */

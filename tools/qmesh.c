@@ -20,6 +20,7 @@ static const subcommand subcommands[] = {
     {"eval", cmd_eval, "GSM8K evaluation: gsm8k, extract, compare, report"},
     {"bench", cmd_bench, "prefill and decode speed, one JSON line"},
     {"quantize", cmd_quantize, "Hugging Face folder -> Q8_0/Q4_0 GGUF file (for qmesh and llama.cpp)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server (completions, chat, streaming) on any mesh"},
 };
 
 static void usage(FILE *f) {

@@ -8,6 +8,7 @@
 #include <qmesh.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "engine/sampler.h"
 #include "text/chat.h"
 #include "text/tokenizer.h"
 
@@ -58,15 +59,22 @@ typedef struct {
     const char *const *stop; /* stop strings (the completion ends before them); may be NULL */
     int n_stop;
     bool stop_at_eos;        /* end-of-text ids of the config and <|im_end|>, <|endoftext|> */
+    int logprobs;            /* 0: none; n >= 1: each generated token's log-probability and the n - 1 most
+                                likely tokens' (at most 1 + QM_MAX_TOP_LOGPROBS; engine/sampler.h) */
+    uint64_t rng_stream;     /* with seed, the sampler's random stream: the same seed and stream give the
+                                same draws whatever else runs (qm_engine_generate sets request i's to i) */
 } qm_gen_request;
 
-typedef enum { QM_STOP_LENGTH = 0, QM_STOP_EOS, QM_STOP_STRING } qm_stop_reason;
+/* QM_STOP_CANCELLED: the request source cancelled it (qm_request_source.cancelled), or refused it
+ * (an invalid request from a source: nothing generated). */
+typedef enum { QM_STOP_LENGTH = 0, QM_STOP_EOS, QM_STOP_STRING, QM_STOP_CANCELLED } qm_stop_reason;
 
 typedef struct {
     int *ids;                /* generated ids (stop tokens excluded) */
     int n_ids;
     char *text;              /* decoded completion, stop string cut off, NUL-terminated */
     qm_stop_reason reason;
+    const qm_token_logprobs *logprobs; /* [n_ids] when the request asked for them, else NULL */
     int prompt_tokens;
     double ms;               /* wall time from the request's start to its end */
 } qm_gen_result;
@@ -87,14 +95,43 @@ typedef struct {
     double prefill_s, decode_s;
 } qm_gen_stats;
 
-/* Serves n requests. Returns after all are done (or on the first error). */
+/* Serves n requests. Returns after all are done (or on the first error). A thin client of
+ * qm_engine_serve: request i has id i and rng_stream i. */
 qm_status qm_engine_generate(qm_engine *e, const qm_gen_request *reqs, int n, const qm_gen_callbacks *cb,
                              qm_gen_stats *stats, qm_error *err);
+
+/* Requests that arrive while others run (a server's queue). The serving loop polls it at step
+ * boundaries, on world rank 0 only (other ranks get the requests by broadcast), and never two
+ * calls at once, except idle_wait, which rows of one process may call together. */
+typedef struct {
+    /* The next waiting request into *out, its id into *id (>= 0, unique among those not yet
+     * reported done); false when none waits now. What *out points to is copied at once. */
+    bool (*next)(void *ctx, qm_gen_request *out, int *id);
+    /* True when request id should stop (its client went away): its sequence is freed at the next
+     * step boundary and on_done reports it with QM_STOP_CANCELLED. May be NULL. */
+    bool (*cancelled)(void *ctx, int id);
+    /* True once no request will come any more: the loop returns when those running are done. */
+    bool (*closed)(void *ctx);
+    /* Nothing to run: wait at most max_ms for a request or for closing. May be NULL. */
+    void (*idle_wait)(void *ctx, int max_ms);
+    void *ctx;
+} qm_request_source;
+
+/* Serves requests from src until it is closed and every request taken is done; results through
+ * cb (on_done with the source's id) on world rank 0. A request the engine cannot run (see
+ * qm_engine_check_request) is reported done at once with QM_STOP_CANCELLED and nothing generated. */
+qm_status qm_engine_serve(qm_engine *e, const qm_request_source *src, const qm_gen_callbacks *cb,
+                          qm_gen_stats *stats, qm_error *err);
+/* Whether the engine can run q (prompt fits the context, ids in the vocabulary, ...); err says why not. */
+qm_status qm_engine_check_request(const qm_engine *e, const qm_gen_request *q, qm_error *err);
+/* KV positions per sequence (prompt + generated tokens at most). */
+int qm_engine_max_context(const qm_engine *e);
 
 
 /* Extras for the program (logits, bench). */
 #include "io/config.h"
 #include "model/timing.h"
+#include "mesh/comm.h"
 const qm_config *qm_engine_config(const qm_engine *e);
 
 /* Full-vocabulary float32 logits of every position of one id sequence: out [n][vocab_size]
@@ -117,6 +154,8 @@ typedef struct {
                                         the devices of row 0 / cols */
     const char *isa;
     int team_threads;
+    qm_comm_stats comm;              /* collectives so far (mesh/comm.h), the largest count of each field
+                                        over the devices of row 0 that this process runs */
 } qm_engine_info;
 void qm_engine_get_info(const qm_engine *e, qm_engine_info *info);
 

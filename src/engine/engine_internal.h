@@ -31,12 +31,10 @@ struct qm_engine {
     int eos[16];
     int n_eos;
     double load_s;
-    pthread_mutex_t mu;    /* callbacks and the request queue */
+    pthread_mutex_t mu;    /* callbacks and the request source */
     /* the current run */
-    const qm_gen_request *reqs;
-    int n_reqs;
+    const qm_request_source *src;
     const qm_gen_callbacks *cb;
-    int next_req;          /* threads: the shared queue */
     qm_gen_stats stats;
 };
 

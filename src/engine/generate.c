@@ -1,6 +1,8 @@
 /* The serving loop of one mesh row: continuous batching with a shared-prefix KV cache. */
+#include "engine/dispatch.h"
 #include "engine/engine_internal.h"
 #include "engine/relay.h"
+#include "engine/request_pack.h"
 #include "engine/stop.h"
 
 #include <stdio.h>
@@ -8,12 +10,15 @@
 #include <string.h>
 
 typedef struct {
-    int req;              /* request index, -1 = free */
+    int req;              /* the request's id (the source's), -1 = free */
+    qm_live_request lr;   /* the request: the sequence's own copy */
+    int max_stop;         /* its longest stop string: text held back from streaming */
     int *toks;            /* [n_prompt + max_new] prompt then generated ids */
     int n_toks, n_done;   /* known tokens; tokens already in the KV cache */
     int n_prompt, n_gen;
     qm_rng rng;
     qm_sampling sp;
+    qm_token_logprobs *lps; /* [max_new] when the request asks for logprobs */
     qm_decode_stream ds;
     char *text;
     size_t len, cap, emitted;
@@ -26,14 +31,16 @@ typedef struct {
     seq *seqs;            /* [batch] */
     int *step_ids, *step_pos, *step_slot, *step_out, *out_seq;
     qm_sampling *out_sp;
+    qm_token_logprobs *out_lp; /* [max_tokens] logprobs of the step's picks (rows that ask) */
+    int *out_want;             /* [max_tokens] logprobs each output asks for (qm_gen_request.logprobs) */
     qm_rng *out_rng;
     int *picked;
-    int *assign;          /* [batch] requests the leader hands to free sequences, -1 none */
+    int *slot_ids;        /* [batch] the request id in each sequence slot, -1 free */
+    qm_row_orders orders; /* new requests and cancellations at each step boundary (dispatch.h) */
     void *scratch;
-    int max_stop;
-    /* prefix cache */
-    const int *prefix;
-    int prefix_len;
+    /* prefix cache: the shared prefix of the latest request that had one (a copy) */
+    int *prefix;
+    int prefix_len, prefix_cap;
     bool prefix_ready;
     qm_relay relay;       /* finished results of a row that does not report itself (relay.h) */
     qm_status failed;     /* an allocation failed while finishing or decoding text: stop */
@@ -48,27 +55,6 @@ static bool is_eos(const qm_engine *e, int id) {
     for (int i = 0; i < e->n_eos; i++)
         if (e->eos[i] == id) return true;
     return false;
-}
-
-static int next_request(row_ctx *r) {
-    qm_engine *e = r->e;
-    const qm_gen_callbacks *cb = e->cb;
-    for (;;) {
-        int i;
-        if (!e->whole_mesh) {
-            /* rows in other processes: no queue is shared across rows, so row r takes requests
-             * r, r + R, r + 2R, ... (e->next_req starts at -1). */
-            i = e->next_req < 0 ? r->dev->comm->row : e->next_req;
-            if (i >= e->n_reqs) return -1;
-            e->next_req = i + e->rows;
-        } else {
-            pthread_mutex_lock(&e->mu);
-            i = e->next_req < e->n_reqs ? e->next_req++ : -1;
-            pthread_mutex_unlock(&e->mu);
-            if (i < 0) return -1;
-        }
-        if (!cb || !cb->skip || !cb->skip(cb->ctx, i)) return i;
-    }
 }
 
 static qm_status text_append(seq *s, const char *p, size_t n) {
@@ -108,11 +94,12 @@ static void finish(row_ctx *r, seq *s, qm_stop_reason why) {
         .n_ids = s->n_gen,
         .text = s->text ? s->text : "",
         .reason = why,
+        .logprobs = s->lps,
         .prompt_tokens = s->n_prompt,
         .ms = (qm_now() - s->t_start) * 1e3,
     };
     if (is_leader(r)) {
-        emit_text(r, s, s->len);
+        if (why != QM_STOP_CANCELLED) emit_text(r, s, s->len);
         if (!reports(r)) {
             if (qm_relay_hold(&r->relay, s->req, &res, s->len)) r->failed = QM_ERR_NOMEM; /* never a silent drop */
         } else if (e->cb && e->cb->on_done) {
@@ -123,6 +110,8 @@ static void finish(row_ctx *r, seq *s, qm_stop_reason why) {
     }
     free(s->toks);
     free(s->text);
+    free(s->lps);
+    qm_live_request_free(&s->lr);
     memset(s, 0, sizeof *s);
     s->req = -1;
 }
@@ -149,18 +138,40 @@ static qm_status prefill_only(row_ctx *r, const int *toks, int from, int to, int
     return QM_OK;
 }
 
-static qm_status start_seq(row_ctx *r, seq *s, int req, qm_error *err) {
+/* The prefix cache holds q's shared prefix (a copy), recomputed when it differs from the last. */
+static qm_status remember_prefix(row_ctx *r, const qm_gen_request *q, qm_error *err) {
+    if (r->prefix_len == q->shared_prefix && !memcmp(q->prompt, r->prefix, (size_t)r->prefix_len * sizeof(int)))
+        return QM_OK;
+    if (q->shared_prefix > r->prefix_cap) {
+        int *t = realloc(r->prefix, (size_t)q->shared_prefix * sizeof(int));
+        if (!t) return qm_fail(err, QM_ERR_NOMEM, "out of memory for the shared prefix");
+        r->prefix = t;
+        r->prefix_cap = q->shared_prefix;
+    }
+    memcpy(r->prefix, q->prompt, (size_t)q->shared_prefix * sizeof(int));
+    r->prefix_len = q->shared_prefix;
+    r->prefix_ready = false;
+    return QM_OK;
+}
+
+/* Starts sequence s on the request lr (taken over: s owns it from here, even on failure). */
+static qm_status start_seq(row_ctx *r, seq *s, qm_live_request *lr, qm_error *err) {
     qm_engine *e = r->e;
-    const qm_gen_request *q = &e->reqs[req];
     memset(s, 0, sizeof *s);
-    s->req = req;
+    s->lr = *lr;
+    s->req = lr->id;
+    const qm_gen_request *q = &s->lr.q;
+    for (int j = 0; j < q->n_stop; j++)
+        if ((int)strlen(q->stop[j]) > s->max_stop) s->max_stop = (int)strlen(q->stop[j]);
     s->n_prompt = q->n_prompt;
     s->toks = malloc(((size_t)q->n_prompt + (size_t)q->max_new_tokens + 1) * sizeof(int));
     if (!s->toks) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
     memcpy(s->toks, q->prompt, (size_t)q->n_prompt * sizeof(int));
     s->n_toks = q->n_prompt;
     s->sp = (qm_sampling){q->temperature, q->top_k, q->top_p};
-    qm_rng_seed(&s->rng, q->seed, (uint64_t)req);
+    if (q->logprobs > 0 && !(s->lps = calloc((size_t)q->max_new_tokens + 1, sizeof *s->lps)))
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    qm_rng_seed(&s->rng, q->seed, q->rng_stream);
     s->t_start = qm_now();
     r->st.prompt_tokens += q->n_prompt;
     if (q->max_new_tokens == 0) { /* nothing to generate: done without computing anything */
@@ -168,12 +179,12 @@ static qm_status start_seq(row_ctx *r, seq *s, int req, qm_error *err) {
         return QM_OK;
     }
     /* Prefix cache: the shared prefix's KV is computed once per row and copied. */
-    if (r->prefix_len > 0 && q->shared_prefix == r->prefix_len &&
-        !memcmp(q->prompt, r->prefix, (size_t)r->prefix_len * sizeof(int)) && q->n_prompt > r->prefix_len) {
-        int pslot = e->batch;
+    if (q->shared_prefix > 0 && q->n_prompt > q->shared_prefix) {
+        qm_status st = remember_prefix(r, q, err);
+        if (st) return st;
+        const int pslot = e->batch;
         if (!r->prefix_ready) {
-            qm_status st = prefill_only(r, r->prefix, 0, r->prefix_len, pslot, err);
-            if (st) return st;
+            if ((st = prefill_only(r, r->prefix, 0, r->prefix_len, pslot, err))) return st;
             r->prefix_ready = true;
         }
         qm_kv_copy(r->dev, pslot, (int)(s - r->seqs), r->prefix_len);
@@ -183,14 +194,15 @@ static qm_status start_seq(row_ctx *r, seq *s, int req, qm_error *err) {
 }
 
 /* After a token is picked for s: stops, text, streaming. Returns true when s finished. */
-static bool accept_token(row_ctx *r, seq *s, int tok) {
+static bool accept_token(row_ctx *r, seq *s, int tok, const qm_token_logprobs *lp) {
     qm_engine *e = r->e;
-    const qm_gen_request *q = &e->reqs[s->req];
+    const qm_gen_request *q = &s->lr.q;
     if (q->stop_at_eos && is_eos(e, tok)) {
         finish(r, s, QM_STOP_EOS);
         return true;
     }
     s->toks[s->n_toks++] = tok;
+    if (s->lps) s->lps[s->n_gen] = *lp;
     s->n_gen++;
     r->st.gen_tokens++;
     if (e->tok) {
@@ -206,7 +218,7 @@ static bool accept_token(row_ctx *r, seq *s, int tok) {
             finish(r, s, QM_STOP_STRING);
             return true;
         }
-        size_t hold = r->max_stop > 0 ? (size_t)r->max_stop - 1 : 0;
+        size_t hold = s->max_stop > 0 ? (size_t)s->max_stop - 1 : 0;
         if (s->len > hold) emit_text(r, s, s->len - hold);
     }
     if (s->n_gen >= q->max_new_tokens || s->n_toks >= r->dev->dims.max_context) {
@@ -244,6 +256,7 @@ static int fill_step(row_ctx *r, int *n_out) {
                 r->step_out[*n_out] = n - 1;
                 r->out_seq[*n_out] = b;
                 r->out_sp[*n_out] = s->sp;
+                r->out_want[*n_out] = s->lr.q.logprobs;
                 r->out_rng[*n_out] = s->rng;
                 (*n_out)++;
             }
@@ -264,8 +277,9 @@ static qm_status run_step(row_ctx *r, int n, int n_out, qm_error *err) {
     if (st) return st;
     int *pk = r->picked;
     const double t_sample = qm_now();
-    st = qm_sample_rows(dev->comm, dev->logits, (size_t)qm_range_len(p->vocab), p->vocab.begin, qm_range_len(p->vocab),
-                        n_out, r->out_sp, r->out_rng, r->scratch, pk, err);
+    st = qm_sample_rows_logprobs(dev->comm, dev->logits, (size_t)qm_range_len(p->vocab), p->vocab.begin,
+                                 qm_range_len(p->vocab), n_out, r->out_sp, r->out_want, r->out_rng, r->scratch, pk,
+                                 r->out_lp, err);
     dev->time_s[QM_TIME_SAMPLE] += qm_now() - t_sample;
     if (st) return st;
     for (int i = 0; i < n_out; i++)
@@ -282,50 +296,45 @@ static qm_status run_step(row_ctx *r, int n, int n_out, qm_error *err) {
     for (int i = 0; i < n_out; i++) {
         seq *s = &r->seqs[r->out_seq[i]];
         s->rng = r->out_rng[i];
-        accept_token(r, s, pk[i]);
+        accept_token(r, s, pk[i], &r->out_lp[i]);
     }
     return QM_OK;
 }
 
-/* The row's buffers, and the run's facts every device derives alike: the longest stop string
- * (text held back from streaming) and the shared prefix. */
+/* The row's buffers. */
 static qm_status row_open(row_ctx *r, qm_engine *e, qm_device *dev, qm_error *err) {
     const int B = e->batch, T = dev->dims.max_tokens;
     *r = (row_ctx){.e = e, .dev = dev};
     r->seqs = calloc((size_t)B, sizeof *r->seqs);
-    r->assign = calloc((size_t)B, sizeof *r->assign);
+    r->slot_ids = calloc((size_t)B, sizeof *r->slot_ids);
     r->step_ids = calloc((size_t)T * 5, sizeof(int));
     r->out_sp = calloc((size_t)T, sizeof *r->out_sp);
     r->out_rng = calloc((size_t)T, sizeof *r->out_rng);
+    r->out_lp = calloc((size_t)T, sizeof *r->out_lp);
+    r->out_want = calloc((size_t)T, sizeof *r->out_want);
     r->scratch = malloc(qm_sample_scratch_bytes(B < T ? B : T, dev->comm->cols)); /* one output per sequence */
     r->picked = malloc((size_t)T * sizeof(int));
-    if (!r->seqs || !r->assign || !r->step_ids || !r->out_sp || !r->out_rng || !r->scratch || !r->picked)
+    if (!r->seqs || !r->slot_ids || !r->step_ids || !r->out_sp || !r->out_rng || !r->out_lp || !r->out_want || !r->scratch || !r->picked)
         return qm_fail(err, QM_ERR_NOMEM, "out of memory");
     r->step_pos = r->step_ids + T;
     r->step_slot = r->step_pos + T;
     r->step_out = r->step_slot + T;
     r->out_seq = r->step_out + T;
     for (int b = 0; b < B; b++) r->seqs[b].req = -1;
-    for (int i = 0; i < e->n_reqs; i++) {
-        for (int j = 0; j < e->reqs[i].n_stop; j++)
-            if ((int)strlen(e->reqs[i].stop[j]) > r->max_stop) r->max_stop = (int)strlen(e->reqs[i].stop[j]);
-        if (!r->prefix && e->reqs[i].shared_prefix > 0) {
-            r->prefix = e->reqs[i].prompt;
-            r->prefix_len = e->reqs[i].shared_prefix;
-        }
-    }
-    return QM_OK;
+    return qm_orders_init(&r->orders, B, dev->comm->rows * dev->comm->cols, err);
 }
 
-/* The row's statistics into the engine's (the leader's), then everything freed; after a
- * failure, also the sequences still running. */
-static void row_close(row_ctx *r, bool failed) {
+/* The row's statistics into the engine's (the leader's), then everything freed, the sequences
+ * still running included (after a failure). */
+static void row_close(row_ctx *r) {
     qm_engine *e = r->e;
-    if (failed && r->seqs)
+    if (r->seqs)
         for (int b = 0; b < e->batch; b++)
             if (r->seqs[b].req >= 0) {
                 free(r->seqs[b].toks);
                 free(r->seqs[b].text);
+                free(r->seqs[b].lps);
+                qm_live_request_free(&r->seqs[b].lr);
             }
     if (is_leader(r)) {
         pthread_mutex_lock(&e->mu);
@@ -337,30 +346,44 @@ static void row_close(row_ctx *r, bool failed) {
         pthread_mutex_unlock(&e->mu);
     }
     qm_relay_free(&r->relay);
+    qm_orders_free(&r->orders);
     free(r->seqs);
-    free(r->assign);
+    free(r->slot_ids);
+    free(r->prefix);
     free(r->step_ids);
     free(r->out_sp);
     free(r->out_rng);
+    free(r->out_lp);
+    free(r->out_want);
     free(r->scratch);
     free(r->picked);
 }
 
-/* The leader fills free sequences with new requests; the row learns them and starts them.
- * *active: sequences running now; *assigned: those just started. */
-static qm_status take_requests(row_ctx *r, int *active, int *assigned, qm_error *err) {
+/* At a step boundary: the row learns its orders (dispatch.h), cancels and starts sequences.
+ * *active: sequences running now; *stop: the loop ends. */
+static qm_status take_requests(row_ctx *r, int *active, bool *stop, qm_error *err) {
     const int B = r->e->batch;
-    for (int b = 0; b < B; b++) r->assign[b] = -1;
-    if (is_leader(r))
-        for (int b = 0; b < B; b++)
-            if (r->seqs[b].req < 0) r->assign[b] = next_request(r);
-    qm_status st = r->dev->comm->ops->row_bcast(r->dev->comm, r->assign, (size_t)B * sizeof(int), 0, err);
-    *active = *assigned = 0;
-    for (int b = 0; !st && b < B; b++) {
-        if (r->assign[b] >= 0) st = start_seq(r, &r->seqs[b], r->assign[b], err);
-        *assigned += r->assign[b] >= 0;
-        *active += r->seqs[b].req >= 0;
+    qm_row_orders *o = &r->orders;
+    for (int b = 0; b < B; b++) r->slot_ids[b] = r->seqs[b].req;
+    qm_status st = qm_dispatch(r->e, r->dev->comm, r->slot_ids, o, err);
+    if (st) return st;
+    for (int b = 0; b < B; b++)
+        if (o->cancel[b] && r->seqs[b].req >= 0) finish(r, &r->seqs[b], QM_STOP_CANCELLED);
+    const char *p = o->payload;
+    size_t left = o->len;
+    for (int k = 0, b = 0; k < o->n_new && !st; k++) {
+        while (b < B && r->slot_ids[b] >= 0) b++; /* the free slots before this step, in order */
+        if (b == B) return qm_fail(err, QM_ERR_COMM, "more new requests than free sequences");
+        qm_live_request lr;
+        size_t used = 0;
+        if ((st = qm_request_unpack(p, left, &lr, &used, err))) break;
+        p += used;
+        left -= used;
+        st = start_seq(r, &r->seqs[b++], &lr, err);
     }
+    *active = 0;
+    for (int b = 0; b < B; b++) *active += r->seqs[b].req >= 0;
+    *stop = o->stop;
     return st;
 }
 
@@ -368,59 +391,40 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
     (void)arg;
     row_ctx r;
     qm_status st = row_open(&r, e, dev, err);
-    if (!e->whole_mesh) e->next_req = -1;
     /* Rows in other processes: the results of rows other than 0 are flushed to rank 0 every pass,
      * so that a crash loses at most the last pass of them. */
     const bool flush = !e->whole_mesh && e->rows > 1;
     while (!st) {
-        int active, assigned;
-        if ((st = take_requests(&r, &active, &assigned, err))) break;
-        const bool idle = !active && !assigned; /* nothing left for this row */
+        int active = 0;
+        bool stop = false;
+        if ((st = take_requests(&r, &active, &stop, err))) break;
         if (flush) { /* every rank, once per pass: finished results reach rank 0 a pass after */
             bool all_done = false;
-            if ((st = qm_relay_flush(&r.relay, dev->comm, e->cb, idle, &all_done, err))) break;
-            if (idle) {
-                if (all_done) break;
-                continue;
-            }
-        } else if (idle) {
-            break;
+            if ((st = qm_relay_flush(&r.relay, dev->comm, e->cb, !active, &all_done, err))) break;
         }
-        if (!active) continue; /* requests that finished at once (max_new_tokens 0) */
+        if (stop) break;
+        if (!active) continue; /* waiting for requests, or they finished at once (max_new_tokens 0) */
         int n_out = 0, n = fill_step(&r, &n_out);
         if ((st = run_step(&r, n, n_out, err))) break;
         if (r.failed) /* this device stops; the comm's abort stops the others of the mesh */
             st = qm_fail(err, r.failed, "out of memory keeping the text or results of finished requests");
     }
-    row_close(&r, st != QM_OK);
+    row_close(&r);
     return st;
 }
 
-qm_status qm_engine_generate(qm_engine *e, const qm_gen_request *reqs, int n, const qm_gen_callbacks *cb,
-                             qm_gen_stats *stats, qm_error *err) {
-    for (int i = 0; i < n; i++) {
-        const qm_gen_request *q = &reqs[i];
-        if (q->n_prompt < 1)
-            return qm_fail(err, QM_ERR_ARG, "request %d has an empty prompt", i);
-        if (q->n_prompt >= e->dims.max_context)
-            return qm_fail(err, QM_ERR_ARG, "request %d: prompt of %d tokens does not fit the context of %d (--ctx)", i,
-                           q->n_prompt, e->dims.max_context);
-        for (int j = 0; j < q->n_prompt; j++)
-            if (q->prompt[j] < 0 || q->prompt[j] >= e->cfg.vocab_size)
-                return qm_fail(err, QM_ERR_ARG, "request %d: token id %d outside the vocabulary of %d", i, q->prompt[j],
-                               e->cfg.vocab_size);
-        if (q->max_new_tokens < 0) return qm_fail(err, QM_ERR_ARG, "request %d: negative max_new_tokens", i);
-        if (q->shared_prefix < 0 || q->shared_prefix > q->n_prompt)
-            return qm_fail(err, QM_ERR_ARG, "request %d: shared prefix longer than the prompt", i);
-    }
-    e->reqs = reqs;
-    e->n_reqs = n;
+qm_status qm_engine_serve(qm_engine *e, const qm_request_source *src, const qm_gen_callbacks *cb,
+                          qm_gen_stats *stats, qm_error *err) {
+    if (!src || !src->next || !src->closed)
+        return qm_fail(err, QM_ERR_ARG, "qm_engine_serve needs a request source with next and closed");
+    e->src = src;
     e->cb = cb;
-    e->next_req = 0;
     memset(&e->stats, 0, sizeof e->stats);
     double t0 = qm_now();
     qm_status st = qm_engine_run_devices(e, row_loop, NULL, err);
     e->stats.wall_s = qm_now() - t0;
     if (stats) *stats = e->stats;
+    e->src = NULL;
+    e->cb = NULL;
     return st;
 }

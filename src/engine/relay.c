@@ -7,10 +7,10 @@
 
 /* One packed result: this header, then n_ids ints, then text_len bytes of text. */
 typedef struct {
-    int32_t req, reason, prompt_tokens, n_ids;
+    int32_t req, reason, prompt_tokens, n_ids, has_logprobs, pad;
     uint64_t text_len;
     double ms;
-} relay_header;
+} relay_header; /* then the logprobs, n_ids of them, when has_logprobs */
 
 static qm_status append(qm_relay *h, const void *p, size_t n) {
     if (h->len + n > h->cap) {
@@ -34,40 +34,57 @@ qm_status qm_relay_hold(qm_relay *h, int req, const qm_gen_result *res, size_t t
     hd.n_ids = res->n_ids;
     hd.text_len = text_len;
     hd.ms = res->ms;
+    hd.has_logprobs = res->logprobs != NULL;
     const size_t start = h->len;
     qm_status st = append(h, &hd, sizeof hd);
     if (!st) st = append(h, res->ids, (size_t)res->n_ids * sizeof(int));
     if (!st) st = append(h, res->text, text_len);
+    if (!st && res->logprobs) st = append(h, res->logprobs, (size_t)res->n_ids * sizeof *res->logprobs);
     if (st) h->len = start; /* nothing half-packed */
     return st;
+}
+
+/* One packed result at p (n bytes left) handed to on_done; *used: its size. */
+static qm_status report_one(const qm_gen_callbacks *cb, const char *p, size_t n, size_t *used, qm_error *err) {
+    relay_header hd;
+    memcpy(&hd, p, sizeof hd);
+    size_t at = sizeof hd;
+    const size_t ids_bytes = (size_t)hd.n_ids * sizeof(int);
+    const size_t lp_bytes = hd.has_logprobs ? (size_t)hd.n_ids * sizeof(qm_token_logprobs) : 0;
+    if (hd.n_ids < 0 || ids_bytes > n - at || hd.text_len > n - at - ids_bytes ||
+        lp_bytes > n - at - ids_bytes - hd.text_len)
+        return qm_fail(err, QM_ERR_COMM, "relayed results are damaged (request %d)", hd.req);
+    int *ids = malloc(ids_bytes + 1);
+    char *text = malloc((size_t)hd.text_len + 1);
+    qm_token_logprobs *lps = lp_bytes ? malloc(lp_bytes) : NULL;
+    if (!ids || !text || (lp_bytes && !lps)) {
+        free(ids);
+        free(text);
+        free(lps);
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory reporting the result of request %d", hd.req);
+    }
+    memcpy(ids, p + at, ids_bytes);
+    memcpy(text, p + at + ids_bytes, (size_t)hd.text_len);
+    text[hd.text_len] = 0;
+    if (lps) memcpy(lps, p + at + ids_bytes + hd.text_len, lp_bytes);
+    *used = at + ids_bytes + (size_t)hd.text_len + lp_bytes;
+    const qm_gen_result res = {.ids = ids, .n_ids = hd.n_ids, .text = text, .reason = (qm_stop_reason)hd.reason,
+                               .logprobs = lps, .prompt_tokens = hd.prompt_tokens, .ms = hd.ms};
+    cb->on_done(cb->ctx, hd.req, &res);
+    free(ids);
+    free(text);
+    free(lps);
+    return QM_OK;
 }
 
 /* Hands one rank's packed results (n bytes) to on_done. */
 static qm_status report_packed(const qm_gen_callbacks *cb, const char *p, size_t n, qm_error *err) {
     size_t at = 0;
     while (at + sizeof(relay_header) <= n) {
-        relay_header hd;
-        memcpy(&hd, p + at, sizeof hd);
-        at += sizeof hd;
-        const size_t ids_bytes = (size_t)hd.n_ids * sizeof(int);
-        if (hd.n_ids < 0 || ids_bytes > n - at || hd.text_len > n - at - ids_bytes)
-            return qm_fail(err, QM_ERR_COMM, "relayed results are damaged (request %d)", hd.req);
-        int *ids = malloc(ids_bytes + 1);
-        char *text = malloc((size_t)hd.text_len + 1);
-        if (!ids || !text) {
-            free(ids);
-            free(text);
-            return qm_fail(err, QM_ERR_NOMEM, "out of memory reporting the result of request %d", hd.req);
-        }
-        memcpy(ids, p + at, ids_bytes);
-        memcpy(text, p + at + ids_bytes, (size_t)hd.text_len);
-        text[hd.text_len] = 0;
-        at += ids_bytes + (size_t)hd.text_len;
-        const qm_gen_result res = {.ids = ids, .n_ids = hd.n_ids, .text = text, .reason = (qm_stop_reason)hd.reason,
-                                   .prompt_tokens = hd.prompt_tokens, .ms = hd.ms};
-        cb->on_done(cb->ctx, hd.req, &res);
-        free(ids);
-        free(text);
+        size_t used = 0;
+        qm_status st = report_one(cb, p + at, n - at, &used, err);
+        if (st) return st;
+        at += used;
     }
     return QM_OK;
 }

@@ -1,6 +1,7 @@
 #include "engine/sampler.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,9 +51,19 @@ static int n_candidates(const qm_sampling *p) {
     return QM_SAMPLE_MAX_CANDIDATES;
 }
 
-/* mine [n][k], all [cols][n][k], merge [cols][k] (k <= QM_SAMPLE_MAX_CANDIDATES). */
+#define LP_SCALE 1099511627776.0 /* 2^40: the fixed point of the softmax sums (sampler.h) */
+
+/* Candidates a row needs from each shard: those to draw from, and the top logprobs asked for. */
+static int n_needed(const qm_sampling *p, int want) {
+    const int k = n_candidates(p), top = want > 1 + QM_MAX_TOP_LOGPROBS ? 1 + QM_MAX_TOP_LOGPROBS : want;
+    return k > top ? k : top;
+}
+
+/* mine [n][k], all [cols][n][k], merge [cols][k] (k <= QM_SAMPLE_MAX_CANDIDATES); then the
+ * logprobs' fixed-point sums: mine [n], all [cols][n]. */
 size_t qm_sample_scratch_bytes(int n, int cols) {
-    return QM_SAMPLE_MAX_CANDIDATES * sizeof(qm_candidate) * ((size_t)n * (size_t)(cols + 1) + (size_t)cols) + 64;
+    return QM_SAMPLE_MAX_CANDIDATES * sizeof(qm_candidate) * ((size_t)n * (size_t)(cols + 1) + (size_t)cols) +
+           (size_t)n * (size_t)(cols + 1) * sizeof(int64_t) + 128;
 }
 
 /* The k best of the local slice, in canonical order (padded with -inf / INT32_MAX). */
@@ -108,12 +119,70 @@ static int draw(const qm_candidate *c, int n, const qm_sampling *p, qm_rng *rng)
     return pick;
 }
 
+
+/* Row i's candidates for its logprobs, raw (the caller's lp): the pick's logit in logprob, the
+ * first candidates (top_id[0]: the largest logit) in top_id / top_logprob, n_top of them. */
+static void keep_candidates(const qm_candidate *c, int m, int pick, int want, qm_token_logprobs *lp) {
+    lp->logprob = -INFINITY;
+    for (int j = 0; j < m; j++)
+        if (c[j].id == pick) {
+            lp->logprob = c[j].logit;
+            break;
+        }
+    int keep = want - 1 > 1 ? want - 1 : 1;
+    if (keep > QM_MAX_TOP_LOGPROBS) keep = QM_MAX_TOP_LOGPROBS;
+    lp->n_top = keep < m ? keep : m;
+    for (int j = 0; j < lp->n_top; j++) {
+        lp->top_id[j] = c[j].id;
+        lp->top_logprob[j] = c[j].logit;
+    }
+}
+
+/* The softmax sums of the rows asking for logprobs, in fixed point over each shard's slice then
+ * added exactly across the row; raw logits in lp become log-probabilities. sums: [cols + 1][n]. */
+static qm_status finish_logprobs(qm_comm *comm, const float *logits, size_t ld, int vocab_len, int n,
+                                 const int *want, int64_t *sums, qm_token_logprobs *lp, qm_error *err) {
+    int64_t *mine = sums, *all = sums + n;
+    for (int i = 0; i < n; i++) {
+        int64_t sum = 0;
+        const float *row = logits + (size_t)i * ld;
+        const float max = lp[i].top_logprob[0];
+        if (want[i] > 0)
+            for (int v = 0; v < vocab_len; v++)
+                if (row[v] == row[v] && row[v] != -INFINITY) sum += (int64_t)((double)expf(row[v] - max) * LP_SCALE + 0.5);
+        mine[i] = sum;
+    }
+    qm_status st = comm->ops->row_allgather(comm, mine, (size_t)n * sizeof *mine, all, err);
+    if (st) return st;
+    for (int i = 0; i < n; i++) {
+        if (want[i] <= 0) continue;
+        int64_t total = 0;
+        for (int c = 0; c < comm->cols; c++) total += all[(size_t)c * (size_t)n + (size_t)i];
+        const double max = lp[i].top_logprob[0], log_sum = log((double)total / LP_SCALE);
+        lp[i].logprob = (float)((double)lp[i].logprob - max - log_sum);
+        for (int j = 0; j < lp[i].n_top; j++) lp[i].top_logprob[j] = (float)((double)lp[i].top_logprob[j] - max - log_sum);
+        if (want[i] - 1 < lp[i].n_top) lp[i].n_top = want[i] - 1;
+    }
+    return QM_OK;
+}
+
 qm_status qm_sample_rows(qm_comm *comm, const float *logits, size_t ld, int vocab_begin, int vocab_len, int n,
                          const qm_sampling *params, qm_rng *rngs, void *scratch, int *out, qm_error *err) {
+    return qm_sample_rows_logprobs(comm, logits, ld, vocab_begin, vocab_len, n, params, NULL, rngs, scratch, out, NULL,
+                                   err);
+}
+
+qm_status qm_sample_rows_logprobs(qm_comm *comm, const float *logits, size_t ld, int vocab_begin, int vocab_len,
+                                  int n, const qm_sampling *params, const int *want, qm_rng *rngs, void *scratch,
+                                  int *out, qm_token_logprobs *lp, qm_error *err) {
     if (n == 0) return QM_OK;
     int k = 1;
-    for (int i = 0; i < n; i++)
-        if (n_candidates(&params[i]) > k) k = n_candidates(&params[i]);
+    bool any_lp = false;
+    for (int i = 0; i < n; i++) {
+        const int w = want && lp ? want[i] : 0;
+        if (n_needed(&params[i], w) > k) k = n_needed(&params[i], w);
+        any_lp |= w > 0;
+    }
     size_t per_dev = (size_t)n * (size_t)k;
     qm_candidate *mine = scratch, *all = mine + per_dev;
     for (int i = 0; i < n; i++) local_top(logits + (size_t)i * ld, vocab_begin, vocab_len, k, mine + (size_t)i * k);
@@ -137,6 +206,14 @@ qm_status qm_sample_rows(qm_comm *comm, const float *logits, size_t ld, int voca
             int nk = n_candidates(&params[i]);
             out[i] = draw(tmp, nk < m ? nk : m, &params[i], &rngs[i]);
         }
+        if (any_lp && want[i] > 0) keep_candidates(tmp, m, out[i], want[i], &lp[i]);
     }
-    return QM_OK;
+    if (!any_lp) return QM_OK;
+    /* after the candidates' room (k <= QM_SAMPLE_MAX_CANDIDATES), 8-byte aligned */
+    uintptr_t at = (uintptr_t)((char *)scratch + QM_SAMPLE_MAX_CANDIDATES * sizeof(qm_candidate) *
+                                                     ((size_t)n * (size_t)(C + 1) + (size_t)C));
+    int64_t *sums = (int64_t *)((at + 7) & ~(uintptr_t)7);
+    for (int i = 0; i < n; i++) /* rows with every logit -inf or NaN: no logprobs (the caller stops) */
+        if (out[i] < 0 && want[i] > 0) lp[i] = (qm_token_logprobs){.logprob = -INFINITY, .top_logprob = {0}};
+    return finish_logprobs(comm, logits, ld, vocab_len, n, want, sums, lp, err);
 }

@@ -11,11 +11,24 @@
 
 #define QM_SAMPLE_MAX_CANDIDATES 1024 /* candidates per shard when top_k is off */
 
+#define QM_MAX_TOP_LOGPROBS 20
+
 typedef struct {
     float temperature; /* 0 = greedy */
     int top_k;         /* 0 = off */
     float top_p;       /* 1 = off */
 } qm_sampling;
+
+/* Log-probabilities under the model's own distribution (softmax of the raw logits: no temperature,
+ * top-k or top-p), the same bits on every mesh: the softmax's sum is taken in fixed point (each
+ * exp(l - max) rounded to a multiple of 2^-40, summed as integers), so no order of the shards
+ * changes it. */
+typedef struct {
+    float logprob;                       /* the picked token's */
+    int n_top;                           /* the most likely tokens, in canonical order */
+    int32_t top_id[QM_MAX_TOP_LOGPROBS];
+    float top_logprob[QM_MAX_TOP_LOGPROBS];
+} qm_token_logprobs;
 
 typedef struct {
     uint64_t s[4];
@@ -36,6 +49,12 @@ typedef struct {
  * every logit of row i is -inf or NaN (the same on every device of the mesh row). Allocates nothing. */
 qm_status qm_sample_rows(qm_comm *comm, const float *logits, size_t ld, int vocab_begin, int vocab_len, int n,
                          const qm_sampling *params, qm_rng *rngs, void *scratch, int *out, qm_error *err);
+/* The same, and lp[i] for the rows with want[i] > 0: the picked token's log-probability and the
+ * want[i] - 1 most likely tokens' (want[i] <= 1 + QM_MAX_TOP_LOGPROBS; want NULL: none). The picks
+ * are those qm_sample_rows makes. One more row collective when a row asks. */
+qm_status qm_sample_rows_logprobs(qm_comm *comm, const float *logits, size_t ld, int vocab_begin, int vocab_len,
+                                  int n, const qm_sampling *params, const int *want, qm_rng *rngs, void *scratch,
+                                  int *out, qm_token_logprobs *lp, qm_error *err);
 size_t qm_sample_scratch_bytes(int n, int cols);
 
 #endif

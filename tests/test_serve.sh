@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# qmesh serve (OpenAI-compatible HTTP server) on a tiny random model, with curl:
+#  1. the same answer whatever the load: a seeded and a greedy request give byte-identical answers
+#     alone (1x1, batch 1) and among 16 other concurrent requests on 1x1, 2x2 and 1x4 (and 2x2 under
+#     mpirun when built with MPI); the 16 others are identical across meshes too;
+#  2. robustness: malformed JSON, wrong types, unknown model, a prompt longer than the context, n > 1
+#     (400 with an OpenAI error object), a body over the limit (413), a missing or wrong key (401),
+#     a full queue (429 with Retry-After), a client gone mid-stream (its sequence freed, another
+#     request unaffected), SIGTERM (in-flight request answered, exit 0 in bounded time);
+#  3. streaming, /tokenize, /detokenize, /v1/models, /health, /metrics;
+#  4. a bounded load test (200 requests, 32 at once): no request lost.
+set -euo pipefail
+: "${QMESH:?}" "${WORK:?}" "${SRC:?}"
+command -v curl > /dev/null || { echo "FAIL: test_serve needs curl (Debian: apt-get install curl)"; exit 1; }
+rm -rf "$WORK"; mkdir -p "$WORK"
+fail() { echo "FAIL: $*"; exit 1; }
+# never leave a server behind, whatever ends the script
+trap '[ -n "${SERVER_PID:-}" ] && kill "$SERVER_PID" 2>/dev/null; true' EXIT
+M="$WORK/tiny"
+"$QMESH" random-model --preset tiny --out "$M" --seed 11 2>/dev/null
+
+# start_server LOG ARGS...: runs `qmesh serve ARGS --port 0` (or the mpirun line in LAUNCH), sets
+# SERVER_PID and PORT once it listens.
+start_server() {
+  local log=$1; shift
+  : > "$log"
+  ${LAUNCH:-} "$QMESH" serve -m "$M" --port 0 "$@" > "$log.out" 2> "$log" &
+  SERVER_PID=$!
+  for _ in $(seq 1 300); do
+    PORT=$(sed -n 's/.*listening on http:\/\/[0-9.]*:\([0-9]*\).*/\1/p' "$log" | head -1)
+    [ -n "$PORT" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || fail "server did not start: $(cat "$log")"
+    sleep 0.1
+  done
+  fail "server did not listen within 30 s: $(cat "$log")"
+}
+# The process to signal: the server, or under mpirun world rank 0 (mpirun turns a SIGTERM of its
+# own into an abort of the job; rank 0 stopping ends every rank by broadcast).
+rank0() {
+  [ -z "${LAUNCH:-}" ] && { echo "$SERVER_PID"; return; }
+  for p in $(pgrep -P "$SERVER_PID"); do
+    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=0' && { echo "$p"; return; }
+  done
+  echo "$SERVER_PID"
+}
+# stop_server: SIGTERM, then it must exit 0 within 30 s.
+stop_server() {
+  kill -TERM "$(rank0)"
+  for _ in $(seq 1 300); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$SERVER_PID" 2>/dev/null && fail "server still running 30 s after SIGTERM"
+  local rc=0; wait "$SERVER_PID" || rc=$?
+  [ $rc = 0 ] || fail "server exit $rc after SIGTERM"
+  SERVER_PID=
+}
+# post PATH BODY OUT [curl args]: prints the HTTP status; the body goes to OUT.
+post() {
+  local path=$1 body=$2 out=$3; shift 3
+  curl -s -o "$out" -w '%{http_code}' "$@" "http://127.0.0.1:$PORT$path" -H 'Content-Type: application/json' -d "$body"
+}
+# the answer without what differs between runs (id, created)
+norm() { sed -E 's/"id":"[^"]*",//; s/"created":[0-9]+,//' "$1"; }
+
+# --- 1. the same answer whatever the load ---
+T1='{"prompt": "Once upon a time", "max_tokens": 14, "temperature": 0.9, "top_p": 0.95, "seed": 7, "ignore_eos": true, "logprobs": 3}'
+T2='{"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 10, "temperature": 0, "logprobs": true, "top_logprobs": 2}'
+other() { # request k of the 16 others: prompts, lengths, sampling and stops differ
+  local k=$1
+  case $((k % 4)) in
+    0) echo "{\"prompt\": \"Story $k:\", \"max_tokens\": $((6 + k % 7)), \"temperature\": 0, \"ignore_eos\": true}" ;;
+    1) echo "{\"prompt\": \"List $k\", \"max_tokens\": $((8 + k % 5)), \"temperature\": 1.2, \"top_k\": 40, \"seed\": $k, \"ignore_eos\": true}" ;;
+    2) echo "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief $k.\"}, {\"role\": \"user\", \"content\": \"Why $k?\"}], \"max_tokens\": 9, \"temperature\": 0.7, \"seed\": 3}" ;;
+    3) echo "{\"prompt\": \"$k $k $k\", \"max_tokens\": 12, \"temperature\": 0, \"stop\": [\"e\", \"zz\"], \"ignore_eos\": true}" ;;
+  esac
+}
+endpoint() { case "$1" in *messages*) echo /v1/chat/completions ;; *) echo /v1/completions ;; esac; }
+
+start_server "$WORK/alone.log" --batch 1
+[ "$(post /v1/completions "$T1" "$WORK/ref_t1.json")" = 200 ] || fail "T1 alone: $(cat "$WORK/ref_t1.json")"
+[ "$(post /v1/chat/completions "$T2" "$WORK/ref_t2.json")" = 200 ] || fail "T2 alone: $(cat "$WORK/ref_t2.json")"
+grep -q '"finish_reason":"length"' "$WORK/ref_t1.json" && grep -q '"usage":{"prompt_tokens":' "$WORK/ref_t1.json" &&
+  grep -q '"token_logprobs":\[-' "$WORK/ref_t1.json" || fail "T1 answer: $(cat "$WORK/ref_t1.json")"
+# greedy: the picked token is the most likely one, so its logprob is the first top logprob's
+lps=$(grep -o '"logprob":[-0-9.e]*' "$WORK/ref_t2.json" | head -2 | uniq | wc -l)
+[ "$lps" = 1 ] || fail "T2 logprobs: $(cat "$WORK/ref_t2.json")"
+stop_server
+echo "ok alone (1x1, batch 1), with logprobs: $(head -c 300 "$WORK/ref_t1.json")"
+
+loaded_run() { # NAME ARGS...: T1, T2 and the 16 others at once
+  local name=$1; shift
+  start_server "$WORK/$name.log" "$@"
+  for k in $(seq 0 15); do
+    b=$(other "$k"); post "$(endpoint "$b")" "$b" "$WORK/$name.other$k.json" > "$WORK/$name.other$k.code" &
+  done
+  post /v1/completions "$T1" "$WORK/$name.t1.json" > "$WORK/$name.t1.code" &
+  post /v1/chat/completions "$T2" "$WORK/$name.t2.json" > "$WORK/$name.t2.code" &
+  wait $(jobs -p | grep -v "^$SERVER_PID$") 2>/dev/null || true
+  for f in "$WORK/$name".*.code; do [ "$(cat "$f")" = 200 ] || fail "$name: $f: $(cat "$f") $(cat "${f%.code}.json")"; done
+  stop_server
+  [ "$(norm "$WORK/$name.t1.json")" = "$(norm "$WORK/ref_t1.json")" ] || fail "$name: T1 (text or logprobs) differs from alone"
+  [ "$(norm "$WORK/$name.t2.json")" = "$(norm "$WORK/ref_t2.json")" ] || fail "$name: T2 differs from alone"
+  if [ "$name" != 1x1 ]; then
+    for k in $(seq 0 15); do
+      [ "$(norm "$WORK/$name.other$k.json")" = "$(norm "$WORK/1x1.other$k.json")" ] || fail "$name: request $k differs from 1x1"
+    done
+  fi
+  echo "ok $name: the seeded and the greedy request (text and logprobs) identical to alone among 16 others; the others identical to 1x1"
+}
+loaded_run 1x1 --batch 8
+loaded_run 2x2 --mesh 2x2 --batch 4
+loaded_run 1x4 --mesh 1x4 --batch 6
+if [ "${QMESH_HAVE_MPI:-OFF}" = ON ] && command -v mpirun > /dev/null; then
+  LAUNCH="mpirun --oversubscribe -np 4 -x ASAN_OPTIONS=detect_leaks=0"
+  [ "$(id -u)" = 0 ] && LAUNCH="$LAUNCH --allow-run-as-root"
+  loaded_run mpi2x2 --mesh 2x2 --batch 4 --backend mpi
+  LAUNCH=
+else
+  echo "skipped: mpirun (built without MPI)"
+fi
+
+# --- 2. robustness ---
+start_server "$WORK/robust.log" --ctx 512 --batch 2 --max-queue 2 --max-body 4096 --api-key sekret --shutdown-timeout 3
+K=(-H 'Authorization: Bearer sekret')
+expect_error() { # STATUS PATH BODY WHAT [curl args]
+  local want=$1 path=$2 body=$3 what=$4; shift 4
+  local got; got=$(post "$path" "$body" "$WORK/err.json" "$@")
+  [ "$got" = "$want" ] || fail "$what: status $got, want $want: $(cat "$WORK/err.json")"
+  grep -q '^{"error":{"message":"[^"]*","type":"[^"]*","param":[^,]*,"code":' "$WORK/err.json" ||
+    fail "$what: not an OpenAI error object: $(cat "$WORK/err.json")"
+}
+expect_error 400 /v1/completions '{"prompt": "Hi", "max_tokens": 4' "malformed JSON" "${K[@]}"
+expect_error 400 /v1/completions '[1, 2]' "not an object" "${K[@]}"
+expect_error 400 /v1/completions '{"prompt": "Hi", "max_tokens": "four"}' "wrong type" "${K[@]}"
+expect_error 400 /v1/completions '{"prompt": 5}' "wrong prompt type" "${K[@]}"
+expect_error 400 /v1/chat/completions '{"messages": "hi"}' "wrong messages type" "${K[@]}"
+expect_error 400 /v1/completions '{"prompt": "Hi", "temperature": 7}' "temperature out of range" "${K[@]}"
+expect_error 400 /v1/completions '{"model": "gpt-4", "prompt": "Hi"}' "unknown model" "${K[@]}"
+grep -q '"code":"model_not_found"' "$WORK/err.json" || fail "unknown model code: $(cat "$WORK/err.json")"
+long=$(printf 'word %.0s' $(seq 1 600))
+expect_error 400 /v1/completions "{\"prompt\": \"$long\"}" "prompt longer than the context" "${K[@]}"
+grep -q '"code":"context_length_exceeded"' "$WORK/err.json" || fail "context code: $(cat "$WORK/err.json")"
+expect_error 400 /v1/completions '{"prompt": "Hi", "n": 2}' "n > 1" "${K[@]}"
+expect_error 400 /v1/completions '{"prompt": "Hi", "logprobs": 2, "stream": true}' "logprobs with stream" "${K[@]}"
+expect_error 400 /v1/completions '{"prompt": "Hi", "logprobs": 21}' "too many logprobs" "${K[@]}"
+expect_error 413 /v1/completions "{\"prompt\": \"$(head -c 6000 /dev/zero | tr '\0' a)\"}" "body over the limit" "${K[@]}"
+expect_error 401 /v1/completions '{"prompt": "Hi"}' "missing key"
+expect_error 401 /v1/completions '{"prompt": "Hi"}' "wrong key" -H 'Authorization: Bearer nope'
+expect_error 404 /v1/nothing '{}' "unknown endpoint" "${K[@]}"
+echo "ok 400/401/404/413 with OpenAI error objects"
+# streaming: data: chunks, a last one with finish_reason and usage, then [DONE]; same text as whole
+post /v1/completions '{"prompt": "Hi", "max_tokens": 6, "temperature": 0, "ignore_eos": true, "stream": true}' \
+  "$WORK/stream.txt" "${K[@]}" > /dev/null
+post /v1/completions '{"prompt": "Hi", "max_tokens": 6, "temperature": 0, "ignore_eos": true}' "$WORK/whole.json" "${K[@]}" > /dev/null
+[ "$(tail -n 2 "$WORK/stream.txt" | head -1)" = "data: [DONE]" ] || fail "stream does not end with [DONE]: $(cat "$WORK/stream.txt")"
+grep '^data: {' "$WORK/stream.txt" | tail -1 | grep -q '"finish_reason":"length".*"usage":{' || fail "last chunk: $(cat "$WORK/stream.txt")"
+streamed=$(grep '^data: {' "$WORK/stream.txt" | sed -E 's/.*"text":"(([^"\\]|\\.)*)".*/\1/' | tr -d '\n')
+whole=$(sed -E 's/.*"text":"(([^"\\]|\\.)*)".*/\1/' "$WORK/whole.json")
+[ "$streamed" = "$whole" ] || fail "streamed text '$streamed' differs from whole '$whole'"
+echo "ok streaming: chunks add up to the whole answer, usage in the last, [DONE]"
+# tokenize / detokenize / models / health / metrics
+post /tokenize '{"prompt": "Hello, world!"}' "$WORK/tok.json" "${K[@]}" > /dev/null
+grep -q '"tokens":\[9707,11,1879,0\]' "$WORK/tok.json" || fail "tokenize: $(cat "$WORK/tok.json")"
+post /detokenize '{"tokens": [9707, 11, 1879, 0]}' "$WORK/detok.json" "${K[@]}" > /dev/null
+grep -q '"prompt":"Hello, world!"' "$WORK/detok.json" || fail "detokenize: $(cat "$WORK/detok.json")"
+curl -s "${K[@]}" "http://127.0.0.1:$PORT/v1/models" | grep -q '"id":"tiny"' || fail "/v1/models"
+curl -s "http://127.0.0.1:$PORT/health" | grep -q '"status":"ok"' || fail "/health"
+echo "ok /tokenize /detokenize /v1/models /health"
+# a full queue: batch 2 running + 2 waiting; more get 429 with Retry-After; the accepted ones finish
+for i in 1 2 3 4 5 6 7 8; do
+  curl -s -D "$WORK/q$i.head" -o "$WORK/q$i.json" -w '%{http_code}\n' "${K[@]}" "http://127.0.0.1:$PORT/v1/completions" \
+    -d "{\"prompt\": \"Queue $i\", \"max_tokens\": 24, \"temperature\": 0, \"ignore_eos\": true}" > "$WORK/q$i.code" &
+done
+wait $(jobs -p | grep -v "^$SERVER_PID$") 2>/dev/null || true
+n429=$(cat "$WORK"/q*.code | grep -c 429 || true); n200=$(cat "$WORK"/q*.code | grep -c 200 || true)
+[ "$n429" -ge 1 ] && [ $((n429 + n200)) = 8 ] || fail "full queue: $(cat "$WORK"/q*.code)"
+grep -il '^Retry-After: 1' $(grep -l 429 "$WORK"/q*.code | sed 's/code$/head/') > /dev/null || fail "429 without Retry-After"
+echo "ok full queue: $n429 of 8 answered 429 with Retry-After, $n200 served"
+# a client gone mid-stream: its sequence is freed within a step; a request beside it is unaffected
+gen_tokens() { curl -s "http://127.0.0.1:$PORT/metrics" | sed -n 's/^qmesh_generation_tokens_total //p'; }
+B='{"prompt": "Beside", "max_tokens": 20, "temperature": 0, "ignore_eos": true}'
+post /v1/completions "$B" "$WORK/b_alone.json" "${K[@]}" > /dev/null
+tokens0=$(gen_tokens)
+post /v1/completions "$B" "$WORK/b_beside.json" "${K[@]}" > /dev/null &
+bpid=$!
+# the client reads three lines of a 480-token stream, then closes the connection
+{ curl -s -N "${K[@]}" "http://127.0.0.1:$PORT/v1/completions" \
+  -d '{"prompt": "Gone", "max_tokens": 480, "temperature": 0, "ignore_eos": true, "stream": true}' || true; } |
+  head -n 3 > "$WORK/gone.txt"
+grep -q '^data: {' "$WORK/gone.txt" || fail "the streaming client got nothing before leaving"
+wait $bpid
+[ "$(norm "$WORK/b_beside.json")" = "$(norm "$WORK/b_alone.json")" ] || fail "a request beside a disconnect changed"
+freed=
+for _ in $(seq 1 30); do
+  m=$(curl -s "http://127.0.0.1:$PORT/metrics")
+  if echo "$m" | grep -q '^qmesh_generations_cancelled_total 1$' && echo "$m" | grep -q '^qmesh_busy_sequences 0$'; then
+    freed=1; break
+  fi
+  sleep 0.1
+done
+[ -n "$freed" ] || fail "the disconnected stream's sequence was not freed: $m"
+spent=$(( $(gen_tokens) - tokens0 - 20 ))
+[ "$spent" -lt 120 ] || fail "the disconnected stream ran on: $spent of its 480 tokens generated"
+echo "ok a client gone mid-stream: sequence cancelled and freed after $spent of 480 tokens; the request beside it unaffected"
+echo "$m" | grep -q '^qmesh_time_to_first_token_seconds_count [1-9]' || fail "/metrics: no time-to-first-token"
+echo "ok /metrics: $(echo "$m" | grep -E '^qmesh_(generation_tokens_total|queue_length|busy_sequences) ' | tr '\n' ' ')"
+# SIGTERM with a streamed request in flight: the stream still ends properly (finished within
+# --shutdown-timeout, else a cancellation error event), then [DONE]; the server exits 0
+curl -s -N "${K[@]}" "http://127.0.0.1:$PORT/v1/completions" \
+  -d '{"prompt": "Last", "max_tokens": 200, "temperature": 0, "ignore_eos": true, "stream": true}' > "$WORK/last.txt" &
+lpid=$!
+for _ in $(seq 1 100); do grep -q '^data: {' "$WORK/last.txt" && break; sleep 0.1; done
+grep -q '^data: {' "$WORK/last.txt" || fail "the last request never started"
+t0=$(date +%s)
+stop_server
+wait $lpid || true
+[ "$(tail -n 2 "$WORK/last.txt" | head -1)" = "data: [DONE]" ] || fail "in-flight stream at SIGTERM not ended: $(tail -c 300 "$WORK/last.txt")"
+how=finished; grep -q '"code":"cancelled"' "$WORK/last.txt" && how=cancelled
+[ $(( $(date +%s) - t0 )) -le 15 ] || fail "shutdown took more than 15 s"
+echo "ok SIGTERM: the in-flight stream $how and ended with [DONE]; exit 0 in $(( $(date +%s) - t0 )) s"
+
+# --- 4. a bounded load test: 200 requests, 32 at once, none lost ---
+start_server "$WORK/load.log" --batch 16 --max-queue 256
+bash "$SRC/scripts/serve_load.sh" "$PORT" 200 32 2 > "$WORK/load.json" || fail "load test lost requests: $(cat "$WORK/load.json")"
+stop_server
+echo "ok load: $(cat "$WORK/load.json")"
