@@ -20,6 +20,9 @@ for fx in h28kv4_bf16 h14kv2_f32_tied; do
   # the step size (prefill chunking) and the thread count change no bit either
   "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.step.npy" --mesh 1x3 --step-tokens 5 --threads 1
   cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.step.npy" || fail "$fx: --step-tokens 5 differs"
+  # nor does pinning the threads (--pin: each device's team one thread per CPU)
+  "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.pin.npy" --mesh 1x3 --threads 6 --pin
+  cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.pin.npy" || fail "$fx: --pin differs"
   # every kernel ISA this CPU runs gives the same bits (one canonical reduction order)
   for isa in scalar avx2 avx512 avx512vnni; do
     if "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.$isa.npy" --isa "$isa" 2>/dev/null; then
@@ -35,7 +38,7 @@ for fx in h28kv4_bf16 h14kv2_f32_tied; do
     cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.b7.$m.6.npy" || fail "$fx: sequence 6 of a batch of 7 differs ($m)"
     pass=$((pass + 1))
   done
-  echo "ok $fx: logits identical on 1x1 1x2 2x2 2x4 1x3 1x7 1x8 8x4 1x32, every ISA, step size, batch of 7"
+  echo "ok $fx: logits identical on 1x1 1x2 2x2 2x4 1x3 1x7 1x8 8x4 1x32, every ISA, step size, --pin, batch of 7"
 done
 
 # 3. greedy generation: same text on every mesh, for random checkpoints with 28/4 and 14/2 heads

@@ -12,6 +12,8 @@ const char cli_engine_flags_help[] =
     "  --backend B          threads (default) or mpi (one rank per device, under mpirun)\n"
     "  --threads N          CPU threads in all (default: all cores)\n"
     "  --isa NAME           kernels: auto (default), avx512vnni, avx512, avx2, scalar\n"
+    "  --pin                pin each device's threads, one per allowed CPU in device order (MPI ranks\n"
+    "                       on one machine take their own CPUs, from their local rank)\n"
     "  --ctx N              KV cache positions per sequence (default 4096, at most the model's)\n"
     "  --step-tokens N      tokens per forward step (prefill chunk, default 128)\n"
     "  --batch B            sequences in flight per mesh row (default 1; logits --ids-file: all)\n"
@@ -86,6 +88,10 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_op
             return -1;
         }
         o->chat_format = v;
+        return 1;
+    }
+    if (!strcmp(a, "--pin")) {
+        o->pin_threads = true;
         return 1;
     }
     if (!strcmp(a, "--isa")) {

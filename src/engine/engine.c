@@ -7,6 +7,7 @@
 #include "engine/engine_internal.h"
 #include "io/gguf_model.h"
 #include "text/chat.h"
+#include "util/affinity.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,24 @@ static qm_status open_model(qm_engine *e, qm_error *err) {
     return qm_tokenizer_load(path, &e->tok, err);
 }
 
+/* pin_threads: thread i of the process's teams (device k's member m is i = k * team + m) runs on
+ * the allowed CPU (base + i) mod n, base = the local process index x the threads of a process,
+ * so that ranks sharing a machine take their own stretches. */
+static qm_status plan_placement(qm_engine *e, qm_error *err) {
+    const int n = e->n_local * e->team;
+    qm_cpu_list *allowed = malloc(sizeof *allowed);
+    e->cpus = malloc((size_t)n * sizeof *e->cpus);
+    if (!allowed || !e->cpus) {
+        free(allowed);
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory planning thread placement");
+    }
+    qm_cpus_allowed(allowed);
+    const long base = (long)qm_local_process_index() * n;
+    for (int i = 0; i < n; i++) e->cpus[i] = allowed->cpu[(base + i) % allowed->n];
+    free(allowed);
+    return QM_OK;
+}
+
 qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *err) {
     qm_engine *e = calloc(1, sizeof *e);
     if (!e) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
@@ -95,6 +114,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     const int threads = opts->threads > 0 ? opts->threads : qm_mesh_host_cores(e->host);
     e->team = threads / e->n_local;
     if (e->team < 1) e->team = 1;
+    if (opts->pin_threads && (st = plan_placement(e, err))) goto fail;
 
     /* Memory: say so before any work when the mesh cannot fit. */
     /* The KV cache of every device here; the weights once per process (rows here share the
@@ -146,6 +166,7 @@ void qm_engine_close(qm_engine *e) {
     if (e->tok) qm_tokenizer_free(e->tok);
     if (e->ck) qm_checkpoint_close(e->ck);
     free(e->chat_template);
+    free(e->cpus);
     pthread_mutex_destroy(&e->mu);
     free(e);
 }
@@ -250,16 +271,28 @@ typedef struct {
     qm_error err;
 } dev_thread;
 
+/* fn on one device, its team pinned first where the engine pins (plan_placement); the calling
+ * thread gets its placement back after. */
+static qm_status run_device(qm_engine *e, qm_device *dev, qm_device_fn fn, void *arg, qm_error *err) {
+    if (!e->cpus) return fn(e, dev, arg, err);
+    qm_thread_affinity saved;
+    qm_affinity_save(&saved);
+    qm_pool_pin(dev->pool, e->cpus + (dev - e->devs) * e->team);
+    qm_status st = fn(e, dev, arg, err);
+    qm_affinity_restore(&saved);
+    return st;
+}
+
 static void *dev_thread_main(void *a) {
     dev_thread *t = a;
-    t->st = t->fn(t->e, t->dev, t->arg, &t->err);
+    t->st = run_device(t->e, t->dev, t->fn, t->arg, &t->err);
     if (t->st) t->dev->comm->ops->abort(t->dev->comm, t->err.msg);
     return NULL;
 }
 
 qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_error *err) {
     if (e->n_local == 1) {
-        qm_status st = fn(e, &e->devs[0], arg, err);
+        qm_status st = run_device(e, &e->devs[0], fn, arg, err);
         if (st) e->devs[0].comm->ops->abort(e->devs[0].comm, err->msg); /* peers in other processes stop */
         return st;
     }

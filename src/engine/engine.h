@@ -25,6 +25,8 @@ typedef struct {
     bool act_q8;             /* fast mode: 8-bit activations, integer dots against quantized
                                 weights (kernels/qdot.h); default: f32 on exact dequantization */
     const char *chat_format; /* NULL = from the model's chat template; "chatml", "deepseek-r1" */
+    bool pin_threads;        /* each device's threads pinned one per allowed CPU, in device order
+                                (ranks on one machine take their own stretches: util/affinity.h) */
 } qm_engine_opts;
 
 typedef struct qm_engine qm_engine;
@@ -156,6 +158,8 @@ typedef struct {
     int team_threads;
     qm_comm_stats comm;              /* collectives so far (mesh/comm.h), the largest count of each field
                                         over the devices of row 0 that this process runs */
+    bool pinned;                     /* pin_threads: teams are pinned (first_cpu: device 0's member 0) */
+    int first_cpu;
 } qm_engine_info;
 void qm_engine_get_info(const qm_engine *e, qm_engine_info *info);
 

@@ -125,4 +125,6 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
     }
     info->isa = e->n_init ? e->devs[0].kern.isa : "";
     info->team_threads = e->team;
+    info->pinned = e->cpus != NULL;
+    info->first_cpu = e->cpus ? e->cpus[0] : -1;
 }

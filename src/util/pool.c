@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "util/affinity.h"
+
 /* Workers spin briefly on the job counter (a decode step runs hundreds of short jobs), then
  * block on a condition variable so an idle team burns no CPU. */
 #define SPIN_ITERS 20000
@@ -110,6 +112,13 @@ void qm_pool_destroy(qm_pool *p) {
 }
 
 int qm_pool_size(const qm_pool *p) { return p ? p->n : 1; }
+
+static void pin_member(void *cpus, int ith, int nth) {
+    (void)nth;
+    (void)qm_pin_current_thread(((const int *)cpus)[ith]);
+}
+
+void qm_pool_pin(qm_pool *p, const int *cpus) { qm_pool_run(p, pin_member, (void *)cpus); }
 
 void qm_pool_run(qm_pool *p, qm_pool_fn fn, void *arg) {
     if (!p || p->n == 1) {

@@ -16,6 +16,10 @@ int qm_pool_size(const qm_pool *p);
 /* Runs fn(arg, ith, nth) on every member (the caller as ith 0) and returns when all are done. */
 void qm_pool_run(qm_pool *p, qm_pool_fn fn, void *arg);
 
+/* Pins member ith to CPU cpus[ith] (util/affinity.h), the caller as member 0; a CPU the system
+ * refuses leaves that member where it was. */
+void qm_pool_pin(qm_pool *p, const int *cpus);
+
 /* [begin, end) of n items for member ith of nth: contiguous, nearly equal. */
 static inline void qm_split_range(long n, int ith, int nth, long *begin, long *end) {
     *begin = n * ith / nth;
