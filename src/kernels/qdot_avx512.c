@@ -1,6 +1,6 @@
 /* AVX-512 twin of qdot.c (the spec: kernels/qdot.h). One zmm holds the 16 lanes of a group of
  * 16 consecutive 32-blocks of the view: the blocks' exact integer sums are made with
- * maddubs/madd (the VNNI build, qdot_avx512vnni.c: vpdpbusd in the prefill sums), converted, and scaled with the spec's f32 operations lane by lane
+ * maddubs/madd (the VNNI build, qdot_avx512vnni.c: vpdpbusd), converted, and scaled with the spec's f32 operations lane by lane
  * (vmulps/vaddps/vsubps, never FMA); acc + c is one vaddps (masked in a partial group). Inside a
  * group, lane l holds block PERM[l] (the order the shuffles below produce); the accumulator is put
  * back in block order once, before the halving tree. A lane's arithmetic does not depend on
@@ -32,7 +32,7 @@
 
 #define QM_INLINE static inline __attribute__((always_inline))
 
-/* qdot_avx512vnni.c builds this file again with QM_QDOT_VNNI: the prefill sums with vpdpbusd. */
+/* qdot_avx512vnni.c builds this file again with QM_QDOT_VNNI: the integer sums with vpdpbusd. */
 #ifdef QM_QDOT_VNNI
 #define QDOT_ISA(name) name##_avx512vnni
 #else
@@ -323,6 +323,7 @@ typedef struct {
     __m512i q[8];   /* as wgroup.q (absent blocks: 0) */
     __m512i q32[8]; /* Q6_K: 32 (q_2i + q_2i+1) per int16 lane */
     __m512i x32[2]; /* VNNI prefill, Q6_K: 32 x (the sum of each block's 16 elements of group e), int32 */
+    __m512i neg32[8]; /* VNNI decode, Q6_K: -32 x the sum of each dword's four activations */
     __m512 dx, sf;  /* d and (float)s */
     __m512i s;
 } xgroup;
@@ -351,6 +352,10 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
         for (int k = 0; k < 8; k++) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
 #ifdef QM_QDOT_VNNI
     if (dt == QM_DT_Q6_K && transposed) prefill_x32(xg);
+    if (dt == QM_DT_Q6_K && !transposed)
+        for (int k = 0; k < 8; k++)
+            xg->neg32[k] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(32), xg->q[k]));
 #endif
     const __mmask16 first = (__mmask16)((1u << nb) - 1u);
     const __m512 dx = nb == 16 ? _mm512_loadu_ps(x->d + xb) : _mm512_maskz_loadu_ps(first, x->d + xb);
@@ -386,6 +391,21 @@ QM_INLINE void reduce_groups(const __m512i v[8], __m512i u[2]) {
     u[1] = _mm512_madd_epi16(_mm512_packs_epi32(w[2], w[3]), ones);
 }
 
+/* Decode: each dword of codes c times activations xs, summed exactly (Q6_K: less 32 x the
+ * activations). VNNI: one vpdpbusd, Q6_K's starting from -32 x the activations' sum (load_x);
+ * else maddubs + madd. The same integers either way. */
+#ifdef QM_QDOT_VNNI
+QM_INLINE __m512i dword_sums(qm_dtype dt, __m512i c, __m512i xs, const xgroup *xg, int k) {
+    return _mm512_dpbusd_epi32(dt == QM_DT_Q6_K ? xg->neg32[k] : _mm512_setzero_si512(), c, xs);
+}
+#else
+QM_INLINE __m512i dword_sums(qm_dtype dt, __m512i c, __m512i xs, const xgroup *xg, int k) {
+    __m512i p = _mm512_maddubs_epi16(c, xs);
+    if (dt == QM_DT_Q6_K) p = _mm512_sub_epi16(p, xg->q32[k]);
+    return _mm512_madd_epi16(p, _mm512_set1_epi16(1));
+}
+#endif
+
 /* Decode: the 16 exact integer sums (spec's, Q4_0/Q5_0 centred), as f32; the codes are made and
  * used at once (base, off: code_pair). */
 QM_INLINE __m512 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg) {
@@ -398,9 +418,7 @@ QM_INLINE __m512 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
             xs = _mm512_sub_epi8(_mm512_xor_si512(xs, neg), neg);
             c = _mm512_abs_epi8(c);
         }
-        __m512i p = _mm512_maddubs_epi16(c, xs);
-        if (dt == QM_DT_Q6_K) p = _mm512_sub_epi16(p, xg->q32[k]);
-        v[k] = _mm512_madd_epi16(p, _mm512_set1_epi16(1));
+        v[k] = dword_sums(dt, c, xs, xg, k);
     }
     if (dt == QM_DT_Q8_0) return _mm512_cvtepi32_ps(reduce_blocks(v));
     reduce_groups(v, u);
@@ -791,12 +809,6 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
 void QDOT_ISA(qm_matmul_q8)(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
                          int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
-#ifdef QM_QDOT_VNNI
-    if (n_tok == 1) { /* decode: the plain AVX-512 path (VNNI serves the prefill sums) */
-        qm_matmul_q8_avx512(w, bias, x, n_tok, y, ldy, o_begin, o_end);
-        return;
-    }
-#endif
 #define MATMUL_DT(dt_) matmul_dt(dt_, w, bias, x, n_tok, y, ldy, o_begin, o_end)
     QM_SWITCH_QUANT_DTYPE(w->dtype, MATMUL_DT);
 #undef MATMUL_DT
@@ -857,12 +869,6 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
 
 void QDOT_ISA(qm_matmul_q8_blocks)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                                 size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-#ifdef QM_QDOT_VNNI
-    if (n_tok == 1) { /* decode: the plain AVX-512 path */
-        qm_matmul_q8_blocks_avx512(w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
-        return;
-    }
-#endif
     if (n_tok != 1 || bc != 64 || nb < 1 || (nb - 1) * 64 >= w->cols || nb * 64 < w->cols) {
         qm_q8_blocks_by_views(QDOT_ISA(qm_matmul_q8), w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
         return;
