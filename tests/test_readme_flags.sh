@@ -17,17 +17,19 @@ usage=$(awk '/^## Usage/{on=1; next} on && /^## /{exit} on' "$readme")
 # 1. shared flags, each with a valid value
 shared=$(printf '%s\n' "$usage" | awk '/^Flags shared by/{on=1} on{print} on && /^$/{exit}')
 declare -A value=([-m]=/nonexistent/qmesh-model [--mesh]=1x1 [--backend]=threads [--threads]=1 [--isa]=scalar
-                  [--ctx]=64 [--batch]=1 [--step-tokens]=16 [--activations]=f32 [--chat-format]=chatml)
+                  [--ctx]=64 [--batch]=1 [--step-tokens]=16 [--activations]=f32 [--chat-format]=chatml
+                  [--pin]=)   # empty: a switch, no value
 flags=$(printf '%s\n' "$shared" | grep -o -- '`-[-a-z]*' | tr -d '`' | sort -u)
 [ "$(printf '%s\n' "$flags" | wc -l)" -ge 8 ] || bad "too few shared flags found: $flags"
 declare -A needs=([logits]="--ids 1 --out $WORK/x.npy" [generate]="-p x" [bench]=""
                   ["eval gsm8k"]="--data $WORK/none.jsonl --out $WORK/r.jsonl")
 for sub in logits generate bench "eval gsm8k"; do
   for f in $flags; do
-    v=${value[$f]:-}
-    [ -n "$v" ] || { bad "no test value for shared flag $f (add one to this test)"; continue; }
+    [ -n "${value[$f]+set}" ] || { bad "no test value for shared flag $f (add one to this test)"; continue; }
+    v=${value[$f]}
+    args=("$f"); [ -z "$v" ] || args+=("$v")
     # shellcheck disable=SC2086
-    $QMESH $sub -m /nonexistent/qmesh-model ${needs[$sub]} "$f" "$v" > "$WORK/out" 2> "$WORK/err"
+    $QMESH $sub -m /nonexistent/qmesh-model ${needs[$sub]} "${args[@]}" > "$WORK/out" 2> "$WORK/err"
     rc=$?
     [ $rc = 1 ] || bad "qmesh $sub $f $v: exit $rc (want 1: the missing model), $(head -c 200 "$WORK/err")"
   done
