@@ -766,9 +766,20 @@ void qm_quantize_act_avx2(const float *x, int n, int8_t *q, float *d, int32_t *s
 
 /* Blocks of 64 columns, one token (see qdot_avx512.c): block j of a group is 32-blocks 2j and
  * 2j + 1, its dot a_2j + a_2j+1 with a_b = +0 + c_b (+0 for absent blocks); lanes are blocks in
- * order, so the even and odd lanes of each half, added, give its four block dots. */
-QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int nr, const qm_q8act *x, int nbk, float *part,
-                               size_t pstride, float *chain) {
+ * order, so the even and odd lanes of each half, added, give its four block dots. Blocks of 128
+ * columns (bpb = 4 32-blocks): (a_4m + a_4m+2) + (a_4m+1 + a_4m+3), one per 128-bit lane. */
+QM_INLINE void half_dots(__m256 a, int bpb, float *p) {
+    if (bpb == 4) {
+        a = _mm256_add_ps(a, _mm256_permute_ps(a, _MM_SHUFFLE(1, 0, 3, 2)));
+        _mm256_store_ps(p, _mm256_add_ps(a, _mm256_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1))));
+        return;
+    } /* [d0 d1 d0 d1 | d2 d3 d2 d3] */
+    _mm256_store_ps(p, _mm256_add_ps(_mm256_shuffle_ps(a, a, _MM_SHUFFLE(2, 0, 2, 0)),
+                                     _mm256_shuffle_ps(a, a, _MM_SHUFFLE(3, 1, 3, 1))));
+}
+
+QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
+                               float *part, size_t pstride, float *chain) {
     const int k_quant = qm_dtype_block(dt) != 32;
     const size_t bb = qm_dtype_block_bytes(dt);
     float run[DR] = {0};
@@ -776,7 +787,7 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int nr, con
     const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
-        const int k0 = b0 / 2, nk = (nb + 1) / 2 < nbk - k0 ? (nb + 1) / 2 : nbk - k0;
+        const int k0 = b0 / bpb, nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
         xgroup xg;
@@ -791,12 +802,10 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int nr, con
                 const __m256 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg, h) : sums_decode(dt, base, off, nb, &g, &xg, h);
                 __m256 a = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &g, &xg, h, f));
                 if (nb < 8 * h + 8) a = _mm256_and_ps(a, _mm256_castsi256_ps(half_mask(nb, h)));
-                /* [d0 d1 d0 d1 | d2 d3 d2 d3] */
-                _mm256_store_ps(p + 8 * h, _mm256_add_ps(_mm256_shuffle_ps(a, a, _MM_SHUFFLE(2, 0, 2, 0)),
-                                                         _mm256_shuffle_ps(a, a, _MM_SHUFFLE(3, 1, 3, 1))));
+                half_dots(a, bpb, p + 8 * h);
             }
             for (int k = 0; k < nk; k++) {
-                const float pk = p[8 * (k / 4) + (k % 4) / 2 * 4 + k % 2];
+                const float pk = bpb == 2 ? p[8 * (k / 4) + (k % 4) / 2 * 4 + k % 2] : p[8 * (k / 2) + 4 * (k % 2)];
                 if (!chain) part[(size_t)(k0 + k) * pstride + (size_t)r] = pk;
                 else run[r] = k0 + k == 0 ? pk : run[r] + pk;
             }
@@ -806,8 +815,8 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int nr, con
         for (int r = 0; r < nr; r++) chain[r] = run[r];
 }
 
-QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int nbk, float *part, size_t pstride,
-                         float *chain, int o_begin, int o_end) {
+QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int bc, int nbk, float *part,
+                         size_t pstride, float *chain, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->col0 == 0 && (size_t)w->cols == w->ld;
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
@@ -815,19 +824,20 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
         const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
         const int nr = o_end - o < DR ? o_end - o : DR;
         float *po = part ? part + o : NULL, *co = chain ? chain + o : NULL;
-        if (off == 0) tile_decode_b64(dt, &wr, 0, nr, x, nbk, po, pstride, co);
-        else tile_decode_b64(dt, &wr, off, nr, x, nbk, po, pstride, co);
+        if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, nbk, po, pstride, co);
+        else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, nbk, po, pstride, co);
+        else tile_decode_b64(dt, &wr, off, 2, nr, x, nbk, po, pstride, co);
     }
 }
 
 void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                               size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-    if (n_tok != 1 || bc != 64 || nb < 1 || (nb - 1) * 64 >= w->cols || nb * 64 < w->cols) {
+    if (n_tok != 1 || (bc != 64 && bc != 128) || nb < 1 || (nb - 1) * bc >= w->cols || nb * bc < w->cols) {
         qm_q8_blocks_by_views(qm_matmul_q8_avx2, w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
         return;
     }
     if (o_begin >= o_end) return;
-#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, nb, part, pstride, chain, o_begin, o_end)
+#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, chain, o_begin, o_end)
     QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
 #undef BLOCKS_DT
 }

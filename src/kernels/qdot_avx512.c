@@ -814,22 +814,31 @@ void QDOT_ISA(qm_matmul_q8)(const qm_wview *w, const float *bias, const qm_q8act
 #undef MATMUL_DT
 }
 
-/* ---- row-parallel blocks of 64 columns, one token ----
+/* ---- row-parallel blocks of 64 or 128 columns, one token ----
  * A 64-column block is two 32-blocks, b = 2j and 2j + 1 of the group; as a view of its own its
  * accumulator would be a_b = +0 + c_b in lanes 0 and 1 and +0 elsewhere, and the halving tree's
  * steps 8, 4, 2 only add +0 to lanes that are not -0 (no-ops), so its dot is a_2j + a_2j+1 (an
  * absent block: a = +0, again a no-op). In the group vector, lanes 0..3 hold the even blocks
  * 0, 2, 4, 6 and lanes 4..7 the odd ones (PERM), likewise 8..15: one add of the vector and its
- * 128-bit halves swapped gives the group's 8 block dots. Each row is read once, contiguously. */
-QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int nr, const qm_q8act *x, int nbk, float *part,
-                               size_t pstride, float *chain) {
+ * 128-bit halves swapped gives the group's 8 block dots. A 128-column block (a head of 128) is
+ * 32-blocks 4m .. 4m + 3, its dot (a_4m + a_4m+2) + (a_4m+1 + a_4m+3) (the tree's steps 2 and 1):
+ * lanes 2i, 2i + 1 hold blocks 4i', 4i' + 2 (and lanes 4 on, the odd ones), so adjacent lanes
+ * added, then the halves swapped and added, leave block m's dot in lane 2 (m % 2) + 8 (m / 2).
+ * Each row is read once, contiguously. bpb: 32-blocks per block (2 or 4). */
+QM_INLINE void block_dots(__m512 a, int bpb, float p[16]) {
+    if (bpb == 4) a = _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
+    _mm512_store_ps(p, _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1))));
+}
+
+QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
+                               float *part, size_t pstride, float *chain) {
     float run[DR] = {0};
     const klanes kl = klanes_of(dt, w->sb0 & 7);
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
     const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
-        const int k0 = b0 / 2, nk = (nb + 1) / 2 < nbk - k0 ? (nb + 1) / 2 : nbk - k0;
+        const int k0 = b0 / bpb, nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
         xgroup xg;
@@ -839,11 +848,10 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int nr, con
             wgroup g;
             scales(dt, row, sb, nb, 0, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
-            const __m512 a = _mm512_maskz_add_ps(lanes_of(nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f));
             float p[16] __attribute__((aligned(64)));
-            _mm512_store_ps(p, _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1))));
+            block_dots(_mm512_maskz_add_ps(lanes_of(nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f)), bpb, p);
             for (int k = 0; k < nk; k++) {
-                const float pk = p[k < 4 ? k : k + 4];
+                const float pk = bpb == 2 ? p[k < 4 ? k : k + 4] : p[2 * (k % 2) + 8 * (k / 2)];
                 if (!chain) part[(size_t)(k0 + k) * pstride + (size_t)r] = pk;
                 else run[r] = k0 + k == 0 ? pk : run[r] + pk;
             }
@@ -853,8 +861,8 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int nr, con
         for (int r = 0; r < nr; r++) chain[r] = run[r];
 }
 
-QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int nbk, float *part, size_t pstride,
-                         float *chain, int o_begin, int o_end) {
+QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int bc, int nbk, float *part,
+                         size_t pstride, float *chain, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->col0 == 0 && (size_t)w->cols == w->ld;
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
@@ -862,19 +870,20 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
         const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
         const int nr = o_end - o < DR ? o_end - o : DR;
         float *po = part ? part + o : NULL, *co = chain ? chain + o : NULL;
-        if (off == 0) tile_decode_b64(dt, &wr, 0, nr, x, nbk, po, pstride, co);
-        else tile_decode_b64(dt, &wr, off, nr, x, nbk, po, pstride, co);
+        if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, nbk, po, pstride, co);
+        else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, nbk, po, pstride, co);
+        else tile_decode_b64(dt, &wr, off, 2, nr, x, nbk, po, pstride, co);
     }
 }
 
 void QDOT_ISA(qm_matmul_q8_blocks)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                                 size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-    if (n_tok != 1 || bc != 64 || nb < 1 || (nb - 1) * 64 >= w->cols || nb * 64 < w->cols) {
+    if (n_tok != 1 || (bc != 64 && bc != 128) || nb < 1 || (nb - 1) * bc >= w->cols || nb * bc < w->cols) {
         qm_q8_blocks_by_views(QDOT_ISA(qm_matmul_q8), w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
         return;
     }
     if (o_begin >= o_end) return;
-#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, nb, part, pstride, chain, o_begin, o_end)
+#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, chain, o_begin, o_end)
     QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
 #undef BLOCKS_DT
 }
