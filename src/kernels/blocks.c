@@ -3,13 +3,11 @@
  * ISA's fallback for the shapes its fast path does not take.
  *
  * Rows go in chunks of CHUNK_ROWS, each chunk through all blocks, so the weights are read row by
- * row; a chained layer's block partials go through a small buffer (tokens in chunks of
- * CHUNK_TOKENS) and are added in block order. */
+ * row. */
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
 
 #define CHUNK_ROWS 32
-#define CHUNK_TOKENS 64
 
 /* Rows [o0, o1) of a view, as a view whose row 0 is o0. */
 static qm_wview rows_from(const qm_wview *w, int o0, int o1) {
@@ -41,42 +39,26 @@ static void run_block(const block_dot *bd, const qm_wview *v, int c0, int t0, in
 }
 
 static void blocks_loop(const block_dot *bd, const qm_wview *w, int n_tok, int bc, int nb, float *part,
-                        size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-    float buf[CHUNK_TOKENS * CHUNK_ROWS]; /* [t][r]: one block's partials of a chunk */
+                        size_t pstride, size_t ldy, int o_begin, int o_end) {
     for (int o0 = o_begin; o0 < o_end; o0 += CHUNK_ROWS) {
-        const int o1 = o_end - o0 < CHUNK_ROWS ? o_end : o0 + CHUNK_ROWS, nr = o1 - o0;
+        const int o1 = o_end - o0 < CHUNK_ROWS ? o_end : o0 + CHUNK_ROWS;
         const qm_wview rows = rows_from(w, o0, o1);
-        for (int t0 = 0; t0 < n_tok; t0 += chain ? CHUNK_TOKENS : n_tok) {
-            const int nt = chain && n_tok - t0 > CHUNK_TOKENS ? CHUNK_TOKENS : n_tok - t0;
-            for (int bi = 0; bi < nb; bi++) {
-                const int c0 = bi * bc, c1 = c0 + bc < w->cols ? c0 + bc : w->cols;
-                const qm_wview v = qm_wview_cols(&rows, c0, c1);
-                if (!chain) {
-                    run_block(bd, &v, c0, t0, nt, part + (size_t)bi * pstride + (size_t)t0 * ldy + (size_t)o0, ldy);
-                    continue;
-                }
-                run_block(bd, &v, c0, t0, nt, buf, CHUNK_ROWS);
-                for (int t = 0; t < nt; t++) {
-                    float *acc = chain + (size_t)(t0 + t) * ldy + (size_t)o0;
-                    const float *p = buf + (size_t)t * CHUNK_ROWS;
-                    if (bi == 0)
-                        for (int r = 0; r < nr; r++) acc[r] = p[r];
-                    else
-                        for (int r = 0; r < nr; r++) acc[r] = acc[r] + p[r];
-                }
-            }
+        for (int bi = 0; bi < nb; bi++) {
+            const int c0 = bi * bc, c1 = c0 + bc < w->cols ? c0 + bc : w->cols;
+            const qm_wview v = qm_wview_cols(&rows, c0, c1);
+            run_block(bd, &v, c0, 0, n_tok, part + (size_t)bi * pstride + (size_t)o0, ldy);
         }
     }
 }
 
 void qm_blocks_by_views(qm_matmul_fn mm, const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
-                        float *part, size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+                        float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
     const block_dot bd = {mm, x, ldx, NULL, NULL};
-    blocks_loop(&bd, w, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+    blocks_loop(&bd, w, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
 }
 
 void qm_q8_blocks_by_views(qm_matmul_q8_fn mm, const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb,
-                           float *part, size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+                           float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
     const block_dot bd = {NULL, NULL, 0, mm, x};
-    blocks_loop(&bd, w, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+    blocks_loop(&bd, w, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
 }

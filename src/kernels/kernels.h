@@ -89,22 +89,22 @@ typedef struct qm_kernels {
     /* A row-parallel layer (model/forward.c): the view's columns cut into nb blocks of bc
      * columns (the last may be shorter), each block's dot the canonical dot of that block as a
      * view of its own (qm_wview_cols), as matmul (f32 x) or matmul_q8 (quantized x, whose vector
-     * starts at the view's column 0) computes it. Without chain, block bi of row o and token t
-     * goes to part[bi * pstride + t * ldy + o]; with chain (part unused), the blocks are added in
-     * block order, chain[t * ldy + o] = ((p_0 + p_1) + p_2) + ... The same bits as block-by-block
+     * starts at the view's column 0) computes it. Block bi of row o and token t goes to
+     * part[bi * pstride + t * ldy + o] (the forward then adds them in the tree order of
+     * mesh/tree_sum.h). The same bits as block-by-block
      * calls (qm_blocks_by_views is that loop, the scalar twin); fast paths read each row once,
      * contiguously, where the loop reads many rows a short slice at a time. */
     void (*matmul_blocks)(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
-                          size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+                          size_t pstride, size_t ldy, int o_begin, int o_end);
     void (*matmul_q8_blocks)(const qm_wview *w, const struct qm_q8act *x, int n_tok, int bc, int nb, float *part,
-                             size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+                             size_t pstride, size_t ldy, int o_begin, int o_end);
 } qm_kernels;
 
 typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
                              size_t ldy, int o_begin, int o_end);
 
 void qm_blocks_by_views(qm_matmul_fn mm, const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
-                        float *part, size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+                        float *part, size_t pstride, size_t ldy, int o_begin, int o_end);
 
 
 /* The scalar twin (every ISA's fallback for what it has no fast path for). */

@@ -824,10 +824,10 @@ static void axpy_avx2(float a, const float *x, float *y, int n) {
  * R rows at a time, each read once along all its blocks; a block's accumulators (exactly its
  * own view's) kept until 8 blocks are done, then their 8 trees at once (qreduce8). */
 QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int R, int nb,
-                            const float *x, float *part, size_t pstride, float *chain) {
+                            const float *x, float *part, size_t pstride) {
     float accm[QRMAX][8 * 16] __attribute__((aligned(32)));
     float ks[QRMAX][16] __attribute__((aligned(32)));
-    float run[QRMAX] = {0}, out[8];
+    float out[8];
     const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt);
     const size_t bb = qm_dtype_block_bytes(dt), blk_bytes = bb * (size_t)bc / (size_t)qk; /* about, for K-quants */
     for (int b0 = 0; b0 < nb; b0 += 8) {
@@ -860,47 +860,41 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
         for (int r = 0; r < R; r++) {
             qreduce8(accm[r], n, NULL, out);
             for (int k = 0; k < n; k++) {
-                const int bi = b0 + k;
-                if (chain) run[r] = bi == 0 ? out[k] : run[r] + out[k];
-                else part[(size_t)bi * pstride + (size_t)r] = out[k];
+                part[(size_t)(b0 + k) * pstride + (size_t)r] = out[k];
             }
         }
     }
-    if (chain)
-        for (int r = 0; r < R; r++) chain[r] = run[r];
 }
 
 /* Rows [o_begin, o_end) in tiles of QM_AVX2_QDR, the rest one by one. */
 QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc, int nb, float *part, size_t pstride,
-                         float *chain, int o_begin, int o_end) {
+                         int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w);
     const int end = w->col0 + w->cols;
     int o = o_begin;
     for (; o + QM_AVX2_QDR <= o_end; o += QM_AVX2_QDR)
-        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, QM_AVX2_QDR, nb, x, part ? part + o : NULL, pstride,
-                     chain ? chain + o : NULL);
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, QM_AVX2_QDR, nb, x, part + o, pstride);
     for (; o < o_end; o++)
-        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, 1, nb, x, part ? part + o : NULL, pstride,
-                     chain ? chain + o : NULL);
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, 1, nb, x, part + o, pstride);
 }
 
 static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float *x, int bc, int nb, float *part,
-                                                  size_t pstride, float *chain, int o_begin, int o_end) {
-#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, chain, o_begin, o_end)
+                                                  size_t pstride, int o_begin, int o_end) {
+#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, o_begin, o_end)
     QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
 #undef BLOCKS_DT
 }
 
 static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
-                               size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+                               size_t pstride, size_t ldy, int o_begin, int o_end) {
     const int fast = n_tok == 1 && (bc == 64 || bc == 128) && (unsigned)w->dtype < QM_DT_COUNT &&
                      qm_dtype_is_quant(w->dtype) && w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 &&
                      nb == (w->cols + bc - 1) / bc;
     if (!fast) {
-        qm_blocks_by_views(matmul_avx2, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+        qm_blocks_by_views(matmul_avx2, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
         return;
     }
-    if (o_begin < o_end) blocks_fast(w, x, bc, nb, part, pstride, chain, o_begin, o_end);
+    if (o_begin < o_end) blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
 }
 
 const qm_kernels qm_kernels_avx2_table = {

@@ -54,14 +54,14 @@ typedef void (*qm_matmul_q8_fn)(const qm_wview *w, const float *bias, const qm_q
 
 /* matmul_q8_blocks (kernels.h) as one mm call per block view (kernels/blocks.c). */
 void qm_q8_blocks_by_views(qm_matmul_q8_fn mm, const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb,
-                           float *part, size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+                           float *part, size_t pstride, size_t ldy, int o_begin, int o_end);
 #if defined(__x86_64__) || defined(__i386__)
 void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
-                              size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+                              size_t pstride, size_t ldy, int o_begin, int o_end);
 void qm_matmul_q8_blocks_avx512(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
-                                size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+                                size_t pstride, size_t ldy, int o_begin, int o_end);
 void qm_matmul_q8_blocks_avx512vnni(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
-                                    size_t pstride, float *chain, size_t ldy, int o_begin, int o_end);
+                                    size_t pstride, size_t ldy, int o_begin, int o_end);
 #endif
 
 void qm_quantize_act_scalar(const float *x, int n, int8_t *q, float *d, int32_t *s);

@@ -779,10 +779,9 @@ QM_INLINE void half_dots(__m256 a, int bpb, float *p) {
 }
 
 QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
-                               float *part, size_t pstride, float *chain) {
+                               float *part, size_t pstride) {
     const int k_quant = qm_dtype_block(dt) != 32;
     const size_t bb = qm_dtype_block_bytes(dt);
-    float run[DR] = {0};
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
     const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
@@ -806,38 +805,35 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
             }
             for (int k = 0; k < nk; k++) {
                 const float pk = bpb == 2 ? p[8 * (k / 4) + (k % 4) / 2 * 4 + k % 2] : p[8 * (k / 2) + 4 * (k % 2)];
-                if (!chain) part[(size_t)(k0 + k) * pstride + (size_t)r] = pk;
-                else run[r] = k0 + k == 0 ? pk : run[r] + pk;
+                part[(size_t)(k0 + k) * pstride + (size_t)r] = pk;
             }
         }
     }
-    if (chain)
-        for (int r = 0; r < nr; r++) chain[r] = run[r];
 }
 
 QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int bc, int nbk, float *part,
-                         size_t pstride, float *chain, int o_begin, int o_end) {
+                         size_t pstride, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->col0 == 0 && (size_t)w->cols == w->ld;
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
     for (int o = o_begin; o < o_end; o += DR) {
         const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
         const int nr = o_end - o < DR ? o_end - o : DR;
-        float *po = part ? part + o : NULL, *co = chain ? chain + o : NULL;
-        if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, nbk, po, pstride, co);
-        else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, nbk, po, pstride, co);
-        else tile_decode_b64(dt, &wr, off, 2, nr, x, nbk, po, pstride, co);
+        float *po = part + o;
+        if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, nbk, po, pstride);
+        else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, nbk, po, pstride);
+        else tile_decode_b64(dt, &wr, off, 2, nr, x, nbk, po, pstride);
     }
 }
 
 void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
-                              size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
+                              size_t pstride, size_t ldy, int o_begin, int o_end) {
     if (n_tok != 1 || (bc != 64 && bc != 128) || nb < 1 || (nb - 1) * bc >= w->cols || nb * bc < w->cols) {
-        qm_q8_blocks_by_views(qm_matmul_q8_avx2, w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+        qm_q8_blocks_by_views(qm_matmul_q8_avx2, w, x, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
         return;
     }
     if (o_begin >= o_end) return;
-#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, chain, o_begin, o_end)
+#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, o_begin, o_end)
     QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
 #undef BLOCKS_DT
 }

@@ -75,12 +75,12 @@ static void axpy_scalar(float a, const float *x, float *y, int n) {
 }
 
 static void matmul_blocks_scalar(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
-                          size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-    qm_blocks_by_views(matmul_scalar, w, x, ldx, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+                          size_t pstride, size_t ldy, int o_begin, int o_end) {
+    qm_blocks_by_views(matmul_scalar, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
 }
 static void matmul_q8_blocks_scalar(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
-                                    size_t pstride, float *chain, size_t ldy, int o_begin, int o_end) {
-    qm_q8_blocks_by_views(qm_matmul_q8_scalar, w, x, n_tok, bc, nb, part, pstride, chain, ldy, o_begin, o_end);
+                                    size_t pstride, size_t ldy, int o_begin, int o_end) {
+    qm_q8_blocks_by_views(qm_matmul_q8_scalar, w, x, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
 }
 
 const qm_kernels qm_kernels_scalar_table = {

@@ -147,10 +147,10 @@ static void make_leaves(void *ctx, int first, int count, int slot) {
     float *part = dev->partial + (size_t)slot * pstride; /* [count][T][d] */
     if (M->path == LEAVES_Q8) {
         const qm_q8act a = {dev->xq + c0, dev->xq_d + c0 / 32, dev->xq_s + c0 / 32, (size_t)dev->xq_ld / 32};
-        dev->kern.matmul_q8_blocks(&v, &a, T, bc, count, part, pstride, NULL, (size_t)d, (int)M->ob, (int)M->oe);
+        dev->kern.matmul_q8_blocks(&v, &a, T, bc, count, part, pstride, (size_t)d, (int)M->ob, (int)M->oe);
     } else if (M->path == LEAVES_F32) {
-        dev->kern.matmul_blocks(&v, J->in + c0, (size_t)J->in_ld, T, bc, count, part, pstride, NULL, (size_t)d,
-                                (int)M->ob, (int)M->oe);
+        dev->kern.matmul_blocks(&v, J->in + c0, (size_t)J->in_ld, T, bc, count, part, pstride, (size_t)d, (int)M->ob,
+                                (int)M->oe);
     } else {
         for (int bi = 0; bi < count; bi++) {
             int b0 = c0 + bi * bc, b1 = b0 + bc < c1 ? b0 + bc : c1;

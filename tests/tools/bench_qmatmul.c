@@ -103,7 +103,7 @@ static int check_one(const qm_wview *v, const float *bias, const float *x, size_
 }
 
 /* A row-parallel layer of view v (blocks of bc columns), matmul_blocks and, where the view is
- * whole 32-blocks, matmul_q8_blocks, chained and not, every ISA against the per-view loop with
+ * whole 32-blocks, matmul_q8_blocks, every ISA against the per-view loop with
  * the scalar kernels; returns 0 when all agree. */
 static int check_blocks(rng_t *r, const qm_wview *v, int bc, int n_tok, int o_b, int o_e) {
     const int nb = (v->cols + bc - 1) / bc, d = v->rows;
@@ -120,23 +120,20 @@ static int check_blocks(rng_t *r, const qm_wview *v, int bc, int n_tok, int o_b,
                                xs + (size_t)t * ldx / 32);
     const qm_q8act a = {xq, xd, xs, ldx / 32};
     int bad = 0;
-    for (int mode = 0; mode < 4 && !bad; mode++) { /* q8?, chain? */
-        const int use_q8 = mode >= 2, chain = mode & 1;
+    for (int use_q8 = 0; use_q8 < 2 && !bad; use_q8++) {
         if (use_q8 && !q8ok) continue;
         for (size_t i = 0; i < ny; i++) ref[i] = 12345.0f;
-        float *cref = chain ? ref : NULL, *pref = chain ? NULL : ref;
-        if (use_q8) qm_q8_blocks_by_views(qm_matmul_q8_scalar, v, &a, n_tok, bc, nb, pref, pstride, cref, (size_t)d, o_b, o_e);
-        else qm_blocks_by_views(scal->matmul, v, x, ldx, n_tok, bc, nb, pref, pstride, cref, (size_t)d, o_b, o_e);
+        if (use_q8) qm_q8_blocks_by_views(qm_matmul_q8_scalar, v, &a, n_tok, bc, nb, ref, pstride, (size_t)d, o_b, o_e);
+        else qm_blocks_by_views(scal->matmul, v, x, ldx, n_tok, bc, nb, ref, pstride, (size_t)d, o_b, o_e);
         for (int k = 0; k < n_isa && !bad; k++) {
             for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
-            float *cgot = chain ? got : NULL, *pgot = chain ? NULL : got;
-            if (use_q8) isa[k].matmul_q8_blocks(v, &a, n_tok, bc, nb, pgot, pstride, cgot, (size_t)d, o_b, o_e);
-            else isa[k].matmul_blocks(v, x, ldx, n_tok, bc, nb, pgot, pstride, cgot, (size_t)d, o_b, o_e);
+            if (use_q8) isa[k].matmul_q8_blocks(v, &a, n_tok, bc, nb, got, pstride, (size_t)d, o_b, o_e);
+            else isa[k].matmul_blocks(v, x, ldx, n_tok, bc, nb, got, pstride, (size_t)d, o_b, o_e);
             if (memcmp(ref, got, ny * 4)) {
                 size_t i = 0;
                 while (!memcmp(&ref[i], &got[i], 4)) i++;
-                fprintf(stderr, "MISMATCH blocks%s%s %s %s rows [%d,%d) cols %d col0 %d bc %d n_tok %d: y[%zu] %a vs %a\n",
-                        use_q8 ? " q8" : "", chain ? " chain" : "", isa[k].isa, qm_dtype_name(v->dtype), o_b, o_e,
+                fprintf(stderr, "MISMATCH blocks%s %s %s rows [%d,%d) cols %d col0 %d bc %d n_tok %d: y[%zu] %a vs %a\n",
+                        use_q8 ? " q8" : "", isa[k].isa, qm_dtype_name(v->dtype), o_b, o_e,
                         v->cols, v->col0, bc, n_tok, i, got[i], ref[i]);
                 bad = 1;
             }
@@ -236,14 +233,15 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Column-parallel: the whole view, all rows. Row-parallel: blocks of 64 columns chained, as
+/* Column-parallel: the whole view, all rows. Row-parallel: blocks of 64 columns, each to its slot, as
  * forward.c's row_parallel (matmul_blocks). Returns the best of reps, seconds. */
 static double run(const qm_kernels *k, const qm_wview *w, const float *x, int n_tok, float *y, int rowpar, int reps) {
     double best = 1e30;
     for (int rep = 0; rep < reps; rep++) {
         double t0 = now_s();
         if (!rowpar) k->matmul(w, NULL, x, (size_t)w->cols, n_tok, y, (size_t)w->rows, 0, w->rows);
-        else k->matmul_blocks(w, x, (size_t)w->cols, n_tok, 64, (w->cols + 63) / 64, NULL, 0, y, (size_t)w->rows, 0, w->rows);
+        else k->matmul_blocks(w, x, (size_t)w->cols, n_tok, 64, (w->cols + 63) / 64, y, (size_t)n_tok * (size_t)w->rows,
+                              (size_t)w->rows, 0, w->rows);
         double t = now_s() - t0;
         if (t < best) best = t;
     }
@@ -257,7 +255,8 @@ static double run_q8(const qm_kernels *k, const qm_wview *w, const qm_q8act *a, 
     for (int rep = 0; rep < reps; rep++) {
         double t0 = now_s();
         if (!rowpar) k->matmul_q8(w, NULL, a, n_tok, y, (size_t)w->rows, 0, w->rows);
-        else k->matmul_q8_blocks(w, a, n_tok, 64, (w->cols + 63) / 64, NULL, 0, y, (size_t)w->rows, 0, w->rows);
+        else k->matmul_q8_blocks(w, a, n_tok, 64, (w->cols + 63) / 64, y, (size_t)n_tok * (size_t)w->rows, (size_t)w->rows, 0,
+                                 w->rows);
         double t = now_s() - t0;
         if (t < best) best = t;
     }
@@ -283,7 +282,9 @@ static void bench(const char *isa_name, const char *types) {
         const int dcols = 1536, drows = 40960, rcols = 8960, rrows = 7168;
         size_t nb = (size_t)drows * dcols / (size_t)qm_dtype_block(dt);
         void *q = make_q(&r, dt, nb, 0);
-        float *x = malloc((size_t)64 * rcols * 4), *y = malloc((size_t)64 * drows * 4);
+        /* y: outputs, or the row-parallel views' block partials ([blocks][n_tok][rows]) */
+        const size_t ny = (size_t)64 * drows > (size_t)(rcols / 64) * 64 * 448 ? (size_t)64 * drows : (size_t)(rcols / 64) * 64 * 448;
+        float *x = malloc((size_t)64 * rcols * 4), *y = malloc(ny * 4);
         for (size_t i = 0; i < (size_t)64 * rcols; i++) x[i] = rand_f32(&r);
         qm_wview wf = {q, dt, (size_t)dcols, drows, dcols, 0};
         double tdf = run(&k, &wf, x, 1, y, 0, 3) / ((double)drows * dcols) * 1e9;
