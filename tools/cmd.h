@@ -35,6 +35,11 @@ bool cli_parse_float(const char *s, double min, double max, double *out);
 int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_opts *o, char *mesh_str, size_t mesh_cap);
 /* The usage lines of those flags. */
 extern const char cli_engine_flags_help[];
+/* A subcommand's argv[*i]: -h/--help prints usage then the engine flags' lines and returns
+ * CLI_FLAG_HELP; otherwise as cli_engine_flag (1 taken, 0 not an engine flag, -1 a bad value). */
+#define CLI_FLAG_HELP 2
+int cli_subcommand_flag(const char *cmd, const char *usage, int argc, char **argv, int *i, qm_engine_opts *o,
+                        char *mesh_str, size_t mesh_cap);
 /* Fills o with defaults (1x1, batch 1, backend not chosen yet). */
 void cli_engine_defaults(qm_engine_opts *o);
 /* The backend when --backend is not given: mpi under mpirun (more than one rank), else threads. */

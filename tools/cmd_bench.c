@@ -47,15 +47,12 @@ static int parse_args(int argc, char **argv, bench_args *a) {
     snprintf(a->mesh, sizeof a->mesh, "1x1");
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i];
-        if (!strcmp(f, "-h") || !strcmp(f, "--help")) {
-            printf("%s%s", usage_text, cli_engine_flags_help);
-            return 1;
-        }
         if (!strcmp(f, "--membw")) {
             a->membw = true;
             continue;
         }
-        int r = cli_engine_flag(cmd, argc, argv, &i, &a->o, a->mesh, sizeof a->mesh);
+        int r = cli_subcommand_flag(cmd, usage_text, argc, argv, &i, &a->o, a->mesh, sizeof a->mesh);
+        if (r == CLI_FLAG_HELP) return 1;
         if (r < 0) return 2;
         if (r) continue;
         if (i + 1 >= argc) return cli_usage_error(cmd, "unknown or incomplete option '%s'", f);

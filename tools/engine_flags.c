@@ -121,3 +121,12 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_op
     }
     return 0;
 }
+
+int cli_subcommand_flag(const char *cmd, const char *usage, int argc, char **argv, int *i, qm_engine_opts *o,
+                        char *mesh_str, size_t mesh_cap) {
+    if (!strcmp(argv[*i], "-h") || !strcmp(argv[*i], "--help")) {
+        printf("%s%s", usage, cli_engine_flags_help);
+        return CLI_FLAG_HELP;
+    }
+    return cli_engine_flag(cmd, argc, argv, i, o, mesh_str, mesh_cap);
+}
