@@ -3,7 +3,7 @@
 # Safe to run again: packages already present are not downloaded.
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config libpcre2-dev libutf8proc-dev libcjson-dev libcmocka-dev libmicrohttpd-dev
-      libopenmpi-dev openmpi-bin bc procps)
+      libopenmpi-dev openmpi-bin bc procps curl jq)
 optional=(gnuplot-nox clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}" "${optional[@]}"; do

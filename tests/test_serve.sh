@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# qmesh serve (OpenAI-compatible HTTP server) on a tiny random model, with curl:
-#  1. the same answer whatever the load: a seeded and a greedy request give byte-identical answers
-#     alone (1x1, batch 1) and among 16 other concurrent requests on 1x1, 2x2 and 1x4 (and 2x2 under
-#     mpirun when built with MPI); the 16 others are identical across meshes too;
+# qmesh serve (OpenAI-compatible HTTP server) on a tiny random model, with curl (and jq):
+#  1. the same answer whatever the load: a seeded and a greedy request and a seeded conversation
+#     (system, user, assistant, user) give byte-identical answers alone (1x1, batch 1) and among 16
+#     other concurrent requests on 1x1, 2x2 and 1x4 (and 2x2 under mpirun when built with MPI); the
+#     16 others are identical across meshes too; streamed, the seeded and the greedy request's
+#     chunks carry logprobs that, one after another, are the whole answer's (the same bytes);
+#     conversations that end with an assistant message, take turns out of order, have an unknown
+#     role or more than 256 messages get a 400;
 #  2. robustness: malformed JSON, wrong types, unknown model, a prompt longer than the context, n > 1
 #     (400 with an OpenAI error object), a body over the limit (413), a missing or wrong key (401),
 #     a full queue (429 with Retry-After), a client gone mid-stream (its sequence freed, another
 #     request unaffected), SIGTERM (in-flight request answered, exit 0 in bounded time);
 #  3. streaming, /tokenize, /detokenize, /v1/models, /health, /metrics;
-#  4. a bounded load test (200 requests, 32 at once): no request lost.
+#  4. a client gone before a whole (non-streamed) answer (its sequence cancelled and freed), then a
+#     bounded load test (200 requests, 32 at once): no request lost.
 set -euo pipefail
 : "${QMESH:?}" "${WORK:?}" "${SRC:?}"
 command -v curl > /dev/null || { echo "FAIL: test_serve needs curl (Debian: apt-get install curl)"; exit 1; }
+command -v jq > /dev/null || { echo "FAIL: test_serve needs jq (Debian: apt-get install jq)"; exit 1; }
 rm -rf "$WORK"; mkdir -p "$WORK"
 fail() { echo "FAIL: $*"; exit 1; }
 # never leave a server behind, whatever ends the script
@@ -59,10 +65,44 @@ post() {
 }
 # the answer without what differs between runs (id, created)
 norm() { sed -E 's/"id":"[^"]*",//; s/"created":[0-9]+,//' "$1"; }
+expect_error() { # STATUS PATH BODY WHAT [curl args]
+  local want=$1 path=$2 body=$3 what=$4; shift 4
+  local got; got=$(post "$path" "$body" "$WORK/err.json" "$@")
+  [ "$got" = "$want" ] || fail "$what: status $got, want $want: $(cat "$WORK/err.json")"
+  grep -q '^{"error":{"message":"[^"]*","type":"[^"]*","param":[^,]*,"code":' "$WORK/err.json" ||
+    fail "$what: not an OpenAI error object: $(cat "$WORK/err.json")"
+}
+# Streamed logprobs: the chunks' lists one after another (jq -c), the whole answer's, the numbers
+# as written (KEY FILE: the values of KEY in order, bytes as they are in the file).
+stream_logprobs() {
+  sed -n 's/^data: \({.*\)$/\1/p' "$1" | jq -cs '[.[].choices[0].logprobs | select(. != null)] |
+    if (.[0] | has("content")) then {content: map(.content[])}
+    else {tokens: map(.tokens[]), token_logprobs: map(.token_logprobs[]), top_logprobs: map(.top_logprobs[]),
+          text_offset: map(.text_offset[])} end'
+}
+whole_logprobs() { jq -c '.choices[0].logprobs' "$1"; }
+written() { grep -o "\"$1\":\(\[[^]]*\]\|[-0-9.e+]*\)" "$2" | sed -E 's/^"[a-z_]+"://; s/[][]//g' | tr ',' '\n' | grep -v '^$' || true; }
+stream_text() { sed -n 's/^data: \({.*\)$/\1/p' "$1" | jq -rjs 'map(.choices[0] | .text // .delta.content // "") | add'; }
+# STREAM WHOLE WHAT [MIN]: the streamed answer carries the whole one's text and logprobs, in MIN (2)
+# chunks at least (a row in another process streams nothing: all comes with the end, MIN 1)
+check_stream_logprobs() {
+  local n; n=$(grep -c '^data: {.*"logprobs":{' "$1" || true)
+  [ "$n" -ge "${4:-2}" ] || fail "$3: $n streamed chunks with logprobs: $(head -c 600 "$1")"
+  [ "$(stream_text "$1")" = "$(jq -rj '.choices[0] | .text // .message.content' "$2")" ] || fail "$3: streamed text differs"
+  [ "$(stream_logprobs "$1")" = "$(whole_logprobs "$2")" ] ||
+    fail "$3: streamed logprobs $(stream_logprobs "$1" | head -c 400) differ from the whole answer's $(whole_logprobs "$2" | head -c 400)"
+  for key in logprob bytes token_logprobs text_offset; do
+    [ "$(written $key "$1")" = "$(written $key "$2")" ] || fail "$3: streamed '$key' numbers are not written as in the whole answer"
+  done
+}
 
 # --- 1. the same answer whatever the load ---
 T1='{"prompt": "Once upon a time", "max_tokens": 14, "temperature": 0.9, "top_p": 0.95, "seed": 7, "ignore_eos": true, "logprobs": 3}'
 T2='{"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 10, "temperature": 0, "logprobs": true, "top_logprobs": 2}'
+T3='{"messages": [{"role": "system", "content": "You are terse."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}, {"role": "user", "content": "Name a colour."}], "max_tokens": 12, "temperature": 0.8, "seed": 5, "ignore_eos": true}'
+T3_PROMPT='<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello! How can I help?<|im_end|>\n<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n'
+S1="${T1%\}}, \"stream\": true}" # T1 and T2 streamed
+S2="${T2%\}}, \"stream\": true}"
 other() { # request k of the 16 others: prompts, lengths, sampling and stops differ
   local k=$1
   case $((k % 4)) in
@@ -82,8 +122,31 @@ grep -q '"finish_reason":"length"' "$WORK/ref_t1.json" && grep -q '"usage":{"pro
 # greedy: the picked token is the most likely one, so its logprob is the first top logprob's
 lps=$(grep -o '"logprob":[-0-9.e]*' "$WORK/ref_t2.json" | head -2 | uniq | wc -l)
 [ "$lps" = 1 ] || fail "T2 logprobs: $(cat "$WORK/ref_t2.json")"
+# the conversation: every turn in the prompt (ChatML: as many tokens as its text with the template's)
+[ "$(post /v1/chat/completions "$T3" "$WORK/ref_t3.json")" = 200 ] || fail "T3 alone: $(cat "$WORK/ref_t3.json")"
+post /tokenize "{\"prompt\": \"$T3_PROMPT\"}" "$WORK/t3_prompt.json" > /dev/null
+want=$(jq .count "$WORK/t3_prompt.json"); got=$(jq .usage.prompt_tokens "$WORK/ref_t3.json")
+[ "$got" = "$want" ] || fail "T3 prompt: $got tokens, want $want (every turn in ChatML): $(cat "$WORK/ref_t3.json")"
+for k in 1 2; do
+  eval "body=\$S$k"; ep=/v1/completions; [ $k = 2 ] && ep=/v1/chat/completions
+  [ "$(post $ep "$body" "$WORK/ref_s$k.txt")" = 200 ] || fail "S$k alone: $(cat "$WORK/ref_s$k.txt")"
+  check_stream_logprobs "$WORK/ref_s$k.txt" "$WORK/ref_t$k.json" "S$k alone"
+done
+# conversations this server does not take: 400 saying why
+for bad in 'last is assistant|[{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]|must end with a user message' \
+           'two user turns|[{"role": "user", "content": "Hi"}, {"role": "user", "content": "Hi?"}]|message 1: a user message where an assistant message belongs' \
+           'late system|[{"role": "user", "content": "Hi"}, {"role": "system", "content": "Be brief."}]|message 1: a system message' \
+           'unknown role|[{"role": "user", "content": "Hi"}, {"role": "tool", "content": "42"}]|the role '"'"'tool'"'"' is not supported'; do
+  IFS='|' read -r what msgs why <<< "$bad"
+  expect_error 400 /v1/chat/completions "{\"messages\": $msgs}" "$what"
+  grep -q "$why" "$WORK/err.json" || fail "$what: the error does not say '$why': $(cat "$WORK/err.json")"
+done
+many=$(for i in $(seq 1 150); do printf '{"role": "user", "content": "q%d"}, {"role": "assistant", "content": "a%d"}, ' "$i" "$i"; done)
+expect_error 400 /v1/chat/completions "{\"messages\": [$many{\"role\": \"user\", \"content\": \"last\"}]}" "301 messages"
+grep -q 'has 301 messages; this server takes at most 256' "$WORK/err.json" || fail "301 messages: $(cat "$WORK/err.json")"
 stop_server
 echo "ok alone (1x1, batch 1), with logprobs: $(head -c 300 "$WORK/ref_t1.json")"
+echo "ok a conversation of $(jq .usage.prompt_tokens "$WORK/ref_t3.json") prompt tokens; streamed logprobs (completions, chat) the same as whole; bad conversations refused"
 
 loaded_run() { # NAME ARGS...: T1, T2 and the 16 others at once
   local name=$1; shift
@@ -93,17 +156,21 @@ loaded_run() { # NAME ARGS...: T1, T2 and the 16 others at once
   done
   post /v1/completions "$T1" "$WORK/$name.t1.json" > "$WORK/$name.t1.code" &
   post /v1/chat/completions "$T2" "$WORK/$name.t2.json" > "$WORK/$name.t2.code" &
+  post /v1/chat/completions "$T3" "$WORK/$name.t3.json" > "$WORK/$name.t3.code" &
+  post /v1/completions "$S1" "$WORK/$name.s1.txt" > "$WORK/$name.s1.code" &
   wait $(jobs -p | grep -v "^$SERVER_PID$") 2>/dev/null || true
-  for f in "$WORK/$name".*.code; do [ "$(cat "$f")" = 200 ] || fail "$name: $f: $(cat "$f") $(cat "${f%.code}.json")"; done
+  for f in "$WORK/$name".*.code; do [ "$(cat "$f")" = 200 ] || fail "$name: $f: $(cat "$f") $(cat "${f%.code}".*)"; done
   stop_server
   [ "$(norm "$WORK/$name.t1.json")" = "$(norm "$WORK/ref_t1.json")" ] || fail "$name: T1 (text or logprobs) differs from alone"
   [ "$(norm "$WORK/$name.t2.json")" = "$(norm "$WORK/ref_t2.json")" ] || fail "$name: T2 differs from alone"
+  [ "$(norm "$WORK/$name.t3.json")" = "$(norm "$WORK/ref_t3.json")" ] || fail "$name: the conversation T3 differs from alone"
+  check_stream_logprobs "$WORK/$name.s1.txt" "$WORK/ref_t1.json" "$name: S1" "$([ -n "${LAUNCH:-}" ] && echo 1 || echo 2)"
   if [ "$name" != 1x1 ]; then
     for k in $(seq 0 15); do
       [ "$(norm "$WORK/$name.other$k.json")" = "$(norm "$WORK/1x1.other$k.json")" ] || fail "$name: request $k differs from 1x1"
     done
   fi
-  echo "ok $name: the seeded and the greedy request (text and logprobs) identical to alone among 16 others; the others identical to 1x1"
+  echo "ok $name: the seeded and the greedy request (text and logprobs) and the conversation identical to alone among 16 others, streamed logprobs too; the others identical to 1x1"
 }
 loaded_run 1x1 --batch 8
 loaded_run 2x2 --mesh 2x2 --batch 4
@@ -120,13 +187,6 @@ fi
 # --- 2. robustness ---
 start_server "$WORK/robust.log" --ctx 512 --batch 2 --max-queue 2 --max-body 4096 --api-key sekret --shutdown-timeout 3
 K=(-H 'Authorization: Bearer sekret')
-expect_error() { # STATUS PATH BODY WHAT [curl args]
-  local want=$1 path=$2 body=$3 what=$4; shift 4
-  local got; got=$(post "$path" "$body" "$WORK/err.json" "$@")
-  [ "$got" = "$want" ] || fail "$what: status $got, want $want: $(cat "$WORK/err.json")"
-  grep -q '^{"error":{"message":"[^"]*","type":"[^"]*","param":[^,]*,"code":' "$WORK/err.json" ||
-    fail "$what: not an OpenAI error object: $(cat "$WORK/err.json")"
-}
 expect_error 400 /v1/completions '{"prompt": "Hi", "max_tokens": 4' "malformed JSON" "${K[@]}"
 expect_error 400 /v1/completions '[1, 2]' "not an object" "${K[@]}"
 expect_error 400 /v1/completions '{"prompt": "Hi", "max_tokens": "four"}' "wrong type" "${K[@]}"
@@ -139,7 +199,6 @@ long=$(printf 'word %.0s' $(seq 1 600))
 expect_error 400 /v1/completions "{\"prompt\": \"$long\"}" "prompt longer than the context" "${K[@]}"
 grep -q '"code":"context_length_exceeded"' "$WORK/err.json" || fail "context code: $(cat "$WORK/err.json")"
 expect_error 400 /v1/completions '{"prompt": "Hi", "n": 2}' "n > 1" "${K[@]}"
-expect_error 400 /v1/completions '{"prompt": "Hi", "logprobs": 2, "stream": true}' "logprobs with stream" "${K[@]}"
 expect_error 400 /v1/completions '{"prompt": "Hi", "logprobs": 21}' "too many logprobs" "${K[@]}"
 expect_error 413 /v1/completions "{\"prompt\": \"$(head -c 6000 /dev/zero | tr '\0' a)\"}" "body over the limit" "${K[@]}"
 expect_error 401 /v1/completions '{"prompt": "Hi"}' "missing key"
@@ -217,8 +276,27 @@ how=finished; grep -q '"code":"cancelled"' "$WORK/last.txt" && how=cancelled
 [ $(( $(date +%s) - t0 )) -le 15 ] || fail "shutdown took more than 15 s"
 echo "ok SIGTERM: the in-flight stream $how and ended with [DONE]; exit 0 in $(( $(date +%s) - t0 )) s"
 
-# --- 4. a bounded load test: 200 requests, 32 at once, none lost ---
+# --- 4. a client gone before a whole answer; a bounded load test: 200 requests, 32 at once, none lost ---
 start_server "$WORK/load.log" --batch 16 --max-queue 256
+metric() { curl -s "http://127.0.0.1:$PORT/metrics" | sed -n "s/^$1 //p"; }
+c0=$(metric qmesh_generations_cancelled_total); tokens0=$(metric qmesh_generation_tokens_total)
+curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/completions" \
+  -d '{"prompt": "Killed", "max_tokens": 3000, "temperature": 0, "ignore_eos": true}' &
+cpid=$!
+for _ in $(seq 1 200); do [ "$(metric qmesh_busy_sequences)" = 1 ] && break; sleep 0.05; done
+[ "$(metric qmesh_busy_sequences)" = 1 ] || fail "the non-streamed request to be left never ran"
+kill "$cpid"; wait "$cpid" 2>/dev/null || true
+t0=$(date +%s%N); freed=
+for _ in $(seq 1 20); do
+  if [ "$(metric qmesh_busy_sequences)" = 0 ] && [ "$(metric qmesh_generations_cancelled_total)" = $((c0 + 1)) ]; then
+    freed=1; break
+  fi
+  sleep 0.1
+done
+[ -n "$freed" ] || fail "the left non-streamed request's sequence was not freed within 2 s: $(curl -s "http://127.0.0.1:$PORT/metrics" | grep -E '^qmesh_(busy|generations)')"
+spent=$(( $(metric qmesh_generation_tokens_total) - tokens0 ))
+[ "$spent" -lt 3000 ] || fail "the left non-streamed request ran on: $spent of its 3000 tokens generated"
+echo "ok a client gone before a whole answer: cancelled after $spent of 3000 tokens, freed $(( ($(date +%s%N) - t0) / 1000000 )) ms after it left"
 bash "$SRC/scripts/serve_load.sh" "$PORT" 200 32 2 > "$WORK/load.json" || fail "load test lost requests: $(cat "$WORK/load.json")"
 stop_server
 echo "ok load: $(cat "$WORK/load.json")"

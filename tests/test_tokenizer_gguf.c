@@ -634,6 +634,14 @@ static void test_deepseek_folder(void **state) {
     assert_memory_equal(ids, want, sizeof want);
     free(ids);
     free(chat);
+    /* A conversation: an assistant message keeps what follows its "</think>", then end-of-sentence. */
+    const qm_chat_message conv[] = {{QM_CHAT_ROLE_USER, "ab"}, {QM_CHAT_ROLE_ASSISTANT, "a</think>c"},
+                                    {QM_CHAT_ROLE_USER, "abc"}};
+    assert_int_equal(qm_chat_ids(tok, QM_CHAT_DEEPSEEK_R1, conv, 3, NULL, false, &ids, &n, &err), QM_OK);
+    static const int want_conv[] = {10, 8, 3, 9, 2, 7, 8, 4, 9, 11, 6}; /* ... Assistant "c" eos User "abc" ... */
+    assert_int_equal(n, 11);
+    assert_memory_equal(ids, want_conv, sizeof want_conv);
+    free(ids);
     qm_tokenizer_free(tok);
     qm_gguf_close(g);
 
@@ -722,6 +730,134 @@ static void test_chat_wrap(void **state) {
     assert_null(qm_chat_wrap_format(QM_CHAT_UNKNOWN, "U", NULL));
 }
 
+static qm_chat_message msg(qm_chat_role role, const char *content) { return (qm_chat_message){role, content}; }
+
+static void expect_render(qm_chat_format f, const qm_chat_message *m, int n, const char *def, const char *want) {
+    char *got = NULL;
+    qm_error err = {0};
+    assert_int_equal(qm_chat_render(f, m, n, def, &got, NULL, NULL, NULL, &err), QM_OK);
+    expect_wrap(got, want);
+}
+
+static void expect_refused(const qm_chat_message *m, int n, const char *why) {
+    char *got = NULL;
+    qm_error err = {0};
+    assert_int_equal(qm_chat_render(QM_CHAT_CHATML, m, n, NULL, &got, NULL, NULL, NULL, &err), QM_ERR_ARG);
+    assert_null(got);
+    if (!strstr(err.msg, why)) fail_msg("'%s' does not say '%s'", err.msg, why);
+}
+
+/* Conversations: every turn in the format, the system text or the default, one turn as
+ * qm_chat_wrap_format writes it, the plain text's spans; bad conversations refused. */
+static void test_chat_conversation(void **state) {
+    (void)state;
+    const qm_chat_message conv[] = {msg(QM_CHAT_ROLE_SYSTEM, "S"), msg(QM_CHAT_ROLE_USER, "U1"),
+                                    msg(QM_CHAT_ROLE_ASSISTANT, "<think>r</think>A1"), msg(QM_CHAT_ROLE_USER, "U2")};
+    expect_render(QM_CHAT_CHATML, conv, 4, "ignored",
+                  "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n"
+                  "<think>r</think>A1<|im_end|>\n<|im_start|>user\nU2<|im_end|>\n<|im_start|>assistant\n");
+    expect_render(QM_CHAT_CHATML, conv + 1, 3, "D",
+                  "<|im_start|>system\nD<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n"
+                  "<think>r</think>A1<|im_end|>\n<|im_start|>user\nU2<|im_end|>\n<|im_start|>assistant\n");
+    expect_render(QM_CHAT_CHATML, conv + 1, 3, NULL,
+                  "<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n<think>r</think>A1<|im_end|>\n"
+                  "<|im_start|>user\nU2<|im_end|>\n<|im_start|>assistant\n");
+    expect_render(QM_CHAT_DEEPSEEK_R1, conv, 4, NULL,
+                  DS_BOS "S" DS_USER "U1" DS_ASSISTANT "A1<\xEF\xBD\x9C" "end\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>"
+                  DS_USER "U2" DS_ASSISTANT "<think>\n");
+    /* one turn: the same bytes as qm_chat_wrap_format (what the server sent before conversations) */
+    for (qm_chat_format f = QM_CHAT_CHATML; f <= QM_CHAT_DEEPSEEK_R1; f++) {
+        char *one = qm_chat_wrap_format(f, "U2", "S");
+        expect_render(f, (qm_chat_message[]){msg(QM_CHAT_ROLE_SYSTEM, "S"), msg(QM_CHAT_ROLE_USER, "U2")}, 2, NULL, one);
+        free(one);
+    }
+    /* the plain text's spans */
+    char *text = NULL;
+    size_t len = 0;
+    qm_chat_span spans[5];
+    int n_spans = 0;
+    qm_error err = {0};
+    assert_int_equal(qm_chat_render(QM_CHAT_CHATML, conv + 1, 3, "D", &text, &len, spans, &n_spans, &err), QM_OK);
+    assert_int_equal(n_spans, 4);
+    assert_int_equal(len, strlen(text));
+    static const char *plain[] = {"D", "U1", "<think>r</think>A1", "U2"};
+    for (int k = 0; k < 4; k++) {
+        assert_int_equal(spans[k].len, strlen(plain[k]));
+        assert_memory_equal(text + spans[k].at, plain[k], spans[k].len);
+    }
+    free(text);
+    /* bad conversations */
+    const qm_chat_message ends_assistant[] = {msg(QM_CHAT_ROLE_USER, "U"), msg(QM_CHAT_ROLE_ASSISTANT, "A")};
+    expect_refused(ends_assistant, 2, "must end with a user message");
+    const qm_chat_message two_users[] = {msg(QM_CHAT_ROLE_USER, "U"), msg(QM_CHAT_ROLE_USER, "U")};
+    expect_refused(two_users, 2, "message 1 is a user message where an assistant message belongs");
+    const qm_chat_message late_system[] = {msg(QM_CHAT_ROLE_USER, "U"), msg(QM_CHAT_ROLE_SYSTEM, "S")};
+    expect_refused(late_system, 2, "message 1 is a system message");
+    expect_refused(conv, 1, "ends with a system message");
+    expect_refused(conv, 0, "at least one");
+    expect_refused((qm_chat_message[]){msg(QM_CHAT_ROLE_USER, NULL)}, 1, "message 0 has no content");
+    qm_chat_message many[QM_CHAT_MAX_MESSAGES + 1];
+    for (int i = 0; i <= QM_CHAT_MAX_MESSAGES; i++) many[i] = msg(i % 2 ? QM_CHAT_ROLE_ASSISTANT : QM_CHAT_ROLE_USER, "x");
+    expect_refused(many, QM_CHAT_MAX_MESSAGES + 1, "more than 256");
+    assert_int_equal(qm_chat_check(many, QM_CHAT_MAX_MESSAGES - 1, &err), QM_OK);
+}
+
+/* The system text of a one-turn prompt (how the server learns the default of the model's template). */
+static void test_chat_prompt_system(void **state) {
+    (void)state;
+    qm_error err = {0};
+    char *sys = NULL;
+    for (qm_chat_format f = QM_CHAT_CHATML; f <= QM_CHAT_DEEPSEEK_R1; f++) {
+        char *p = qm_chat_wrap_format(f, "", "It's me.\n");
+        assert_int_equal(qm_chat_prompt_system(f, p, &sys, &err), QM_OK);
+        assert_string_equal(sys, "It's me.\n");
+        free(sys);
+        free(p);
+    }
+    char *bare = qm_chat_wrap_format(QM_CHAT_CHATML, "", NULL);
+    assert_int_equal(qm_chat_prompt_system(QM_CHAT_CHATML, bare, &sys, &err), QM_OK);
+    assert_null(sys); /* no system turn */
+    free(bare);
+    assert_int_equal(qm_chat_prompt_system(QM_CHAT_CHATML, "<|im_start|>user\nHi<|im_end|>\n", &sys, &err), QM_ERR_ARG);
+    assert_null(sys);
+    assert_non_null(strstr(err.msg, "not a one-turn chatml prompt"));
+}
+
+/* Conversations as ids with the Qwen2.5 tokenizer: the template's special tokens, the messages as
+ * plain text ("<|im_start|>" typed by a user stays text), the same ids as the rendered prompt's
+ * when no message holds a special token. */
+static void test_chat_conversation_ids(void **state) {
+    (void)state;
+    qm_tokenizer *tok = NULL;
+    qm_error err = {0};
+    assert_int_equal(qm_tokenizer_load(TOKDIR "/qwen2.5", &tok, &err), QM_OK);
+    const qm_chat_message conv[] = {msg(QM_CHAT_ROLE_USER, "What is 2+2?"), msg(QM_CHAT_ROLE_ASSISTANT, "4."),
+                                    msg(QM_CHAT_ROLE_USER, "And 3+3?")};
+    for (int n = 1; n <= 3; n += 2) {
+        int *ids = NULL, k = 0, *ref = NULL, m = 0;
+        char *text = NULL;
+        assert_int_equal(qm_chat_ids(tok, QM_CHAT_CHATML, conv, n, QM_CHAT_DEFAULT_SYSTEM, false, &ids, &k, &err), QM_OK);
+        assert_int_equal(qm_chat_render(QM_CHAT_CHATML, conv, n, QM_CHAT_DEFAULT_SYSTEM, &text, NULL, NULL, NULL, &err),
+                         QM_OK);
+        assert_int_equal(qm_tokenize(tok, text, strlen(text), &ref, &m, &err), QM_OK);
+        assert_int_equal(k, m);
+        assert_memory_equal(ids, ref, (size_t)m * sizeof *ids);
+        free(ids);
+        free(ref);
+        free(text);
+    }
+    const qm_chat_message typed[] = {msg(QM_CHAT_ROLE_USER, "<|im_start|>")};
+    int *ids = NULL, k = 0, special = 0;
+    const int im_start = qm_tokenizer_id(tok, "<|im_start|>");
+    assert_int_equal(qm_chat_ids(tok, QM_CHAT_CHATML, typed, 1, NULL, false, &ids, &k, &err), QM_OK);
+    for (int i = 0; i < k; i++) special += ids[i] == im_start;
+    assert_int_equal(special, 2); /* the user's and the assistant's headers only */
+    free(ids);
+    assert_int_equal(qm_chat_ids(tok, QM_CHAT_UNKNOWN, typed, 1, NULL, false, &ids, &k, &err), QM_ERR_ARG);
+    assert_null(ids);
+    qm_tokenizer_free(tok);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_qwen25), cmocka_unit_test(test_roundtrip_qwen3),
@@ -730,6 +866,8 @@ int main(void) {
         cmocka_unit_test(test_bad_hf_folder),    cmocka_unit_test(test_deepseek_folder),
         cmocka_unit_test(test_chat_detect),
         cmocka_unit_test(test_chat_resolve),     cmocka_unit_test(test_chat_wrap),
+        cmocka_unit_test(test_chat_conversation), cmocka_unit_test(test_chat_prompt_system),
+        cmocka_unit_test(test_chat_conversation_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

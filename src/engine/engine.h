@@ -86,6 +86,11 @@ typedef struct {
     void (*on_done)(void *ctx, int index, const qm_gen_result *r);
     /* Streaming: newly completed text of request `index` (may be NULL). */
     void (*on_text)(void *ctx, int index, const char *text);
+    /* Streaming with tokens, called instead of on_text when set (may be NULL): the same text, and
+     * for a request that asks for logprobs the generated tokens that text completes (ids[n],
+     * lps[n]: those after the previous call's, each once its text has come; n = 0 and lps NULL for
+     * other requests). Tokens whose text never streams (a stop string's) come with on_done only. */
+    void (*on_tokens)(void *ctx, int index, const char *text, const int *ids, const qm_token_logprobs *lps, int n);
     /* Skip request i when it returns true (resume); may be NULL. */
     bool (*skip)(void *ctx, int index);
     void *ctx;

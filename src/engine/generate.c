@@ -19,6 +19,9 @@ typedef struct {
     qm_rng rng;
     qm_sampling sp;
     qm_token_logprobs *lps; /* [max_new] when the request asks for logprobs */
+    size_t *tok_end;        /* [max_new] the text's length after each generated token, when its
+                               logprobs stream (on_tokens): the tokens a streamed piece completes */
+    int tok_emitted;        /* generated tokens streamed with their text */
     qm_decode_stream ds;
     char *text;
     size_t len, cap, emitted;
@@ -71,20 +74,29 @@ static qm_status text_append(seq *s, const char *p, size_t n) {
     return QM_OK;
 }
 
+/* Streams s's text up to byte `upto` (on_tokens: with the generated tokens it completes). */
 static void emit_text(row_ctx *r, seq *s, size_t upto) {
     qm_engine *e = r->e;
-    if (!is_leader(r) || !e->cb || !e->cb->on_text || upto <= s->emitted) return;
+    const qm_gen_callbacks *cb = e->cb;
+    if (!is_leader(r) || !cb || !(cb->on_text || cb->on_tokens) || upto <= s->emitted) return;
     if (!reports(r)) return;
     /* never cut a UTF-8 character */
     while (upto > s->emitted && upto < s->len && ((unsigned char)s->text[upto] & 0xC0) == 0x80) upto--;
     if (upto <= s->emitted) return;
+    int done = s->tok_emitted; /* the tokens whose text ends by upto */
+    while (s->tok_end && done < s->n_gen && s->tok_end[done] <= upto) done++;
     char save = s->text[upto];
     s->text[upto] = 0;
     pthread_mutex_lock(&e->mu);
-    e->cb->on_text(e->cb->ctx, s->req, s->text + s->emitted);
+    if (cb->on_tokens)
+        cb->on_tokens(cb->ctx, s->req, s->text + s->emitted, s->toks + s->n_prompt + s->tok_emitted,
+                      s->tok_end ? s->lps + s->tok_emitted : NULL, done - s->tok_emitted);
+    else
+        cb->on_text(cb->ctx, s->req, s->text + s->emitted);
     pthread_mutex_unlock(&e->mu);
     s->text[upto] = save;
     s->emitted = upto;
+    s->tok_emitted = done;
 }
 
 static void finish(row_ctx *r, seq *s, qm_stop_reason why) {
@@ -111,6 +123,7 @@ static void finish(row_ctx *r, seq *s, qm_stop_reason why) {
     free(s->toks);
     free(s->text);
     free(s->lps);
+    free(s->tok_end);
     qm_live_request_free(&s->lr);
     memset(s, 0, sizeof *s);
     s->req = -1;
@@ -171,6 +184,9 @@ static qm_status start_seq(row_ctx *r, seq *s, qm_live_request *lr, qm_error *er
     s->sp = (qm_sampling){q->temperature, q->top_k, q->top_p};
     if (q->logprobs > 0 && !(s->lps = calloc((size_t)q->max_new_tokens + 1, sizeof *s->lps)))
         return qm_fail(err, QM_ERR_NOMEM, "out of memory");
+    const bool stream_tokens = s->lps && e->cb && e->cb->on_tokens && is_leader(r) && reports(r);
+    if (stream_tokens && !(s->tok_end = calloc((size_t)q->max_new_tokens + 1, sizeof *s->tok_end)))
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory");
     qm_rng_seed(&s->rng, q->seed, q->rng_stream);
     s->t_start = qm_now();
     r->st.prompt_tokens += q->n_prompt;
@@ -210,6 +226,7 @@ static bool accept_token(row_ctx *r, seq *s, int tok, const qm_token_logprobs *l
         size_t old = s->len;
         size_t n = qm_decode_stream_push(e->tok, &s->ds, tok, piece, sizeof piece);
         if (n && text_append(s, piece, n)) r->failed = QM_ERR_NOMEM;
+        if (s->tok_end) s->tok_end[s->n_gen - 1] = s->len;
         size_t at;
         if (s->text && qm_stop_find(s->text, s->len, old, q->stop, q->n_stop, &at)) {
             s->len = at;
@@ -334,6 +351,7 @@ static void row_close(row_ctx *r) {
                 free(r->seqs[b].toks);
                 free(r->seqs[b].text);
                 free(r->seqs[b].lps);
+                free(r->seqs[b].tok_end);
                 qm_live_request_free(&r->seqs[b].lr);
             }
     if (is_leader(r)) {

@@ -1,9 +1,13 @@
 /* The endpoints: generation (whole or streamed), tokenize, detokenize, metrics. */
 #include "server/server_internal.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "server/response.h"
 #include "text/tokenizer.h"
@@ -24,6 +28,21 @@ static int chat_prefix(qm_server *s, const qm_api_request *a, const int *ids, in
     return k < n ? k : 0;
 }
 
+/* A conversation of more than one turn as token ids, in the engine's chat format, with the
+ * system message or else the default system prompt that the engine gives one turn. */
+static qm_status conversation_ids(qm_server *s, const qm_api_request *a, int **ids, int *n, qm_error *err) {
+    qm_chat_format fmt;
+    char *one = NULL, *sys = NULL;
+    qm_status st = qm_engine_chat_format(s->engine, &fmt, err);
+    if (!st && !a->system && !(st = qm_engine_chat_prompt(s->engine, "", NULL, &one, err)))
+        st = qm_chat_prompt_system(fmt, one, &sys, err);
+    if (!st)
+        st = qm_chat_ids(qm_engine_tokenizer(s->engine), fmt, a->messages, a->n_messages, sys, false, ids, n, err);
+    free(one);
+    free(sys);
+    return st;
+}
+
 /* The prompt's token ids: the chat format around the messages, the prompt text tokenized as
  * written (special tokens included, as `qmesh generate -p`), or the ids given. *prefix: the
  * tokens shared with other requests (the chat's system turn), 0 = none. */
@@ -40,8 +59,9 @@ static bool prompt_ids(qm_server *s, const qm_api_request *a, int **ids, int *n,
         return true;
     }
     if (!tok) return qm_api_fail(e, 400, INVALID, NULL, NULL, "the model has no tokenizer: give the prompt as token ids");
-    qm_status st = a->kind == QM_API_CHAT ? qm_engine_chat_ids(s->engine, a->user, a->system, false, ids, n, &err)
-                                          : qm_tokenize(tok, a->prompt, strlen(a->prompt), ids, n, &err);
+    qm_status st = a->kind == QM_API_COMPLETION ? qm_tokenize(tok, a->prompt, strlen(a->prompt), ids, n, &err)
+                   : qm_api_one_turn(a) ? qm_engine_chat_ids(s->engine, a->user, a->system, false, ids, n, &err)
+                                        : conversation_ids(s, a, ids, n, &err);
     if (st) return qm_api_fail(e, 400, INVALID, a->kind == QM_API_CHAT ? "messages" : "prompt", NULL, "%s", err.msg);
     if (*n == 0) return qm_api_fail(e, 400, INVALID, "prompt", NULL, "the prompt is empty");
     if (a->kind == QM_API_CHAT) *prefix = chat_prefix(s, a, *ids, *n);
@@ -73,11 +93,24 @@ static bool gen_params(qm_server *s, const qm_api_request *a, const int *ids, in
     return true;
 }
 
-/* A streamed answer: server-sent events as text comes, then the last chunk and [DONE]. */
+/* One token's bytes (qm_token_namer). */
+static char *token_bytes(void *ctx, int id, size_t *len) {
+    qm_server *s = ctx;
+    const qm_tokenizer *tok = qm_engine_tokenizer(s->engine);
+    char *text = NULL;
+    qm_error err = {0};
+    if (!tok || qm_detokenize(tok, &id, 1, &text, len, &err)) return NULL;
+    return text;
+}
+
+/* A streamed answer: server-sent events as text comes (with its tokens' logprobs when asked), then
+ * the last chunk and [DONE]. */
 typedef struct {
     qm_server *s;
     qm_job *j;
     size_t sent;      /* text bytes sent */
+    int sent_tok;     /* tokens sent with their logprobs (requests that ask for them) */
+    size_t offset;    /* completions' text_offset of the next token */
     char *out;        /* the event being written */
     size_t out_len, out_pos;
     bool first;
@@ -93,13 +126,18 @@ static bool next_event(stream_ctx *t) {
             if (!(t->out = strdup("data: [DONE]\n\n"))) return false;
             break;
         }
-        char *piece = NULL;
-        size_t n = 0;
-        const bool done = qm_jobs_wait(&t->s->jobs, t->j, t->sent, 1000, &piece, &n);
-        if (n) {
-            t->out = qm_resp_chunk(t->j, t->s->model_name, t->s->created, piece, n, t->first, false);
+        qm_job_piece pc;
+        const bool done = qm_jobs_wait(&t->s->jobs, t->j, t->sent, t->sent_tok, 1000, &pc);
+        const bool some = pc.len || pc.n_tok;
+        if (some) {
+            const qm_token_namer names = {.text = token_bytes, .ctx = t->s};
+            const qm_resp_logprobs toks = {.ids = pc.ids, .logprobs = pc.logprobs, .n = pc.n_tok,
+                                           .offset = &t->offset, .names = &names};
+            t->out = qm_resp_chunk_logprobs(t->j, t->s->model_name, t->s->created, pc.text ? pc.text : "", pc.len,
+                                            t->first, false, &toks);
             t->first = false;
-            t->sent += n;
+            t->sent += pc.len;
+            t->sent_tok += pc.n_tok;
         } else if (done && t->j->reason == QM_STOP_CANCELLED) {
             qm_api_error e;
             qm_api_fail(&e, 503, "server_error", NULL, "cancelled", "the request was cancelled (server shutting down)");
@@ -112,8 +150,8 @@ static bool next_event(stream_ctx *t) {
             t->out = qm_resp_chunk(t->j, t->s->model_name, t->s->created, "", 0, t->first, true);
             t->stage = 1;
         }
-        free(piece);
-        if ((n || done) && !t->out) return false;
+        qm_job_piece_free(&pc);
+        if ((some || done) && !t->out) return false;
     }
     t->out_len = strlen(t->out);
     t->out_pos = 0;
@@ -160,19 +198,32 @@ static enum MHD_Result answer_stream(qm_server *s, struct MHD_Connection *c, qm_
     return ok;
 }
 
-/* One token's bytes (qm_token_namer). */
-static char *token_bytes(void *ctx, int id, size_t *len) {
-    qm_server *s = ctx;
-    const qm_tokenizer *tok = qm_engine_tokenizer(s->engine);
-    char *text = NULL;
-    qm_error err = {0};
-    if (!tok || qm_detokenize(tok, &id, 1, &text, len, &err)) return NULL;
-    return text;
+/* Whether the client closed its connection (read EOF or an error on the socket). libmicrohttpd
+ * cannot tell while the connection's thread waits in this handler (and does not watch suspended
+ * connections), so the waiting thread looks at the socket itself. A client that only shut down its
+ * sending side looks the same: HTTP clients do not. */
+static bool client_gone(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci) return false;
+    struct pollfd p = {.fd = ci->connect_fd, .events = POLLIN};
+    if (poll(&p, 1, 0) <= 0) return false;
+    if (p.revents & (POLLERR | POLLHUP | POLLNVAL)) return true;
+    char b;
+    const ssize_t k = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    return k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
-/* The whole answer once the job is done (the HTTP thread waits for it). */
+/* The whole answer once the job is done (the HTTP thread waits for it, and cancels it when the
+ * client goes away: its sequence is freed at the next step boundary). */
 static enum MHD_Result answer_whole(qm_server *s, struct MHD_Connection *c, qm_job *j) {
-    while (!qm_jobs_wait(&s->jobs, j, (size_t)-1, 1000, NULL, NULL)) {
+    while (!qm_jobs_wait(&s->jobs, j, (size_t)-1, INT_MAX, 200, NULL)) {
+        if (client_gone(c)) { /* answered for the log and metrics (nginx's 499); nobody reads it */
+            qm_jobs_leave(&s->jobs, j);
+            qm_api_error e;
+            qm_api_fail(&e, 499, "invalid_request_error", NULL, "client_closed_request",
+                        "the client closed the connection before the answer");
+            return qm_http_error(s, c, &e);
+        }
     }
     enum MHD_Result ok;
     if (j->reason == QM_STOP_CANCELLED) {

@@ -96,21 +96,46 @@ static void deadline_in(struct timespec *ts, int ms) {
     }
 }
 
-bool qm_jobs_wait(qm_jobs *q, qm_job *j, size_t from, int timeout_ms, char **piece, size_t *n) {
+void qm_job_piece_free(qm_job_piece *p) {
+    free(p->text);
+    free(p->ids);
+    free(p->logprobs);
+    memset(p, 0, sizeof *p);
+}
+
+/* Copies what job j has beyond `from` bytes and from_tok tokens into p (the caller holds the lock);
+ * false when out of memory. */
+static bool copy_piece(const qm_job *j, size_t from, int from_tok, qm_job_piece *p) {
+    memset(p, 0, sizeof *p);
+    const int n_tok = !j->ids ? 0 : j->done ? j->n_gen : j->n_tok;
+    if (j->len > from) {
+        if (!(p->text = malloc(j->len - from + 1))) return false;
+        p->len = j->len - from;
+        memcpy(p->text, j->text + from, p->len);
+        p->text[p->len] = 0;
+    }
+    if (n_tok > from_tok) {
+        const size_t k = (size_t)(n_tok - from_tok);
+        p->ids = malloc(k * sizeof *p->ids);
+        p->logprobs = malloc(k * sizeof *p->logprobs);
+        if (!p->ids || !p->logprobs) {
+            qm_job_piece_free(p);
+            return false;
+        }
+        memcpy(p->ids, j->ids + from_tok, k * sizeof *p->ids);
+        memcpy(p->logprobs, j->logprobs + from_tok, k * sizeof *p->logprobs);
+        p->n_tok = (int)k;
+    }
+    return true;
+}
+
+bool qm_jobs_wait(qm_jobs *q, qm_job *j, size_t from, int from_tok, int timeout_ms, qm_job_piece *piece) {
     struct timespec ts;
     deadline_in(&ts, timeout_ms);
     pthread_mutex_lock(&q->mu);
-    while (!j->done && j->len <= from)
+    while (!j->done && j->len <= from && j->n_tok <= from_tok)
         if (pthread_cond_timedwait(&q->changed, &q->mu, &ts) == ETIMEDOUT) break;
-    if (piece) {
-        *piece = NULL;
-        *n = 0;
-        if (j->len > from && (*piece = malloc(j->len - from + 1))) {
-            *n = j->len - from;
-            memcpy(*piece, j->text + from, *n);
-            (*piece)[*n] = 0;
-        }
-    }
+    if (piece && !copy_piece(j, from, from_tok, piece)) memset(piece, 0, sizeof *piece); /* nothing this time */
     const bool done = j->done;
     pthread_mutex_unlock(&q->mu);
     return done;
@@ -253,11 +278,33 @@ static bool set_text(qm_job *j, const char *text, size_t n, bool append) {
     return true;
 }
 
-static void on_text(void *ctx, int id, const char *text) {
+/* Keeps the streamed tokens' ids and logprobs (the caller holds the lock). After a failure the
+ * job keeps none until it is done (on_done brings them all). */
+static void add_tokens(qm_job *j, const int *ids, const qm_token_logprobs *lps, int n) {
+    if (n <= 0 || !lps || j->tok_lost) return;
+    if (j->n_tok + n > j->cap_tok) {
+        const int cap = (j->n_tok + n) * 2 + 16;
+        int *t = realloc(j->ids, (size_t)cap * sizeof *t);
+        if (t) j->ids = t;
+        qm_token_logprobs *l = t ? realloc(j->logprobs, (size_t)cap * sizeof *l) : NULL;
+        if (l) j->logprobs = l;
+        if (!t || !l) {
+            j->tok_lost = true;
+            return;
+        }
+        j->cap_tok = cap;
+    }
+    memcpy(j->ids + j->n_tok, ids, (size_t)n * sizeof *ids);
+    memcpy(j->logprobs + j->n_tok, lps, (size_t)n * sizeof *lps);
+    j->n_tok += n;
+}
+
+static void on_tokens(void *ctx, int id, const char *text, const int *ids, const qm_token_logprobs *lps, int n) {
     qm_jobs *q = ctx;
     pthread_mutex_lock(&q->mu);
     const int i = live_index(q, id);
     if (i >= 0 && set_text(q->live[i], text, strlen(text), true)) {
+        add_tokens(q->live[i], ids, lps, n);
         if (q->live[i]->t_first == 0) q->live[i]->t_first = qm_now();
         pthread_cond_broadcast(&q->changed);
     }
@@ -266,6 +313,10 @@ static void on_text(void *ctx, int id, const char *text) {
 
 /* The generated ids and their logprobs, when the request asked for logprobs (else nothing). */
 static void keep_tokens(qm_job *j, const qm_gen_result *r) {
+    free(j->ids); /* those streamed: the same as the first of r's */
+    free(j->logprobs);
+    j->ids = NULL;
+    j->logprobs = NULL;
     if (!r->logprobs || r->n_ids <= 0) return;
     j->ids = malloc((size_t)r->n_ids * sizeof *j->ids);
     j->logprobs = malloc((size_t)r->n_ids * sizeof *j->logprobs);
@@ -305,5 +356,5 @@ static void on_done(void *ctx, int id, const qm_gen_result *r) {
 }
 
 void qm_jobs_callbacks(qm_jobs *q, qm_gen_callbacks *cb) {
-    *cb = (qm_gen_callbacks){.on_done = on_done, .on_text = on_text, .ctx = q};
+    *cb = (qm_gen_callbacks){.on_done = on_done, .on_tokens = on_tokens, .ctx = q};
 }

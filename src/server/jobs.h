@@ -21,8 +21,11 @@ typedef struct qm_job {
     bool running, done, cancel;
     qm_stop_reason reason;
     int n_gen, prompt_tokens;
-    int *ids;                   /* the generated ids and, when asked, their logprobs (n_gen each) */
+    int *ids;                   /* the generated ids and, when asked, their logprobs: n_tok of them while
+                                   streaming (those whose text has come), n_gen once done */
     qm_token_logprobs *logprobs;
+    int n_tok, cap_tok;
+    bool tok_lost;              /* out of memory while streaming: the rest come with the end */
     double t_submit, t_first, t_done;
     int refs;                /* the HTTP side and the queue each hold one */
     struct qm_job *next;     /* waiting list */
@@ -50,10 +53,20 @@ void qm_jobs_destroy(qm_jobs *q);
 qm_job *qm_job_new(int *prompt, int n, qm_api_request *api, const qm_gen_request *params);
 /* Queues the job (the queue takes its own reference). */
 qm_submit_result qm_jobs_submit(qm_jobs *q, qm_job *j);
-/* Waits at most timeout_ms until job j has text beyond `from` bytes or is done. When piece is not
- * NULL, *piece is a copy of the text after `from` (malloc'd; NULL when none) and *n its length.
- * Returns true when j is done: from then on its fields do not change. */
-bool qm_jobs_wait(qm_jobs *q, qm_job *j, size_t from, int timeout_ms, char **piece, size_t *n);
+/* What a streamed job has beyond what was sent: copies, malloc'd (NULL when none). */
+typedef struct {
+    char *text;                  /* the text after the bytes sent, NUL-terminated */
+    size_t len;
+    int *ids;                    /* the tokens after those sent whose text has come (all of them once the job */
+    qm_token_logprobs *logprobs; /* is done), with their logprobs: only when the request asks for logprobs */
+    int n_tok;
+} qm_job_piece;
+
+/* Waits at most timeout_ms until job j has text beyond `from` bytes (tokens beyond from_tok) or
+ * is done. When piece is not NULL, it gets what lies beyond them (qm_job_piece_free it). Returns
+ * true when j is done: from then on its fields do not change. */
+bool qm_jobs_wait(qm_jobs *q, qm_job *j, size_t from, int from_tok, int timeout_ms, qm_job_piece *piece);
+void qm_job_piece_free(qm_job_piece *p);
 /* The HTTP side is finished with the job: when it is not done yet, it is cancelled. */
 void qm_jobs_leave(qm_jobs *q, qm_job *j);
 /* No new jobs; with cancel, every waiting and running job is cancelled too. */

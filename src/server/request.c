@@ -89,7 +89,7 @@ static bool get_stop(const cJSON *j, qm_api_request *r, qm_api_error *e) {
 }
 
 /* Completions: "logprobs": k (0..20, null = none). Chat: "logprobs": true|false and "top_logprobs": k.
- * Not with "stream" (streamed text pieces do not line up with tokens). */
+ * With "stream" too: each chunk carries the logprobs of the tokens whose text it carries. */
 static bool get_logprobs(const cJSON *j, qm_api_request *r, qm_api_error *e) {
     double top = 0;
     bool on = false;
@@ -103,8 +103,6 @@ static bool get_logprobs(const cJSON *j, qm_api_request *r, qm_api_error *e) {
         on = top >= 0;
         if (top < 0) top = 0;
     }
-    if (on && r->stream)
-        return qm_api_fail(e, BAD, INVALID, "logprobs", NULL, "'logprobs' is not supported with 'stream' here");
     r->logprobs = on ? 1 + (int)top : 0;
     return true;
 }
@@ -173,34 +171,89 @@ static bool get_content(const cJSON *msg, char **out, qm_api_error *e) {
             return qm_api_fail(e, BAD, INVALID, "messages", NULL, "only text content parts are supported");
         len += strlen(text->valuestring);
     }
-    if (!(*out = calloc(1, len + 1))) return oom(e);
-    for (const cJSON *part = c->child; part; part = part->next)
-        strcat(*out, cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring);
+    if (!(*out = malloc(len + 1))) return oom(e);
+    char *p = *out;
+    for (const cJSON *part = c->child; part; part = part->next) {
+        const char *text = cJSON_GetObjectItemCaseSensitive(part, "text")->valuestring;
+        const size_t k = strlen(text);
+        memcpy(p, text, k);
+        p += k;
+    }
+    *p = 0;
     return true;
 }
 
-/* "messages": an optional system message, then one user message (one turn: the chat format). */
+static const char *role_name(qm_chat_role r) {
+    return r == QM_CHAT_ROLE_SYSTEM ? "system" : r == QM_CHAT_ROLE_USER ? "user" : "assistant";
+}
+
+/* Message i's role: "system" (or "developer"), "user" or "assistant". */
+static bool get_role(const cJSON *m, int i, qm_chat_role *role, qm_api_error *e) {
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(m, "role");
+    if (!cJSON_IsObject(m) || !cJSON_IsString(r))
+        return qm_api_fail(e, BAD, INVALID, "messages", NULL, "message %d: each message needs a string 'role'", i);
+    const char *name = r->valuestring;
+    if (!strcmp(name, "system") || !strcmp(name, "developer")) *role = QM_CHAT_ROLE_SYSTEM;
+    else if (!strcmp(name, "user")) *role = QM_CHAT_ROLE_USER;
+    else if (!strcmp(name, "assistant")) *role = QM_CHAT_ROLE_ASSISTANT;
+    else
+        return qm_api_fail(e, BAD, INVALID, "messages", NULL,
+                           "message %d: the role '%.64s' is not supported here (system, developer, user or "
+                           "assistant)", i, name);
+    return true;
+}
+
+/* Message i's role where it stands: an optional system message first, then user and assistant
+ * messages in turn, from a user message. */
+static bool check_order(const qm_api_request *r, int i, qm_api_error *e) {
+    const int first = r->messages[0].role == QM_CHAT_ROLE_SYSTEM;
+    const qm_chat_role got = r->messages[i].role;
+    const qm_chat_role want = i < first ? QM_CHAT_ROLE_SYSTEM : (i - first) % 2 ? QM_CHAT_ROLE_ASSISTANT
+                                                                                 : QM_CHAT_ROLE_USER;
+    if (got == want) return true;
+    return qm_api_fail(e, BAD, INVALID, "messages", NULL,
+                       "message %d: a%s %s message where a%s %s message belongs (an optional system message first, "
+                       "then user and assistant messages in turn, from a user message to a user message)",
+                       i, got == QM_CHAT_ROLE_ASSISTANT ? "n" : "", role_name(got),
+                       want == QM_CHAT_ROLE_ASSISTANT ? "n" : "", role_name(want));
+}
+
+/* "messages": the conversation so far, whose next message (the assistant's) is asked for. */
 static bool get_messages(const cJSON *j, qm_api_request *r, qm_api_error *e) {
     const cJSON *ms = cJSON_GetObjectItemCaseSensitive(j, "messages");
     if (!cJSON_IsArray(ms) || cJSON_GetArraySize(ms) == 0)
         return qm_api_fail(e, BAD, INVALID, "messages", NULL, "'messages' must be a non-empty list");
+    const int n = cJSON_GetArraySize(ms);
+    if (n > QM_CHAT_MAX_MESSAGES)
+        return qm_api_fail(e, BAD, INVALID, "messages", NULL, "'messages' has %d messages; this server takes at most %d",
+                           n, QM_CHAT_MAX_MESSAGES);
+    if (!(r->messages = calloc((size_t)n, sizeof *r->messages))) return oom(e);
+    size_t bytes = 0;
     for (const cJSON *m = ms->child; m; m = m->next) {
-        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-        if (!cJSON_IsObject(m) || !cJSON_IsString(role))
-            return qm_api_fail(e, BAD, INVALID, "messages", NULL, "each message needs a string 'role'");
-        const bool sys = !strcmp(role->valuestring, "system") || !strcmp(role->valuestring, "developer");
-        if (sys && !r->system && !r->user) {
-            if (!get_content(m, &r->system, e)) return false;
-        } else if (!strcmp(role->valuestring, "user") && !r->user) {
-            if (!get_content(m, &r->user, e)) return false;
-        } else {
-            return qm_api_fail(e, BAD, INVALID, "messages", NULL,
-                               "only one turn is supported: an optional system message, then one user message "
-                               "(got role '%.64s' here)", role->valuestring);
-        }
+        const int i = r->n_messages;
+        char *content = NULL;
+        if (!get_role(m, i, &r->messages[i].role, e) || !check_order(r, i, e) || !get_content(m, &content, e))
+            return false;
+        r->messages[i].content = content;
+        r->n_messages++;
+        if ((bytes += strlen(content)) > QM_CHAT_MAX_BYTES)
+            return qm_api_fail(e, BAD, INVALID, "messages", NULL, "the messages hold more than %u bytes together",
+                               QM_CHAT_MAX_BYTES);
     }
-    if (!r->user) return qm_api_fail(e, BAD, INVALID, "messages", NULL, "'messages' needs a user message");
+    const qm_chat_message *last = &r->messages[n - 1];
+    if (last->role != QM_CHAT_ROLE_USER)
+        return qm_api_fail(e, BAD, INVALID, "messages", NULL,
+                           "the last message is a%s %s message; the conversation must end with a user message (the "
+                           "answer is the assistant's next message)",
+                           last->role == QM_CHAT_ROLE_ASSISTANT ? "n" : "", role_name(last->role));
+    r->system = r->messages[0].role == QM_CHAT_ROLE_SYSTEM ? r->messages[0].content : NULL;
+    r->user = last->content;
     return true;
+}
+
+bool qm_api_one_turn(const qm_api_request *r) {
+    return r->kind == QM_API_CHAT &&
+           (r->n_messages == 1 || (r->n_messages == 2 && r->messages[0].role == QM_CHAT_ROLE_SYSTEM));
 }
 
 bool qm_api_parse(qm_api_kind kind, const char *body, size_t len, qm_api_request *out, qm_api_error *err) {
@@ -220,8 +273,8 @@ void qm_api_request_free(qm_api_request *r) {
     free(r->model);
     free(r->prompt);
     free(r->prompt_ids);
-    free(r->system);
-    free(r->user);
+    for (int i = 0; i < r->n_messages; i++) free((char *)r->messages[i].content);
+    free(r->messages);
     for (int i = 0; i < r->n_stop; i++) free(r->stop[i]);
     memset(r, 0, sizeof *r);
 }

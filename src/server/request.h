@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "text/chat.h"
+
 #define QM_API_MAX_STOP 4 /* stop strings at most, as in the OpenAI API */
 
 typedef enum { QM_API_COMPLETION = 0, QM_API_CHAT } qm_api_kind;
@@ -30,8 +32,11 @@ typedef struct {
     char *prompt;           /* completion: the prompt text, NULL when given as token ids */
     int *prompt_ids;        /* completion: the prompt as token ids */
     int n_prompt_ids;
-    char *system;           /* chat: the system message, NULL = the chat template's default */
-    char *user;             /* chat: the user message */
+    qm_chat_message *messages; /* chat: the conversation (contents owned here, malloc'd): an optional system
+                                  message, then user and assistant messages in turn, ending with a user message */
+    int n_messages;
+    const char *system;     /* chat: the system message's content (in messages), NULL = the template's default */
+    const char *user;       /* chat: the last user message's content (in messages) */
     int max_tokens;         /* -1: not given (completion: 16; chat: until the context is full) */
     double temperature;     /* default 1 */
     double top_p;           /* default 1 */
@@ -42,9 +47,13 @@ typedef struct {
     int n_stop;
     bool stream;
     int logprobs;           /* 0: none; 1 + k: each token's logprob and the k most likely alternatives'
-                               (completions: "logprobs": k; chat: "logprobs": true, "top_logprobs": k) */
+                               (completions: "logprobs": k; chat: "logprobs": true, "top_logprobs": k);
+                               streamed too: each chunk carries its tokens' */
     bool ignore_eos;        /* an extension (vLLM's): do not stop at end-of-text */
 } qm_api_request;
+
+/* Whether a chat request is one turn (an optional system message and a user message). */
+bool qm_api_one_turn(const qm_api_request *r);
 
 /* Parses a JSON body of /v1/completions (kind QM_API_COMPLETION) or /v1/chat/completions.
  * false with *err (status 400) when it is not a request this server takes. */

@@ -94,12 +94,12 @@ static cJSON *chat_token(const qm_token_namer *nm, int id, float logprob) {
 }
 
 /* Chat: {"content": [{"token", "logprob", "bytes", "top_logprobs": [...]}, ...]}. */
-static cJSON *chat_logprobs(const qm_job *j, const qm_token_namer *nm) {
+static cJSON *chat_logprobs(const qm_resp_logprobs *t, const qm_token_namer *nm) {
     cJSON *o = cJSON_CreateObject(), *content = cJSON_CreateArray();
     cJSON_AddItemToObject(o, "content", content);
-    for (int i = 0; i < j->n_gen && content; i++) {
-        const qm_token_logprobs *lp = &j->logprobs[i];
-        cJSON *tok = chat_token(nm, j->ids[i], lp->logprob), *top = cJSON_CreateArray();
+    for (int i = 0; i < t->n && content; i++) {
+        const qm_token_logprobs *lp = &t->logprobs[i];
+        cJSON *tok = chat_token(nm, t->ids[i], lp->logprob), *top = cJSON_CreateArray();
         for (int k = 0; k < lp->n_top; k++) cJSON_AddItemToArray(top, chat_token(nm, lp->top_id[k], lp->top_logprob[k]));
         cJSON_AddItemToObject(tok, "top_logprobs", top);
         cJSON_AddItemToArray(content, tok);
@@ -107,24 +107,25 @@ static cJSON *chat_logprobs(const qm_job *j, const qm_token_namer *nm) {
     return o;
 }
 
-/* Completions: {"tokens", "token_logprobs", "top_logprobs": [{text: logprob}], "text_offset"}. */
-static cJSON *completion_logprobs(const qm_job *j, const qm_token_namer *nm) {
+/* Completions: {"tokens", "token_logprobs", "top_logprobs": [{text: logprob}], "text_offset"}; the
+ * text offsets from *t->offset on, which is advanced past the tokens. */
+static cJSON *completion_logprobs(const qm_resp_logprobs *t, const qm_token_namer *nm) {
     cJSON *o = cJSON_CreateObject(), *toks = cJSON_CreateArray(), *lps = cJSON_CreateArray(),
           *tops = cJSON_CreateArray(), *offs = cJSON_CreateArray();
     cJSON_AddItemToObject(o, "tokens", toks);
     cJSON_AddItemToObject(o, "token_logprobs", lps);
     cJSON_AddItemToObject(o, "top_logprobs", tops);
     cJSON_AddItemToObject(o, "text_offset", offs);
-    size_t offset = 0;
-    for (int i = 0; i < j->n_gen; i++) {
-        const qm_token_logprobs *lp = &j->logprobs[i];
+    size_t offset = t->offset ? *t->offset : 0;
+    for (int i = 0; i < t->n; i++) {
+        const qm_token_logprobs *lp = &t->logprobs[i];
         size_t len = 0;
-        char *t = token_text(nm, j->ids[i], &len);
-        cJSON_AddItemToArray(toks, t ? text_item(t, len) : cJSON_CreateNull());
+        char *text = token_text(nm, t->ids[i], &len);
+        cJSON_AddItemToArray(toks, text ? text_item(text, len) : cJSON_CreateNull());
         cJSON_AddItemToArray(lps, cJSON_CreateNumber(lp->logprob));
         cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
         offset += len;
-        free(t);
+        free(text);
         cJSON *top = cJSON_CreateObject();
         for (int k = 0; k < lp->n_top && top; k++) {
             char *name = token_text(nm, lp->top_id[k], &len);
@@ -135,6 +136,7 @@ static cJSON *completion_logprobs(const qm_job *j, const qm_token_namer *nm) {
         }
         cJSON_AddItemToArray(tops, top);
     }
+    if (t->offset) *t->offset = offset;
     return o;
 }
 
@@ -156,9 +158,10 @@ static cJSON *usage(const qm_job *j) {
     return u;
 }
 
-/* One choice: {"index", "text"|"message"|"delta", "logprobs", "finish_reason"}. */
+/* One choice: {"index", "text"|"message"|"delta", "logprobs", "finish_reason"}; logprobs null
+ * without tokens (t NULL, or its ids or logprobs NULL). */
 static cJSON *choice(const qm_job *j, const char *text, size_t len, bool delta, bool first, const char *finish,
-                     const qm_token_namer *names) {
+                     const qm_resp_logprobs *t) {
     cJSON *c = cJSON_CreateObject();
     if (!c) return NULL;
     cJSON_AddNumberToObject(c, "index", 0);
@@ -170,9 +173,9 @@ static cJSON *choice(const qm_job *j, const char *text, size_t len, bool delta, 
     } else {
         cJSON_AddItemToObject(c, "text", text_item(text, len));
     }
-    if (!delta && j->logprobs)
-        cJSON_AddItemToObject(c, "logprobs", j->api.kind == QM_API_CHAT ? chat_logprobs(j, names)
-                                                                         : completion_logprobs(j, names));
+    if (t && t->ids && t->logprobs)
+        cJSON_AddItemToObject(c, "logprobs", j->api.kind == QM_API_CHAT ? chat_logprobs(t, t->names)
+                                                                         : completion_logprobs(t, t->names));
     else
         cJSON_AddNullToObject(c, "logprobs");
     cJSON_AddItemToObject(c, "finish_reason", string_or_null(finish));
@@ -188,14 +191,20 @@ char *qm_resp_final(const qm_job *j, const char *model, long created, const qm_t
     }
     add_head(o, j, j->api.kind == QM_API_CHAT ? "chat.completion" : "text_completion", model, created);
     cJSON_AddItemToObject(o, "choices", cs);
+    const qm_resp_logprobs all = {.ids = j->ids, .logprobs = j->logprobs, .n = j->n_gen, .names = names};
     cJSON_AddItemToArray(cs, choice(j, j->text ? j->text : "", j->len, false, true, qm_resp_finish_reason(j->reason),
-                                     names));
+                                     j->logprobs ? &all : NULL));
     cJSON_AddItemToObject(o, "usage", usage(j));
     return print(o);
 }
 
 char *qm_resp_chunk(const qm_job *j, const char *model, long created, const char *text, size_t len, bool first,
                     bool last) {
+    return qm_resp_chunk_logprobs(j, model, created, text, len, first, last, NULL);
+}
+
+char *qm_resp_chunk_logprobs(const qm_job *j, const char *model, long created, const char *text, size_t len,
+                             bool first, bool last, const qm_resp_logprobs *tokens) {
     cJSON *o = cJSON_CreateObject(), *cs = cJSON_CreateArray();
     if (!o || !cs) {
         cJSON_Delete(o);
@@ -204,7 +213,7 @@ char *qm_resp_chunk(const qm_job *j, const char *model, long created, const char
     }
     add_head(o, j, j->api.kind == QM_API_CHAT ? "chat.completion.chunk" : "text_completion", model, created);
     cJSON_AddItemToObject(o, "choices", cs);
-    cJSON_AddItemToArray(cs, choice(j, text, len, true, first, last ? qm_resp_finish_reason(j->reason) : NULL, NULL));
+    cJSON_AddItemToArray(cs, choice(j, text, len, true, first, last ? qm_resp_finish_reason(j->reason) : NULL, tokens));
     if (last) cJSON_AddItemToObject(o, "usage", usage(j));
     char *json = print(o);
     if (!json) return NULL;

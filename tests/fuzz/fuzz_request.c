@@ -19,10 +19,12 @@ static void check_parsed(const qm_api_request *r, qm_api_kind kind) {
     if (r->kind != kind || r->n_stop < 0 || r->n_stop > QM_API_MAX_STOP) abort();
     for (int i = 0; i < r->n_stop; i++)
         if (!r->stop[i] || !r->stop[i][0]) abort();
-    if (kind == QM_API_CHAT && !r->user) abort();
+    if (kind == QM_API_CHAT && (!r->user || r->n_messages < 1 || r->n_messages > QM_CHAT_MAX_MESSAGES ||
+                                r->user != r->messages[r->n_messages - 1].content))
+        abort();
     if (kind == QM_API_COMPLETION && !r->prompt && r->n_prompt_ids < 1) abort();
     if (r->temperature < 0 || r->temperature > 2 || r->top_p <= 0 || r->top_p > 1 || r->top_k < 0) abort();
-    if (r->logprobs < 0 || r->logprobs > 21 || (r->logprobs && r->stream)) abort();
+    if (r->logprobs < 0 || r->logprobs > 21) abort();
 }
 
 /* Whether text is valid UTF-8 (then the answer must carry it unchanged; else U+FFFD stands in). */
