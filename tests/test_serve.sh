@@ -11,7 +11,9 @@
 #     (400 with an OpenAI error object), a body over the limit (413), a missing or wrong key (401),
 #     a full queue (429 with Retry-After), a client gone mid-stream (its sequence freed, another
 #     request unaffected), SIGTERM (in-flight request answered, exit 0 in bounded time);
-#  3. streaming, /tokenize, /detokenize, /v1/models, /health, /metrics;
+#  3. streaming (under mpirun too: two streamed requests at once, one on each row of 2x2, each in
+#     chunks that put together are its whole answer), /tokenize, /detokenize, /v1/models, /health,
+#     /metrics;
 #  4. a client gone before a whole (non-streamed) answer (its sequence cancelled and freed), then a
 #     bounded load test (200 requests, 32 at once): no request lost.
 set -euo pipefail
@@ -83,11 +85,11 @@ stream_logprobs() {
 whole_logprobs() { jq -c '.choices[0].logprobs' "$1"; }
 written() { grep -o "\"$1\":\(\[[^]]*\]\|[-0-9.e+]*\)" "$2" | sed -E 's/^"[a-z_]+"://; s/[][]//g' | tr ',' '\n' | grep -v '^$' || true; }
 stream_text() { sed -n 's/^data: \({.*\)$/\1/p' "$1" | jq -rjs 'map(.choices[0] | .text // .delta.content // "") | add'; }
-# STREAM WHOLE WHAT [MIN]: the streamed answer carries the whole one's text and logprobs, in MIN (2)
-# chunks at least (a row in another process streams nothing: all comes with the end, MIN 1)
+# STREAM WHOLE WHAT: the streamed answer carries the whole one's text and logprobs, in 2 chunks at
+# least (a row in another process streams too: its pieces reach rank 0 every pass)
 check_stream_logprobs() {
   local n; n=$(grep -c '^data: {.*"logprobs":{' "$1" || true)
-  [ "$n" -ge "${4:-2}" ] || fail "$3: $n streamed chunks with logprobs: $(head -c 600 "$1")"
+  [ "$n" -ge 2 ] || fail "$3: $n streamed chunks with logprobs: $(head -c 600 "$1")"
   [ "$(stream_text "$1")" = "$(jq -rj '.choices[0] | .text // .message.content' "$2")" ] || fail "$3: streamed text differs"
   [ "$(stream_logprobs "$1")" = "$(whole_logprobs "$2")" ] ||
     fail "$3: streamed logprobs $(stream_logprobs "$1" | head -c 400) differ from the whole answer's $(whole_logprobs "$2" | head -c 400)"
@@ -164,13 +166,38 @@ loaded_run() { # NAME ARGS...: T1, T2 and the 16 others at once
   [ "$(norm "$WORK/$name.t1.json")" = "$(norm "$WORK/ref_t1.json")" ] || fail "$name: T1 (text or logprobs) differs from alone"
   [ "$(norm "$WORK/$name.t2.json")" = "$(norm "$WORK/ref_t2.json")" ] || fail "$name: T2 differs from alone"
   [ "$(norm "$WORK/$name.t3.json")" = "$(norm "$WORK/ref_t3.json")" ] || fail "$name: the conversation T3 differs from alone"
-  check_stream_logprobs "$WORK/$name.s1.txt" "$WORK/ref_t1.json" "$name: S1" "$([ -n "${LAUNCH:-}" ] && echo 1 || echo 2)"
+  check_stream_logprobs "$WORK/$name.s1.txt" "$WORK/ref_t1.json" "$name: S1"
   if [ "$name" != 1x1 ]; then
     for k in $(seq 0 15); do
       [ "$(norm "$WORK/$name.other$k.json")" = "$(norm "$WORK/1x1.other$k.json")" ] || fail "$name: request $k differs from 1x1"
     done
   fi
   echo "ok $name: the seeded and the greedy request (text and logprobs) and the conversation identical to alone among 16 others, streamed logprobs too; the others identical to 1x1"
+}
+# Under mpirun, rows in other processes stream too: two streamed requests at once on 2x2 with one
+# sequence per row (so each row serves one) each arrive in 2 chunks of text at least, and their
+# chunks put together are the same request's whole (non-streamed) answer, logprobs included.
+text_chunks() { sed -n 's/^data: \({.*\)$/\1/p' "$1" | jq -s '[.[].choices[0] | .text // .delta.content // "" | select(. != "")] | length'; }
+mpi_rows_stream() {
+  start_server "$WORK/mpirows.log" --mesh 2x2 --batch 1 --backend mpi
+  local k n
+  rows_req() { echo "{\"prompt\": \"Row $1 of two\", \"max_tokens\": 24, \"temperature\": 0, \"ignore_eos\": true, \"logprobs\": 2${2:-}}"; }
+  for k in 1 2; do
+    post /v1/completions "$(rows_req $k ', "stream": true')" "$WORK/mpirows.s$k.txt" -N > "$WORK/mpirows.s$k.code" &
+  done
+  wait $(jobs -p | grep -v "^$SERVER_PID$") 2>/dev/null || true
+  for k in 1 2; do
+    [ "$(cat "$WORK/mpirows.s$k.code")" = 200 ] || fail "mpi rows, stream $k: $(cat "$WORK/mpirows.s$k.txt")"
+    [ "$(post /v1/completions "$(rows_req $k)" "$WORK/mpirows.w$k.json")" = 200 ] ||
+      fail "mpi rows, whole $k: $(cat "$WORK/mpirows.w$k.json")"
+  done
+  stop_server
+  for k in 1 2; do
+    n=$(text_chunks "$WORK/mpirows.s$k.txt")
+    [ "$n" -ge 2 ] || fail "mpi rows, stream $k: $n chunks with text: $(head -c 600 "$WORK/mpirows.s$k.txt")"
+    check_stream_logprobs "$WORK/mpirows.s$k.txt" "$WORK/mpirows.w$k.json" "mpi rows, stream $k"
+    echo "ok mpi 2x2, one sequence per row: streamed request $k in $n chunks of text, the whole answer's text and logprobs"
+  done
 }
 loaded_run 1x1 --batch 8
 loaded_run 2x2 --mesh 2x2 --batch 4
@@ -179,6 +206,7 @@ if [ "${QMESH_HAVE_MPI:-OFF}" = ON ] && command -v mpirun > /dev/null; then
   LAUNCH="mpirun --oversubscribe -np 4 -x ASAN_OPTIONS=detect_leaks=0"
   [ "$(id -u)" = 0 ] && LAUNCH="$LAUNCH --allow-run-as-root"
   loaded_run mpi2x2 --mesh 2x2 --batch 4 --backend mpi
+  mpi_rows_stream
   LAUNCH=
 else
   echo "skipped: mpirun (built without MPI)"

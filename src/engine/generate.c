@@ -45,14 +45,15 @@ typedef struct {
     int *prefix;
     int prefix_len, prefix_cap;
     bool prefix_ready;
-    qm_relay relay;       /* finished results of a row that does not report itself (relay.h) */
+    qm_relay relay;       /* streamed pieces and finished results of a row that does not report
+                             itself, for rank 0 (relay.h) */
     qm_status failed;     /* an allocation failed while finishing or decoding text: stop */
     qm_gen_stats st;
 } row_ctx;
 
 static bool is_leader(const row_ctx *r) { return r->dev->comm->col == 0; }
 /* The leader calls the callbacks itself: in a process that runs the whole mesh every row's
- * leader does; otherwise row 0's alone, and other rows' results reach it by the flush. */
+ * leader does; otherwise row 0's alone, and other rows' pieces and results reach it by the flush. */
 static bool reports(const row_ctx *r) { return r->e->whole_mesh || r->dev->comm->row == 0; }
 static bool is_eos(const qm_engine *e, int id) {
     for (int i = 0; i < e->n_eos; i++)
@@ -74,27 +75,42 @@ static qm_status text_append(seq *s, const char *p, size_t n) {
     return QM_OK;
 }
 
-/* Streams s's text up to byte `upto` (on_tokens: with the generated tokens it completes). */
+/* Whether s's text streams from this device: its row's leader, when the callbacks (those of
+ * rank 0, for a row that does not report itself) take streamed text. */
+static bool streams(const row_ctx *r) {
+    const qm_gen_callbacks *cb = r->e->cb;
+    if (!is_leader(r)) return false;
+    if (!reports(r)) return r->relay.stream;
+    return cb && (cb->on_text || cb->on_tokens);
+}
+
+/* Streams s's text up to byte `upto` (on_tokens: with the generated tokens it completes); a row
+ * that does not report itself packs it as a piece for rank 0 (relay.h). */
 static void emit_text(row_ctx *r, seq *s, size_t upto) {
     qm_engine *e = r->e;
     const qm_gen_callbacks *cb = e->cb;
-    if (!is_leader(r) || !cb || !(cb->on_text || cb->on_tokens) || upto <= s->emitted) return;
-    if (!reports(r)) return;
+    if (upto <= s->emitted || !streams(r)) return;
     /* never cut a UTF-8 character */
     while (upto > s->emitted && upto < s->len && ((unsigned char)s->text[upto] & 0xC0) == 0x80) upto--;
     if (upto <= s->emitted) return;
     int done = s->tok_emitted; /* the tokens whose text ends by upto */
     while (s->tok_end && done < s->n_gen && s->tok_end[done] <= upto) done++;
-    char save = s->text[upto];
-    s->text[upto] = 0;
-    pthread_mutex_lock(&e->mu);
-    if (cb->on_tokens)
-        cb->on_tokens(cb->ctx, s->req, s->text + s->emitted, s->toks + s->n_prompt + s->tok_emitted,
-                      s->tok_end ? s->lps + s->tok_emitted : NULL, done - s->tok_emitted);
-    else
-        cb->on_text(cb->ctx, s->req, s->text + s->emitted);
-    pthread_mutex_unlock(&e->mu);
-    s->text[upto] = save;
+    const int *ids = s->toks + s->n_prompt + s->tok_emitted;
+    const qm_token_logprobs *lps = s->tok_end ? s->lps + s->tok_emitted : NULL;
+    if (!reports(r)) {
+        /* out of memory: nothing is lost, this text goes with the next piece or the result */
+        if (qm_relay_piece(&r->relay, s->req, s->text + s->emitted, upto - s->emitted, ids, lps,
+                           done - s->tok_emitted))
+            return;
+    } else {
+        char save = s->text[upto];
+        s->text[upto] = 0;
+        pthread_mutex_lock(&e->mu);
+        if (cb->on_tokens) cb->on_tokens(cb->ctx, s->req, s->text + s->emitted, ids, lps, done - s->tok_emitted);
+        else cb->on_text(cb->ctx, s->req, s->text + s->emitted);
+        pthread_mutex_unlock(&e->mu);
+        s->text[upto] = save;
+    }
     s->emitted = upto;
     s->tok_emitted = done;
 }
@@ -184,7 +200,8 @@ static qm_status start_seq(row_ctx *r, seq *s, qm_live_request *lr, qm_error *er
     s->sp = (qm_sampling){q->temperature, q->top_k, q->top_p};
     if (q->logprobs > 0 && !(s->lps = calloc((size_t)q->max_new_tokens + 1, sizeof *s->lps)))
         return qm_fail(err, QM_ERR_NOMEM, "out of memory");
-    const bool stream_tokens = s->lps && e->cb && e->cb->on_tokens && is_leader(r) && reports(r);
+    const bool stream_tokens =
+        s->lps && is_leader(r) && (reports(r) ? e->cb && e->cb->on_tokens : r->relay.stream_tokens);
     if (stream_tokens && !(s->tok_end = calloc((size_t)q->max_new_tokens + 1, sizeof *s->tok_end)))
         return qm_fail(err, QM_ERR_NOMEM, "out of memory");
     qm_rng_seed(&s->rng, q->seed, q->rng_stream);
@@ -409,14 +426,15 @@ static qm_status row_loop(qm_engine *e, qm_device *dev, void *arg, qm_error *err
     (void)arg;
     row_ctx r;
     qm_status st = row_open(&r, e, dev, err);
-    /* Rows in other processes: the results of rows other than 0 are flushed to rank 0 every pass,
-     * so that a crash loses at most the last pass of them. */
+    /* Rows in other processes: the streamed pieces and results of rows other than 0 are flushed to
+     * rank 0 every pass, so that they stream and a crash loses at most the last pass of them. */
     const bool flush = !e->whole_mesh && e->rows > 1;
+    if (!st && flush) st = qm_relay_open(&r.relay, dev->comm, e->cb, err); /* what rank 0 streams */
     while (!st) {
         int active = 0;
         bool stop = false;
         if ((st = take_requests(&r, &active, &stop, err))) break;
-        if (flush) { /* every rank, once per pass: finished results reach rank 0 a pass after */
+        if (flush) { /* every rank, once per pass: pieces and results reach rank 0 a pass after */
             bool all_done = false;
             if ((st = qm_relay_flush(&r.relay, dev->comm, e->cb, !active, &all_done, err))) break;
         }

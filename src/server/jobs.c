@@ -338,7 +338,8 @@ static void on_done(void *ctx, int id, const qm_gen_result *r) {
     if (i >= 0) {
         qm_job *j = q->live[i];
         q->live[i] = q->live[--q->n_live];
-        /* the final text extends what was streamed (rows in other processes stream nothing) */
+        /* the final text extends what was streamed (a stop string's held-back text, or what a
+         * piece that could not be relayed left for the result) */
         if (!set_text(j, r->text, strlen(r->text), false)) j->len = 0;
         j->done = true;
         j->reason = r->reason;
