@@ -68,6 +68,10 @@ static qm_status poll_one(qm_engine *e, qm_row_orders *o, bool *got, qm_error *e
     }
 }
 
+/* How long an idle leader waits for a request: briefly where devices share threads (util/coop.h),
+ * whose other devices (other rows) cannot run while it sleeps. */
+static int idle_ms(const qm_engine *e) { return e->coop_threads > 0 ? 1 : 20; }
+
 static bool source_cancelled(const qm_engine *e, int id) {
     return e->src->cancelled && e->src->cancelled(e->src->ctx, id);
 }
@@ -92,7 +96,7 @@ static qm_status leader_orders(qm_engine *e, const int *ids, qm_row_orders *o, i
     h[0] = closed && n_new == 0 && n_live == 0;
     h[1] = n_new;
     h[2] = (int64_t)o->len;
-    if (!st && !h[0] && n_new == 0 && n_live == 0 && e->src->idle_wait) e->src->idle_wait(e->src->ctx, 20);
+    if (!st && !h[0] && n_new == 0 && n_live == 0 && e->src->idle_wait) e->src->idle_wait(e->src->ctx, idle_ms(e));
     return st;
 }
 
@@ -160,7 +164,7 @@ static qm_status world_orders(qm_engine *e, qm_comm *c, qm_row_orders *o, const 
         h[1] = n_cancel;
         h[2] = n_new;
         h[3] = (int64_t)(ints + o->len);
-        if (!h[0] && n_new == 0 && n_live == 0 && e->src->idle_wait) e->src->idle_wait(e->src->ctx, 20);
+        if (!h[0] && n_new == 0 && n_live == 0 && e->src->idle_wait) e->src->idle_wait(e->src->ctx, idle_ms(e));
     }
     free(list);
     free(n_free);

@@ -8,6 +8,7 @@
 #include "io/gguf_model.h"
 #include "text/chat.h"
 #include "util/affinity.h"
+#include "util/coop.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,9 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     const int threads = opts->threads > 0 ? opts->threads : qm_mesh_host_cores(e->host);
     e->team = threads / e->n_local;
     if (e->team < 1) e->team = 1;
+    /* More devices than threads: the devices take turns on the threads, switching at their
+     * collectives, instead of as many threads as devices preempting each other. */
+    e->coop_threads = threads < e->n_local ? threads : 0;
     if (opts->pin_threads && (st = plan_placement(e, err))) goto fail;
 
     /* Memory: say so before any work when the mesh cannot fit. */
@@ -290,6 +294,31 @@ static void *dev_thread_main(void *a) {
     return NULL;
 }
 
+/* Device i as cooperative task i (util/coop.h); placement is the threads' (qm_coop_run). */
+static void dev_task_main(void *arg, int i, qm_coop_task *task) {
+    dev_thread *t = (dev_thread *)arg + i;
+    qm_comm *c = t->dev->comm;
+    c->ops->set_task(c, task);
+    t->st = t->fn(t->e, t->dev, t->arg, &t->err);
+    if (t->st) c->ops->abort(c, t->err.msg);
+    c->ops->set_task(c, NULL);
+}
+
+/* Every device's fn on its own thread; returns how many ran (all unless one failed to start). */
+static int run_on_threads(qm_engine *e, dev_thread *t, pthread_t *th, qm_error *err, qm_status *st) {
+    int started = 0;
+    for (int i = 0; i < e->n_local; i++) {
+        if (pthread_create(&th[i], NULL, dev_thread_main, &t[i])) {
+            *st = qm_fail(err, QM_ERR_NOMEM, "cannot start device thread %d", i);
+            e->devs[0].comm->ops->abort(e->devs[0].comm, "thread start failed");
+            break;
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    return started;
+}
+
 qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_error *err) {
     if (e->n_local == 1) {
         qm_status st = run_device(e, &e->devs[0], fn, arg, err);
@@ -303,18 +332,14 @@ qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_err
         free(th);
         return qm_fail(err, QM_ERR_NOMEM, "out of memory");
     }
-    int started = 0;
+    for (int i = 0; i < e->n_local; i++) t[i] = (dev_thread){.e = e, .dev = &e->devs[i], .fn = fn, .arg = arg};
     qm_status st = QM_OK;
-    for (int i = 0; i < e->n_local; i++) {
-        t[i] = (dev_thread){.e = e, .dev = &e->devs[i], .fn = fn, .arg = arg};
-        if (pthread_create(&th[i], NULL, dev_thread_main, &t[i])) {
-            st = qm_fail(err, QM_ERR_NOMEM, "cannot start device thread %d", i);
-            e->devs[0].comm->ops->abort(e->devs[0].comm, "thread start failed");
-            break;
-        }
-        started++;
+    int started = e->n_local;
+    if (e->coop_threads > 0 && e->devs[0].comm->ops->set_task) {
+        if ((st = qm_coop_run(e->n_local, e->coop_threads, e->cpus, dev_task_main, t, err))) started = 0;
+    } else {
+        started = run_on_threads(e, t, th, err, &st);
     }
-    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
     /* Report the root cause: the first device error that is not a consequence of an abort. */
     for (int i = 0; i < started && st == QM_OK; i++)
         if (t[i].st && t[i].st != QM_ERR_COMM) {

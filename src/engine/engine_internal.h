@@ -27,6 +27,7 @@ struct qm_engine {
     bool whole_mesh;       /* this process runs every device (qm_mesh_host_whole) */
     qm_device *devs;       /* the devices of this process */
     int n_local, n_init, team;
+    int coop_threads;      /* > 0: the devices run as cooperative tasks on this many threads (util/coop.h) */
     int *cpus;             /* pin_threads: [n_local * team], device k's member m on cpus[k * team + m]; else NULL */
     qm_device_dims dims;
     int eos[16];

@@ -1,42 +1,7 @@
 #include "mesh/barrier.h"
 
-#include <limits.h>
-#include <stdint.h>
-
-#if defined(__linux__)
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-#else
-#include <sched.h>
-#endif
-
-static inline void cpu_pause(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-/* Blocks while *word == expected (or returns at once if it differs); spurious returns are fine. */
-static void word_wait(atomic_uint *word, unsigned expected) {
-#if defined(__linux__)
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
-#else
-    (void)word;
-    (void)expected;
-    sched_yield();
-#endif
-}
-
-static void word_wake_all(atomic_uint *word) {
-#if defined(__linux__)
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-#else
-    (void)word;
-#endif
-}
+#include "util/coop.h"
+#include "util/futex.h"
 
 void qm_barrier_init(qm_barrier *b, unsigned n, unsigned spin) {
     atomic_init(&b->count, 0);
@@ -46,7 +11,7 @@ void qm_barrier_init(qm_barrier *b, unsigned n, unsigned spin) {
     b->spin = spin;
 }
 
-qm_status qm_barrier_wait(qm_barrier *b, const atomic_int *aborted) {
+qm_status qm_barrier_wait(qm_barrier *b, const atomic_int *aborted, qm_coop_task *task) {
     if (atomic_load(aborted))
         return QM_ERR_COMM;
     if (b->n <= 1)
@@ -58,20 +23,25 @@ qm_status qm_barrier_wait(qm_barrier *b, const atomic_int *aborted) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
         atomic_fetch_add(&b->gen, 1); /* seq_cst: orders against the sleepers load below */
         if (atomic_load(&b->sleepers) > 0)
-            word_wake_all(&b->gen);
+            qm_futex_wake_all(&b->gen);
+        return atomic_load(aborted) ? QM_ERR_COMM : QM_OK;
+    }
+    if (task) { /* the task's thread runs its other tasks meanwhile */
+        while (atomic_load_explicit(&b->gen, memory_order_acquire) == gen && !atomic_load(aborted))
+            qm_coop_wait(task, &b->gen, gen, &b->sleepers);
         return atomic_load(aborted) ? QM_ERR_COMM : QM_OK;
     }
     for (unsigned i = 0; i < b->spin; i++) {
         if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
             return atomic_load(aborted) ? QM_ERR_COMM : QM_OK;
-        cpu_pause();
+        qm_cpu_pause();
     }
     for (;;) {
         /* seq_cst increment then re-check: either the releaser sees sleepers > 0 and wakes us,
          * or we see the new generation (the futex itself re-checks the word atomically). */
         atomic_fetch_add(&b->sleepers, 1);
         if (atomic_load(&b->gen) == gen && !atomic_load(aborted))
-            word_wait(&b->gen, gen);
+            qm_futex_wait(&b->gen, gen, 0);
         atomic_fetch_sub(&b->sleepers, 1);
         if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
             return atomic_load(aborted) ? QM_ERR_COMM : QM_OK;
@@ -83,5 +53,5 @@ qm_status qm_barrier_wait(qm_barrier *b, const atomic_int *aborted) {
 void qm_barrier_poison(qm_barrier *b) {
     /* Changing the futex word makes every current and future waiter of this generation leave. */
     atomic_fetch_add(&b->gen, 1);
-    word_wake_all(&b->gen);
+    qm_futex_wake_all(&b->gen);
 }

@@ -11,6 +11,8 @@
 #include <qmesh.h>
 #include <stdatomic.h>
 
+#include "util/coop.h"
+
 #define QM_CACHE_LINE 64
 
 typedef struct qm_barrier {
@@ -24,8 +26,10 @@ typedef struct qm_barrier {
 void qm_barrier_init(qm_barrier *b, unsigned n, unsigned spin);
 
 /* Waits until all n participants arrived. Returns QM_OK, or QM_ERR_COMM when *aborted becomes
- * non-zero before (or while) this barrier completes. */
-qm_status qm_barrier_wait(qm_barrier *b, const atomic_int *aborted);
+ * non-zero before (or while) this barrier completes. task: the cooperative task the caller runs
+ * in (util/coop.h), whose thread then runs its other tasks while this one waits; NULL for a
+ * thread of its own, which spins, then sleeps. */
+qm_status qm_barrier_wait(qm_barrier *b, const atomic_int *aborted, qm_coop_task *task);
 
 /* After *aborted was set: releases every waiter of b (they return QM_ERR_COMM). */
 void qm_barrier_poison(qm_barrier *b);

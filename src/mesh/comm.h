@@ -12,6 +12,8 @@
 #include <qmesh.h>
 #include <stddef.h>
 
+#include "util/coop.h"
+
 typedef struct qm_comm qm_comm;
 
 typedef struct qm_comm_ops {
@@ -46,6 +48,11 @@ typedef struct qm_comm_ops {
 
     /* Marks this device failed: peers' pending and later calls return QM_ERR_COMM. */
     void (*abort)(qm_comm *c, const char *why);
+
+    /* Optional (NULL where a device is a process of its own): the cooperative task this
+     * device's code runs in from now on (util/coop.h; NULL: a thread of its own), whose thread
+     * runs its other tasks while this device waits in a collective. */
+    void (*set_task)(qm_comm *c, qm_coop_task *task);
 } qm_comm_ops;
 
 /* What this device's collectives moved, by kind (counted by both backends the same way: the

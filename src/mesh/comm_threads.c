@@ -36,6 +36,7 @@ typedef struct dev {
     _Alignas(QM_CACHE_LINE) slot s; /* published by this device, read by peers */
     qm_comm comm;
     struct qm_thread_mesh *m;
+    qm_coop_task *task; /* the cooperative task the device runs in; NULL: a thread of its own */
 } dev;
 
 typedef struct {
@@ -134,14 +135,14 @@ static qm_status comm_failed(qm_comm *c, const char *what, qm_error *err) {
 
 static qm_status row_wait(qm_comm *c, const char *what, qm_error *err) {
     qm_thread_mesh *m = dev_of(c)->m;
-    if (qm_barrier_wait(&m->row[c->row].bar, &m->aborted) != QM_OK)
+    if (qm_barrier_wait(&m->row[c->row].bar, &m->aborted, dev_of(c)->task) != QM_OK)
         return comm_failed(c, what, err);
     return QM_OK;
 }
 
 static qm_status world_wait(qm_comm *c, const char *what, qm_error *err) {
     qm_thread_mesh *m = dev_of(c)->m;
-    if (qm_barrier_wait(&m->world_bar, &m->aborted) != QM_OK)
+    if (qm_barrier_wait(&m->world_bar, &m->aborted, dev_of(c)->task) != QM_OK)
         return comm_failed(c, what, err);
     return QM_OK;
 }
@@ -359,6 +360,8 @@ static void t_abort(qm_comm *c, const char *why) {
     }
 }
 
+static void t_set_task(qm_comm *c, qm_coop_task *task) { dev_of(c)->task = task; }
+
 static const qm_comm_ops threads_ops = {
     .row_barrier = t_row_barrier,
     .row_tree_sum = t_row_tree_sum,
@@ -368,4 +371,5 @@ static const qm_comm_ops threads_ops = {
     .world_gather = t_world_gather,
     .world_bcast = t_world_bcast,
     .abort = t_abort,
+    .set_task = t_set_task,
 };
