@@ -8,12 +8,14 @@
 #include "util/pool.h"
 
 static const char usage_text[] =
-    "usage: qmesh bench -m PATH [--mesh RxC] [--prompt N] [--gen N] [--batch B] [--reps K]\n"
+    "usage: qmesh bench -m PATH [--mesh RxC] [--prompt N] [--gen N] [--batch B] [--shared-prefix N] [--reps K]\n"
     "\nMeasures prefill (N prompt tokens per sequence) and decode (N generated tokens per sequence,\n"
     "B sequences per row, all rows busy) and prints one JSON object as the last line of stdout.\n"
+    "decode_tok_s counts the steps that hold decode tokens only (no prompt chunk), all rows\n"
+    "together; decode_batch_avg is how many sequences of a row such a step held on average.\n"
     "bytes_per_token is the weight bytes a decode step reads (all devices of a row together),\n"
     "so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
-    "decode step (a token for every sequence of a row) spends its time, per device of row 0 on average:\n"
+    "decode-only step spends its time, per device of row 0 on average:\n"
     "norm (and the fast mode's activation quantization), qkv, rope_kv (RoPE, KV cache writes),\n"
     "attention (KV cache reads), o_proj, gate_up (with SiLU), down, lm_head, comm (the row's tree\n"
     "sums), sample (the sampler and its exchange); comm_ms_per_token is its comm. decode_comm_per_step\n"
@@ -21,6 +23,8 @@ static const char usage_text[] =
     "calls, bytes sent and received by a device (the largest over row 0's devices in this process).\n\noptions:\n"
     "  --prompt N           prompt tokens per sequence (default 128)\n"
     "  --gen N              tokens generated per sequence (default 32)\n"
+    "  --shared-prefix N    the first N prompt tokens are the same in every sequence and computed\n"
+    "                       once per row (the prefix cache, as GSM8K's few-shot prefix; default 0)\n"
     "  --reps K             repeat the measurement, report the best (default 1)\n"
     "  --membw              also measure the machine's memory read bandwidth (1 GiB buffer) and\n"
     "                       report roofline_ratio = bytes_per_token x decode_tok_s / bandwidth\n";
@@ -28,12 +32,13 @@ static const char usage_text[] =
 typedef struct {
     qm_engine_opts o;
     char mesh[32];
-    long n_prompt, n_gen, reps;
+    long n_prompt, n_gen, reps, shared_prefix;
     bool membw;
 } bench_args;
 
 typedef struct {
-    double prefill, decode;        /* tok/s; tok/s of all sequences together */
+    double prefill, decode;        /* tok/s; tok/s of all sequences together, in decode-only steps */
+    double decode_batch;           /* sequences of a row per decode-only step, on average */
     double step_s[QM_TIME_COUNT];  /* a decode step (a token for every sequence of a row), by part */
     double step_calls[QM_COLL_KINDS], step_sent[QM_COLL_KINDS], step_recv[QM_COLL_KINDS]; /* its collectives
                                       (mesh/comm.h qm_comm_stats: a device's calls, bytes sent, received) */
@@ -61,12 +66,17 @@ static int parse_args(int argc, char **argv, bench_args *a) {
             if (!cli_parse_int(v, 1, 1 << 20, &a->n_prompt)) return cli_usage_error(cmd, "--prompt needs an integer >= 1");
         } else if (!strcmp(f, "--gen")) {
             if (!cli_parse_int(v, 1, 1 << 20, &a->n_gen)) return cli_usage_error(cmd, "--gen needs an integer >= 1");
+        } else if (!strcmp(f, "--shared-prefix")) {
+            if (!cli_parse_int(v, 0, 1 << 20, &a->shared_prefix))
+                return cli_usage_error(cmd, "--shared-prefix needs an integer >= 0");
         } else if (!strcmp(f, "--reps")) {
             if (!cli_parse_int(v, 1, 100, &a->reps)) return cli_usage_error(cmd, "--reps needs an integer in [1, 100]");
         } else
             return cli_usage_error(cmd, "unknown option '%s'", f);
     }
     if (!a->o.model_dir) return cli_usage_error(cmd, "-m PATH (a GGUF file or a model folder) is required");
+    if (a->shared_prefix >= a->n_prompt)
+        return cli_usage_error(cmd, "--shared-prefix (%ld) must be less than --prompt (%ld)", a->shared_prefix, a->n_prompt);
     cli_engine_finalize(&a->o);
     if (a->o.max_context == 0) a->o.max_context = (int)(a->n_prompt + a->n_gen + 1);
     a->o.quiet = true;
@@ -74,17 +84,18 @@ static int parse_args(int argc, char **argv, bench_args *a) {
 }
 
 /* n_seq requests over ids [n_seq][n_prompt], each to generate max_new tokens. */
-static void set_requests(qm_gen_request *reqs, int n_seq, const int *ids, long n_prompt, int max_new) {
+static void set_requests(qm_gen_request *reqs, int n_seq, const int *ids, const bench_args *a, int max_new) {
     for (int s = 0; s < n_seq; s++)
-        reqs[s] = (qm_gen_request){.prompt = ids + (size_t)s * n_prompt, .n_prompt = (int)n_prompt,
-                                   .max_new_tokens = max_new, .stop_at_eos = false};
+        reqs[s] = (qm_gen_request){.prompt = ids + (size_t)s * a->n_prompt, .n_prompt = (int)a->n_prompt,
+                                   .shared_prefix = (int)a->shared_prefix, .max_new_tokens = max_new,
+                                   .stop_at_eos = false};
 }
 
 /* One repetition: a prefill run (max_new_tokens 1: the prompt pass plus one sampled token), then
  * the same with n_gen more tokens; decode is the difference. */
 static qm_status measure_once(qm_engine *e, const int *ids, qm_gen_request *reqs, int n_seq, const bench_args *a,
                               bench_best *m, qm_error *err) {
-    set_requests(reqs, n_seq, ids, a->n_prompt, 1);
+    set_requests(reqs, n_seq, ids, a, 1);
     qm_gen_stats pre, all;
     qm_engine_info i_start, i_mid, i_end;
     qm_engine_get_info(e, &i_start);
@@ -94,14 +105,14 @@ static qm_status measure_once(qm_engine *e, const int *ids, qm_gen_request *reqs
     for (int s = 0; s < n_seq; s++) reqs[s].max_new_tokens = (int)a->n_gen + 1;
     if ((st = qm_engine_generate(e, reqs, n_seq, NULL, &all, err))) return st;
     qm_engine_get_info(e, &i_end);
-    const double dt = all.wall_s - pre.wall_s;
     const long gen = all.gen_tokens - pre.gen_tokens;
     m->prefill = (double)pre.prefill_tokens / pre.wall_s;
-    m->decode = dt > 0 ? (double)gen / dt : 0;
-    const double steps = (double)gen / n_seq;
-    for (int k = 0; k < QM_TIME_COUNT; k++) /* the second run's time minus its prefill part, per step */
-        m->step_s[k] = gen > 0 ? ((i_end.time_s[k] - i_mid.time_s[k]) - (i_mid.time_s[k] - i_start.time_s[k])) / steps
-                               : 0;
+    m->decode = all.decode_s > 0 ? (double)all.decode_tokens / all.decode_s : 0;
+    const long dsteps = i_end.decode_steps - i_mid.decode_steps; /* the second run's decode-only steps */
+    m->decode_batch = dsteps > 0 ? (double)all.decode_tokens / a->o.rows / (double)dsteps : 0;
+    for (int k = 0; k < QM_TIME_COUNT; k++)
+        m->step_s[k] = dsteps > 0 ? (i_end.decode_time_s[k] - i_mid.decode_time_s[k]) / (double)dsteps : 0;
+    const double steps = (double)gen / n_seq; /* collectives: the second run's minus its prefill part */
     const qm_comm_stats *s0 = &i_start.comm, *s1 = &i_mid.comm, *s2 = &i_end.comm;
     for (int k = 0; k < QM_COLL_KINDS; k++) { /* the same difference for the collectives */
         m->step_calls[k] = gen > 0 ? (double)((s2->calls[k] - s1->calls[k]) - (s1->calls[k] - s0->calls[k])) / steps : 0;
@@ -126,8 +137,10 @@ static qm_status measure(qm_engine *e, const bench_args *a, bench_best *best, qm
         x = x * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int)((x >> 33) % (uint64_t)id_range);
     }
+    for (long i = a->shared_prefix; !st && i-- > 0;) /* the shared prefix: sequence 0's */
+        for (int s = 1; s < n_seq; s++) ids[(size_t)s * (size_t)a->n_prompt + (size_t)i] = ids[i];
     if (!st) {
-        set_requests(reqs, n_seq, ids, a->n_prompt, 1);
+        set_requests(reqs, n_seq, ids, a, 1);
         st = qm_engine_generate(e, reqs, n_seq, NULL, NULL, err);
     }
     *best = (bench_best){0};
@@ -152,11 +165,12 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
     qm_engine_info info;
     qm_engine_get_info(e, &info);
     printf("{\"mesh\":\"%s\",\"backend\":\"%s\",\"batch\":%d,\"isa\":\"%s\",\"threads_per_device\":%d,"
-           "\"prompt\":%ld,\"gen\":%ld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.3f,"
+           "\"prompt\":%ld,\"shared_prefix\":%ld,\"gen\":%ld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.3f,"
+           "\"decode_batch_avg\":%.2f,"
            "\"decode_tok_s_per_seq\":%.3f,\"bytes_per_token\":%zu,\"weight_bytes_total\":%zu,"
            "\"device_weight_bytes_max\":%zu,\"device_weight_bytes\":[",
-           a->mesh, o->backend, o->batch, info.isa, info.team_threads, a->n_prompt, a->n_gen, best->prefill,
-           best->decode, best->decode / n_seq, info.weight_bytes_total, info.weight_bytes_total,
+           a->mesh, o->backend, o->batch, info.isa, info.team_threads, a->n_prompt, a->shared_prefix, a->n_gen,
+           best->prefill, best->decode, best->decode_batch, best->decode / n_seq, info.weight_bytes_total, info.weight_bytes_total,
            info.device_weight_bytes_max);
     for (int c = 0; c < o->cols && c < 64; c++) printf("%s%zu", c ? "," : "", info.device_weight_bytes[c]);
     printf("],\"device_copied_bytes_max\":%zu,\"device_shared_block_bytes_max\":%zu,\"activations\":\"%s\","

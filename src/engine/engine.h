@@ -100,6 +100,7 @@ typedef struct {
     double wall_s;
     long prompt_tokens, prefill_tokens, gen_tokens;  /* prefill_tokens: actually computed */
     double prefill_s, decode_s;
+    long decode_tokens; /* tokens picked in steps of decode tokens only (those of decode_s) */
 } qm_gen_stats;
 
 /* Serves n requests. Returns after all are done (or on the first error). A thin client of
@@ -159,6 +160,8 @@ typedef struct {
                                              neighbour's columns too (held by both) */
     double time_s[QM_TIME_COUNT];    /* by part (model/timing.h: collectives in QM_TIME_COMM), summed over
                                         the devices of row 0 / cols */
+    double decode_time_s[QM_TIME_COUNT]; /* the same, in steps of decode tokens only */
+    long decode_steps;               /* such steps of row 0's first device */
     const char *isa;
     int team_threads;
     qm_comm_stats comm;              /* collectives so far (mesh/comm.h), the largest count of each field

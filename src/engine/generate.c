@@ -306,7 +306,8 @@ static qm_status run_step(row_ctx *r, int n, int n_out, qm_error *err) {
     const qm_partition *p = &dev->shard.part;
     qm_step step = {.n_tok = n, .ids = r->step_ids, .pos = r->step_pos, .slot = r->step_slot,
                     .out = r->step_out, .n_out = n_out};
-    double t_step = qm_now();
+    double t_step = qm_now(), before[QM_TIME_COUNT];
+    memcpy(before, dev->time_s, sizeof before);
     qm_status st = qm_forward(dev, &step, err);
     if (st) return st;
     int *pk = r->picked;
@@ -325,8 +326,14 @@ static qm_status run_step(row_ctx *r, int n, int n_out, qm_error *err) {
                            bad->req, bad->n_gen + 1, bad->n_toks);
         }
     /* a step with prompt tokens counts as prefill time, one of only decode tokens as decode */
-    if (n > n_out) r->st.prefill_s += qm_now() - t_step;
-    else r->st.decode_s += qm_now() - t_step;
+    if (n > n_out) {
+        r->st.prefill_s += qm_now() - t_step;
+    } else {
+        r->st.decode_s += qm_now() - t_step;
+        r->st.decode_tokens += n_out;
+        for (int k = 0; k < QM_TIME_COUNT; k++) dev->decode_time_s[k] += dev->time_s[k] - before[k];
+        dev->decode_steps++;
+    }
     for (int i = 0; i < n_out; i++) {
         seq *s = &r->seqs[r->out_seq[i]];
         s->rng = r->out_rng[i];
@@ -378,6 +385,7 @@ static void row_close(row_ctx *r) {
         e->stats.gen_tokens += r->st.gen_tokens;
         if (r->st.prefill_s > e->stats.prefill_s) e->stats.prefill_s = r->st.prefill_s;
         if (r->st.decode_s > e->stats.decode_s) e->stats.decode_s = r->st.decode_s;
+        e->stats.decode_tokens += r->st.decode_tokens;
         pthread_mutex_unlock(&e->mu);
     }
     qm_relay_free(&r->relay);

@@ -114,7 +114,11 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         if (d->shard.copied_bytes > info->device_copied_bytes_max) info->device_copied_bytes_max = d->shard.copied_bytes;
         if (d->shard.straddle_bytes > info->device_shared_block_bytes_max)
             info->device_shared_block_bytes_max = d->shard.straddle_bytes;
-        for (int k = 0; k < QM_TIME_COUNT; k++) info->time_s[k] += d->time_s[k] / e->cols;
+        for (int k = 0; k < QM_TIME_COUNT; k++) {
+            info->time_s[k] += d->time_s[k] / e->cols;
+            info->decode_time_s[k] += d->decode_time_s[k] / e->cols;
+        }
+        if (d->comm->row == 0 && d->comm->col == 0) info->decode_steps = d->decode_steps;
         if (d->comm->row != 0) continue;
         const qm_comm_stats *cs = &d->comm->stats;
         for (int k = 0; k < QM_COLL_KINDS; k++) {

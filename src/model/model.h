@@ -94,6 +94,8 @@ typedef struct {
     int32_t *xq_s;     /* [T][max_in / 32] */
     int xq_ld;         /* max_in: the widest matmul input (d, hq*hd, f) */
     double time_s[QM_TIME_COUNT]; /* seconds by part, collectives included (timing.h; statistics) */
+    double decode_time_s[QM_TIME_COUNT]; /* the part of time_s spent in steps of decode tokens only */
+    long decode_steps;                   /* how many such steps */
 } qm_device;
 
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
