@@ -197,28 +197,6 @@ qm_status qm_engine_chat_prompt(const qm_engine *e, const char *user, const char
     return *out ? QM_OK : qm_fail(err, QM_ERR_NOMEM, "out of memory building the chat prompt");
 }
 
-/* Appends the ids of text[0..len) to *ids (*n of them, *cap allocated). */
-static qm_status append_ids(const qm_tokenizer *tok, const char *text, size_t len, bool special, int **ids, int *n,
-                            int *cap, qm_error *err) {
-    int *part = NULL, np = 0;
-    qm_status st = qm_tokenize_ex(tok, text, len, special, &part, &np, err);
-    if (st) return st;
-    if (*n + np > *cap) {
-        int c = (*n + np) * 2 + 16;
-        int *t = realloc(*ids, (size_t)c * sizeof *t);
-        if (!t) {
-            free(part);
-            return qm_fail(err, QM_ERR_NOMEM, "out of memory tokenizing the chat prompt");
-        }
-        *ids = t;
-        *cap = c;
-    }
-    memcpy(*ids + *n, part, (size_t)np * sizeof *part);
-    *n += np;
-    free(part);
-    return QM_OK;
-}
-
 qm_status qm_engine_chat_ids(const qm_engine *e, const char *user, const char *system, bool messages_special,
                              int **ids, int *n, qm_error *err) {
     *ids = NULL;
@@ -239,10 +217,10 @@ qm_status qm_engine_chat_ids(const qm_engine *e, const char *user, const char *s
     int cap = 0;
     for (const char *p = frame; !st && p && *p;) {
         size_t k = strcspn(p, "\x01\x02");
-        if (k) st = append_ids(e->tok, p, k, true, ids, n, &cap, err);
+        if (k) st = qm_chat_append_ids(e->tok, p, k, true, ids, n, &cap, err);
         if (st || !p[k]) break;
         const char *msg = p[k] == '\x01' ? user : system;
-        st = append_ids(e->tok, msg, strlen(msg), messages_special, ids, n, &cap, err);
+        st = qm_chat_append_ids(e->tok, msg, strlen(msg), messages_special, ids, n, &cap, err);
         p += k + 1;
     }
     free(frame);

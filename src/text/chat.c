@@ -125,9 +125,8 @@ qm_status qm_chat_render(qm_chat_format format, const qm_chat_message *m, int n,
     return QM_OK;
 }
 
-/* Appends the ids of text[0..len) to *ids (*n of them, *cap allocated). */
-static qm_status append_ids(const qm_tokenizer *tok, const char *text, size_t len, bool special, int **ids, int *n,
-                            int *cap, qm_error *err) {
+qm_status qm_chat_append_ids(const qm_tokenizer *tok, const char *text, size_t len, bool special, int **ids, int *n,
+                             int *cap, qm_error *err) {
     if (len == 0) return QM_OK;
     int *part = NULL, np = 0;
     qm_status st = qm_tokenize_ex(tok, text, len, special, &part, &np, err);
@@ -164,9 +163,9 @@ qm_status qm_chat_ids(const qm_tokenizer *tok, qm_chat_format format, const qm_c
     size_t at = 0;
     for (int k = 0; !st && k <= n_spans; k++) {
         const size_t end = k < n_spans ? spans[k].at : len;
-        st = append_ids(tok, text + at, end - at, true, ids, n_ids, &cap, err);
+        st = qm_chat_append_ids(tok, text + at, end - at, true, ids, n_ids, &cap, err);
         if (!st && k < n_spans)
-            st = append_ids(tok, text + end, spans[k].len, messages_special, ids, n_ids, &cap, err);
+            st = qm_chat_append_ids(tok, text + end, spans[k].len, messages_special, ids, n_ids, &cap, err);
         if (k < n_spans) at = end + spans[k].len;
     }
     free(text);

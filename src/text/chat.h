@@ -57,6 +57,11 @@ typedef struct {
 qm_status qm_chat_render(qm_chat_format format, const qm_chat_message *m, int n, const char *default_system,
                          char **out, size_t *len, qm_chat_span *spans, int *n_spans, qm_error *err);
 
+/* Appends the ids of text[0..len) (special: its special tokens as such) to *ids, which holds *n
+ * of *cap allocated (grown with realloc). */
+qm_status qm_chat_append_ids(const qm_tokenizer *tok, const char *text, size_t len, bool special, int **ids, int *n,
+                             int *cap, qm_error *err);
+
 /* The conversation as token ids: the template's text tokenized with its special tokens, the
  * messages' text as plain text (so that "<|im_start|>" typed by a user stays text) unless
  * messages_special. A one-turn conversation gives what qm_engine_chat_ids gives. */
