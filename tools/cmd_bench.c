@@ -39,7 +39,7 @@ typedef struct {
 typedef struct {
     double prefill, decode;        /* tok/s; tok/s of all sequences together, in decode-only steps */
     double decode_batch;           /* sequences of a row per decode-only step, on average */
-    double step_s[QM_TIME_COUNT];  /* a decode step (a token for every sequence of a row), by part */
+    double step_s[QM_TIME_COUNT];  /* a decode-only step, by part */
     double step_calls[QM_COLL_KINDS], step_sent[QM_COLL_KINDS], step_recv[QM_COLL_KINDS]; /* its collectives
                                       (mesh/comm.h qm_comm_stats: a device's calls, bytes sent, received) */
 } bench_best;
@@ -76,7 +76,8 @@ static int parse_args(int argc, char **argv, bench_args *a) {
     }
     if (!a->o.model_dir) return cli_usage_error(cmd, "-m PATH (a GGUF file or a model folder) is required");
     if (a->shared_prefix >= a->n_prompt)
-        return cli_usage_error(cmd, "--shared-prefix (%ld) must be less than --prompt (%ld)", a->shared_prefix, a->n_prompt);
+        return cli_usage_error(cmd, "--shared-prefix (%ld) must be less than --prompt (%ld)", a->shared_prefix,
+                               a->n_prompt);
     cli_engine_finalize(&a->o);
     if (a->o.max_context == 0) a->o.max_context = (int)(a->n_prompt + a->n_gen + 1);
     a->o.quiet = true;
@@ -92,7 +93,7 @@ static void set_requests(qm_gen_request *reqs, int n_seq, const int *ids, const 
 }
 
 /* One repetition: a prefill run (max_new_tokens 1: the prompt pass plus one sampled token), then
- * the same with n_gen more tokens; decode is the difference. */
+ * the same with n_gen more tokens, whose decode-only steps give decode's speed and breakdown. */
 static qm_status measure_once(qm_engine *e, const int *ids, qm_gen_request *reqs, int n_seq, const bench_args *a,
                               bench_best *m, qm_error *err) {
     set_requests(reqs, n_seq, ids, a, 1);
@@ -170,8 +171,8 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
            "\"decode_tok_s_per_seq\":%.3f,\"bytes_per_token\":%zu,\"weight_bytes_total\":%zu,"
            "\"device_weight_bytes_max\":%zu,\"device_weight_bytes\":[",
            a->mesh, o->backend, o->batch, info.isa, info.team_threads, a->n_prompt, a->shared_prefix, a->n_gen,
-           best->prefill, best->decode, best->decode_batch, best->decode / n_seq, info.weight_bytes_total, info.weight_bytes_total,
-           info.device_weight_bytes_max);
+           best->prefill, best->decode, best->decode_batch, best->decode / n_seq, info.weight_bytes_total,
+           info.weight_bytes_total, info.device_weight_bytes_max);
     for (int c = 0; c < o->cols && c < 64; c++) printf("%s%zu", c ? "," : "", info.device_weight_bytes[c]);
     printf("],\"device_copied_bytes_max\":%zu,\"device_shared_block_bytes_max\":%zu,\"activations\":\"%s\","
            "\"comm_ms_per_token\":%.3f,\"load_s\":%.3f,\"rss_bytes\":%zu",

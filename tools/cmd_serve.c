@@ -68,10 +68,7 @@ static void default_name(serve_args *a) {
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') path[--n] = 0;
     const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    const size_t len = strlen(base) < sizeof a->name - 1 ? strlen(base) : sizeof a->name - 1; /* cut: a name */
-    memcpy(a->name, base, len);
-    a->name[len] = 0;
+    snprintf(a->name, sizeof a->name, "%.*s", (int)sizeof a->name - 1, slash ? slash + 1 : path);
 }
 
 /* 0: run; 1: --help printed; 2: a usage error (printed). */

@@ -96,6 +96,16 @@ typedef struct {
     void *ctx;
 } qm_gen_callbacks;
 
+/* Whether cb takes streamed text (on_text or on_tokens). */
+static inline bool qm_gen_streams(const qm_gen_callbacks *cb) { return cb && (cb->on_text || cb->on_tokens); }
+
+/* A streamed piece of request `index` to cb: on_tokens when it has it, else on_text. */
+static inline void qm_gen_stream_piece(const qm_gen_callbacks *cb, int index, const char *text, const int *ids,
+                                       const qm_token_logprobs *lps, int n) {
+    if (cb->on_tokens) cb->on_tokens(cb->ctx, index, text, ids, lps, n);
+    else if (cb->on_text) cb->on_text(cb->ctx, index, text);
+}
+
 typedef struct {
     double wall_s;
     long prompt_tokens, prefill_tokens, gen_tokens;  /* prefill_tokens: actually computed */

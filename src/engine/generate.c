@@ -81,7 +81,7 @@ static bool streams(const row_ctx *r) {
     const qm_gen_callbacks *cb = r->e->cb;
     if (!is_leader(r)) return false;
     if (!reports(r)) return r->relay.stream;
-    return cb && (cb->on_text || cb->on_tokens);
+    return qm_gen_streams(cb);
 }
 
 /* Streams s's text up to byte `upto` (on_tokens: with the generated tokens it completes); a row
@@ -106,8 +106,7 @@ static void emit_text(row_ctx *r, seq *s, size_t upto) {
         char save = s->text[upto];
         s->text[upto] = 0;
         pthread_mutex_lock(&e->mu);
-        if (cb->on_tokens) cb->on_tokens(cb->ctx, s->req, s->text + s->emitted, ids, lps, done - s->tok_emitted);
-        else cb->on_text(cb->ctx, s->req, s->text + s->emitted);
+        qm_gen_stream_piece(cb, s->req, s->text + s->emitted, ids, lps, done - s->tok_emitted);
         pthread_mutex_unlock(&e->mu);
         s->text[upto] = save;
     }

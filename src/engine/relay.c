@@ -120,8 +120,7 @@ static qm_status report_one(const qm_gen_callbacks *cb, const char *p, size_t n,
     if (st) return st;
     const relay_header *hd = &rec.hd;
     if (hd->kind == RELAY_PIECE) {
-        if (cb->on_tokens) cb->on_tokens(cb->ctx, hd->req, rec.text, rec.ids, rec.lps, hd->n_ids);
-        else if (cb->on_text) cb->on_text(cb->ctx, hd->req, rec.text);
+        qm_gen_stream_piece(cb, hd->req, rec.text, rec.ids, rec.lps, hd->n_ids);
     } else if (cb->on_done) {
         const qm_gen_result res = {.ids = rec.ids, .n_ids = hd->n_ids, .text = rec.text,
                                    .reason = (qm_stop_reason)hd->reason, .logprobs = rec.lps,
@@ -146,6 +145,7 @@ static qm_status report_packed(const qm_gen_callbacks *cb, const char *p, size_t
     }
     return QM_OK;
 }
+
 /* Every device's {held bytes, done} to rank 0 (sizes[2 * rank ...], rank 0 only); back from it
  * the largest held size and whether every device is done. */
 static qm_status agree(qm_comm *c, size_t len, bool done, uint64_t *sizes, uint64_t agreed[2], qm_error *err) {
@@ -166,7 +166,7 @@ static qm_status agree(qm_comm *c, size_t len, bool done, uint64_t *sizes, uint6
 qm_status qm_relay_open(qm_relay *h, qm_comm *c, const qm_gen_callbacks *cb, qm_error *err) {
     int32_t mode[2] = {0, 0}; /* rank 0's: streams, with tokens */
     if (qm_comm_rank(c) == 0 && cb) {
-        mode[0] = cb->on_text != NULL || cb->on_tokens != NULL;
+        mode[0] = qm_gen_streams(cb);
         mode[1] = cb->on_tokens != NULL;
     }
     qm_status st = c->ops->world_bcast(c, mode, sizeof mode, err);
