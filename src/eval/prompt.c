@@ -4,39 +4,9 @@
 #include <string.h>
 
 #include "eval/eval.h"
+#include "util/strbuf.h"
 
-typedef struct {
-    char *buf;
-    size_t len, cap;
-    bool oom;
-} strbuf;
-
-static void sb_add(strbuf *b, const char *s) {
-    size_t n = strlen(s);
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t nc = b->cap ? b->cap : 256;
-        while (nc < b->len + n + 1) nc *= 2;
-        char *nb = realloc(b->buf, nc);
-        if (!nb) {
-            b->oom = true;
-            return;
-        }
-        b->buf = nb;
-        b->cap = nc;
-    }
-    memcpy(b->buf + b->len, s, n + 1);
-    b->len += n;
-}
-
-static char *sb_take(strbuf *b) {
-    if (b->oom) {
-        free(b->buf);
-        return NULL;
-    }
-    if (!b->buf) sb_add(b, "");
-    return b->oom ? NULL : b->buf;
-}
+static void sb_add(qm_strbuf *b, const char *s) { qm_strbuf_add(b, s, strlen(s)); }
 
 qm_status qm_eval_prompt_prefix(qm_eval_prompt_style style, const qm_eval_dataset *shots, int k, char **out,
                                 qm_error *err) {
@@ -44,12 +14,12 @@ qm_status qm_eval_prompt_prefix(qm_eval_prompt_style style, const qm_eval_datase
     if (k < 0 || k > (shots ? shots->n : 0))
         return qm_fail(err, QM_ERR_ARG, "%d shots asked for, but only %d examples are available", k,
                        shots ? shots->n : 0);
-    strbuf b = {0};
+    qm_strbuf b = {0};
     for (int i = 0; i < k; i++) {
         const qm_eval_problem *p = &shots->items[i];
         if (style == QM_EVAL_PROMPT_COT) {
             if (!p->rationale || !p->answer)
-                return free(b.buf), qm_fail(err, QM_ERR_FORMAT, "exemplar %d has no rationale or answer", i);
+                return free(b.s), qm_fail(err, QM_ERR_FORMAT, "exemplar %d has no rationale or answer", i);
             sb_add(&b, "Q: ");
             sb_add(&b, p->question);
             sb_add(&b, "\nA: ");
@@ -59,7 +29,7 @@ qm_status qm_eval_prompt_prefix(qm_eval_prompt_style style, const qm_eval_datase
             sb_add(&b, ".\n\n");
         } else {
             if (!p->answer)
-                return free(b.buf), qm_fail(err, QM_ERR_FORMAT, "few-shot problem %d has no answer", p->index + 1);
+                return free(b.s), qm_fail(err, QM_ERR_FORMAT, "few-shot problem %d has no answer", p->index + 1);
             sb_add(&b, "Question: ");
             sb_add(&b, p->question);
             sb_add(&b, "\nAnswer: ");
@@ -67,16 +37,16 @@ qm_status qm_eval_prompt_prefix(qm_eval_prompt_style style, const qm_eval_datase
             sb_add(&b, "\n\n");
         }
     }
-    *out = sb_take(&b);
+    *out = qm_strbuf_take(&b);
     return *out ? QM_OK : qm_fail(err, QM_ERR_NOMEM, "out of memory building the few-shot prompt");
 }
 
 char *qm_eval_prompt_suffix(qm_eval_prompt_style style, const char *question) {
-    strbuf b = {0};
+    qm_strbuf b = {0};
     sb_add(&b, style == QM_EVAL_PROMPT_COT ? "Q: " : "Question: ");
     sb_add(&b, question);
     sb_add(&b, style == QM_EVAL_PROMPT_COT ? "\nA:" : "\nAnswer:");
-    return sb_take(&b);
+    return qm_strbuf_take(&b);
 }
 
 static const char *const cot_stops[] = {"\n\nQ:"};

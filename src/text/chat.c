@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/strbuf.h"
+
 #define DS_BOS "<\xEF\xBD\x9C" "begin\xE2\x96\x81of\xE2\x96\x81sentence\xEF\xBD\x9C>" /* <｜begin▁of▁sentence｜> */
 #define DS_USER "<\xEF\xBD\x9CUser\xEF\xBD\x9C>"                                      /* <｜User｜> */
 #define DS_ASSISTANT "<\xEF\xBD\x9C" "Assistant\xEF\xBD\x9C>"                          /* <｜Assistant｜> */
@@ -42,29 +44,15 @@ qm_status qm_chat_check(const qm_chat_message *m, int n, qm_error *err) {
 
 /* A prompt being written: the text, and where its plain text lies. */
 typedef struct {
-    char *s;
-    size_t len, cap;
+    qm_strbuf text;
     qm_chat_span *spans; /* NULL: not asked */
     int n_spans;
-    bool oom;
 } builder;
 
 static void put(builder *b, const char *t, size_t n, bool plain) {
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = (b->len + n + 1) * 2;
-        char *p = realloc(b->s, cap);
-        if (!p) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    if (plain && b->spans) b->spans[b->n_spans++] = (qm_chat_span){b->len, n};
-    memcpy(b->s + b->len, t, n);
-    b->len += n;
-    b->s[b->len] = 0;
+    if (b->text.oom) return;
+    if (plain && b->spans) b->spans[b->n_spans++] = (qm_chat_span){b->text.len, n};
+    qm_strbuf_add(&b->text, t, n);
 }
 
 static void put_template(builder *b, const char *t) { put(b, t, strlen(t), false); }
@@ -115,12 +103,9 @@ qm_status qm_chat_render(qm_chat_format format, const qm_chat_message *m, int n,
         if (system) put_text(&b, system);
     }
     put_turns(&b, format, m, first, n);
-    if (b.oom) {
-        free(b.s);
-        return qm_fail(err, QM_ERR_NOMEM, "out of memory writing the chat prompt");
-    }
-    *out = b.s;
-    if (len) *len = b.len;
+    const size_t n_text = b.text.len;
+    if (!(*out = qm_strbuf_take(&b.text))) return qm_fail(err, QM_ERR_NOMEM, "out of memory writing the chat prompt");
+    if (len) *len = n_text;
     if (n_spans) *n_spans = b.n_spans;
     return QM_OK;
 }
