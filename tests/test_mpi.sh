@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # qmesh under mpirun (--backend mpi, one rank per device): byte-identical to the threads backend
 # on 1x2, 2x2 and 1x8; output printed once; a wrong world size refused; a killed rank stops the job;
-# a killed 2x2 eval has both rows' results on file and resumes to the uninterrupted run's completions.
+# a killed 2x2 eval has both rows' results on file and resumes to the uninterrupted run's completions;
+# ranks with another binary, checkpoint or options refused; a silent (stopped) rank ends the job
+# after --comm-timeout.
 set -euo pipefail
 : "${QMESH:?}" "${SRC:?}" "${WORK:?}"
 if [ "${QMESH_HAVE_MPI:-OFF}" != "ON" ]; then echo "skipped: built without MPI"; exit 77; fi
@@ -41,17 +43,21 @@ rc=$?
 set -e
 [ $rc != 0 ] && echo "$out" | grep -q "needs 2 MPI ranks but 3" || fail "wrong world size not refused: $out"
 echo "ok wrong world size refused"
+# the pid of the last qmesh rank whose command line matches PATTERN, waiting up to 10 s for one
+last_rank() {
+  local v=""
+  for _ in $(seq 100); do
+    v=$(pgrep -f "$1" | while read -r p; do [ "$(ps -o comm= -p "$p")" = qmesh ] && echo "$p"; done | tail -1 || true)
+    [ -n "$v" ] && break
+    sleep 0.1
+  done
+  echo "$v"
+}
 # a rank killed mid-run: the others stop within seconds
 timeout 120 "${MPIRUN[@]}" -np 2 "$QMESH" generate -m "$WORK/tiny" -p "Count:" -n 30000 --ignore-eos \
   --mesh 1x2 --backend mpi > /dev/null 2>&1 &
 launcher=$!
-victim=""
-for _ in $(seq 100); do
-  victim=$(pgrep -f "qmesh generate -m $WORK/tiny -p Count:" | while read -r p; do
-    [ "$(ps -o comm= -p "$p")" = qmesh ] && echo "$p"; done | tail -1 || true)
-  [ -n "$victim" ] && break
-  sleep 0.1
-done
+victim=$(last_rank "qmesh generate -m $WORK/tiny -p Count:")
 [ -n "$victim" ] || fail "no rank to kill"
 sleep 1
 ps -o pid,comm,args -p "$victim" | tail -1
@@ -99,4 +105,43 @@ got=$(grep -o '"index":[0-9]*' "$WORK/ev_kill.jsonl" | sort | uniq -c | awk '$1 
 "$QMESH" eval compare "$WORK/ev24_threads.jsonl" "$WORK/ev_kill.jsonl" --require-identical > /dev/null ||
   fail "killed+resumed MPI completions differ from an uninterrupted run"
 echo "ok killed+resumed 2x2 MPI eval: every index once, completions identical"
-echo "8 passed, 0 failed"
+# ranks that do not run the same program, model or options are refused, naming the rank (MPMD
+# launches: "mpirun -np 1 A : -np 1 B")
+"$QMESH" random-model --preset tiny --out "$WORK/tiny2" --seed 4 2>/dev/null
+cp "$QMESH" "$WORK/qmesh_other"; echo "another build" >> "$WORK/qmesh_other"
+G=(generate -p "hi" -n 4 --mesh 1x2 --backend mpi)
+refused() { # WHAT EXPECTED_TEXT RANK0_ARGS... -- RANK1_CMD...
+  local what=$1 want=$2; shift 2
+  local a=() b=()
+  while [ "$1" != -- ]; do a+=("$1"); shift; done; shift; b=("$@")
+  set +e
+  out=$(timeout 60 "${MPIRUN[@]}" -np 1 "${a[@]}" : -np 1 "${b[@]}" 2>&1)
+  rc=$?
+  set -e
+  [ $rc != 0 ] && [ $rc != 124 ] && echo "$out" | grep -q "MPI rank 1 runs $want" || fail "$what not refused (exit $rc): $out"
+  echo "ok $what refused, naming rank 1"
+}
+refused "another checkpoint" "a different model" "$QMESH" "${G[@]}" -m "$WORK/tiny" -- "$QMESH" "${G[@]}" -m "$WORK/tiny2"
+refused "another binary" "a different qmesh program" "$QMESH" "${G[@]}" -m "$WORK/tiny" -- "$WORK/qmesh_other" "${G[@]}" -m "$WORK/tiny"
+refused "other options" "different options" "$QMESH" "${G[@]}" -m "$WORK/tiny" -- "$QMESH" "${G[@]}" -m "$WORK/tiny" --batch 2
+# a silent peer (stopped: its TCP connections stay up, so MPI alone would wait for ever): the
+# others give up after --comm-timeout with an error naming the collective, and the job ends
+timeout 120 "${MPIRUN[@]}" -np 2 "$QMESH" generate -m "$WORK/tiny" -p "Silent:" -n 30000 --ignore-eos \
+  --mesh 1x2 --backend mpi --threads 1 --comm-timeout 3 > /dev/null 2> "$WORK/silent.err" &
+launcher=$!
+victim=$(last_rank "qmesh generate -m $WORK/tiny -p Silent:")
+[ -n "$victim" ] || fail "no rank to stop"
+sleep 1
+t0=$(date +%s.%N)
+kill -STOP "$victim"
+set +e
+wait $launcher
+rc=$?
+set -e
+elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
+kill -9 "$victim" 2> /dev/null || true
+[ $rc != 0 ] && [ $rc != 124 ] || fail "silent peer: job exit $rc"
+grep -q "no answer from its peers for 3 s" "$WORK/silent.err" || fail "silent peer: no timeout message: $(tail -3 "$WORK/silent.err")"
+[ "$(echo "$elapsed < 15" | bc)" = 1 ] || fail "silent peer: the job took $elapsed s to stop"
+echo "ok silent peer (SIGSTOP): job stopped in ${elapsed} s with exit $rc, the timeout named"
+echo "12 passed, 0 failed"

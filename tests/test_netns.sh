@@ -4,7 +4,8 @@
 # ssh). Checks: MPI 1x4, 2x2 (one rank per host) and 2x4 (two per host) give logits byte-identical
 # to threads 1x1; every rank may run on every CPU (--bind-to none; the placement is printed); a
 # host's ranks killed mid-run, and a host's link set down mid-run, make the job exit non-zero
-# within seconds and leave no process behind. The rig is removed at exit, also when the test is
+# within seconds and leave no process behind (with Open MPI's default keepalive too, through the
+# ranks' --comm-timeout). The rig is removed at exit, also when the test is
 # killed (INT/TERM/HUP; after a SIGKILL the next rig_up removes the stale one).
 # Needs root, iproute2 and mpirun, else it skips (exit 77).
 #   usage: QMESH=build/qmesh SRC=. WORK=/tmp/w QMESH_HAVE_MPI=ON bash tests/test_netns.sh
@@ -50,18 +51,20 @@ qmesh_pids() {
 }
 n_qmesh() { local i n=0; for i in 0 1 2 3; do n=$((n + $(qmesh_pids "$i" | wc -l))); done; echo $n; }
 
-# start a long 1x4 generation over the 4 hosts; returns when every rank is generating
+# start a long 1x4 generation over the 4 hosts (NAME [qmesh flags]); returns when every rank is
+# generating
 start_long_run() {
+  local name=$1; shift
   rig_mpirun 4 1 "$QMESH" generate -m "$WORK/tiny" -p "Count:" -n 30000 --ignore-eos --ctx 32768 \
-    --mesh 1x4 --backend mpi --threads 1 > "$WORK/$1.out" 2> "$WORK/$1.err" &
+    --mesh 1x4 --backend mpi --threads 1 "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
   launcher=$!
   for _ in $(seq 600); do
-    [ "$(n_qmesh)" = 4 ] && [ -s "$WORK/$1.out" ] && break
-    kill -0 $launcher 2> /dev/null || fail "$1: the job ended early: $(tail -5 "$WORK/$1.err")"
+    [ "$(n_qmesh)" = 4 ] && [ -s "$WORK/$name.out" ] && break
+    kill -0 $launcher 2> /dev/null || fail "$name: the job ended early: $(tail -5 "$WORK/$name.err")"
     sleep 0.1
   done
-  [ "$(n_qmesh)" = 4 ] && [ -s "$WORK/$1.out" ] ||
-    fail "$1: not generating 60 s after the start ($(n_qmesh) ranks, $(wc -c < "$WORK/$1.out") bytes out): $(tail -5 "$WORK/$1.err")"
+  [ "$(n_qmesh)" = 4 ] && [ -s "$WORK/$name.out" ] ||
+    fail "$name: not generating 60 s after the start ($(n_qmesh) ranks, $(wc -c < "$WORK/$name.out") bytes out): $(tail -5 "$WORK/$name.err")"
   sleep 1
 }
 
@@ -77,6 +80,14 @@ wait_launcher() {
     fail "$2: the job still runs $limit s later"
   fi
   set +e; wait $launcher; rc=$?; set -e
+}
+
+# the launcher ends (within LIMIT s) non-zero, and no qmesh process is left 10 s later (LIMIT WHAT)
+job_failed_cleanly() {
+  wait_launcher "$1" "$2"
+  [ $rc != 0 ] || fail "$2: the job exited 0"
+  for _ in $(seq 100); do [ "$(n_qmesh)" = 0 ] && break; sleep 0.1; done
+  [ "$(n_qmesh)" = 0 ] || fail "$2: qmesh processes left 10 s after the job ended: $(rig_placement)"
 }
 
 # placement: each rank is free to run on every CPU (not all on core 0)
@@ -103,12 +114,25 @@ ok "host 2's rank killed (pid $victims): job exit $rc after ${elapsed} s, no ran
 start_long_run linkdown
 t0=$(date +%s.%N)
 rig_link 3 down
-wait_launcher 30 "host 3's link down"
-[ $rc != 0 ] || fail "host 3's link down: the job exited 0"
-for _ in $(seq 100); do [ "$(n_qmesh)" = 0 ] && break; sleep 0.1; done
-[ "$(n_qmesh)" = 0 ] || fail "host 3's link down: qmesh processes left 10 s after the job ended: $(rig_placement)"
+job_failed_cleanly 30 "host 3's link down"
 ok "host 3's link down: job exit $rc after ${elapsed} s, no rank left"
 rig_link 3 up
+
+# the same with Open MPI's default keepalive (minutes before mpirun declares a host lost): the
+# ranks' own deadline (--comm-timeout) ends every rank that can still be reached, with a message;
+# mpirun itself waits for the lost host's daemon until the link is back, then ends the job
+n_reachable() { local i n=0; for i in 0 1 2; do n=$((n + $(qmesh_pids "$i" | wc -l))); done; echo $n; }
+RIG_KEEPALIVE=default start_long_run linkdown_default --comm-timeout 4
+t0=$(date +%s.%N)
+rig_link 3 down
+for _ in $(seq 400); do [ "$(n_reachable)" = 0 ] && break; sleep 0.05; done
+elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
+[ "$(n_reachable)" = 0 ] || fail "host 3's link down, default keepalive: ranks of hosts 0-2 still run 20 s later"
+grep -q "no answer from its peers for 4 s" "$WORK/linkdown_default.err" ||
+  fail "host 3's link down, default keepalive: no timeout message: $(tail -3 "$WORK/linkdown_default.err")"
+rig_link 3 up
+job_failed_cleanly 60 "host 3's link down, default keepalive, link back"
+ok "host 3's link down, Open MPI's default keepalive: hosts 0-2's ranks ended by --comm-timeout 4 after ${elapsed} s; the job exit $rc once the link was back"
 
 prefix=$RIG_PREFIX
 kill $watchdog 2> /dev/null || true

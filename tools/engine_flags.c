@@ -20,7 +20,9 @@ const char cli_engine_flags_help[] =
     "  --activations A      f32 (default: exact, f32 on exactly dequantized weights) or q8 (fast:\n"
     "                       8-bit activations, integer dot products against quantized weights;\n"
     "                       still the same bits on every mesh and batch)\n"
-    "  --chat-format F      chatml or deepseek-r1 (default: from the GGUF's chat template)\n";
+    "  --chat-format F      chatml or deepseek-r1 (default: from the GGUF's chat template)\n"
+    "  --comm-timeout S     MPI: a collective whose peers stay silent S seconds (a host down, a link\n"
+    "                       cut) ends the run with an error (default 60; 0: wait for ever)\n";
 
 void cli_engine_defaults(qm_engine_opts *o) {
     memset(o, 0, sizeof *o);
@@ -108,6 +110,7 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_op
         {"--ctx", &o->max_context, 2, 1 << 20},
         {"--batch", &o->batch, 1, 4096},
         {"--step-tokens", &o->max_step_tokens, 1, 8192},
+        {"--comm-timeout", &o->comm_timeout_s, 0, 86400},
     };
     for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
         if (strcmp(a, ints[k].flag)) continue;
@@ -117,6 +120,7 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_op
             return -1;
         }
         *ints[k].dst = (int)n;
+        if (ints[k].dst == &o->comm_timeout_s && n == 0) o->comm_timeout_s = -1; /* 0: no limit */
         return 1;
     }
     return 0;

@@ -83,6 +83,20 @@ static qm_status plan_placement(qm_engine *e, qm_error *err) {
     return QM_OK;
 }
 
+/* Once every device is loaded (ranks load at their own pace, a large model from a slow disk for
+ * minutes), collectives get their deadline (comm.h timeout_s): from then on a silent peer is an
+ * error within that time. */
+static qm_status start_deadlines(qm_engine *e, qm_error *err) {
+    const int t = e->o.comm_timeout_s == 0 ? QM_DEFAULT_COMM_TIMEOUT_S : e->o.comm_timeout_s;
+    if (!e->whole_mesh) {
+        qm_comm *c = qm_mesh_host_comm(e->host, 0);
+        qm_status st = c->ops->world_barrier(c, err);
+        if (st) return st;
+        c->timeout_s = t > 0 ? t : 0;
+    }
+    return QM_OK;
+}
+
 qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *err) {
     qm_engine *e = calloc(1, sizeof *e);
     if (!e) return qm_fail(err, QM_ERR_NOMEM, "out of memory");
@@ -111,6 +125,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     e->dims.n_slots = e->batch + 1; /* + the shared-prefix slot */
     e->dims.max_tokens = opts->max_step_tokens > 0 ? opts->max_step_tokens : QM_DEFAULT_STEP_TOKENS;
     e->dims.act_q8 = opts->act_q8;
+    if ((st = qm_engine_check_ranks(e, err))) goto fail;
 
     const int threads = opts->threads > 0 ? opts->threads : qm_mesh_host_cores(e->host);
     e->team = threads / e->n_local;
@@ -154,6 +169,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
             fprintf(stderr, "\rqmesh: loaded device %d/%d", i + 1, e->n_local);
     }
     if (!opts->quiet && e->n_local > 1 && qm_engine_is_output_rank(e)) fprintf(stderr, "\n");
+    if ((st = start_deadlines(e, err))) goto fail;
     e->load_s = qm_now() - t0;
     *out = e;
     return QM_OK;

@@ -27,6 +27,8 @@ typedef struct {
     const char *chat_format; /* NULL = from the model's chat template; "chatml", "deepseek-r1" */
     bool pin_threads;        /* each device's threads pinned one per allowed CPU, in device order
                                 (ranks on one machine take their own stretches: util/affinity.h) */
+    int comm_timeout_s;      /* MPI: once loaded, a collective whose peers stay silent this long
+                                fails (QM_ERR_COMM) instead of hanging; 0 = 60 s, < 0 = no limit */
 } qm_engine_opts;
 
 typedef struct qm_engine qm_engine;

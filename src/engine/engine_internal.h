@@ -14,6 +14,7 @@
 #include "model/model.h"
 
 #define QM_DEFAULT_STEP_TOKENS 128
+#define QM_DEFAULT_COMM_TIMEOUT_S 60 /* qm_engine_opts.comm_timeout_s 0 */
 
 struct qm_engine {
     qm_engine_opts o;
@@ -39,6 +40,10 @@ struct qm_engine {
     const qm_gen_callbacks *cb;
     qm_gen_stats stats;
 };
+
+/* Ranks in other processes (MPI) run the same program, model and options, else an error naming
+ * the first rank that does not (engine/ranks.c); nothing to check where one process runs all. */
+qm_status qm_engine_check_ranks(qm_engine *e, qm_error *err);
 
 typedef qm_status (*qm_device_fn)(qm_engine *e, qm_device *dev, void *arg, qm_error *err);
 qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_error *err);

@@ -4,7 +4,8 @@
  * is a tensor shard (tensor parallel). Collectives named row_* involve the C devices of one
  * row; world_* involve all R*C devices. Every device of the group must make the same calls
  * in the same order (SPMD). A failed or aborted peer makes every waiting call return
- * QM_ERR_COMM within seconds instead of hanging.
+ * QM_ERR_COMM within seconds instead of hanging; a peer that falls silent (MPI: its host or its
+ * link gone) within timeout_s.
  */
 #ifndef QM_MESH_COMM_H
 #define QM_MESH_COMM_H
@@ -79,6 +80,10 @@ struct qm_comm {
     int row, col;     /* this device */
     void *impl;       /* backend state */
     qm_comm_stats stats;
+    double timeout_s; /* MPI: a collective still waiting for its peers after this many seconds
+                         fails with QM_ERR_COMM (a silent host or a cut link); 0: no limit. The
+                         engine sets it once every device is loaded. Threads ignore it: a failed
+                         device there aborts its peers itself. */
 };
 
 static inline const char *qm_coll_kind_name(qm_coll_kind k) {

@@ -8,7 +8,10 @@
  * the scalar reference) and one MPI_Allgatherv gives every rank every slice. Per row sum a rank
  * sends m*(n - n/C) + (C-1)*n/C floats, m its cover's size (1 when its blocks are one tree node).
  *
- * Failures: the communicators return errors (MPI_ERRORS_RETURN), which become QM_ERR_COMM.
+ * Failures: the communicators return errors (MPI_ERRORS_RETURN), which become QM_ERR_COMM. Every
+ * collective is started non-blocking and waited for (wait_for): with a timeout_s (comm.h) the
+ * wait polls, and a peer silent for that long (a host gone or a link cut, which TCP alone may not
+ * notice for many minutes) fails the call with QM_ERR_COMM naming the collective.
  * abort() marks this device failed (its later calls fail); the program then exits without
  * MPI_Finalize: Open MPI 4 cannot wake a peer blocked in a collective, but mpirun kills the
  * whole job when a rank exits without MPI_Finalize or dies, so peers stop within seconds
@@ -67,6 +70,8 @@ void qm_mpi_comm_destroy(qm_comm *c) { (void)c; }
 
 #include <limits.h>
 #include <mpi.h>
+
+#include "util/pool.h"
 #include <stdio.h>
 #include <string.h>
 
@@ -118,6 +123,31 @@ static qm_status check_alive(qm_comm *c, const char *what, qm_error *err) {
         return qm_fail(err, QM_ERR_COMM, "mpi comm: %s on device (%d,%d): this device was marked failed: %s", what,
                        c->row, c->col, s->why);
     return QM_OK;
+}
+
+/* Waits for the collective started in *req: at once without a timeout, else polling, and a
+ * failure with QM_ERR_COMM once it has waited timeout_s (the device is then marked failed: the
+ * pending request is abandoned, and the program exits). */
+static qm_status wait_for(qm_comm *c, const char *what, int rc, MPI_Request *req, qm_error *err) {
+    if (rc != MPI_SUCCESS) return mpi_failed(c, what, rc, err);
+    if (c->timeout_s <= 0) {
+        rc = MPI_Wait(req, MPI_STATUS_IGNORE);
+        return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, what, rc, err);
+    }
+    const double deadline = qm_now() + c->timeout_s;
+    for (unsigned spin = 1;; spin++) {
+        int done = 0;
+        if ((rc = MPI_Test(req, &done, MPI_STATUS_IGNORE)) != MPI_SUCCESS) return mpi_failed(c, what, rc, err);
+        if (done) return QM_OK;
+        if (spin % 256 == 0 && qm_now() > deadline) break;
+    }
+    mpi_state *s = st_of(c);
+    s->aborted = 1;
+    snprintf(s->why, sizeof s->why, "%.40s timed out earlier", what);
+    return qm_fail(err, QM_ERR_COMM,
+                   "mpi comm: %s on rank %d, device (%d,%d) of mesh %dx%d: no answer from its peers for %g s (a host "
+                   "down or a link cut?); --comm-timeout sets the limit",
+                   what, qm_comm_rank(c), c->row, c->col, c->rows, c->cols, c->timeout_s);
 }
 
 static void state_free(mpi_state *s) {
@@ -219,8 +249,8 @@ static qm_status m_row_barrier(qm_comm *c, qm_error *err) {
     if (st != QM_OK)
         return st;
     qm_comm_count(c, QM_COLL_ROW_BARRIER, 0, 0);
-    int rc = MPI_Barrier(st_of(c)->row);
-    return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "row_barrier", rc, err);
+    MPI_Request req;
+    return wait_for(c, "row_barrier", MPI_Ibarrier(st_of(c)->row, &req), &req, err);
 }
 
 static qm_status m_world_barrier(qm_comm *c, qm_error *err) {
@@ -228,8 +258,8 @@ static qm_status m_world_barrier(qm_comm *c, qm_error *err) {
     if (st != QM_OK)
         return st;
     qm_comm_count(c, QM_COLL_WORLD, 0, 0);
-    int rc = MPI_Barrier(st_of(c)->world);
-    return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "world_barrier", rc, err);
+    MPI_Request req;
+    return wait_for(c, "world_barrier", MPI_Ibarrier(st_of(c)->world, &req), &req, err);
 }
 
 /* Grows *buf to hold `need` elements of `size` bytes. */
@@ -329,13 +359,15 @@ static qm_status m_row_tree_sum(qm_comm *c, float *partials, int n_blocks, size_
         return qm_fail(err, QM_ERR_NOMEM, "mpi comm: row_tree_sum: out of memory for %zu floats", n);
     }
     pack_covers(c, partials, n);
-    int rc = MPI_Alltoallv(s->send, s->scounts, s->sdispls, MPI_FLOAT, s->recv, s->rcounts, s->rdispls, MPI_FLOAT, s->row);
-    if (rc != MPI_SUCCESS)
-        return mpi_failed(c, "row_tree_sum", rc, err);
+    MPI_Request req;
+    int rc = MPI_Ialltoallv(s->send, s->scounts, s->sdispls, MPI_FLOAT, s->recv, s->rcounts, s->rdispls, MPI_FLOAT,
+                            s->row, &req);
+    if ((st = wait_for(c, "row_tree_sum", rc, &req, err)))
+        return st;
     combine_slice(c, n_blocks, n, out);
-    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, out, s->counts, s->displs, MPI_FLOAT, s->row);
-    if (rc != MPI_SUCCESS)
-        return mpi_failed(c, "row_tree_sum", rc, err);
+    rc = MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, out, s->counts, s->displs, MPI_FLOAT, s->row, &req);
+    if ((st = wait_for(c, "row_tree_sum", rc, &req, err)))
+        return st;
     count_tree_sum(c);
     return QM_OK;
 }
@@ -353,8 +385,9 @@ static qm_status m_row_allgather(qm_comm *c, const void *send, size_t bytes, voi
     long long others = (long long)(c->cols - 1) * (long long)bytes;
     qm_comm_count(c, QM_COLL_ROW_ALLGATHER, others, others);
     const void *sb = send == (char *)recv + (size_t)c->col * bytes ? MPI_IN_PLACE : send;
-    int rc = MPI_Allgather(sb, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, st_of(c)->row);
-    return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "row_allgather", rc, err);
+    MPI_Request req;
+    int rc = MPI_Iallgather(sb, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, st_of(c)->row, &req);
+    return wait_for(c, "row_allgather", rc, &req, err);
 }
 
 static qm_status m_row_bcast(qm_comm *c, void *buf, size_t bytes, int root_col, qm_error *err) {
@@ -365,8 +398,8 @@ static qm_status m_row_bcast(qm_comm *c, void *buf, size_t bytes, int root_col, 
         return st;
     int root = c->col == root_col;
     qm_comm_count(c, QM_COLL_ROW_BCAST, root ? (long long)(c->cols - 1) * (long long)bytes : 0, root ? 0 : (long long)bytes);
-    int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root_col, st_of(c)->row);
-    return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "row_bcast", rc, err);
+    MPI_Request req;
+    return wait_for(c, "row_bcast", MPI_Ibcast(buf, (int)bytes, MPI_BYTE, root_col, st_of(c)->row, &req), &req, err);
 }
 
 static qm_status m_world_gather(qm_comm *c, const void *send, size_t bytes, void *recv, qm_error *err) {
@@ -377,8 +410,9 @@ static qm_status m_world_gather(qm_comm *c, const void *send, size_t bytes, void
     long long nd = (long long)c->rows * c->cols;
     qm_comm_count(c, QM_COLL_WORLD, root ? 0 : (long long)bytes, root ? (nd - 1) * (long long)bytes : 0);
     const void *sb = root && send == recv ? MPI_IN_PLACE : send;
-    int rc = MPI_Gather(sb, (int)bytes, MPI_BYTE, root ? recv : NULL, (int)bytes, MPI_BYTE, 0, st_of(c)->world);
-    return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "world_gather", rc, err);
+    MPI_Request req;
+    int rc = MPI_Igather(sb, (int)bytes, MPI_BYTE, root ? recv : NULL, (int)bytes, MPI_BYTE, 0, st_of(c)->world, &req);
+    return wait_for(c, "world_gather", rc, &req, err);
 }
 
 static qm_status m_world_bcast(qm_comm *c, void *buf, size_t bytes, qm_error *err) {
@@ -388,8 +422,8 @@ static qm_status m_world_bcast(qm_comm *c, void *buf, size_t bytes, qm_error *er
     int root = qm_comm_rank(c) == 0;
     long long nd = (long long)c->rows * c->cols;
     qm_comm_count(c, QM_COLL_WORLD, root ? (nd - 1) * (long long)bytes : 0, root ? 0 : (long long)bytes);
-    int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, st_of(c)->world);
-    return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, "world_bcast", rc, err);
+    MPI_Request req;
+    return wait_for(c, "world_bcast", MPI_Ibcast(buf, (int)bytes, MPI_BYTE, 0, st_of(c)->world, &req), &req, err);
 }
 
 static void m_abort(qm_comm *c, const char *why) {
