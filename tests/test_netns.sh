@@ -5,7 +5,7 @@
 # to threads 1x1; every rank may run on every CPU (--bind-to none; the placement is printed); a
 # host's ranks killed mid-run, and a host's link set down mid-run, make the job exit non-zero
 # within seconds and leave no process behind (with Open MPI's default keepalive too, through the
-# ranks' --comm-timeout). The rig is removed at exit, also when the test is
+# ranks' --comm-timeout); a hostfile host that does not answer fails the launch within seconds. The rig is removed at exit, also when the test is
 # killed (INT/TERM/HUP; after a SIGKILL the next rig_up removes the stale one).
 # Needs root, iproute2 and mpirun, else it skips (exit 77).
 #   usage: QMESH=build/qmesh SRC=. WORK=/tmp/w QMESH_HAVE_MPI=ON bash tests/test_netns.sh
@@ -133,6 +133,23 @@ grep -q "no answer from its peers for 4 s" "$WORK/linkdown_default.err" ||
 rig_link 3 up
 job_failed_cleanly 60 "host 3's link down, default keepalive, link back"
 ok "host 3's link down, Open MPI's default keepalive: hosts 0-2's ranks ended by --comm-timeout 4 after ${elapsed} s; the job exit $rc once the link was back"
+
+# a host of the hostfile that does not answer (its link down before the launch): its daemon never
+# calls back, and the launch fails within the startup timeout instead of hanging
+rig_link 3 down
+t0=$(date +%s.%N)
+set +e
+RIG_STARTUP_TIMEOUT=8 RIG_TIMEOUT=60 rig_mpirun 4 1 "$QMESH" logits -m "$WORK/tiny" --ids "$ids" \
+  --out "$WORK/noanswer.npy" --mesh 1x4 --backend mpi --threads 1 > "$WORK/noanswer.log" 2>&1
+rc=$?
+set -e
+elapsed=$(echo "$(date +%s.%N) - $t0" | bc)
+rig_link 3 up
+[ $rc != 0 ] && [ $rc != 124 ] || fail "a host that does not answer: launch exit $rc after $elapsed s: $(tail -5 "$WORK/noanswer.log")"
+[ ! -e "$WORK/noanswer.npy" ] || fail "a host that does not answer: logits were written"
+for _ in $(seq 100); do [ "$(n_qmesh)" = 0 ] && break; sleep 0.1; done
+[ "$(n_qmesh)" = 0 ] || fail "a host that does not answer: qmesh processes left: $(rig_placement)"
+ok "a host that does not answer (link down at launch): launch failed (exit $rc) after ${elapsed} s"
 
 prefix=$RIG_PREFIX
 kill $watchdog 2> /dev/null || true

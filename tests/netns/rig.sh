@@ -195,7 +195,8 @@ rig_mpirun_flags() {
     --mca pml ob1 --mca btl tcp,self --mca osc '^ucx'
     --mca btl_tcp_if_include "$RIG_SUBNET" --mca oob_tcp_if_include "$RIG_SUBNET"
     --bind-to none --mca mpi_yield_when_idle 1
-    --mca orte_startup_timeout 30   # a daemon that never calls back fails the job, not hangs it
+    # a daemon that never calls back (its host does not answer) fails the job, not hangs it
+    --mca orte_startup_timeout "${RIG_STARTUP_TIMEOUT:-30}"
     -x QMESH_RIG_DIR="$RIG_DIR" -x ASAN_OPTIONS=detect_leaks=0
   )
   # a host that drops off the network (link down) is noticed only by the out-of-band keepalive
