@@ -343,6 +343,37 @@ static void test_scalar_vs_double(void **state) {
         }
 }
 
+/* attn_values of every ISA: bit for bit its definition, one axpy per value row in order, from +0
+ * (kernels.h), over head counts, head sizes (multiples of 8 and 16 and not) and row counts. */
+static void test_attn_values(void **state) {
+    (void)state;
+    qm_kernels ks[8];
+    int nk = supported(ks, 8);
+    const qm_kernels *sc = scalar_of(ks, nk);
+    rng_t r = {17};
+    const int hds[] = {64, 128, 16, 8, 80, 72, 3, 1};
+    for (int trial = 0; trial < 60; trial++) {
+        const int g = rng_int(&r, 1, 9), hd = hds[trial % 8], n = trial % 5 == 0 ? trial / 5 : rng_int(&r, 1, 300);
+        const size_t ldp = (size_t)n + (size_t)rng_int(&r, 0, 5), ldv = (size_t)hd + (size_t)rng_int(&r, 0, 3);
+        float *p = malloc(((size_t)g * ldp + 1) * sizeof(float)), *v = malloc(((size_t)n * ldv + 1) * sizeof(float));
+        float *want = calloc((size_t)g * hd, sizeof(float)), *got = malloc((size_t)g * hd * sizeof(float));
+        fill_f32(&r, p, (size_t)g * ldp + 1);
+        fill_f32(&r, v, (size_t)n * ldv + 1);
+        for (int h = 0; h < g; h++)
+            for (int j = 0; j < n; j++) sc->axpy(p[(size_t)h * ldp + j], v + (size_t)j * ldv, want + (size_t)h * hd, hd);
+        for (int k = 0; k < nk; k++) {
+            memset(got, 0xff, (size_t)g * hd * sizeof(float));
+            ks[k].attn_values(p, ldp, g, v, ldv, n, got, hd);
+            if (memcmp(got, want, (size_t)g * hd * sizeof(float)))
+                fail_msg("attn_values %s g %d hd %d n %d differs from the axpy definition", ks[k].isa, g, hd, n);
+        }
+        free(p);
+        free(v);
+        free(want);
+        free(got);
+    }
+}
+
 /* dot and axpy of every ISA vs the scalar twin, bit for bit, at many lengths and offsets. */
 static void test_dot_axpy(void **state) {
     (void)state;
@@ -573,6 +604,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_select),
         cmocka_unit_test(test_dot_axpy),
+        cmocka_unit_test(test_attn_values),
         cmocka_unit_test(test_matmul_vs_scalar),
         cmocka_unit_test(test_matmul_invariance),
         cmocka_unit_test(test_matmul_quant),

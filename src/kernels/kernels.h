@@ -80,6 +80,13 @@ typedef struct qm_kernels {
     /* y[i] = fmaf(a, x[i], y[i]) for i in [0, n). */
     void (*axpy)(float a, const float *x, float *y, int n);
 
+    /* Attention's weighted sum of values for g heads that share n cached value rows:
+     *   out[h*hd + i] = +0, then out[h*hd + i] = fmaf(p[h*ldp + j], v[j*ldv + i], out[h*hd + i])
+     *   for j = 0, 1, ..., n - 1        (h < g, i < hd)
+     * that is, one axpy per value row in order; a kernel keeps a tile of heads x columns in
+     * registers over all the rows instead of reading and writing out n times. */
+    void (*attn_values)(const float *p, size_t ldp, int g, const float *v, size_t ldv, int n, float *out, int hd);
+
     /* The fast mode (kernels/qdot.h): x quantized per 32 elements, and a quantized weight view
      * times quantized vectors. Declared here as opaque function types to keep this header light. */
     void (*quantize_act)(const float *x, int n, int8_t *q, float *d, int32_t *s);

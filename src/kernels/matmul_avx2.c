@@ -820,6 +820,42 @@ static void axpy_avx2(float a, const float *x, float *y, int n) {
     for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
+/* Attention values (kernels.h attn_values): tiles of 4 heads x 16 columns, 8 accumulators kept
+ * over all n rows. A tile's missing heads repeat its last one (never stored); columns past a
+ * multiple of 8 go through the scalar fmaf, in the same row order. */
+static void attn_values_avx2(const float *p, size_t ldp, int g, const float *v, size_t ldv, int n, float *out, int hd) {
+    const int hd8 = hd / 8 * 8;
+    for (int h0 = 0; h0 < g; h0 += 4) {
+        const float *ph[4];
+        for (int h = 0; h < 4; h++) ph[h] = p + (size_t)(h0 + h < g ? h0 + h : g - 1) * ldp;
+        for (int i0 = 0; i0 < hd8; i0 += 16) {
+            const int two = i0 + 16 <= hd8; /* both 8-column halves */
+            __m256 acc[4][2];
+            for (int h = 0; h < 4; h++) acc[h][0] = acc[h][1] = _mm256_setzero_ps();
+            for (int j = 0; j < n; j++) {
+                const float *vj = v + (size_t)j * ldv + i0;
+                const __m256 x0 = _mm256_loadu_ps(vj), x1 = two ? _mm256_loadu_ps(vj + 8) : x0;
+                for (int h = 0; h < 4; h++) {
+                    const __m256 a = _mm256_set1_ps(ph[h][j]);
+                    acc[h][0] = _mm256_fmadd_ps(a, x0, acc[h][0]);
+                    acc[h][1] = _mm256_fmadd_ps(a, x1, acc[h][1]);
+                }
+            }
+            for (int h = 0; h < 4 && h0 + h < g; h++) {
+                float *o = out + (size_t)(h0 + h) * (size_t)hd + i0;
+                _mm256_storeu_ps(o, acc[h][0]);
+                if (two) _mm256_storeu_ps(o + 8, acc[h][1]);
+            }
+        }
+        for (int h = h0; h < g && h < h0 + 4; h++)
+            for (int i = hd8; i < hd; i++) {
+                float o = 0.0f;
+                for (int j = 0; j < n; j++) o = fmaf(p[(size_t)h * ldp + (size_t)j], v[(size_t)j * ldv + (size_t)i], o);
+                out[(size_t)h * (size_t)hd + (size_t)i] = o;
+            }
+    }
+}
+
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (see matmul_avx512.c) ----
  * R rows at a time, each read once along all its blocks; a block's accumulators (exactly its
  * own view's) kept until 8 blocks are done, then their 8 trees at once (qreduce8). */
@@ -898,6 +934,6 @@ static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, in
 }
 
 const qm_kernels qm_kernels_avx2_table = {
-    .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2,
+    .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,
     .quantize_act = qm_quantize_act_avx2, .matmul_q8 = qm_matmul_q8_avx2,
     .matmul_blocks = matmul_blocks_avx2, .matmul_q8_blocks = qm_matmul_q8_blocks_avx2};

@@ -695,6 +695,37 @@ static void axpy_avx512(float a, const float *x, float *y, int n) {
     }
 }
 
+/* Attention values (kernels.h attn_values): tiles of 4 heads x 64 columns, 16 accumulators kept
+ * over all n rows; each row's 64 columns loaded once for the 4 heads. A tile's missing heads
+ * repeat its last one and its missing columns are masked: computed, never stored. */
+static void attn_values_avx512(const float *p, size_t ldp, int g, const float *v, size_t ldv, int n, float *out, int hd) {
+    for (int h0 = 0; h0 < g; h0 += 4)
+        for (int i0 = 0; i0 < hd; i0 += 64) {
+            const float *ph[4];
+            for (int h = 0; h < 4; h++) ph[h] = p + (size_t)(h0 + h < g ? h0 + h : g - 1) * ldp;
+            __mmask16 m[4];
+            for (int c = 0; c < 4; c++) {
+                const int k = hd - i0 - 16 * c;
+                m[c] = k >= 16 ? (__mmask16)0xffff : k > 0 ? (__mmask16)((1u << k) - 1u) : 0;
+            }
+            __m512 acc[4][4];
+            for (int h = 0; h < 4; h++)
+                for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+            for (int j = 0; j < n; j++) {
+                const float *vj = v + (size_t)j * ldv + i0;
+                __m512 x[4];
+                for (int c = 0; c < 4; c++) x[c] = _mm512_maskz_loadu_ps(m[c], vj + 16 * c);
+                for (int h = 0; h < 4; h++) {
+                    const __m512 a = _mm512_set1_ps(ph[h][j]);
+                    for (int c = 0; c < 4; c++) acc[h][c] = _mm512_fmadd_ps(a, x[c], acc[h][c]);
+                }
+            }
+            for (int h = 0; h < 4 && h0 + h < g; h++)
+                for (int c = 0; c < 4; c++)
+                    _mm512_mask_storeu_ps(out + (size_t)(h0 + h) * (size_t)hd + i0 + 16 * c, m[c], acc[h][c]);
+        }
+}
+
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (kernels.h, matmul_blocks) ----
  * R rows at a time, each read once along all its blocks: a block's accumulators are exactly those
  * of its own view (lane i % 16 over the block's columns, from +0), kept in memory until 16
@@ -768,12 +799,12 @@ static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, 
 }
 
 const qm_kernels qm_kernels_avx512_table = {
-    .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
+    .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,
     .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512,
     .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512};
 
 /* The same with the fast mode's integer sums on AVX512-VNNI (vpdpbusd): the same bits. */
 const qm_kernels qm_kernels_avx512vnni_table = {
-    .isa = "avx512vnni", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512,
+    .isa = "avx512vnni", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,
     .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512vnni,
     .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512vnni};

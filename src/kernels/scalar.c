@@ -74,6 +74,15 @@ static void axpy_scalar(float a, const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
+static void attn_values_scalar(const float *p, size_t ldp, int g, const float *v, size_t ldv, int n, float *out,
+                               int hd) {
+    for (int h = 0; h < g; h++) {
+        float *o = out + (size_t)h * (size_t)hd;
+        for (int i = 0; i < hd; i++) o[i] = 0.0f;
+        for (int j = 0; j < n; j++) axpy_scalar(p[(size_t)h * ldp + (size_t)j], v + (size_t)j * ldv, o, hd);
+    }
+}
+
 static void matmul_blocks_scalar(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                           size_t pstride, size_t ldy, int o_begin, int o_end) {
     qm_blocks_by_views(matmul_scalar, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
@@ -84,6 +93,6 @@ static void matmul_q8_blocks_scalar(const qm_wview *w, const qm_q8act *x, int n_
 }
 
 const qm_kernels qm_kernels_scalar_table = {
-    .isa = "scalar", .matmul = matmul_scalar, .dot = dot_scalar, .axpy = axpy_scalar,
+    .isa = "scalar", .matmul = matmul_scalar, .dot = dot_scalar, .axpy = axpy_scalar, .attn_values = attn_values_scalar,
     .quantize_act = qm_quantize_act_scalar, .matmul_q8 = qm_matmul_q8_scalar,
     .matmul_blocks = matmul_blocks_scalar, .matmul_q8_blocks = matmul_q8_blocks_scalar};

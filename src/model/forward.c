@@ -115,11 +115,11 @@ static void attention(job *J, int ith, int nth) {
                 sc[j] = expf(sc[j] - m);
                 total += sc[j];
             }
-            float *out = dev->att + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin + h)) * hd;
-            memset(out, 0, (size_t)hd * sizeof *out);
-            for (int j = 0; j <= pos; j++)
-                dev->kern.axpy(sc[j] / total, kv_at(dev, slot, J->layer, 1, kvh, j), out, hd);
+            for (int j = 0; j <= pos; j++) sc[j] = sc[j] / total;
         }
+        /* out [g][hd]: the g heads' rows of att, side by side */
+        float *out = dev->att + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin)) * hd;
+        dev->kern.attn_values(scores, ctx, g, kv_at(dev, slot, J->layer, 1, kvh, 0), (size_t)hd, pos + 1, out, hd);
     }
 }
 
