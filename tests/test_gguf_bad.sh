@@ -24,7 +24,7 @@ expect() { # label pattern file
   local out rc=0
   out=$("$QMESH" logits -m "$3" --ids "1 2 3" --out "$WORK/x.npy" 2>&1) || rc=$?
   [ "$rc" -eq 1 ] || fail "$1: exit $rc (expected 1): $out"
-  echo "$out" | grep -qiE "$2" || fail "$1: message does not say '$2': $out"
+  grep -qiE "$2" <<< "$out" || fail "$1: message does not say '$2': $out"
   echo "ok $1: $out"
   pass=$((pass + 1))
 }

@@ -90,13 +90,13 @@ for bad in 0x2 2x 3 1x0 axb 1x2x3 -1x2; do
   rc=$?
   set -e
   [ "$rc" = 2 ] || fail "--mesh $bad: exit $rc, expected 2"
-  echo "$out" | grep -q "mesh" || fail "--mesh $bad: no message"
+  grep -q "mesh" <<< "$out" || fail "--mesh $bad: no message"
   [ ! -e "$WORK/bad.npy" ] || fail "--mesh $bad wrote output"
 done
 # a mesh whose KV cache cannot fit in memory is refused up front
 set +e
 out=$("$QMESH" generate -m "$WORK/m28" -p hi --mesh 8x32 --batch 4096 --ctx 4096 2>&1); rc=$?
 set -e
-[ "$rc" = 1 ] && echo "$out" | grep -q "GB" || fail "an oversized mesh was not refused clearly: $out"
+[ "$rc" = 1 ] && grep -q "GB" <<< "$out" || fail "an oversized mesh was not refused clearly: $out"
 echo "ok bad meshes refused"
 echo "$pass passed, 0 failed"

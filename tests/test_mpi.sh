@@ -41,7 +41,7 @@ set +e
 out=$(timeout 60 "${MPIRUN[@]}" -np 3 "$QMESH" logits -m "$F" --ids "1 2" --out "$WORK/x.npy" --mesh 1x2 --backend mpi 2>&1)
 rc=$?
 set -e
-[ $rc != 0 ] && echo "$out" | grep -q "needs 2 MPI ranks but 3" || fail "wrong world size not refused: $out"
+[ $rc != 0 ] && grep -q "needs 2 MPI ranks but 3" <<< "$out" || fail "wrong world size not refused: $out"
 echo "ok wrong world size refused"
 # the pid of the last qmesh rank whose command line matches PATTERN, waiting up to 10 s for one
 last_rank() {
@@ -118,7 +118,7 @@ refused() { # WHAT EXPECTED_TEXT RANK0_ARGS... -- RANK1_CMD...
   out=$(timeout 60 "${MPIRUN[@]}" -np 1 "${a[@]}" : -np 1 "${b[@]}" 2>&1)
   rc=$?
   set -e
-  [ $rc != 0 ] && [ $rc != 124 ] && echo "$out" | grep -q "MPI rank 1 runs $want" || fail "$what not refused (exit $rc): $out"
+  [ $rc != 0 ] && [ $rc != 124 ] && grep -q "MPI rank 1 runs $want" <<< "$out" || fail "$what not refused (exit $rc): $out"
   echo "ok $what refused, naming rank 1"
 }
 refused "another checkpoint" "a different model" "$QMESH" "${G[@]}" -m "$WORK/tiny" -- "$QMESH" "${G[@]}" -m "$WORK/tiny2"

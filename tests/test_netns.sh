@@ -155,6 +155,6 @@ prefix=$RIG_PREFIX
 kill $watchdog 2> /dev/null || true
 rig_down
 trap - EXIT INT TERM HUP
-if ip netns list | grep -q "^$prefix-" || ip link show | grep -q "$prefix-"; then fail "rig $prefix left behind"; fi
+if grep -q "^$prefix-" <<< "$(ip netns list)" || grep -q "$prefix-" <<< "$(ip link show)"; then fail "rig $prefix left behind"; fi
 ok "rig $prefix removed"
 echo "$passed passed, 0 failed"

@@ -45,7 +45,7 @@ while IFS= read -r line; do
   help=$($QMESH $sub --help 2>&1)
   for f in $(printf '%s\n' "$line" | grep -o -- ' --[a-z][-a-z0-9]*' | sort -u); do
     n=$((n + 1))
-    printf '%s\n' "$help" | grep -q -- "$f\b" || bad "README lists 'qmesh $sub ... $f' but 'qmesh $sub --help' does not"
+    grep -q -- "$f\b" <<< "$help" || bad "README lists 'qmesh $sub ... $f' but 'qmesh $sub --help' does not"
   done
 done < <(printf '%s\n' "$usage" | grep -E '^(mpirun .* )?qmesh ')
 [ $n -ge 20 ] || bad "only $n flags found on usage lines"

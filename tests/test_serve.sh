@@ -47,7 +47,7 @@ start_server() {
 rank0() {
   [ -z "${LAUNCH:-}" ] && { echo "$SERVER_PID"; return; }
   for p in $(pgrep -P "$SERVER_PID"); do
-    tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=0' && { echo "$p"; return; }
+    grep -qx 'OMPI_COMM_WORLD_RANK=0' <<< "$(tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null)" && { echo "$p"; return; }
   done
   echo "$SERVER_PID"
 }
@@ -278,7 +278,7 @@ wait $bpid
 freed=
 for _ in $(seq 1 30); do
   m=$(curl -s "http://127.0.0.1:$PORT/metrics")
-  if echo "$m" | grep -q '^qmesh_generations_cancelled_total 1$' && echo "$m" | grep -q '^qmesh_busy_sequences 0$'; then
+  if grep -q '^qmesh_generations_cancelled_total 1$' <<< "$m" && grep -q '^qmesh_busy_sequences 0$' <<< "$m"; then
     freed=1; break
   fi
   sleep 0.1
@@ -287,7 +287,7 @@ done
 spent=$(( $(gen_tokens) - tokens0 - 20 ))
 [ "$spent" -lt 120 ] || fail "the disconnected stream ran on: $spent of its 480 tokens generated"
 echo "ok a client gone mid-stream: sequence cancelled and freed after $spent of 480 tokens; the request beside it unaffected"
-echo "$m" | grep -q '^qmesh_time_to_first_token_seconds_count [1-9]' || fail "/metrics: no time-to-first-token"
+grep -q '^qmesh_time_to_first_token_seconds_count [1-9]' <<< "$m" || fail "/metrics: no time-to-first-token"
 echo "ok /metrics: $(echo "$m" | grep -E '^qmesh_(generation_tokens_total|queue_length|busy_sequences) ' | tr '\n' ' ')"
 # SIGTERM with a streamed request in flight: the stream still ends properly (finished within
 # --shutdown-timeout, else a cancellation error event), then [DONE]; the server exits 0
