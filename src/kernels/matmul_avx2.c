@@ -858,12 +858,13 @@ static void attn_values_avx2(const float *p, size_t ldp, int g, const float *v, 
 
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (see matmul_avx512.c) ----
  * R rows at a time, each read once along all its blocks; a block's accumulators (exactly its
- * own view's) kept until 8 blocks are done, then their 8 trees at once (qreduce8). */
+ * own view's) kept as items i = r n + k for the n blocks in hand, then their trees 8 items at a
+ * time (qreduce8), whichever rows they belong to. */
 QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int R, int nb,
                             const float *x, float *part, size_t pstride) {
-    float accm[QRMAX][8 * 16] __attribute__((aligned(32)));
+    float accm[QRMAX * 8 * 16] __attribute__((aligned(32))); /* [R * n][16] */
     float ks[QRMAX][16] __attribute__((aligned(32)));
-    float out[8];
+    float out[QRMAX * 8];
     const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt);
     const size_t bb = qm_dtype_block_bytes(dt), blk_bytes = bb * (size_t)bc / (size_t)qk; /* about, for K-quants */
     for (int b0 = 0; b0 < nb; b0 += 8) {
@@ -889,16 +890,13 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
                 }
             }
             for (int r = 0; r < R; r++) {
-                _mm256_store_ps(accm[r] + 16 * k, lo[r]);
-                _mm256_store_ps(accm[r] + 16 * k + 8, hi[r]);
+                _mm256_store_ps(accm + 16 * (r * n + k), lo[r]);
+                _mm256_store_ps(accm + 16 * (r * n + k) + 8, hi[r]);
             }
         }
-        for (int r = 0; r < R; r++) {
-            qreduce8(accm[r], n, NULL, out);
-            for (int k = 0; k < n; k++) {
-                part[(size_t)(b0 + k) * pstride + (size_t)r] = out[k];
-            }
-        }
+        for (int i = 0; i < R * n; i += 8) qreduce8(accm + 16 * i, R * n - i < 8 ? R * n - i : 8, NULL, out + i);
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < n; k++) part[(size_t)(b0 + k) * pstride + (size_t)r] = out[r * n + k];
     }
 }
 

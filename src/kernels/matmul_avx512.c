@@ -728,13 +728,15 @@ static void attn_values_avx512(const float *p, size_t ldp, int g, const float *v
 
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (kernels.h, matmul_blocks) ----
  * R rows at a time, each read once along all its blocks: a block's accumulators are exactly those
- * of its own view (lane i % 16 over the block's columns, from +0), kept in memory until 16
- * blocks are done, then their 16 trees at once (qreduce16) give the 16 block dots. */
+ * of its own view (lane i % 16 over the block's columns, from +0), kept in memory, item
+ * i = r n + k for row r's block k of the n in hand; then their trees 16 items at a time
+ * (qreduce16), whichever rows they belong to, so that views of few blocks (a device's one or two
+ * heads of o_proj) fill the reduction as well as long ones. */
 QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int R, int nb,
                             const float *x, float *part, size_t pstride) {
-    float accm[QRMAX][16 * 16] __attribute__((aligned(64)));
+    float accm[QRMAX * 16 * 16] __attribute__((aligned(64))); /* [R * n][16] */
     float ks[QRMAX][16] __attribute__((aligned(64)));
-    float out[16];
+    float out[QRMAX * 16];
     const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt);
     const size_t bb = qm_dtype_block_bytes(dt), blk_bytes = bb * (size_t)bc / (size_t)qk; /* about, for K-quants */
     for (int b0 = 0; b0 < nb; b0 += 16) {
@@ -756,14 +758,11 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
                     for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(w[r][g], xv, acc[r]);
                 }
             }
-            for (int r = 0; r < R; r++) _mm512_store_ps(accm[r] + 16 * k, acc[r]);
+            for (int r = 0; r < R; r++) _mm512_store_ps(accm + 16 * (r * n + k), acc[r]);
         }
-        for (int r = 0; r < R; r++) {
-            qreduce16(accm[r], n, NULL, out);
-            for (int k = 0; k < n; k++) {
-                part[(size_t)(b0 + k) * pstride + (size_t)r] = out[k];
-            }
-        }
+        for (int i = 0; i < R * n; i += 16) qreduce16(accm + 16 * i, R * n - i, NULL, out + i);
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < n; k++) part[(size_t)(b0 + k) * pstride + (size_t)r] = out[r * n + k];
     }
 }
 
