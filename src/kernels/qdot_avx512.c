@@ -138,17 +138,22 @@ QM_INLINE __m256i code_q6k(const uint8_t *row, int s) {
     return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
 }
 
-/* Q6_K sub-blocks s, s + 1 with s even (k = s % 4 in {0, 2}): 64 consecutive ql bytes. */
+/* Bits 0-3 of a, 4-7 of b (vpternlogd: c ? a : b with c = 0x0f). */
+QM_INLINE __m512i low4_high4(__m512i a, __m512i b) { return _mm512_ternarylogic_epi32(a, b, _mm512_set1_epi8(15), 0xe4); }
+
+/* Q6_K sub-blocks s, s + 1 with s even: half h = s % 8 / 4 of the superblock, its low (n = 0) or
+ * high (n = 1) ql nibbles, n = s % 4 / 2. The half's 64 ql bytes give the low 4 bits of both (128-bit
+ * lanes 0, 1: s; 2, 3: s + 1); its 32 qh bytes, broadcast and shifted right by 0 (lanes 0, 1) or 2
+ * (lanes 2, 3), hold the high 2 bits at bits 0-1 (n = 0) and 4-5 (n = 1). Masked with 0x33, they
+ * join the nibbles by one bit select, bits 6-7 zero. */
 QM_INLINE __m512i code_q6k_pair(const uint8_t *row, int s) {
-    const int j = s & 7, h = j >> 2, k = j & 3;
+    const int j = s & 7, h = j >> 2, n = (j >> 1) & 1;
     const qm_block_q6_k *blk = (const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210);
-    __m512i lo = _mm512_loadu_si512(blk->ql + 64 * h);
-    lo = _mm512_and_si512(_mm512_srl_epi16(lo, _mm_cvtsi32_si128(2 * k)), _mm512_set1_epi8(15));
-    const __m512i hs = _mm512_add_epi16(_mm512_set1_epi16((short)(2 * k)),
-                                        _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
-    __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h)));
-    hi = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(hi, hs), 4), _mm512_set1_epi8(0x30));
-    return _mm512_or_si512(lo, hi);
+    const __m512i lo = _mm512_loadu_si512(blk->ql + 64 * h);
+    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h)));
+    const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(qh, shift), _mm512_set1_epi8(0x33));
+    return n == 0 ? low4_high4(lo, _mm512_slli_epi16(hb, 4)) : low4_high4(_mm512_srli_epi16(lo, 4), hb);
 }
 
 /* Pair k of a group: blocks 2k, 2k + 1 (absent ones 0; Q8_0 signed). base is the group's first
@@ -534,7 +539,7 @@ typedef struct {
 /* The next pass's DR rows, prefetched a slice per 16-block group (see tile_decode): the slice's
  * bytes, 0 where the rows do not follow in memory. */
 QM_INLINE size_t prefetch_step(const wrows *w) {
-    const size_t ngroups = (size_t)(w->nblk + 15) / 16;
+    const size_t ngroups = (size_t)(w->nblk + 15) / 16 * DR;
     return w->whole ? ((size_t)DR * w->stride + ngroups - 1) / ngroups : 0;
 }
 
@@ -562,11 +567,11 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
     const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
-        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
-        pf += pf_step;
         xgroup xg;
         load_group(dt, x, 0, b0, nb, 0, &xg);
         for (int r = 0; r < nr; r++) {
+            for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+            pf += pf_step;
             const uint8_t *row = w->row0 + (size_t)r * w->stride, *base = group_base(dt, row, sb);
             wgroup g;
             scales(dt, row, sb, nb, 0, &kl, &g);
@@ -838,11 +843,11 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         const int k0 = b0 / bpb, nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
-        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
-        pf += pf_step;
         xgroup xg;
         load_group(dt, x, 0, b0, nb, 0, &xg);
         for (int r = 0; r < nr; r++) {
+            for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+            pf += pf_step;
             const uint8_t *row = w->row0 + (size_t)r * w->stride, *base = group_base(dt, row, sb);
             wgroup g;
             scales(dt, row, sb, nb, 0, &kl, &g);
