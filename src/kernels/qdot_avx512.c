@@ -17,7 +17,8 @@
  * sc * Σ per 16 elements and the sum of a block's two.
  *
  * Two ways to the 16 sums, same bits:
- *   decode (one token): each zmm holds two blocks (2k, 2k + 1); after madd the 8 vectors are
+ *   decode (one token): each zmm holds two blocks (2k, 2k + 1; Q4_K: 4(k / 2) + k % 2 and that
+ *     + 2, "quads", so that one 64-byte load of qs gives two vectors); after madd the 8 vectors are
  *     reduced across (packs + madd while int16 holds, then shuffles). The weights are unpacked
  *     and used at once, DR rows per pass so that each activation group is loaded once for DR rows.
  *   prefill (n_tok >= 2): weights and activations are both transposed (transpose8): vector i
@@ -45,8 +46,17 @@
 /* Lane l holds block PERM[l] of the group; UNPERM puts lanes back in block order. */
 QM_INLINE __m512i perm_idx(void) { return _mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15); }
 QM_INLINE __m512i unperm_idx(void) { return _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15); }
+
+/* Q4_K decode puts its blocks in "quads" (code_quad): lane l holds block QPERM[l], QPERM its own
+ * inverse. quads: the group uses this order (dec_quads) instead of PERM. */
+QM_INLINE __m512i qperm_idx(void) { return _mm512_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15); }
+QM_INLINE int dec_quads(qm_dtype dt) { return dt == QM_DT_Q4_K; }
+QM_INLINE __m512i lane_blocks(int quads) { return quads ? qperm_idx() : perm_idx(); }
+QM_INLINE __m512i block_lanes(int quads) { return quads ? qperm_idx() : unperm_idx(); }
 /* The lanes that hold one of the first nb blocks. */
-QM_INLINE __mmask16 lanes_of(int nb) { return _mm512_cmplt_epi32_mask(perm_idx(), _mm512_set1_epi32(nb)); }
+QM_INLINE __mmask16 lanes_of(int quads, int nb) {
+    return _mm512_cmplt_epi32_mask(lane_blocks(quads), _mm512_set1_epi32(nb));
+}
 
 /* One row's 16 blocks, unpacked. */
 typedef struct {
@@ -177,6 +187,24 @@ QM_INLINE __m512i code_pair(qm_dtype dt, const uint8_t *base, int off, int nb, i
     return 2 * k + 1 < nb ? v : _mm512_maskz_mov_epi64(0x0f, v);
 }
 
+/* Q4_K decode, quads: vector k holds group blocks quad_blk(k) (128-bit lanes 0, 1) and quad_blk(k) + 2
+ * (lanes 2, 3). With off 0, vectors 2j and 2j + 1 are the low and high nibbles of one 64-byte load of
+ * qs: sub-blocks 4j .. 4j + 3 (j / 2 the superblock, j % 2 its half) are [4j, 4j + 2] in the low
+ * nibbles and [4j + 1, 4j + 3] in the high ones. Absent blocks: 0, or (the second of a vector whose
+ * first is present) codes of the same superblock, against activations 0. */
+QM_INLINE int quad_blk(int k) { return 4 * (k >> 1) + (k & 1); }
+
+QM_INLINE __m512i code_quad(const uint8_t *base, int off, int nb, int k) {
+    const int b = quad_blk(k);
+    if (b >= nb) return _mm512_setzero_si512();
+    if (off == 0) {
+        const __m512i v = _mm512_loadu_si512(base + (size_t)(b >> 3) * 144 + 16 + 64 * ((b >> 2) & 1));
+        return _mm512_and_si512(k & 1 ? _mm512_srli_epi16(v, 4) : v, _mm512_set1_epi8(15));
+    }
+    const __m256i hi = b + 2 < nb ? code_k45(QM_DT_Q4_K, base, off + b + 2) : _mm256_setzero_si256();
+    return pair(code_k45(QM_DT_Q4_K, base, off + b), hi);
+}
+
 /* base and off of code_pair for the group starting at the row's 32-block sb. */
 QM_INLINE const uint8_t *group_base(qm_dtype dt, const uint8_t *row, int sb) {
     const int kq = qm_dtype_block(dt) != 32;
@@ -204,20 +232,20 @@ QM_INLINE void scales_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup
     const size_t bb = qm_dtype_block_bytes(dt);
     const __m512i idx = _mm512_mullo_epi32(perm_idx(), _mm512_set1_epi32((int)bb));
     const __m512i dm =
-        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes_of(nb), idx, row + (size_t)sb * bb, 1);
+        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes_of(0, nb), idx, row + (size_t)sb * bb, 1);
     g->d = f16_lanes(dm, 0);
     if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) g->m = f16_lanes(dm, 1);
 }
 
-/* Where group lane l finds its K-quant fields: it is sub-block u = off + PERM[l] (u < 24) of the
+/* Where group lane l finds its K-quant fields: it is sub-block u = off + PERM[l] (QPERM[l] in quads) (u < 24) of the
  * group's superblocks 0, 1, 2 (off = the view's first sub-block % 8, the same for every group). */
 typedef struct {
     __m512i sm;   /* int16 lanes 0..15: 16 (u / 8) + u % 8 (u's scale byte), 16..31: + 8 (its min) */
     __m512i d, m; /* f32 index of u's superblock: 2 (u / 8) (Q6_K: u / 8), + 1 */
 } klanes;
 
-QM_INLINE klanes klanes_of(qm_dtype dt, int off) {
-    const __m512i u = _mm512_add_epi32(perm_idx(), _mm512_set1_epi32(off)), sup = _mm512_srli_epi32(u, 3);
+QM_INLINE klanes klanes_of(qm_dtype dt, int off, int quads) {
+    const __m512i u = _mm512_add_epi32(lane_blocks(quads), _mm512_set1_epi32(off)), sup = _mm512_srli_epi32(u, 3);
     const __m512i sc = _mm512_add_epi32(_mm512_slli_epi32(sup, 4), _mm512_and_si512(u, _mm512_set1_epi32(7)));
     const __m512i sc16 = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(sc));
     klanes k;
@@ -353,6 +381,13 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
         else xg->q[k] = _mm512_maskz_loadu_epi8(n == 1 ? (__mmask64)0xffffffffu : 0, q + 64 * k);
     }
     if (transposed) transpose8(xg->q);
+    const int quads = !transposed && dec_quads(dt);
+    if (quads) /* vector k: blocks quad_blk(k), quad_blk(k) + 2 */
+        for (int j = 0; j < 4; j++) {
+            const __m512i a = xg->q[2 * j], b = xg->q[2 * j + 1];
+            xg->q[2 * j] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0));
+            xg->q[2 * j + 1] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));
+        }
     if (dt == QM_DT_Q6_K)
         for (int k = 0; k < 8; k++) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
 #ifdef QM_QDOT_VNNI
@@ -365,8 +400,8 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
     const __mmask16 first = (__mmask16)((1u << nb) - 1u);
     const __m512 dx = nb == 16 ? _mm512_loadu_ps(x->d + xb) : _mm512_maskz_loadu_ps(first, x->d + xb);
     const __m512i s = nb == 16 ? _mm512_loadu_si512(x->s + xb) : _mm512_maskz_loadu_epi32(first, x->s + xb);
-    xg->dx = _mm512_permutexvar_ps(perm_idx(), dx);
-    xg->s = _mm512_permutexvar_epi32(perm_idx(), s);
+    xg->dx = _mm512_permutexvar_ps(lane_blocks(quads), dx);
+    xg->s = _mm512_permutexvar_epi32(lane_blocks(quads), s);
     xg->sf = _mm512_cvtepi32_ps(xg->s);
 }
 
@@ -412,12 +447,12 @@ QM_INLINE __m512i dword_sums(qm_dtype dt, __m512i c, __m512i xs, const xgroup *x
 #endif
 
 /* Decode: the 16 exact integer sums (spec's, Q4_0/Q5_0 centred), as f32; the codes are made and
- * used at once (base, off: code_pair). */
+ * used at once (base, off: code_pair; Q4_K: code_quad). */
 QM_INLINE __m512 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg) {
     __m512i v[8], u[2];
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
-        __m512i c = code_pair(dt, base, off, nb, k), xs = xg->q[k];
+        __m512i c = dec_quads(dt) ? code_quad(base, off, nb, k) : code_pair(dt, base, off, nb, k), xs = xg->q[k];
         if (dt == QM_DT_Q8_0) { /* -q where w < 0, then |w| */
             const __m512i neg = _mm512_movm_epi8(_mm512_movepi8_mask(c));
             xs = _mm512_sub_epi8(_mm512_xor_si512(xs, neg), neg);
@@ -513,9 +548,9 @@ QM_INLINE __m512 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, __m512 
     return c;
 }
 
-/* The halving tree 8, 4, 2, 1 of an accumulator whose lane l holds lane PERM[l]. */
-QM_INLINE float tree16(__m512 p) {
-    const __m512 a = _mm512_permutexvar_ps(unperm_idx(), p);
+/* The halving tree 8, 4, 2, 1 of an accumulator whose lane l holds lane PERM[l] (QPERM[l] in quads). */
+QM_INLINE float tree16(__m512 p, int quads) {
+    const __m512 a = _mm512_permutexvar_ps(block_lanes(quads), p);
     const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
     const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
@@ -523,8 +558,8 @@ QM_INLINE float tree16(__m512 p) {
 }
 
 /* acc + c in the lanes of the first nb blocks; the others keep their bits. */
-QM_INLINE __m512 add_lanes(__m512 acc, __m512 c, int nb) {
-    return nb == 16 ? _mm512_add_ps(acc, c) : _mm512_mask_add_ps(acc, lanes_of(nb), acc, c);
+QM_INLINE __m512 add_lanes(__m512 acc, __m512 c, int quads, int nb) {
+    return nb == 16 ? _mm512_add_ps(acc, c) : _mm512_mask_add_ps(acc, lanes_of(quads, nb), acc, c);
 }
 
 /* ---- tiles ---- */
@@ -549,8 +584,8 @@ QM_INLINE void load_group(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb,
     else load_x(dt, x, t, b0, nb, transposed, xg);
 }
 
-QM_INLINE void store(__m512 acc, const float *bias, int r, float *y) {
-    const float d = tree16(acc);
+QM_INLINE void store(__m512 acc, int quads, const float *bias, int r, float *y) {
+    const float d = tree16(acc, quads);
     *y = bias ? d + bias[r] : d;
 }
 
@@ -559,7 +594,8 @@ QM_INLINE void store(__m512 acc, const float *bias, int r, float *y) {
 QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const qm_q8act *x, const float *bias,
                            float *y) {
     __m512 acc[DR];
-    const klanes kl = klanes_of(dt, w->sb0 & 7);
+    const int quads = dec_quads(dt);
+    const klanes kl = klanes_of(dt, w->sb0 & 7, quads);
     for (int r = 0; r < DR; r++) acc[r] = _mm512_setzero_ps();
     /* The next pass's rows (when the view is whole rows), a slice per group: the hardware
      * prefetcher alone does not keep DR strided streams ahead. Prefetches never fault. */
@@ -576,10 +612,10 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
             wgroup g;
             scales(dt, row, sb, nb, 0, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
-            acc[r] = add_lanes(acc[r], contrib(dt, &g, &xg, f), nb);
+            acc[r] = add_lanes(acc[r], contrib(dt, &g, &xg, f), quads, nb);
         }
     }
-    for (int r = 0; r < nr; r++) store(acc[r], bias, r, y + r);
+    for (int r = 0; r < nr; r++) store(acc[r], quads, bias, r, y + r);
 }
 
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nr <= PR, nt <= PT); y points at output (t0, row 0). */
@@ -587,7 +623,7 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
                             const float *bias, float *y, size_t ldy) {
     __m512 acc[PR][PT];
     wgroup wg[PR];
-    const klanes kl = klanes_of(dt, w->sb0 & 7);
+    const klanes kl = klanes_of(dt, w->sb0 & 7, 0);
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_ps();
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
@@ -600,11 +636,11 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
             xgroup xg;
             load_group(dt, x, t0 + t, b0, nb, 1, &xg);
             for (int r = 0; r < nr; r++)
-                acc[r][t] = add_lanes(acc[r][t], contrib(dt, &wg[r], &xg, sums_prefill(dt, &wg[r], &xg)), nb);
+                acc[r][t] = add_lanes(acc[r][t], contrib(dt, &wg[r], &xg, sums_prefill(dt, &wg[r], &xg)), 0, nb);
         }
     }
     for (int r = 0; r < nr; r++)
-        for (int t = 0; t < nt; t++) store(acc[r][t], bias, r, y + (size_t)t * ldy + (size_t)r);
+        for (int t = 0; t < nt; t++) store(acc[r][t], 0, bias, r, y + (size_t)t * ldy + (size_t)r);
 }
 
 /* ---- narrow views (nblk <= 8): several rows per vector ----
@@ -835,9 +871,26 @@ QM_INLINE void block_dots(__m512 a, int bpb, float p[16]) {
     _mm512_store_ps(p, _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1))));
 }
 
+/* The same in quads (QPERM): lanes 4i .. 4i + 3 hold blocks 8(i / 2) + 2(i % 2) + (0, 1, 4, 5), so a
+ * 64-column block's two are adjacent lanes, and a 128-column block's (4m, 4m + 1, 4m + 2, 4m + 3)
+ * lanes 2i', 2i' + 1, 2i' + 4, 2i' + 5: halves swapped and added first, then adjacent lanes. Block
+ * k's dot (64 columns) in lane 8 (k / 4) + 4 (k % 2) + 2 (k / 2 % 2); block m's (128) in lane
+ * 2 (m % 2) + 8 (m / 2) as above. */
+QM_INLINE void block_dots_quads(__m512 a, int bpb, float p[16]) {
+    if (bpb == 4) a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
+    _mm512_store_ps(p, _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1))));
+}
+
+/* Lane of block_dots(_quads)'s output that holds the group's block k. */
+QM_INLINE int block_dot_lane(int quads, int bpb, int k) {
+    if (bpb == 4) return 2 * (k % 2) + 8 * (k / 2);
+    return quads ? 8 * (k / 4) + 4 * (k % 2) + 2 * (k / 2 % 2) : k < 4 ? k : k + 4;
+}
+
 QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
                                float *part, size_t pstride) {
-    const klanes kl = klanes_of(dt, w->sb0 & 7);
+    const int quads = dec_quads(dt);
+    const klanes kl = klanes_of(dt, w->sb0 & 7, quads);
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
     const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
@@ -853,11 +906,10 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
             scales(dt, row, sb, nb, 0, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
             float p[16] __attribute__((aligned(64)));
-            block_dots(_mm512_maskz_add_ps(lanes_of(nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f)), bpb, p);
-            for (int k = 0; k < nk; k++) {
-                const float pk = bpb == 2 ? p[k < 4 ? k : k + 4] : p[2 * (k % 2) + 8 * (k / 2)];
-                part[(size_t)(k0 + k) * pstride + (size_t)r] = pk;
-            }
+            const __m512 a = _mm512_maskz_add_ps(lanes_of(quads, nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f));
+            if (quads) block_dots_quads(a, bpb, p);
+            else block_dots(a, bpb, p);
+            for (int k = 0; k < nk; k++) part[(size_t)(k0 + k) * pstride + (size_t)r] = p[block_dot_lane(quads, bpb, k)];
         }
     }
 }
