@@ -292,6 +292,34 @@ QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, const
     g->m = _mm512_permutexvar_ps(kl->m, f);
 }
 
+/* Q4_K/Q5_K, a group that starts a superblock (lanes 0-7: superblock 0's sub-blocks in the order
+ * of lane_blocks, 8-15: superblock 1's): the 16 bytes from d of each superblock in a 128-bit lane
+ * of a ymm (bytes 0-3 d, dmin; 4-15 the scale bytes s[0..11], qm_quant_k_scales), decoded by lane
+ * straight into that order: bytes 0-7 of lane L the scales of superblock L, 8-15 its mins. Byte i
+ * of a half is sub-block j = lane_blocks[i] (j < 4 at i % 4 < 2 in both orders): low part s[j] & 63
+ * (scale) or s[j + 4] & 63 (min) for j < 4; for j >= 4 s[j + 4] & 15 (scale) or s[j + 4] >> 4 (min),
+ * with the high part (s[j - 4] (scale) or s[j] (min)) >> 6 << 4. */
+QM_INLINE void scales_k45_aligned(const uint8_t *blk, size_t bb, int nsup, int quads, wgroup *g) {
+    __m256i v = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)blk));
+    if (nsup > 1) v = _mm256_inserti128_si256(v, _mm_loadu_si128((const __m128i *)(blk + bb)), 1);
+    const __m128i slo = quads ? _mm_setr_epi8(4, 5, 12, 13, 6, 7, 14, 15, 8, 9, 12, 13, 10, 11, 14, 15)
+                              : _mm_setr_epi8(4, 6, 12, 14, 5, 7, 13, 15, 8, 10, 12, 14, 9, 11, 13, 15);
+    const __m128i shi = quads ? _mm_setr_epi8(-1, -1, 4, 5, -1, -1, 6, 7, -1, -1, 8, 9, -1, -1, 10, 11)
+                              : _mm_setr_epi8(-1, -1, 4, 6, -1, -1, 5, 7, -1, -1, 8, 10, -1, -1, 9, 11);
+    __m256i lo = _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(slo));
+    lo = _mm256_mask_blend_epi16(0xa0a0, lo, _mm256_srli_epi16(lo, 4)); /* the mins of j >= 4: words 5, 7 */
+    lo = _mm256_and_si256(lo, _mm256_set1_epi32(0x0f0f3f3f));
+    const __m256i hi = _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(shi));
+    const __m256i b = _mm256_or_si256(lo, _mm256_and_si256(_mm256_srli_epi16(hi, 2), _mm256_set1_epi8(0x30)));
+    const __m256i t = _mm256_permute4x64_epi64(b, _MM_SHUFFLE(3, 1, 2, 0)); /* scales 0, 1; mins 0, 1 */
+    g->sc_f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(t)));
+    g->mn_f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(t, 1)));
+    /* d (bytes 0, 1) and dmin (2, 3) of superblock L in words 8L .. 8L + 7 */
+    const __m256i dw = _mm256_set1_epi16(0x0100), mw = _mm256_set1_epi16(0x0302);
+    g->d = _mm512_cvtph_ps(_mm256_shuffle_epi8(v, dw));
+    g->m = _mm512_cvtph_ps(_mm256_shuffle_epi8(v, mw));
+}
+
 /* Q6_K: d, and the int16 scales (16 per superblock, 2 per sub-block) as madd operands. */
 QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, const klanes *kl, wgroup *g) {
     const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1, off = sb & 7;
@@ -319,9 +347,13 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, co
     g->sc6[1] = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(sc, 1)));
 }
 
-QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, const klanes *kl,
-                      wgroup *g) {
+/* aligned: a literal 1 where the group starts a superblock (sb % 8 == 0); quads: the lane order. */
+QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, int aligned, int quads,
+                      const klanes *kl, wgroup *g) {
+    const size_t bb = qm_dtype_block_bytes(dt);
     if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, kl, g);
+    else if ((dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) && aligned)
+        scales_k45_aligned(row + (size_t)(sb >> 3) * bb, bb, nb > 8 ? 2 : 1, quads, g);
     else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, kl, g);
     else scales_32(dt, row, sb, nb, g);
 }
@@ -343,7 +375,7 @@ QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, c
             g->neg[k] = _mm512_movm_epi8(_mm512_movepi8_mask(g->q[k]));
             g->q[k] = _mm512_abs_epi8(g->q[k]);
         }
-    scales(dt, row, sb, nb, 1, kl, g);
+    scales(dt, row, sb, nb, 1, 0, 0, kl, g);
 #ifdef QM_QDOT_VNNI
     if (dt == QM_DT_Q6_K) prefill_sc32(g);
 #endif
@@ -610,7 +642,7 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
             pf += pf_step;
             const uint8_t *row = w->row0 + (size_t)r * w->stride, *base = group_base(dt, row, sb);
             wgroup g;
-            scales(dt, row, sb, nb, 0, &kl, &g);
+            scales(dt, row, sb, nb, 0, off == 0, quads, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
             acc[r] = add_lanes(acc[r], contrib(dt, &g, &xg, f), quads, nb);
         }
@@ -903,7 +935,7 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
             pf += pf_step;
             const uint8_t *row = w->row0 + (size_t)r * w->stride, *base = group_base(dt, row, sb);
             wgroup g;
-            scales(dt, row, sb, nb, 0, &kl, &g);
+            scales(dt, row, sb, nb, 0, off == 0, quads, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
             float p[16] __attribute__((aligned(64)));
             const __m512 a = _mm512_maskz_add_ps(lanes_of(quads, nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f));
