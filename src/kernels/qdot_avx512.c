@@ -347,11 +347,29 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, co
     g->sc6[1] = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(sc, 1)));
 }
 
+/* Q6_K decode, a group that starts a superblock: sc6[e] as scales_q6k's (lane 4L + i: scale
+ * 16 e + 4 i + L, of superblock e) by one pshufb of each superblock's 16 scales, both in a ymm;
+ * d of superblock L (lanes 8L .. 8L + 7) from its f16 at byte 14 of the 16 bytes at 194. */
+QM_INLINE void scales_q6k_aligned(const uint8_t *blk, int nsup, wgroup *g) {
+    __m256i sc = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 192)));
+    __m256i dv = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 194)));
+    if (nsup > 1) {
+        sc = _mm256_inserti128_si256(sc, _mm_loadu_si128((const __m128i *)(blk + 210 + 192)), 1);
+        dv = _mm256_inserti128_si256(dv, _mm_loadu_si128((const __m128i *)(blk + 210 + 194)), 1);
+    }
+    g->d = _mm512_cvtph_ps(_mm256_shuffle_epi8(dv, _mm256_set1_epi16(0x0f0e)));
+    const __m128i at = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    sc = _mm256_shuffle_epi8(sc, _mm256_broadcastsi128_si256(at));
+    g->sc6[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(sc)));
+    g->sc6[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(sc, 1)));
+}
+
 /* aligned: a literal 1 where the group starts a superblock (sb % 8 == 0); quads: the lane order. */
 QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, int aligned, int quads,
                       const klanes *kl, wgroup *g) {
     const size_t bb = qm_dtype_block_bytes(dt);
-    if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, kl, g);
+    if (dt == QM_DT_Q6_K && aligned && !transposed) scales_q6k_aligned(row + (size_t)(sb >> 3) * bb, nb > 8 ? 2 : 1, g);
+    else if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, kl, g);
     else if ((dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) && aligned)
         scales_k45_aligned(row + (size_t)(sb >> 3) * bb, bb, nb > 8 ? 2 : 1, quads, g);
     else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, kl, g);
