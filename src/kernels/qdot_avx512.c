@@ -17,7 +17,8 @@
  * sc * Σ per 16 elements and the sum of a block's two.
  *
  * Two ways to the 16 sums, same bits:
- *   decode (one token): each zmm holds two blocks (2k, 2k + 1); after madd the 8 vectors are
+ *   decode (one token): each zmm holds two blocks (2k, 2k + 1; Q4_K: 4(k / 2) + k % 2 and that
+ *     + 2, "quads", so that one 64-byte load of qs gives two vectors); after madd the 8 vectors are
  *     reduced across (packs + madd while int16 holds, then shuffles). The weights are unpacked
  *     and used at once, DR rows per pass so that each activation group is loaded once for DR rows.
  *   prefill (n_tok >= 2): weights and activations are both transposed (transpose8): vector i
@@ -45,8 +46,17 @@
 /* Lane l holds block PERM[l] of the group; UNPERM puts lanes back in block order. */
 QM_INLINE __m512i perm_idx(void) { return _mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15); }
 QM_INLINE __m512i unperm_idx(void) { return _mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15); }
+
+/* Q4_K decode puts its blocks in "quads" (code_quad): lane l holds block QPERM[l], QPERM its own
+ * inverse. quads: the group uses this order (dec_quads) instead of PERM. */
+QM_INLINE __m512i qperm_idx(void) { return _mm512_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7, 8, 9, 12, 13, 10, 11, 14, 15); }
+QM_INLINE int dec_quads(qm_dtype dt) { return dt == QM_DT_Q4_K; }
+QM_INLINE __m512i lane_blocks(int quads) { return quads ? qperm_idx() : perm_idx(); }
+QM_INLINE __m512i block_lanes(int quads) { return quads ? qperm_idx() : unperm_idx(); }
 /* The lanes that hold one of the first nb blocks. */
-QM_INLINE __mmask16 lanes_of(int nb) { return _mm512_cmplt_epi32_mask(perm_idx(), _mm512_set1_epi32(nb)); }
+QM_INLINE __mmask16 lanes_of(int quads, int nb) {
+    return _mm512_cmplt_epi32_mask(lane_blocks(quads), _mm512_set1_epi32(nb));
+}
 
 /* One row's 16 blocks, unpacked. */
 typedef struct {
@@ -138,17 +148,22 @@ QM_INLINE __m256i code_q6k(const uint8_t *row, int s) {
     return _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
 }
 
-/* Q6_K sub-blocks s, s + 1 with s even (k = s % 4 in {0, 2}): 64 consecutive ql bytes. */
+/* Bits 0-3 of a, 4-7 of b (vpternlogd: c ? a : b with c = 0x0f). */
+QM_INLINE __m512i low4_high4(__m512i a, __m512i b) { return _mm512_ternarylogic_epi32(a, b, _mm512_set1_epi8(15), 0xe4); }
+
+/* Q6_K sub-blocks s, s + 1 with s even: half h = s % 8 / 4 of the superblock, its low (n = 0) or
+ * high (n = 1) ql nibbles, n = s % 4 / 2. The half's 64 ql bytes give the low 4 bits of both (128-bit
+ * lanes 0, 1: s; 2, 3: s + 1); its 32 qh bytes, broadcast and shifted right by 0 (lanes 0, 1) or 2
+ * (lanes 2, 3), hold the high 2 bits at bits 0-1 (n = 0) and 4-5 (n = 1). Masked with 0x33, they
+ * join the nibbles by one bit select, bits 6-7 zero. */
 QM_INLINE __m512i code_q6k_pair(const uint8_t *row, int s) {
-    const int j = s & 7, h = j >> 2, k = j & 3;
+    const int j = s & 7, h = j >> 2, n = (j >> 1) & 1;
     const qm_block_q6_k *blk = (const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210);
-    __m512i lo = _mm512_loadu_si512(blk->ql + 64 * h);
-    lo = _mm512_and_si512(_mm512_srl_epi16(lo, _mm_cvtsi32_si128(2 * k)), _mm512_set1_epi8(15));
-    const __m512i hs = _mm512_add_epi16(_mm512_set1_epi16((short)(2 * k)),
-                                        _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1));
-    __m512i hi = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h)));
-    hi = _mm512_and_si512(_mm512_slli_epi16(_mm512_srlv_epi16(hi, hs), 4), _mm512_set1_epi8(0x30));
-    return _mm512_or_si512(lo, hi);
+    const __m512i lo = _mm512_loadu_si512(blk->ql + 64 * h);
+    const __m512i shift = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(blk->qh + 32 * h)));
+    const __m512i hb = _mm512_and_si512(_mm512_srlv_epi16(qh, shift), _mm512_set1_epi8(0x33));
+    return n == 0 ? low4_high4(lo, _mm512_slli_epi16(hb, 4)) : low4_high4(_mm512_srli_epi16(lo, 4), hb);
 }
 
 /* Pair k of a group: blocks 2k, 2k + 1 (absent ones 0; Q8_0 signed). base is the group's first
@@ -170,6 +185,24 @@ QM_INLINE __m512i code_pair(qm_dtype dt, const uint8_t *base, int off, int nb, i
     }
     const __m512i v = dt == QM_DT_Q6_K ? code_q6k_pair(base, s) : code_k45_pair(dt, base, s);
     return 2 * k + 1 < nb ? v : _mm512_maskz_mov_epi64(0x0f, v);
+}
+
+/* Q4_K decode, quads: vector k holds group blocks quad_blk(k) (128-bit lanes 0, 1) and quad_blk(k) + 2
+ * (lanes 2, 3). With off 0, vectors 2j and 2j + 1 are the low and high nibbles of one 64-byte load of
+ * qs: sub-blocks 4j .. 4j + 3 (j / 2 the superblock, j % 2 its half) are [4j, 4j + 2] in the low
+ * nibbles and [4j + 1, 4j + 3] in the high ones. Absent blocks: 0, or (the second of a vector whose
+ * first is present) codes of the same superblock, against activations 0. */
+QM_INLINE int quad_blk(int k) { return 4 * (k >> 1) + (k & 1); }
+
+QM_INLINE __m512i code_quad(const uint8_t *base, int off, int nb, int k) {
+    const int b = quad_blk(k);
+    if (b >= nb) return _mm512_setzero_si512();
+    if (off == 0) {
+        const __m512i v = _mm512_loadu_si512(base + (size_t)(b >> 3) * 144 + 16 + 64 * ((b >> 2) & 1));
+        return _mm512_and_si512(k & 1 ? _mm512_srli_epi16(v, 4) : v, _mm512_set1_epi8(15));
+    }
+    const __m256i hi = b + 2 < nb ? code_k45(QM_DT_Q4_K, base, off + b + 2) : _mm256_setzero_si256();
+    return pair(code_k45(QM_DT_Q4_K, base, off + b), hi);
 }
 
 /* base and off of code_pair for the group starting at the row's 32-block sb. */
@@ -199,20 +232,20 @@ QM_INLINE void scales_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup
     const size_t bb = qm_dtype_block_bytes(dt);
     const __m512i idx = _mm512_mullo_epi32(perm_idx(), _mm512_set1_epi32((int)bb));
     const __m512i dm =
-        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes_of(nb), idx, row + (size_t)sb * bb, 1);
+        _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), lanes_of(0, nb), idx, row + (size_t)sb * bb, 1);
     g->d = f16_lanes(dm, 0);
     if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) g->m = f16_lanes(dm, 1);
 }
 
-/* Where group lane l finds its K-quant fields: it is sub-block u = off + PERM[l] (u < 24) of the
+/* Where group lane l finds its K-quant fields: it is sub-block u = off + PERM[l] (QPERM[l] in quads) (u < 24) of the
  * group's superblocks 0, 1, 2 (off = the view's first sub-block % 8, the same for every group). */
 typedef struct {
     __m512i sm;   /* int16 lanes 0..15: 16 (u / 8) + u % 8 (u's scale byte), 16..31: + 8 (its min) */
     __m512i d, m; /* f32 index of u's superblock: 2 (u / 8) (Q6_K: u / 8), + 1 */
 } klanes;
 
-QM_INLINE klanes klanes_of(qm_dtype dt, int off) {
-    const __m512i u = _mm512_add_epi32(perm_idx(), _mm512_set1_epi32(off)), sup = _mm512_srli_epi32(u, 3);
+QM_INLINE klanes klanes_of(qm_dtype dt, int off, int quads) {
+    const __m512i u = _mm512_add_epi32(lane_blocks(quads), _mm512_set1_epi32(off)), sup = _mm512_srli_epi32(u, 3);
     const __m512i sc = _mm512_add_epi32(_mm512_slli_epi32(sup, 4), _mm512_and_si512(u, _mm512_set1_epi32(7)));
     const __m512i sc16 = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(sc));
     klanes k;
@@ -259,6 +292,34 @@ QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, const
     g->m = _mm512_permutexvar_ps(kl->m, f);
 }
 
+/* Q4_K/Q5_K, a group that starts a superblock (lanes 0-7: superblock 0's sub-blocks in the order
+ * of lane_blocks, 8-15: superblock 1's): the 16 bytes from d of each superblock in a 128-bit lane
+ * of a ymm (bytes 0-3 d, dmin; 4-15 the scale bytes s[0..11], qm_quant_k_scales), decoded by lane
+ * straight into that order: bytes 0-7 of lane L the scales of superblock L, 8-15 its mins. Byte i
+ * of a half is sub-block j = lane_blocks[i] (j < 4 at i % 4 < 2 in both orders): low part s[j] & 63
+ * (scale) or s[j + 4] & 63 (min) for j < 4; for j >= 4 s[j + 4] & 15 (scale) or s[j + 4] >> 4 (min),
+ * with the high part (s[j - 4] (scale) or s[j] (min)) >> 6 << 4. */
+QM_INLINE void scales_k45_aligned(const uint8_t *blk, size_t bb, int nsup, int quads, wgroup *g) {
+    __m256i v = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)blk));
+    if (nsup > 1) v = _mm256_inserti128_si256(v, _mm_loadu_si128((const __m128i *)(blk + bb)), 1);
+    const __m128i slo = quads ? _mm_setr_epi8(4, 5, 12, 13, 6, 7, 14, 15, 8, 9, 12, 13, 10, 11, 14, 15)
+                              : _mm_setr_epi8(4, 6, 12, 14, 5, 7, 13, 15, 8, 10, 12, 14, 9, 11, 13, 15);
+    const __m128i shi = quads ? _mm_setr_epi8(-1, -1, 4, 5, -1, -1, 6, 7, -1, -1, 8, 9, -1, -1, 10, 11)
+                              : _mm_setr_epi8(-1, -1, 4, 6, -1, -1, 5, 7, -1, -1, 8, 10, -1, -1, 9, 11);
+    __m256i lo = _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(slo));
+    lo = _mm256_mask_blend_epi16(0xa0a0, lo, _mm256_srli_epi16(lo, 4)); /* the mins of j >= 4: words 5, 7 */
+    lo = _mm256_and_si256(lo, _mm256_set1_epi32(0x0f0f3f3f));
+    const __m256i hi = _mm256_shuffle_epi8(v, _mm256_broadcastsi128_si256(shi));
+    const __m256i b = _mm256_or_si256(lo, _mm256_and_si256(_mm256_srli_epi16(hi, 2), _mm256_set1_epi8(0x30)));
+    const __m256i t = _mm256_permute4x64_epi64(b, _MM_SHUFFLE(3, 1, 2, 0)); /* scales 0, 1; mins 0, 1 */
+    g->sc_f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_castsi256_si128(t)));
+    g->mn_f = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm256_extracti128_si256(t, 1)));
+    /* d (bytes 0, 1) and dmin (2, 3) of superblock L in words 8L .. 8L + 7 */
+    const __m256i dw = _mm256_set1_epi16(0x0100), mw = _mm256_set1_epi16(0x0302);
+    g->d = _mm512_cvtph_ps(_mm256_shuffle_epi8(v, dw));
+    g->m = _mm512_cvtph_ps(_mm256_shuffle_epi8(v, mw));
+}
+
 /* Q6_K: d, and the int16 scales (16 per superblock, 2 per sub-block) as madd operands. */
 QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, const klanes *kl, wgroup *g) {
     const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1, off = sb & 7;
@@ -286,9 +347,31 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, co
     g->sc6[1] = _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(sc, 1)));
 }
 
-QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, const klanes *kl,
-                      wgroup *g) {
-    if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, kl, g);
+/* Q6_K decode, a group that starts a superblock: sc6[e] as scales_q6k's (lane 4L + i: scale
+ * 16 e + 4 i + L, of superblock e) by one pshufb of each superblock's 16 scales, both in a ymm;
+ * d of superblock L (lanes 8L .. 8L + 7) from its f16 at byte 14 of the 16 bytes at 194. */
+QM_INLINE void scales_q6k_aligned(const uint8_t *blk, int nsup, wgroup *g) {
+    __m256i sc = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 192)));
+    __m256i dv = _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 194)));
+    if (nsup > 1) {
+        sc = _mm256_inserti128_si256(sc, _mm_loadu_si128((const __m128i *)(blk + 210 + 192)), 1);
+        dv = _mm256_inserti128_si256(dv, _mm_loadu_si128((const __m128i *)(blk + 210 + 194)), 1);
+    }
+    g->d = _mm512_cvtph_ps(_mm256_shuffle_epi8(dv, _mm256_set1_epi16(0x0f0e)));
+    const __m128i at = _mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    sc = _mm256_shuffle_epi8(sc, _mm256_broadcastsi128_si256(at));
+    g->sc6[0] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_castsi256_si128(sc)));
+    g->sc6[1] = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm256_extracti128_si256(sc, 1)));
+}
+
+/* aligned: a literal 1 where the group starts a superblock (sb % 8 == 0); quads: the lane order. */
+QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, int aligned, int quads,
+                      const klanes *kl, wgroup *g) {
+    const size_t bb = qm_dtype_block_bytes(dt);
+    if (dt == QM_DT_Q6_K && aligned && !transposed) scales_q6k_aligned(row + (size_t)(sb >> 3) * bb, nb > 8 ? 2 : 1, g);
+    else if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, kl, g);
+    else if ((dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) && aligned)
+        scales_k45_aligned(row + (size_t)(sb >> 3) * bb, bb, nb > 8 ? 2 : 1, quads, g);
     else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, kl, g);
     else scales_32(dt, row, sb, nb, g);
 }
@@ -310,7 +393,7 @@ QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, c
             g->neg[k] = _mm512_movm_epi8(_mm512_movepi8_mask(g->q[k]));
             g->q[k] = _mm512_abs_epi8(g->q[k]);
         }
-    scales(dt, row, sb, nb, 1, kl, g);
+    scales(dt, row, sb, nb, 1, 0, 0, kl, g);
 #ifdef QM_QDOT_VNNI
     if (dt == QM_DT_Q6_K) prefill_sc32(g);
 #endif
@@ -348,6 +431,13 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
         else xg->q[k] = _mm512_maskz_loadu_epi8(n == 1 ? (__mmask64)0xffffffffu : 0, q + 64 * k);
     }
     if (transposed) transpose8(xg->q);
+    const int quads = !transposed && dec_quads(dt);
+    if (quads) /* vector k: blocks quad_blk(k), quad_blk(k) + 2 */
+        for (int j = 0; j < 4; j++) {
+            const __m512i a = xg->q[2 * j], b = xg->q[2 * j + 1];
+            xg->q[2 * j] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(1, 0, 1, 0));
+            xg->q[2 * j + 1] = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 2, 3, 2));
+        }
     if (dt == QM_DT_Q6_K)
         for (int k = 0; k < 8; k++) xg->q32[k] = _mm512_maddubs_epi16(_mm512_set1_epi8(32), xg->q[k]);
 #ifdef QM_QDOT_VNNI
@@ -360,8 +450,8 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
     const __mmask16 first = (__mmask16)((1u << nb) - 1u);
     const __m512 dx = nb == 16 ? _mm512_loadu_ps(x->d + xb) : _mm512_maskz_loadu_ps(first, x->d + xb);
     const __m512i s = nb == 16 ? _mm512_loadu_si512(x->s + xb) : _mm512_maskz_loadu_epi32(first, x->s + xb);
-    xg->dx = _mm512_permutexvar_ps(perm_idx(), dx);
-    xg->s = _mm512_permutexvar_epi32(perm_idx(), s);
+    xg->dx = _mm512_permutexvar_ps(lane_blocks(quads), dx);
+    xg->s = _mm512_permutexvar_epi32(lane_blocks(quads), s);
     xg->sf = _mm512_cvtepi32_ps(xg->s);
 }
 
@@ -407,12 +497,12 @@ QM_INLINE __m512i dword_sums(qm_dtype dt, __m512i c, __m512i xs, const xgroup *x
 #endif
 
 /* Decode: the 16 exact integer sums (spec's, Q4_0/Q5_0 centred), as f32; the codes are made and
- * used at once (base, off: code_pair). */
+ * used at once (base, off: code_pair; Q4_K: code_quad). */
 QM_INLINE __m512 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg) {
     __m512i v[8], u[2];
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
-        __m512i c = code_pair(dt, base, off, nb, k), xs = xg->q[k];
+        __m512i c = dec_quads(dt) ? code_quad(base, off, nb, k) : code_pair(dt, base, off, nb, k), xs = xg->q[k];
         if (dt == QM_DT_Q8_0) { /* -q where w < 0, then |w| */
             const __m512i neg = _mm512_movm_epi8(_mm512_movepi8_mask(c));
             xs = _mm512_sub_epi8(_mm512_xor_si512(xs, neg), neg);
@@ -508,9 +598,9 @@ QM_INLINE __m512 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, __m512 
     return c;
 }
 
-/* The halving tree 8, 4, 2, 1 of an accumulator whose lane l holds lane PERM[l]. */
-QM_INLINE float tree16(__m512 p) {
-    const __m512 a = _mm512_permutexvar_ps(unperm_idx(), p);
+/* The halving tree 8, 4, 2, 1 of an accumulator whose lane l holds lane PERM[l] (QPERM[l] in quads). */
+QM_INLINE float tree16(__m512 p, int quads) {
+    const __m512 a = _mm512_permutexvar_ps(block_lanes(quads), p);
     const __m256 s8 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s8), _mm256_extractf128_ps(s8, 1));
     const __m128 s2 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
@@ -518,8 +608,8 @@ QM_INLINE float tree16(__m512 p) {
 }
 
 /* acc + c in the lanes of the first nb blocks; the others keep their bits. */
-QM_INLINE __m512 add_lanes(__m512 acc, __m512 c, int nb) {
-    return nb == 16 ? _mm512_add_ps(acc, c) : _mm512_mask_add_ps(acc, lanes_of(nb), acc, c);
+QM_INLINE __m512 add_lanes(__m512 acc, __m512 c, int quads, int nb) {
+    return nb == 16 ? _mm512_add_ps(acc, c) : _mm512_mask_add_ps(acc, lanes_of(quads, nb), acc, c);
 }
 
 /* ---- tiles ---- */
@@ -534,7 +624,7 @@ typedef struct {
 /* The next pass's DR rows, prefetched a slice per 16-block group (see tile_decode): the slice's
  * bytes, 0 where the rows do not follow in memory. */
 QM_INLINE size_t prefetch_step(const wrows *w) {
-    const size_t ngroups = (size_t)(w->nblk + 15) / 16;
+    const size_t ngroups = (size_t)(w->nblk + 15) / 16 * DR;
     return w->whole ? ((size_t)DR * w->stride + ngroups - 1) / ngroups : 0;
 }
 
@@ -544,8 +634,8 @@ QM_INLINE void load_group(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb,
     else load_x(dt, x, t, b0, nb, transposed, xg);
 }
 
-QM_INLINE void store(__m512 acc, const float *bias, int r, float *y) {
-    const float d = tree16(acc);
+QM_INLINE void store(__m512 acc, int quads, const float *bias, int r, float *y) {
+    const float d = tree16(acc, quads);
     *y = bias ? d + bias[r] : d;
 }
 
@@ -554,7 +644,8 @@ QM_INLINE void store(__m512 acc, const float *bias, int r, float *y) {
 QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const qm_q8act *x, const float *bias,
                            float *y) {
     __m512 acc[DR];
-    const klanes kl = klanes_of(dt, w->sb0 & 7);
+    const int quads = dec_quads(dt);
+    const klanes kl = klanes_of(dt, w->sb0 & 7, quads);
     for (int r = 0; r < DR; r++) acc[r] = _mm512_setzero_ps();
     /* The next pass's rows (when the view is whole rows), a slice per group: the hardware
      * prefetcher alone does not keep DR strided streams ahead. Prefetches never fault. */
@@ -562,19 +653,19 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
     const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
-        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
-        pf += pf_step;
         xgroup xg;
         load_group(dt, x, 0, b0, nb, 0, &xg);
         for (int r = 0; r < nr; r++) {
+            for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+            pf += pf_step;
             const uint8_t *row = w->row0 + (size_t)r * w->stride, *base = group_base(dt, row, sb);
             wgroup g;
-            scales(dt, row, sb, nb, 0, &kl, &g);
+            scales(dt, row, sb, nb, 0, off == 0, quads, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
-            acc[r] = add_lanes(acc[r], contrib(dt, &g, &xg, f), nb);
+            acc[r] = add_lanes(acc[r], contrib(dt, &g, &xg, f), quads, nb);
         }
     }
-    for (int r = 0; r < nr; r++) store(acc[r], bias, r, y + r);
+    for (int r = 0; r < nr; r++) store(acc[r], quads, bias, r, y + r);
 }
 
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nr <= PR, nt <= PT); y points at output (t0, row 0). */
@@ -582,7 +673,7 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
                             const float *bias, float *y, size_t ldy) {
     __m512 acc[PR][PT];
     wgroup wg[PR];
-    const klanes kl = klanes_of(dt, w->sb0 & 7);
+    const klanes kl = klanes_of(dt, w->sb0 & 7, 0);
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < nt; t++) acc[r][t] = _mm512_setzero_ps();
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
@@ -595,11 +686,11 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
             xgroup xg;
             load_group(dt, x, t0 + t, b0, nb, 1, &xg);
             for (int r = 0; r < nr; r++)
-                acc[r][t] = add_lanes(acc[r][t], contrib(dt, &wg[r], &xg, sums_prefill(dt, &wg[r], &xg)), nb);
+                acc[r][t] = add_lanes(acc[r][t], contrib(dt, &wg[r], &xg, sums_prefill(dt, &wg[r], &xg)), 0, nb);
         }
     }
     for (int r = 0; r < nr; r++)
-        for (int t = 0; t < nt; t++) store(acc[r][t], bias, r, y + (size_t)t * ldy + (size_t)r);
+        for (int t = 0; t < nt; t++) store(acc[r][t], 0, bias, r, y + (size_t)t * ldy + (size_t)r);
 }
 
 /* ---- narrow views (nblk <= 8): several rows per vector ----
@@ -830,29 +921,45 @@ QM_INLINE void block_dots(__m512 a, int bpb, float p[16]) {
     _mm512_store_ps(p, _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1))));
 }
 
+/* The same in quads (QPERM): lanes 4i .. 4i + 3 hold blocks 8(i / 2) + 2(i % 2) + (0, 1, 4, 5), so a
+ * 64-column block's two are adjacent lanes, and a 128-column block's (4m, 4m + 1, 4m + 2, 4m + 3)
+ * lanes 2i', 2i' + 1, 2i' + 4, 2i' + 5: halves swapped and added first, then adjacent lanes. Block
+ * k's dot (64 columns) in lane 8 (k / 4) + 4 (k % 2) + 2 (k / 2 % 2); block m's (128) in lane
+ * 2 (m % 2) + 8 (m / 2) as above. */
+QM_INLINE void block_dots_quads(__m512 a, int bpb, float p[16]) {
+    if (bpb == 4) a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
+    _mm512_store_ps(p, _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1))));
+}
+
+/* Lane of block_dots(_quads)'s output that holds the group's block k. */
+QM_INLINE int block_dot_lane(int quads, int bpb, int k) {
+    if (bpb == 4) return 2 * (k % 2) + 8 * (k / 2);
+    return quads ? 8 * (k / 4) + 4 * (k % 2) + 2 * (k / 2 % 2) : k < 4 ? k : k + 4;
+}
+
 QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
                                float *part, size_t pstride) {
-    const klanes kl = klanes_of(dt, w->sb0 & 7);
+    const int quads = dec_quads(dt);
+    const klanes kl = klanes_of(dt, w->sb0 & 7, quads);
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
     const size_t pf_step = prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         const int k0 = b0 / bpb, nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
-        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
-        pf += pf_step;
         xgroup xg;
         load_group(dt, x, 0, b0, nb, 0, &xg);
         for (int r = 0; r < nr; r++) {
+            for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
+            pf += pf_step;
             const uint8_t *row = w->row0 + (size_t)r * w->stride, *base = group_base(dt, row, sb);
             wgroup g;
-            scales(dt, row, sb, nb, 0, &kl, &g);
+            scales(dt, row, sb, nb, 0, off == 0, quads, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
             float p[16] __attribute__((aligned(64)));
-            block_dots(_mm512_maskz_add_ps(lanes_of(nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f)), bpb, p);
-            for (int k = 0; k < nk; k++) {
-                const float pk = bpb == 2 ? p[k < 4 ? k : k + 4] : p[2 * (k % 2) + 8 * (k / 2)];
-                part[(size_t)(k0 + k) * pstride + (size_t)r] = pk;
-            }
+            const __m512 a = _mm512_maskz_add_ps(lanes_of(quads, nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f));
+            if (quads) block_dots_quads(a, bpb, p);
+            else block_dots(a, bpb, p);
+            for (int k = 0; k < nk; k++) part[(size_t)(k0 + k) * pstride + (size_t)r] = p[block_dot_lane(quads, bpb, k)];
         }
     }
 }

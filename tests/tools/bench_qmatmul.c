@@ -6,6 +6,7 @@
  *
  *   build/tests/bench_qmatmul check [trials]      bit-exactness (exit 1 on a mismatch)
  *   build/tests/bench_qmatmul bench [isa] [types] speed (types: comma-separated names, e.g. Q4_K)
+ *   build/tests/bench_qmatmul dec [isa] [types]   the fast mode's decode columns only, more repetitions
  */
 #include <math.h>
 #include <stdint.h>
@@ -326,6 +327,46 @@ static void bench(const char *isa_name, const char *types) {
     }
 }
 
+/* The fast mode's decode alone (dec_full, dec_hot, dechot_rp of bench), best of more runs: the
+ * figures to compare kernel changes by on a noisy machine. */
+static void bench_dec(const char *isa_name, const char *types) {
+    qm_kernels k;
+    qm_error err;
+    if (qm_kernels_select(isa_name, &k, &err) != QM_OK) {
+        fprintf(stderr, "no ISA %s\n", isa_name);
+        exit(2);
+    }
+    rng_t r = {99};
+    printf("isa %s: fast-mode decode, ns per weight element\n%-5s %10s %10s %10s\n", k.isa, "type", "dec_full", "dec_hot",
+           "dechot_rp");
+    for (int d = 0; d < NDT; d++) {
+        qm_dtype dt = dts[d];
+        if (types && !strstr(types, qm_dtype_name(dt))) continue;
+        const int dcols = 1536, drows = 40960, rcols = 8960;
+        void *q = make_q(&r, dt, (size_t)drows * dcols / (size_t)qm_dtype_block(dt), 0);
+        float *x = malloc((size_t)rcols * 4), *y = malloc((size_t)drows * 4 * 2);
+        for (int i = 0; i < rcols; i++) x[i] = rand_f32(&r);
+        int8_t *xq = malloc((size_t)rcols);
+        float *xd = malloc((size_t)rcols / 32 * 4);
+        int32_t *xs = malloc((size_t)rcols / 32 * 4);
+        k.quantize_act(x, rcols, xq, xd, xs);
+        qm_q8act a = {xq, xd, xs, (size_t)rcols / 32};
+        qm_wview wf = {q, dt, (size_t)dcols, drows, dcols, 0}, hf = {q, dt, (size_t)dcols, 256, dcols, 0};
+        qm_wview hr = {q, dt, (size_t)rcols, 64, rcols, 0};
+        double tdf = run_q8(&k, &wf, &a, 1, y, 0, 10) / ((double)drows * dcols) * 1e9;
+        double thf = run_q8(&k, &hf, &a, 1, y, 0, 400) / (256.0 * dcols) * 1e9;
+        double thr = run_q8(&k, &hr, &a, 1, y, 1, 200) / (64.0 * rcols) * 1e9;
+        printf("%-5s %10.4f %10.4f %10.4f\n", qm_dtype_name(dt), tdf, thf, thr);
+        fflush(stdout);
+        free(xq);
+        free(xd);
+        free(xs);
+        free(q);
+        free(x);
+        free(y);
+    }
+}
+
 int main(int argc, char **argv) {
     init_isas();
     if (argc >= 2 && !strcmp(argv[1], "check")) {
@@ -340,6 +381,10 @@ int main(int argc, char **argv) {
         bench(argc >= 3 ? argv[2] : "auto", argc >= 4 ? argv[3] : NULL);
         return 0;
     }
-    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types]\n", argv[0]);
+    if (argc >= 2 && !strcmp(argv[1], "dec")) {
+        bench_dec(argc >= 3 ? argv[2] : "auto", argc >= 4 ? argv[3] : NULL);
+        return 0;
+    }
+    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types]\n", argv[0]);
     return 2;
 }
