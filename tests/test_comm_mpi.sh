@@ -35,6 +35,13 @@ for mesh in 1x2 2x2 1x3 1x7 1x8; do
     echo "FAIL $mesh: a second comm in the same process (MPI finalised by the first?)"; fail=1; continue
   fi
   echo "ok $mesh: a second comm in the same process works"
+  # with a deadline the tree sums go point to point and the rest non-blocking: the same lines
+  timeout 120 "${MPIRUN[@]}" -np $n "$COMM_SELFTEST" --backend mpi --mesh $mesh --deadline 30 > "$WORK/mpid_$mesh.txt" 2>&1 ||
+    { echo "FAIL $mesh --deadline: exit $?"; cat "$WORK/mpid_$mesh.txt"; fail=1; continue; }
+  if ! diff <(grep '^rank ' "$WORK/mpid_$mesh.txt" | sort) <(grep '^rank ' "$WORK/thr_$mesh.txt" | sort); then
+    echo "FAIL $mesh --deadline: mpi and threads differ"; fail=1; continue
+  fi
+  echo "ok $mesh --deadline 30 (polled paths): mpi equals threads bit for bit"
 done
 
 # timing, 1x2

@@ -22,8 +22,7 @@ const char cli_engine_flags_help[] =
     "                       still the same bits on every mesh and batch)\n"
     "  --chat-format F      chatml or deepseek-r1 (default: from the GGUF's chat template)\n"
     "  --comm-timeout S     MPI: a collective whose peers stay silent S seconds (a host down, a link\n"
-    "                       cut) ends the run with an error (default 60; 0: wait for ever, with\n"
-    "                       blocking collectives, about 20 us faster each)\n";
+    "                       cut) ends the run with an error (default 60; 0: wait for ever)\n";
 
 void cli_engine_defaults(qm_engine_opts *o) {
     memset(o, 0, sizeof *o);

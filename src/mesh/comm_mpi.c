@@ -9,8 +9,8 @@
  * sends m*(n - n/C) + (C-1)*n/C floats, m its cover's size (1 when its blocks are one tree node).
  *
  * Failures: the communicators return errors (MPI_ERRORS_RETURN), which become QM_ERR_COMM. With a
- * timeout_s (comm.h) every collective is started non-blocking and polled (wait_for), and a peer
- * silent for that long (a host gone or a link cut, which TCP alone may not
+ * timeout_s (comm.h) every exchange is polled (wait_for, wait_all_for: the tree sum point to
+ * point, the rest non-blocking collectives), and a peer silent for that long (a host gone or a link cut, which TCP alone may not
  * notice for many minutes) fails the call with QM_ERR_COMM naming the collective.
  * abort() marks this device failed (its later calls fail); the program then exits without
  * MPI_Finalize: Open MPI 4 cannot wake a peer blocked in a collective, but mpirun kills the
@@ -86,8 +86,10 @@ typedef struct {
     float **value_at;     /* [n_blocks]: the received value of the cover node starting at a block */
     int value_cap;
     int *scounts, *sdispls, *rcounts, *rdispls, *counts, *displs; /* [cols] */
+    int *gcounts, *gdispls; /* [cols]: a polled tree sum's all-gather, what goes to each column */
     qm_tree_node *covers; /* [cols][QM_TREE_MAX_COVER] */
     int *n_cover;         /* [cols] */
+    MPI_Request *reqs;    /* [2 * cols]: the point-to-point exchanges of a polled tree sum */
 } mpi_state;
 
 static const qm_comm_ops mpi_ops;
@@ -130,13 +132,18 @@ static qm_status done(qm_comm *c, const char *what, int rc, qm_error *err) {
     return rc == MPI_SUCCESS ? QM_OK : mpi_failed(c, what, rc, err);
 }
 
-/* Without a timeout the collectives block (the tuned algorithms, about 20 us a call faster on
- * loopback than the non-blocking ones); with one they are started non-blocking. */
+/* Without a timeout the collectives block; with one the tree sums go point to point and the
+ * other collectives (a few a step) are started non-blocking, all of them polled. Open MPI's
+ * non-blocking all-to-all and all-gather cost about 20 us more a call than the blocking ones on
+ * loopback (0.5B 1x2: 1 ms a token); the point-to-point exchange costs the same (comm_selftest
+ * --time: 4.6 us a 2-block row sum either way). */
 static int polled(const qm_comm *c) { return c->timeout_s > 0; }
 
 /* Waits for the non-blocking collective started in *req, polling, and fails with QM_ERR_COMM
  * once it has waited timeout_s (the device is then marked failed: the pending request is
  * abandoned, and the program exits). */
+static qm_status timed_out(qm_comm *c, const char *what, qm_error *err);
+
 static qm_status wait_for(qm_comm *c, const char *what, int rc, MPI_Request *req, qm_error *err) {
     if (rc != MPI_SUCCESS) return mpi_failed(c, what, rc, err);
     const double deadline = qm_now() + c->timeout_s;
@@ -146,6 +153,11 @@ static qm_status wait_for(qm_comm *c, const char *what, int rc, MPI_Request *req
         if (done) return QM_OK;
         if (spin % 256 == 0 && qm_now() > deadline) break;
     }
+    return timed_out(c, what, err);
+}
+
+/* The deadline passed in `what`: this device is marked failed. */
+static qm_status timed_out(qm_comm *c, const char *what, qm_error *err) {
     mpi_state *s = st_of(c);
     s->aborted = 1;
     snprintf(s->why, sizeof s->why, "%.40s timed out earlier", what);
@@ -163,6 +175,7 @@ static void state_free(mpi_state *s) {
     free(s->value_at);
     free(s->scounts); /* and the other [cols] int arrays carved from it */
     free(s->covers);
+    free(s->reqs);
     free(s);
 }
 
@@ -198,15 +211,16 @@ qm_status qm_mpi_comm_create(int rows, int cols, qm_comm **out, qm_error *err) {
     }
     mpi_state *s = calloc(1, sizeof *s);
     if (s) {
-        int *ints = calloc((size_t)cols * 7, sizeof(int)); /* the seven [cols] arrays, carved */
+        int *ints = calloc((size_t)cols * 9, sizeof(int)); /* the nine [cols] arrays, carved */
         s->scounts = ints;
         if (ints) {
-            int **a[] = {&s->sdispls, &s->rcounts, &s->rdispls, &s->counts, &s->displs, &s->n_cover};
+            int **a[] = {&s->sdispls, &s->rcounts, &s->rdispls, &s->counts, &s->displs, &s->n_cover, &s->gcounts, &s->gdispls};
             for (size_t i = 0; i < sizeof a / sizeof a[0]; i++) *a[i] = ints + (i + 1) * (size_t)cols;
         }
         s->covers = calloc((size_t)cols * QM_TREE_MAX_COVER, sizeof(qm_tree_node));
+        s->reqs = calloc((size_t)cols * 2, sizeof(MPI_Request));
     }
-    if (!s || !s->scounts || !s->covers) {
+    if (!s || !s->scounts || !s->covers || !s->reqs) {
         state_free(s);
         if (we_init)
             MPI_Abort(MPI_COMM_WORLD, 1); /* peers are past the size check and would hang in the split */
@@ -346,6 +360,72 @@ static void count_tree_sum(qm_comm *c) {
     qm_comm_count(c, QM_COLL_ROW_SUM, sent * 4, recv * 4);
 }
 
+/* With a deadline the tree sum's two exchanges are point to point (a message to and from each
+ * peer with data, tags of their own, MPI's order between two ranks keeping successive sums
+ * apart), polled by wait_all_for: cheaper than the non-blocking collectives, about as fast as
+ * the blocking ones. */
+enum { TAG_COVERS = 0x51a, TAG_SLICES = 0x51b };
+
+/* Waits for reqs[0..n) as wait_for does. */
+static qm_status wait_all_for(qm_comm *c, const char *what, int n, MPI_Request *reqs, qm_error *err) {
+    const double deadline = qm_now() + c->timeout_s;
+    for (unsigned spin = 1;; spin++) {
+        int done_all = 0;
+        const int rc = MPI_Testall(n, reqs, &done_all, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS) return mpi_failed(c, what, rc, err);
+        if (done_all) return QM_OK;
+        if (spin % 256 == 0 && qm_now() > deadline) break;
+    }
+    return timed_out(c, what, err);
+}
+
+/* Posts a receive and a send with each peer that has data for this exchange; *n requests. */
+static int post_pairs(qm_comm *c, const float *send, const int *scount, const int *sdispl, float *recv,
+                      const int *rcount, const int *rdispl, int tag, MPI_Request *reqs, int *n) {
+    mpi_state *s = st_of(c);
+    *n = 0;
+    for (int k = 0; k < c->cols; k++) {
+        if (k == c->col) continue;
+        if (rcount[k] > 0 &&
+            MPI_Irecv(recv + rdispl[k], rcount[k], MPI_FLOAT, k, tag, s->row, &reqs[(*n)++]) != MPI_SUCCESS)
+            return 0;
+        if (scount[k] > 0 &&
+            MPI_Isend(send + sdispl[k], scount[k], MPI_FLOAT, k, tag, s->row, &reqs[(*n)++]) != MPI_SUCCESS)
+            return 0;
+    }
+    return 1;
+}
+
+/* Reduce-scatter's exchange: send [k][node][slice k] to column k, recv [k][node of k][my slice]. */
+static qm_status exchange_covers(qm_comm *c, qm_error *err) {
+    mpi_state *s = st_of(c);
+    if (!polled(c))
+        return done(c, "row_tree_sum", MPI_Alltoallv(s->send, s->scounts, s->sdispls, MPI_FLOAT, s->recv, s->rcounts,
+                                                     s->rdispls, MPI_FLOAT, s->row), err);
+    const int me = c->col;
+    memcpy(s->recv + s->rdispls[me], s->send + s->sdispls[me], (size_t)s->scounts[me] * sizeof(float));
+    int n = 0;
+    if (!post_pairs(c, s->send, s->scounts, s->sdispls, s->recv, s->rcounts, s->rdispls, TAG_COVERS, s->reqs, &n))
+        return mpi_failed(c, "row_tree_sum", MPI_ERR_OTHER, err);
+    return wait_all_for(c, "row_tree_sum", n, s->reqs, err);
+}
+
+/* All-gather of the combined slices into out (each column's slice at its displacement). */
+static qm_status gather_slices(qm_comm *c, float *out, qm_error *err) {
+    mpi_state *s = st_of(c);
+    if (!polled(c))
+        return done(c, "row_tree_sum", MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, out, s->counts, s->displs, MPI_FLOAT,
+                                                      s->row), err);
+    int n = 0;
+    for (int k = 0; k < c->cols; k++) { /* column k gets my slice */
+        s->gcounts[k] = s->counts[c->col];
+        s->gdispls[k] = s->displs[c->col];
+    }
+    if (!post_pairs(c, out, s->gcounts, s->gdispls, out, s->counts, s->displs, TAG_SLICES, s->reqs, &n))
+        return mpi_failed(c, "row_tree_sum", MPI_ERR_OTHER, err);
+    return wait_all_for(c, "row_tree_sum", n, s->reqs, err);
+}
+
 static qm_status m_row_tree_sum(qm_comm *c, float *partials, int n_blocks, size_t n, float *out, qm_error *err) {
     mpi_state *s = st_of(c);
     qm_status st = check_alive(c, "row_tree_sum", err);
@@ -366,23 +446,10 @@ static qm_status m_row_tree_sum(qm_comm *c, float *partials, int n_blocks, size_
         return qm_fail(err, QM_ERR_NOMEM, "mpi comm: row_tree_sum: out of memory for %zu floats", n);
     }
     pack_covers(c, partials, n);
-    MPI_Request req;
-    if (!polled(c))
-        st = done(c, "row_tree_sum", MPI_Alltoallv(s->send, s->scounts, s->sdispls, MPI_FLOAT, s->recv, s->rcounts,
-                                                   s->rdispls, MPI_FLOAT, s->row), err);
-    else
-        st = wait_for(c, "row_tree_sum", MPI_Ialltoallv(s->send, s->scounts, s->sdispls, MPI_FLOAT, s->recv, s->rcounts,
-                                                        s->rdispls, MPI_FLOAT, s->row, &req), &req, err);
-    if (st)
+    if ((st = exchange_covers(c, err)))
         return st;
     combine_slice(c, n_blocks, n, out);
-    if (!polled(c))
-        st = done(c, "row_tree_sum", MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, out, s->counts, s->displs, MPI_FLOAT,
-                                                    s->row), err);
-    else
-        st = wait_for(c, "row_tree_sum", MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_FLOAT, out, s->counts, s->displs,
-                                                         MPI_FLOAT, s->row, &req), &req, err);
-    if (st)
+    if ((st = gather_slices(c, out, err)))
         return st;
     count_tree_sum(c);
     return QM_OK;

@@ -9,7 +9,10 @@
  *
  * The checksum lines of the two backends must be equal (tests/test_comm_mpi.sh compares them).
  *
- *   comm_selftest --backend mpi|threads --mesh RxC [--time] [--sleep-in-loop]
+ *   comm_selftest --backend mpi|threads --mesh RxC [--time] [--sleep-in-loop] [--deadline S]
+ *
+ * --deadline S: the comm's timeout_s (comm.h), so MPI takes its polled paths (point-to-point
+ * tree sums, non-blocking collectives); the results must not change.
  *
  * --sleep-in-loop: after the checks, loop forever (tree sum + barrier every 10 ms), so a
  * test can kill one rank and measure how the others stop; prints "pid K P" first.
@@ -27,6 +30,7 @@
 
 typedef struct {
     int time, sleep_loop;
+    double deadline;
 } opts;
 
 static double now_s(void) {
@@ -225,8 +229,10 @@ int main(int argc, char **argv) {
             o.time = 1;
         else if (!strcmp(argv[i], "--sleep-in-loop"))
             o.sleep_loop = 1;
+        else if (!strcmp(argv[i], "--deadline") && i + 1 < argc)
+            o.deadline = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: comm_selftest --backend mpi|threads --mesh RxC [--time] [--sleep-in-loop]\n");
+            fprintf(stderr, "usage: comm_selftest --backend mpi|threads --mesh RxC [--time] [--sleep-in-loop] [--deadline S]\n");
             return 2;
         }
     }
@@ -238,6 +244,7 @@ int main(int argc, char **argv) {
             fprintf(stderr, "comm_selftest: %s\n", err.msg);
             return 1;
         }
+        c->timeout_s = o.deadline;
         rc = device_checks(c, &o);
         qm_mpi_comm_destroy(c);
         /* a second comm in the same process (an engine opened twice): MPI stays initialised */
