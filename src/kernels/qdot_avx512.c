@@ -27,6 +27,7 @@
  *     and each token's group once for PR rows. */
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
@@ -587,15 +588,19 @@ QM_INLINE __m512 sums_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg) {
     return _mm512_cvtepi32_ps(is);
 }
 
-/* The 16 contributions c_b from the 16 exact integer sums f (as f32). */
-QM_INLINE __m512 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, __m512 f) {
+/* The 16 contributions c_b from the 16 exact integer sums f (as f32); dx, sf: the activations'
+ * d and (float)s. */
+QM_INLINE __m512 contrib_x(qm_dtype dt, const wgroup *g, __m512 dx, __m512 sf, __m512 f) {
     if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) f = _mm512_mul_ps(g->sc_f, f);
-    const __m512 c = _mm512_mul_ps(_mm512_mul_ps(g->d, xg->dx), f);
-    if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1)
-        return _mm512_add_ps(c, _mm512_mul_ps(_mm512_mul_ps(g->m, xg->dx), xg->sf));
+    const __m512 c = _mm512_mul_ps(_mm512_mul_ps(g->d, dx), f);
+    if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1) return _mm512_add_ps(c, _mm512_mul_ps(_mm512_mul_ps(g->m, dx), sf));
     if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K)
-        return _mm512_sub_ps(c, _mm512_mul_ps(_mm512_mul_ps(g->m, xg->dx), _mm512_mul_ps(g->mn_f, xg->sf)));
+        return _mm512_sub_ps(c, _mm512_mul_ps(_mm512_mul_ps(g->m, dx), _mm512_mul_ps(g->mn_f, sf)));
     return c;
+}
+
+QM_INLINE __m512 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, __m512 f) {
+    return contrib_x(dt, g, xg->dx, xg->sf, f);
 }
 
 /* The halving tree 8, 4, 2, 1 of an accumulator whose lane l holds lane PERM[l] (QPERM[l] in quads). */
@@ -691,6 +696,204 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
     }
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < nt; t++) store(acc[r][t], 0, bias, r, y + (size_t)t * ldy + (size_t)r);
+}
+
+/* ---- prefill, blocked: activations prepared once per call, weights once per token block ----
+ * tile_prefill above transposes each token's group again for every row tile and each row's group
+ * again for every 16 tokens, and keeps its 6 x 16 accumulators on the stack. Here (the same
+ * integers, the same f32 operations per lane, the same order over the groups, so the same bits):
+ * the token block's groups are transposed once into a buffer (xprep, [group][token]) sized to
+ * stay in the L2; for each row tile (MR rows) and group, the rows are unpacked once for the whole
+ * block and an MR x MT register tile of integer sums runs over its tokens, one activation vector
+ * and one weight vector loaded per MR x MT products; the f32 accumulators wait in a small buffer
+ * in the L1 between groups. */
+#define MR 4      /* prefill: rows per register tile */
+#define MT 4      /* prefill: tokens per register tile */
+#define TBMAX 64  /* prefill: tokens per block at most */
+#define XBUDGET (256 * 1024) /* prefill: the token block's prepared activations, bytes */
+
+/* One token's group, as load_x (transposed) makes it, less what the sums do not read. */
+typedef struct {
+    __m512i q[8];   /* the codes, transposed (absent blocks 0) */
+    __m512 dx, sf;  /* d and (float)s, lane l = block PERM[l] */
+    __m512i aux[2]; /* taken off the sums by fold: Q6_K 32 x the sum of each half's activations
+                     * (VNNI: int32 lanes, else int16 lanes, as maddubs' pairs); Q4_0: 8 s;
+                     * Q5_0: 16 s; Q8_0 (VNNI): 128 s */
+} xprep;
+
+QM_INLINE void prep_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, xprep *p) {
+    xgroup xg;
+    load_group(dt, x, t, b0, nb, 1, &xg);
+    for (int k = 0; k < 8; k++) p->q[k] = xg.q[k];
+    p->dx = xg.dx;
+    p->sf = xg.sf;
+    p->aux[0] = p->aux[1] = _mm512_setzero_si512();
+#ifdef QM_QDOT_VNNI
+    if (dt == QM_DT_Q6_K) p->aux[0] = xg.x32[0], p->aux[1] = xg.x32[1];
+    if (dt == QM_DT_Q8_0) p->aux[0] = _mm512_slli_epi32(xg.s, 7);
+#else
+    if (dt == QM_DT_Q6_K)
+        for (int e = 0; e < 2; e++)
+            for (int k = 4 * e; k < 4 * e + 4; k++) p->aux[e] = _mm512_add_epi16(p->aux[e], xg.q32[k]);
+#endif
+    if (dt == QM_DT_Q4_0) p->aux[0] = _mm512_slli_epi32(xg.s, 3);
+    if (dt == QM_DT_Q5_0) p->aux[0] = _mm512_slli_epi32(xg.s, 4);
+}
+
+/* Row r's group unpacked for the tile (VNNI Q8_0: the codes w + 128, unsigned, for vpdpbusd). */
+QM_INLINE void prep_w(qm_dtype dt, const wrows *w, int r, int sb, int nb, const klanes *kl, wgroup *g) {
+    unpack_prefill(dt, w->row0 + (size_t)r * w->stride, sb, nb, kl, g);
+#ifdef QM_QDOT_VNNI
+    if (dt == QM_DT_Q8_0)
+        for (int k = 0; k < 8; k++)
+            g->q[k] = _mm512_xor_si512(_mm512_sub_epi8(_mm512_xor_si512(g->q[k], g->neg[k]), g->neg[k]),
+                                       _mm512_set1_epi8(-128));
+#endif
+}
+
+/* The integer sums, vector by vector: h + the vertical products of codes w and activations xv.
+ * VNNI: int32 lanes (vpdpbusd); else int16 lanes (maddubs: bounds in the file comment; Q6_K's
+ * may wrap, its fold takes aux off to the exact value), Q8_0 int32 with w's sign moved onto x. */
+QM_INLINE __m512i qstep(qm_dtype dt, __m512i h, __m512i w, __m512i xv, __m512i neg) {
+#ifdef QM_QDOT_VNNI
+    (void)dt, (void)neg;
+    return _mm512_dpbusd_epi32(h, w, xv);
+#else
+    if (dt == QM_DT_Q8_0) {
+        const __m512i xs = _mm512_sub_epi8(_mm512_xor_si512(xv, neg), neg);
+        return _mm512_add_epi32(h, _mm512_madd_epi16(_mm512_maddubs_epi16(w, xs), _mm512_set1_epi16(1)));
+    }
+    return _mm512_add_epi16(h, _mm512_maddubs_epi16(w, xv));
+#endif
+}
+
+/* Whether h restarts at 0 for the second half (vectors 4..7). */
+QM_INLINE int half_apart(qm_dtype dt) {
+#ifdef QM_QDOT_VNNI
+    return dt == QM_DT_Q6_K;
+#else
+    return dt == QM_DT_Q6_K || dt == QM_DT_Q5_0 || dt == QM_DT_Q5_1 || dt == QM_DT_Q5_K;
+#endif
+}
+
+/* After half e (e = 1, or either where half_apart): the running exact int32 sum given is, the
+ * one so far (read at e = 1 only); at the end the spec's (Q4_0/Q5_0 centred). */
+QM_INLINE __m512i fold(qm_dtype dt, int e, __m512i h, const wgroup *g, const xprep *p, __m512i is) {
+    const int ctr = dt == QM_DT_Q4_0 || dt == QM_DT_Q5_0 || dt == QM_DT_Q8_0;
+    if (dt == QM_DT_Q6_K) { /* (sums less 32 x activations) x the groups' scales */
+#ifdef QM_QDOT_VNNI
+        const __m512i v = _mm512_mullo_epi32(_mm512_sub_epi32(h, p->aux[e]), g->sc[e]);
+#else
+        const __m512i v = _mm512_madd_epi16(_mm512_sub_epi16(h, p->aux[e]), g->sc[e]);
+#endif
+        return e ? _mm512_add_epi32(is, v) : v;
+    }
+#ifndef QM_QDOT_VNNI
+    if (dt != QM_DT_Q8_0) h = _mm512_madd_epi16(h, _mm512_set1_epi16(1)); /* int16 pairs to int32 */
+    if (half_apart(dt) && e == 0) return h;
+    if (half_apart(dt)) h = _mm512_add_epi32(is, h);
+#endif
+    return ctr ? _mm512_sub_epi32(h, p->aux[0]) : h;
+}
+
+/* Rows [0, MR) x tokens [0, nt) (nt <= MT) of one group: is = the exact integer sums. */
+QM_INLINE void isums_tile(qm_dtype dt, const wgroup *wg, const xprep *xp, int nt, __m512i is[MR][MT]) {
+    __m512i h[MR][MT];
+    for (int e = 0; e < 2; e++) {
+        if (e == 0 || half_apart(dt))
+            for (int r = 0; r < MR; r++)
+                for (int t = 0; t < nt; t++) h[r][t] = _mm512_setzero_si512();
+        for (int i = 4 * e; i < 4 * e + 4; i++) {
+            __m512i xv[MT];
+            for (int t = 0; t < nt; t++) xv[t] = xp[t].q[i];
+            for (int r = 0; r < MR; r++) {
+                const __m512i wv = wg[r].q[i], neg = dt == QM_DT_Q8_0 ? wg[r].neg[i] : _mm512_setzero_si512();
+                for (int t = 0; t < nt; t++) h[r][t] = qstep(dt, h[r][t], wv, xv[t], neg);
+            }
+        }
+        if (e == 1 || half_apart(dt))
+            for (int r = 0; r < MR; r++)
+                for (int t = 0; t < nt; t++) is[r][t] = fold(dt, e, h[r][t], &wg[r], &xp[t], e ? is[r][t] : h[r][t]);
+    }
+}
+
+/* acc[r * TBMAX + t] += the contributions of rows [0, MR) x tokens [0, nt) of one group. */
+QM_INLINE void tile_rt(qm_dtype dt, int nb, const wgroup *wg, const xprep *xp, int nt, __m512 *acc) {
+    __m512i is[MR][MT];
+    for (int r = 0; r < MR; r++) /* (isums_tile writes them all; zeros for the compiler's sake) */
+        for (int t = 0; t < MT; t++) is[r][t] = _mm512_setzero_si512();
+    isums_tile(dt, wg, xp, nt, is);
+    for (int r = 0; r < MR; r++)
+        for (int t = 0; t < nt; t++) {
+            const __m512 c = contrib_x(dt, &wg[r], xp[t].dx, xp[t].sf, _mm512_cvtepi32_ps(is[r][t]));
+            acc[r * TBMAX + t] = add_lanes(acc[r * TBMAX + t], c, 0, nb);
+        }
+}
+
+/* One group, all ntb tokens of the block: MT at a time, then the rest. */
+QM_INLINE void group_tokens(qm_dtype dt, int nb, const wgroup *wg, const xprep *xp, int ntb, __m512 *acc) {
+    int t = 0;
+    for (; t + MT <= ntb; t += MT) tile_rt(dt, nb, wg, xp + t, MT, acc + t);
+    const int rest = ntb - t;
+    if (rest == 1) tile_rt(dt, nb, wg, xp + t, 1, acc + t);
+    else if (rest == 2) tile_rt(dt, nb, wg, xp + t, 2, acc + t);
+    else if (rest == 3) tile_rt(dt, nb, wg, xp + t, 3, acc + t);
+}
+
+/* Rows [0, nr) (nr <= MR) x the block's ntb tokens (xb: [group][ldx tokens]); y at (token 0, row 0).
+ * Rows past nr are zero codes and scales, their sums unused. */
+QM_INLINE void rows_block(qm_dtype dt, const wrows *w, int nr, const xprep *xb, int ldx, int ntb, const float *bias,
+                          float *y, size_t ldy) {
+    __m512 acc[MR * TBMAX];
+    wgroup wg[MR];
+    const klanes kl = klanes_of(dt, w->sb0 & 7, 0);
+    for (int r = 0; r < MR; r++)
+        for (int t = 0; t < ntb; t++) acc[r * TBMAX + t] = _mm512_setzero_ps();
+    for (int r = nr; r < MR; r++) wg[r] = (wgroup){0};
+    for (int b0 = 0; b0 < w->nblk; b0 += 16) {
+        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
+        const xprep *xp = xb + (size_t)(b0 / 16) * (size_t)ldx;
+        for (int r = 0; r < nr; r++) {
+            if (nb == 16) prep_w(dt, w, r, w->sb0 + b0, 16, &kl, &wg[r]);
+            else prep_w(dt, w, r, w->sb0 + b0, nb, &kl, &wg[r]);
+        }
+        if (nb == 16) group_tokens(dt, 16, wg, xp, ntb, acc);
+        else group_tokens(dt, nb, wg, xp, ntb, acc);
+    }
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < ntb; t++) store(acc[r * TBMAX + t], 0, bias, r, y + (size_t)t * ldy + (size_t)r);
+}
+
+/* Tokens per block: as many as keep the block's xprep within XBUDGET, a multiple of MT, at most TBMAX. */
+QM_INLINE int token_block(int ngroups, int n_tok) {
+    int tb = (int)(XBUDGET / ((size_t)ngroups * sizeof(xprep)));
+    tb = tb > TBMAX ? TBMAX : tb < MT ? MT : tb - tb % MT;
+    return n_tok < tb ? n_tok : tb;
+}
+
+/* The prefill of rows [o_begin, o_end); 0 (nothing done) where the buffer cannot be had. */
+QM_INLINE int matmul_blocked(qm_dtype dt, const wrows *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
+                             size_t ldy, int o_begin, int o_end) {
+    const int ng = (w->nblk + 15) / 16, tb = token_block(ng, n_tok);
+    xprep *xb = aligned_alloc(64, (size_t)ng * (size_t)tb * sizeof(xprep));
+    if (!xb) return 0;
+    for (int t0 = 0; t0 < n_tok; t0 += tb) {
+        const int ntb = n_tok - t0 < tb ? n_tok - t0 : tb;
+        for (int g = 0; g < ng; g++) {
+            const int nb = w->nblk - 16 * g < 16 ? w->nblk - 16 * g : 16;
+            for (int t = 0; t < ntb; t++) {
+                if (nb == 16) prep_x(dt, x, t0 + t, 16 * g, 16, &xb[(size_t)g * (size_t)tb + (size_t)t]);
+                else prep_x(dt, x, t0 + t, 16 * g, nb, &xb[(size_t)g * (size_t)tb + (size_t)t]);
+            }
+        }
+        for (int o = o_begin; o < o_end; o += MR) {
+            const wrows wr = {w->row0 + (size_t)(o - o_begin) * w->stride, w->stride, w->sb0, w->nblk, 0};
+            rows_block(dt, &wr, o_end - o < MR ? o_end - o : MR, xb, tb, ntb, bias ? bias + o : NULL,
+                       y + (size_t)t0 * ldy + (size_t)o, ldy);
+        }
+    }
+    free(xb);
+    return 1;
 }
 
 /* ---- narrow views (nblk <= 8): several rows per vector ----
@@ -887,7 +1090,9 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
         }
         return;
     }
-    for (int t0 = 0; t0 < n_tok; t0 += PT) {
+    const wrows all = {(const uint8_t *)w->data + (size_t)o_begin * stride, stride, sb0, nblk, whole};
+    if (matmul_blocked(dt, &all, bias, x, n_tok, y, ldy, o_begin, o_end)) return;
+    for (int t0 = 0; t0 < n_tok; t0 += PT) { /* no buffer: tile by tile */
         const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
         for (int o = o_begin; o < o_end; o += PR) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};

@@ -103,6 +103,41 @@ static int check_one(const qm_wview *v, const float *bias, const float *x, size_
     return bad;
 }
 
+/* The fast mode on view v (whole 32-blocks): x quantized by the scalar quantizer, then matmul_q8
+ * of every ISA against the scalar twin (decode, and prefill over several token blocks). */
+static int check_q8_one(const qm_wview *v, const float *bias, const float *x, size_t ldx, int n_tok, size_t ldy,
+                        int o_b, int o_e) {
+    const size_t nq = (size_t)n_tok * (size_t)v->cols, ny = (size_t)n_tok * ldy;
+    int8_t *xq = malloc(nq);
+    float *xd = malloc((nq / 32 + 1) * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4);
+    int32_t *xs = malloc((nq / 32 + 1) * 4);
+    for (int t = 0; t < n_tok; t++)
+        qm_quantize_act_scalar(x + (size_t)t * ldx, v->cols, xq + (size_t)t * (size_t)v->cols,
+                               xd + (size_t)t * (size_t)v->cols / 32, xs + (size_t)t * (size_t)v->cols / 32);
+    const qm_q8act a = {xq, xd, xs, (size_t)v->cols / 32};
+    for (size_t i = 0; i < ny; i++) ref[i] = 12345.0f;
+    qm_matmul_q8_scalar(v, bias, &a, n_tok, ref, ldy, o_b, o_e);
+    int bad = 0;
+    for (int k = 0; k < n_isa && !bad; k++) {
+        for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
+        isa[k].matmul_q8(v, bias, &a, n_tok, got, ldy, o_b, o_e);
+        if (memcmp(ref, got, ny * 4)) {
+            size_t i = 0;
+            while (!memcmp(&ref[i], &got[i], 4)) i++;
+            fprintf(stderr, "MISMATCH q8 %s %s rows [%d,%d) cols %d col0 %d n_tok %d: y[%zu] %a vs %a\n", isa[k].isa,
+                    qm_dtype_name(v->dtype), o_b, o_e, v->cols, v->col0, n_tok, i, got[i], ref[i]);
+            bad = 1;
+        }
+        n_checked++;
+    }
+    free(xq);
+    free(xd);
+    free(xs);
+    free(ref);
+    free(got);
+    return bad;
+}
+
 /* A row-parallel layer of view v (blocks of bc columns), matmul_blocks and, where the view is
  * whole 32-blocks, matmul_q8_blocks, every ISA against the per-view loop with
  * the scalar kernels; returns 0 when all agree. */
@@ -197,6 +232,7 @@ static int check(int trials) {
                 o_e = rng_int(&r, o_b + 1, rows);
             }
             fails += check_one(&v, bias, x, ldx, n_tok, ldy, o_b, o_e, "view");
+            if (col0 % 32 == 0 && cols % 32 == 0) fails += check_q8_one(&v, bias, x, ldx, n_tok, ldy, o_b, o_e);
             {
                 static const int bcs[] = {64, 64, 32, 128, 48};
                 const int bc = bcs[rng_int(&r, 0, 4)], nt = rng_int(&r, 0, 2) ? 1 : rng_int(&r, 2, 20);
