@@ -67,18 +67,14 @@ static shared *make_shared(int n, int groups, int poison_at) {
     return s;
 }
 
-/* Every task index runs exactly once and every barrier round completes, with the tasks in
- * contiguous stretches per thread and interleaved. */
 static void run_case(int n, int workers, int groups) {
-    for (int interleave = 0; interleave < 2; interleave++) {
-        shared *s = make_shared(n, groups, -1);
-        qm_error err;
-        assert_int_equal(qm_coop_run(n, workers, interleave, NULL, task_main, s, &err), QM_OK);
-        assert_int_equal(atomic_load(&s->errors), 0);
-        assert_int_equal(atomic_load(&s->finished), n);
-        for (int i = 0; i < n; i++) assert_int_equal(atomic_load(&s->round[i]), ROUNDS);
-        free(s);
-    }
+    shared *s = make_shared(n, groups, -1);
+    qm_error err;
+    assert_int_equal(qm_coop_run(n, workers, NULL, task_main, s, &err), QM_OK);
+    assert_int_equal(atomic_load(&s->errors), 0);
+    assert_int_equal(atomic_load(&s->finished), n);
+    for (int i = 0; i < n; i++) assert_int_equal(atomic_load(&s->round[i]), ROUNDS);
+    free(s);
 }
 
 static void test_one_thread(void **state) {
@@ -106,7 +102,7 @@ static void test_poison(void **state) {
     (void)state;
     shared *s = make_shared(8, 2, 57);
     qm_error err;
-    assert_int_equal(qm_coop_run(8, 2, true, NULL, task_main, s, &err), QM_OK);
+    assert_int_equal(qm_coop_run(8, 2, NULL, task_main, s, &err), QM_OK);
     assert_int_equal(atomic_load(&s->finished), 8);
     for (int i = 0; i < 8; i++) assert_true(atomic_load(&s->round[i]) <= 60); /* the next all-barrier */
     free(s);
@@ -116,9 +112,9 @@ static void test_bad_arguments(void **state) {
     (void)state;
     shared *s = make_shared(4, 1, -1);
     qm_error err;
-    assert_int_equal(qm_coop_run(0, 1, false, NULL, task_main, s, &err), QM_ERR_ARG);
-    assert_int_equal(qm_coop_run(4, 5, false, NULL, task_main, s, &err), QM_ERR_ARG);
-    assert_int_equal(qm_coop_run(4, 0, false, NULL, task_main, s, &err), QM_ERR_ARG);
+    assert_int_equal(qm_coop_run(0, 1, NULL, task_main, s, &err), QM_ERR_ARG);
+    assert_int_equal(qm_coop_run(4, 5, NULL, task_main, s, &err), QM_ERR_ARG);
+    assert_int_equal(qm_coop_run(4, 0, NULL, task_main, s, &err), QM_ERR_ARG);
     assert_int_equal(atomic_load(&s->finished), 0);
     free(s);
 }

@@ -330,10 +330,7 @@ qm_status qm_engine_run_devices(qm_engine *e, qm_device_fn fn, void *arg, qm_err
     qm_status st = QM_OK;
     int started = e->n_local;
     if (e->coop_threads > 0 && e->devs[0].comm->ops->set_task) {
-        /* fewer rows than threads: a row's columns alternate over the threads, whose first
-         * columns hold one more head or block each (qm_split), so that the threads' loads match */
-        const bool interleave = e->rows < e->coop_threads;
-        if ((st = qm_coop_run(e->n_local, e->coop_threads, interleave, e->cpus, dev_task_main, t, err))) started = 0;
+        if ((st = qm_coop_run(e->n_local, e->coop_threads, e->cpus, dev_task_main, t, err))) started = 0;
     } else {
         started = run_on_threads(e, t, th, err, &st);
     }

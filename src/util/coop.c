@@ -173,21 +173,7 @@ static qm_status run_workers(worker *ws, int workers, atomic_uint *gate, qm_erro
     return st;
 }
 
-/* Worker k's tasks: positions [*first, *first + *count) of the task array; task index at position
- * p is first-relative p * workers + k when interleaved, else p. */
-static void worker_share(int n, int workers, int k, bool interleave, long *first, long *count) {
-    if (!interleave) {
-        long e;
-        qm_split_range(n, k, workers, first, &e);
-        *count = e - *first;
-        return;
-    }
-    *first = 0;
-    for (int j = 0; j < k; j++) *first += (n - j + workers - 1) / workers;
-    *count = (n - k + workers - 1) / workers;
-}
-
-qm_status qm_coop_run(int n, int workers, bool interleave, const int *cpus, qm_coop_fn fn, void *arg, qm_error *err) {
+qm_status qm_coop_run(int n, int workers, const int *cpus, qm_coop_fn fn, void *arg, qm_error *err) {
     if (n < 1 || workers < 1 || workers > n)
         return qm_fail(err, QM_ERR_ARG, "coop: %d tasks on %d threads", n, workers);
     qm_coop_task *tasks = calloc((size_t)n, sizeof *tasks);
@@ -196,11 +182,10 @@ qm_status qm_coop_run(int n, int workers, bool interleave, const int *cpus, qm_c
     atomic_uint gate;
     atomic_init(&gate, 0);
     for (int k = 0; k < workers && !st; k++) {
-        long b, m;
-        worker_share(n, workers, k, interleave, &b, &m);
-        ws[k] = (worker){.tasks = tasks + b, .n_tasks = (int)m, .cpu = cpus ? cpus[k] : -1, .gate = &gate, .fn = fn, .arg = arg};
-        for (long i = 0; i < m && !st; i++)
-            st = make_task(&tasks[b + i], &ws[k], (int)(interleave ? i * workers + k : b + i), err);
+        long b, e;
+        qm_split_range(n, k, workers, &b, &e);
+        ws[k] = (worker){.tasks = tasks + b, .n_tasks = (int)(e - b), .cpu = cpus ? cpus[k] : -1, .gate = &gate, .fn = fn, .arg = arg};
+        for (long i = b; i < e && !st; i++) st = make_task(&tasks[i], &ws[k], (int)i, err);
     }
     if (!st) st = run_workers(ws, workers, &gate, err);
     if (tasks) free_tasks(tasks, n);

@@ -13,17 +13,14 @@
 
 #include <qmesh.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 
 typedef struct qm_coop_task qm_coop_task;
 typedef void (*qm_coop_fn)(void *arg, int i, qm_coop_task *self);
 
 /* Runs fn(arg, i, task i) for every i in [0, n) on `workers` threads (1 <= workers <= n; the
  * calling thread is one of them), thread k pinned to cpus[k] when cpus is not NULL, and returns
- * when every task has returned. Thread k runs a contiguous stretch of the tasks, or, interleaved,
- * the tasks i with i % workers == k (neighbours, which often carry unequal loads, on different
- * threads). Fails (nothing run) when stacks or threads cannot be had. */
-qm_status qm_coop_run(int n, int workers, bool interleave, const int *cpus, qm_coop_fn fn, void *arg, qm_error *err);
+ * when every task has returned. Fails (nothing run) when stacks or threads cannot be had. */
+qm_status qm_coop_run(int n, int workers, const int *cpus, qm_coop_fn fn, void *arg, qm_error *err);
 
 /* From inside task t: its thread runs its other tasks until *word != expected; may return
  * before (callers re-check). sleepers: the count of threads sleeping on word, which whoever
