@@ -300,13 +300,19 @@ static double run_q8(const qm_kernels *k, const qm_wview *w, const qm_q8act *a, 
     return best;
 }
 
-static void bench(const char *isa_name, const char *types) {
+/* The kernels of ISA isa_name, or exit 2. */
+static qm_kernels kernels_or_exit(const char *isa_name) {
     qm_kernels k;
     qm_error err;
     if (qm_kernels_select(isa_name, &k, &err) != QM_OK) {
         fprintf(stderr, "no ISA %s\n", isa_name);
         exit(2);
     }
+    return k;
+}
+
+static void bench(const char *isa_name, const char *types) {
+    qm_kernels k = kernels_or_exit(isa_name);
     rng_t r = {99};
     printf("isa %s: ns per weight element (decode: n_tok 1, weights from DRAM) / per element x token (prefill: n_tok 64)\n",
            k.isa);
@@ -366,12 +372,7 @@ static void bench(const char *isa_name, const char *types) {
 /* The fast mode's decode alone (dec_full, dec_hot, dechot_rp of bench), best of more runs: the
  * figures to compare kernel changes by on a noisy machine. */
 static void bench_dec(const char *isa_name, const char *types) {
-    qm_kernels k;
-    qm_error err;
-    if (qm_kernels_select(isa_name, &k, &err) != QM_OK) {
-        fprintf(stderr, "no ISA %s\n", isa_name);
-        exit(2);
-    }
+    qm_kernels k = kernels_or_exit(isa_name);
     rng_t r = {99};
     printf("isa %s: fast-mode decode, ns per weight element\n%-5s %10s %10s %10s\n", k.isa, "type", "dec_full", "dec_hot",
            "dechot_rp");
