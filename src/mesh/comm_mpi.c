@@ -403,7 +403,8 @@ static qm_status exchange_covers(qm_comm *c, qm_error *err) {
         return done(c, "row_tree_sum", MPI_Alltoallv(s->send, s->scounts, s->sdispls, MPI_FLOAT, s->recv, s->rcounts,
                                                      s->rdispls, MPI_FLOAT, s->row), err);
     const int me = c->col;
-    memcpy(s->recv + s->rdispls[me], s->send + s->sdispls[me], (size_t)s->scounts[me] * sizeof(float));
+    if (s->scounts[me] > 0) /* (no buffer at all when nothing is sent: no pointer arithmetic on NULL) */
+        memcpy(s->recv + s->rdispls[me], s->send + s->sdispls[me], (size_t)s->scounts[me] * sizeof(float));
     int n = 0;
     if (!post_pairs(c, s->send, s->scounts, s->sdispls, s->recv, s->rcounts, s->rdispls, TAG_COVERS, s->reqs, &n))
         return mpi_failed(c, "row_tree_sum", MPI_ERR_OTHER, err);
