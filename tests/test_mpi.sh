@@ -127,10 +127,13 @@ refused "other options" "different options" "$QMESH" "${G[@]}" -m "$WORK/tiny" -
 # a silent peer (stopped: its TCP connections stay up, so MPI alone would wait for ever): the
 # others give up after --comm-timeout with an error naming the collective, and the job ends
 timeout 120 "${MPIRUN[@]}" -np 2 "$QMESH" generate -m "$WORK/tiny" -p "Silent:" -n 30000 --ignore-eos \
-  --mesh 1x2 --backend mpi --threads 1 --comm-timeout 3 > /dev/null 2> "$WORK/silent.err" &
+  --mesh 1x2 --backend mpi --threads 1 --comm-timeout 3 > "$WORK/silent.out" 2> "$WORK/silent.err" &
 launcher=$!
 victim=$(last_rank "qmesh generate -m $WORK/tiny -p Silent:")
 [ -n "$victim" ] || fail "no rank to stop"
+# the deadline is armed once every rank has loaded: stop the rank only when text comes out
+for _ in $(seq 600); do [ -s "$WORK/silent.out" ] && break; sleep 0.1; done
+[ -s "$WORK/silent.out" ] || fail "silent peer: no text 60 s after the start"
 sleep 1
 t0=$(date +%s.%N)
 kill -STOP "$victim"
