@@ -856,6 +856,8 @@ static void attn_values_avx2(const float *p, size_t ldp, int g, const float *v, 
     }
 }
 
+#define QBLOCKS_SHORT_TILE 4096 /* bytes: a row tile this short is prefetched as one stretch */
+
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (see matmul_avx512.c) ----
  * R rows at a time, each read once along all its blocks; a block's accumulators (exactly its
  * own view's) kept as items i = r n + k for the n blocks in hand, then their trees 8 items at a
@@ -867,12 +869,22 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
     float out[QRMAX * 8];
     const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt);
     const size_t bb = qm_dtype_block_bytes(dt), blk_bytes = bb * (size_t)bc / (size_t)qk; /* about, for K-quants */
+    /* The next tile's rows into the L1, as matmul_avx512.c's qblocks_rows does */
+    const size_t tile_bytes = (size_t)R * wstride;
+    const int stretch = tile_bytes <= QBLOCKS_SHORT_TILE;
+    const size_t pf_step = (tile_bytes + (size_t)nb * 64 - 1) / ((size_t)nb * 64) * 64;
+    const char *pf = w0 + tile_bytes;
     for (int b0 = 0; b0 < nb; b0 += 8) {
         const int n = nb - b0 < 8 ? nb - b0 : 8;
         for (int k = 0; k < n; k++) {
             const int e0 = col0 + (b0 + k) * bc, e1 = e0 + bc < col_end ? e0 + bc : col_end;
-            for (int r = 0; r < R; r++) /* the next rows' bytes of this block, into the L2 */
-                _mm_prefetch(w0 + (size_t)(R + r) * wstride + (size_t)(b0 + k) * blk_bytes, QPF_HINT);
+            if (stretch) {
+                for (size_t off = 0; off < pf_step; off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
+                pf += pf_step;
+            } else {
+                for (int r = 0; r < R; r++)
+                    _mm_prefetch(w0 + (size_t)(R + r) * wstride + (size_t)(b0 + k) * blk_bytes, _MM_HINT_T0);
+            }
             __m256 lo[QRMAX], hi[QRMAX];
             for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm256_setzero_ps();
             for (int e = e0; e < e1; e += S) {

@@ -814,7 +814,8 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
 QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int bc, int nbk, float *part,
                          size_t pstride, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
-    const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->col0 == 0 && (size_t)w->cols == w->ld;
+    /* a device's slice of a row-parallel layer: prefetched as whole rows (qdot_avx512.c) */
+    const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->ld - (size_t)w->cols < 2 * 256;
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
     for (int o = o_begin; o < o_end; o += DR) {
         const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};

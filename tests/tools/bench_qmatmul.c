@@ -7,6 +7,7 @@
  *   build/tests/bench_qmatmul check [trials]      bit-exactness (exit 1 on a mismatch)
  *   build/tests/bench_qmatmul bench [isa] [types] speed (types: comma-separated names, e.g. Q4_K)
  *   build/tests/bench_qmatmul dec [isa] [types]   the fast mode's decode columns only, more repetitions
+ *   build/tests/bench_qmatmul rp isa type rows cols views [col0 ld]   one row-parallel shape from DRAM
  */
 #include <math.h>
 #include <stdint.h>
@@ -404,6 +405,52 @@ static void bench_dec(const char *isa_name, const char *types) {
     }
 }
 
+/* One row-parallel shape streamed from DRAM: n_views copies of a rows x cols view (together past
+ * the L3, as a model's layers are), each through matmul_blocks once per pass; ns per weight, best
+ * of passes, exact and fast mode. Compares a mesh's narrow shard views with a whole layer's. */
+static void bench_rowpar(const char *isa_name, const char *type, int rows, int cols, int n_views, int col0, int ld) {
+    qm_kernels k = kernels_or_exit(isa_name);
+    qm_dtype dt = QM_DT_COUNT;
+    for (int d = 0; d < NDT; d++)
+        if (!strcmp(qm_dtype_name(dts[d]), type)) dt = dts[d];
+    if (ld < col0 + cols) ld = col0 + cols;
+    if (dt == QM_DT_COUNT || rows < 1 || cols < 64 || col0 < 0 || ld % qm_dtype_block(dt) || n_views < 1) {
+        fprintf(stderr, "rp: bad type or shape\n");
+        exit(2);
+    }
+    rng_t r = {7};
+    const size_t per = (size_t)rows * (size_t)ld / (size_t)qm_dtype_block(dt), vb = per * qm_dtype_block_bytes(dt);
+    char *q = make_q(&r, dt, per * (size_t)n_views, 0);
+    const int nb = (cols + 63) / 64;
+    float *x = malloc((size_t)cols * 4), *y = malloc((size_t)nb * (size_t)rows * 4);
+    for (int i = 0; i < cols; i++) x[i] = rand_f32(&r);
+    int8_t *xq = malloc((size_t)cols);
+    float *xd = malloc((size_t)cols / 32 * 4);
+    int32_t *xs = malloc((size_t)cols / 32 * 4);
+    k.quantize_act(x, cols, xq, xd, xs);
+    qm_q8act a = {xq, xd, xs, (size_t)cols / 32};
+    double best[2] = {1e30, 1e30};
+    for (int pass = 0; pass < 8; pass++)
+        for (int mode = 0; mode < 2; mode++) {
+            double t0 = now_s();
+            for (int v = 0; v < n_views; v++) {
+                qm_wview w = {q + (size_t)v * vb, dt, (size_t)ld, rows, cols, col0};
+                if (mode == 0) k.matmul_blocks(&w, x, (size_t)cols, 1, 64, nb, y, (size_t)rows, (size_t)rows, 0, rows);
+                else k.matmul_q8_blocks(&w, &a, 1, 64, nb, y, (size_t)rows, (size_t)rows, 0, rows);
+            }
+            double t = (now_s() - t0) / ((double)n_views * rows * cols) * 1e9;
+            if (t < best[mode]) best[mode] = t;
+        }
+    printf("isa %s %s rows %d cols %d (from %d of %d) views %d: ns/weight exact %.4f fast %.4f\n", k.isa, type, rows,
+           cols, col0, ld, n_views, best[0], best[1]);
+    free(q);
+    free(x);
+    free(y);
+    free(xq);
+    free(xd);
+    free(xs);
+}
+
 int main(int argc, char **argv) {
     init_isas();
     if (argc >= 2 && !strcmp(argv[1], "check")) {
@@ -422,6 +469,12 @@ int main(int argc, char **argv) {
         bench_dec(argc >= 3 ? argv[2] : "auto", argc >= 4 ? argv[3] : NULL);
         return 0;
     }
-    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types]\n", argv[0]);
+    if (argc >= 7 && !strcmp(argv[1], "rp")) {
+        bench_rowpar(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), argc >= 8 ? atoi(argv[7]) : 0,
+                     argc >= 9 ? atoi(argv[8]) : 0);
+        return 0;
+    }
+    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types] | rp isa type rows cols views [col0 ld]\n",
+            argv[0]);
     return 2;
 }
