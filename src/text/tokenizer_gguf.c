@@ -4,6 +4,7 @@
  * get_vocab_base + gguf-py SpecialVocab). */
 #include <cjson/cJSON.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +157,10 @@ static void sl_add(strlist *l, const char *s, size_t n) {
         }
         l->off = off;
         l->cap_n = cap;
+    }
+    if (n > SIZE_MAX / 4 - l->len) { /* past any file's size: no doubling below can wrap */
+        l->failed = true;
+        return;
     }
     if (l->len + n + 1 > l->cap) {
         size_t cap = l->cap ? l->cap : 1 << 16;
