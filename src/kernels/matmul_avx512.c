@@ -729,27 +729,32 @@ static void attn_values_avx512(const float *p, size_t ldp, int g, const float *v
 #define QBLOCKS_SHORT_TILE 4096 /* bytes: a row tile this short is prefetched as one stretch */
 
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (kernels.h, matmul_blocks) ----
- * R rows at a time, each read once along all its blocks: a block's accumulators are exactly those
- * of its own view (lane i % 16 over the block's columns, from +0), kept in memory, item
- * i = r n + k for row r's block k of the n in hand; then their trees 16 items at a time
- * (qreduce16), whichever rows they belong to, so that views of few blocks (a device's one or two
- * heads of o_proj) fill the reduction as well as long ones. */
-QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int R, int nb,
-                            const float *x, float *part, size_t pstride) {
-    float accm[QRMAX * 16 * 16] __attribute__((aligned(64))); /* [R * n][16] */
-    float ks[QRMAX][16] __attribute__((aligned(64)));
-    float out[QRMAX * 16];
-    const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt);
+ * Register tiles of R rows, each row read once along all its blocks: a block's accumulators are
+ * exactly those of its own view (lane i % 16 over the block's columns, from +0), kept in memory,
+ * item i = r n + k for row r's block k of the n in hand; then their trees 16 items at a time
+ * (qreduce16), whichever rows they belong to. A view of few blocks (a device's one or two heads
+ * of o_proj, its two or three MLP blocks on 1x32) takes ntile register tiles in a group, so that
+ * its items still fill the reductions. */
+#define QB_ITEMS 128 /* items of a group: R * ntile rows x n blocks */
+#define QB_ROWS 16   /* rows of a group at most */
+_Static_assert(QRMAX * 16 <= QB_ITEMS && QB_ROWS * 3 <= QB_ITEMS, "qblocks_rows' items");
+
+QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int R,
+                            int ntile, int nb, const float *x, float *part, size_t pstride) {
+    float accm[QB_ITEMS * 16] __attribute__((aligned(64))); /* [rows * n][16] */
+    float ks[QB_ROWS][16] __attribute__((aligned(64)));     /* each row's K-quant scales in hand */
+    float out[QB_ITEMS];
+    const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt), rows = R * ntile;
     const size_t bb = qm_dtype_block_bytes(dt);
-    /* The next tile's rows into the L1, spread over this tile's blocks. Long rows: each row's
-     * bytes of the block in hand (rows R + r at the block's offset). A short tile (a device's
+    /* The next group's rows into the L1, spread over this group's blocks. Long rows: each row's
+     * bytes of the block in hand (rows R + r at the block's offset). A short group (a device's
      * narrow shard of a row-parallel layer, a few hundred bytes a row) as one stretch from its
      * first byte. Measured from DRAM (bench_qmatmul rp, Q8_0, 448 rows): 640 columns 0.14 ns a
      * weight per row, 0.08 as a stretch; 4864 columns 0.10 per row, 0.14 as a stretch. */
-    const size_t tile_bytes = (size_t)R * wstride, blk_bytes = bb * (size_t)bc / (size_t)qk;
-    const int stretch = tile_bytes <= QBLOCKS_SHORT_TILE;
-    const size_t pf_step = (tile_bytes + (size_t)nb * 64 - 1) / ((size_t)nb * 64) * 64;
-    const char *pf = w0 + tile_bytes;
+    const size_t group_bytes = (size_t)rows * wstride, blk_bytes = bb * (size_t)bc / (size_t)qk;
+    const int stretch = group_bytes <= QBLOCKS_SHORT_TILE;
+    const size_t pf_step = (group_bytes + (size_t)nb * 64 - 1) / ((size_t)nb * 64) * 64;
+    const char *pf = w0 + group_bytes;
     for (int b0 = 0; b0 < nb; b0 += 16) {
         const int n = nb - b0 < 16 ? nb - b0 : 16;
         for (int k = 0; k < n; k++) {
@@ -761,37 +766,44 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
                 for (int r = 0; r < R; r++)
                     _mm_prefetch(w0 + (size_t)(R + r) * wstride + (size_t)(b0 + k) * blk_bytes, _MM_HINT_T0);
             }
-            __m512 acc[QRMAX];
-            for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
-            for (int e = e0; e < e1; e += S) {
-                const unsigned ue = (unsigned)e;
-                const int fresh = (b0 + k == 0 && e == e0) || ue % 256 == 0, j = (int)(ue % 256 / 64);
-                const char *wb = w0 + (size_t)(ue / (unsigned)qk) * bb;
-                __m512 w[QRMAX][4];
-                for (int r = 0; r < R; r++) qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w[r]);
-                for (int g = 0; g < G; g++) {
-                    const __m512 xv = _mm512_loadu_ps(x + (e - col0) + 16 * g);
-                    for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(w[r][g], xv, acc[r]);
+            for (int t = 0; t < ntile; t++) {
+                const char *wt = w0 + (size_t)(t * R) * wstride;
+                __m512 acc[QRMAX];
+                for (int r = 0; r < R; r++) acc[r] = _mm512_setzero_ps();
+                for (int e = e0; e < e1; e += S) {
+                    const unsigned ue = (unsigned)e;
+                    const int fresh = (b0 + k == 0 && e == e0) || ue % 256 == 0, j = (int)(ue % 256 / 64);
+                    const char *wb = wt + (size_t)(ue / (unsigned)qk) * bb;
+                    __m512 w[QRMAX][4];
+                    for (int r = 0; r < R; r++)
+                        qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[t * R + r], w[r]);
+                    for (int g = 0; g < G; g++) {
+                        const __m512 xv = _mm512_loadu_ps(x + (e - col0) + 16 * g);
+                        for (int r = 0; r < R; r++) acc[r] = _mm512_fmadd_ps(w[r][g], xv, acc[r]);
+                    }
                 }
+                for (int r = 0; r < R; r++) _mm512_store_ps(accm + 16 * ((t * R + r) * n + k), acc[r]);
             }
-            for (int r = 0; r < R; r++) _mm512_store_ps(accm + 16 * (r * n + k), acc[r]);
         }
-        for (int i = 0; i < R * n; i += 16) qreduce16(accm + 16 * i, R * n - i, NULL, out + i);
-        for (int r = 0; r < R; r++)
+        for (int i = 0; i < rows * n; i += 16) qreduce16(accm + 16 * i, rows * n - i, NULL, out + i);
+        for (int r = 0; r < rows; r++)
             for (int k = 0; k < n; k++) part[(size_t)(b0 + k) * pstride + (size_t)r] = out[r * n + k];
     }
 }
 
-/* Rows [o_begin, o_end) in tiles of QM_AVX512_QDR, the rest one by one. */
+/* Rows [o_begin, o_end) in groups of register tiles of QM_AVX512_QDR rows (several tiles when the
+ * view has under 4 blocks), the rest one by one. */
 QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc, int nb, float *part, size_t pstride,
                          int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w);
-    const int end = w->col0 + w->cols;
+    const int end = w->col0 + w->cols, R = QM_AVX512_QDR, ntile = nb < 4 ? QB_ROWS / R : 1;
     int o = o_begin;
-    for (; o + QM_AVX512_QDR <= o_end; o += QM_AVX512_QDR)
-        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, QM_AVX512_QDR, nb, x, part + o, pstride);
+    for (; o + R * ntile <= o_end; o += R * ntile)
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, R, ntile, nb, x, part + o, pstride);
+    for (; o + R <= o_end; o += R)
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, R, 1, nb, x, part + o, pstride);
     for (; o < o_end; o++)
-        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, 1, nb, x, part + o, pstride);
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, 1, 1, nb, x, part + o, pstride);
 }
 
 static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float *x, int bc, int nb, float *part,
