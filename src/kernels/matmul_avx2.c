@@ -859,21 +859,25 @@ static void attn_values_avx2(const float *p, size_t ldp, int g, const float *v, 
 #define QBLOCKS_SHORT_TILE 4096 /* bytes: a row tile this short is prefetched as one stretch */
 
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (see matmul_avx512.c) ----
- * R rows at a time, each read once along all its blocks; a block's accumulators (exactly its
- * own view's) kept as items i = r n + k for the n blocks in hand, then their trees 8 items at a
- * time (qreduce8), whichever rows they belong to. */
-QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int R, int nb,
-                            const float *x, float *part, size_t pstride) {
-    float accm[QRMAX * 8 * 16] __attribute__((aligned(32))); /* [R * n][16] */
-    float ks[QRMAX][16] __attribute__((aligned(32)));
-    float out[QRMAX * 8];
-    const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt);
+ * Register tiles of R rows, each row read once along all its blocks; a block's accumulators
+ * (exactly its own view's) kept as items i = r n + k for the n blocks in hand, then their trees 8
+ * items at a time (qreduce8), whichever rows they belong to; a view of one block (a device's one
+ * head of 64) takes two register tiles in a group, so that its items fill the reductions. */
+#define QB_ROWS 8 /* rows of a group at most */
+_Static_assert(QRMAX <= QB_ROWS && QM_AVX2_QDR <= QB_ROWS, "qblocks_rows' rows");
+
+QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int R,
+                            int ntile, int nb, const float *x, float *part, size_t pstride) {
+    float accm[QB_ROWS * 8 * 16] __attribute__((aligned(32))); /* [rows * n][16] */
+    float ks[QB_ROWS][16] __attribute__((aligned(32)));
+    float out[QB_ROWS * 8];
+    const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt), rows = R * ntile;
     const size_t bb = qm_dtype_block_bytes(dt), blk_bytes = bb * (size_t)bc / (size_t)qk; /* about, for K-quants */
-    /* The next tile's rows into the L1, as matmul_avx512.c's qblocks_rows does */
-    const size_t tile_bytes = (size_t)R * wstride;
-    const int stretch = tile_bytes <= QBLOCKS_SHORT_TILE;
-    const size_t pf_step = (tile_bytes + (size_t)nb * 64 - 1) / ((size_t)nb * 64) * 64;
-    const char *pf = w0 + tile_bytes;
+    /* The next group's rows into the L1, as matmul_avx512.c's qblocks_rows does */
+    const size_t group_bytes = (size_t)rows * wstride;
+    const int stretch = group_bytes <= QBLOCKS_SHORT_TILE;
+    const size_t pf_step = (group_bytes + (size_t)nb * 64 - 1) / ((size_t)nb * 64) * 64;
+    const char *pf = w0 + group_bytes;
     for (int b0 = 0; b0 < nb; b0 += 8) {
         const int n = nb - b0 < 8 ? nb - b0 : 8;
         for (int k = 0; k < n; k++) {
@@ -885,43 +889,49 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
                 for (int r = 0; r < R; r++)
                     _mm_prefetch(w0 + (size_t)(R + r) * wstride + (size_t)(b0 + k) * blk_bytes, _MM_HINT_T0);
             }
-            __m256 lo[QRMAX], hi[QRMAX];
-            for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm256_setzero_ps();
-            for (int e = e0; e < e1; e += S) {
-                const unsigned ue = (unsigned)e;
-                const int fresh = (b0 + k == 0 && e == e0) || ue % 256 == 0, j = (int)(ue % 256 / 64);
-                const char *wb = w0 + (size_t)(ue / (unsigned)qk) * bb;
-                for (int r = 0; r < R; r++) {
-                    __m256 w[4][2];
-                    qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w);
-                    for (int g = 0; g < G; g++) {
-                        const float *xp = x + (e - col0) + 16 * g;
-                        lo[r] = _mm256_fmadd_ps(w[g][0], _mm256_loadu_ps(xp), lo[r]);
-                        hi[r] = _mm256_fmadd_ps(w[g][1], _mm256_loadu_ps(xp + 8), hi[r]);
+            for (int t = 0; t < ntile; t++) {
+                const char *wt = w0 + (size_t)(t * R) * wstride;
+                __m256 lo[QRMAX], hi[QRMAX];
+                for (int r = 0; r < R; r++) lo[r] = hi[r] = _mm256_setzero_ps();
+                for (int e = e0; e < e1; e += S) {
+                    const unsigned ue = (unsigned)e;
+                    const int fresh = (b0 + k == 0 && e == e0) || ue % 256 == 0, j = (int)(ue % 256 / 64);
+                    const char *wb = wt + (size_t)(ue / (unsigned)qk) * bb;
+                    for (int r = 0; r < R; r++) {
+                        __m256 w[4][2];
+                        qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[t * R + r], w);
+                        for (int g = 0; g < G; g++) {
+                            const float *xp = x + (e - col0) + 16 * g;
+                            lo[r] = _mm256_fmadd_ps(w[g][0], _mm256_loadu_ps(xp), lo[r]);
+                            hi[r] = _mm256_fmadd_ps(w[g][1], _mm256_loadu_ps(xp + 8), hi[r]);
+                        }
                     }
                 }
-            }
-            for (int r = 0; r < R; r++) {
-                _mm256_store_ps(accm + 16 * (r * n + k), lo[r]);
-                _mm256_store_ps(accm + 16 * (r * n + k) + 8, hi[r]);
+                for (int r = 0; r < R; r++) {
+                    _mm256_store_ps(accm + 16 * ((t * R + r) * n + k), lo[r]);
+                    _mm256_store_ps(accm + 16 * ((t * R + r) * n + k) + 8, hi[r]);
+                }
             }
         }
-        for (int i = 0; i < R * n; i += 8) qreduce8(accm + 16 * i, R * n - i < 8 ? R * n - i : 8, NULL, out + i);
-        for (int r = 0; r < R; r++)
+        for (int i = 0; i < rows * n; i += 8) qreduce8(accm + 16 * i, rows * n - i < 8 ? rows * n - i : 8, NULL, out + i);
+        for (int r = 0; r < rows; r++)
             for (int k = 0; k < n; k++) part[(size_t)(b0 + k) * pstride + (size_t)r] = out[r * n + k];
     }
 }
 
-/* Rows [o_begin, o_end) in tiles of QM_AVX2_QDR, the rest one by one. */
+/* Rows [o_begin, o_end) in groups of register tiles of QM_AVX2_QDR rows (two tiles for a view of
+ * one block), the rest one by one. */
 QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc, int nb, float *part, size_t pstride,
                          int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w);
-    const int end = w->col0 + w->cols;
+    const int end = w->col0 + w->cols, R = QM_AVX2_QDR, ntile = nb == 1 ? QB_ROWS / R : 1;
     int o = o_begin;
-    for (; o + QM_AVX2_QDR <= o_end; o += QM_AVX2_QDR)
-        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, QM_AVX2_QDR, nb, x, part + o, pstride);
+    for (; o + R * ntile <= o_end; o += R * ntile)
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, R, ntile, nb, x, part + o, pstride);
+    for (; o + R <= o_end; o += R)
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, R, 1, nb, x, part + o, pstride);
     for (; o < o_end; o++)
-        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, 1, nb, x, part + o, pstride);
+        qblocks_rows(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, 1, 1, nb, x, part + o, pstride);
 }
 
 static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float *x, int bc, int nb, float *part,
