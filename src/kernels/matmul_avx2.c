@@ -13,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
+#include "kernels/rowpar.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
 
@@ -856,8 +857,6 @@ static void attn_values_avx2(const float *p, size_t ldp, int g, const float *v, 
     }
 }
 
-#define QBLOCKS_SHORT_TILE 4096 /* bytes: a row tile this short is prefetched as one stretch */
-
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (see matmul_avx512.c) ----
  * Register tiles of R rows, each row read once along all its blocks; a block's accumulators
  * (exactly its own view's) kept as items i = r n + k for the n blocks in hand, then their trees 8
@@ -872,23 +871,14 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
     float ks[QB_ROWS][16] __attribute__((aligned(32)));
     float out[QB_ROWS * 8];
     const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt), rows = R * ntile;
-    const size_t bb = qm_dtype_block_bytes(dt), blk_bytes = bb * (size_t)bc / (size_t)qk; /* about, for K-quants */
-    /* The next group's rows into the L1, as matmul_avx512.c's qblocks_rows does */
-    const size_t group_bytes = (size_t)rows * wstride;
-    const int stretch = group_bytes <= QBLOCKS_SHORT_TILE;
-    const size_t pf_step = (group_bytes + (size_t)nb * 64 - 1) / ((size_t)nb * 64) * 64;
-    const char *pf = w0 + group_bytes;
+    const size_t bb = qm_dtype_block_bytes(dt);
+    /* the next group's rows into the L1 (rowpar.h) */
+    qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, rows, R, nb, bb * (size_t)bc / (size_t)qk);
     for (int b0 = 0; b0 < nb; b0 += 8) {
         const int n = nb - b0 < 8 ? nb - b0 : 8;
         for (int k = 0; k < n; k++) {
             const int e0 = col0 + (b0 + k) * bc, e1 = e0 + bc < col_end ? e0 + bc : col_end;
-            if (stretch) {
-                for (size_t off = 0; off < pf_step; off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
-                pf += pf_step;
-            } else {
-                for (int r = 0; r < R; r++)
-                    _mm_prefetch(w0 + (size_t)(R + r) * wstride + (size_t)(b0 + k) * blk_bytes, _MM_HINT_T0);
-            }
+            qm_rowpar_prefetch_block(&pf, b0 + k);
             for (int t = 0; t < ntile; t++) {
                 const char *wt = w0 + (size_t)(t * R) * wstride;
                 __m256 lo[QRMAX], hi[QRMAX];

@@ -13,6 +13,7 @@
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
+#include "kernels/rowpar.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
 
@@ -726,8 +727,6 @@ static void attn_values_avx512(const float *p, size_t ldp, int g, const float *v
         }
 }
 
-#define QBLOCKS_SHORT_TILE 4096 /* bytes: a row tile this short is prefetched as one stretch */
-
 /* ---- row-parallel layers of 64- or 128-column blocks (an MLP block, a head), one token (kernels.h, matmul_blocks) ----
  * Register tiles of R rows, each row read once along all its blocks: a block's accumulators are
  * exactly those of its own view (lane i % 16 over the block's columns, from +0), kept in memory,
@@ -746,26 +745,13 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
     float out[QB_ITEMS];
     const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt), rows = R * ntile;
     const size_t bb = qm_dtype_block_bytes(dt);
-    /* The next group's rows into the L1, spread over this group's blocks. Long rows: each row's
-     * bytes of the block in hand (rows R + r at the block's offset). A short group (a device's
-     * narrow shard of a row-parallel layer, a few hundred bytes a row) as one stretch from its
-     * first byte. Measured from DRAM (bench_qmatmul rp, Q8_0, 448 rows): 640 columns 0.14 ns a
-     * weight per row, 0.08 as a stretch; 4864 columns 0.10 per row, 0.14 as a stretch. */
-    const size_t group_bytes = (size_t)rows * wstride, blk_bytes = bb * (size_t)bc / (size_t)qk;
-    const int stretch = group_bytes <= QBLOCKS_SHORT_TILE;
-    const size_t pf_step = (group_bytes + (size_t)nb * 64 - 1) / ((size_t)nb * 64) * 64;
-    const char *pf = w0 + group_bytes;
+    /* the next group's rows into the L1 (rowpar.h) */
+    qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, rows, R, nb, bb * (size_t)bc / (size_t)qk);
     for (int b0 = 0; b0 < nb; b0 += 16) {
         const int n = nb - b0 < 16 ? nb - b0 : 16;
         for (int k = 0; k < n; k++) {
             const int e0 = col0 + (b0 + k) * bc, e1 = e0 + bc < col_end ? e0 + bc : col_end;
-            if (stretch) {
-                for (size_t off = 0; off < pf_step; off += 64) _mm_prefetch(pf + off, _MM_HINT_T0);
-                pf += pf_step;
-            } else {
-                for (int r = 0; r < R; r++)
-                    _mm_prefetch(w0 + (size_t)(R + r) * wstride + (size_t)(b0 + k) * blk_bytes, _MM_HINT_T0);
-            }
+            qm_rowpar_prefetch_block(&pf, b0 + k);
             for (int t = 0; t < ntile; t++) {
                 const char *wt = w0 + (size_t)(t * R) * wstride;
                 __m512 acc[QRMAX];

@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "kernels/qdot.h"
+#include "kernels/rowpar.h"
 #include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
@@ -837,11 +838,7 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
             _mm256_storeu_ps(a + 8 * h, _mm256_and_ps(_mm256_add_ps(_mm256_setzero_ps(), c), live[h]));
         }
         for (int m = 0; m < nbk; m++)
-            for (int j = 0; j < nr; j++) {
-                const float *am = a + (size_t)(m * bpb * R + j);
-                part[(size_t)m * pstride + (size_t)(o + j)] =
-                    bpb == 2 ? am[0] + am[R] : (am[0] + am[2 * R]) + (am[R] + am[3 * R]);
-            }
+            for (int j = 0; j < nr; j++) part[(size_t)m * pstride + (size_t)(o + j)] = qm_narrow_block_dot(a, R, bpb, m, j);
     }
 }
 

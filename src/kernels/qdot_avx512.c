@@ -30,6 +30,7 @@
 #include <stdlib.h>
 
 #include "kernels/qdot.h"
+#include "kernels/rowpar.h"
 #include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
@@ -1190,11 +1191,7 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
         float a[16] __attribute__((aligned(64))); /* item order: block b of row j at b R + j */
         _mm512_store_ps(a, _mm512_permutexvar_ps(unperm_idx(), _mm512_maskz_add_ps(blk_live, _mm512_setzero_ps(), c)));
         for (int m = 0; m < nbk; m++)
-            for (int j = 0; j < nr; j++) {
-                const float *am = a + (size_t)(m * bpb * R + j);
-                part[(size_t)m * pstride + (size_t)(o + j)] =
-                    bpb == 2 ? am[0] + am[R] : (am[0] + am[2 * R]) + (am[R] + am[3 * R]);
-            }
+            for (int j = 0; j < nr; j++) part[(size_t)m * pstride + (size_t)(o + j)] = qm_narrow_block_dot(a, R, bpb, m, j);
     }
 }
 
