@@ -112,6 +112,13 @@ static float *all_cover_value(void *ctx, int leaf) {
     return v;
 }
 
+/* Whether [first, first + count) is a node of the halving tree under node [f, f + c). */
+static int is_node(int f, int c, int first, int count) {
+    if (f == first && c == count) return 1;
+    if (c < 2 || first < f || first + count > f + c) return 0;
+    return is_node(f, c / 2, first, count) || is_node(f + c / 2, c - c / 2, first, count);
+}
+
 /* One leaf count and part count: the covers tile the leaves in order, each node lies inside its
  * part and is a real node of the tree, no cover has more than max(1, 2*top - 2) nodes, the
  * reduction uses no more slots than the part's leaves; local reduction (groups of 1, 3 and all
@@ -125,13 +132,14 @@ static void check_tree(int leaves, int parts, float *values, float *scratch, con
         td_assign(leaves, parts, k, &b0, &nb);
         assert_true(m <= most && (m == 0) == (nb == 0));
         for (int i = 0; i < m; i++) {
-            int end = cover[i].first + (1 << cover[i].level);
-            end = end < leaves ? end : leaves;
+            int end = cover[i].first + cover[i].count;
             assert_int_equal(cover[i].first, next);
-            assert_int_equal(cover[i].first % (1 << cover[i].level), 0);
+            assert_true(is_node(0, leaves, cover[i].first, cover[i].count));
             assert_true(cover[i].first >= b0 && end <= b0 + nb && end > cover[i].first);
             next = end;
         }
+        if ((parts & (parts - 1)) == 0 && leaves % parts == 0) /* then every part is one node */
+            assert_true(m == (nb > 0));
         int group = (leaves + parts) % 3 == 0 ? 1 : (leaves + parts) % 3 == 1 ? 3 : nb;
         assert_true(qm_tree_part_slots(leaves, parts, k, group) <= nb);
         td_fill_cover(11u + (uint32_t)leaves, leaves, parts, k, n, group, scratch);

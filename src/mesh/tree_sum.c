@@ -13,11 +13,8 @@ int qm_tree_top(int n_leaves) {
     return top;
 }
 
-/* One past the last leaf of node (level, first). */
-static int node_end(int n_leaves, int level, int first) {
-    long long end = (long long)first + (1LL << level);
-    return end < n_leaves ? (int)end : n_leaves;
-}
+/* A node of count >= 2 leaves: its left child's leaves (the right child has the rest). */
+static int left_count(int count) { return count / 2; }
 
 /* The largest p with begin(p) = floor(n_leaves * p / n_parts) <= leaf. */
 int qm_tree_part_of(int n_leaves, int n_parts, int leaf) {
@@ -36,36 +33,34 @@ typedef struct {
     size_t len;             /* floats per value */
 } walk;
 
-/* The value of node (level, first), left in the buffer of its first given node. */
-static float *walk_node(const walk *w, int level, int first) {
-    if (node_end(w->n_leaves, level, first) <= part_end_of(w->n_leaves, w->n_parts, first))
+/* The value of node [first, first + count), left in the buffer of its first given node. */
+static float *walk_node(const walk *w, int first, int count) {
+    if (first + count <= part_end_of(w->n_leaves, w->n_parts, first))
         return w->value(w->ctx, first); /* inside one part, its parent is not: a cover node */
-    assert(level > 0);                  /* a leaf always lies inside its part */
-    float *left = walk_node(w, level - 1, first);
-    int mid = first + (1 << (level - 1));
-    if (mid < w->n_leaves) {
-        const float *right = walk_node(w, level - 1, mid);
-        for (size_t i = 0; i < w->len; i++) left[i] = left[i] + right[i];
-    }
+    assert(count > 1);                  /* a leaf always lies inside its part */
+    const int lc = left_count(count);
+    float *left = walk_node(w, first, lc);
+    const float *right = walk_node(w, first + lc, count - lc);
+    for (size_t i = 0; i < w->len; i++) left[i] = left[i] + right[i];
     return left;
 }
 
-static void cover_visit(int n_leaves, qm_range part, int level, int first, qm_tree_node *out, int *n) {
-    int end = node_end(n_leaves, level, first);
+static void cover_visit(qm_range part, int first, int count, qm_tree_node *out, int *n) {
+    const int end = first + count;
     if (end <= part.begin || first >= part.end) return;
     if (first >= part.begin && end <= part.end) {
         assert(*n < QM_TREE_MAX_COVER);
-        out[(*n)++] = (qm_tree_node){level, first};
+        out[(*n)++] = (qm_tree_node){first, count};
         return;
     }
-    int mid = first + (1 << (level - 1));
-    cover_visit(n_leaves, part, level - 1, first, out, n);
-    if (mid < n_leaves) cover_visit(n_leaves, part, level - 1, mid, out, n);
+    const int lc = left_count(count);
+    cover_visit(part, first, lc, out, n);
+    cover_visit(part, first + lc, count - lc, out, n);
 }
 
 int qm_tree_cover(int n_leaves, int n_parts, int part, qm_tree_node *out) {
     int n = 0;
-    if (n_leaves > 0) cover_visit(n_leaves, qm_split(n_leaves, n_parts, part), qm_tree_top(n_leaves), 0, out, &n);
+    if (n_leaves > 0) cover_visit(qm_split(n_leaves, n_parts, part), 0, n_leaves, out, &n);
     return n;
 }
 
@@ -92,25 +87,23 @@ typedef struct {
     int slots_used;
 } producer;
 
-/* The value of node (level, first) into slot s: a node of at most `group` leaves from its leaves
- * at once; a larger one from its children (left in s, right in s + 1, then added). */
-static void produce_node(producer *p, int level, int first, int s) {
-    int end = node_end(p->n_leaves, level, first);
-    if (end - first <= p->group) {
-        if (s + end - first > p->slots_used) p->slots_used = s + end - first;
+/* The value of node [first, first + count) into slot s: a node of at most `group` leaves from its
+ * leaves at once; a larger one from its children (left in s, right in s + 1, then added). */
+static void produce_node(producer *p, int first, int count, int s) {
+    if (count <= p->group) {
+        if (s + count > p->slots_used) p->slots_used = s + count;
         if (!p->leaves) return;
-        p->leaves(p->ctx, first, end - first, s);
+        p->leaves(p->ctx, first, count, s);
         for (size_t r = 0; r < p->span->reps; r++) {
             group_slots g = {p->span, s, first, r};
             walk w = {p->n_leaves, p->n_leaves, group_value, &g, p->span->len}; /* given: every leaf */
-            walk_node(&w, level, first);
+            walk_node(&w, first, count);
         }
         return;
     }
-    produce_node(p, level - 1, first, s);
-    int mid = first + (1 << (level - 1));
-    if (mid >= p->n_leaves) return;
-    produce_node(p, level - 1, mid, s + 1);
+    const int lc = left_count(count);
+    produce_node(p, first, lc, s);
+    produce_node(p, first + lc, count - lc, s + 1);
     for (size_t r = 0; p->leaves && r < p->span->reps; r++) {
         float *left = span_at(p->span, s, r);
         const float *right = span_at(p->span, s + 1, r);
@@ -129,7 +122,7 @@ static void reduce_all_at_once(producer *p, const qm_tree_node *cover, int m, qm
         for (size_t r = 0; r < p->span->reps; r++) {
             group_slots g = {p->span, 0, part.begin, r};
             walk w = {p->n_leaves, p->n_leaves, group_value, &g, p->span->len}; /* given: every leaf */
-            walk_node(&w, cover[i].level, cover[i].first);
+            walk_node(&w, cover[i].first, cover[i].count);
             if (from != i) memcpy(span_at(p->span, i, r), span_at(p->span, from, r), p->span->len * sizeof(float));
         }
     }
@@ -144,7 +137,7 @@ static int reduce_part(int n_leaves, int n_parts, int part, producer *p) {
         reduce_all_at_once(p, cover, m, range);
         return p->slots_used;
     }
-    for (int i = 0; i < m; i++) produce_node(p, cover[i].level, cover[i].first, i); /* cover node i into slot i */
+    for (int i = 0; i < m; i++) produce_node(p, cover[i].first, cover[i].count, i); /* cover node i into slot i */
     return p->slots_used;
 }
 
@@ -182,21 +175,18 @@ size_t qm_tree_part_floats(int n_leaves, int n_parts, int part, int max_rows, si
 float *qm_tree_combine(int n_leaves, int n_parts, qm_tree_value_fn value, void *ctx, size_t len) {
     if (n_leaves <= 0) return 0;
     walk w = {n_leaves, n_parts, value, ctx, len};
-    return walk_node(&w, qm_tree_top(n_leaves), 0);
+    return walk_node(&w, 0, n_leaves);
 }
 
-/* Element i of node (level, index) by the definition, recursively. */
-static float ref_node(const float *leaves, int n_leaves, size_t n, size_t i, int level, long index) {
-    if (level == 0) return leaves[(size_t)index * n + i];
-    float left = ref_node(leaves, n_leaves, n, i, level - 1, 2 * index);
-    if (((2 * index + 1) << (level - 1)) >= n_leaves) return left; /* the right child is empty */
-    float right = ref_node(leaves, n_leaves, n, i, level - 1, 2 * index + 1);
-    return left + right;
+/* Element i of node [first, first + count) by the definition, recursively. */
+static float ref_node(const float *leaves, size_t n, size_t i, int first, int count) {
+    if (count == 1) return leaves[(size_t)first * n + i];
+    const int half = count / 2;
+    return ref_node(leaves, n, i, first, half) + ref_node(leaves, n, i, first + half, count - half);
 }
 
 void qm_tree_sum_ref(const float *leaves, int n_leaves, size_t n, float *out) {
-    int top = qm_tree_top(n_leaves);
-    for (size_t i = 0; i < n; i++) out[i] = n_leaves > 0 ? ref_node(leaves, n_leaves, n, i, top, 0) : 0.0f;
+    for (size_t i = 0; i < n; i++) out[i] = n_leaves > 0 ? ref_node(leaves, n, i, 0, n_leaves) : 0.0f;
 }
 
 void qm_tree_slice(size_t n, int parts, int k, size_t *lo, size_t *hi) {

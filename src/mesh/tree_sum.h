@@ -1,20 +1,22 @@
 /* The canonical order of a row-parallel sum (docs/architecture.md, Exactness rule 2 and "Row sum").
  *
  * The n_leaves block partials of a row-parallel layer are the leaves of one fixed binary tree,
- * whatever the number of devices. Let top = ceil(log2(n_leaves)) (0 for one leaf). Node
- * (level j, index k) covers the leaves [k*2^j, (k+1)*2^j) ∩ [0, n_leaves); a leaf (j = 0) is its
- * block partial as is; an inner node is left + right when its right child covers a leaf, else
- * its left child's value. The sum is the root (top, 0). A node is named by its level and its
- * first leaf.
+ * whatever the number of devices: the halving tree. The root covers the leaves [0, n_leaves); a
+ * node of count >= 2 leaves [f, f + count) has the left child [f, f + count/2) (count/2 rounded
+ * down) and the right child [f + count/2, f + count); a leaf is its block partial as is, an inner
+ * node is left + right. The sum is the root. Its depth is top = ceil(log2(n_leaves)) (0 for one
+ * leaf). A node is named by its first leaf and its count.
  *
  * The row's blocks are split into parts, one per device: part p holds qm_split(n_leaves, n_parts, p)
  * (partition.h). The cover of a part is the list of the highest nodes that lie inside it
  * (nodes whose parent does not), left to right: at most 2*top of them, and one when the part is
- * itself a node (for example every part when n_parts divides a power-of-two leaf count). A device
- * first reduces its blocks to the values of its cover (qm_tree_reduce_part), producing its leaves
- * a group at a time so that only a few of them are stored at once; the row then combines all
- * covers in tree order (qm_tree_combine). Both evaluate each node by the definition, left child
- * before right, so the bits are those of qm_tree_sum_ref for every n_parts.
+ * itself a node. Every part is a node when n_parts is a power of two that divides n_leaves: the
+ * halving tree's splits are then qm_split's bounds (x + floor((y - x)/2) = floor((x + y)/2) for
+ * integers), level by level. A device first reduces its blocks to the values of its cover
+ * (qm_tree_reduce_part), producing its leaves a group at a time so that only a few of them are
+ * stored at once; the row then combines all covers in tree order (qm_tree_combine). Both evaluate
+ * each node by the definition, left child before right, so the bits are those of qm_tree_sum_ref
+ * for every n_parts.
  */
 #ifndef QM_MESH_TREE_SUM_H
 #define QM_MESH_TREE_SUM_H
@@ -24,11 +26,11 @@
 #define QM_TREE_MAX_COVER 64 /* 2 * 31 levels, rounded up */
 
 typedef struct {
-    int level; /* the node covers 2^level leaves (fewer at the right edge) */
-    int first; /* its first leaf */
+    int first; /* the node's first leaf */
+    int count; /* and how many it covers */
 } qm_tree_node;
 
-/* The level of the root: ceil(log2(n_leaves)), 0 for n_leaves <= 1. */
+/* The depth of the tree: ceil(log2(n_leaves)), 0 for n_leaves <= 1. */
 int qm_tree_top(int n_leaves);
 
 /* The part (of n_parts, qm_split) that holds leaf `leaf` of n_leaves. */
