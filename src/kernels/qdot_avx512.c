@@ -1198,15 +1198,11 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
 QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int bc, int nbk, float *part,
                          size_t pstride, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
-    /* 32-element block types only: a K-quant's narrow items gather their scales, which measured
-     * slower than a row per group (Q4_K, 192 of 512 columns from DRAM: 0.42 against 0.13 ns) */
-    if (qm_dtype_block(dt) == 32 && w->cols / 32 <= 8 && w->cols == nbk * bc) {
+    if (qm_rowpar_narrow(dt, w, bc, nbk)) {
         blocks_narrow(dt, w, x, bc / 32, nbk, part, pstride, o_begin, o_end);
         return;
     }
-    /* A device's slice of a row-parallel layer is its rows whole but for the parts of the
-     * K-quant superblocks at its edges that belong to its neighbours: prefetched as whole rows. */
-    const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = w->ld - (size_t)w->cols < 2 * 256;
+    const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = qm_rowpar_whole_rows(w);
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
     for (int o = o_begin; o < o_end; o += DR) {
         const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};

@@ -271,6 +271,29 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The fast mode's activations of the speed runs: n_tok rows of x [n_tok][cols] quantized by k
+ * (as forward.c does once per step); free with q8rows_free. */
+typedef struct {
+    int8_t *q;
+    float *d;
+    int32_t *s;
+} q8rows;
+
+static qm_q8act q8rows_make(const qm_kernels *k, const float *x, int n_tok, int cols, q8rows *b) {
+    const size_t nb = (size_t)n_tok * (size_t)cols / 32;
+    *b = (q8rows){malloc(nb * 32), malloc(nb * sizeof(float)), malloc(nb * sizeof(int32_t))};
+    for (int t = 0; t < n_tok; t++)
+        k->quantize_act(x + (size_t)t * (size_t)cols, cols, b->q + (size_t)t * (size_t)cols,
+                        b->d + (size_t)t * (size_t)cols / 32, b->s + (size_t)t * (size_t)cols / 32);
+    return (qm_q8act){b->q, b->d, b->s, (size_t)cols / 32};
+}
+
+static void q8rows_free(q8rows *b) {
+    free(b->q);
+    free(b->d);
+    free(b->s);
+}
+
 /* Column-parallel: the whole view, all rows. Row-parallel: blocks of 64 columns, each to its slot, as
  * forward.c's row_parallel (matmul_blocks). Returns the best of reps, seconds. */
 static double run(const qm_kernels *k, const qm_wview *w, const float *x, int n_tok, float *y, int rowpar, int reps) {
@@ -346,13 +369,8 @@ static void bench(const char *isa_name, const char *types) {
         double tpr = run(&k, &pr, x, 64, y, 1, 2) / (448.0 * rcols * 64) * 1e9;
         printf("%-5s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f\n", qm_dtype_name(dt), tdf, tdr, thf, thr, tpf, tpr);
         /* the fast mode on the same views (x quantized per 32 elements, rows of rcols) */
-        int8_t *xq = malloc((size_t)64 * rcols);
-        float *xd = malloc((size_t)64 * rcols / 32 * 4);
-        int32_t *xs = malloc((size_t)64 * rcols / 32 * 4);
-        for (int t = 0; t < 64; t++)
-            k.quantize_act(x + (size_t)t * rcols, rcols, xq + (size_t)t * rcols, xd + (size_t)t * rcols / 32,
-                           xs + (size_t)t * rcols / 32);
-        qm_q8act a = {xq, xd, xs, (size_t)rcols / 32};
+        q8rows xb;
+        const qm_q8act a = q8rows_make(&k, x, 64, rcols, &xb);
         tdf = run_q8(&k, &wf, &a, 1, y, 0, 3) / ((double)drows * dcols) * 1e9;
         tdr = run_q8(&k, &wr, &a, 1, y, 1, 3) / ((double)rrows * rcols) * 1e9;
         thf = run_q8(&k, &hf, &a, 1, y, 0, 50) / (256.0 * dcols) * 1e9;
@@ -360,9 +378,7 @@ static void bench(const char *isa_name, const char *types) {
         tpf = run_q8(&k, &pf, &a, 64, y, 0, 2) / (2048.0 * dcols * 64) * 1e9;
         tpr = run_q8(&k, &pr, &a, 64, y, 1, 2) / (448.0 * rcols * 64) * 1e9;
         printf("%-5s %10.4f %10.4f %10.4f %10.4f %10.4f %10.4f\n", "  q8", tdf, tdr, thf, thr, tpf, tpr);
-        free(xq);
-        free(xd);
-        free(xs);
+        q8rows_free(&xb);
         fflush(stdout);
         free(q);
         free(x);
@@ -384,11 +400,8 @@ static void bench_dec(const char *isa_name, const char *types) {
         void *q = make_q(&r, dt, (size_t)drows * dcols / (size_t)qm_dtype_block(dt), 0);
         float *x = malloc((size_t)rcols * 4), *y = malloc((size_t)drows * 4 * 2);
         for (int i = 0; i < rcols; i++) x[i] = rand_f32(&r);
-        int8_t *xq = malloc((size_t)rcols);
-        float *xd = malloc((size_t)rcols / 32 * 4);
-        int32_t *xs = malloc((size_t)rcols / 32 * 4);
-        k.quantize_act(x, rcols, xq, xd, xs);
-        qm_q8act a = {xq, xd, xs, (size_t)rcols / 32};
+        q8rows xb;
+        const qm_q8act a = q8rows_make(&k, x, 1, rcols, &xb);
         qm_wview wf = {q, dt, (size_t)dcols, drows, dcols, 0}, hf = {q, dt, (size_t)dcols, 256, dcols, 0};
         qm_wview hr = {q, dt, (size_t)rcols, 64, rcols, 0};
         double tdf = run_q8(&k, &wf, &a, 1, y, 0, 10) / ((double)drows * dcols) * 1e9;
@@ -396,9 +409,7 @@ static void bench_dec(const char *isa_name, const char *types) {
         double thr = run_q8(&k, &hr, &a, 1, y, 1, 200) / (64.0 * rcols) * 1e9;
         printf("%-5s %10.4f %10.4f %10.4f\n", qm_dtype_name(dt), tdf, thf, thr);
         fflush(stdout);
-        free(xq);
-        free(xd);
-        free(xs);
+        q8rows_free(&xb);
         free(q);
         free(x);
         free(y);
@@ -424,11 +435,8 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
     const int nb = (cols + 63) / 64;
     float *x = malloc((size_t)cols * 4), *y = malloc((size_t)nb * (size_t)rows * 4);
     for (int i = 0; i < cols; i++) x[i] = rand_f32(&r);
-    int8_t *xq = malloc((size_t)cols);
-    float *xd = malloc((size_t)cols / 32 * 4);
-    int32_t *xs = malloc((size_t)cols / 32 * 4);
-    k.quantize_act(x, cols, xq, xd, xs);
-    qm_q8act a = {xq, xd, xs, (size_t)cols / 32};
+    q8rows xb;
+    const qm_q8act a = q8rows_make(&k, x, 1, cols, &xb);
     double best[2] = {1e30, 1e30};
     for (int pass = 0; pass < 8; pass++)
         for (int mode = 0; mode < 2; mode++) {
@@ -446,9 +454,7 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
     free(q);
     free(x);
     free(y);
-    free(xq);
-    free(xd);
-    free(xs);
+    q8rows_free(&xb);
 }
 
 int main(int argc, char **argv) {
