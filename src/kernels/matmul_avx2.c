@@ -189,7 +189,7 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
  * side (qprefill_t), below that QGR rows into an f32 buffer reused by tiles of QGT tokens
  * (qgemm). Every accumulator sees exactly the canonical sequence of FMAs, so every path gives the
  * same bits. */
-#define QSTEP(dt) ((dt) >= QM_DT_Q4_K ? 64 : 32)
+#define QSTEP(dt) ((dt) <= QM_DT_BF16 || (dt) >= QM_DT_Q4_K ? 64 : 32) /* plain types: the row-parallel path */
 #define QRMAX 4
 #define QTMAX 3
 _Static_assert(QRMAX * QTMAX <= ACC_MAX, "store_tile's out");
@@ -342,7 +342,12 @@ QM_INLINE void qstep(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks,
     case QM_DT_Q4_K:
     case QM_DT_Q5_K: step_k(dt, b, j, fresh, ks, w); break;
     case QM_DT_Q6_K: step_q6_k(dt, b, j, fresh, ks, w); break;
-    default: break;
+    default: /* a plain type (the row-parallel path only): 64 elements, converted exactly */
+        for (int g = 0; g < 4; g++) {
+            w[g][0] = load_w8(b + (size_t)(16 * g) * qm_dtype_block_bytes(dt), dt);
+            w[g][1] = load_w8(b + (size_t)(16 * g + 8) * qm_dtype_block_bytes(dt), dt);
+        }
+        break;
     }
 }
 
@@ -927,14 +932,19 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc,
 static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float *x, int bc, int nb, float *part,
                                                   size_t pstride, int o_begin, int o_end) {
 #define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, o_begin, o_end)
-    QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
+    switch (w->dtype) {
+    case QM_DT_F32: BLOCKS_DT(QM_DT_F32); break;
+    case QM_DT_F16: BLOCKS_DT(QM_DT_F16); break;
+    case QM_DT_BF16: BLOCKS_DT(QM_DT_BF16); break;
+    default: QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT); break;
+    }
 #undef BLOCKS_DT
 }
 
 static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                size_t pstride, size_t ldy, int o_begin, int o_end) {
     const int fast = n_tok == 1 && (bc == 64 || bc == 128) && (unsigned)w->dtype < QM_DT_COUNT &&
-                     qm_dtype_is_quant(w->dtype) && w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 &&
+                     w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 &&
                      nb == (w->cols + bc - 1) / bc;
     if (!fast) {
         qm_blocks_by_views(matmul_avx2, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);

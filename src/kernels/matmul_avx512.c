@@ -122,7 +122,9 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
 }
 
 /* Prefill tiles: PR rows x PT tokens of accumulators (of the 32 zmm registers); decode
- * (n_tok == 1) tiles: DR rows. */
+ * (n_tok == 1) tiles: DR rows. Decode from DRAM, bf16 rows of 896 (2 threads, 2026-12-01): 4 rows
+ * (and 2 or 3) read 25-37 GB/s, 8 rows 19-27, in alternating runs: the fewer streams in flight,
+ * the better the prefetch keeps up. */
 #ifndef QM_AVX512_PR
 #define QM_AVX512_PR 6
 #endif
@@ -130,7 +132,7 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
 #define QM_AVX512_PT 4
 #endif
 #ifndef QM_AVX512_DR
-#define QM_AVX512_DR 8
+#define QM_AVX512_DR 4
 #endif
 #define CLAMP_T(k) ((k) < TMAX ? (k) : TMAX)
 
@@ -189,7 +191,7 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
  * tokens: register tiles of 4 rows x T tokens. Prefill: QGR rows dequantized once into an f32
  * buffer and reused by every tile of QGT tokens (qgemm). Every accumulator sees exactly the
  * canonical sequence of FMAs (lane e % 16, increasing e), so every path gives the same bits. */
-#define QSTEP(dt) ((dt) >= QM_DT_Q4_K ? 64 : 32)
+#define QSTEP(dt) ((dt) <= QM_DT_BF16 || (dt) >= QM_DT_Q4_K ? 64 : 32) /* plain types: the row-parallel path */
 #define QRMAX 8
 #define QTMAX 6
 _Static_assert(QRMAX * QTMAX <= ACC_MAX, "store_tile's out");
@@ -346,7 +348,9 @@ QM_INLINE void qstep(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks,
     case QM_DT_Q4_K:
     case QM_DT_Q5_K: step_k(dt, b, j, fresh, ks, w); break;
     case QM_DT_Q6_K: step_q6_k(dt, b, j, fresh, ks, w); break;
-    default: break;
+    default: /* a plain type (the row-parallel path only): 64 elements, converted exactly */
+        for (int g = 0; g < 4; g++) w[g] = load_w(b + (size_t)(16 * g) * qm_dtype_block_bytes(dt), dt);
+        break;
     }
 }
 
@@ -795,14 +799,19 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc,
 static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float *x, int bc, int nb, float *part,
                                                   size_t pstride, int o_begin, int o_end) {
 #define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, o_begin, o_end)
-    QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
+    switch (w->dtype) {
+    case QM_DT_F32: BLOCKS_DT(QM_DT_F32); break;
+    case QM_DT_F16: BLOCKS_DT(QM_DT_F16); break;
+    case QM_DT_BF16: BLOCKS_DT(QM_DT_BF16); break;
+    default: QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT); break;
+    }
 #undef BLOCKS_DT
 }
 
 static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                  size_t pstride, size_t ldy, int o_begin, int o_end) {
     const int fast = n_tok == 1 && (bc == 64 || bc == 128) && (unsigned)w->dtype < QM_DT_COUNT &&
-                     qm_dtype_is_quant(w->dtype) && w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 &&
+                     w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 &&
                      nb == (w->cols + bc - 1) / bc;
     if (!fast) {
         qm_blocks_by_views(matmul_avx512, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);

@@ -39,8 +39,10 @@ static inline void qm_rowpar_prefetch_block(qm_rowpar_prefetch *p, int blk) {
         p->next += p->step;
         return;
     }
-    for (int r = 0; r < p->R; r++)
-        _mm_prefetch(p->w0 + (size_t)(p->R + r) * p->wstride + (size_t)blk * p->blk_bytes, _MM_HINT_T0);
+    for (int r = 0; r < p->R; r++) { /* a block of a plain type is 128 or 256 bytes: each of its lines */
+        const char *b = p->w0 + (size_t)(p->R + r) * p->wstride + (size_t)blk * p->blk_bytes;
+        for (size_t off = 0; off < p->blk_bytes; off += 64) _mm_prefetch(b + off, _MM_HINT_T0);
+    }
 }
 
 /* Block m's dot of row j from a group's narrow items a (item order: 32-block b of row j at

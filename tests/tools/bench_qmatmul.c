@@ -1,6 +1,6 @@
 /* Quantized matmul (exact mode): a bit-exactness check of every ISA against the scalar twin over
  * many shapes (column offsets, edges, token counts up to past a prefill step, row ranges, bias,
- * row-parallel 64-column views), and a speed report in ns per weight element (decode) and per
+ * row-parallel 64-column views; the plain types' row-parallel layers as well), and a speed report in ns per weight element (decode) and per
  * weight element x token (prefill). The check runs in the suite as test_qmatmul_exact; the bench
  * by hand:
  *
@@ -147,7 +147,7 @@ static int check_blocks(rng_t *r, const qm_wview *v, int bc, int n_tok, int o_b,
     const size_t ldx = (size_t)v->cols, pstride = (size_t)n_tok * (size_t)d, ny = (size_t)nb * pstride;
     float *x = malloc((size_t)n_tok * ldx * 4), *ref = malloc(ny * 4), *got = malloc(ny * 4);
     for (size_t i = 0; i < (size_t)n_tok * ldx; i++) x[i] = rand_f32(r);
-    const int q8ok = v->col0 % 32 == 0 && v->cols % 32 == 0 && bc % 32 == 0;
+    const int q8ok = qm_dtype_is_quant(v->dtype) && v->col0 % 32 == 0 && v->cols % 32 == 0 && bc % 32 == 0;
     int8_t *xq = malloc((size_t)n_tok * ldx + 32);
     float *xd = malloc(((size_t)n_tok * ldx / 32 + 1) * 4);
     int32_t *xs = malloc(((size_t)n_tok * ldx / 32 + 1) * 4);
@@ -184,6 +184,45 @@ static int check_blocks(rng_t *r, const qm_wview *v, int bc, int n_tok, int o_b,
     free(xd);
     free(xs);
     return bad;
+}
+
+/* The plain types (F32, F16, BF16) of a row-parallel layer: matmul_blocks of every ISA against the
+ * per-view loop with the scalar kernels, on the forward's shapes (rows of whole 64-column blocks,
+ * a device's slice of them) and others (any length, a block size the fast paths leave alone). */
+static int check_dense_blocks(int trials) {
+    static const qm_dtype plain[] = {QM_DT_F32, QM_DT_F16, QM_DT_BF16};
+    static const int bcs[] = {64, 64, 128, 32, 48};
+    rng_t r = {77};
+    int fails = 0;
+    for (int tr = 0; tr < trials && fails <= 10; tr++) {
+        const qm_dtype dt = plain[tr % 3];
+        const int rows = rng_int(&r, 1, 40), bc = bcs[rng_int(&r, 0, 4)];
+        const int ld = rng_int(&r, 0, 3) ? 64 * rng_int(&r, 1, 80) : rng_int(&r, 1, 700);
+        const int col0 = rng_int(&r, 0, 1) ? 0 : 64 * rng_int(&r, 0, (ld - 1) / 64);
+        const int cols = rng_int(&r, 0, 2) ? ld - col0 : rng_int(&r, 1, ld - col0);
+        const size_t esz = qm_dtype_block_bytes(dt), n = (size_t)rows * (size_t)ld;
+        unsigned char *p = malloc(n * esz);
+        for (size_t i = 0; i < n; i++) {
+            const float f = rand_f32(&r);
+            if (dt == QM_DT_F32) memcpy(p + 4 * i, &f, 4);
+            else if (dt == QM_DT_BF16) {
+                const uint16_t h = qm_f32_to_bf16(f);
+                memcpy(p + 2 * i, &h, 2);
+            } else {
+                const uint16_t h = (uint16_t)((rng_u64(&r) & 0x83ffu) | (uint16_t)(8 + rng_int(&r, 0, 13)) << 10);
+                memcpy(p + 2 * i, &h, 2);
+            }
+        }
+        const qm_wview v = {p + (size_t)col0 * esz, dt, (size_t)ld, rows, cols, 0};
+        int o_b = 0, o_e = rows;
+        if (rng_int(&r, 0, 3) == 0) {
+            o_b = rng_int(&r, 0, rows - 1);
+            o_e = rng_int(&r, o_b + 1, rows);
+        }
+        fails += check_blocks(&r, &v, bc, rng_int(&r, 0, 2) ? 1 : rng_int(&r, 2, 20), o_b, o_e);
+        free(p);
+    }
+    return fails;
 }
 
 static int check(int trials) {
@@ -462,6 +501,7 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "check")) {
         int trials = argc >= 3 ? atoi(argv[2]) : 200;
         int fails = check(trials);
+        fails += check_dense_blocks(trials);
         printf("check: %ld comparisons, %d mismatches (ISAs:", n_checked, fails);
         for (int i = 0; i < n_isa; i++) printf(" %s", isa[i].isa);
         printf(")\n");
