@@ -432,13 +432,10 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
         store_tile(&acc[0][0], QTMAX, R, T, bias, y, ldy);
 }
 
-/* The halving tree of 16 accumulators at once (a[16 * r ..], r < 16; rows n.. are not read and
- * count as zero), y[r] = sum (+ bias[r], one rounding) for r < n. Each level pairs lane l with lane
+/* The halving tree of 16 accumulators at once: lane r of the result is the sum of v[r]. Each level pairs lane l with lane
  * l + w of every accumulator, as the canonical order does, just with the lanes of several
  * accumulators side by side: w = 8 across 256-bit halves, 4 across 128-bit quarters, 2 and 1 within. */
-QM_INLINE void qreduce16(const float *a, int n, const float *bias, float *y) {
-    __m512 v[16];
-    for (int r = 0; r < 16; r++) v[r] = r < n ? _mm512_load_ps(a + 16 * r) : _mm512_setzero_ps();
+QM_INLINE __m512 qtree16(const __m512 v[16]) {
     __m512 s8[8], s4[4], s2[2];
     for (int k = 0; k < 8; k++) /* [acc 2k lanes 0-7 + 8-15 | acc 2k+1 lanes 0-7 + 8-15] */
         s8[k] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
@@ -452,7 +449,14 @@ QM_INLINE void qreduce16(const float *a, int n, const float *bias, float *y) {
     /* quarter q: sums of acc q, 4 + q, 8 + q, 12 + q */
     __m512 s1 = _mm512_add_ps(_mm512_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)),
                               _mm512_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    s1 = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), s1);
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), s1);
+}
+
+/* qtree16 of accumulators in memory: a[16 * r ..], r < n (the rest count as zero), into y[r]. */
+QM_INLINE void qreduce16(const float *a, int n, const float *bias, float *y) {
+    __m512 v[16];
+    for (int r = 0; r < 16; r++) v[r] = r < n ? _mm512_load_ps(a + 16 * r) : _mm512_setzero_ps();
+    __m512 s1 = qtree16(v);
     const __mmask16 m = n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
     if (bias) s1 = _mm512_add_ps(s1, _mm512_maskz_loadu_ps(m, bias));
     _mm512_mask_storeu_ps(y, m, s1);
@@ -808,11 +812,77 @@ static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float
 #undef BLOCKS_DT
 }
 
+/* ---- row-parallel layers of a plain type over several tokens (batched decode, prefill) ----
+ * Register tiles of 4 rows x 4 tokens of one block: their 16 accumulators (item t * 4 + r, from +0
+ * over the block's columns, lane i % 16) are the 16 items of one qtree16, so no accumulator goes
+ * through memory, and lanes 4t .. 4t + 3 of the result are token t's four rows. Tokens go in chunks
+ * of DBT, so that a chunk's activations stay in the L2 while every row group walks its blocks. */
+#define DBT 16
+
+/* Block [e0, e1) of rows w0 (nr <= 4) x tokens x (nt <= 4): into p[t * ldy + r]. */
+QM_INLINE void dblock_tile(const char *w0, size_t wstride, qm_dtype dt, int nr, int nt, int e0, int e1,
+                           const float *x, size_t ldx, float *p, size_t ldy) {
+    const size_t esz = qm_dtype_block_bytes(dt);
+    __m512 acc[16];
+    for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+    for (int e = e0; e < e1; e += 16) {
+        __m512 wv[4], xv[4];
+        for (int r = 0; r < 4; r++) wv[r] = r < nr ? load_w(w0 + (size_t)r * wstride + (size_t)e * esz, dt) : _mm512_setzero_ps();
+        for (int t = 0; t < 4; t++) xv[t] = t < nt ? _mm512_loadu_ps(x + (size_t)t * ldx + e) : _mm512_setzero_ps();
+        for (int t = 0; t < 4; t++)
+            for (int r = 0; r < 4; r++) acc[t * 4 + r] = _mm512_fmadd_ps(wv[r], xv[t], acc[t * 4 + r]);
+    }
+    float out[16] __attribute__((aligned(64)));
+    _mm512_store_ps(out, qtree16(acc));
+    for (int t = 0; t < nt; t++) {
+        if (nr == 4) _mm_storeu_ps(p + (size_t)t * ldy, _mm_load_ps(out + 4 * t));
+        else memcpy(p + (size_t)t * ldy, out + 4 * t, (size_t)nr * sizeof(float));
+    }
+}
+
+QM_INLINE void dblocks_tokens(qm_dtype dt, const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                              float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
+    const size_t ws = qm_wview_stride(w);
+    for (int t0 = 0; t0 < n_tok; t0 += DBT) {
+        const int t1 = n_tok - t0 < DBT ? n_tok : t0 + DBT;
+        for (int o = o_begin; o < o_end; o += 4) {
+            const int nr = o_end - o < 4 ? o_end - o : 4;
+            const char *w0 = (const char *)w->data + (size_t)o * ws;
+            for (int k = 0; k < nb; k++) {
+                const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
+                float *pk = part + (size_t)k * pstride + (size_t)o;
+                for (int t = t0; t < t1; t += 4) {
+                    const float *xt = x + (size_t)t * ldx;
+                    float *pt = pk + (size_t)t * ldy;
+                    if (nr == 4 && t1 - t >= 4) dblock_tile(w0, ws, dt, 4, 4, e0, e1, xt, ldx, pt, ldy);
+                    else dblock_tile(w0, ws, dt, nr, t1 - t < 4 ? t1 - t : 4, e0, e1, xt, ldx, pt, ldy);
+                }
+            }
+        }
+    }
+}
+
+static __attribute__((noinline)) void blocks_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc,
+                                                    int nb, float *part, size_t pstride, size_t ldy, int o_begin,
+                                                    int o_end) {
+    switch (w->dtype) {
+    case QM_DT_F32: dblocks_tokens(QM_DT_F32, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
+    case QM_DT_F16: dblocks_tokens(QM_DT_F16, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
+    case QM_DT_BF16: dblocks_tokens(QM_DT_BF16, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
+    default: break;
+    }
+}
+
 static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                  size_t pstride, size_t ldy, int o_begin, int o_end) {
     const int fast = n_tok == 1 && (bc == 64 || bc == 128) && (unsigned)w->dtype < QM_DT_COUNT &&
                      w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 &&
                      nb == (w->cols + bc - 1) / bc;
+    if (!fast && n_tok > 1 && !qm_dtype_is_quant(w->dtype) && bc % 16 == 0 && w->cols % 16 == 0 &&
+        nb == (w->cols + bc - 1) / bc) {
+        if (o_begin < o_end) blocks_tokens(w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
+        return;
+    }
     if (!fast) {
         qm_blocks_by_views(matmul_avx512, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
         return;
