@@ -446,13 +446,12 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
         store_tile(&lo[0][0], &hi[0][0], QTMAX, R, T, bias, y, ldy);
 }
 
-/* The halving tree of 8 accumulators at once (a[16 * r ..], r < 8; rows n.. are not read and count
- * as zero), y[r] = sum (+ bias[r], one rounding) for r < n: w = 8 is lanes 0-7 + 8-15 of each,
- * then w = 4 across 128-bit halves, 2 and 1 within, the lanes of several accumulators side by side. */
-QM_INLINE void qreduce8(const float *a, int n, const float *bias, float *y) {
-    __m256 s8[8], s4[4], s2[2];
-    for (int r = 0; r < 8; r++)
-        s8[r] = r < n ? _mm256_add_ps(_mm256_load_ps(a + 16 * r), _mm256_load_ps(a + 16 * r + 8)) : _mm256_setzero_ps();
+/* The halving tree of 8 accumulators at once, each already summed for w = 8 (lanes 0-7 + 8-15, s8[r]):
+ * lane r of the result is accumulator r's sum; w = 4 across 128-bit halves, 2 and 1 within, the
+ * lanes of several accumulators side by side. qreduce8: accumulators in memory (a[16 * r ..], r < 8;
+ * rows n.. are not read and count as zero), y[r] = sum (+ bias[r], one rounding) for r < n. */
+QM_INLINE __m256 qtree8(const __m256 s8[8]) {
+    __m256 s4[4], s2[2];
     for (int k = 0; k < 4; k++) /* half h: acc 2k + h, lanes 0-3 + 4-7 */
         s4[k] = _mm256_add_ps(_mm256_permute2f128_ps(s8[2 * k], s8[2 * k + 1], 0x20),
                               _mm256_permute2f128_ps(s8[2 * k], s8[2 * k + 1], 0x31));
@@ -462,9 +461,15 @@ QM_INLINE void qreduce8(const float *a, int n, const float *bias, float *y) {
     /* half h: sums of acc h, 2 + h, 4 + h, 6 + h */
     __m256 s1 = _mm256_add_ps(_mm256_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(2, 0, 2, 0)),
                               _mm256_shuffle_ps(s2[0], s2[1], _MM_SHUFFLE(3, 1, 3, 1)));
-    s1 = _mm256_permutevar8x32_ps(s1, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    return _mm256_permutevar8x32_ps(s1, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+QM_INLINE void qreduce8(const float *a, int n, const float *bias, float *y) {
+    __m256 s8[8];
+    for (int r = 0; r < 8; r++)
+        s8[r] = r < n ? _mm256_add_ps(_mm256_load_ps(a + 16 * r), _mm256_load_ps(a + 16 * r + 8)) : _mm256_setzero_ps();
     float out[8];
-    _mm256_storeu_ps(out, s1);
+    _mm256_storeu_ps(out, qtree8(s8));
     for (int r = 0; r < n && r < 8; r++) y[r] = bias ? out[r] + bias[r] : out[r];
 }
 
@@ -941,11 +946,80 @@ static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float
 #undef BLOCKS_DT
 }
 
+/* ---- row-parallel layers of a plain type over several tokens (batched decode, prefill; see
+ * matmul_avx512.c) ----
+ * Tiles of 2 rows x 4 tokens of one block, whose 8 accumulators (item t * 2 + r) are one qtree8: lanes
+ * 0-7 in a first pass over the block's columns, 8-15 in a second (8 ymm accumulators at a time), then
+ * lo + hi (the tree's w = 8) and the rest of the tree from registers. Tokens in chunks of DBT. */
+#define DBT 16
+
+/* Block [e0, e1) of rows w0 (nr <= 2) x tokens x (nt <= 4): into p[t * ldy + r]. */
+QM_INLINE void dblock_tile(const char *w0, size_t wstride, qm_dtype dt, int nr, int nt, int e0, int e1,
+                           const float *x, size_t ldx, float *p, size_t ldy) {
+    const size_t esz = qm_dtype_block_bytes(dt);
+    __m256 lo[8], acc[8];
+    for (int half = 0; half < 2; half++) {
+        for (int i = 0; i < 8; i++) acc[i] = _mm256_setzero_ps();
+        for (int e = e0 + 8 * half; e < e1; e += 16) {
+            __m256 wv[2], xv[4];
+            for (int r = 0; r < 2; r++) wv[r] = r < nr ? load_w8(w0 + (size_t)r * wstride + (size_t)e * esz, dt) : _mm256_setzero_ps();
+            for (int t = 0; t < 4; t++) xv[t] = t < nt ? _mm256_loadu_ps(x + (size_t)t * ldx + e) : _mm256_setzero_ps();
+            for (int t = 0; t < 4; t++)
+                for (int r = 0; r < 2; r++) acc[t * 2 + r] = _mm256_fmadd_ps(wv[r], xv[t], acc[t * 2 + r]);
+        }
+        if (half == 0)
+            for (int i = 0; i < 8; i++) lo[i] = acc[i];
+    }
+    for (int i = 0; i < 8; i++) acc[i] = _mm256_add_ps(lo[i], acc[i]);
+    float out[8];
+    _mm256_storeu_ps(out, qtree8(acc));
+    for (int t = 0; t < nt; t++)
+        for (int r = 0; r < nr; r++) p[(size_t)t * ldy + (size_t)r] = out[t * 2 + r];
+}
+
+QM_INLINE void dblocks_tokens(qm_dtype dt, const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                              float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
+    const size_t ws = qm_wview_stride(w);
+    for (int t0 = 0; t0 < n_tok; t0 += DBT) {
+        const int t1 = n_tok - t0 < DBT ? n_tok : t0 + DBT;
+        for (int o = o_begin; o < o_end; o += 2) {
+            const int nr = o_end - o < 2 ? o_end - o : 2;
+            const char *w0 = (const char *)w->data + (size_t)o * ws;
+            for (int k = 0; k < nb; k++) {
+                const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
+                float *pk = part + (size_t)k * pstride + (size_t)o;
+                for (int t = t0; t < t1; t += 4) {
+                    const float *xt = x + (size_t)t * ldx;
+                    float *pt = pk + (size_t)t * ldy;
+                    if (nr == 2 && t1 - t >= 4) dblock_tile(w0, ws, dt, 2, 4, e0, e1, xt, ldx, pt, ldy);
+                    else dblock_tile(w0, ws, dt, nr, t1 - t < 4 ? t1 - t : 4, e0, e1, xt, ldx, pt, ldy);
+                }
+            }
+        }
+    }
+}
+
+static __attribute__((noinline)) void blocks_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc,
+                                                    int nb, float *part, size_t pstride, size_t ldy, int o_begin,
+                                                    int o_end) {
+    switch (w->dtype) {
+    case QM_DT_F32: dblocks_tokens(QM_DT_F32, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
+    case QM_DT_F16: dblocks_tokens(QM_DT_F16, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
+    case QM_DT_BF16: dblocks_tokens(QM_DT_BF16, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
+    default: break;
+    }
+}
+
 static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                size_t pstride, size_t ldy, int o_begin, int o_end) {
     const int fast = n_tok == 1 && (bc == 64 || bc == 128) && (unsigned)w->dtype < QM_DT_COUNT &&
                      w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 &&
                      nb == (w->cols + bc - 1) / bc;
+    if (!fast && n_tok > 1 && !qm_dtype_is_quant(w->dtype) && bc % 16 == 0 && w->cols % 16 == 0 &&
+        nb == (w->cols + bc - 1) / bc) {
+        if (o_begin < o_end) blocks_tokens(w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
+        return;
+    }
     if (!fast) {
         qm_blocks_by_views(matmul_avx2, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
         return;
