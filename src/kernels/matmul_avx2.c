@@ -950,8 +950,7 @@ static __attribute__((noinline)) void blocks_fast(const qm_wview *w, const float
  * matmul_avx512.c) ----
  * Tiles of 2 rows x 4 tokens of one block, whose 8 accumulators (item t * 2 + r) are one qtree8: lanes
  * 0-7 in a first pass over the block's columns, 8-15 in a second (8 ymm accumulators at a time), then
- * lo + hi (the tree's w = 8) and the rest of the tree from registers. Tokens in chunks of DBT. */
-#define DBT 16
+ * lo + hi (the tree's w = 8) and the rest of the tree from registers. Tokens in chunks of 16. */
 
 /* Block [e0, e1) of rows w0 (nr <= 2) x tokens x (nt <= 4): into p[t * ldy + r]. */
 QM_INLINE void dblock_tile(const char *w0, size_t wstride, qm_dtype dt, int nr, int nt, int e0, int e1,
@@ -977,38 +976,7 @@ QM_INLINE void dblock_tile(const char *w0, size_t wstride, qm_dtype dt, int nr, 
         for (int r = 0; r < nr; r++) p[(size_t)t * ldy + (size_t)r] = out[t * 2 + r];
 }
 
-QM_INLINE void dblocks_tokens(qm_dtype dt, const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
-                              float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
-    const size_t ws = qm_wview_stride(w);
-    for (int t0 = 0; t0 < n_tok; t0 += DBT) {
-        const int t1 = n_tok - t0 < DBT ? n_tok : t0 + DBT;
-        for (int o = o_begin; o < o_end; o += 2) {
-            const int nr = o_end - o < 2 ? o_end - o : 2;
-            const char *w0 = (const char *)w->data + (size_t)o * ws;
-            for (int k = 0; k < nb; k++) {
-                const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
-                float *pk = part + (size_t)k * pstride + (size_t)o;
-                for (int t = t0; t < t1; t += 4) {
-                    const float *xt = x + (size_t)t * ldx;
-                    float *pt = pk + (size_t)t * ldy;
-                    if (nr == 2 && t1 - t >= 4) dblock_tile(w0, ws, dt, 2, 4, e0, e1, xt, ldx, pt, ldy);
-                    else dblock_tile(w0, ws, dt, nr, t1 - t < 4 ? t1 - t : 4, e0, e1, xt, ldx, pt, ldy);
-                }
-            }
-        }
-    }
-}
-
-static __attribute__((noinline)) void blocks_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc,
-                                                    int nb, float *part, size_t pstride, size_t ldy, int o_begin,
-                                                    int o_end) {
-    switch (w->dtype) {
-    case QM_DT_F32: dblocks_tokens(QM_DT_F32, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
-    case QM_DT_F16: dblocks_tokens(QM_DT_F16, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
-    case QM_DT_BF16: dblocks_tokens(QM_DT_BF16, w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); break;
-    default: break;
-    }
-}
+QM_ROWPAR_TOKEN_KERNELS(2) /* blocks_tokens (rowpar.h) */
 
 static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                size_t pstride, size_t ldy, int o_begin, int o_end) {

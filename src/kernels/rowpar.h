@@ -1,5 +1,5 @@
 /* Pieces the AVX2 and AVX-512 row-parallel kernels share (matmul_avx2.c / matmul_avx512.c
- * qblocks_rows, qdot_avx2.c / qdot_avx512.c blocks_narrow). Plain C and SSE prefetches only:
+ * qblocks_rows and blocks_tokens, qdot_avx2.c / qdot_avx512.c blocks_narrow). Plain C and SSE prefetches only:
  * each kernel file compiles them for its own ISA. */
 #ifndef QM_KERNELS_ROWPAR_H
 #define QM_KERNELS_ROWPAR_H
@@ -65,5 +65,57 @@ static inline int qm_rowpar_narrow(qm_dtype dt, const qm_wview *w, int bc, int n
  * slice is its rows whole but for the parts of the K-quant superblocks (256 columns) at its edges
  * that belong to its neighbours, and is prefetched as whole rows. */
 static inline int qm_rowpar_whole_rows(const qm_wview *w) { return w->ld - (size_t)w->cols < 2 * 256; }
+
+/* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX2 and AVX-512
+ * files): the ISA's register tile, block [e0, e1) of rows w0 (nr <= the tile's rows, stride ws) x
+ * tokens xt (nt <= 4, stride ldx), its block dots into pt[t * ldy + r]. */
+typedef void (*qm_rowpar_tile_fn)(const char *w0, size_t ws, int nr, int nt, int e0, int e1, const float *xt,
+                                  size_t ldx, float *pt, size_t ldy);
+
+#define QM_ROWPAR_TOKEN_CHUNK 16 /* tokens: a chunk's activations stay in the L2 while the rows go by */
+
+/* Its loops: tokens in chunks, row groups of R, each of the view's nb blocks of bc columns, tiles of 4
+ * tokens. The tile is a constant at each call, so the compiler calls (or inlines) it directly. */
+static inline __attribute__((always_inline)) void qm_rowpar_token_tiles(const qm_wview *w, int R, qm_rowpar_tile_fn tile,
+                                                                         const float *x, size_t ldx, int n_tok, int bc,
+                                                                         int nb, float *part, size_t pstride,
+                                                                         size_t ldy, int o_begin, int o_end) {
+    const size_t ws = qm_wview_stride(w);
+    for (int t0 = 0; t0 < n_tok; t0 += QM_ROWPAR_TOKEN_CHUNK) {
+        const int t1 = n_tok - t0 < QM_ROWPAR_TOKEN_CHUNK ? n_tok : t0 + QM_ROWPAR_TOKEN_CHUNK;
+        for (int o = o_begin; o < o_end; o += R) {
+            const int nr = o_end - o < R ? o_end - o : R;
+            const char *w0 = (const char *)w->data + (size_t)o * ws;
+            for (int k = 0; k < nb; k++) {
+                const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
+                float *pk = part + (size_t)k * pstride + (size_t)o;
+                for (int t = t0; t < t1; t += 4)
+                    tile(w0, ws, nr, t1 - t < 4 ? t1 - t : 4, e0, e1, x + (size_t)t * ldx, ldx, pk + (size_t)t * ldy, ldy);
+            }
+        }
+    }
+}
+
+/* An ISA file's blocks_tokens from its dblock_tile (defined before this is expanded; tiles of R_
+ * rows x 4 tokens): one tile function per plain type, with literal sizes for a whole tile so that
+ * its loops unroll, and the type's switch. */
+#define QM_ROWPAR_TOKEN_KERNELS(R_)                                                                \
+    QM_ROWPAR_TOKEN_TILE(R_, token_tile_f32, QM_DT_F32)                                            \
+    QM_ROWPAR_TOKEN_TILE(R_, token_tile_f16, QM_DT_F16)                                            \
+    QM_ROWPAR_TOKEN_TILE(R_, token_tile_bf16, QM_DT_BF16)                                          \
+    static __attribute__((noinline)) void blocks_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, \
+                                                        int bc, int nb, float *part, size_t pstride, size_t ldy, \
+                                                        int o_begin, int o_end) {                  \
+        const qm_rowpar_tile_fn fn = w->dtype == QM_DT_F32 ? token_tile_f32                       \
+                                     : w->dtype == QM_DT_F16 ? token_tile_f16                     \
+                                                             : token_tile_bf16;                   \
+        qm_rowpar_token_tiles(w, R_, fn, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end); \
+    }
+#define QM_ROWPAR_TOKEN_TILE(R_, name_, dt_)                                                       \
+    static void name_(const char *w0, size_t ws, int nr, int nt, int e0, int e1, const float *xt, size_t ldx, \
+                      float *pt, size_t ldy) {                                                     \
+        if (nr == (R_) && nt == 4) dblock_tile(w0, ws, dt_, R_, 4, e0, e1, xt, ldx, pt, ldy);      \
+        else dblock_tile(w0, ws, dt_, nr, nt, e0, e1, xt, ldx, pt, ldy);                            \
+    }
 
 #endif
