@@ -446,10 +446,11 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
         store_tile(&lo[0][0], &hi[0][0], QTMAX, R, T, bias, y, ldy);
 }
 
-/* The halving tree of 8 accumulators at once, each already summed for w = 8 (lanes 0-7 + 8-15, s8[r]):
- * lane r of the result is accumulator r's sum; w = 4 across 128-bit halves, 2 and 1 within, the
- * lanes of several accumulators side by side. qreduce8: accumulators in memory (a[16 * r ..], r < 8;
- * rows n.. are not read and count as zero), y[r] = sum (+ bias[r], one rounding) for r < n. */
+/* The halving tree of 8 accumulators at once, each already summed for w = 8 (lanes 0-7 + 8-15,
+ * s8[r]): lane r of the result is accumulator r's sum; w = 4 across 128-bit halves, 2 and 1
+ * within, the lanes of several accumulators side by side. qreduce8: accumulators in memory
+ * (a[16 * r ..], r < 8; rows n.. are not read and count as zero), y[r] = sum (+ bias[r], one
+ * rounding) for r < n. */
 QM_INLINE __m256 qtree8(const __m256 s8[8]) {
     __m256 s4[4], s2[2];
     for (int k = 0; k < 4; k++) /* half h: acc 2k + h, lanes 0-3 + 4-7 */

@@ -432,9 +432,10 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
         store_tile(&acc[0][0], QTMAX, R, T, bias, y, ldy);
 }
 
-/* The halving tree of 16 accumulators at once: lane r of the result is the sum of v[r]. Each level pairs lane l with lane
- * l + w of every accumulator, as the canonical order does, just with the lanes of several
- * accumulators side by side: w = 8 across 256-bit halves, 4 across 128-bit quarters, 2 and 1 within. */
+/* The halving tree of 16 accumulators at once: lane r of the result is the sum of v[r]. Each level
+ * pairs lane l with lane l + w of every accumulator, as the canonical order does, just with the
+ * lanes of several accumulators side by side: w = 8 across 256-bit halves, 4 across 128-bit
+ * quarters, 2 and 1 within. */
 QM_INLINE __m512 qtree16(const __m512 v[16]) {
     __m512 s8[8], s4[4], s2[2];
     for (int k = 0; k < 8; k++) /* [acc 2k lanes 0-7 + 8-15 | acc 2k+1 lanes 0-7 + 8-15] */

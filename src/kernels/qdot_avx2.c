@@ -837,8 +837,7 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
             const __m256 c = contrib(dt, &g, &xg, h, sums_prefill(dt, &g, &xg, h));
             _mm256_storeu_ps(a + 8 * h, _mm256_and_ps(_mm256_add_ps(_mm256_setzero_ps(), c), live[h]));
         }
-        for (int m = 0; m < nbk; m++)
-            for (int j = 0; j < nr; j++) part[(size_t)m * pstride + (size_t)(o + j)] = qm_narrow_block_dot(a, R, bpb, m, j);
+        qm_narrow_block_dots(a, R, bpb, nbk, nr, part + o, pstride);
     }
 }
 

@@ -1190,8 +1190,7 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
         const __m512 c = contrib(dt, &g, &xg, sums_prefill(dt, &g, &xg));
         float a[16] __attribute__((aligned(64))); /* item order: block b of row j at b R + j */
         _mm512_store_ps(a, _mm512_permutexvar_ps(unperm_idx(), _mm512_maskz_add_ps(blk_live, _mm512_setzero_ps(), c)));
-        for (int m = 0; m < nbk; m++)
-            for (int j = 0; j < nr; j++) part[(size_t)m * pstride + (size_t)(o + j)] = qm_narrow_block_dot(a, R, bpb, m, j);
+        qm_narrow_block_dots(a, R, bpb, nbk, nr, part + o, pstride);
     }
 }
 

@@ -1,6 +1,6 @@
 /* Pieces the AVX2 and AVX-512 row-parallel kernels share (matmul_avx2.c / matmul_avx512.c
- * qblocks_rows and blocks_tokens, qdot_avx2.c / qdot_avx512.c blocks_narrow). Plain C and SSE prefetches only:
- * each kernel file compiles them for its own ISA. */
+ * qblocks_rows and blocks_tokens, qdot_avx2.c / qdot_avx512.c blocks_narrow). Plain C and SSE
+ * prefetches only: each kernel file compiles them for its own ISA. */
 #ifndef QM_KERNELS_ROWPAR_H
 #define QM_KERNELS_ROWPAR_H
 
@@ -51,6 +51,13 @@ static inline void qm_rowpar_prefetch_block(qm_rowpar_prefetch *p, int blk) {
 static inline float qm_narrow_block_dot(const float *a, int R, int bpb, int m, int j) {
     const float *am = a + (size_t)(m * bpb * R + j);
     return bpb == 2 ? am[0] + am[R] : (am[0] + am[2 * R]) + (am[R] + am[3 * R]);
+}
+
+/* Every block dot of a narrow group's rows j < nr (items a, R rows a vector, nbk blocks of bpb
+ * 32-blocks): block m of row j to part[m * pstride + j]. */
+static inline void qm_narrow_block_dots(const float *a, int R, int bpb, int nbk, int nr, float *part, size_t pstride) {
+    for (int m = 0; m < nbk; m++)
+        for (int j = 0; j < nr; j++) part[(size_t)m * pstride + (size_t)j] = qm_narrow_block_dot(a, R, bpb, m, j);
 }
 
 /* The fast mode's row-parallel view takes the narrow items (several rows per vector) when it is
