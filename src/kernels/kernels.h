@@ -65,6 +65,24 @@ static inline void qm_wview_prefetch(const qm_wview *w, int c0, int c1, int o0, 
     }
 }
 
+/* A node of a row-parallel layer's tree: blocks [first, first + count) of a view. */
+typedef struct {
+    int first, count;
+} qm_leaf_node;
+
+/* The halving tree of leaves [first, first + count) of `leaves` (leaf k: n floats at k * n),
+ * elementwise: one leaf is itself; more, the first floor(count/2) leaves' tree + the rest's,
+ * added into the first leaf's place (the others are left as scratch). Returns that place. */
+static inline float *qm_tree_halving_sum(float *leaves, size_t n, int first, int count) {
+    float *left = leaves + (size_t)first * n;
+    if (count <= 1) return left;
+    const int lc = count / 2;
+    qm_tree_halving_sum(leaves, n, first, lc);
+    const float *right = qm_tree_halving_sum(leaves, n, first + lc, count - lc);
+    for (size_t i = 0; i < n; i++) left[i] = left[i] + right[i];
+    return left;
+}
+
 typedef struct qm_kernels {
     const char *isa; /* "avx512vnni", "avx512", "avx2" or "scalar" */
 
@@ -105,6 +123,17 @@ typedef struct qm_kernels {
                           size_t pstride, size_t ldy, int o_begin, int o_end);
     void (*matmul_q8_blocks)(const qm_wview *w, const struct qm_q8act *x, int n_tok, int bc, int nb, float *part,
                              size_t pstride, size_t ldy, int o_begin, int o_end);
+
+    /* The same layer's sums at once, for the nodes of the row-parallel tree that lie in the view
+     * (mesh/tree_sum.h): node i (leaves = blocks [nodes[i].first, + count) of the view) is the
+     * halving tree of those block dots (one block: its dot; more: the node of the first
+     * floor(count/2) plus the node of the rest, one f32 add), for row o and token t into
+     * out[i * ostride + t * ldy + o]. The same bits as matmul_q8_blocks followed by that tree;
+     * only the nodes' values leave the kernel (qm_tree_halving_sum is the tree). Returns 0,
+     * writing nothing, where it leaves the shape to matmul_q8_blocks. NULL: never taken. */
+    int (*matmul_q8_nodes)(const qm_wview *w, const struct qm_q8act *x, int n_tok, int bc, int nb,
+                           const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
+                           int o_begin, int o_end);
 } qm_kernels;
 
 typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,

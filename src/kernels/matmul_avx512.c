@@ -862,10 +862,12 @@ static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, 
 const qm_kernels qm_kernels_avx512_table = {
     .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,
     .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512,
-    .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512};
+    .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512,
+    .matmul_q8_nodes = qm_matmul_q8_nodes_avx512};
 
 /* The same with the fast mode's integer sums on AVX512-VNNI (vpdpbusd): the same bits. */
 const qm_kernels qm_kernels_avx512vnni_table = {
     .isa = "avx512vnni", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,
     .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512vnni,
-    .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512vnni};
+    .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512vnni,
+    .matmul_q8_nodes = qm_matmul_q8_nodes_avx512vnni};

@@ -872,6 +872,17 @@ QM_INLINE int token_block(int ngroups, int n_tok) {
     return n_tok < tb ? n_tok : tb;
 }
 
+/* Tokens [t0, t0 + ntb) of x, every group of its nblk blocks, into xb ([group][ldx tokens]). */
+QM_INLINE void prep_tokens(qm_dtype dt, const qm_q8act *x, int nblk, int t0, int ntb, xprep *xb, int ldx) {
+    for (int g = 0; g < (nblk + 15) / 16; g++) {
+        const int nb = nblk - 16 * g < 16 ? nblk - 16 * g : 16;
+        for (int t = 0; t < ntb; t++) {
+            if (nb == 16) prep_x(dt, x, t0 + t, 16 * g, 16, &xb[(size_t)g * (size_t)ldx + (size_t)t]);
+            else prep_x(dt, x, t0 + t, 16 * g, nb, &xb[(size_t)g * (size_t)ldx + (size_t)t]);
+        }
+    }
+}
+
 /* The prefill of rows [o_begin, o_end); 0 (nothing done) where the buffer cannot be had. */
 QM_INLINE int matmul_blocked(qm_dtype dt, const wrows *w, const float *bias, const qm_q8act *x, int n_tok, float *y,
                              size_t ldy, int o_begin, int o_end) {
@@ -880,13 +891,7 @@ QM_INLINE int matmul_blocked(qm_dtype dt, const wrows *w, const float *bias, con
     if (!xb) return 0;
     for (int t0 = 0; t0 < n_tok; t0 += tb) {
         const int ntb = n_tok - t0 < tb ? n_tok - t0 : tb;
-        for (int g = 0; g < ng; g++) {
-            const int nb = w->nblk - 16 * g < 16 ? w->nblk - 16 * g : 16;
-            for (int t = 0; t < ntb; t++) {
-                if (nb == 16) prep_x(dt, x, t0 + t, 16 * g, 16, &xb[(size_t)g * (size_t)tb + (size_t)t]);
-                else prep_x(dt, x, t0 + t, 16 * g, nb, &xb[(size_t)g * (size_t)tb + (size_t)t]);
-            }
-        }
+        prep_tokens(dt, x, w->nblk, t0, ntb, xb, tb);
         for (int o = o_begin; o < o_end; o += MR) {
             const wrows wr = {w->row0 + (size_t)(o - o_begin) * w->stride, w->stride, w->sb0, w->nblk, 0};
             rows_block(dt, &wr, o_end - o < MR ? o_end - o : MR, xb, tb, ntb, bias ? bias + o : NULL,
@@ -1122,10 +1127,11 @@ void QDOT_ISA(qm_matmul_q8)(const qm_wview *w, const float *bias, const qm_q8act
  * lanes 2i, 2i + 1 hold blocks 4i', 4i' + 2 (and lanes 4 on, the odd ones), so adjacent lanes
  * added, then the halves swapped and added, leave block m's dot in lane 2 (m % 2) + 8 (m / 2).
  * Each row is read once, contiguously. bpb: 32-blocks per block (2 or 4). */
-QM_INLINE void block_dots(__m512 a, int bpb, float p[16]) {
+QM_INLINE __m512 block_dot_lanes(__m512 a, int bpb) {
     if (bpb == 4) a = _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
-    _mm512_store_ps(p, _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1))));
+    return _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
 }
+QM_INLINE void block_dots(__m512 a, int bpb, float p[16]) { _mm512_store_ps(p, block_dot_lanes(a, bpb)); }
 
 /* The same in quads (QPERM): lanes 4i .. 4i + 3 hold blocks 8(i / 2) + 2(i % 2) + (0, 1, 4, 5), so a
  * 64-column block's two are adjacent lanes, and a 128-column block's (4m, 4m + 1, 4m + 2, 4m + 3)
@@ -1211,6 +1217,183 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
         else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, nbk, po, pstride);
         else tile_decode_b64(dt, &wr, off, 2, nr, x, nbk, po, pstride);
     }
+}
+
+/* ---- row-parallel tree nodes over several tokens (kernels.h, matmul_q8_nodes) ----
+ * matmul_blocked's tiles (the same integer sums and contributions c, lane l = block PERM[l]), but
+ * a group's c is not added into a row's accumulator: each of the group's 64- or 128-column blocks
+ * gets its dot as tile_decode_b64 forms it (+0 + c in the live lanes, block_dot_lanes) into a leaf
+ * buffer lf[block][token][row] of the MR-row tile, MR x ntb floats a block, which stays in the L2.
+ * After the tile's last group every node is added up there along the halving tree, 4 rows x ntb
+ * tokens per add, and only the nodes' values are stored. */
+
+/* The 4 x 4 transpose in each 128-bit lane: lane j of u[i] is lanes 4j + i of a[0..3]. */
+QM_INLINE void transpose4_lanes(const __m512 a[4], __m512 u[4]) {
+    const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a[0], a[1])), t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a[0], a[1]));
+    const __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(a[2], a[3])), t3 = _mm512_castps_pd(_mm512_unpackhi_ps(a[2], a[3]));
+    u[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+}
+
+QM_INLINE __m128 lane128(__m512 v, int j) {
+    switch (j) {
+    case 0: return _mm512_castps512_ps128(v);
+    case 1: return _mm512_extractf32x4_ps(v, 1);
+    case 2: return _mm512_extractf32x4_ps(v, 2);
+    default: return _mm512_extractf32x4_ps(v, 3);
+    }
+}
+
+/* Rows [0, MR) x tokens [0, nt) of one group of nb 32-blocks, its nk blocks of bpb: block k of
+ * token t, rows 0..3 to lf + k * L + t * MR. */
+QM_INLINE void tile_leaves(qm_dtype dt, int nb, int bpb, int nk, const wgroup *wg, const xprep *xp, int nt, float *lf,
+                           size_t L) {
+    __m512i is[MR][MT];
+    for (int r = 0; r < MR; r++)
+        for (int t = 0; t < MT; t++) is[r][t] = _mm512_setzero_si512();
+    isums_tile(dt, wg, xp, nt, is);
+    const __mmask16 live = lanes_of(0, nb);
+    for (int t = 0; t < nt; t++) {
+        __m512 a[MR], u[4];
+        for (int r = 0; r < MR; r++) {
+            const __m512 c = contrib_x(dt, &wg[r], xp[t].dx, xp[t].sf, _mm512_cvtepi32_ps(is[r][t]));
+            a[r] = block_dot_lanes(_mm512_maskz_add_ps(live, _mm512_setzero_ps(), c), bpb);
+        }
+        transpose4_lanes(a, u);
+        for (int k = 0; k < nk; k++) {
+            const int p = block_dot_lane(0, bpb, k);
+            _mm_store_ps(lf + (size_t)k * L + (size_t)t * MR, lane128(u[p & 3], p >> 2));
+        }
+    }
+}
+
+/* A whole tile of 64-column blocks (bpb 2): the same block dots, but transposed across the tile
+ * so that block k of all 16 items (item 4 t + r) is one vector, stored whole at lf + k * L.
+ * Items 2m and 2m + 1 first give one vector of both items' 8 block dots (their even lanes plus
+ * their odd ones, as block_dot_lanes adds them); three steps of two-vector permutes then move a
+ * block bit out of the lanes and an item bit in, each. */
+QM_INLINE void tile_leaves_b64(qm_dtype dt, int nb, int nk, const wgroup *wg, const xprep *xp, float *lf, size_t L) {
+    __m512i is[MR][MT];
+    for (int r = 0; r < MR; r++) /* (isums_tile writes them all; zeros for the compiler's sake) */
+        for (int t = 0; t < MT; t++) is[r][t] = _mm512_setzero_si512();
+    isums_tile(dt, wg, xp, MT, is);
+    const __mmask16 live = lanes_of(0, nb);
+    __m512 p[8], y[8], z[8];
+    for (int m = 0; m < 8; m++) { /* lane 8 h + k: block k of item 2m + h (t = m / 2, r = 2 (m % 2) + h) */
+        const int t = m >> 1, r = 2 * (m & 1);
+        __m512 a[2];
+        for (int h = 0; h < 2; h++)
+            a[h] = _mm512_maskz_add_ps(live, _mm512_setzero_ps(),
+                                       contrib_x(dt, &wg[r + h], xp[t].dx, xp[t].sf, _mm512_cvtepi32_ps(is[r + h][t])));
+        p[m] = _mm512_add_ps(_mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm512_shuffle_f32x4(a[0], a[1], _MM_SHUFFLE(3, 1, 3, 1)));
+    }
+    for (int m = 0; m < 4; m++) { /* item bit 3 in, block bit 2 out */
+        y[m] = _mm512_shuffle_f32x4(p[m], p[m + 4], _MM_SHUFFLE(2, 0, 2, 0));
+        y[m + 4] = _mm512_shuffle_f32x4(p[m], p[m + 4], _MM_SHUFFLE(3, 1, 3, 1));
+    }
+    const __m512i s2a = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29);
+    const __m512i s2b = _mm512_setr_epi32(2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31);
+    for (int v = 0; v < 8; v += (v & 1) ? 3 : 1) { /* v = 0, 1, 4, 5: item bit 2 in, block bit 1 out */
+        z[v] = _mm512_permutex2var_ps(y[v], s2a, y[v + 2]);
+        z[v + 2] = _mm512_permutex2var_ps(y[v], s2b, y[v + 2]);
+    }
+    const __m512i s3a = _mm512_setr_epi32(0, 2, 16, 18, 8, 10, 24, 26, 4, 6, 20, 22, 12, 14, 28, 30);
+    const __m512i s3b = _mm512_setr_epi32(1, 3, 17, 19, 9, 11, 25, 27, 5, 7, 21, 23, 13, 15, 29, 31);
+    for (int v = 0; v < 8; v += 2) { /* item bit 1 in, block bit 0 out: z[k] is block k of items 0..15 */
+        const __m512 lo = _mm512_permutex2var_ps(z[v], s3a, z[v + 1]), hi = _mm512_permutex2var_ps(z[v], s3b, z[v + 1]);
+        if (v < nk) _mm512_storeu_ps(lf + (size_t)v * L, lo);
+        if (v + 1 < nk) _mm512_storeu_ps(lf + (size_t)(v + 1) * L, hi);
+    }
+}
+
+/* One group, all ntb tokens: MT at a time, then the rest. */
+QM_INLINE void group_leaves(qm_dtype dt, int nb, int bpb, int nk, const wgroup *wg, const xprep *xp, int ntb, float *lf,
+                            size_t L) {
+    int t = 0;
+    for (; t + MT <= ntb; t += MT) {
+        if (bpb == 2) tile_leaves_b64(dt, nb, nk, wg, xp + t, lf + (size_t)t * MR, L);
+        else tile_leaves(dt, nb, bpb, nk, wg, xp + t, MT, lf + (size_t)t * MR, L);
+    }
+    const int rest = ntb - t;
+    float *lt = lf + (size_t)t * MR;
+    if (rest == 1) tile_leaves(dt, nb, bpb, nk, wg, xp + t, 1, lt, L);
+    else if (rest == 2) tile_leaves(dt, nb, bpb, nk, wg, xp + t, 2, lt, L);
+    else if (rest == 3) tile_leaves(dt, nb, bpb, nk, wg, xp + t, 3, lt, L);
+}
+
+/* Rows [0, nr) (nr <= MR) x the token block's ntb tokens (xb: [group][ldx tokens]): the dots of
+ * all nbk blocks into lf (L = ntb * MR floats a block). */
+QM_INLINE void rows_leaves(qm_dtype dt, const wrows *w, int nr, const xprep *xb, int ldx, int ntb, int bpb, int nbk,
+                           float *lf) {
+    wgroup wg[MR];
+    const klanes kl = klanes_of(dt, w->sb0 & 7, 0);
+    const size_t L = (size_t)ntb * MR;
+    for (int r = nr; r < MR; r++) wg[r] = (wgroup){0};
+    for (int b0 = 0; b0 < w->nblk; b0 += 16) {
+        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, k0 = b0 / bpb;
+        const int nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
+        const xprep *xp = xb + (size_t)(b0 / 16) * (size_t)ldx;
+        for (int r = 0; r < nr; r++) {
+            if (nb == 16) prep_w(dt, w, r, w->sb0 + b0, 16, &kl, &wg[r]);
+            else prep_w(dt, w, r, w->sb0 + b0, nb, &kl, &wg[r]);
+        }
+        float *lk = lf + (size_t)k0 * L;
+        if (nb == 16 && bpb == 2) group_leaves(dt, 16, 2, 8, wg, xp, ntb, lk, L);
+        else if (nb == 16 && bpb == 4) group_leaves(dt, 16, 4, 4, wg, xp, ntb, lk, L);
+        else group_leaves(dt, nb, bpb, nk, wg, xp, ntb, lk, L);
+    }
+}
+
+/* Rows [o_begin, o_end) x every token, node by node; 0 where the buffers cannot be had. */
+QM_INLINE int nodes_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int n_tok, int bpb, int nbk,
+                       const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin,
+                       int o_end) {
+    const size_t stride = qm_wview_stride(w);
+    const int nblk = w->cols / 32, ng = (nblk + 15) / 16, tb = token_block(ng, n_tok);
+    xprep *xb = aligned_alloc(64, (size_t)ng * (size_t)tb * sizeof(xprep));
+    float *lf = aligned_alloc(64, ((size_t)nbk * (size_t)tb * MR * sizeof(float) + 63) / 64 * 64);
+    if (!xb || !lf) {
+        free(xb);
+        free(lf);
+        return 0;
+    }
+    for (int t0 = 0; t0 < n_tok; t0 += tb) {
+        const int ntb = n_tok - t0 < tb ? n_tok - t0 : tb;
+        const size_t L = (size_t)ntb * MR;
+        prep_tokens(dt, x, nblk, t0, ntb, xb, tb);
+        for (int o = o_begin; o < o_end; o += MR) {
+            const int nr = o_end - o < MR ? o_end - o : MR;
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, w->col0 / 32, nblk, 0};
+            if (bpb == 2) rows_leaves(dt, &wr, nr, xb, tb, ntb, 2, nbk, lf);
+            else rows_leaves(dt, &wr, nr, xb, tb, ntb, 4, nbk, lf);
+            for (int i = 0; i < n_nodes; i++) {
+                const float *v = qm_tree_halving_sum(lf, L, nodes[i].first, nodes[i].count);
+                float *oi = out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)o;
+                for (int t = 0; t < ntb; t++)
+                    for (int r = 0; r < nr; r++) oi[(size_t)t * ldy + (size_t)r] = v[t * MR + r];
+            }
+        }
+    }
+    free(xb);
+    free(lf);
+    return 1;
+}
+
+int QDOT_ISA(qm_matmul_q8_nodes)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb,
+                                 const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
+                                 int o_begin, int o_end) {
+    if (n_tok < 2 || (bc != 64 && bc != 128) || nb < 1 || (nb - 1) * bc >= w->cols || nb * bc < w->cols ||
+        w->col0 % 32 || w->cols % 32)
+        return 0;
+    if (o_begin >= o_end) return 1;
+    int done = 0;
+#define NODES_DT(dt_) done = nodes_dt(dt_, w, x, n_tok, bc / 32, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end)
+    QM_SWITCH_QUANT_DTYPE(w->dtype, NODES_DT);
+#undef NODES_DT
+    return done;
 }
 
 void QDOT_ISA(qm_matmul_q8_blocks)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,

@@ -139,6 +139,48 @@ static int check_q8_one(const qm_wview *v, const float *bias, const float *x, si
     return bad;
 }
 
+/* matmul_q8_nodes of every ISA that has it against the halving tree (kernels.h
+ * qm_tree_halving_sum) of the reference leaves `leaves` ([nb][n_tok][d], as matmul_q8_blocks
+ * lays them out), on a random split of the nb blocks into consecutive nodes. */
+static int check_nodes(rng_t *r, const qm_wview *v, const qm_q8act *a, int n_tok, int bc, int nb, const float *leaves,
+                       int o_b, int o_e) {
+    const int d = v->rows;
+    const size_t pstride = (size_t)n_tok * (size_t)d, ny = (size_t)nb * pstride;
+    qm_leaf_node nodes[64];
+    int m = 0;
+    for (int first = 0; first < nb && m < 64; m++) {
+        const int count = m == 63 ? nb - first : rng_int(r, 1, nb - first);
+        nodes[m] = (qm_leaf_node){first, count};
+        first += count;
+    }
+    float *ref = malloc(ny * 4), *got = malloc(ny * 4), *scratch = malloc(ny * 4);
+    memcpy(scratch, leaves, ny * 4);
+    for (size_t i = 0; i < ny; i++) ref[i] = got[i] = 12345.0f;
+    for (int i = 0; i < m; i++) {
+        const float *node = qm_tree_halving_sum(scratch, pstride, nodes[i].first, nodes[i].count);
+        for (int t = 0; t < n_tok; t++)
+            memcpy(ref + (size_t)i * pstride + (size_t)t * d + o_b, node + (size_t)t * d + o_b, (size_t)(o_e - o_b) * 4);
+    }
+    int bad = 0;
+    for (int k = 0; k < n_isa && !bad; k++) {
+        if (!isa[k].matmul_q8_nodes) continue;
+        for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
+        if (!isa[k].matmul_q8_nodes(v, a, n_tok, bc, nb, nodes, m, got, pstride, (size_t)d, o_b, o_e)) continue;
+        if (memcmp(ref, got, ny * 4)) {
+            size_t i = 0;
+            while (!memcmp(&ref[i], &got[i], 4)) i++;
+            fprintf(stderr, "MISMATCH nodes %s %s rows [%d,%d) cols %d col0 %d bc %d n_tok %d nodes %d: y[%zu] %a vs %a\n",
+                    isa[k].isa, qm_dtype_name(v->dtype), o_b, o_e, v->cols, v->col0, bc, n_tok, m, i, got[i], ref[i]);
+            bad = 1;
+        }
+        n_checked++;
+    }
+    free(ref);
+    free(got);
+    free(scratch);
+    return bad;
+}
+
 /* A row-parallel layer of view v (blocks of bc columns), matmul_blocks and, where the view is
  * whole 32-blocks, matmul_q8_blocks, every ISA against the per-view loop with
  * the scalar kernels; returns 0 when all agree. */
@@ -162,6 +204,7 @@ static int check_blocks(rng_t *r, const qm_wview *v, int bc, int n_tok, int o_b,
         for (size_t i = 0; i < ny; i++) ref[i] = 12345.0f;
         if (use_q8) qm_q8_blocks_by_views(qm_matmul_q8_scalar, v, &a, n_tok, bc, nb, ref, pstride, (size_t)d, o_b, o_e);
         else qm_blocks_by_views(scal->matmul, v, x, ldx, n_tok, bc, nb, ref, pstride, (size_t)d, o_b, o_e);
+        if (use_q8) bad |= check_nodes(r, v, &a, n_tok, bc, nb, ref, o_b, o_e);
         for (int k = 0; k < n_isa && !bad; k++) {
             for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
             if (use_q8) isa[k].matmul_q8_blocks(v, &a, n_tok, bc, nb, got, pstride, (size_t)d, o_b, o_e);
