@@ -999,4 +999,5 @@ static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, in
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,
     .quantize_act = qm_quantize_act_avx2, .matmul_q8 = qm_matmul_q8_avx2,
-    .matmul_blocks = matmul_blocks_avx2, .matmul_q8_blocks = qm_matmul_q8_blocks_avx2};
+    .matmul_blocks = matmul_blocks_avx2, .matmul_q8_blocks = qm_matmul_q8_blocks_avx2,
+    .matmul_q8_nodes = qm_matmul_q8_nodes_avx2};

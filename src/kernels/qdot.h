@@ -60,6 +60,8 @@ void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, i
                               size_t pstride, size_t ldy, int o_begin, int o_end);
 void qm_matmul_q8_blocks_avx512(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                                 size_t pstride, size_t ldy, int o_begin, int o_end);
+int qm_matmul_q8_nodes_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes,
+                            int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end);
 int qm_matmul_q8_nodes_avx512(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes,
                               int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end);
 int qm_matmul_q8_nodes_avx512vnni(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb,

@@ -19,6 +19,7 @@
  *     group for PT tokens and each activation group for PR rows. */
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "kernels/qdot.h"
 #include "kernels/rowpar.h"
@@ -515,6 +516,14 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
     for (int r = 0; r < nr; r++) store(acc[r], bias, r, y + r);
 }
 
+/* The group of nb blocks at view block b0 of rows [0, nr), unpacked for prefill. */
+QM_INLINE void unpack_rows(qm_dtype dt, const wrows *w, int nr, int b0, int nb, wgroup *wg) {
+    for (int r = 0; r < nr; r++) {
+        if (nb == 16) unpack_prefill(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, &wg[r]);
+        else unpack_prefill(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, &wg[r]);
+    }
+}
+
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nr <= PR, nt <= PT); y points at output (t0, row 0). */
 QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t0, int nt,
                             const float *bias, float *y, size_t ldy) {
@@ -524,10 +533,7 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
         for (int t = 0; t < nt; t++) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
-        for (int r = 0; r < nr; r++) {
-            if (nb == 16) unpack_prefill(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, 16, &wg[r]);
-            else unpack_prefill(dt, w->row0 + (size_t)r * w->stride, w->sb0 + b0, nb, &wg[r]);
-        }
+        unpack_rows(dt, w, nr, b0, nb, wg);
         for (int t = 0; t < nt; t++) {
             xgroup xg;
             load_group(dt, x, t0 + t, b0, nb, 1, &xg);
@@ -859,6 +865,61 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
         else tile_decode_b64(dt, &wr, off, 2, nr, x, nbk, po, pstride);
     }
 }
+
+/* ---- row-parallel tree nodes over several tokens (kernels.h, matmul_q8_nodes; see qdot_avx512.c) ----
+ * tile_prefill's sums, each group's block dots (half_dots, as tile_decode_b64 forms them) into a
+ * buffer of the PR-row tile's blocks, lf[block][token][row], which the nodes are then added up in. */
+
+/* Rows [0, nr) x tokens [t0, t0 + nt) (nt <= PT): every block dot into lf (block k of token t, row
+ * r at lf[(k nt + t) PR + r]). */
+QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t0, int nt, int bpb, int nbk,
+                           float *lf) {
+    wgroup wg[PR];
+    const size_t L = (size_t)nt * PR;
+    for (int b0 = 0; b0 < w->nblk; b0 += 16) {
+        const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, k0 = b0 / bpb;
+        const int nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
+        unpack_rows(dt, w, nr, b0, nb, wg);
+        for (int t = 0; t < nt; t++) {
+            xgroup xg;
+            load_group(dt, x, t0 + t, b0, nb, 1, &xg);
+            for (int r = 0; r < nr; r++) {
+                float p[16] __attribute__((aligned(32)));
+                for (int h = 0; h < 2 && 8 * h < nb; h++) {
+                    __m256 a = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &wg[r], &xg, h, sums_prefill(dt, &wg[r], &xg, h)));
+                    if (nb < 8 * h + 8) a = _mm256_and_ps(a, _mm256_castsi256_ps(half_mask(nb, h)));
+                    half_dots(a, bpb, p + 8 * h);
+                }
+                float *lt = lf + (size_t)k0 * L + (size_t)t * PR + (size_t)r;
+                for (int k = 0; k < nk; k++)
+                    lt[(size_t)k * L] = bpb == 2 ? p[8 * (k / 4) + (k % 4) / 2 * 4 + k % 2] : p[8 * (k / 2) + 4 * (k % 2)];
+            }
+        }
+    }
+}
+
+QM_INLINE int nodes_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int n_tok, int bpb, int nbk,
+                       const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin,
+                       int o_end) {
+    const size_t stride = qm_wview_stride(w);
+    const int nblk = w->cols / 32;
+    float *lf = aligned_alloc(32, ((size_t)nbk * PT * PR * sizeof(float) + 31) / 32 * 32);
+    if (!lf) return 0;
+    for (int t0 = 0; t0 < n_tok; t0 += PT) {
+        const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
+        for (int o = o_begin; o < o_end; o += PR) {
+            const int nr = o_end - o < PR ? o_end - o : PR;
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, w->col0 / 32, nblk, 0};
+            if (bpb == 2) tile_leaves(dt, &wr, nr, x, t0, nt, 2, nbk, lf);
+            else tile_leaves(dt, &wr, nr, x, t0, nt, 4, nbk, lf);
+            qm_rowpar_store_nodes(lf, PR, nt, nr, nodes, n_nodes, out + (size_t)t0 * ldy + (size_t)o, ostride, ldy);
+        }
+    }
+    free(lf);
+    return 1;
+}
+
+QM_ROWPAR_NODES_ENTRY(qm_matmul_q8_nodes_avx2)
 
 void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                               size_t pstride, size_t ldy, int o_begin, int o_end) {

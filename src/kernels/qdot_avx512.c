@@ -1362,19 +1362,13 @@ QM_INLINE int nodes_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int n_
     }
     for (int t0 = 0; t0 < n_tok; t0 += tb) {
         const int ntb = n_tok - t0 < tb ? n_tok - t0 : tb;
-        const size_t L = (size_t)ntb * MR;
         prep_tokens(dt, x, nblk, t0, ntb, xb, tb);
         for (int o = o_begin; o < o_end; o += MR) {
             const int nr = o_end - o < MR ? o_end - o : MR;
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, w->col0 / 32, nblk, 0};
             if (bpb == 2) rows_leaves(dt, &wr, nr, xb, tb, ntb, 2, nbk, lf);
             else rows_leaves(dt, &wr, nr, xb, tb, ntb, 4, nbk, lf);
-            for (int i = 0; i < n_nodes; i++) {
-                const float *v = qm_tree_halving_sum(lf, L, nodes[i].first, nodes[i].count);
-                float *oi = out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)o;
-                for (int t = 0; t < ntb; t++)
-                    for (int r = 0; r < nr; r++) oi[(size_t)t * ldy + (size_t)r] = v[t * MR + r];
-            }
+            qm_rowpar_store_nodes(lf, MR, ntb, nr, nodes, n_nodes, out + (size_t)t0 * ldy + (size_t)o, ostride, ldy);
         }
     }
     free(xb);
@@ -1382,19 +1376,7 @@ QM_INLINE int nodes_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int n_
     return 1;
 }
 
-int QDOT_ISA(qm_matmul_q8_nodes)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb,
-                                 const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
-                                 int o_begin, int o_end) {
-    if (n_tok < 2 || (bc != 64 && bc != 128) || nb < 1 || (nb - 1) * bc >= w->cols || nb * bc < w->cols ||
-        w->col0 % 32 || w->cols % 32)
-        return 0;
-    if (o_begin >= o_end) return 1;
-    int done = 0;
-#define NODES_DT(dt_) done = nodes_dt(dt_, w, x, n_tok, bc / 32, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end)
-    QM_SWITCH_QUANT_DTYPE(w->dtype, NODES_DT);
-#undef NODES_DT
-    return done;
-}
+QM_ROWPAR_NODES_ENTRY(QDOT_ISA(qm_matmul_q8_nodes))
 
 void QDOT_ISA(qm_matmul_q8_blocks)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                                 size_t pstride, size_t ldy, int o_begin, int o_end) {

@@ -73,6 +73,40 @@ static inline int qm_rowpar_narrow(qm_dtype dt, const qm_wview *w, int bc, int n
  * that belong to its neighbours, and is prefetched as whole rows. */
 static inline int qm_rowpar_whole_rows(const qm_wview *w) { return w->ld - (size_t)w->cols < 2 * 256; }
 
+/* matmul_q8_nodes' shapes (kernels.h): several tokens, whole 32-blocks, blocks of 64 or 128
+ * columns that cover the view (the last may be shorter). */
+static inline int qm_rowpar_nodes_shape(const qm_wview *w, int n_tok, int bc, int nb) {
+    return n_tok >= 2 && (bc == 64 || bc == 128) && nb >= 1 && (nb - 1) * bc < w->cols && nb * bc >= w->cols &&
+           w->col0 % 32 == 0 && w->cols % 32 == 0;
+}
+
+/* A row tile's nodes: its block dots lf (block k, token t, row r at lf[(k * nt + t) * R + r], rows
+ * r < nr of R) added up along the halving tree for each node, node i's rows to out[i * ostride +
+ * t * ldy + r] (out at the tile's first token and row). */
+static inline void qm_rowpar_store_nodes(float *lf, int R, int nt, int nr, const qm_leaf_node *nodes, int n_nodes,
+                                         float *out, size_t ostride, size_t ldy) {
+    for (int i = 0; i < n_nodes; i++) {
+        const float *v = qm_tree_halving_sum(lf, (size_t)nt * (size_t)R, nodes[i].first, nodes[i].count);
+        float *oi = out + (size_t)i * ostride;
+        for (int t = 0; t < nt; t++)
+            for (int r = 0; r < nr; r++) oi[(size_t)t * ldy + (size_t)r] = v[t * R + r];
+    }
+}
+
+/* An ISA file's matmul_q8_nodes from its nodes_dt (defined before this is expanded): the shape
+ * check, then the weight type's switch; 0 where the shape or a buffer is not had. */
+#define QM_ROWPAR_NODES_ENTRY(name_)                                                               \
+    int name_(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes, \
+              int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {      \
+        if (!qm_rowpar_nodes_shape(w, n_tok, bc, nb)) return 0;                                   \
+        if (o_begin >= o_end) return 1;                                                            \
+        int done = 0;                                                                              \
+        QM_SWITCH_QUANT_DTYPE(w->dtype, QM_ROWPAR_NODES_DT);                                        \
+        return done;                                                                               \
+    }
+#define QM_ROWPAR_NODES_DT(dt_) done = nodes_dt(dt_, w, x, n_tok, bc / 32, nb, nodes, n_nodes, out, ostride, ldy, \
+                                                o_begin, o_end)
+
 /* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX2 and AVX-512
  * files): the ISA's register tile, block [e0, e1) of rows w0 (nr <= the tile's rows, stride ws) x
  * tokens xt (nt <= 4, stride ldx), its block dots into pt[t * ldy + r]. */
