@@ -190,8 +190,8 @@ static void row_parallel(job *J, int ith, int nth) {
     const int q8 = dev->xq && qm_dtype_is_quant(w->dtype);
     leaf_maker M = {J, LEAVES_BY_BLOCK, ob, oe};
     if (q8 && w->col0 % 32 == 0 && w->cols % 32 == 0 && bc % 32 == 0) M.path = LEAVES_Q8;
-    if (M.path == LEAVES_Q8 && row_parallel_nodes(J, ob, oe)) return;
     else if (!q8) M.path = LEAVES_F32;
+    if (M.path == LEAVES_Q8 && row_parallel_nodes(J, ob, oe)) return;
     const qm_tree_span span = {dev->partial, (size_t)T * (size_t)d, (size_t)ob, (size_t)(oe - ob), (size_t)T, (size_t)d};
     qm_tree_reduce_part(J->n_blocks, dev->comm->cols, dev->comm->col, J->group, make_leaves, &M, &span);
 }
