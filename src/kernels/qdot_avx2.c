@@ -785,6 +785,11 @@ QM_INLINE void half_dots(__m256 a, int bpb, float *p) {
                                      _mm256_shuffle_ps(a, a, _MM_SHUFFLE(3, 1, 3, 1))));
 }
 
+/* Block k's dot in the output of half_dots for both halves (p, p + 8). */
+QM_INLINE float half_dot_at(const float *p, int bpb, int k) {
+    return bpb == 2 ? p[8 * (k / 4) + (k % 4) / 2 * 4 + k % 2] : p[8 * (k / 2) + 4 * (k % 2)];
+}
+
 QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
                                float *part, size_t pstride) {
     const int k_quant = qm_dtype_block(dt) != 32;
@@ -811,7 +816,7 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
                 half_dots(a, bpb, p + 8 * h);
             }
             for (int k = 0; k < nk; k++) {
-                const float pk = bpb == 2 ? p[8 * (k / 4) + (k % 4) / 2 * 4 + k % 2] : p[8 * (k / 2) + 4 * (k % 2)];
+                const float pk = half_dot_at(p, bpb, k);
                 part[(size_t)(k0 + k) * pstride + (size_t)r] = pk;
             }
         }
@@ -892,7 +897,7 @@ QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *
                 }
                 float *lt = lf + (size_t)k0 * L + (size_t)t * PR + (size_t)r;
                 for (int k = 0; k < nk; k++)
-                    lt[(size_t)k * L] = bpb == 2 ? p[8 * (k / 4) + (k % 4) / 2 * 4 + k % 2] : p[8 * (k / 2) + 4 * (k % 2)];
+                    lt[(size_t)k * L] = half_dot_at(p, bpb, k);
             }
         }
     }
