@@ -924,7 +924,7 @@ QM_INLINE int nodes_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int n_
     return 1;
 }
 
-QM_ROWPAR_NODES_ENTRY(qm_matmul_q8_nodes_avx2)
+QM_ROWPAR_NODES_ENTRY(qm_matmul_q8_nodes_avx2, qm_matmul_q8_blocks_avx2)
 
 void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                               size_t pstride, size_t ldy, int o_begin, int o_end) {

@@ -1131,22 +1131,59 @@ QM_INLINE __m512 block_dot_lanes(__m512 a, int bpb) {
     if (bpb == 4) a = _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
     return _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
 }
-QM_INLINE void block_dots(__m512 a, int bpb, float p[16]) { _mm512_store_ps(p, block_dot_lanes(a, bpb)); }
 
 /* The same in quads (QPERM): lanes 4i .. 4i + 3 hold blocks 8(i / 2) + 2(i % 2) + (0, 1, 4, 5), so a
  * 64-column block's two are adjacent lanes, and a 128-column block's (4m, 4m + 1, 4m + 2, 4m + 3)
  * lanes 2i', 2i' + 1, 2i' + 4, 2i' + 5: halves swapped and added first, then adjacent lanes. Block
  * k's dot (64 columns) in lane 8 (k / 4) + 4 (k % 2) + 2 (k / 2 % 2); block m's (128) in lane
  * 2 (m % 2) + 8 (m / 2) as above. */
-QM_INLINE void block_dots_quads(__m512 a, int bpb, float p[16]) {
+QM_INLINE __m512 block_dot_lanes_quads(__m512 a, int bpb) {
     if (bpb == 4) a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, _MM_SHUFFLE(2, 3, 0, 1)));
-    _mm512_store_ps(p, _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1))));
+    return _mm512_add_ps(a, _mm512_permute_ps(a, _MM_SHUFFLE(2, 3, 0, 1)));
 }
 
-/* Lane of block_dots(_quads)'s output that holds the group's block k. */
+/* Lane of block_dot_lanes(_quads)'s output that holds the group's block k. */
 QM_INLINE int block_dot_lane(int quads, int bpb, int k) {
     if (bpb == 4) return 2 * (k % 2) + 8 * (k / 2);
     return quads ? 8 * (k / 4) + 4 * (k % 2) + 2 * (k / 2 % 2) : k < 4 ? k : k + 4;
+}
+
+/* The 4 x 4 transpose in each 128-bit lane: lane j of u[i] is lanes 4j + i of a[0..3]. */
+QM_INLINE void transpose4_lanes(const __m512 a[4], __m512 u[4]) {
+    const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a[0], a[1])), t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a[0], a[1]));
+    const __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(a[2], a[3])), t3 = _mm512_castps_pd(_mm512_unpackhi_ps(a[2], a[3]));
+    u[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+}
+
+QM_INLINE __m128 lane128(__m512 v, int j) {
+    switch (j) {
+    case 0: return _mm512_castps512_ps128(v);
+    case 1: return _mm512_extractf32x4_ps(v, 1);
+    case 2: return _mm512_extractf32x4_ps(v, 2);
+    default: return _mm512_extractf32x4_ps(v, 3);
+    }
+}
+
+/* The group's nk block dots of rows [0, nr) (a[r]: block_dot_lanes(_quads) of row r) to
+ * part[k * pstride + r]: a whole tile of DR = 4 rows transposed, a 128-bit store a block. */
+QM_INLINE void store_block_dots(const __m512 *a, int nr, int quads, int bpb, int nk, float *part, size_t pstride) {
+    if (nr == 4) {
+        __m512 u[4];
+        transpose4_lanes(a, u);
+        for (int k = 0; k < nk; k++) {
+            const int p = block_dot_lane(quads, bpb, k);
+            _mm_storeu_ps(part + (size_t)k * pstride, lane128(u[p & 3], p >> 2));
+        }
+        return;
+    }
+    for (int r = 0; r < nr; r++) {
+        float p[16] __attribute__((aligned(64)));
+        _mm512_store_ps(p, a[r]);
+        for (int k = 0; k < nk; k++) part[(size_t)k * pstride + (size_t)r] = p[block_dot_lane(quads, bpb, k)];
+    }
 }
 
 QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
@@ -1160,6 +1197,7 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
         const int k0 = b0 / bpb, nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
         xgroup xg;
         load_group(dt, x, 0, b0, nb, 0, &xg);
+        __m512 a[DR];
         for (int r = 0; r < nr; r++) {
             for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
             pf += pf_step;
@@ -1167,12 +1205,10 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
             wgroup g;
             scales(dt, row, sb, nb, 0, off == 0, quads, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);
-            float p[16] __attribute__((aligned(64)));
-            const __m512 a = _mm512_maskz_add_ps(lanes_of(quads, nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f));
-            if (quads) block_dots_quads(a, bpb, p);
-            else block_dots(a, bpb, p);
-            for (int k = 0; k < nk; k++) part[(size_t)(k0 + k) * pstride + (size_t)r] = p[block_dot_lane(quads, bpb, k)];
+            const __m512 c = _mm512_maskz_add_ps(lanes_of(quads, nb), _mm512_setzero_ps(), contrib(dt, &g, &xg, f));
+            a[r] = quads ? block_dot_lanes_quads(c, bpb) : block_dot_lanes(c, bpb);
         }
+        store_block_dots(a, nr, quads, bpb, nk, part + (size_t)k0 * pstride, pstride);
     }
 }
 
@@ -1226,25 +1262,6 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
  * buffer lf[block][token][row] of the MR-row tile, MR x ntb floats a block, which stays in the L2.
  * After the tile's last group every node is added up there along the halving tree, 4 rows x ntb
  * tokens per add, and only the nodes' values are stored. */
-
-/* The 4 x 4 transpose in each 128-bit lane: lane j of u[i] is lanes 4j + i of a[0..3]. */
-QM_INLINE void transpose4_lanes(const __m512 a[4], __m512 u[4]) {
-    const __m512d t0 = _mm512_castps_pd(_mm512_unpacklo_ps(a[0], a[1])), t1 = _mm512_castps_pd(_mm512_unpackhi_ps(a[0], a[1]));
-    const __m512d t2 = _mm512_castps_pd(_mm512_unpacklo_ps(a[2], a[3])), t3 = _mm512_castps_pd(_mm512_unpackhi_ps(a[2], a[3]));
-    u[0] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
-    u[1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
-    u[2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
-    u[3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
-}
-
-QM_INLINE __m128 lane128(__m512 v, int j) {
-    switch (j) {
-    case 0: return _mm512_castps512_ps128(v);
-    case 1: return _mm512_extractf32x4_ps(v, 1);
-    case 2: return _mm512_extractf32x4_ps(v, 2);
-    default: return _mm512_extractf32x4_ps(v, 3);
-    }
-}
 
 /* Rows [0, MR) x tokens [0, nt) of one group of nb 32-blocks, its nk blocks of bpb: block k of
  * token t, rows 0..3 to lf + k * L + t * MR. */
@@ -1376,7 +1393,7 @@ QM_INLINE int nodes_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int n_
     return 1;
 }
 
-QM_ROWPAR_NODES_ENTRY(QDOT_ISA(qm_matmul_q8_nodes))
+QM_ROWPAR_NODES_ENTRY(QDOT_ISA(qm_matmul_q8_nodes), QDOT_ISA(qm_matmul_q8_blocks))
 
 void QDOT_ISA(qm_matmul_q8_blocks)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                                 size_t pstride, size_t ldy, int o_begin, int o_end) {

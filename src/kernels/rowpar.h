@@ -5,6 +5,7 @@
 #define QM_KERNELS_ROWPAR_H
 
 #include <stddef.h>
+#include <stdlib.h>
 #include <xmmintrin.h>
 
 #include "kernels/kernels.h"
@@ -73,10 +74,10 @@ static inline int qm_rowpar_narrow(qm_dtype dt, const qm_wview *w, int bc, int n
  * that belong to its neighbours, and is prefetched as whole rows. */
 static inline int qm_rowpar_whole_rows(const qm_wview *w) { return w->ld - (size_t)w->cols < 2 * 256; }
 
-/* matmul_q8_nodes' shapes (kernels.h): several tokens, whole 32-blocks, blocks of 64 or 128
- * columns that cover the view (the last may be shorter). */
+/* matmul_q8_nodes' shapes (kernels.h): whole 32-blocks, blocks of 64 or 128 columns that cover
+ * the view (the last may be shorter). */
 static inline int qm_rowpar_nodes_shape(const qm_wview *w, int n_tok, int bc, int nb) {
-    return n_tok >= 2 && (bc == 64 || bc == 128) && nb >= 1 && (nb - 1) * bc < w->cols && nb * bc >= w->cols &&
+    return n_tok >= 1 && (bc == 64 || bc == 128) && nb >= 1 && (nb - 1) * bc < w->cols && nb * bc >= w->cols &&
            w->col0 % 32 == 0 && w->cols % 32 == 0;
 }
 
@@ -93,13 +94,64 @@ static inline void qm_rowpar_store_nodes(float *lf, int R, int nt, int nr, const
     }
 }
 
-/* An ISA file's matmul_q8_nodes from its nodes_dt (defined before this is expanded): the shape
- * check, then the weight type's switch; 0 where the shape or a buffer is not had. */
-#define QM_ROWPAR_NODES_ENTRY(name_)                                                               \
+typedef void (*qm_rowpar_q8_blocks_fn)(const qm_wview *w, const struct qm_q8act *x, int n_tok, int bc, int nb,
+                                       float *part, size_t pstride, size_t ldy, int o_begin, int o_end);
+
+#define QM_ROWPAR_DECODE_ROWS 32 /* one token: rows a tile, their block dots in the L1 (32 x 140 floats) */
+
+static inline void qm_rowpar_add_rows(float *restrict a, const float *restrict b) {
+    for (int i = 0; i < QM_ROWPAR_DECODE_ROWS; i++) a[i] = a[i] + b[i];
+}
+
+/* qm_tree_halving_sum of leaves of QM_ROWPAR_DECODE_ROWS floats (the same adds; a length the
+ * compiler makes a few vector adds of, with no overlap test). */
+static inline float *qm_rowpar_tree_rows(float *lf, int first, int count) {
+    float *left = lf + (size_t)first * QM_ROWPAR_DECODE_ROWS;
+    if (count <= 1) return left;
+    const int lc = count / 2;
+    qm_rowpar_tree_rows(lf, first, lc);
+    qm_rowpar_add_rows(left, qm_rowpar_tree_rows(lf, first + lc, count - lc));
+    return left;
+}
+
+/* matmul_q8_nodes of one token (a decode step): the ISA's matmul_q8_blocks (each row read once,
+ * whole, its block dots as the blocks path forms them) on QM_ROWPAR_DECODE_ROWS rows at a time into
+ * a buffer of the tile's blocks, lf[block][row], then the tile's nodes added up there. Before it,
+ * a decode step wrote every block dot of the device's rows to dev->partial (the 1.5B's down_proj:
+ * 140 x 1536 floats, most of the L2) for the tree walk to read back. 0 where lf is not had. */
+static inline int qm_rowpar_nodes_decode(qm_rowpar_q8_blocks_fn blocks, const qm_wview *w, const struct qm_q8act *x,
+                                         int bc, int nb, const qm_leaf_node *nodes, int n_nodes, float *out,
+                                         size_t ostride, size_t ldy, int o_begin, int o_end) {
+    const int R = QM_ROWPAR_DECODE_ROWS;
+    float *lf = malloc((size_t)nb * (size_t)R * sizeof(float)); /* [nb][R] */
+    if (!lf) return 0;
+    const size_t stride = qm_wview_stride(w);
+    for (int o = o_begin; o < o_end; o += R) {
+        const int nr = o_end - o < R ? o_end - o : R;
+        qm_wview tile = *w; /* rows [o, o + nr) */
+        tile.data = (const char *)w->data + (size_t)o * stride;
+        tile.rows = nr;
+        blocks(&tile, x, 1, bc, nb, lf, (size_t)R, (size_t)R, 0, nr);
+        for (int i = 0; i < n_nodes; i++) {
+            const float *v = qm_rowpar_tree_rows(lf, nodes[i].first, nodes[i].count);
+            for (int r = 0; r < nr; r++) out[(size_t)i * ostride + (size_t)(o + r)] = v[r];
+        }
+    }
+    (void)ldy;
+    free(lf);
+    return 1;
+}
+
+/* An ISA file's matmul_q8_nodes from its nodes_dt (defined before this is expanded) and its
+ * matmul_q8_blocks (blocks_, one token): the shape check, then the weight type's switch; 0 where
+ * the shape or a buffer is not had. */
+#define QM_ROWPAR_NODES_ENTRY(name_, blocks_)                                                      \
     int name_(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes, \
               int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {      \
         if (!qm_rowpar_nodes_shape(w, n_tok, bc, nb)) return 0;                                   \
         if (o_begin >= o_end) return 1;                                                            \
+        if (n_tok == 1)                                                                            \
+            return qm_rowpar_nodes_decode(blocks_, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
         int done = 0;                                                                              \
         QM_SWITCH_QUANT_DTYPE(w->dtype, QM_ROWPAR_NODES_DT);                                        \
         return done;                                                                               \

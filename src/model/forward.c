@@ -161,13 +161,13 @@ static void make_leaves(void *ctx, int first, int count, int slot) {
     }
 }
 
-/* The fast mode over several tokens: the kernel reduces the device's blocks to its cover itself
- * (kernels.h matmul_q8_nodes), cover node i into dev->partial slot i. 0 where it leaves the shape
- * to the leaves and the walk below. */
+/* The fast mode: the kernel reduces the device's blocks to its cover itself (kernels.h
+ * matmul_q8_nodes), cover node i into dev->partial slot i. 0 where it leaves the shape to the
+ * leaves and the walk below. */
 static int row_parallel_nodes(const job *J, long ob, long oe) {
     qm_device *dev = J->dev;
     const int T = J->s->n_tok, d = dev->shard.cfg.hidden_size;
-    if (!dev->kern.matmul_q8_nodes || T < 2) return 0;
+    if (!dev->kern.matmul_q8_nodes) return 0;
     qm_tree_node cover[QM_TREE_MAX_COVER];
     qm_leaf_node nodes[QM_TREE_MAX_COVER];
     const int m = qm_tree_cover(J->n_blocks, dev->comm->cols, dev->comm->col, cover);
