@@ -99,21 +99,6 @@ typedef void (*qm_rowpar_q8_blocks_fn)(const qm_wview *w, const struct qm_q8act 
 
 #define QM_ROWPAR_DECODE_ROWS 32 /* one token: rows a tile, their block dots in the L1 (32 x 140 floats) */
 
-static inline void qm_rowpar_add_rows(float *restrict a, const float *restrict b) {
-    for (int i = 0; i < QM_ROWPAR_DECODE_ROWS; i++) a[i] = a[i] + b[i];
-}
-
-/* qm_tree_halving_sum of leaves of QM_ROWPAR_DECODE_ROWS floats (the same adds; a length the
- * compiler makes a few vector adds of, with no overlap test). */
-static inline float *qm_rowpar_tree_rows(float *lf, int first, int count) {
-    float *left = lf + (size_t)first * QM_ROWPAR_DECODE_ROWS;
-    if (count <= 1) return left;
-    const int lc = count / 2;
-    qm_rowpar_tree_rows(lf, first, lc);
-    qm_rowpar_add_rows(left, qm_rowpar_tree_rows(lf, first + lc, count - lc));
-    return left;
-}
-
 /* matmul_q8_nodes of one token (a decode step): the ISA's matmul_q8_blocks (each row read once,
  * whole, its block dots as the blocks path forms them) on QM_ROWPAR_DECODE_ROWS rows at a time into
  * a buffer of the tile's blocks, lf[block][row], then the tile's nodes added up there. Before it,
@@ -132,12 +117,8 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_q8_blocks_fn blocks, const qm
         tile.data = (const char *)w->data + (size_t)o * stride;
         tile.rows = nr;
         blocks(&tile, x, 1, bc, nb, lf, (size_t)R, (size_t)R, 0, nr);
-        for (int i = 0; i < n_nodes; i++) {
-            const float *v = qm_rowpar_tree_rows(lf, nodes[i].first, nodes[i].count);
-            for (int r = 0; r < nr; r++) out[(size_t)i * ostride + (size_t)(o + r)] = v[r];
-        }
+        qm_rowpar_store_nodes(lf, R, 1, nr, nodes, n_nodes, out + o, ostride, ldy);
     }
-    (void)ldy;
     free(lf);
     return 1;
 }
