@@ -979,11 +979,15 @@ QM_INLINE void dblock_tile(const char *w0, size_t wstride, qm_dtype dt, int nr, 
 
 QM_ROWPAR_TOKEN_KERNELS(2) /* blocks_tokens (rowpar.h) */
 
+/* The one-token shapes blocks_fast takes: whole steps, blocks that cover the view. */
+static int blocks_fast_shape(const qm_wview *w, int n_tok, int bc, int nb) {
+    return n_tok == 1 && (bc == 64 || bc == 128) && nb >= 1 && (unsigned)w->dtype < QM_DT_COUNT &&
+           w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 && nb == (w->cols + bc - 1) / bc;
+}
+
 static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                size_t pstride, size_t ldy, int o_begin, int o_end) {
-    const int fast = n_tok == 1 && (bc == 64 || bc == 128) && (unsigned)w->dtype < QM_DT_COUNT &&
-                     w->col0 % QSTEP(w->dtype) == 0 && w->cols % 64 == 0 &&
-                     nb == (w->cols + bc - 1) / bc;
+    const int fast = blocks_fast_shape(w, n_tok, bc, nb);
     if (!fast && n_tok > 1 && !qm_dtype_is_quant(w->dtype) && bc % 16 == 0 && w->cols % 16 == 0 &&
         nb == (w->cols + bc - 1) / bc) {
         if (o_begin < o_end) blocks_tokens(w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
@@ -996,8 +1000,14 @@ static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, in
     if (o_begin < o_end) blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
 }
 
+static void blocks_decode(const qm_wview *w, const void *x, int bc, int nb, float *part, size_t pstride, int o_begin,
+                          int o_end) {
+    blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
+}
+QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_avx2, blocks_decode, blocks_fast_shape) /* rowpar.h */
+
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,
     .quantize_act = qm_quantize_act_avx2, .matmul_q8 = qm_matmul_q8_avx2,
     .matmul_blocks = matmul_blocks_avx2, .matmul_q8_blocks = qm_matmul_q8_blocks_avx2,
-    .matmul_q8_nodes = qm_matmul_q8_nodes_avx2};
+    .matmul_q8_nodes = qm_matmul_q8_nodes_avx2, .matmul_nodes = matmul_nodes_avx2};

@@ -94,19 +94,22 @@ static inline void qm_rowpar_store_nodes(float *lf, int R, int nt, int nr, const
     }
 }
 
-typedef void (*qm_rowpar_q8_blocks_fn)(const qm_wview *w, const struct qm_q8act *x, int n_tok, int bc, int nb,
-                                       float *part, size_t pstride, size_t ldy, int o_begin, int o_end);
+/* One token's block dots of rows [o_begin, o_end) of w, block k of row o to part[k * pstride + o]:
+ * an ISA's matmul_q8_blocks (x a qm_q8act) or its exact mode's (x f32, the view's column 0). */
+typedef void (*qm_rowpar_decode_fn)(const qm_wview *w, const void *x, int bc, int nb, float *part, size_t pstride,
+                                    int o_begin, int o_end);
 
 #define QM_ROWPAR_DECODE_ROWS 32 /* one token: rows a tile, their block dots in the L1 (32 x 140 floats) */
 
-/* matmul_q8_nodes of one token (a decode step): the ISA's matmul_q8_blocks (each row read once,
- * whole, its block dots as the blocks path forms them) on QM_ROWPAR_DECODE_ROWS rows at a time into
- * a buffer of the tile's blocks, lf[block][row], then the tile's nodes added up there. Before it,
- * a decode step wrote every block dot of the device's rows to dev->partial (the 1.5B's down_proj:
- * 140 x 1536 floats, most of the L2) for the tree walk to read back. 0 where lf is not had. */
-static inline int qm_rowpar_nodes_decode(qm_rowpar_q8_blocks_fn blocks, const qm_wview *w, const struct qm_q8act *x,
-                                         int bc, int nb, const qm_leaf_node *nodes, int n_nodes, float *out,
-                                         size_t ostride, size_t ldy, int o_begin, int o_end) {
+/* matmul_q8_nodes / matmul_nodes of one token (a decode step): the ISA's block dots (each row read
+ * once, whole, its block dots as the blocks path forms them) on QM_ROWPAR_DECODE_ROWS rows at a
+ * time into a buffer of the tile's blocks, lf[block][row], then the tile's nodes added up there.
+ * Before it, a decode step wrote every block dot of the device's rows to dev->partial (the 1.5B's
+ * down_proj: 140 x 1536 floats, most of the L2) for the tree walk to read back. 0 where lf is not
+ * had. */
+static inline int qm_rowpar_nodes_decode(qm_rowpar_decode_fn blocks, const qm_wview *w, const void *x, int bc, int nb,
+                                         const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride,
+                                         size_t ldy, int o_begin, int o_end) {
     const int R = QM_ROWPAR_DECODE_ROWS;
     float *lf = malloc((size_t)nb * (size_t)R * sizeof(float)); /* [nb][R] */
     if (!lf) return 0;
@@ -116,7 +119,7 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_q8_blocks_fn blocks, const qm
         qm_wview tile = *w; /* rows [o, o + nr) */
         tile.data = (const char *)w->data + (size_t)o * stride;
         tile.rows = nr;
-        blocks(&tile, x, 1, bc, nb, lf, (size_t)R, (size_t)R, 0, nr);
+        blocks(&tile, x, bc, nb, lf, (size_t)R, 0, nr);
         qm_rowpar_store_nodes(lf, R, 1, nr, nodes, n_nodes, out + o, ostride, ldy);
     }
     free(lf);
@@ -127,18 +130,33 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_q8_blocks_fn blocks, const qm
  * matmul_q8_blocks (blocks_, one token): the shape check, then the weight type's switch; 0 where
  * the shape or a buffer is not had. */
 #define QM_ROWPAR_NODES_ENTRY(name_, blocks_)                                                      \
+    static void q8_blocks_decode(const qm_wview *w, const void *x, int bc, int nb, float *part, size_t pstride, \
+                                 int o_begin, int o_end) {                                         \
+        blocks_(w, (const qm_q8act *)x, 1, bc, nb, part, pstride, pstride, o_begin, o_end);      \
+    }                                                                                              \
     int name_(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes, \
               int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {      \
         if (!qm_rowpar_nodes_shape(w, n_tok, bc, nb)) return 0;                                   \
         if (o_begin >= o_end) return 1;                                                            \
         if (n_tok == 1)                                                                            \
-            return qm_rowpar_nodes_decode(blocks_, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
+            return qm_rowpar_nodes_decode(q8_blocks_decode, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, \
+                                          o_end);                                                  \
         int done = 0;                                                                              \
         QM_SWITCH_QUANT_DTYPE(w->dtype, QM_ROWPAR_NODES_DT);                                        \
         return done;                                                                               \
     }
 #define QM_ROWPAR_NODES_DT(dt_) done = nodes_dt(dt_, w, x, n_tok, bc / 32, nb, nodes, n_nodes, out, ostride, ldy, \
                                                 o_begin, o_end)
+
+/* An ISA file's exact-mode matmul_nodes (kernels.h) from its one-token block path (blocks_, as
+ * qm_rowpar_decode_fn) and that path's shape test (shape_(w, n_tok, bc, nb)): one token only. */
+#define QM_ROWPAR_EXACT_NODES_ENTRY(name_, blocks_, shape_)                                        \
+    static int name_(const qm_wview *w, const float *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes, \
+                     int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) { \
+        if (n_tok != 1 || !shape_(w, n_tok, bc, nb)) return 0;                                    \
+        if (o_begin >= o_end) return 1;                                                            \
+        return qm_rowpar_nodes_decode(blocks_, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
+    }
 
 /* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX2 and AVX-512
  * files): the ISA's register tile, block [e0, e1) of rows w0 (nr <= the tile's rows, stride ws) x

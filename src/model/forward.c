@@ -161,20 +161,24 @@ static void make_leaves(void *ctx, int first, int count, int slot) {
     }
 }
 
-/* The fast mode: the kernel reduces the device's blocks to its cover itself (kernels.h
- * matmul_q8_nodes), cover node i into dev->partial slot i. 0 where it leaves the shape to the
- * leaves and the walk below. */
-static int row_parallel_nodes(const job *J, long ob, long oe) {
+/* The kernel reduces the device's blocks to its cover itself (kernels.h matmul_q8_nodes, and the
+ * exact mode's matmul_nodes for a decode step), cover node i into dev->partial slot i. 0 where it
+ * leaves the shape to the leaves and the walk below. */
+static int row_parallel_nodes(const job *J, leaves_path path, long ob, long oe) {
     qm_device *dev = J->dev;
     const int T = J->s->n_tok, d = dev->shard.cfg.hidden_size;
-    if (!dev->kern.matmul_q8_nodes) return 0;
+    if (path == LEAVES_Q8 ? !dev->kern.matmul_q8_nodes : path != LEAVES_F32 || !dev->kern.matmul_nodes) return 0;
     qm_tree_node cover[QM_TREE_MAX_COVER];
     qm_leaf_node nodes[QM_TREE_MAX_COVER];
     const int m = qm_tree_cover(J->n_blocks, dev->comm->cols, dev->comm->col, cover);
     for (int i = 0; i < m; i++) nodes[i] = (qm_leaf_node){cover[i].first - J->b0, cover[i].count};
+    const size_t ostride = (size_t)T * (size_t)d;
+    if (path == LEAVES_F32)
+        return dev->kern.matmul_nodes(J->w, J->in, T, J->block_cols, J->nb, nodes, m, dev->partial, ostride, (size_t)d,
+                                      (int)ob, (int)oe);
     const qm_q8act a = {dev->xq, dev->xq_d, dev->xq_s, (size_t)dev->xq_ld / 32};
-    return dev->kern.matmul_q8_nodes(J->w, &a, T, J->block_cols, J->nb, nodes, m, dev->partial, (size_t)T * (size_t)d,
-                                     (size_t)d, (int)ob, (int)oe);
+    return dev->kern.matmul_q8_nodes(J->w, &a, T, J->block_cols, J->nb, nodes, m, dev->partial, ostride, (size_t)d,
+                                     (int)ob, (int)oe);
 }
 
 /* A row-parallel layer on this device, for the thread's share of the output rows: its blocks'
@@ -191,7 +195,7 @@ static void row_parallel(job *J, int ith, int nth) {
     leaf_maker M = {J, LEAVES_BY_BLOCK, ob, oe};
     if (q8 && w->col0 % 32 == 0 && w->cols % 32 == 0 && bc % 32 == 0) M.path = LEAVES_Q8;
     else if (!q8) M.path = LEAVES_F32;
-    if (M.path == LEAVES_Q8 && row_parallel_nodes(J, ob, oe)) return;
+    if (row_parallel_nodes(J, M.path, ob, oe)) return;
     const qm_tree_span span = {dev->partial, (size_t)T * (size_t)d, (size_t)ob, (size_t)(oe - ob), (size_t)T, (size_t)d};
     qm_tree_reduce_part(J->n_blocks, dev->comm->cols, dev->comm->col, J->group, make_leaves, &M, &span);
 }

@@ -139,11 +139,12 @@ static int check_q8_one(const qm_wview *v, const float *bias, const float *x, si
     return bad;
 }
 
-/* matmul_q8_nodes of every ISA that has it against the halving tree (kernels.h
- * qm_tree_halving_sum) of the reference leaves `leaves` ([nb][n_tok][d], as matmul_q8_blocks
- * lays them out), on a random split of the nb blocks into consecutive nodes. */
-static int check_nodes(rng_t *r, const qm_wview *v, const qm_q8act *a, int n_tok, int bc, int nb, const float *leaves,
-                       int o_b, int o_e) {
+/* matmul_q8_nodes (a: the quantized x) or the exact mode's matmul_nodes (x, a NULL) of every ISA
+ * that has it against the halving tree (kernels.h qm_tree_halving_sum) of the reference leaves
+ * `leaves` ([nb][n_tok][d], as matmul_q8_blocks lays them out), on a random split of the nb blocks
+ * into consecutive nodes. */
+static int check_nodes(rng_t *r, const qm_wview *v, const float *x, const qm_q8act *a, int n_tok, int bc, int nb,
+                       const float *leaves, int o_b, int o_e) {
     const int d = v->rows;
     const size_t pstride = (size_t)n_tok * (size_t)d, ny = (size_t)nb * pstride;
     qm_leaf_node nodes[64];
@@ -163,14 +164,17 @@ static int check_nodes(rng_t *r, const qm_wview *v, const qm_q8act *a, int n_tok
     }
     int bad = 0;
     for (int k = 0; k < n_isa && !bad; k++) {
-        if (!isa[k].matmul_q8_nodes) continue;
+        if (a ? !isa[k].matmul_q8_nodes : !isa[k].matmul_nodes) continue;
         for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
-        if (!isa[k].matmul_q8_nodes(v, a, n_tok, bc, nb, nodes, m, got, pstride, (size_t)d, o_b, o_e)) continue;
+        if (a ? !isa[k].matmul_q8_nodes(v, a, n_tok, bc, nb, nodes, m, got, pstride, (size_t)d, o_b, o_e)
+              : !isa[k].matmul_nodes(v, x, n_tok, bc, nb, nodes, m, got, pstride, (size_t)d, o_b, o_e))
+            continue;
         if (memcmp(ref, got, ny * 4)) {
             size_t i = 0;
             while (!memcmp(&ref[i], &got[i], 4)) i++;
-            fprintf(stderr, "MISMATCH nodes %s %s rows [%d,%d) cols %d col0 %d bc %d n_tok %d nodes %d: y[%zu] %a vs %a\n",
-                    isa[k].isa, qm_dtype_name(v->dtype), o_b, o_e, v->cols, v->col0, bc, n_tok, m, i, got[i], ref[i]);
+            fprintf(stderr, "MISMATCH nodes%s %s %s rows [%d,%d) cols %d col0 %d bc %d n_tok %d nodes %d: y[%zu] %a vs %a\n",
+                    a ? " q8" : "", isa[k].isa, qm_dtype_name(v->dtype), o_b, o_e, v->cols, v->col0, bc, n_tok, m, i,
+                    got[i], ref[i]);
             bad = 1;
         }
         n_checked++;
@@ -204,7 +208,7 @@ static int check_blocks(rng_t *r, const qm_wview *v, int bc, int n_tok, int o_b,
         for (size_t i = 0; i < ny; i++) ref[i] = 12345.0f;
         if (use_q8) qm_q8_blocks_by_views(qm_matmul_q8_scalar, v, &a, n_tok, bc, nb, ref, pstride, (size_t)d, o_b, o_e);
         else qm_blocks_by_views(scal->matmul, v, x, ldx, n_tok, bc, nb, ref, pstride, (size_t)d, o_b, o_e);
-        if (use_q8) bad |= check_nodes(r, v, &a, n_tok, bc, nb, ref, o_b, o_e);
+        bad |= check_nodes(r, v, x, use_q8 ? &a : NULL, n_tok, bc, nb, ref, o_b, o_e);
         for (int k = 0; k < n_isa && !bad; k++) {
             for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
             if (use_q8) isa[k].matmul_q8_blocks(v, &a, n_tok, bc, nb, got, pstride, (size_t)d, o_b, o_e);
