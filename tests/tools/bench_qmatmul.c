@@ -272,6 +272,38 @@ static int check_dense_blocks(int trials) {
     return fails;
 }
 
+/* A device that owns no block of a layer (a view of 0 columns, nb 0): the nodes kernels leave it
+ * to the walk (return 0) or do nothing, and write nothing. */
+static int check_empty_nodes(void) {
+    static const qm_dtype types[] = {QM_DT_Q4_K, QM_DT_Q6_K, QM_DT_Q8_0, QM_DT_F32, QM_DT_BF16};
+    static const unsigned char blk[256] = {0};
+    const float x[64] = {0};
+    const int8_t xq[64] = {0};
+    const float xd[2] = {0};
+    const int32_t xs[2] = {0};
+    const qm_q8act a = {xq, xd, xs, 2};
+    const qm_leaf_node node = {0, 0};
+    int fails = 0;
+    for (int k = 0; k < n_isa; k++)
+        for (size_t i = 0; i < sizeof types / sizeof types[0]; i++) {
+            const qm_wview v = {blk, types[i], (size_t)qm_dtype_block(types[i]), 4, 0, 0};
+            float out[8];
+            for (int j = 0; j < 8; j++) out[j] = 12345.0f;
+            if (isa[k].matmul_nodes) isa[k].matmul_nodes(&v, x, 1, 64, 0, &node, 0, out, 4, 4, 0, 4);
+            if (isa[k].matmul_q8_nodes && qm_dtype_is_quant(types[i]))
+                isa[k].matmul_q8_nodes(&v, &a, 1, 64, 0, &node, 0, out, 4, 4, 0, 4);
+            for (int j = 0; j < 8; j++)
+                if (out[j] != 12345.0f) {
+                    fprintf(stderr, "MISMATCH empty nodes %s %s: out[%d] written\n", isa[k].isa,
+                            qm_dtype_name(types[i]), j);
+                    fails++;
+                    break;
+                }
+            n_checked++;
+        }
+    return fails;
+}
+
 static int check(int trials) {
     rng_t r = {2024};
     int fails = 0;
@@ -549,6 +581,7 @@ int main(int argc, char **argv) {
         int trials = argc >= 3 ? atoi(argv[2]) : 200;
         int fails = check(trials);
         fails += check_dense_blocks(trials);
+        fails += check_empty_nodes();
         printf("check: %ld comparisons, %d mismatches (ISAs:", n_checked, fails);
         for (int i = 0; i < n_isa; i++) printf(" %s", isa[i].isa);
         printf(")\n");
