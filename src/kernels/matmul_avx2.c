@@ -1000,11 +1000,7 @@ static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, in
     if (o_begin < o_end) blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
 }
 
-static void blocks_decode(const qm_wview *w, const void *x, int bc, int nb, float *part, size_t pstride, int o_begin,
-                          int o_end) {
-    blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
-}
-QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_avx2, blocks_decode, blocks_fast_shape) /* rowpar.h */
+QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_avx2, blocks_fast, blocks_fast_shape) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,

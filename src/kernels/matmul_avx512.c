@@ -845,7 +845,7 @@ QM_INLINE void qblocks_rows4(const char *w0, size_t wstride, qm_dtype dt, int co
 QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc, int nb, float *part, size_t pstride,
                          int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w);
-    const int end = w->col0 + w->cols, R = QM_AVX512_QDR, ntile = nb < 4 ? QB_ROWS / R : 1;
+    const int end = w->col0 + w->cols, R = QM_AVX512_QDR, ntile = QB_ROWS / R; /* below: nb < 4 */
     int o = o_begin;
     if (nb >= 4) {
         for (; o < o_end; o += 4)
@@ -923,11 +923,7 @@ static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, 
     if (o_begin < o_end) blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
 }
 
-static void blocks_decode(const qm_wview *w, const void *x, int bc, int nb, float *part, size_t pstride, int o_begin,
-                          int o_end) {
-    blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
-}
-QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_avx512, blocks_decode, blocks_fast_shape) /* rowpar.h */
+QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_avx512, blocks_fast, blocks_fast_shape) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx512_table = {
     .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,

@@ -148,14 +148,20 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_decode_fn blocks, const qm_wv
 #define QM_ROWPAR_NODES_DT(dt_) done = nodes_dt(dt_, w, x, n_tok, bc / 32, nb, nodes, n_nodes, out, ostride, ldy, \
                                                 o_begin, o_end)
 
-/* An ISA file's exact-mode matmul_nodes (kernels.h) from its one-token block path (blocks_, as
- * qm_rowpar_decode_fn) and that path's shape test (shape_(w, n_tok, bc, nb)): one token only. */
+/* An ISA file's exact-mode matmul_nodes (kernels.h) from its one-token block path (blocks_(w, x,
+ * bc, nb, part, pstride, o_begin, o_end), x f32) and that path's shape test (shape_(w, n_tok, bc,
+ * nb)): one token only. */
 #define QM_ROWPAR_EXACT_NODES_ENTRY(name_, blocks_, shape_)                                        \
+    static void f32_blocks_decode(const qm_wview *w, const void *x, int bc, int nb, float *part, size_t pstride, \
+                                  int o_begin, int o_end) {                                        \
+        blocks_(w, (const float *)x, bc, nb, part, pstride, o_begin, o_end);                      \
+    }                                                                                              \
     static int name_(const qm_wview *w, const float *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes, \
                      int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) { \
         if (n_tok != 1 || !shape_(w, n_tok, bc, nb)) return 0;                                    \
         if (o_begin >= o_end) return 1;                                                            \
-        return qm_rowpar_nodes_decode(blocks_, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
+        return qm_rowpar_nodes_decode(f32_blocks_decode, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, \
+                                      o_end);                                                      \
     }
 
 /* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX2 and AVX-512
