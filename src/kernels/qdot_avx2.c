@@ -794,11 +794,13 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
                                float *part, size_t pstride) {
     const int k_quant = qm_dtype_block(dt) != 32;
     const size_t bb = qm_dtype_block_bytes(dt);
+    const int long_pass = qm_rowpar_prefetch_long(dt, off, w->nblk, DR); /* rowpar.h */
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
-    const size_t pf_step = prefetch_step(w);
+    const size_t pf_step = long_pass ? 0 : prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         const int k0 = b0 / bpb, nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
+        const size_t gbytes = long_pass ? qm_rowpar_group_bytes(dt, off, nb) : 0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
         xgroup xg;
@@ -806,6 +808,7 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
         for (int r = 0; r < nr; r++) {
             const uint8_t *row = w->row0 + (size_t)r * w->stride;
             const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
+            qm_prefetch_l2(base + (size_t)DR * w->stride, gbytes);
             wgroup g;
             scales(dt, row, sb, nb, 0, &g);
             float p[16] __attribute__((aligned(32)));

@@ -1190,11 +1190,13 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
                                float *part, size_t pstride) {
     const int quads = dec_quads(dt);
     const klanes kl = klanes_of(dt, w->sb0 & 7, quads);
+    const int long_pass = qm_rowpar_prefetch_long(dt, off, w->nblk, DR); /* rowpar.h */
     const char *pf = (const char *)w->row0 + (size_t)DR * w->stride;
-    const size_t pf_step = prefetch_step(w);
+    const size_t pf_step = long_pass ? 0 : prefetch_step(w);
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         const int k0 = b0 / bpb, nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
+        const size_t gbytes = long_pass ? qm_rowpar_group_bytes(dt, off, nb) : 0;
         xgroup xg;
         load_group(dt, x, 0, b0, nb, 0, &xg);
         __m512 a[DR];
@@ -1202,6 +1204,7 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
             for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
             pf += pf_step;
             const uint8_t *row = w->row0 + (size_t)r * w->stride, *base = group_base(dt, row, sb);
+            qm_prefetch_l2(group_base(dt, row + (size_t)DR * w->stride, sb), gbytes);
             wgroup g;
             scales(dt, row, sb, nb, 0, off == 0, quads, &kl, &g);
             const __m512 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg) : sums_decode(dt, base, off, nb, &g, &xg);

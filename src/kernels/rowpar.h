@@ -46,6 +46,35 @@ static inline void qm_rowpar_prefetch_block(qm_rowpar_prefetch *p, int blk) {
     }
 }
 
+/* The fast mode's one-token row-parallel tiles (qdot_*.c tile_decode_b64), DR rows a pass: where
+ * a pass's rows hold more than QM_ROWPAR_LONG_PASS bytes of the view (the 1.5B's down_proj: 4 rows
+ * of 7 KB), the next pass's rows are prefetched into the L2, each row's bytes of the 16-block group
+ * in hand (rows DR + r at the group's offset; a device's slice of columns too, which had no
+ * prefetch before). Into the L1, the next pass (29 KB there) and the decode's block dots (32 rows x
+ * 140 blocks, 18 KB) evicted each other. Alternating builds, `qmesh bench --activations q8`,
+ * down_proj's ms a step: 1.5B Q4_K_M avx512vnni 12.3-14.9 against 16.1-21.4 before, avx2 22.7
+ * against 26.7-29.2, 1x2 13.7-14.8 against 16.0-16.6; 0.5B 3.6-4.2 against 4.4-5.2. Shorter
+ * passes keep the one stretch into the L1. */
+#define QM_ROWPAR_LONG_PASS 8192
+
+/* Bytes of a view's row spent on 32-blocks [0, nb) from sub-block off of a superblock (K-quants;
+ * off 0 otherwise). */
+static inline size_t qm_rowpar_group_bytes(qm_dtype dt, int off, int nb) {
+    const size_t qk = (size_t)qm_dtype_block(dt), bb = qm_dtype_block_bytes(dt);
+    return qk == 32 ? (size_t)nb * bb : ((size_t)(off + nb) * 32 + qk - 1) / qk * bb;
+}
+
+/* Whether the next pass of DR rows of nblk 32-blocks from sub-block off goes to the L2 a group at a
+ * time (above). */
+static inline int qm_rowpar_prefetch_long(qm_dtype dt, int off, int nblk, int DR) {
+    return (size_t)DR * qm_rowpar_group_bytes(dt, off, nblk) > QM_ROWPAR_LONG_PASS;
+}
+
+/* n bytes from p into the L2. Always inlined, as the tiles' own code. */
+static inline __attribute__((always_inline)) void qm_prefetch_l2(const void *p, size_t n) {
+    for (size_t off = 0; off < n; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T1);
+}
+
 /* Block m's dot of row j from a group's narrow items a (item order: 32-block b of row j at
  * b R + j, each +0 + c_b), in the order of a block's own view: a_2m + a_2m+1 (bpb = 2, 64
  * columns) or (a_4m + a_4m+2) + (a_4m+1 + a_4m+3) (bpb = 4, 128 columns). */
