@@ -14,6 +14,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 typedef enum { PH_QUANT, PH_NORM_ATTN, PH_QKV, PH_ROPE_CACHE, PH_ATTENTION, PH_OPROJ, PH_RESIDUAL, PH_NORM_MLP, PH_GATE_UP,
@@ -36,6 +37,8 @@ typedef struct {
     /* fast mode: rows to quantize into dev->xq before the next matmuls */
     const float *q_in;   /* [q_rows][q_ld] */
     int q_rows, q_ld;
+    /* a decode step's phase: the next row of each of its matmuls (take_rows), 0 at its start */
+    atomic_long next_row[3];
 } job;
 
 static float *kv_at(const qm_device *dev, int slot, int layer, int which, int kvh, int pos) {
@@ -59,11 +62,32 @@ static void linear(const qm_device *dev, const qm_wview *w, const float *bias, c
     }
 }
 
-static void run_matmul_split(const qm_device *dev, const qm_wview *w, const float *bias, const float *x, size_t ldx,
+/* A thread's next rows [*b, *e) of a phase's matmul q (of `rows` output rows); 0 when none are
+ * left. Over several tokens (prefill, batches) each thread takes its fixed share at once: the
+ * kernels' tiles over tokens prepare the activations once per call. A decode step hands rows out
+ * in chunks (8 a thread, whole 32-row tiles) to whichever thread is free, so that a thread the
+ * memory serves slower does less and its partner does not wait at the phase's end. Output rows
+ * are independent: which thread computes a row changes no bits. */
+static int take_rows(job *J, int q, int n_tok, long rows, int ith, int nth, int *taken, long *b, long *e) {
+    if (n_tok > 1 || nth == 1) {
+        if ((*taken)++) return 0;
+        qm_split_range(rows, ith, nth, b, e);
+        return *e > *b;
+    }
+    long chunk = (rows / (8L * nth) + 31) / 32 * 32;
+    if (chunk < 32) chunk = 32;
+    *b = atomic_fetch_add_explicit(&J->next_row[q], chunk, memory_order_relaxed);
+    *e = *b + chunk < rows ? *b + chunk : rows;
+    return *b < rows;
+}
+
+static void run_matmul_split(job *J, int q, const qm_wview *w, const float *bias, const float *x, size_t ldx,
                              int n_tok, float *y, size_t ldy, int ith, int nth) {
     long b, e;
-    qm_split_range(w->rows, ith, nth, &b, &e);
-    if (e > b && w->cols > 0) linear(dev, w, bias, x, ldx, 0, n_tok, y, ldy, (int)b, (int)e);
+    int taken = 0;
+    if (w->cols <= 0) return;
+    while (take_rows(J, q, n_tok, w->rows, ith, nth, &taken, &b, &e))
+        linear(J->dev, w, bias, x, ldx, 0, n_tok, y, ldy, (int)b, (int)e);
 }
 
 /* Fast mode: rows of J->q_in quantized into dev->xq (vector t at t * xq_ld). */
@@ -181,16 +205,13 @@ static int row_parallel_nodes(const job *J, leaves_path path, long ob, long oe) 
                                      (int)ob, (int)oe);
 }
 
-/* A row-parallel layer on this device, for the thread's share of the output rows: its blocks'
- * partials reduced to its cover of the fixed tree (mesh/tree_sum.h), cover node i into
- * dev->partial slot i, a group of blocks at a time. */
-static void row_parallel(job *J, int ith, int nth) {
+/* A row-parallel layer on this device, for output rows [ob, oe): its blocks' partials reduced to
+ * its cover of the fixed tree (mesh/tree_sum.h), cover node i into dev->partial slot i, a group of
+ * blocks at a time. */
+static void row_parallel_rows(job *J, long ob, long oe) {
     qm_device *dev = J->dev;
     const qm_wview *w = J->w;
     int T = J->s->n_tok, d = dev->shard.cfg.hidden_size, bc = J->block_cols;
-    long ob, oe;
-    qm_split_range(d, ith, nth, &ob, &oe);
-    if (oe <= ob) return;
     const int q8 = dev->xq && qm_dtype_is_quant(w->dtype);
     leaf_maker M = {J, LEAVES_BY_BLOCK, ob, oe};
     if (q8 && w->col0 % 32 == 0 && w->cols % 32 == 0 && bc % 32 == 0) M.path = LEAVES_Q8;
@@ -198,6 +219,14 @@ static void row_parallel(job *J, int ith, int nth) {
     if (row_parallel_nodes(J, M.path, ob, oe)) return;
     const qm_tree_span span = {dev->partial, (size_t)T * (size_t)d, (size_t)ob, (size_t)(oe - ob), (size_t)T, (size_t)d};
     qm_tree_reduce_part(J->n_blocks, dev->comm->cols, dev->comm->col, J->group, make_leaves, &M, &span);
+}
+
+/* The thread's output rows of a row-parallel layer (take_rows). */
+static void row_parallel(job *J, int ith, int nth) {
+    long ob, oe;
+    int taken = 0;
+    while (take_rows(J, 0, J->s->n_tok, J->dev->shard.cfg.hidden_size, ith, nth, &taken, &ob, &oe))
+        row_parallel_rows(J, ob, oe);
 }
 
 static void norm_rows(const qm_device *dev, const float *x, const float *w, float *y, int n_rows, int ith, int nth) {
@@ -223,9 +252,9 @@ static void run_phase(void *arg, int ith, int nth) {
     case PH_NORM_ATTN: norm_rows(dev, dev->x, L->attn_norm, dev->xn, T, ith, nth); break;
     case PH_NORM_MLP: norm_rows(dev, dev->x, L->mlp_norm, dev->xn, T, ith, nth); break;
     case PH_QKV:
-        run_matmul_split(dev, &L->wq, L->bq, dev->xn, (size_t)d, T, dev->q, (size_t)(hq * hd), ith, nth);
-        run_matmul_split(dev, &L->wk, L->bk, dev->xn, (size_t)d, T, dev->k, (size_t)(hkv * hd), ith, nth);
-        run_matmul_split(dev, &L->wv, L->bv, dev->xn, (size_t)d, T, dev->v, (size_t)(hkv * hd), ith, nth);
+        run_matmul_split(J, 0, &L->wq, L->bq, dev->xn, (size_t)d, T, dev->q, (size_t)(hq * hd), ith, nth);
+        run_matmul_split(J, 1, &L->wk, L->bk, dev->xn, (size_t)d, T, dev->k, (size_t)(hkv * hd), ith, nth);
+        run_matmul_split(J, 2, &L->wv, L->bv, dev->xn, (size_t)d, T, dev->v, (size_t)(hkv * hd), ith, nth);
         break;
     case PH_ROPE_CACHE: {
         float cos_t[512], sin_t[512]; /* head_dim <= 1024 (checked at init) */
@@ -254,13 +283,13 @@ static void run_phase(void *arg, int ith, int nth) {
         break;
     }
     case PH_GATE_UP: {
-        run_matmul_split(dev, &L->wgate, NULL, dev->xn, (size_t)d, T, dev->gate, (size_t)f, ith, nth);
-        run_matmul_split(dev, &L->wup, NULL, dev->xn, (size_t)d, T, dev->up, (size_t)f, ith, nth);
+        run_matmul_split(J, 0, &L->wgate, NULL, dev->xn, (size_t)d, T, dev->gate, (size_t)f, ith, nth);
+        run_matmul_split(J, 1, &L->wup, NULL, dev->xn, (size_t)d, T, dev->up, (size_t)f, ith, nth);
         break;
     }
     case PH_FINAL_NORM: norm_rows(dev, J->lm_in, sh->final_norm, J->lm_in, s->n_out, ith, nth); break;
     case PH_LM_HEAD:
-        run_matmul_split(dev, &sh->lm_head, NULL, J->lm_in, (size_t)d, s->n_out, dev->logits,
+        run_matmul_split(J, 0, &sh->lm_head, NULL, J->lm_in, (size_t)d, s->n_out, dev->logits,
                          (size_t)qm_range_len(sh->part.vocab), ith, nth);
         break;
     }
@@ -289,7 +318,8 @@ static qm_time_part part_of(phase ph) {
 static void phase_run(job *J, phase ph) {
     const double t0 = qm_now();
     J->ph = ph;
-    qm_pool_run(J->dev->pool, run_phase, J);
+    for (int q = 0; q < 3; q++) atomic_store_explicit(&J->next_row[q], 0, memory_order_relaxed);
+    qm_pool_run(J->dev->pool, run_phase, J); /* publishes the stores above to the team */
     J->dev->time_s[part_of(ph)] += qm_now() - t0;
 }
 
