@@ -12,15 +12,35 @@
 
 #define QM_ROWPAR_SHORT_GROUP 4096 /* bytes: a row group this short is prefetched as one stretch */
 
-/* The next group's rows into the L1, spread over this group's blocks. Long rows: each row's bytes
- * of the block in hand (rows R + r at the block's offset). A short group (a device's narrow shard
+/* The fast mode's one-token row-parallel tiles (qdot_*.c tile_decode_b64), DR rows a pass: where
+ * a pass's rows hold more than QM_ROWPAR_LONG_PASS bytes of the view (the 1.5B's down_proj: 4 rows
+ * of 7 KB), the next pass's rows are prefetched into the L2, each row's bytes of the 16-block group
+ * in hand (rows DR + r at the group's offset; a device's slice of columns too, which had no
+ * prefetch before). Into the L1, the next pass (29 KB there) and the decode's block dots (32 rows x
+ * 140 blocks, 18 KB) evicted each other. Alternating builds, `qmesh bench --activations q8`,
+ * down_proj's ms a step: 1.5B Q4_K_M avx512vnni 12.3-14.9 against 16.1-21.4 before, avx2 22.7
+ * against 26.7-29.2, 1x2 13.7-14.8 against 16.0-16.6; 0.5B 3.6-4.2 against 4.4-5.2. Shorter
+ * passes keep the one stretch into the L1. The exact mode's and the plain types' row tiles
+ * likewise (qm_rowpar_prefetch's l2): bf16 0.5B-shaped down_proj 8.1-8.9 ms against 9.0-10.3
+ * (avx512vnni); the exact 1.5B and avx2 within the noise. */
+#define QM_ROWPAR_LONG_PASS 8192
+
+/* n bytes from p into the L2. Always inlined: as a plain static inline, GCC 12 left these
+ * prefetches out of the AVX-512 tiles altogether (no prefetcht1 in the object). */
+static inline __attribute__((always_inline)) void qm_prefetch_l2(const void *p, size_t n) {
+    for (size_t off = 0; off < n; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T1);
+}
+
+/* The next group's rows, spread over this group's blocks. Long rows: each row's bytes of the
+ * block in hand (rows R + r at the block's offset), into the L1, or the L2 where R rows are over
+ * QM_ROWPAR_LONG_PASS bytes. A short group (a device's narrow shard
  * of a row-parallel layer, a few hundred bytes a row) as one stretch from its first byte.
  * Measured from DRAM (bench_qmatmul rp, Q8_0, 448 rows): 640 columns 0.14 ns a weight per row,
  * 0.08 as a stretch; 4864 columns 0.10 per row, 0.14 as a stretch. Prefetches never fault. */
 typedef struct {
     const char *w0, *next; /* the group's first row; the stretch's next line */
     size_t wstride, step, blk_bytes;
-    int R, stretch;
+    int R, stretch, l2; /* l2: a tile's rows over QM_ROWPAR_LONG_PASS bytes, prefetched into the L2 */
 } qm_rowpar_prefetch;
 
 /* For a group of `rows` rows of stride wstride from w0, register tiles of R rows, nb blocks of
@@ -29,7 +49,7 @@ static inline qm_rowpar_prefetch qm_rowpar_prefetch_start(const char *w0, size_t
                                                           size_t blk_bytes) {
     const size_t group = (size_t)rows * wstride, per = (size_t)nb * 64;
     qm_rowpar_prefetch p = {w0, w0 + group, wstride, (group + per - 1) / per * 64, blk_bytes, R,
-                            group <= QM_ROWPAR_SHORT_GROUP};
+                            group <= QM_ROWPAR_SHORT_GROUP, (size_t)R * wstride > QM_ROWPAR_LONG_PASS};
     return p;
 }
 
@@ -42,20 +62,10 @@ static inline void qm_rowpar_prefetch_block(qm_rowpar_prefetch *p, int blk) {
     }
     for (int r = 0; r < p->R; r++) { /* a block of a plain type is 128 or 256 bytes: each of its lines */
         const char *b = p->w0 + (size_t)(p->R + r) * p->wstride + (size_t)blk * p->blk_bytes;
-        for (size_t off = 0; off < p->blk_bytes; off += 64) _mm_prefetch(b + off, _MM_HINT_T0);
+        if (p->l2) qm_prefetch_l2(b, p->blk_bytes);
+        else for (size_t off = 0; off < p->blk_bytes; off += 64) _mm_prefetch(b + off, _MM_HINT_T0);
     }
 }
-
-/* The fast mode's one-token row-parallel tiles (qdot_*.c tile_decode_b64), DR rows a pass: where
- * a pass's rows hold more than QM_ROWPAR_LONG_PASS bytes of the view (the 1.5B's down_proj: 4 rows
- * of 7 KB), the next pass's rows are prefetched into the L2, each row's bytes of the 16-block group
- * in hand (rows DR + r at the group's offset; a device's slice of columns too, which had no
- * prefetch before). Into the L1, the next pass (29 KB there) and the decode's block dots (32 rows x
- * 140 blocks, 18 KB) evicted each other. Alternating builds, `qmesh bench --activations q8`,
- * down_proj's ms a step: 1.5B Q4_K_M avx512vnni 12.3-14.9 against 16.1-21.4 before, avx2 22.7
- * against 26.7-29.2, 1x2 13.7-14.8 against 16.0-16.6; 0.5B 3.6-4.2 against 4.4-5.2. Shorter
- * passes keep the one stretch into the L1. */
-#define QM_ROWPAR_LONG_PASS 8192
 
 /* Bytes of a view's row spent on 32-blocks [0, nb) from sub-block off of a superblock (K-quants;
  * off 0 otherwise). */
@@ -70,10 +80,6 @@ static inline int qm_rowpar_prefetch_long(qm_dtype dt, int off, int nblk, int DR
     return (size_t)DR * qm_rowpar_group_bytes(dt, off, nblk) > QM_ROWPAR_LONG_PASS;
 }
 
-/* n bytes from p into the L2. Always inlined, as the tiles' own code. */
-static inline __attribute__((always_inline)) void qm_prefetch_l2(const void *p, size_t n) {
-    for (size_t off = 0; off < n; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T1);
-}
 
 /* Block m's dot of row j from a group's narrow items a (item order: 32-block b of row j at
  * b R + j, each +0 + c_b), in the order of a block's own view: a_2m + a_2m+1 (bpb = 2, 64
