@@ -83,6 +83,18 @@ for m in 1x8 1x32 1x7; do
   pass=$((pass + 1))
 done
 
+# 4b. bench's FLOP figures: one token's matmuls of m28 (d 112, 28 x 4 query and 4 x 4 KV columns,
+#     f 160, 2 layers, lm_head 151936 x 112) are 2 x 17,181,696 = 0.0344 GFLOP; --peak measures
+#     the threads' FMA peak
+json=$("$QMESH" bench -m "$WORK/m28" --prompt 4 --gen 2 --peak 2>/dev/null | tail -1)
+grep -q '"matmul_gflop_per_token":0.0344,' <<< "$json" || fail "bench: matmul_gflop_per_token wrong: $json"
+for key in prefill_gflops fma_peak_gflops prefill_peak_ratio; do
+  v=$(echo "$json" | sed -n "s/.*\"$key\":\([0-9.]*\).*/\1/p")
+  awk -v v="${v:-0}" 'BEGIN { exit !(v > 0) }' || fail "bench --peak: $key missing or 0: $json"
+done
+echo "ok bench: matmul_gflop_per_token 0.0344, prefill_gflops, fma_peak_gflops and their ratio reported"
+pass=$((pass + 1))
+
 # 5. bad meshes are refused before any work, with a message
 for bad in 0x2 2x 3 1x0 axb 1x2x3 -1x2; do
   set +e

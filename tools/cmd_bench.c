@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cmd.h"
+#include "flops.h"
 #include "membw.h"
 #include "util/pool.h"
 
@@ -20,20 +21,24 @@ static const char usage_text[] =
     "attention (KV cache reads), o_proj, gate_up (with SiLU), down, lm_head, comm (the row's tree\n"
     "sums), sample (the sampler and its exchange); comm_ms_per_token is its comm. decode_comm_per_step\n"
     "counts a decode step's collectives by kind (row_sum, row_allgather, row_bcast, row_barrier, world):\n"
-    "calls, bytes sent and received by a device (the largest over row 0's devices in this process).\n\noptions:\n"
+    "calls, bytes sent and received by a device (the largest over row 0's devices in this process).\n"
+    "matmul_gflop_per_token counts one token's matmuls (2 per multiply-add; attention not counted);\n"
+    "prefill_gflops = matmul_gflop_per_token x prefill_tok_s.\n\noptions:\n"
     "  --prompt N           prompt tokens per sequence (default 128)\n"
     "  --gen N              tokens generated per sequence (default 32)\n"
     "  --shared-prefix N    the first N prompt tokens are the same in every sequence and computed\n"
     "                       once per row (the prefix cache, as GSM8K's few-shot prefix; default 0)\n"
     "  --reps K             repeat the measurement, report the best (default 1)\n"
     "  --membw              also measure the machine's memory read bandwidth (1 GiB buffer) and\n"
-    "                       report roofline_ratio = bytes_per_token x decode_tok_s / bandwidth\n";
+    "                       report roofline_ratio = bytes_per_token x decode_tok_s / bandwidth\n"
+    "  --peak               also measure the f32 FMA peak of the threads with the ISA's vectors\n"
+    "                       (fma_peak_gflops) and report prefill_peak_ratio = prefill_gflops / it\n";
 
 typedef struct {
     qm_engine_opts o;
     char mesh[32];
     long n_prompt, n_gen, reps, shared_prefix;
-    bool membw;
+    bool membw, peak;
 } bench_args;
 
 typedef struct {
@@ -54,6 +59,10 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         const char *f = argv[i];
         if (!strcmp(f, "--membw")) {
             a->membw = true;
+            continue;
+        }
+        if (!strcmp(f, "--peak")) {
+            a->peak = true;
             continue;
         }
         int r = cli_subcommand_flag(cmd, usage_text, argc, argv, &i, &a->o, a->mesh, sizeof a->mesh);
@@ -187,6 +196,12 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
         printf("%s\"%s\":{\"calls\":%.1f,\"bytes_sent\":%.0f,\"bytes_recv\":%.0f}", k ? "," : "",
                qm_coll_kind_name((qm_coll_kind)k), best->step_calls[k], best->step_sent[k], best->step_recv[k]);
     printf("}");
+    const double pre_gflops = info.matmul_flops_per_token * best->prefill / 1e9;
+    printf(",\"matmul_gflop_per_token\":%.4f,\"prefill_gflops\":%.2f", info.matmul_flops_per_token / 1e9, pre_gflops);
+    if (a->peak) {
+        const double peak = qm_measure_fma_peak(info.isa, o->threads > 0 ? o->threads : qm_cpu_count());
+        printf(",\"fma_peak_gflops\":%.2f,\"prefill_peak_ratio\":%.3f", peak, peak > 0 ? pre_gflops / peak : 0.0);
+    }
     if (a->membw) {
         double bw = qm_measure_read_bandwidth(o->threads > 0 ? o->threads : qm_cpu_count(), (size_t)1 << 30);
         printf(",\"mem_read_gb_s\":%.2f,\"roofline_ratio\":%.3f", bw,

@@ -50,6 +50,10 @@ void qm_shard_free(qm_shard *s);
 /* Weight bytes of the whole model: every tensor the forward pass reads once (the embedding only
  * when it is also the LM head: otherwise only a step's rows of it are read). */
 size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg);
+/* Floating-point operations of one token's matmuls (q, k, v, o_proj, gate, up, down_proj in every
+ * layer, and lm_head), 2 per multiply-add; attention's scores and values (which grow with the
+ * position) not counted. */
+double qm_model_matmul_flops(const qm_config *cfg);
 
 /* A step: tokens of one or more sequences, each at a position of its KV slot. */
 typedef struct {

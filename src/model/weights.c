@@ -178,6 +178,13 @@ void qm_shard_free(qm_shard *s) {
     memset(s, 0, sizeof *s);
 }
 
+double qm_model_matmul_flops(const qm_config *cfg) {
+    const double d = cfg->hidden_size, q = (double)cfg->num_attention_heads * cfg->head_dim;
+    const double kv = (double)cfg->num_key_value_heads * cfg->head_dim, f = cfg->intermediate_size;
+    const double layer = d * q + 2 * d * kv + q * d + 3 * d * f; /* multiply-adds */
+    return 2 * (cfg->num_hidden_layers * layer + (double)cfg->vocab_size * d);
+}
+
 size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg) {
     size_t total = 0;
     for (int i = 0; i < qm_checkpoint_count(ck); i++) {
