@@ -33,8 +33,8 @@ static inline __attribute__((always_inline)) void qm_prefetch_l2(const void *p, 
 
 /* The next group's rows, spread over this group's blocks. Long rows: each row's bytes of the
  * block in hand (rows R + r at the block's offset), into the L1, or the L2 where R rows are over
- * QM_ROWPAR_LONG_PASS bytes. A short group (a device's narrow shard
- * of a row-parallel layer, a few hundred bytes a row) as one stretch from its first byte.
+ * QM_ROWPAR_LONG_PASS bytes. A short group (a device's narrow shard of a row-parallel layer, a
+ * few hundred bytes a row) as one stretch from its first byte.
  * Measured from DRAM (bench_qmatmul rp, Q8_0, 448 rows): 640 columns 0.14 ns a weight per row,
  * 0.08 as a stretch; 4864 columns 0.10 per row, 0.14 as a stretch. Prefetches never fault. */
 typedef struct {
@@ -79,7 +79,6 @@ static inline size_t qm_rowpar_group_bytes(qm_dtype dt, int off, int nb) {
 static inline int qm_rowpar_prefetch_long(qm_dtype dt, int off, int nblk, int DR) {
     return (size_t)DR * qm_rowpar_group_bytes(dt, off, nblk) > QM_ROWPAR_LONG_PASS;
 }
-
 
 /* Block m's dot of row j from a group's narrow items a (item order: 32-block b of row j at
  * b R + j, each +0 + c_b), in the order of a block's own view: a_2m + a_2m+1 (bpb = 2, 64
