@@ -74,10 +74,10 @@ static inline size_t qm_rowpar_group_bytes(qm_dtype dt, int off, int nb) {
     return qk == 32 ? (size_t)nb * bb : ((size_t)(off + nb) * 32 + qk - 1) / qk * bb;
 }
 
-/* Whether the next pass of DR rows of nblk 32-blocks from sub-block off goes to the L2 a group at a
- * time (above). */
-static inline int qm_rowpar_prefetch_long(qm_dtype dt, int off, int nblk, int DR) {
-    return (size_t)DR * qm_rowpar_group_bytes(dt, off, nblk) > QM_ROWPAR_LONG_PASS;
+/* Whether the next pass of `rows` rows (a tile's DR) of nblk 32-blocks from sub-block off goes to
+ * the L2 a group at a time (above). */
+static inline int qm_rowpar_prefetch_long(qm_dtype dt, int off, int nblk, int rows) {
+    return (size_t)rows * qm_rowpar_group_bytes(dt, off, nblk) > QM_ROWPAR_LONG_PASS;
 }
 
 /* Block m's dot of row j from a group's narrow items a (item order: 32-block b of row j at
