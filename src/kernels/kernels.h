@@ -134,10 +134,12 @@ typedef struct qm_kernels {
     int (*matmul_q8_nodes)(const qm_wview *w, const struct qm_q8act *x, int n_tok, int bc, int nb,
                            const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
                            int o_begin, int o_end);
-    /* The same for the exact mode (f32 x, the view's column 0): matmul_blocks followed by the
-     * tree, one token (a decode step); 0 elsewhere, writing nothing. NULL: never taken. */
-    int (*matmul_nodes)(const qm_wview *w, const float *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes,
-                        int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end);
+    /* The same for the exact mode (f32 x [n_tok][ldx], the view's column 0): matmul_blocks followed
+     * by the tree; 0 where the ISA leaves the shape to matmul_blocks, writing nothing. NULL: never
+     * taken. */
+    int (*matmul_nodes)(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                        const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin,
+                        int o_end);
 } qm_kernels;
 
 typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,

@@ -3,8 +3,10 @@
  * buffers, FMA'd, and blended back so that only lanes 0..r-1 change; the halving tree starts
  * with lo + hi (w = 8) and goes on with shuffles, always as acc[l] + acc[l + w].
  *
- * matmul tiles R output rows x T tokens of accumulator pairs, as the AVX-512 file does; every
- * accumulator sees exactly the canonical sequence of FMAs. */
+ * matmul tiles R output rows x T tokens of accumulator pairs, as the AVX-512 file does; from
+ * PMIN tokens a plain type's rows go through the transposed panels of the block-quantized prefill
+ * (qprefill_t), and from NMIN tokens a row-parallel layer's nodes are made in the kernel
+ * (nodes_tokens). Every accumulator sees exactly the canonical sequence of FMAs. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -491,8 +493,25 @@ QM_INLINE void qdecode_short(const char *base, size_t wstride, qm_dtype dt, int 
     }
 }
 
+/* A plain type's row (f32, f16, bf16; row: its view's column 0), converted exactly into out[0 .. cols). */
+QM_INLINE void prow_f32(const char *row, qm_dtype dt, int cols, float *out) {
+    const size_t esz = dt == QM_DT_F32 ? 4 : 2;
+    int i = 0;
+    for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(out + i, load_w8(row + (size_t)i * esz, dt));
+    if (i < cols) {
+        float wb[8] = {0}, f[8]; /* 32 bytes: room for 8 elements of any plain dtype */
+        memcpy(wb, row + (size_t)i * esz, (size_t)(cols - i) * esz);
+        _mm256_storeu_ps(f, load_w8(wb, dt));
+        memcpy(out + i, f, (size_t)(cols - i) * sizeof(float));
+    }
+}
+
 /* One row's view, dequantized exactly into out[0 .. cols) (f32, as qm_dequant_range). */
 QM_INLINE void qrow_f32(const char *row, qm_dtype dt, int col0, int cols, float *out) {
+    if (!qm_dtype_is_quant(dt)) { /* row: the view's column 0; col0: the first column wanted */
+        prow_f32(row + (size_t)col0 * (dt == QM_DT_F32 ? 4 : 2), dt, cols, out);
+        return;
+    }
     const int S = QSTEP(dt), G = S / 16, qk = qm_dtype_block(dt), end = col0 + cols;
     const size_t bb = qm_dtype_block_bytes(dt);
     float ks[16] __attribute__((aligned(32)));
@@ -659,6 +678,15 @@ static void qlanes_any(const float *bt, int kc, int T, const float *x, size_t ld
     }
 }
 
+/* The halving tree (w = 8, 4, 2, 1) of the 16 lanes of token t, rows g..g+7 (lb as qlanes leaves it). */
+QM_INLINE __m256 lanes_tree(const float *lb, int t, int g) {
+    __m256 v[16];
+    for (int c = 0; c < 16; c++) v[c] = _mm256_load_ps(lb + ((size_t)t * 16 + (size_t)c) * QTR + g);
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) v[l] = _mm256_add_ps(v[l], v[l + w]);
+    return v[0];
+}
+
 /* Rows [o_begin, o_end) x n_tok tokens, QTR rows at a time (the last block padded with zero rows,
  * whose outputs are not stored). */
 QM_INLINE void qprefill_t(const char *base, size_t wstride, qm_dtype dt, int col0, int cols, const float *x,
@@ -686,16 +714,13 @@ QM_INLINE void qprefill_t(const char *base, size_t wstride, qm_dtype dt, int col
             }
             for (int t = 0; t < tg; t++) /* the trees */
                 for (int g = 0; g < QTR; g += 8) {
-                    __m256 v[16];
-                    for (int c = 0; c < 16; c++) v[c] = _mm256_load_ps(lb + ((size_t)t * 16 + (size_t)c) * QTR + g);
-                    for (int w = 8; w >= 1; w /= 2)
-                        for (int l = 0; l < w; l++) v[l] = _mm256_add_ps(v[l], v[l + w]);
+                    const __m256 v0 = lanes_tree(lb, t, g);
                     float *yt = y + (size_t)(t0 + t) * ldy + o0 + g;
                     if (nr - g >= 8) {
-                        _mm256_storeu_ps(yt, bias ? _mm256_add_ps(v[0], _mm256_loadu_ps(bias + o0 + g)) : v[0]);
+                        _mm256_storeu_ps(yt, bias ? _mm256_add_ps(v0, _mm256_loadu_ps(bias + o0 + g)) : v0);
                     } else if (nr > g) {
                         float out[8];
-                        _mm256_storeu_ps(out, v[0]);
+                        _mm256_storeu_ps(out, v0);
                         for (int r = 0; r < nr - g; r++) yt[r] = bias ? out[r] + bias[o0 + g + r] : out[r];
                     }
                 }
@@ -790,9 +815,36 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
     if ((unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype]) fn[w->dtype](w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
 }
 
+/* Prefill of a plain type: qprefill_t (the rows converted once for QTG tokens) from PMIN tokens;
+ * `bench_qmatmul pre avx2 BF16 4864 896 512` (one thread, AMD EPYC AVX2): 41-50 GFLOP/s against
+ * 29-39 for the register tiles. */
+#ifndef PMIN
+#define PMIN 24
+#endif
+#ifndef NMIN
+#define NMIN 32 /* tokens from which a row-parallel layer's nodes are made in the kernel (nodes_tokens) */
+#endif
+#define QM_P_DT(name_, dt_)                                                                        \
+    static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
+                                                int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
+        qprefill_t(w->data, w->ld * (dt_ == QM_DT_F32 ? 4 : 2), dt_, 0, w->cols, x, ldx, n_tok, bias, y, ldy, \
+                   o_begin, o_end);                                                                \
+    }
+QM_P_DT(prefill_f32, QM_DT_F32)
+QM_P_DT(prefill_f16, QM_DT_F16)
+QM_P_DT(prefill_bf16, QM_DT_BF16)
+
 static void matmul_avx2(const qm_wview *w, const float *bias, const float *x, size_t ldx,
                         int n_tok, float *y, size_t ldy, int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
+    if (n_tok >= PMIN && !qm_dtype_is_quant(w->dtype)) {
+        switch (w->dtype) {
+        case QM_DT_F32: prefill_f32(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); return;
+        case QM_DT_F16: prefill_f16(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); return;
+        case QM_DT_BF16: prefill_bf16(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end); return;
+        default: break;
+        }
+    }
     if (qm_dtype_is_quant(w->dtype)) {
         if (w->col0 % 16) qm_kernels_scalar_table.matmul(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
         else matmul_q(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
@@ -1000,7 +1052,116 @@ static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, in
     if (o_begin < o_end) blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
 }
 
-QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_avx2, blocks_fast, blocks_fast_shape) /* rowpar.h */
+QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_decode, blocks_fast, blocks_fast_shape) /* rowpar.h */
+
+/* ---- row-parallel layers over NMIN tokens or more (prefill): the nodes in the kernel ----
+ * For QTR rows x up to QTG tokens at a time, each block's 16 rows are dequantized (or converted)
+ * into a transposed panel as qprefill_t does, its lanes FMA'd side by side (qlanes: the canonical
+ * sequence of each lane), each lane tree made (lanes_tree), and the block dots go straight into
+ * the halving tree over the blocks, evaluated depth first: a node of count >= 2 is its left child
+ * (the first count/2 blocks) plus its right child, one add per element. At most one value per
+ * level is alive ([tg][QTR] floats each), where the leaves path wrote every block dot of every
+ * token to memory and walked the tree there (a 512-token prefill: 1.8 MB a block). */
+#define NODE_LEVELS 17 /* a tree of up to 2^16 blocks */
+
+typedef struct {
+    const char *w0; /* the tile's first row */
+    size_t wstride;
+    qm_dtype dt;
+    int col0, cols, bc, nr, tg; /* view; block columns; the tile's rows and tokens */
+    const float *x;             /* the group's first token, the view's column 0 */
+    size_t ldx;
+    float *rows, *bt, *lb, *level; /* [8][bc8]; [bc8][QTR]; [QTT][16][QTR]; [NODE_LEVELS][tg][QTR] */
+} node_walk;
+
+/* qrow_f32 with the type a constant in each case. */
+static void qrow_any(const char *row, qm_dtype dt, int col0, int cols, float *out) {
+#define QROW_DT(dt_) qrow_f32(row, dt_, col0, cols, out)
+    switch (dt) {
+    case QM_DT_F32: QROW_DT(QM_DT_F32); break;
+    case QM_DT_F16: QROW_DT(QM_DT_F16); break;
+    case QM_DT_BF16: QROW_DT(QM_DT_BF16); break;
+    default: QM_SWITCH_QUANT_DTYPE(dt, QROW_DT); break;
+    }
+#undef QROW_DT
+}
+
+/* Block k's dots of the tile's rows x tokens into v[t * QTR + r] (rows nr.. are zero). */
+static void node_leaf(const node_walk *nw, int k, float *v) {
+    const int e0 = k * nw->bc, kc = nw->cols - e0 < nw->bc ? nw->cols - e0 : nw->bc, kc8 = (kc + 7) / 8 * 8;
+    const size_t ldr = (size_t)(nw->bc + 7) / 8 * 8;
+    for (int h = 0; h < QTR; h += 8) {
+        for (int r = 0; r < 8; r++) {
+            float *row = nw->rows + (size_t)r * ldr;
+            const int in = h + r < nw->nr;
+            if (in) qrow_any(nw->w0 + (size_t)(h + r) * nw->wstride, nw->dt, nw->col0 + e0, kc, row);
+            memset(row + (in ? kc : 0), 0, (size_t)(kc8 - (in ? kc : 0)) * sizeof(float));
+        }
+        for (int i = 0; i < kc8; i += 8) qtranspose8(nw->rows + i, ldr, nw->bt + (size_t)i * QTR + h, QTR);
+    }
+    for (int tt = 0; tt < nw->tg; tt += QTT) { /* QTT tokens' lanes (6 KB, in the L1), then their trees */
+        const int T = nw->tg - tt < QTT ? nw->tg - tt : QTT;
+        qlanes_any(nw->bt, kc, T, nw->x + (size_t)tt * nw->ldx + (size_t)e0, nw->ldx, nw->lb, 1);
+        for (int t = 0; t < T; t++)
+            for (int g = 0; g < QTR; g += 8) _mm256_store_ps(v + (size_t)(tt + t) * QTR + g, lanes_tree(nw->lb, t, g));
+    }
+}
+
+/* The halving tree of blocks [first, first + count) into level `lv` (its children use lv, lv + 1). */
+static const float *node_value(const node_walk *nw, int first, int count, int lv) {
+    float *v = nw->level + (size_t)lv * (size_t)nw->tg * QTR;
+    if (count == 1) {
+        node_leaf(nw, first, v);
+        return v;
+    }
+    node_value(nw, first, count / 2, lv);
+    const float *right = node_value(nw, first + count / 2, count - count / 2, lv + 1);
+    for (size_t i = 0; i < (size_t)nw->tg * QTR; i += 8)
+        _mm256_store_ps(v + i, _mm256_add_ps(_mm256_load_ps(v + i), _mm256_load_ps(right + i)));
+    return v;
+}
+
+/* The nodes of rows [o_begin, o_end) x n_tok tokens (kernels.h matmul_nodes); 0 without buffers. */
+static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, const qm_leaf_node *nodes,
+                        int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
+    const size_t bc8 = (size_t)(bc + 7) / 8 * 8, tg = QTG;
+    float *buf = aligned_alloc(32, (8 * bc8 + bc8 * QTR + QTT * 16 * QTR + NODE_LEVELS * tg * QTR) * sizeof(float));
+    if (!buf) return 0;
+    node_walk nw = {.wstride = qm_wview_stride(w), .dt = w->dtype, .col0 = w->col0, .cols = w->cols, .bc = bc,
+                    .ldx = ldx, .rows = buf, .bt = buf + 8 * bc8};
+    nw.lb = nw.bt + bc8 * QTR;
+    nw.level = nw.lb + QTT * 16 * QTR;
+    for (int o0 = o_begin; o0 < o_end; o0 += QTR) {
+        nw.w0 = (const char *)w->data + (size_t)o0 * nw.wstride;
+        nw.nr = o_end - o0 < QTR ? o_end - o0 : QTR;
+        for (int t0 = 0; t0 < n_tok; t0 += QTG) {
+            nw.tg = n_tok - t0 < QTG ? n_tok - t0 : QTG;
+            nw.x = x + (size_t)t0 * ldx;
+            for (int i = 0; i < n_nodes; i++) {
+                const float *v = node_value(&nw, nodes[i].first, nodes[i].count, 0);
+                float *oi = out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)o0;
+                for (int t = 0; t < nw.tg; t++) memcpy(oi + (size_t)t * ldy, v + (size_t)t * QTR, (size_t)nw.nr * sizeof(float));
+            }
+        }
+    }
+    free(buf);
+    return 1;
+}
+
+/* matmul_nodes: one token by the block path (rowpar.h); from NMIN tokens nodes_tokens, where the
+ * blocks cover the view in whole 16-column lanes. Between, 0: the register tiles of matmul_blocks
+ * (blocks_tokens), which read the rows two at a time along the blocks, measured faster at batch 16
+ * (`qmesh bench --batch 16`, 0.5B bf16: 38 against 34 tok/s). */
+static int matmul_nodes_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                             const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
+                             int o_begin, int o_end) {
+    if (n_tok == 1) return matmul_nodes_decode(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
+    if (n_tok < NMIN || bc % 16 || bc > 256 || w->col0 % 16 || nb < 1 || nb != (w->cols + bc - 1) / bc ||
+        nb > 1 << (NODE_LEVELS - 1))
+        return 0;
+    if (o_begin >= o_end) return 1;
+    return nodes_tokens(w, x, ldx, n_tok, bc, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
+}
 
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,

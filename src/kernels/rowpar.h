@@ -190,8 +190,10 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_decode_fn blocks, const qm_wv
                                   int o_begin, int o_end) {                                        \
         blocks_(w, (const float *)x, bc, nb, part, pstride, o_begin, o_end);                      \
     }                                                                                              \
-    static int name_(const qm_wview *w, const float *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes, \
-                     int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) { \
+    static int name_(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,  \
+                     const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, \
+                     int o_end) {                                                                  \
+        (void)ldx;                                                                                 \
         if (n_tok != 1 || !shape_(w, n_tok, bc, nb)) return 0;                                    \
         if (o_begin >= o_end) return 1;                                                            \
         return qm_rowpar_nodes_decode(f32_blocks_decode, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, \

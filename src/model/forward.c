@@ -186,7 +186,7 @@ static void make_leaves(void *ctx, int first, int count, int slot) {
 }
 
 /* The kernel reduces the device's blocks to its cover itself (kernels.h matmul_q8_nodes, and the
- * exact mode's matmul_nodes for a decode step), cover node i into dev->partial slot i. 0 where it
+ * exact mode's matmul_nodes), cover node i into dev->partial slot i. 0 where it
  * leaves the shape to the leaves and the walk below. */
 static int row_parallel_nodes(const job *J, leaves_path path, long ob, long oe) {
     qm_device *dev = J->dev;
@@ -198,7 +198,7 @@ static int row_parallel_nodes(const job *J, leaves_path path, long ob, long oe) 
     for (int i = 0; i < m; i++) nodes[i] = (qm_leaf_node){cover[i].first - J->b0, cover[i].count};
     const size_t ostride = (size_t)T * (size_t)d;
     if (path == LEAVES_F32)
-        return dev->kern.matmul_nodes(J->w, J->in, T, J->block_cols, J->nb, nodes, m, dev->partial, ostride, (size_t)d,
+        return dev->kern.matmul_nodes(J->w, J->in, (size_t)J->in_ld, T, J->block_cols, J->nb, nodes, m, dev->partial, ostride, (size_t)d,
                                       (int)ob, (int)oe);
     const qm_q8act a = {dev->xq, dev->xq_d, dev->xq_s, (size_t)dev->xq_ld / 32};
     return dev->kern.matmul_q8_nodes(J->w, &a, T, J->block_cols, J->nb, nodes, m, dev->partial, ostride, (size_t)d,

@@ -167,7 +167,7 @@ static int check_nodes(rng_t *r, const qm_wview *v, const float *x, const qm_q8a
         if (a ? !isa[k].matmul_q8_nodes : !isa[k].matmul_nodes) continue;
         for (size_t i = 0; i < ny; i++) got[i] = 12345.0f;
         if (a ? !isa[k].matmul_q8_nodes(v, a, n_tok, bc, nb, nodes, m, got, pstride, (size_t)d, o_b, o_e)
-              : !isa[k].matmul_nodes(v, x, n_tok, bc, nb, nodes, m, got, pstride, (size_t)d, o_b, o_e))
+              : !isa[k].matmul_nodes(v, x, (size_t)v->cols, n_tok, bc, nb, nodes, m, got, pstride, (size_t)d, o_b, o_e))
             continue;
         if (memcmp(ref, got, ny * 4)) {
             size_t i = 0;
@@ -266,7 +266,18 @@ static int check_dense_blocks(int trials) {
             o_b = rng_int(&r, 0, rows - 1);
             o_e = rng_int(&r, o_b + 1, rows);
         }
-        fails += check_blocks(&r, &v, bc, rng_int(&r, 0, 2) ? 1 : rng_int(&r, 2, 20), o_b, o_e);
+        const int nt = rng_int(&r, 0, 2) ? 1 : rng_int(&r, 0, 4) ? rng_int(&r, 2, 20) : rng_int(&r, 60, 80);
+        fails += check_blocks(&r, &v, bc, nt, o_b, o_e);
+        { /* the whole view as a prefill (the kernels' panel path from some 20 tokens, over token groups) */
+            const int n_tok = rng_int(&r, 0, 1) ? rng_int(&r, 9, 40) : rng_int(&r, 60, 140);
+            const size_t ldx = (size_t)cols + (size_t)rng_int(&r, 0, 3), ldy = (size_t)rows + (size_t)rng_int(&r, 0, 2);
+            float *x = malloc((size_t)n_tok * ldx * 4), *bias = malloc((size_t)rows * 4);
+            for (size_t i = 0; i < (size_t)n_tok * ldx; i++) x[i] = rand_f32(&r);
+            for (int i = 0; i < rows; i++) bias[i] = rand_f32(&r);
+            fails += check_one(&v, rng_int(&r, 0, 1) ? bias : NULL, x, ldx, n_tok, ldy, o_b, o_e, "plain prefill");
+            free(x);
+            free(bias);
+        }
         free(p);
     }
     return fails;
@@ -289,7 +300,7 @@ static int check_empty_nodes(void) {
             const qm_wview v = {blk, types[i], (size_t)qm_dtype_block(types[i]), 4, 0, 0};
             float out[8];
             for (int j = 0; j < 8; j++) out[j] = 12345.0f;
-            if (isa[k].matmul_nodes) isa[k].matmul_nodes(&v, x, 1, 64, 0, &node, 0, out, 4, 4, 0, 4);
+            if (isa[k].matmul_nodes) isa[k].matmul_nodes(&v, x, 64, 1, 64, 0, &node, 0, out, 4, 4, 0, 4);
             if (isa[k].matmul_q8_nodes && qm_dtype_is_quant(types[i]))
                 isa[k].matmul_q8_nodes(&v, &a, 1, 64, 0, &node, 0, out, 4, 4, 0, 4);
             for (int j = 0; j < 8; j++)
@@ -354,7 +365,9 @@ static int check(int trials) {
             if (col0 % 32 == 0 && cols % 32 == 0) fails += check_q8_one(&v, bias, x, ldx, n_tok, ldy, o_b, o_e);
             {
                 static const int bcs[] = {64, 64, 32, 128, 48};
-                const int bc = bcs[rng_int(&r, 0, 4)], nt = rng_int(&r, 0, 2) ? 1 : rng_int(&r, 2, 20);
+                const int bc = bcs[rng_int(&r, 0, 4)], nt = rng_int(&r, 0, 2)   ? 1
+                                                                 : rng_int(&r, 0, 4) ? rng_int(&r, 2, 20)
+                                                                                     : rng_int(&r, 60, 80);
                 fails += check_blocks(&r, &v, bc, nt, o_b, o_e);
             }
             /* the row-parallel calls: 64-column views of the whole rows, 32 rows at a time */
@@ -575,6 +588,46 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
     q8rows_free(&xb);
 }
 
+/* Prefill of a plain type (bf16 or f32 weights, rows x cols) over n_tok tokens, as one view (matmul) and
+ * as a row-parallel layer of 64-column blocks (matmul_blocks): GFLOP/s, best of 3. */
+static void bench_prefill(const char *isa_name, const char *type, int rows, int cols, int n_tok) {
+    qm_kernels k = kernels_or_exit(isa_name);
+    const qm_dtype dt = !strcmp(type, "F32") ? QM_DT_F32 : QM_DT_BF16;
+    const size_t n = (size_t)rows * (size_t)cols, esz = qm_dtype_block_bytes(dt);
+    const int nb = (cols + 63) / 64;
+    rng_t r = {5};
+    unsigned char *p = malloc(n * esz);
+    for (size_t i = 0; i < n; i++) {
+        const float f = rand_f32(&r);
+        const uint16_t h = qm_f32_to_bf16(f);
+        if (dt == QM_DT_F32) memcpy(p + 4 * i, &f, 4);
+        else memcpy(p + 2 * i, &h, 2);
+    }
+    float *x = malloc((size_t)n_tok * (size_t)cols * 4), *y = malloc((size_t)nb * (size_t)n_tok * (size_t)rows * 4);
+    for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) x[i] = rand_f32(&r);
+    const qm_wview w = {p, dt, (size_t)cols, rows, cols, 0};
+    const qm_leaf_node root = {0, nb};
+    double best[3] = {1e30, 1e30, 1e30};
+    for (int rep = 0; rep < 3; rep++)
+        for (int mode = 0; mode < 3; mode++) {
+            double t0 = now_s();
+            if (mode == 0) k.matmul(&w, NULL, x, (size_t)cols, n_tok, y, (size_t)rows, 0, rows);
+            else if (mode == 1)
+                k.matmul_blocks(&w, x, (size_t)cols, n_tok, 64, nb, y, (size_t)n_tok * (size_t)rows, (size_t)rows, 0, rows);
+            else if (!k.matmul_nodes ||
+                     !k.matmul_nodes(&w, x, (size_t)cols, n_tok, 64, nb, &root, 1, y, 0, (size_t)rows, 0, rows))
+                break;
+            const double t = now_s() - t0;
+            if (t < best[mode]) best[mode] = t;
+        }
+    const double flop = 2.0 * (double)n * n_tok;
+    printf("isa %s %s rows %d cols %d n_tok %d: GFLOP/s matmul %.1f blocks %.1f nodes %.1f (one thread)\n", k.isa, type,
+           rows, cols, n_tok, flop / best[0] * 1e-9, flop / best[1] * 1e-9, flop / best[2] * 1e-9);
+    free(p);
+    free(x);
+    free(y);
+}
+
 int main(int argc, char **argv) {
     init_isas();
     if (argc >= 2 && !strcmp(argv[1], "check")) {
@@ -600,7 +653,12 @@ int main(int argc, char **argv) {
                      argc >= 9 ? atoi(argv[8]) : 0);
         return 0;
     }
-    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types] | rp isa type rows cols views [col0 ld]\n",
+    if (argc >= 7 && !strcmp(argv[1], "pre")) {
+        bench_prefill(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+        return 0;
+    }
+    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types] | rp isa type rows cols views [col0 ld]"
+                    " | pre isa F32|BF16 rows cols n_tok\n",
             argv[0]);
     return 2;
 }
