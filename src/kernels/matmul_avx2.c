@@ -827,7 +827,7 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
 #define QM_P_DT(name_, dt_)                                                                        \
     static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
                                                 int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
-        qprefill_t(w->data, w->ld * (dt_ == QM_DT_F32 ? 4 : 2), dt_, 0, w->cols, x, ldx, n_tok, bias, y, ldy, \
+        qprefill_t(w->data, qm_wview_stride(w), dt_, 0, w->cols, x, ldx, n_tok, bias, y, ldy, \
                    o_begin, o_end);                                                                \
     }
 QM_P_DT(prefill_f32, QM_DT_F32)

@@ -588,8 +588,9 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
     q8rows_free(&xb);
 }
 
-/* Prefill of a plain type (bf16 or f32 weights, rows x cols) over n_tok tokens, as one view (matmul) and
- * as a row-parallel layer of 64-column blocks (matmul_blocks): GFLOP/s, best of 3. */
+/* Prefill of a plain type (bf16 or f32 weights, rows x cols) over n_tok tokens, as one view (matmul),
+ * as a row-parallel layer of 64-column blocks (matmul_blocks, its block dots written out) and as that
+ * layer's whole tree made in the kernel (matmul_nodes, where the ISA takes the shape): GFLOP/s, best of 3. */
 static void bench_prefill(const char *isa_name, const char *type, int rows, int cols, int n_tok) {
     qm_kernels k = kernels_or_exit(isa_name);
     const qm_dtype dt = !strcmp(type, "F32") ? QM_DT_F32 : QM_DT_BF16;
