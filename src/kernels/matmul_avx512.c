@@ -923,7 +923,174 @@ static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, 
     if (o_begin < o_end) blocks_fast(w, x, bc, nb, part, pstride, o_begin, o_end);
 }
 
-QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_avx512, blocks_fast, blocks_fast_shape) /* rowpar.h */
+QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_decode, blocks_fast, blocks_fast_shape) /* rowpar.h */
+
+/* ---- row-parallel layers over NMIN tokens or more (batched decode, prefill): the nodes in the kernel ----
+ * Tokens side by side: a zmm holds one canonical lane of one row for 16 tokens. The pass's tokens
+ * are transposed once (xt[i]: column i of 16 tokens); a block's rows are converted or dequantized
+ * exactly into f32 (wb); lane c of row r is then, for i = c, c + 16, ... below the block's end
+ * (increasing), fmaf(wb[r][i] (a broadcast), xt[i], acc): the canonical sequence of FMAs of each
+ * (row, token, lane). The lane tree (w = 8, 4, 2, 1: lane l + lane l + w) is vertical adds of lane
+ * vectors, made as the lanes are: pairs (0, 8), (4, 12) -> u0; (2, 10), (6, 14) -> u2; u0 + u2; the
+ * odd lanes likewise; the two added. Each block dot goes straight into the halving tree over the
+ * blocks, depth first (AVX2's nodes_tokens: one value a level alive). Against the 4 x 4 register
+ * tiles (blocks_tokens), no shuffles: a block's tree is 15 adds for 16 tokens of a row. */
+#define NMIN 16 /* tokens from which nodes_tokens takes a row-parallel layer */
+#define NTR 4   /* rows a tile */
+#define NTP 4   /* passes of 16 tokens a group at most (xt of a group: cols x passes x 64 bytes) */
+/* Passes a group: a group's tokens convert or dequantize each block's rows once; its xt should stay
+ * in the L2. bench_qmatmul pre, one thread: BF16 896 x 4864 x 512 tokens 78-109 GFLOP/s with 2
+ * passes, 58-66 with 4; Q4_K 1536 x 8960 x 128 tokens 59-63 with 2, 85-88 with 4 (dequantizing
+ * costs more than converting). */
+#define NTP_OF(dt) (qm_dtype_is_quant(dt) ? 4 : 2)
+#define NODE_LEVELS 17 /* a tree of up to 2^16 blocks */
+
+typedef struct {
+    const char *w0; /* the tile's first row */
+    size_t wstride;
+    qm_dtype dt;
+    int col0, cols, bc, nr, np; /* view; block columns; the tile's rows; the group's passes */
+    const float *xt;            /* [np][cols][16]: the group's tokens side by side */
+    float *wb;                  /* [NTR][bc]: the block's rows in f32 */
+    __m512 *level;              /* [NODE_LEVELS][NTP][NTR] */
+} tnode_walk;
+
+/* Row elements [e, e + kc) of a plain-type row (e a multiple of 16), converted exactly. */
+QM_INLINE void plain_f32(const char *row, qm_dtype dt, int e, int kc, float *out) {
+    const size_t esz = dt == QM_DT_F32 ? 4 : 2;
+    int i = 0;
+    for (; i + 16 <= kc; i += 16) _mm512_storeu_ps(out + i, load_w(row + (size_t)(e + i) * esz, dt));
+    if (i < kc) {
+        const __mmask16 m = (__mmask16)((1u << (kc - i)) - 1u);
+        _mm512_mask_storeu_ps(out + i, m, load_w_mask(row + (size_t)(e + i) * esz, dt, m));
+    }
+}
+
+/* One row's view elements [e, e + kc) (view columns), whatever the type, as f32. */
+static void row_f32_any(const char *row, qm_dtype dt, int col0, int e, int kc, float *out) {
+#define QROW_DT(dt_) qrow_f32(row, dt_, col0 + e, kc, out)
+    switch (dt) {
+    case QM_DT_F32: plain_f32(row, QM_DT_F32, col0 + e, kc, out); break;
+    case QM_DT_F16: plain_f32(row, QM_DT_F16, col0 + e, kc, out); break;
+    case QM_DT_BF16: plain_f32(row, QM_DT_BF16, col0 + e, kc, out); break;
+    default: QM_SWITCH_QUANT_DTYPE(dt, QROW_DT); break;
+    }
+#undef QROW_DT
+}
+
+/* Lanes c and c + 8 of NTR rows (wb: [NTR][bc], x: the block's xt), each from +0, then added. */
+QM_INLINE void lane_pair(const float *wb, int bc, const float *x, int kc, int c, __m512 s[NTR]) {
+    __m512 a[NTR], b[NTR];
+    for (int r = 0; r < NTR; r++) a[r] = b[r] = _mm512_setzero_ps();
+    int i = c;
+    for (; i + 8 < kc; i += 16) { /* both chains at once: lane c takes column i, lane c + 8 column i + 8 */
+        const __m512 xa = _mm512_load_ps(x + (size_t)i * 16), xb = _mm512_load_ps(x + (size_t)(i + 8) * 16);
+        for (int r = 0; r < NTR; r++) {
+            a[r] = _mm512_fmadd_ps(_mm512_set1_ps(wb[r * bc + i]), xa, a[r]);
+            b[r] = _mm512_fmadd_ps(_mm512_set1_ps(wb[r * bc + i + 8]), xb, b[r]);
+        }
+    }
+    if (i < kc) { /* a short last block: lane c's last column */
+        const __m512 xa = _mm512_load_ps(x + (size_t)i * 16);
+        for (int r = 0; r < NTR; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(wb[r * bc + i]), xa, a[r]);
+    }
+    for (int r = 0; r < NTR; r++) s[r] = _mm512_add_ps(a[r], b[r]);
+}
+
+/* The tree of the lanes with l % 4 == q (q = 0: lanes 0, 4, 8, 12 and 2, 6, 10, 14, with q' = q + 2)
+ * for NTR rows: (pair(q) + pair(q + 4)) + (pair(q + 2) + pair(q + 6)). */
+QM_INLINE void lanes_half(const float *wb, int bc, const float *x, int kc, int q, __m512 z[NTR]) {
+    __m512 s0[NTR], s1[NTR], u[NTR];
+    lane_pair(wb, bc, x, kc, q, s0);
+    lane_pair(wb, bc, x, kc, q + 4, s1);
+    for (int r = 0; r < NTR; r++) u[r] = _mm512_add_ps(s0[r], s1[r]);
+    lane_pair(wb, bc, x, kc, q + 2, s0);
+    lane_pair(wb, bc, x, kc, q + 6, s1);
+    for (int r = 0; r < NTR; r++) z[r] = _mm512_add_ps(u[r], _mm512_add_ps(s0[r], s1[r]));
+}
+
+/* Block k's dots of the tile's NTR rows x the group's tokens into v[p * NTR + r] (16 tokens each). */
+static void tnode_leaf(const tnode_walk *nw, int k, __m512 *v) {
+    const int e0 = k * nw->bc, kc = nw->cols - e0 < nw->bc ? nw->cols - e0 : nw->bc;
+    for (int r = 0; r < NTR; r++) {
+        if (r < nw->nr) row_f32_any(nw->w0 + (size_t)r * nw->wstride, nw->dt, nw->col0, e0, kc, nw->wb + r * nw->bc);
+        else memset(nw->wb + r * nw->bc, 0, (size_t)kc * sizeof(float));
+    }
+    for (int p = 0; p < nw->np; p++) {
+        const float *x = nw->xt + ((size_t)p * (size_t)nw->cols + (size_t)e0) * 16;
+        __m512 z0[NTR], z1[NTR];
+        lanes_half(nw->wb, nw->bc, x, kc, 0, z0);
+        lanes_half(nw->wb, nw->bc, x, kc, 1, z1);
+        for (int r = 0; r < NTR; r++) v[p * NTR + r] = _mm512_add_ps(z0[r], z1[r]);
+    }
+}
+
+/* The halving tree of blocks [first, first + count) into level `lv` (its children use lv, lv + 1). */
+static const __m512 *tnode_value(const tnode_walk *nw, int first, int count, int lv) {
+    __m512 *v = nw->level + (size_t)lv * NTP * NTR;
+    if (count == 1) {
+        tnode_leaf(nw, first, v);
+        return v;
+    }
+    tnode_value(nw, first, count / 2, lv);
+    const __m512 *right = tnode_value(nw, first + count / 2, count - count / 2, lv + 1);
+    for (int i = 0; i < nw->np * NTR; i++) v[i] = _mm512_add_ps(v[i], right[i]);
+    return v;
+}
+
+/* xt[p][i][j] = x[(16p + j) * ldx + i] for the group's tg tokens (j >= tg: 0). */
+static void tokens_side_by_side(const float *x, size_t ldx, int tg, int cols, float *xt) {
+    const int np = (tg + 15) / 16;
+    memset(xt, 0, (size_t)np * (size_t)cols * 16 * sizeof(float));
+    for (int t = 0; t < tg; t++) {
+        const float *xr = x + (size_t)t * ldx;
+        float *d = xt + (size_t)(t / 16) * (size_t)cols * 16 + t % 16;
+        for (int i = 0; i < cols; i++) d[(size_t)i * 16] = xr[i];
+    }
+}
+
+/* The nodes of rows [o_begin, o_end) x n_tok tokens (kernels.h matmul_nodes); 0 without buffers. */
+static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, const qm_leaf_node *nodes,
+                        int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
+    const int gt = NTP_OF(w->dtype) * 16; /* tokens a group */
+    const size_t nxt = (size_t)gt * (size_t)w->cols, nwb = (size_t)NTR * (size_t)bc;
+    float *buf = aligned_alloc(64, (nxt + nwb + (size_t)NODE_LEVELS * NTP * NTR * 16) * sizeof(float));
+    if (!buf) return 0;
+    tnode_walk nw = {.wstride = qm_wview_stride(w), .dt = w->dtype, .col0 = w->col0, .cols = w->cols, .bc = bc,
+                     .xt = buf, .wb = buf + nxt, .level = (__m512 *)(void *)(buf + nxt + nwb)};
+    float vals[NTP * NTR * 16] __attribute__((aligned(64)));
+    for (int t0 = 0; t0 < n_tok; t0 += gt) {
+        const int tg = n_tok - t0 < gt ? n_tok - t0 : gt;
+        nw.np = (tg + 15) / 16;
+        tokens_side_by_side(x + (size_t)t0 * ldx, ldx, tg, w->cols, buf);
+        for (int o0 = o_begin; o0 < o_end; o0 += NTR) {
+            nw.w0 = (const char *)w->data + (size_t)o0 * nw.wstride;
+            nw.nr = o_end - o0 < NTR ? o_end - o0 : NTR;
+            for (int i = 0; i < n_nodes; i++) {
+                const __m512 *v = tnode_value(&nw, nodes[i].first, nodes[i].count, 0);
+                for (int j = 0; j < nw.np * NTR; j++) _mm512_store_ps(vals + 16 * j, v[j]);
+                float *oi = out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)o0;
+                for (int t = 0; t < tg; t++)
+                    for (int r = 0; r < nw.nr; r++) oi[(size_t)t * ldy + (size_t)r] = vals[((t / 16) * NTR + r) * 16 + t % 16];
+            }
+        }
+    }
+    free(buf);
+    return 1;
+}
+
+/* matmul_nodes: one token by the block path (rowpar.h); from NMIN tokens nodes_tokens, where the
+ * blocks cover the view in whole 16-column lanes; between, 0 (matmul_blocks). */
+static int matmul_nodes_avx512(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                               const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
+                               int o_begin, int o_end) {
+    if (n_tok == 1) return matmul_nodes_decode(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
+    if (n_tok < NMIN || bc % 16 || bc > 256 || w->col0 % 16 || nb < 1 || nb != (w->cols + bc - 1) / bc ||
+        nb > 1 << (NODE_LEVELS - 1))
+        return 0;
+    if (o_begin >= o_end) return 1;
+    return nodes_tokens(w, x, ldx, n_tok, bc, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
+}
 
 const qm_kernels qm_kernels_avx512_table = {
     .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,

@@ -8,6 +8,7 @@
  *   build/tests/bench_qmatmul bench [isa] [types] speed (types: comma-separated names, e.g. Q4_K)
  *   build/tests/bench_qmatmul dec [isa] [types]   the fast mode's decode columns only, more repetitions
  *   build/tests/bench_qmatmul rp isa type rows cols views [col0 ld]   one row-parallel shape from DRAM
+ *   build/tests/bench_qmatmul pre isa TYPE rows cols n_tok   prefill GFLOP/s: matmul, blocks, nodes
  */
 #include <math.h>
 #include <stdint.h>
@@ -588,17 +589,24 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
     q8rows_free(&xb);
 }
 
-/* Prefill of a plain type (bf16 or f32 weights, rows x cols) over n_tok tokens, as one view (matmul),
+/* Prefill (bf16, f32 or a quantized type's weights, rows x cols; plain types' values random floats,
+ * quantized ones random codes) over n_tok tokens, as one view (matmul),
  * as a row-parallel layer of 64-column blocks (matmul_blocks, its block dots written out) and as that
  * layer's whole tree made in the kernel (matmul_nodes, where the ISA takes the shape): GFLOP/s, best of 3. */
 static void bench_prefill(const char *isa_name, const char *type, int rows, int cols, int n_tok) {
     qm_kernels k = kernels_or_exit(isa_name);
-    const qm_dtype dt = !strcmp(type, "F32") ? QM_DT_F32 : QM_DT_BF16;
+    qm_dtype dt = !strcmp(type, "F32") ? QM_DT_F32 : QM_DT_BF16;
+    for (int d = 0; d < NDT; d++)
+        if (!strcmp(qm_dtype_name(dts[d]), type)) dt = dts[d];
+    if (cols % qm_dtype_block(dt)) {
+        fprintf(stderr, "pre: cols must be whole blocks of %s\n", qm_dtype_name(dt));
+        exit(2);
+    }
     const size_t n = (size_t)rows * (size_t)cols, esz = qm_dtype_block_bytes(dt);
     const int nb = (cols + 63) / 64;
     rng_t r = {5};
-    unsigned char *p = malloc(n * esz);
-    for (size_t i = 0; i < n; i++) {
+    unsigned char *p = qm_dtype_is_quant(dt) ? make_q(&r, dt, n / (size_t)qm_dtype_block(dt), 0) : malloc(n * esz);
+    for (size_t i = 0; i < n && !qm_dtype_is_quant(dt); i++) {
         const float f = rand_f32(&r);
         const uint16_t h = qm_f32_to_bf16(f);
         if (dt == QM_DT_F32) memcpy(p + 4 * i, &f, 4);
@@ -659,7 +667,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types] | rp isa type rows cols views [col0 ld]"
-                    " | pre isa F32|BF16 rows cols n_tok\n",
+                    " | pre isa TYPE rows cols n_tok\n",
             argv[0]);
     return 2;
 }
