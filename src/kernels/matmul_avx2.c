@@ -1152,16 +1152,7 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
  * blocks cover the view in whole 16-column lanes. Between, 0: the register tiles of matmul_blocks
  * (blocks_tokens), which read the rows two at a time along the blocks, measured faster at batch 16
  * (`qmesh bench --batch 16`, 0.5B bf16: 38 against 34 tok/s). */
-static int matmul_nodes_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
-                             const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
-                             int o_begin, int o_end) {
-    if (n_tok == 1) return matmul_nodes_decode(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
-    if (n_tok < NMIN || bc % 16 || bc > 256 || w->col0 % 16 || nb < 1 || nb != (w->cols + bc - 1) / bc ||
-        nb > 1 << (NODE_LEVELS - 1))
-        return 0;
-    if (o_begin >= o_end) return 1;
-    return nodes_tokens(w, x, ldx, n_tok, bc, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
-}
+QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, NMIN, NODE_LEVELS) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,

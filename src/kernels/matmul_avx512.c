@@ -1079,18 +1079,8 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
     return 1;
 }
 
-/* matmul_nodes: one token by the block path (rowpar.h); from NMIN tokens nodes_tokens, where the
- * blocks cover the view in whole 16-column lanes; between, 0 (matmul_blocks). */
-static int matmul_nodes_avx512(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
-                               const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
-                               int o_begin, int o_end) {
-    if (n_tok == 1) return matmul_nodes_decode(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
-    if (n_tok < NMIN || bc % 16 || bc > 256 || w->col0 % 16 || nb < 1 || nb != (w->cols + bc - 1) / bc ||
-        nb > 1 << (NODE_LEVELS - 1))
-        return 0;
-    if (o_begin >= o_end) return 1;
-    return nodes_tokens(w, x, ldx, n_tok, bc, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
-}
+/* matmul_nodes: one token by the block path; from NMIN tokens nodes_tokens (rowpar.h). */
+QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx512, matmul_nodes_decode, nodes_tokens, NMIN, NODE_LEVELS) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx512_table = {
     .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,

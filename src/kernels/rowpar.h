@@ -200,6 +200,22 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_decode_fn blocks, const qm_wv
                                       o_end);                                                      \
     }
 
+/* An ISA file's exact-mode matmul_nodes from its one-token entry (decode_, made by
+ * QM_ROWPAR_EXACT_NODES_ENTRY) and its many-token kernel (tokens_, nodes_tokens: the same
+ * arguments less nb): one token by decode_; from nmin_ tokens tokens_, where the blocks cover the
+ * view in whole 16-column lanes, a tree of at most 2^(levels_ - 1) blocks; between, 0 (matmul_blocks). */
+#define QM_ROWPAR_TOKENS_NODES_ENTRY(name_, decode_, tokens_, nmin_, levels_)                      \
+    static int name_(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,  \
+                     const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, \
+                     int o_end) {                                                                  \
+        if (n_tok == 1) return decode_(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
+        if (n_tok < (nmin_) || bc % 16 || bc > 256 || w->col0 % 16 || nb < 1 || nb != (w->cols + bc - 1) / bc || \
+            nb > 1 << ((levels_) - 1))                                                             \
+            return 0;                                                                              \
+        if (o_begin >= o_end) return 1;                                                            \
+        return tokens_(w, x, ldx, n_tok, bc, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);   \
+    }
+
 /* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX2 and AVX-512
  * files): the ISA's register tile, block [e0, e1) of rows w0 (nr <= the tile's rows, stride ws) x
  * tokens xt (nt <= 4, stride ldx), its block dots into pt[t * ldy + r]. */
