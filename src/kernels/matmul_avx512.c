@@ -1003,8 +1003,9 @@ QM_INLINE void lane_pair(const float *wb, int bc, const float *x, int kc, int c,
     for (int r = 0; r < NTR; r++) s[r] = _mm512_add_ps(a[r], b[r]);
 }
 
-/* The tree of the lanes with l % 4 == q (q = 0: lanes 0, 4, 8, 12 and 2, 6, 10, 14, with q' = q + 2)
- * for NTR rows: (pair(q) + pair(q + 4)) + (pair(q + 2) + pair(q + 6)). */
+/* z_q of the canonical lane tree (kernels.h) for NTR rows, q = 0 (the even lanes) or 1 (the odd):
+ * with pair(c) = lane c + lane c + 8 (level w = 8), u_q = pair(q) + pair(q + 4) and u_(q+2) =
+ * pair(q + 2) + pair(q + 6) (w = 4), z_q = u_q + u_(q+2) (w = 2); the root is z_0 + z_1 (w = 1). */
 QM_INLINE void lanes_half(const float *wb, int bc, const float *x, int kc, int q, __m512 z[NTR]) {
     __m512 s0[NTR], s1[NTR], u[NTR];
     lane_pair(wb, bc, x, kc, q, s0);
@@ -1064,7 +1065,7 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
     if (!buf) return 0;
     tnode_walk nw = {.wstride = qm_wview_stride(w), .dt = w->dtype, .col0 = w->col0, .cols = w->cols, .bc = bc,
                      .xt = buf, .wb = buf + nxt, .level = (__m512 *)(void *)(buf + nxt + nwb)};
-    float vals[NTP * NTR * 16] __attribute__((aligned(64)));
+    float vals[NTP * NTR * 16] __attribute__((aligned(64))); /* [np][NTR][16 tokens]: a node's values */
     for (int t0 = 0; t0 < n_tok; t0 += gt) {
         const int tg = n_tok - t0 < gt ? n_tok - t0 : gt;
         nw.np = (tg + 15) / 16;
