@@ -1045,10 +1045,10 @@ static const __m512 *tnode_value(const tnode_walk *nw, int first, int count, int
     return v;
 }
 
-/* xt[p][i][j] = x[(16p + j) * ldx + i] for the group's tg tokens (j >= tg: 0). */
+/* xt[p][i][j] = x[(16p + j) * ldx + i] for the group's tg tokens (16p + j >= tg: 0; only a short
+ * last pass has such slots, and only it is cleared first). */
 static void tokens_side_by_side(const float *x, size_t ldx, int tg, int cols, float *xt) {
-    const int np = (tg + 15) / 16;
-    memset(xt, 0, (size_t)np * (size_t)cols * 16 * sizeof(float));
+    if (tg % 16) memset(xt + (size_t)(tg / 16) * (size_t)cols * 16, 0, (size_t)cols * 16 * sizeof(float));
     for (int t = 0; t < tg; t++) {
         const float *xr = x + (size_t)t * ldx;
         float *d = xt + (size_t)(t / 16) * (size_t)cols * 16 + t % 16;

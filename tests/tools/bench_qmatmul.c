@@ -551,11 +551,16 @@ static void bench_dec(const char *isa_name, const char *types) {
 /* One row-parallel shape streamed from DRAM: n_views copies of a rows x cols view (together past
  * the L3, as a model's layers are), each through matmul_blocks once per pass; ns per weight, best
  * of passes, exact and fast mode. Compares a mesh's narrow shard views with a whole layer's. */
+/* The quantized type named `type` (dts), else `otherwise`. */
+static qm_dtype quant_type_named(const char *type, qm_dtype otherwise) {
+    for (int d = 0; d < NDT; d++)
+        if (!strcmp(qm_dtype_name(dts[d]), type)) return dts[d];
+    return otherwise;
+}
+
 static void bench_rowpar(const char *isa_name, const char *type, int rows, int cols, int n_views, int col0, int ld) {
     qm_kernels k = kernels_or_exit(isa_name);
-    qm_dtype dt = QM_DT_COUNT;
-    for (int d = 0; d < NDT; d++)
-        if (!strcmp(qm_dtype_name(dts[d]), type)) dt = dts[d];
+    const qm_dtype dt = quant_type_named(type, QM_DT_COUNT);
     if (ld < col0 + cols) ld = col0 + cols;
     if (dt == QM_DT_COUNT || rows < 1 || cols < 64 || col0 < 0 || ld % qm_dtype_block(dt) || n_views < 1) {
         fprintf(stderr, "rp: bad type or shape\n");
@@ -595,9 +600,7 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
  * layer's whole tree made in the kernel (matmul_nodes, where the ISA takes the shape): GFLOP/s, best of 3. */
 static void bench_prefill(const char *isa_name, const char *type, int rows, int cols, int n_tok) {
     qm_kernels k = kernels_or_exit(isa_name);
-    qm_dtype dt = !strcmp(type, "F32") ? QM_DT_F32 : QM_DT_BF16;
-    for (int d = 0; d < NDT; d++)
-        if (!strcmp(qm_dtype_name(dts[d]), type)) dt = dts[d];
+    const qm_dtype dt = quant_type_named(type, !strcmp(type, "F32") ? QM_DT_F32 : QM_DT_BF16);
     if (cols % qm_dtype_block(dt)) {
         fprintf(stderr, "pre: cols must be whole blocks of %s\n", qm_dtype_name(dt));
         exit(2);
@@ -606,12 +609,13 @@ static void bench_prefill(const char *isa_name, const char *type, int rows, int 
     const int nb = (cols + 63) / 64;
     rng_t r = {5};
     unsigned char *p = qm_dtype_is_quant(dt) ? make_q(&r, dt, n / (size_t)qm_dtype_block(dt), 0) : malloc(n * esz);
-    for (size_t i = 0; i < n && !qm_dtype_is_quant(dt); i++) {
-        const float f = rand_f32(&r);
-        const uint16_t h = qm_f32_to_bf16(f);
-        if (dt == QM_DT_F32) memcpy(p + 4 * i, &f, 4);
-        else memcpy(p + 2 * i, &h, 2);
-    }
+    if (!qm_dtype_is_quant(dt))
+        for (size_t i = 0; i < n; i++) {
+            const float f = rand_f32(&r);
+            const uint16_t h = qm_f32_to_bf16(f);
+            if (dt == QM_DT_F32) memcpy(p + 4 * i, &f, 4);
+            else memcpy(p + 2 * i, &h, 2);
+        }
     float *x = malloc((size_t)n_tok * (size_t)cols * 4), *y = malloc((size_t)nb * (size_t)n_tok * (size_t)rows * 4);
     for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) x[i] = rand_f32(&r);
     const qm_wview w = {p, dt, (size_t)cols, rows, cols, 0};
