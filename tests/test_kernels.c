@@ -343,8 +343,9 @@ static void test_scalar_vs_double(void **state) {
         }
 }
 
-/* attn_values of every ISA: bit for bit its definition, one axpy per value row in order, from +0
- * (kernels.h), over head counts, head sizes (multiples of 8 and 16 and not) and row counts. */
+/* attn_values of every ISA: bit for bit its definition, one axpy per value row in order, from what
+ * out holds (kernels.h), over head counts, head sizes (multiples of 8 and 16 and not) and row
+ * counts; and two calls over rows [0, n1) and [n1, n) give the bits of one (a shared prefix). */
 static void test_attn_values(void **state) {
     (void)state;
     qm_kernels ks[8];
@@ -354,19 +355,30 @@ static void test_attn_values(void **state) {
     const int hds[] = {64, 128, 16, 8, 80, 72, 3, 1};
     for (int trial = 0; trial < 60; trial++) {
         const int g = rng_int(&r, 1, 9), hd = hds[trial % 8], n = trial % 5 == 0 ? trial / 5 : rng_int(&r, 1, 300);
+        const int n1 = n ? rng_int(&r, 0, n) : 0;
         const size_t ldp = (size_t)n + (size_t)rng_int(&r, 0, 5), ldv = (size_t)hd + (size_t)rng_int(&r, 0, 3);
+        const size_t no = (size_t)g * (size_t)hd;
         float *p = malloc(((size_t)g * ldp + 1) * sizeof(float)), *v = malloc(((size_t)n * ldv + 1) * sizeof(float));
-        float *want = calloc((size_t)g * hd, sizeof(float)), *got = malloc((size_t)g * hd * sizeof(float));
+        float *start = malloc(no * sizeof(float)), *want = malloc(no * sizeof(float)), *got = malloc(no * sizeof(float));
         fill_f32(&r, p, (size_t)g * ldp + 1);
         fill_f32(&r, v, (size_t)n * ldv + 1);
+        fill_f32(&r, start, no);
+        if (trial % 2) memset(start, 0, no * sizeof(float)); /* the forward's case: from +0 */
+        memcpy(want, start, no * sizeof(float));
         for (int h = 0; h < g; h++)
             for (int j = 0; j < n; j++) sc->axpy(p[(size_t)h * ldp + j], v + (size_t)j * ldv, want + (size_t)h * hd, hd);
         for (int k = 0; k < nk; k++) {
-            memset(got, 0xff, (size_t)g * hd * sizeof(float));
+            memcpy(got, start, no * sizeof(float));
             ks[k].attn_values(p, ldp, g, v, ldv, n, got, hd);
-            if (memcmp(got, want, (size_t)g * hd * sizeof(float)))
+            if (memcmp(got, want, no * sizeof(float)))
                 fail_msg("attn_values %s g %d hd %d n %d differs from the axpy definition", ks[k].isa, g, hd, n);
+            memcpy(got, start, no * sizeof(float));
+            ks[k].attn_values(p, ldp, g, v, ldv, n1, got, hd);
+            ks[k].attn_values(p + n1, ldp, g, v + (size_t)n1 * ldv, ldv, n - n1, got, hd);
+            if (memcmp(got, want, no * sizeof(float)))
+                fail_msg("attn_values %s g %d hd %d n %d split at %d differs from one call", ks[k].isa, g, hd, n, n1);
         }
+        free(start);
         free(p);
         free(v);
         free(want);

@@ -210,16 +210,20 @@ static qm_status start_seq(row_ctx *r, seq *s, qm_live_request *lr, qm_error *er
         finish(r, s, QM_STOP_LENGTH);
         return QM_OK;
     }
-    /* Prefix cache: the shared prefix's KV is computed once per row and copied. */
+    /* Prefix cache: the shared prefix's KV is computed once per row and read in place by every
+     * sequence that shares it (until the prefix slot is rewritten for another prefix). */
+    const int slot = (int)(s - r->seqs);
+    qm_kv_share(r->dev, slot, slot, 0);
     if (q->shared_prefix > 0 && q->n_prompt > q->shared_prefix) {
         qm_status st = remember_prefix(r, q, err);
         if (st) return st;
         const int pslot = e->batch;
         if (!r->prefix_ready) {
+            qm_kv_detach(r->dev, pslot);
             if ((st = prefill_only(r, r->prefix, 0, r->prefix_len, pslot, err))) return st;
             r->prefix_ready = true;
         }
-        qm_kv_copy(r->dev, pslot, (int)(s - r->seqs), r->prefix_len);
+        qm_kv_share(r->dev, pslot, slot, r->prefix_len);
         s->n_done = r->prefix_len;
     }
     return QM_OK;

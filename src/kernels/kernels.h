@@ -98,8 +98,10 @@ typedef struct qm_kernels {
     /* y[i] = fmaf(a, x[i], y[i]) for i in [0, n). */
     void (*axpy)(float a, const float *x, float *y, int n);
 
-    /* Attention's weighted sum of values for g heads that share n cached value rows:
-     *   out[h*hd + i] = +0, then out[h*hd + i] = fmaf(p[h*ldp + j], v[j*ldv + i], out[h*hd + i])
+    /* Attention's weighted sum of values for g heads that share n cached value rows, continued
+     * from what out holds (the caller sets +0 first; a second call over the next rows continues
+     * the same sums, so a shared prefix's rows and a sequence's own are one chain):
+     *   out[h*hd + i] = fmaf(p[h*ldp + j], v[j*ldv + i], out[h*hd + i])
      *   for j = 0, 1, ..., n - 1        (h < g, i < hd)
      * that is, one axpy per value row in order; a kernel keeps a tile of heads x columns in
      * registers over all the rows instead of reading and writing out n times. */

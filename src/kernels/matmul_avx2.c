@@ -894,8 +894,12 @@ static void attn_values_avx2(const float *p, size_t ldp, int g, const float *v, 
         for (int h = 0; h < 4; h++) ph[h] = p + (size_t)(h0 + h < g ? h0 + h : g - 1) * ldp;
         for (int i0 = 0; i0 < hd8; i0 += 16) {
             const int two = i0 + 16 <= hd8; /* both 8-column halves */
-            __m256 acc[4][2];
-            for (int h = 0; h < 4; h++) acc[h][0] = acc[h][1] = _mm256_setzero_ps();
+            __m256 acc[4][2]; /* from out (a missing head repeats the last one; never stored) */
+            for (int h = 0; h < 4; h++) {
+                const float *o = out + (size_t)(h0 + h < g ? h0 + h : g - 1) * (size_t)hd + i0;
+                acc[h][0] = _mm256_loadu_ps(o);
+                acc[h][1] = two ? _mm256_loadu_ps(o + 8) : acc[h][0];
+            }
             for (int j = 0; j < n; j++) {
                 const float *vj = v + (size_t)j * ldv + i0;
                 const __m256 x0 = _mm256_loadu_ps(vj), x1 = two ? _mm256_loadu_ps(vj + 8) : x0;
@@ -913,7 +917,7 @@ static void attn_values_avx2(const float *p, size_t ldp, int g, const float *v, 
         }
         for (int h = h0; h < g && h < h0 + 4; h++)
             for (int i = hd8; i < hd; i++) {
-                float o = 0.0f;
+                float o = out[(size_t)h * (size_t)hd + (size_t)i];
                 for (int j = 0; j < n; j++) o = fmaf(p[(size_t)h * ldp + (size_t)j], v[(size_t)j * ldv + (size_t)i], o);
                 out[(size_t)h * (size_t)hd + (size_t)i] = o;
             }

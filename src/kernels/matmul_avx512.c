@@ -705,8 +705,8 @@ static void axpy_avx512(float a, const float *x, float *y, int n) {
     }
 }
 
-/* Attention values (kernels.h attn_values): tiles of 4 heads x 64 columns, 16 accumulators kept
- * over all n rows; each row's 64 columns loaded once for the 4 heads. A tile's missing heads
+/* Attention values (kernels.h attn_values): tiles of 4 heads x 64 columns, 16 accumulators (from
+ * out) kept over all n rows; each row's 64 columns loaded once for the 4 heads. A tile's missing heads
  * repeat its last one and its missing columns are masked: computed, never stored. */
 static void attn_values_avx512(const float *p, size_t ldp, int g, const float *v, size_t ldv, int n, float *out, int hd) {
     for (int h0 = 0; h0 < g; h0 += 4)
@@ -718,9 +718,11 @@ static void attn_values_avx512(const float *p, size_t ldp, int g, const float *v
                 const int k = hd - i0 - 16 * c;
                 m[c] = k >= 16 ? (__mmask16)0xffff : k > 0 ? (__mmask16)((1u << k) - 1u) : 0;
             }
-            __m512 acc[4][4];
-            for (int h = 0; h < 4; h++)
-                for (int c = 0; c < 4; c++) acc[h][c] = _mm512_setzero_ps();
+            __m512 acc[4][4]; /* from out (a missing head repeats the last one; never stored) */
+            for (int h = 0; h < 4; h++) {
+                const float *o = out + (size_t)(h0 + h < g ? h0 + h : g - 1) * (size_t)hd + i0;
+                for (int c = 0; c < 4; c++) acc[h][c] = _mm512_maskz_loadu_ps(m[c], o + 16 * c);
+            }
             for (int j = 0; j < n; j++) {
                 const float *vj = v + (size_t)j * ldv + i0;
                 __m512 x[4];
@@ -950,6 +952,9 @@ QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_decode, blocks_fast, blocks_fast_shape)
  * costs more than converting). */
 #define NTP_OF(dt) (qm_dtype_is_quant(dt) ? 4 : 2)
 #define NODE_LEVELS 17 /* a tree of up to 2^16 blocks */
+#ifndef NODE_PF_AHEAD
+#define NODE_PF_AHEAD 512
+#endif
 
 typedef struct {
     const char *w0; /* the tile's first row */
@@ -1019,9 +1024,13 @@ QM_INLINE void lanes_half(const float *wb, int bc, const float *x, int kc, int q
 /* Block k's dots of the tile's NTR rows x the group's tokens into v[p * NTR + r] (16 tokens each). */
 static void tnode_leaf(const tnode_walk *nw, int k, __m512 *v) {
     const int e0 = k * nw->bc, kc = nw->cols - e0 < nw->bc ? nw->cols - e0 : nw->bc;
+    const size_t b0 = qm_dtype_row_bytes(nw->dt, (size_t)(nw->col0 + e0)), nbytes = qm_dtype_row_bytes(nw->dt, (size_t)kc);
     for (int r = 0; r < NTR; r++) {
-        if (r < nw->nr) row_f32_any(nw->w0 + (size_t)r * nw->wstride, nw->dt, nw->col0, e0, kc, nw->wb + r * nw->bc);
-        else memset(nw->wb + r * nw->bc, 0, (size_t)kc * sizeof(float));
+        if (r < nw->nr) {
+            const char *row = nw->w0 + (size_t)r * nw->wstride;
+            for (size_t o = 0; o < nbytes + 64; o += 64) _mm_prefetch(row + b0 + NODE_PF_AHEAD + o, _MM_HINT_T0);
+            row_f32_any(row, nw->dt, nw->col0, e0, kc, nw->wb + r * nw->bc);
+        } else memset(nw->wb + r * nw->bc, 0, (size_t)kc * sizeof(float));
     }
     for (int p = 0; p < nw->np; p++) {
         const float *x = nw->xt + ((size_t)p * (size_t)nw->cols + (size_t)e0) * 16;

@@ -78,7 +78,6 @@ static void attn_values_scalar(const float *p, size_t ldp, int g, const float *v
                                int hd) {
     for (int h = 0; h < g; h++) {
         float *o = out + (size_t)h * (size_t)hd;
-        for (int i = 0; i < hd; i++) o[i] = 0.0f;
         for (int j = 0; j < n; j++) axpy_scalar(p[(size_t)h * ldp + (size_t)j], v + (size_t)j * ldv, o, hd);
     }
 }

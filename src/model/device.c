@@ -1,6 +1,7 @@
 /* A device: its shard, kernels, team, KV cache and buffers (one size table, one allocation). */
 #include "model/model.h"
 #include "mesh/tree_sum.h"
+#include <assert.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,10 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
         }
         dev->kv = m;
     }
+    if (!(dev->kv_base = calloc((size_t)dims->n_slots + 1, sizeof *dev->kv_base))) {
+        st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
     return QM_OK;
 fail:
     qm_device_free(dev);
@@ -94,6 +99,7 @@ fail:
 
 void qm_device_free(qm_device *dev) {
     if (dev->kv) munmap(dev->kv, dev->kv_bytes);
+    free(dev->kv_base);
     free(dev->buf);
     free(dev->xq);
     free(dev->xq_d);
@@ -103,7 +109,7 @@ void qm_device_free(qm_device *dev) {
     memset(dev, 0, sizeof *dev);
 }
 
-void qm_kv_copy(qm_device *dev, int from, int to, int n) {
+static void kv_copy(qm_device *dev, int from, int to, int n) {
     const qm_shard *sh = &dev->shard;
     size_t hkv = (size_t)qm_range_len(sh->part.kv_heads), hd = (size_t)sh->cfg.head_dim;
     size_t ctx = (size_t)dev->dims.max_context, per_slot = (size_t)sh->cfg.num_hidden_layers * 2 * hkv;
@@ -111,5 +117,19 @@ void qm_kv_copy(qm_device *dev, int from, int to, int n) {
         const float *src = dev->kv + (((size_t)from * per_slot + r) * ctx) * hd;
         float *dst = dev->kv + (((size_t)to * per_slot + r) * ctx) * hd;
         memcpy(dst, src, (size_t)n * hd * sizeof(float));
+    }
+}
+
+void qm_kv_share(qm_device *dev, int from, int to, int n) {
+    assert(n == 0 || (from != to && dev->kv_base[from].n == 0));
+    dev->kv_base[to] = (qm_kv_base){n ? from : to, n};
+}
+
+void qm_kv_detach(qm_device *dev, int from) {
+    for (int s = 0; s < dev->dims.n_slots; s++) {
+        qm_kv_base *b = &dev->kv_base[s];
+        if (b->n == 0 || b->from != from) continue;
+        kv_copy(dev, from, s, b->n);
+        *b = (qm_kv_base){s, 0};
     }
 }

@@ -102,6 +102,39 @@ static void quantize_rows(job *J, int ith, int nth) {
     }
 }
 
+#define SOFTMAX_HEADS 16
+
+/* Row h < g (g <= SOFTMAX_HEADS) of sc [g][ld], its first n scores: s = s * scale; m = the largest;
+ * s = expf(s - m); total = the sum of s in position order from +0; s = s / total. Exact however
+ * it is vectorized: the maximum is the same whichever order finds it (a zero's sign changes no
+ * exponential); the g heads' sums run side by side, each still in position order. */
+static void softmax_heads(float *sc, size_t ld, int g, int n, float scale) {
+    float total[SOFTMAX_HEADS] = {0};
+    for (int h = 0; h < g; h++) {
+        float *s = sc + (size_t)h * ld, mk[8];
+        for (int k = 0; k < 8; k++) mk[k] = -INFINITY;
+        int j = 0;
+        for (; j + 8 <= n; j += 8)
+            for (int k = 0; k < 8; k++) {
+                s[j + k] = s[j + k] * scale;
+                mk[k] = s[j + k] > mk[k] ? s[j + k] : mk[k];
+            }
+        for (; j < n; j++) {
+            s[j] = s[j] * scale;
+            mk[0] = s[j] > mk[0] ? s[j] : mk[0];
+        }
+        float m = mk[0];
+        for (int k = 1; k < 8; k++) m = mk[k] > m ? mk[k] : m;
+        for (j = 0; j < n; j++) s[j] = expf(s[j] - m);
+    }
+    for (int j = 0; j < n; j++)
+        for (int h = 0; h < g; h++) total[h] += sc[(size_t)h * ld + (size_t)j];
+    for (int h = 0; h < g; h++) {
+        float *s = sc + (size_t)h * ld;
+        for (int j = 0; j < n; j++) s[j] = s[j] / total[h];
+    }
+}
+
 /* Causal attention of the step's tokens over their sequences' caches, local heads only.
  * Work items are (token, local KV head): the query heads that share a KV head are scored
  * together, as the "tokens" of one matmul over the cached keys [pos + 1][hd], so each key is
@@ -125,25 +158,21 @@ static void attention(job *J, int ith, int nth) {
         int g = h1 - h0;
         if (g <= 0) continue;
         int pos = J->s->pos[t], slot = J->s->slot[t];
+        const qm_kv_base *kb = &dev->kv_base[slot]; /* positions [0, n0) from slot kb->from */
+        const int n0 = kb->n < pos + 1 ? kb->n : pos + 1;
         const float *q = dev->q + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin)) * hd; /* [g][hd] */
         qm_wview keys = {kv_at(dev, slot, J->layer, 0, kvh, 0), QM_DT_F32, (size_t)hd, pos + 1, hd, 0};
-        dev->kern.matmul(&keys, NULL, q, (size_t)hd, g, scores, ctx, 0, pos + 1);
-        for (int h = 0; h < g; h++) {
-            float *sc = scores + (size_t)h * ctx, m = -INFINITY;
-            for (int j = 0; j <= pos; j++) {
-                sc[j] = sc[j] * scale;
-                if (sc[j] > m) m = sc[j];
-            }
-            float total = 0.0f;
-            for (int j = 0; j <= pos; j++) {
-                sc[j] = expf(sc[j] - m);
-                total += sc[j];
-            }
-            for (int j = 0; j <= pos; j++) sc[j] = sc[j] / total;
-        }
+        qm_wview keys0 = {kv_at(dev, kb->from, J->layer, 0, kvh, 0), QM_DT_F32, (size_t)hd, n0, hd, 0};
+        dev->kern.matmul(&keys0, NULL, q, (size_t)hd, g, scores, ctx, 0, n0);
+        dev->kern.matmul(&keys, NULL, q, (size_t)hd, g, scores, ctx, n0, pos + 1);
+        for (int h0 = 0; h0 < g; h0 += SOFTMAX_HEADS)
+            softmax_heads(scores + (size_t)h0 * ctx, ctx, g - h0 < SOFTMAX_HEADS ? g - h0 : SOFTMAX_HEADS, pos + 1, scale);
         /* out [g][hd]: the g heads' rows of att, side by side */
         float *out = dev->att + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin)) * hd;
-        dev->kern.attn_values(scores, ctx, g, kv_at(dev, slot, J->layer, 1, kvh, 0), (size_t)hd, pos + 1, out, hd);
+        memset(out, 0, (size_t)g * (size_t)hd * sizeof(float));
+        dev->kern.attn_values(scores, ctx, g, kv_at(dev, kb->from, J->layer, 1, kvh, 0), (size_t)hd, n0, out, hd);
+        dev->kern.attn_values(scores + n0, ctx, g, kv_at(dev, slot, J->layer, 1, kvh, n0), (size_t)hd, pos + 1 - n0, out,
+                              hd);
     }
 }
 

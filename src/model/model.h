@@ -72,6 +72,12 @@ typedef struct {
     bool act_q8;      /* fast mode: 8-bit activations against quantized weights (kernels/qdot.h) */
 } qm_device_dims;
 
+/* Where a KV slot's first positions live: [0, n) are slot `from`'s, read in place (a shared
+ * prefix); n = 0: the slot holds all its positions itself. */
+typedef struct {
+    int from, n;
+} qm_kv_base;
+
 typedef struct {
     qm_shard shard;
     qm_kernels kern;
@@ -80,6 +86,7 @@ typedef struct {
     qm_device_dims dims;
     float *kv;         /* [n_slots][n_layers][2][hkv][max_context][hd] (K then V) */
     size_t kv_bytes;
+    qm_kv_base *kv_base; /* [n_slots] */
     float *buf;        /* one allocation carved into the buffers below */
     size_t buf_bytes;
     float *x;          /* [T][d] residual stream, replicated */
@@ -110,7 +117,11 @@ void qm_device_free(qm_device *dev);
  * (identical bits whatever the mesh, the batch and the other tokens of the step). */
 qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err);
 
-/* Copies positions [0, n) of KV slot `from` to slot `to` (prefix cache). */
-void qm_kv_copy(qm_device *dev, int from, int to, int n);
+/* Prefix cache. Slot `to` reads positions [0, n) from slot `from` in place from now on (n = 0:
+ * only its own; `from` must hold its positions itself). The sequence in `to` writes its own
+ * positions n, n + 1, ...; the bits of attention do not depend on where a position is read. */
+void qm_kv_share(qm_device *dev, int from, int to, int n);
+/* Before slot `from` is rewritten: every slot that reads positions from it gets its own copy. */
+void qm_kv_detach(qm_device *dev, int from);
 
 #endif
