@@ -1,0 +1,123 @@
+/* The prefix cache (engine/generate.c, model/device.c qm_kv_share): sequences read a shared
+ * prefix's KV in place from the prefix slot. A tiny random checkpoint, batch 2, greedy, with each
+ * generated token's log-probability:
+ *   - requests whose shared prefixes alternate (P1, P1, P2, P1, none, none), so that the prefix
+ *     slot is rewritten while a sequence still reads it (qm_kv_detach gives that sequence its own
+ *     copy) and a slot that read P1 is taken by a request without a prefix, generate the ids and
+ *     log-probability bits of the same requests run without a shared prefix;
+ *   - the shared run computes fewer prefill tokens (the prefixes were shared). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "scratch_dir.h"
+
+#include "engine/engine.h"
+#include "engine/sampler.h"
+#include "io/fileutil.h"
+#include "io/random_model.h"
+
+#define TOKENIZER QMESH_DATA_DIR "/tokenizers/qwen2.5"
+#define N_REQ 6
+#define PREFIX 24
+#define MAX_NEW 10
+
+typedef struct {
+    int n[N_REQ];
+    int ids[N_REQ][MAX_NEW];
+    float lp[N_REQ][MAX_NEW];
+} outputs;
+
+static void on_done(void *ctx, int index, const qm_gen_result *r) {
+    outputs *o = ctx;
+    assert_true(index >= 0 && index < N_REQ && r->n_ids <= MAX_NEW);
+    assert_non_null(r->logprobs);
+    o->n[index] = r->n_ids;
+    for (int i = 0; i < r->n_ids; i++) {
+        o->ids[index][i] = r->ids[i];
+        o->lp[index][i] = r->logprobs[i].logprob;
+    }
+}
+
+static int setup(void **state) {
+    char *dir = calloc(1, 64), model[128];
+    if (!dir || scratch_dir_make(dir, 64, "prefix_cache") != 0) return -1;
+    snprintf(model, sizeof model, "%s/tiny", dir);
+    qm_error err = {0};
+    qm_config cfg;
+    if (!qm_random_preset("tiny", &cfg) || mkdir(model, 0755) != 0) return -1;
+    qm_random_opts ro = {.seed = 3, .dtype = QM_DT_BF16, .shards = 1};
+    if (qm_random_model_write(&cfg, model, &ro, &err) != QM_OK) return -1;
+    const char *copy[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        char src[256], dst[256];
+        snprintf(src, sizeof src, "%s/%s", TOKENIZER, copy[i]);
+        snprintf(dst, sizeof dst, "%s/%s", model, copy[i]);
+        if (qm_copy_file(src, dst, &err) != QM_OK) return -1;
+    }
+    *state = dir;
+    return 0;
+}
+
+static int teardown(void **state) {
+    scratch_dir_remove(*state);
+    free(*state);
+    return 0;
+}
+
+/* The requests' outputs, with their shared prefixes or (share false) without; the run's stats. */
+static void run(const char *dir, bool share, outputs *o, qm_gen_stats *st) {
+    static const int which[N_REQ] = {1, 1, 2, 1, 0, 0}; /* the prefix of each request: P1, P2, none */
+    static const int tail[N_REQ] = {3, 1, 2, 5, 4, 2}, max_new[N_REQ] = {4, MAX_NEW, 3, 6, 5, 4};
+    int prompts[N_REQ][PREFIX + 8];
+    qm_gen_request reqs[N_REQ];
+    for (int i = 0; i < N_REQ; i++) {
+        for (int j = 0; j < PREFIX; j++) prompts[i][j] = 100 + j * 37 + 5000 * which[i];
+        for (int j = 0; j < tail[i]; j++) prompts[i][PREFIX + j] = 900 + 11 * i + j;
+        reqs[i] = (qm_gen_request){.prompt = prompts[i], .n_prompt = PREFIX + tail[i],
+                                   .shared_prefix = share && which[i] ? PREFIX : 0, .max_new_tokens = max_new[i],
+                                   .top_p = 1.0f, .logprobs = 1};
+    }
+    char model[128];
+    snprintf(model, sizeof model, "%s/tiny", dir);
+    qm_engine_opts eo = {.model_dir = model, .rows = 1, .cols = 1, .backend = "threads", .batch = 2,
+                         .threads = 1, .max_context = 256, .quiet = true};
+    qm_engine *eng = NULL;
+    qm_error err = {0};
+    if (qm_engine_open(&eo, &eng, &err) != QM_OK) fail_msg("engine: %s", err.msg);
+    memset(o, 0, sizeof *o);
+    qm_gen_callbacks cb = {.on_done = on_done, .ctx = o};
+    if (qm_engine_generate(eng, reqs, N_REQ, &cb, st, &err) != QM_OK) fail_msg("generate: %s", err.msg);
+    qm_engine_close(eng);
+}
+
+static void test_shared_prefix_bits(void **state) {
+    outputs shared, plain;
+    qm_gen_stats st_shared, st_plain;
+    run(*state, true, &shared, &st_shared);
+    run(*state, false, &plain, &st_plain);
+    for (int i = 0; i < N_REQ; i++) {
+        assert_int_equal(shared.n[i], plain.n[i]);
+        assert_true(shared.n[i] > 0);
+        for (int k = 0; k < shared.n[i]; k++) {
+            if (shared.ids[i][k] != plain.ids[i][k] || memcmp(&shared.lp[i][k], &plain.lp[i][k], sizeof(float)))
+                fail_msg("request %d token %d: shared prefix %d (%.9g) against %d (%.9g)", i, k, shared.ids[i][k],
+                         (double)shared.lp[i][k], plain.ids[i][k], (double)plain.lp[i][k]);
+        }
+    }
+    assert_true(st_shared.prefill_tokens < st_plain.prefill_tokens);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_shared_prefix_bits, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
