@@ -83,9 +83,10 @@ QM_INLINE void store_tile(const __m512 *acc, int ld, int R, int T, const float *
 }
 
 /* One tile: rows w0 + r*wstride (r < R), tokens x + t*ldx (t < T); y + t*ldy + r. R, T and
- * dt are constants at every call site, so the loops unroll and acc lives in registers. */
+ * dt are constants at every call site, so the loops unroll and acc lives in registers.
+ * pf_next: prefetch the next R rows (a decode tile; the first token tile of a row group). */
 QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, int cols,
-                    const float *x, size_t ldx, const float *bias, float *y, size_t ldy) {
+                    const float *x, size_t ldx, const float *bias, float *y, size_t ldy, int pf_next) {
     const size_t esz = dt == QM_DT_F32 ? 4 : 2;
     __m512 acc[RMAX][TMAX];
     for (int r = 0; r < R; r++)
@@ -97,7 +98,7 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
      * and change no arithmetic. */
     const char *pf = w0 + (size_t)R * wstride;
     size_t pf_step = 0;
-    if (T == 1 && nfull > 0 && wstride == (size_t)cols * esz)
+    if (pf_next && nfull > 0 && wstride == (size_t)cols * esz)
         pf_step = ((size_t)R * wstride + (size_t)(nfull / 16) - 1) / (size_t)(nfull / 16);
     for (int i = 0; i < nfull; i += 16) {
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
@@ -144,15 +145,15 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
         int t = 0;                                                                                 \
         for (; t + QM_AVX512_PT <= n_tok; t += QM_AVX512_PT)                                       \
             tile(w0, wstride, dt, R_, QM_AVX512_PT, cols, x + (size_t)t * ldx, ldx, b0,            \
-                 y + (size_t)t * ldy + o, ldy);                                                    \
+                 y + (size_t)t * ldy + o, ldy, t == 0);                                            \
         const float *xt = x + (size_t)t * ldx;                                                     \
         float *yt = y + (size_t)t * ldy + o;                                                       \
         switch (n_tok - t) {                                                                       \
-        case 5: tile(w0, wstride, dt, R_, CLAMP_T(5), cols, xt, ldx, b0, yt, ldy); break;          \
-        case 4: tile(w0, wstride, dt, R_, CLAMP_T(4), cols, xt, ldx, b0, yt, ldy); break;          \
-        case 3: tile(w0, wstride, dt, R_, CLAMP_T(3), cols, xt, ldx, b0, yt, ldy); break;          \
-        case 2: tile(w0, wstride, dt, R_, CLAMP_T(2), cols, xt, ldx, b0, yt, ldy); break;          \
-        case 1: tile(w0, wstride, dt, R_, 1, cols, xt, ldx, b0, yt, ldy); break;                   \
+        case 5: tile(w0, wstride, dt, R_, CLAMP_T(5), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
+        case 4: tile(w0, wstride, dt, R_, CLAMP_T(4), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
+        case 3: tile(w0, wstride, dt, R_, CLAMP_T(3), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
+        case 2: tile(w0, wstride, dt, R_, CLAMP_T(2), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
+        case 1: tile(w0, wstride, dt, R_, 1, cols, xt, ldx, b0, yt, ldy, t == 0); break;                   \
         default: break;                                                                            \
         }                                                                                          \
     } while (0)
@@ -166,7 +167,7 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
     if (n_tok == 1) /* decode: memory-bound, more rows in flight */
         for (; o + QM_AVX512_DR <= o_end; o += QM_AVX512_DR)
             tile(base + (size_t)o * wstride, wstride, dt, QM_AVX512_DR, 1, cols, x, ldx,
-                 bias ? bias + o : NULL, y + o, ldy);
+                 bias ? bias + o : NULL, y + o, ldy, 1);
     for (; o + QM_AVX512_PR <= o_end; o += QM_AVX512_PR) ROWS_TILE(QM_AVX512_PR);
     for (; o < o_end; o++) ROWS_TILE(1);
 }
