@@ -990,36 +990,56 @@ static void row_f32_any(const char *row, qm_dtype dt, int col0, int e, int kc, f
 #undef QROW_DT
 }
 
-/* Lanes c and c + 8 of NTR rows (wb: [NTR][bc], x: the block's xt), each from +0, then added. */
-QM_INLINE void lane_pair(const float *wb, int bc, const float *x, int kc, int c, __m512 s[NTR]) {
-    __m512 a[NTR], b[NTR];
-    for (int r = 0; r < NTR; r++) a[r] = b[r] = _mm512_setzero_ps();
+/* Lanes c and c + 8 of NTR rows (wb: [NTR][bc]) for P passes (x: the block's xt of the first,
+ * the next xs floats on), each from +0, then added: s[p * NTR + r]. A row's weight is broadcast
+ * once for the P passes. */
+QM_INLINE void lane_pair(const float *wb, int bc, const float *x, size_t xs, int P, int kc, int c, __m512 *s) {
+    __m512 a[2 * NTR], b[2 * NTR];
+    for (int k = 0; k < P * NTR; k++) a[k] = b[k] = _mm512_setzero_ps();
     int i = c;
     for (; i + 8 < kc; i += 16) { /* both chains at once: lane c takes column i, lane c + 8 column i + 8 */
-        const __m512 xa = _mm512_load_ps(x + (size_t)i * 16), xb = _mm512_load_ps(x + (size_t)(i + 8) * 16);
+        __m512 xa[2], xb[2];
+        for (int p = 0; p < P; p++) {
+            xa[p] = _mm512_load_ps(x + (size_t)p * xs + (size_t)i * 16);
+            xb[p] = _mm512_load_ps(x + (size_t)p * xs + (size_t)(i + 8) * 16);
+        }
         for (int r = 0; r < NTR; r++) {
-            a[r] = _mm512_fmadd_ps(_mm512_set1_ps(wb[r * bc + i]), xa, a[r]);
-            b[r] = _mm512_fmadd_ps(_mm512_set1_ps(wb[r * bc + i + 8]), xb, b[r]);
+            const __m512 wa = _mm512_set1_ps(wb[r * bc + i]), wbb = _mm512_set1_ps(wb[r * bc + i + 8]);
+            for (int p = 0; p < P; p++) {
+                a[p * NTR + r] = _mm512_fmadd_ps(wa, xa[p], a[p * NTR + r]);
+                b[p * NTR + r] = _mm512_fmadd_ps(wbb, xb[p], b[p * NTR + r]);
+            }
         }
     }
-    if (i < kc) { /* a short last block: lane c's last column */
-        const __m512 xa = _mm512_load_ps(x + (size_t)i * 16);
-        for (int r = 0; r < NTR; r++) a[r] = _mm512_fmadd_ps(_mm512_set1_ps(wb[r * bc + i]), xa, a[r]);
-    }
-    for (int r = 0; r < NTR; r++) s[r] = _mm512_add_ps(a[r], b[r]);
+    if (i < kc) /* a short last block: lane c's last column */
+        for (int p = 0; p < P; p++) {
+            const __m512 xa = _mm512_load_ps(x + (size_t)p * xs + (size_t)i * 16);
+            for (int r = 0; r < NTR; r++) a[p * NTR + r] = _mm512_fmadd_ps(_mm512_set1_ps(wb[r * bc + i]), xa, a[p * NTR + r]);
+        }
+    for (int k = 0; k < P * NTR; k++) s[k] = _mm512_add_ps(a[k], b[k]);
 }
 
-/* z_q of the canonical lane tree (kernels.h) for NTR rows, q = 0 (the even lanes) or 1 (the odd):
- * with pair(c) = lane c + lane c + 8 (level w = 8), u_q = pair(q) + pair(q + 4) and u_(q+2) =
- * pair(q + 2) + pair(q + 6) (w = 4), z_q = u_q + u_(q+2) (w = 2); the root is z_0 + z_1 (w = 1). */
-QM_INLINE void lanes_half(const float *wb, int bc, const float *x, int kc, int q, __m512 z[NTR]) {
-    __m512 s0[NTR], s1[NTR], u[NTR];
-    lane_pair(wb, bc, x, kc, q, s0);
-    lane_pair(wb, bc, x, kc, q + 4, s1);
-    for (int r = 0; r < NTR; r++) u[r] = _mm512_add_ps(s0[r], s1[r]);
-    lane_pair(wb, bc, x, kc, q + 2, s0);
-    lane_pair(wb, bc, x, kc, q + 6, s1);
-    for (int r = 0; r < NTR; r++) z[r] = _mm512_add_ps(u[r], _mm512_add_ps(s0[r], s1[r]));
+/* z_q of the canonical lane tree (kernels.h) for NTR rows x P passes, q = 0 (the even lanes) or 1
+ * (the odd): with pair(c) = lane c + lane c + 8 (level w = 8), u_q = pair(q) + pair(q + 4) and
+ * u_(q+2) = pair(q + 2) + pair(q + 6) (w = 4), z_q = u_q + u_(q+2) (w = 2); the root is z_0 + z_1. */
+QM_INLINE void lanes_half(const float *wb, int bc, const float *x, size_t xs, int P, int kc, int q, __m512 *z) {
+    __m512 s0[2 * NTR], s1[2 * NTR], u[2 * NTR];
+    lane_pair(wb, bc, x, xs, P, kc, q, s0);
+    lane_pair(wb, bc, x, xs, P, kc, q + 4, s1);
+    for (int k = 0; k < P * NTR; k++) u[k] = _mm512_add_ps(s0[k], s1[k]);
+    lane_pair(wb, bc, x, xs, P, kc, q + 2, s0);
+    lane_pair(wb, bc, x, xs, P, kc, q + 6, s1);
+    for (int k = 0; k < P * NTR; k++) z[k] = _mm512_add_ps(u[k], _mm512_add_ps(s0[k], s1[k]));
+}
+
+/* Block dots of P passes from pass p on: v[(p + j) * NTR + r]. */
+QM_INLINE void leaf_passes(const tnode_walk *nw, int e0, int kc, int p, int P, __m512 *v) {
+    const size_t xs = (size_t)nw->cols * 16;
+    const float *x = nw->xt + (size_t)p * xs + (size_t)e0 * 16;
+    __m512 z0[2 * NTR], z1[2 * NTR];
+    lanes_half(nw->wb, nw->bc, x, xs, P, kc, 0, z0);
+    lanes_half(nw->wb, nw->bc, x, xs, P, kc, 1, z1);
+    for (int k = 0; k < P * NTR; k++) v[p * NTR + k] = _mm512_add_ps(z0[k], z1[k]);
 }
 
 /* Block k's dots of the tile's NTR rows x the group's tokens into v[p * NTR + r] (16 tokens each). */
@@ -1033,13 +1053,9 @@ static void tnode_leaf(const tnode_walk *nw, int k, __m512 *v) {
             row_f32_any(row, nw->dt, nw->col0, e0, kc, nw->wb + r * nw->bc);
         } else memset(nw->wb + r * nw->bc, 0, (size_t)kc * sizeof(float));
     }
-    for (int p = 0; p < nw->np; p++) {
-        const float *x = nw->xt + ((size_t)p * (size_t)nw->cols + (size_t)e0) * 16;
-        __m512 z0[NTR], z1[NTR];
-        lanes_half(nw->wb, nw->bc, x, kc, 0, z0);
-        lanes_half(nw->wb, nw->bc, x, kc, 1, z1);
-        for (int r = 0; r < NTR; r++) v[p * NTR + r] = _mm512_add_ps(z0[r], z1[r]);
-    }
+    int p = 0;
+    for (; p + 2 <= nw->np; p += 2) leaf_passes(nw, e0, kc, p, 2, v);
+    if (p < nw->np) leaf_passes(nw, e0, kc, p, 1, v);
 }
 
 /* The halving tree of blocks [first, first + count) into level `lv` (its children use lv, lv + 1). */
