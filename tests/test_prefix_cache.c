@@ -1,11 +1,14 @@
 /* The prefix cache (engine/generate.c, model/device.c qm_kv_share): sequences read a shared
  * prefix's KV in place from the prefix slot. A tiny random checkpoint, batch 2, greedy, with each
  * generated token's log-probability:
- *   - requests whose shared prefixes alternate (P1, P1, P2, P1, none, none), so that the prefix
+ *   - requests whose shared prefixes alternate (P1, P1, P2, P1, none, none, P1), so that the prefix
  *     slot is rewritten while a sequence still reads it (qm_kv_detach gives that sequence its own
  *     copy) and a slot that read P1 is taken by a request without a prefix, generate the ids and
  *     log-probability bits of the same requests run without a shared prefix;
- *   - the shared run computes fewer prefill tokens (the prefixes were shared). */
+ *   - the shared run computes fewer prefill tokens (the prefixes were shared);
+ *   - after the serving loop (the last request still read P1 in place), the same engine's full
+ *     logits of two sequences (slots 0 and 1 reused from position 0) are the bits of the engine
+ *     that shared nothing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,14 +28,18 @@
 #include "io/random_model.h"
 
 #define TOKENIZER QMESH_DATA_DIR "/tokenizers/qwen2.5"
-#define N_REQ 6
+#define N_REQ 7
 #define PREFIX 24
 #define MAX_NEW 10
+
+#define N_LOGITS 5 /* positions of each of the two sequences whose logits are taken */
 
 typedef struct {
     int n[N_REQ];
     int ids[N_REQ][MAX_NEW];
     float lp[N_REQ][MAX_NEW];
+    float *logits; /* [2][N_LOGITS][vocab] after the loop */
+    size_t logits_bytes;
 } outputs;
 
 static void on_done(void *ctx, int index, const qm_gen_result *r) {
@@ -74,8 +81,8 @@ static int teardown(void **state) {
 
 /* The requests' outputs, with their shared prefixes or (share false) without; the run's stats. */
 static void run(const char *dir, bool share, outputs *o, qm_gen_stats *st) {
-    static const int which[N_REQ] = {1, 1, 2, 1, 0, 0}; /* the prefix of each request: P1, P2, none */
-    static const int tail[N_REQ] = {3, 1, 2, 5, 4, 2}, max_new[N_REQ] = {4, MAX_NEW, 3, 6, 5, 4};
+    static const int which[N_REQ] = {1, 1, 2, 1, 0, 0, 1}; /* the prefix of each request: P1, P2, none */
+    static const int tail[N_REQ] = {3, 1, 2, 5, 4, 2, 3}, max_new[N_REQ] = {4, MAX_NEW, 3, 6, 5, 4, 3};
     int prompts[N_REQ][PREFIX + 8];
     qm_gen_request reqs[N_REQ];
     for (int i = 0; i < N_REQ; i++) {
@@ -95,6 +102,13 @@ static void run(const char *dir, bool share, outputs *o, qm_gen_stats *st) {
     memset(o, 0, sizeof *o);
     qm_gen_callbacks cb = {.on_done = on_done, .ctx = o};
     if (qm_engine_generate(eng, reqs, N_REQ, &cb, st, &err) != QM_OK) fail_msg("generate: %s", err.msg);
+    const size_t per_seq = (size_t)N_LOGITS * (size_t)qm_engine_config(eng)->vocab_size;
+    o->logits_bytes = 2 * per_seq * sizeof(float);
+    o->logits = malloc(o->logits_bytes);
+    assert_non_null(o->logits);
+    const int *seqs[2] = {prompts[4], prompts[5]}, lens[2] = {N_LOGITS, N_LOGITS}; /* not P1 */
+    float *outs[2] = {o->logits, o->logits + per_seq};
+    if (qm_engine_logits_batch(eng, seqs, lens, 2, outs, &err) != QM_OK) fail_msg("logits: %s", err.msg);
     qm_engine_close(eng);
 }
 
@@ -113,6 +127,11 @@ static void test_shared_prefix_bits(void **state) {
         }
     }
     assert_true(st_shared.prefill_tokens < st_plain.prefill_tokens);
+    assert_int_equal(shared.logits_bytes, plain.logits_bytes);
+    if (memcmp(shared.logits, plain.logits, shared.logits_bytes))
+        fail_msg("logits after a loop that shared a prefix differ from those of an engine that shared none");
+    free(shared.logits);
+    free(plain.logits);
 }
 
 int main(void) {

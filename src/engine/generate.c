@@ -371,6 +371,7 @@ static qm_status row_open(row_ctx *r, qm_engine *e, qm_device *dev, qm_error *er
 /* The row's statistics into the engine's (the leader's), then everything freed, the sequences
  * still running included (after a failure). */
 static void row_close(row_ctx *r) {
+    qm_kv_own_all(r->dev); /* no later user of the slots (logits, the next loop) reads the prefix slot */
     qm_engine *e = r->e;
     if (r->seqs)
         for (int b = 0; b < e->batch; b++)

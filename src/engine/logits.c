@@ -28,6 +28,7 @@ static qm_status logits_device(qm_engine *e, qm_device *dev, void *arg, qm_error
         goto done;
     }
     int *ids = buf, *pos = buf + T, *slot = pos + T, *outs = slot + T, *seq_of = outs + T;
+    qm_kv_own_all(dev); /* slots 0..n_seq - 1 hold every position themselves */
     int s = 0, at = 0; /* next token: sequence s, position at */
     while (s < J->n_seq) {
         int n = 0;

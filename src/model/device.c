@@ -125,6 +125,10 @@ void qm_kv_share(qm_device *dev, int from, int to, int n) {
     dev->kv_base[to] = (qm_kv_base){n ? from : to, n};
 }
 
+void qm_kv_own_all(qm_device *dev) {
+    for (int s = 0; s < dev->dims.n_slots; s++) dev->kv_base[s] = (qm_kv_base){s, 0};
+}
+
 void qm_kv_detach(qm_device *dev, int from) {
     for (int s = 0; s < dev->dims.n_slots; s++) {
         qm_kv_base *b = &dev->kv_base[s];

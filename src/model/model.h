@@ -123,5 +123,7 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err);
 void qm_kv_share(qm_device *dev, int from, int to, int n);
 /* Before slot `from` is rewritten: every slot that reads positions from it gets its own copy. */
 void qm_kv_detach(qm_device *dev, int from);
+/* Every slot reads only its own positions again (a serving loop's sequences are over). */
+void qm_kv_own_all(qm_device *dev);
 
 #endif
