@@ -92,7 +92,7 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     const int nfull = cols & ~15;
-    /* Decode of a matrix whose rows are contiguous: while this tile is read, prefetch the next
+    /* pf_next on a matrix whose rows are contiguous: while this tile is read, prefetch the next
      * tile's rows (the R rows after these) as one sequential stream, a slice per iteration. The
      * hardware prefetcher alone does not keep R strided streams ahead. Prefetches never fault
      * and change no arithmetic. */
