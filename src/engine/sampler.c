@@ -1,4 +1,5 @@
 #include "engine/sampler.h"
+#include "util/largest.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -67,24 +68,18 @@ size_t qm_sample_scratch_bytes(int n, int cols) {
 }
 
 /* The best of the local slice (k = 1), as local_top gives it: the largest logit (NaN ranks as
- * -inf), the lowest id among equals. The largest is found 8 lanes at a time (the same value in any
- * order; a zero's sign aside, which == ignores), then its first position. */
+ * -inf), the lowest id among equals: the largest (qm_largest; == ignores a zero's sign), then its
+ * first position. */
 static void local_best(const float *row, int vocab_begin, int len, qm_candidate *out) {
     *out = (qm_candidate){-INFINITY, INT32_MAX};
     if (len <= 0) return;
-    float mk[8];
-    for (int j = 0; j < 8; j++) mk[j] = -INFINITY;
-    int v = 0;
-    for (; v + 8 <= len; v += 8)
-        for (int j = 0; j < 8; j++) mk[j] = row[v + j] > mk[j] ? row[v + j] : mk[j];
-    for (; v < len; v++) mk[0] = row[v] > mk[0] ? row[v] : mk[0];
-    float m = mk[0];
-    for (int j = 1; j < 8; j++) m = mk[j] > m ? mk[j] : m;
+    const float m = qm_largest(row, len);
     if (m == -INFINITY) { /* every logit -inf or NaN: the first */
         *out = (qm_candidate){-INFINITY, vocab_begin};
         return;
     }
-    for (v = 0; row[v] != m; v++) {}
+    int v = 0;
+    while (row[v] != m) v++;
     *out = (qm_candidate){row[v], vocab_begin + v};
 }
 

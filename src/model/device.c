@@ -87,7 +87,7 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
         }
         dev->kv = m;
     }
-    if (!(dev->kv_base = calloc((size_t)dims->n_slots + 1, sizeof *dev->kv_base))) {
+    if (!(dev->kv_base = calloc((size_t)dims->n_slots, sizeof *dev->kv_base))) {
         st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
         goto fail;
     }

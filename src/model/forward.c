@@ -11,6 +11,7 @@
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
 #include "mesh/tree_sum.h"
+#include "util/largest.h"
 
 #include <assert.h>
 #include <math.h>
@@ -111,21 +112,10 @@ static void quantize_rows(job *J, int ith, int nth) {
 static void softmax_heads(float *sc, size_t ld, int g, int n, float scale) {
     float total[SOFTMAX_HEADS] = {0};
     for (int h = 0; h < g; h++) {
-        float *s = sc + (size_t)h * ld, mk[8];
-        for (int k = 0; k < 8; k++) mk[k] = -INFINITY;
-        int j = 0;
-        for (; j + 8 <= n; j += 8)
-            for (int k = 0; k < 8; k++) {
-                s[j + k] = s[j + k] * scale;
-                mk[k] = s[j + k] > mk[k] ? s[j + k] : mk[k];
-            }
-        for (; j < n; j++) {
-            s[j] = s[j] * scale;
-            mk[0] = s[j] > mk[0] ? s[j] : mk[0];
-        }
-        float m = mk[0];
-        for (int k = 1; k < 8; k++) m = mk[k] > m ? mk[k] : m;
-        for (j = 0; j < n; j++) s[j] = expf(s[j] - m);
+        float *s = sc + (size_t)h * ld;
+        for (int j = 0; j < n; j++) s[j] = s[j] * scale;
+        const float m = qm_largest(s, n);
+        for (int j = 0; j < n; j++) s[j] = expf(s[j] - m);
     }
     for (int j = 0; j < n; j++)
         for (int h = 0; h < g; h++) total[h] += sc[(size_t)h * ld + (size_t)j];
