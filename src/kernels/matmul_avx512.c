@@ -385,14 +385,66 @@ QM_INLINE void qsteps(qm_dtype dt, int col0, int cols, int *e0, int *e1) {
     if (*e0 >= *e1) *e0 = *e1 = end; /* no whole step: all of it is an edge */
 }
 
+/* Steps [ea, eb) of R rows x T tokens into acc (qtile_reg): each step dequantized in registers once
+ * for the T tokens; the scales of a K-quant made where a superblock (or the range) starts. pf_next:
+ * the next tile's rows prefetched, a line a step from the view's first step e0 (qtile_reg). */
+QM_INLINE void qtile_steps(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int ea, int eb, int e0,
+                           int pf_next, size_t vbytes, const float *x, size_t ldx, __m512 acc[QRMAX][QTMAX]) {
+    float ks[QRMAX][16] __attribute__((aligned(64)));
+    const int S = QSTEP(dt), G = S / 16;
+    for (int e = ea; e < eb; e += S) {
+        const unsigned ue = (unsigned)e;
+        const int fresh = e == ea || ue % 256 == 0, j = (int)(ue % 256 / 64);
+        const char *wb = w0 + (size_t)(ue / (unsigned)qm_dtype_block(dt)) * qm_dtype_block_bytes(dt);
+        const float *xe = x + (e - col0);
+        if (pf_next) {
+            const size_t off = (size_t)((e - e0) / S) * 64;
+            if (off < vbytes)
+                for (int r = 0; r < R; r++) _mm_prefetch(w0 + (size_t)(R + r) * wstride + off, QPF_HINT);
+        }
+        __m512 w[QRMAX][4];
+        for (int r = 0; r < R; r++) qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w[r]);
+        for (int g = 0; g < G; g++)
+            for (int t = 0; t < T; t++) {
+                const __m512 xv = _mm512_loadu_ps(xe + (size_t)t * ldx + 16 * g);
+                for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(w[r][g], xv, acc[r][t]);
+            }
+    }
+}
+
+/* One token's whole K-quant superblocks [sa, sb) of R rows into acc: qtile_steps' arithmetic, each
+ * row's scales made once a superblock and its four steps unrolled with constant offsets (the
+ * general loop works out each step's offsets and whether its scales are fresh). */
+QM_INLINE void qtile_superblocks(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int sa, int sb, int e0,
+                                 int pf_next, size_t vbytes, const float *x, __m512 acc[QRMAX][QTMAX]) {
+    float ks[QRMAX][16] __attribute__((aligned(64)));
+    for (int e = sa; e < sb; e += 256) {
+        const uint8_t *b = (const uint8_t *)w0 + (size_t)(e / 256) * qm_dtype_block_bytes(dt);
+        const float *xe = x + (e - col0); /* [256] */
+        for (int r = 0; r < R; r++) qkscales(dt, b + (size_t)r * wstride, ks[r]);
+        __asm__ volatile("" : : "r"(ks) : "memory"); /* ks broadcast from memory (qblocks_superblock) */
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            const size_t off = (size_t)((e + 64 * j - e0) / 64) * 64;
+            if (pf_next && off < vbytes)
+                for (int r = 0; r < R; r++) _mm_prefetch(w0 + (size_t)(R + r) * wstride + off, QPF_HINT);
+            __m512 w[QRMAX][4];
+            for (int r = 0; r < R; r++) qstep(dt, b + (size_t)r * wstride, j, 0, ks[r], w[r]);
+            for (int g = 0; g < 4; g++) {
+                const __m512 xv = _mm512_loadu_ps(xe + 64 * j + 16 * g);
+                for (int r = 0; r < R; r++) acc[r][0] = _mm512_fmadd_ps(w[r][g], xv, acc[r][0]);
+            }
+        }
+    }
+}
+
 /* R rows x T tokens, every weight step dequantized in registers once for the T tokens. */
 QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, int R, int T, int cols,
                          const float *x, size_t ldx, const float *bias, float *y, size_t ldy, int keep, float *accout) {
     __m512 acc[QRMAX][QTMAX];
-    float ks[QRMAX][16] __attribute__((aligned(64)));
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
-    const int S = QSTEP(dt), G = S / 16, end = col0 + cols;
+    const int S = QSTEP(dt), end = col0 + cols;
     int e0, e1;
     qsteps(dt, col0, cols, &e0, &e1);
     if (col0 < e0) qedge(w0, wstride, dt, col0, R, T, col0, e0, x, ldx, acc);
@@ -408,23 +460,12 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
     if (pf_ahead)
         for (int r = 0; r < R; r++)
             _mm_prefetch(w0 + (size_t)r * wstride + (size_t)(e0 / S) * step_bytes + QPF_AHEAD, _MM_HINT_T0);
-    for (int e = e0; e < e1; e += S) {
-        const unsigned ue = (unsigned)e;
-        const int fresh = e == e0 || ue % 256 == 0, j = (int)(ue % 256 / 64);
-        const char *wb = w0 + (size_t)(ue / (unsigned)qm_dtype_block(dt)) * qm_dtype_block_bytes(dt);
-        const float *xe = x + (e - col0);
-        if (pf_next) {
-            const size_t off = (size_t)((e - e0) / S) * 64;
-            if (off < vbytes)
-                for (int r = 0; r < R; r++) _mm_prefetch(w0 + (size_t)(R + r) * wstride + off, QPF_HINT);
-        }
-        __m512 w[QRMAX][4];
-        for (int r = 0; r < R; r++) qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w[r]);
-        for (int g = 0; g < G; g++)
-            for (int t = 0; t < T; t++) {
-                const __m512 xv = _mm512_loadu_ps(xe + (size_t)t * ldx + 16 * g);
-                for (int r = 0; r < R; r++) acc[r][t] = _mm512_fmadd_ps(w[r][g], xv, acc[r][t]);
-            }
+    int sa = e1, sb = e1; /* one token's whole K-quant superblocks */
+    if (T == 1 && dt >= QM_DT_Q4_K && (sa = (e0 + 255) / 256 * 256) >= (sb = e1 / 256 * 256)) sa = sb = e1;
+    qtile_steps(w0, wstride, dt, col0, R, T, e0, sa, e0, pf_next, vbytes, x, ldx, acc);
+    if (sa < sb) {
+        qtile_superblocks(w0, wstride, dt, col0, R, sa, sb, e0, pf_next, vbytes, x, acc);
+        qtile_steps(w0, wstride, dt, col0, R, T, sb, e1, e0, pf_next, vbytes, x, ldx, acc);
     }
     if (e1 < end) qedge(w0, wstride, dt, col0, R, T, e1, end, x, ldx, acc);
     if (keep) /* T == 1: the accumulators themselves, reduced later (qreduce16) */
@@ -835,13 +876,54 @@ QM_INLINE void qblocks_tile(const char *w0, size_t wstride, qm_dtype dt, int col
     }
 }
 
-/* Rows w0 .. (nr <= 4) along all nb blocks, tiles of 4 blocks (qblocks_tile). */
+/* Four rows' 64-column blocks k0 .. k0 + 3 that are one K-quant superblock (at row element e, a
+ * multiple of 256): qblocks_tile's items and tree, each row's scales made once and the four steps
+ * unrolled with constant offsets (qblocks_tile works them out block by block, its scales kept
+ * in memory from tile to tile). */
+QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, int col0, int k0, const float *x,
+                                  qm_rowpar_prefetch *pf, float *part, size_t pstride) {
+    const int e = col0 + k0 * 64;
+    const uint8_t *sb = (const uint8_t *)w0 + (size_t)(e / 256) * qm_dtype_block_bytes(dt);
+    const float *xe = x + (e - col0); /* [256] */
+    float ks[4][16] __attribute__((aligned(64)));
+    __m512 acc[16];
+    for (int k = 0; k < 4; k++) qm_rowpar_prefetch_block(pf, k0 + k);
+    for (int r = 0; r < 4; r++) qkscales(dt, sb + (size_t)r * wstride, ks[r]);
+    /* ks from memory below, broadcast by the load unit: without the barrier GCC kept the scales in
+     * registers and broadcast each with shuffles (vpextrd, valignd), 20% slower */
+    __asm__ volatile("" : : "r"(ks) : "memory");
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; j++)
+#pragma GCC unroll 4
+        for (int r = 0; r < 4; r++) {
+            __m512 w[4];
+            qstep(dt, sb + (size_t)r * wstride, j, 0, ks[r], w);
+            __m512 a = _mm512_setzero_ps();
+            for (int g = 0; g < 4; g++) a = _mm512_fmadd_ps(w[g], _mm512_loadu_ps(xe + 64 * j + 16 * g), a);
+            acc[4 * j + r] = a;
+        }
+    float out[16] __attribute__((aligned(64)));
+    _mm512_store_ps(out, qtree16(acc));
+    for (int k = 0; k < 4; k++) _mm_storeu_ps(part + (size_t)(k0 + k) * pstride, _mm_load_ps(out + 4 * k));
+}
+
+/* Rows w0 .. (nr <= 4) along all nb blocks, tiles of 4 blocks (qblocks_tile); four rows of a
+ * K-quant's 64-column blocks a superblock at a time where the blocks are whole superblocks
+ * (qblocks_superblock). */
 QM_INLINE void qblocks_rows4(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int nr, int nb,
                              const float *x, float *part, size_t pstride) {
     float ks[4][16] __attribute__((aligned(64)));
     const size_t blk = qm_dtype_block_bytes(dt) * (size_t)bc / (size_t)qm_dtype_block(dt);
     qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, 4, 4, nb, blk); /* the next 4 rows (rowpar.h) */
-    for (int k0 = 0; k0 < nb; k0 += 4) {
+    const int sbk = dt >= QM_DT_Q4_K && bc == 64 && nr == 4; /* QSTEP 64: a block is a step */
+    const int lead = sbk ? (256 - col0 % 256) % 256 / 64 : 0; /* blocks before the first superblock */
+    int k0 = 0;
+    if (sbk && lead < nb) {
+        if (lead) qblocks_tile(w0, wstride, dt, col0, col_end, bc, 4, 0, lead, x, ks, &pf, part, pstride);
+        for (k0 = lead; k0 + 4 <= nb && col0 + (k0 + 4) * 64 <= col_end; k0 += 4)
+            qblocks_superblock(w0, wstride, dt, col0, k0, x, &pf, part, pstride);
+    }
+    for (; k0 < nb; k0 += 4) {
         const int nk = nb - k0 < 4 ? nb - k0 : 4;
         if (nr == 4 && nk == 4) qblocks_tile(w0, wstride, dt, col0, col_end, bc, 4, k0, 4, x, ks, &pf, part, pstride);
         else qblocks_tile(w0, wstride, dt, col0, col_end, bc, nr, k0, nk, x, ks, &pf, part, pstride);
