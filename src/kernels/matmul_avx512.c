@@ -879,7 +879,9 @@ QM_INLINE void qblocks_tile(const char *w0, size_t wstride, qm_dtype dt, int col
 /* Four rows' 64-column blocks k0 .. k0 + 3 that are one K-quant superblock (at row element e, a
  * multiple of 256): qblocks_tile's items and tree, each row's scales made once and the four steps
  * unrolled with constant offsets (qblocks_tile works them out block by block, its scales kept
- * in memory from tile to tile). */
+ * in memory from tile to tile). One thread, weights in the L2, 64 rows x 8960 columns: Q6_K 0.054
+ * -> 0.047 ns a weight, Q4_K the same (0.042); the 1.5B's exact down_proj 12.2-15.8 -> 11.1-13.3
+ * ms a step (alternating builds; AMD EPYC family 26). */
 QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, int col0, int k0, const float *x,
                                   qm_rowpar_prefetch *pf, float *part, size_t pstride) {
     const int e = col0 + k0 * 64;
