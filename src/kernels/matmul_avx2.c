@@ -288,7 +288,10 @@ QM_INLINE void step_q5(qm_dtype dt, const uint8_t *b, __m256 w[4][2]) {
     qfrom_bytes(q, dv, dv, w, hm, hm ? qbc_f16(b + 2) : _mm256_setzero_ps());
 }
 
-/* Q4_K Q5_K: (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1 */
+/* Q4_K Q5_K: (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1. One FMA for
+ * the multiply and the subtraction, the same bits: d * sc (11 x 6 significant bits) and its
+ * product with a code (4 or 5 bits) are exact in f32, so only the subtraction rounds, once, in
+ * both (quant.h's reference rounds the product, exactly, then the difference). */
 QM_INLINE void step_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m256 w[4][2]) {
     const __m256i low4 = _mm256_set1_epi32(15);
     const int k5 = dt == QM_DT_Q5_K;
@@ -305,8 +308,8 @@ QM_INLINE void step_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks
             q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s0)), sixteen));
             q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s1)), sixteen));
         }
-        w[c / 2][c % 2] = _mm256_sub_ps(_mm256_mul_ps(ds0, _mm256_cvtepi32_ps(q0)), dm0);
-        w[2 + c / 2][c % 2] = _mm256_sub_ps(_mm256_mul_ps(ds1, _mm256_cvtepi32_ps(q1)), dm1);
+        w[c / 2][c % 2] = _mm256_fmsub_ps(ds0, _mm256_cvtepi32_ps(q0), dm0);
+        w[2 + c / 2][c % 2] = _mm256_fmsub_ps(ds1, _mm256_cvtepi32_ps(q1), dm1);
     }
 }
 

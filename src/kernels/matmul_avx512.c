@@ -278,7 +278,8 @@ QM_INLINE void step_q5(qm_dtype dt, const uint8_t *b, __m512 w[4]) {
     w[1] = _mm512_permutex2var_ps(la, _mm512_mask_or_epi32(q1, (__mmask16)(qh >> 16), q1, sixteen), lb);
 }
 
-/* Q4_K Q5_K: (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1 */
+/* Q4_K Q5_K: (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1; the tables'
+ * entries by one FMA, the same bits (matmul_avx2.c step_k: the product is exact). */
 QM_INLINE void step_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m512 w[4]) {
     const int k5 = dt == QM_DT_Q5_K;
     if (fresh) qkscales(dt, b, ks);
@@ -288,15 +289,15 @@ QM_INLINE void step_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks
     const __m512i h0 = _mm512_srli_epi32(q0, 4), h1 = _mm512_srli_epi32(q1, 4);
     const __m512 ds0 = qbc_f32(ks + 2 * s0), dm0 = qbc_f32(ks + 2 * s0 + 1);
     const __m512 ds1 = qbc_f32(ks + 2 * s1), dm1 = qbc_f32(ks + 2 * s1 + 1);
-    const __m512 l0 = _mm512_sub_ps(_mm512_mul_ps(ds0, qiota(0)), dm0);
-    const __m512 l1 = _mm512_sub_ps(_mm512_mul_ps(ds1, qiota(0)), dm1);
+    const __m512 l0 = _mm512_fmsub_ps(ds0, qiota(0), dm0);
+    const __m512 l1 = _mm512_fmsub_ps(ds1, qiota(0), dm1);
     w[0] = _mm512_permutexvar_ps(q0, l0);
     w[1] = _mm512_permutexvar_ps(q1, l0);
     w[2] = _mm512_permutexvar_ps(h0, l1);
     w[3] = _mm512_permutexvar_ps(h1, l1);
     if (k5) { /* bit s of qh[l]: the 5th bit of element l of sub-block s */
-        const __m512 u0 = _mm512_sub_ps(_mm512_mul_ps(ds0, qiota(16)), dm0);
-        const __m512 u1 = _mm512_sub_ps(_mm512_mul_ps(ds1, qiota(16)), dm1);
+        const __m512 u0 = _mm512_fmsub_ps(ds0, qiota(16), dm0);
+        const __m512 u1 = _mm512_fmsub_ps(ds1, qiota(16), dm1);
         const __m128i qa = _mm_loadu_si128((const __m128i *)(b + 16)), qb = _mm_loadu_si128((const __m128i *)(b + 32));
         const __m128i m0 = _mm_set1_epi8((char)(1 << s0)), m1 = _mm_set1_epi8((char)(1 << s1));
         const __m512i low4 = _mm512_set1_epi32(15), sixteen = _mm512_set1_epi32(16);
