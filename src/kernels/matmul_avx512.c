@@ -198,7 +198,6 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
 _Static_assert(QRMAX * QTMAX <= ACC_MAX, "store_tile's out");
 /* Decode prefetch: see qtile_reg. */
 #define QPF_AHEAD 512
-#define QPF_HINT _MM_HINT_T2
 
 /* Broadcasts from memory in the integer domain (vpbroadcastd/w: done by the load unit on Zen 4,
  * where vbroadcastss zmm takes the one shuffle port): a float at p; an f16 at p, converted. */
@@ -398,11 +397,7 @@ QM_INLINE void qtile_steps(const char *w0, size_t wstride, qm_dtype dt, int col0
         const int fresh = e == ea || ue % 256 == 0, j = (int)(ue % 256 / 64);
         const char *wb = w0 + (size_t)(ue / (unsigned)qm_dtype_block(dt)) * qm_dtype_block_bytes(dt);
         const float *xe = x + (e - col0);
-        if (pf_next) {
-            const size_t off = (size_t)((e - e0) / S) * 64;
-            if (off < vbytes)
-                for (int r = 0; r < R; r++) _mm_prefetch(w0 + (size_t)(R + r) * wstride + off, QPF_HINT);
-        }
+        if (pf_next) qm_prefetch_next_tile(w0, wstride, R, (size_t)((e - e0) / S) * 64, vbytes);
         __m512 w[QRMAX][4];
         for (int r = 0; r < R; r++) qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w[r]);
         for (int g = 0; g < G; g++)
@@ -426,9 +421,7 @@ QM_INLINE void qtile_superblocks(const char *w0, size_t wstride, qm_dtype dt, in
         __asm__ volatile("" : : "r"(ks) : "memory"); /* ks broadcast from memory (qblocks_superblock) */
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) {
-            const size_t off = (size_t)((e + 64 * j - e0) / 64) * 64;
-            if (pf_next && off < vbytes)
-                for (int r = 0; r < R; r++) _mm_prefetch(w0 + (size_t)(R + r) * wstride + off, QPF_HINT);
+            if (pf_next) qm_prefetch_next_tile(w0, wstride, R, (size_t)((e + 64 * j - e0) / 64) * 64, vbytes);
             __m512 w[QRMAX][4];
             for (int r = 0; r < R; r++) qstep(dt, b + (size_t)r * wstride, j, 0, ks[r], w[r]);
             for (int g = 0; g < 4; g++) {

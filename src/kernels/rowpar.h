@@ -31,6 +31,14 @@ static inline __attribute__((always_inline)) void qm_prefetch_l2(const void *p, 
     for (size_t off = 0; off < n; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T1);
 }
 
+/* The exact decode tiles' prefetch (qtile_reg, matmul_avx512.c): line `off` of the next tile's R
+ * rows into the L2 (prefetcht2), where `off` is inside the view's bytes. */
+static inline __attribute__((always_inline)) void qm_prefetch_next_tile(const char *w0, size_t wstride, int R,
+                                                                       size_t off, size_t vbytes) {
+    if (off < vbytes)
+        for (int r = 0; r < R; r++) _mm_prefetch(w0 + (size_t)(R + r) * wstride + off, _MM_HINT_T2);
+}
+
 /* The next group's rows, spread over this group's blocks. Long rows: each row's bytes of the
  * block in hand (rows R + r at the block's offset), into the L1, or the L2 where R rows are over
  * QM_ROWPAR_LONG_PASS bytes. A short group (a device's narrow shard of a row-parallel layer, a
