@@ -16,7 +16,8 @@
  *     rows per pass.
  *   prefill (n_tok >= 2): each half's 8 blocks are transposed (8 x 8 dwords) on both sides, so
  *     the products add up vertically. Tiles of PR rows x PT tokens reuse each unpacked weight
- *     group for PT tokens and each activation group for PR rows. */
+ *     group for PT tokens; the PT tokens' activation groups are transposed once for all the row
+ *     tiles (xcache_make). */
 #include <immintrin.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -475,6 +476,28 @@ QM_INLINE void load_group(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb,
     else load_x(dt, x, t, b0, nb, transposed, xg);
 }
 
+/* Prefill: the transposed groups of a token tile (tokens [t0, t0 + nt), nt <= PT), made once for
+ * all its row tiles: group g of token t at xc[g * PT + t]. Transposing a group costs about as
+ * much as a third of its sums for one row, and a tile of PR rows used to redo it for every tile.
+ * NULL when out of memory: the tiles then load each group themselves (xgroup_of), same bits. */
+static xgroup *xcache_make(qm_dtype dt, const qm_q8act *x, int t0, int nt, int nblk) {
+    const int ng = (nblk + 15) / 16;
+    xgroup *xc = aligned_alloc(32, (size_t)ng * PT * sizeof(xgroup));
+    if (!xc) return NULL;
+    for (int g = 0; g < ng; g++)
+        for (int t = 0; t < nt; t++)
+            load_group(dt, x, t0 + t, 16 * g, nblk - 16 * g < 16 ? nblk - 16 * g : 16, 1, &xc[(size_t)g * PT + t]);
+    return xc;
+}
+
+/* Token t0 + t's transposed group at block b0: from the cache, or loaded into tmp. */
+QM_INLINE const xgroup *xgroup_of(qm_dtype dt, const xgroup *xc, const qm_q8act *x, int t0, int t, int b0, int nb,
+                                  xgroup *tmp) {
+    if (xc) return &xc[(size_t)(b0 / 16) * PT + (size_t)t];
+    load_group(dt, x, t0 + t, b0, nb, 1, tmp);
+    return tmp;
+}
+
 QM_INLINE void store(const __m256 acc[2], const float *bias, int r, float *y) {
     const float d = tree16(acc[0], acc[1]);
     *y = bias ? d + bias[r] : d;
@@ -525,7 +548,7 @@ QM_INLINE void unpack_rows(qm_dtype dt, const wrows *w, int nr, int b0, int nb, 
 }
 
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nr <= PR, nt <= PT); y points at output (t0, row 0). */
-QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t0, int nt,
+QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, const xgroup *xc, int t0, int nt,
                             const float *bias, float *y, size_t ldy) {
     __m256 acc[PR][PT][2];
     wgroup wg[PR];
@@ -535,12 +558,12 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
         unpack_rows(dt, w, nr, b0, nb, wg);
         for (int t = 0; t < nt; t++) {
-            xgroup xg;
-            load_group(dt, x, t0 + t, b0, nb, 1, &xg);
+            xgroup tmp;
+            const xgroup *xg = xgroup_of(dt, xc, x, t0, t, b0, nb, &tmp);
             for (int r = 0; r < nr; r++)
                 for (int h = 0; h < 2 && 8 * h < nb; h++)
                     acc[r][t][h] = add_lanes(acc[r][t][h],
-                                             contrib(dt, &wg[r], &xg, h, sums_prefill(dt, &wg[r], &xg, h)), nb, h);
+                                             contrib(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h)), nb, h);
         }
     }
     for (int r = 0; r < nr; r++)
@@ -719,11 +742,13 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
     }
     for (int t0 = 0; t0 < n_tok; t0 += PT) {
         const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
+        xgroup *xc = xcache_make(dt, x, t0, nt, nblk);
         for (int o = o_begin; o < o_end; o += PR) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-            tile_prefill(dt, &wr, o_end - o < PR ? o_end - o : PR, x, t0, nt, bias ? bias + o : NULL,
+            tile_prefill(dt, &wr, o_end - o < PR ? o_end - o : PR, x, xc, t0, nt, bias ? bias + o : NULL,
                          y + (size_t)t0 * ldy + (size_t)o, ldy);
         }
+        free(xc);
     }
 }
 
@@ -880,8 +905,8 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
 
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nt <= PT): every block dot into lf (block k of token t, row
  * r at lf[(k nt + t) PR + r]). */
-QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, int t0, int nt, int bpb, int nbk,
-                           float *lf) {
+QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, const xgroup *xc, int t0, int nt,
+                           int bpb, int nbk, float *lf) {
     wgroup wg[PR];
     const size_t L = (size_t)nt * PR;
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
@@ -889,12 +914,12 @@ QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *
         const int nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
         unpack_rows(dt, w, nr, b0, nb, wg);
         for (int t = 0; t < nt; t++) {
-            xgroup xg;
-            load_group(dt, x, t0 + t, b0, nb, 1, &xg);
+            xgroup tmp;
+            const xgroup *xg = xgroup_of(dt, xc, x, t0, t, b0, nb, &tmp);
             for (int r = 0; r < nr; r++) {
                 float p[16] __attribute__((aligned(32)));
                 for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                    __m256 a = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &wg[r], &xg, h, sums_prefill(dt, &wg[r], &xg, h)));
+                    __m256 a = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h)));
                     if (nb < 8 * h + 8) a = _mm256_and_ps(a, _mm256_castsi256_ps(half_mask(nb, h)));
                     half_dots(a, bpb, p + 8 * h);
                 }
@@ -915,13 +940,15 @@ QM_INLINE int nodes_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int n_
     if (!lf) return 0;
     for (int t0 = 0; t0 < n_tok; t0 += PT) {
         const int nt = n_tok - t0 < PT ? n_tok - t0 : PT;
+        xgroup *xc = xcache_make(dt, x, t0, nt, nblk);
         for (int o = o_begin; o < o_end; o += PR) {
             const int nr = o_end - o < PR ? o_end - o : PR;
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, w->col0 / 32, nblk, 0};
-            if (bpb == 2) tile_leaves(dt, &wr, nr, x, t0, nt, 2, nbk, lf);
-            else tile_leaves(dt, &wr, nr, x, t0, nt, 4, nbk, lf);
+            if (bpb == 2) tile_leaves(dt, &wr, nr, x, xc, t0, nt, 2, nbk, lf);
+            else tile_leaves(dt, &wr, nr, x, xc, t0, nt, 4, nbk, lf);
             qm_rowpar_store_nodes(lf, PR, nt, nr, nodes, n_nodes, out + (size_t)t0 * ldy + (size_t)o, ostride, ldy);
         }
+        free(xc);
     }
     free(lf);
     return 1;
