@@ -3,13 +3,18 @@
 #
 #   scripts/bench_vs_llamacpp.sh [--model FILE.gguf] [--threads N] [--qmesh PATH] [--llama-dir DIR]
 #                                [--prompt N] [--gen N] [--reps R] [--jobs J] [--no-llama] [--no-qmesh]
+#                                [--llama-isa native|avx2]
 #                                [QMESH_FLAGS...] [-- QMESH_FLAGS...]
 #
 # 1. llama.cpp: if DIR/build/bin/llama-bench is missing, downloads the llama-cpp-python source
 #    package from PyPI (`pip download --no-deps --no-binary :all:`; it carries vendor/llama.cpp),
 #    extracts it to DIR/src and builds llama-bench with CMake into DIR/build (CPU only, Release,
 #    -DGGML_NATIVE=ON, -DLLAMA_CURL=OFF, nice, -j J). DIR defaults to $QMESH_LLAMA_DIR or
-#    ~/.cache/qmesh-llama and must be outside this repository.
+#    ~/.cache/qmesh-llama and must be outside this repository. --llama-isa avx2 builds a second
+#    llama.cpp into DIR/build-avx2 with AVX2, FMA, F16C and BMI2 only (-DGGML_NATIVE=OFF, every
+#    AVX-512 option off): on an AVX-512 CPU it stands for llama.cpp on an AVX2-only machine, to
+#    compare with `--isa avx2` for qmesh (the script passes --isa avx2 to qmesh unless QMESH_FLAGS
+#    name an --isa).
 # 2. runs  llama-bench -m FILE -p N -n N -t THREADS -r R -o json           (mean of R runs)
 # 3. runs  qmesh bench -m FILE --prompt N --gen N --membw --threads THREADS --reps R QMESH_FLAGS
 #    (best of R runs; the last stdout line is a JSON object). Flags this script does not know,
@@ -43,6 +48,7 @@ reps=3
 jobs=2
 do_llama=1
 do_qmesh=1
+llama_isa=native
 py=${PYTHON:-python3}
 qflags=()
 
@@ -63,6 +69,7 @@ while [ $# -gt 0 ]; do
     --jobs) need "$1" $#; jobs=$2; shift 2 ;;
     --no-llama) do_llama=0; shift ;;
     --no-qmesh) do_qmesh=0; shift ;;
+    --llama-isa) need "$1" $#; llama_isa=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; qflags+=("$@"); break ;;
     *) qflags+=("$1"); shift ;;
@@ -74,6 +81,16 @@ done
 [ -e "$model" ] || bad "no model at $model (scripts/fetch_models.sh downloads the GGUF files)"
 model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
 command -v "$py" > /dev/null 2>&1 || bad "$py not found (set PYTHON)"
+case "$llama_isa" in
+  native) llama_build=build; llama_cpu=(-DGGML_NATIVE=ON) ;;
+  avx2)
+    llama_build=build-avx2
+    llama_cpu=(-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+               -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF
+               -DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF)
+    [[ " ${qflags[*]:-} " == *" --isa "* ]] || qflags+=(--isa avx2) ;;
+  *) bad "--llama-isa is native or avx2, not '$llama_isa'" ;;
+esac
 
 is_gguf=0
 if [ -f "$model" ] && [ "$(head -c 4 "$model")" = "GGUF" ]; then is_gguf=1; fi
@@ -96,7 +113,7 @@ build_llama() {
   case "$llama_dir/" in
     "$r"/*) bad "--llama-dir $llama_dir is inside the repository; pick a folder outside it" ;;
   esac
-  local bench="$llama_dir/build/bin/llama-bench"
+  local bench="$llama_dir/$llama_build/bin/llama-bench"
   [ -x "$bench" ] && return 0
   local src="$llama_dir/src/vendor/llama.cpp"
   if [ ! -f "$src/CMakeLists.txt" ]; then
@@ -120,14 +137,14 @@ build_llama() {
     rm -rf "$llama_dir/src"
     mv "$llama_dir/src.tmp" "$llama_dir/src"
   fi
-  log "building llama-bench in $llama_dir/build (CPU, Release, native; this takes a while)"
+  log "building llama-bench in $llama_dir/$llama_build (CPU, Release, $llama_isa; this takes a while)"
   local gen=()
   command -v ninja > /dev/null 2>&1 && gen=(-G Ninja)
-  nice -n 10 cmake -S "$src" -B "$llama_dir/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
-    -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
+  nice -n 10 cmake -S "$src" -B "$llama_dir/$llama_build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release \
+    "${llama_cpu[@]}" -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DBUILD_SHARED_LIBS=OFF -DGGML_CUDA=OFF -DGGML_VULKAN=OFF \
     -DGGML_METAL=OFF > "$work/cmake.log" 2>&1 || { tail -n 20 "$work/cmake.log" >&2; log "error: llama.cpp configure failed"; return 1; }
-  nice -n 10 cmake --build "$llama_dir/build" -j "$jobs" --target llama-bench llama-simple \
+  nice -n 10 cmake --build "$llama_dir/$llama_build" -j "$jobs" --target llama-bench llama-simple \
     > "$work/build.log" 2>&1 || { tail -n 30 "$work/build.log" >&2; log "error: llama.cpp build failed"; return 1; }
   [ -x "$bench" ] || { log "error: the build made no $bench"; return 1; }
 }
@@ -136,7 +153,7 @@ llama_json="$work/llama.json"
 if [ $do_llama -eq 1 ]; then
   if build_llama; then
     log "llama-bench -m $(basename "$model") -p $n_prompt -n $n_gen -t $threads -r $reps"
-    if ! "$llama_dir/build/bin/llama-bench" -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" \
+    if ! "$llama_dir/$llama_build/bin/llama-bench" -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" \
         -o json > "$llama_json" 2> "$work/llama.err"; then
       tail -n 20 "$work/llama.err" >&2
       log "error: llama-bench failed"
@@ -189,7 +206,7 @@ done
 [ ${#isa[@]} -gt 0 ] || isa=(none)
 cpu=$(grep -m1 '^model name' /proc/cpuinfo 2> /dev/null | sed 's/^[^:]*: *//' || true)
 
-"$py" - "$model" "${isa[*]}" "$cpu" "$threads" "$n_prompt" "$n_gen" "$reps" "$llama_json" "$qmesh_json" \
+LLAMA_ISA=$llama_isa "$py" - "$model" "${isa[*]}" "$cpu" "$threads" "$n_prompt" "$n_gen" "$reps" "$llama_json" "$qmesh_json" \
     "${qflags[*]:-}" <<'PYEOF' || failed=1
 import json, os, sys
 model, isa, cpu, threads, npr, ngen, reps, lj, qj, qflags = sys.argv[1:11]
@@ -286,6 +303,7 @@ res = {
     "prompt": npr, "gen": ngen, "reps": int(reps), "qmesh_flags": qflags,
     "llama_pp_tok_s": llama.get("pp"), "llama_tg_tok_s": llama.get("tg"),
     "llama_model_bytes": llama.get("model_size"), "llama_build_commit": llama.get("build_commit"),
+    "llama_isa": os.environ.get("LLAMA_ISA", "native"),
     "qmesh_prefill_tok_s": q.get("prefill_tok_s"), "qmesh_decode_tok_s": q.get("decode_tok_s"),
     "qmesh_isa": q.get("isa"), "qmesh_mesh": q.get("mesh"), "qmesh_bytes_per_token": q.get("bytes_per_token"),
     "mem_read_gb_s": bw,
@@ -302,6 +320,7 @@ rows = [
     ("cpu", cpu or "?"),
     ("ISA flags (/proc/cpuinfo)", isa),
     ("qmesh kernels / mesh", f"{q.get('isa', 'n/a')} / {q.get('mesh', 'n/a')}" + (f"  [{qflags}]" if qflags else "")),
+    ("llama.cpp build", "native (-DGGML_NATIVE=ON)" if res["llama_isa"] == "native" else "AVX2, FMA, F16C only"),
     ("threads", threads),
     (f"llama.cpp pp{npr} tok/s (mean of {reps})", fmt(llama.get("pp")) + (f" +- {llama['pp_sd']:.1f}" if llama.get("pp_sd") else "")),
     (f"llama.cpp tg{ngen} tok/s (mean of {reps})", fmt(llama.get("tg"), 2) + (f" +- {llama['tg_sd']:.2f}" if llama.get("tg_sd") else "")),
