@@ -12,8 +12,9 @@
  *
  * Two ways to the sums, same bits:
  *   decode (one token): one ymm per block; after madd, eight blocks are reduced to eight dwords
- *     (packs + madd while int16 holds, hadd for Q8_0). Weights are unpacked and used at once, DR
- *     rows per pass.
+ *     (packs + madd while int16 holds, hadd for Q8_0; the column-parallel decode of the 4-bit
+ *     types adds the maddubs pairs by int16 hadds instead, sums_decode's colpar). Weights are
+ *     unpacked and used at once, DR rows per pass.
  *   prefill (n_tok >= 2): each half's 8 blocks are transposed (8 x 8 dwords) on both sides, so
  *     the products add up vertically. Tiles of PR rows x PT tokens reuse each unpacked weight
  *     group for PT tokens; the PT tokens' activation groups are transposed once for all the row
@@ -133,6 +134,24 @@ QM_INLINE void code_q6k_pair(const uint8_t *row, int s, __m256i out[2]) {
         const __m256i l = _mm256_and_si256(_mm256_srl_epi16(lo, _mm_cvtsi32_si128(2 * k)), m4);
         const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(hq, _mm_cvtsi32_si128(2 * (k + e))), m2);
         out[e] = _mm256_or_si256(l, _mm256_slli_epi16(hi, 4));
+    }
+}
+
+/* Q6_K: the 8 sub-blocks of one superblock, codes 0..63 (as code_k), each 32-byte load used for
+ * all the sub-blocks it holds: sub-block 4i + k takes ql half i (k % 2) shifted by 4 (k / 2) and
+ * qh bits 2k..2k+1 moved to bits 4-5 by one 16-bit shift and a mask. */
+QM_INLINE void q6k_superblock_codes(const uint8_t *blk, __m256i c[8]) {
+    const qm_block_q6_k *b = (const qm_block_q6_k *)blk;
+    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
+    for (int i = 0; i < 2; i++) {
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * i));
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * i + 32));
+        const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * i));
+        c[4 * i] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 4), m30));
+        c[4 * i + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 2), m30));
+        c[4 * i + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hq, m30));
+        c[4 * i + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(hq, 2), m30));
     }
 }
 
@@ -358,11 +377,29 @@ QM_INLINE void reduce_groups(const __m256i v[8], __m256i u[2]) {
     u[1] = _mm256_madd_epi16(_mm256_packs_epi32(w[2], w[3]), ones);
 }
 
+/* Decode of the 4-bit types: the maddubs products of 8 blocks (int16 pairs, each at most
+ * 2 x 15 x 127 = 3810) added straight in int16 by three hadds (a sum of 8 pairs, at most 30480,
+ * still fits), then the two 128-bit halves widened and added: dword k = block k's sum. */
+QM_INLINE __m256i reduce_pairs16(const __m256i p[8]) {
+    const __m256i a = _mm256_hadd_epi16(_mm256_hadd_epi16(p[0], p[1]), _mm256_hadd_epi16(p[2], p[3]));
+    const __m256i b = _mm256_hadd_epi16(_mm256_hadd_epi16(p[4], p[5]), _mm256_hadd_epi16(p[6], p[7]));
+    const __m256i c = _mm256_hadd_epi16(a, b);
+    return _mm256_add_epi32(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(c)),
+                            _mm256_cvtepi16_epi32(_mm256_extracti128_si256(c, 1)));
+}
+
 /* Decode: the exact integer sums (spec's, Q4_0/Q5_0 centred) of half h, as f32; the codes are
- * made and used at once (base, off: code_blk). */
+ * made and used at once (base, off: code_blk). colpar (a literal): the column-parallel tile's
+ * forms, the 4-bit types' int16 hadds and a whole Q6_K superblock's codes from shared loads;
+ * each measured faster there (rpb, hot: Q4_K 0.027 -> 0.025, Q6_K 0.043 -> 0.040 ns a weight)
+ * and slower in the row-parallel tile (0.030 -> 0.033, 0.044 -> 0.048), which keeps a code and a
+ * madd a block. Same integers either way. */
 QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg,
-                             int h) {
-    __m256i v[8], u[2];
+                             int h, int colpar) {
+    const int four_bit = colpar && (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K);
+    const int q6k_whole = colpar && dt == QM_DT_Q6_K && off == 0 && nb == 16; /* half h is superblock h */
+    __m256i v[8], u[2], c6[8];
+    if (q6k_whole) q6k_superblock_codes(base + (size_t)h * 210, c6);
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
         const int b = 8 * h + k;
@@ -370,14 +407,19 @@ QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
             v[k] = _mm256_setzero_si256();
             continue;
         }
-        __m256i c = code_blk(dt, base, off, h, k), xs = xg->q[b];
+        __m256i c = q6k_whole ? c6[k] : code_blk(dt, base, off, h, k), xs = xg->q[b];
         if (dt == QM_DT_Q8_0) {
             xs = _mm256_sign_epi8(xs, c);
             c = _mm256_abs_epi8(c);
         }
         __m256i p = _mm256_maddubs_epi16(c, xs);
         if (dt == QM_DT_Q6_K) p = _mm256_sub_epi16(p, xg->q32[b]);
-        v[k] = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+        v[k] = four_bit ? p : _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+    }
+    if (four_bit) {
+        __m256i is = reduce_pairs16(v);
+        if (dt == QM_DT_Q4_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 3));
+        return _mm256_cvtepi32_ps(is);
     }
     if (dt == QM_DT_Q8_0) return _mm256_cvtepi32_ps(reduce_blocks(v));
     reduce_groups(v, u);
@@ -527,11 +569,11 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
             scales(dt, row, sb, nb, 0, &g);
             if (nb == 16) { /* literal halves and block count: straight-line code */
                 for (int h = 0; h < 2; h++)
-                    acc[r][h] = _mm256_add_ps(acc[r][h], contrib(dt, &g, &xg, h, sums_decode(dt, base, off, 16, &g, &xg, h)));
+                    acc[r][h] = _mm256_add_ps(acc[r][h], contrib(dt, &g, &xg, h, sums_decode(dt, base, off, 16, &g, &xg, h, 1)));
                 continue;
             }
             for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                const __m256 f = sums_decode(dt, base, off, nb, &g, &xg, h);
+                const __m256 f = sums_decode(dt, base, off, nb, &g, &xg, h, 1);
                 acc[r][h] = add_lanes(acc[r][h], contrib(dt, &g, &xg, h, f), nb, h);
             }
         }
@@ -815,6 +857,21 @@ QM_INLINE float half_dot_at(const float *p, int bpb, int k) {
     return bpb == 2 ? p[8 * (k / 4) + (k % 4) / 2 * 4 + k % 2] : p[8 * (k / 2) + 4 * (k % 2)];
 }
 
+/* The 8 block dots of DR = 4 rows, pairs[r] = hadd(a half 0, a half 1) = blocks [0 1 4 5 | 2 3 6 7]
+ * (each a_2j + a_2j+1, as half_dots), transposed so that one 128-bit store writes a block's 4
+ * rows: block k at part[k pstride + r]. */
+QM_INLINE void store_pairs(const __m256 pairs[4], float *part, size_t pstride) {
+    const __m256 t0 = _mm256_unpacklo_ps(pairs[0], pairs[1]), t1 = _mm256_unpackhi_ps(pairs[0], pairs[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(pairs[2], pairs[3]), t3 = _mm256_unpackhi_ps(pairs[2], pairs[3]);
+    const __m256 c[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
+                         _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
+    static const int lo_block[4] = {0, 1, 4, 5}; /* c[i]: block lo_block[i] low, lo_block[i] + 2 high */
+    for (int i = 0; i < 4; i++) {
+        _mm_storeu_ps(part + (size_t)lo_block[i] * pstride, _mm256_castps256_ps128(c[i]));
+        _mm_storeu_ps(part + (size_t)(lo_block[i] + 2) * pstride, _mm256_extractf128_ps(c[i], 1));
+    }
+}
+
 QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
                                float *part, size_t pstride) {
     const int k_quant = qm_dtype_block(dt) != 32;
@@ -830,24 +887,33 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
         pf += pf_step;
         xgroup xg;
         load_group(dt, x, 0, b0, nb, 0, &xg);
+        const int whole_tile = nb == 16 && bpb == 2 && nr == DR && nk == 8;
+        __m256 pairs[DR];
         for (int r = 0; r < nr; r++) {
             const uint8_t *row = w->row0 + (size_t)r * w->stride;
             const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
             qm_prefetch_l2(base + (size_t)DR * w->stride, gbytes);
             wgroup g;
             scales(dt, row, sb, nb, 0, &g);
-            float p[16] __attribute__((aligned(32)));
+            __m256 a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
             for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                const __m256 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg, h) : sums_decode(dt, base, off, nb, &g, &xg, h);
-                __m256 a = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &g, &xg, h, f));
-                if (nb < 8 * h + 8) a = _mm256_and_ps(a, _mm256_castsi256_ps(half_mask(nb, h)));
-                half_dots(a, bpb, p + 8 * h);
+                const __m256 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg, h, 0)
+                                           : sums_decode(dt, base, off, nb, &g, &xg, h, 0);
+                a[h] = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &g, &xg, h, f));
+                if (nb < 8 * h + 8) a[h] = _mm256_and_ps(a[h], _mm256_castsi256_ps(half_mask(nb, h)));
             }
+            if (whole_tile) { /* nb = 16, bpb = 2: both halves' pairs at once, stored below */
+                pairs[r] = _mm256_hadd_ps(a[0], a[1]);
+                continue;
+            }
+            float p[16] __attribute__((aligned(32)));
+            for (int h = 0; h < 2 && 8 * h < nb; h++) half_dots(a[h], bpb, p + 8 * h);
             for (int k = 0; k < nk; k++) {
                 const float pk = half_dot_at(p, bpb, k);
                 part[(size_t)(k0 + k) * pstride + (size_t)r] = pk;
             }
         }
+        if (whole_tile) store_pairs(pairs, part + (size_t)k0 * pstride, pstride);
     }
 }
 
