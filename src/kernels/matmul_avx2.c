@@ -1221,7 +1221,7 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
  * blocks cover the view in whole 16-column lanes. Between, 0: the register tiles of matmul_blocks
  * (blocks_tokens), which read the rows two at a time along the blocks, measured faster at batch 16
  * (`qmesh bench --batch 16`, 0.5B bf16: 38 against 34 tok/s). */
-QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, NMIN, NODE_LEVELS) /* rowpar.h */
+QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, blocks_tokens, NMIN, NODE_LEVELS) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,

@@ -208,16 +208,58 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_decode_fn blocks, const qm_wv
                                       o_end);                                                      \
     }
 
+/* A row-parallel layer's block dots over several tokens, as matmul_blocks takes them (an ISA's
+ * blocks_tokens, below). */
+typedef void (*qm_rowpar_tokens_fn)(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                                    float *part, size_t pstride, size_t ldy, int o_begin, int o_end);
+
+#define QM_ROWPAR_TOKEN_CHUNK 16 /* tokens: a chunk's activations stay in the L2 while the rows go by */
+#define QM_ROWPAR_FEW_ROWS 16    /* rows a tile of qm_rowpar_nodes_few */
+
+/* matmul_nodes of a plain type over a few tokens (batched decode, below an ISA's nodes_tokens):
+ * the ISA's block dots (blocks_tokens) of QM_ROWPAR_FEW_ROWS rows x QM_ROWPAR_TOKEN_CHUNK tokens
+ * at a time into a buffer of the tile's blocks, lf[block][token][row] (the 1.5B's down_proj: 140
+ * x 16 x 16 floats, in the L2), then the tile's nodes added up there. Before it, matmul_blocks
+ * wrote every block dot of every token (the 0.5B's down_proj at batch 16: 76 x 16 x 896 floats,
+ * 4.4 MB) for the tree walk to read back. Same dots, same tree. 0 where the shape is not
+ * blocks_tokens' or lf is not had. */
+static inline int qm_rowpar_nodes_few(qm_rowpar_tokens_fn blocks, const qm_wview *w, const float *x, size_t ldx,
+                                      int n_tok, int bc, int nb, const qm_leaf_node *nodes, int n_nodes, float *out,
+                                      size_t ostride, size_t ldy, int o_begin, int o_end) {
+    if (qm_dtype_is_quant(w->dtype) || bc % 16 || w->cols % 16 || nb != (w->cols + bc - 1) / bc) return 0;
+    const int R = QM_ROWPAR_FEW_ROWS, T = QM_ROWPAR_TOKEN_CHUNK;
+    float *lf = malloc((size_t)nb * T * R * sizeof(float));
+    if (!lf) return 0;
+    const size_t stride = qm_wview_stride(w);
+    for (int t0 = 0; t0 < n_tok; t0 += T) {
+        const int nt = n_tok - t0 < T ? n_tok - t0 : T;
+        for (int o = o_begin; o < o_end; o += R) {
+            const int nr = o_end - o < R ? o_end - o : R;
+            qm_wview tile = *w; /* rows [o, o + nr) */
+            tile.data = (const char *)w->data + (size_t)o * stride;
+            tile.rows = nr;
+            blocks(&tile, x + (size_t)t0 * ldx, ldx, nt, bc, nb, lf, (size_t)nt * R, (size_t)R, 0, nr);
+            qm_rowpar_store_nodes(lf, R, nt, nr, nodes, n_nodes, out + (size_t)t0 * ldy + (size_t)o, ostride, ldy);
+        }
+    }
+    free(lf);
+    return 1;
+}
+
 /* An ISA file's exact-mode matmul_nodes from its one-token entry (decode_, made by
- * QM_ROWPAR_EXACT_NODES_ENTRY) and its many-token kernel (tokens_, nodes_tokens: the same
- * arguments less nb): one token by decode_; from nmin_ tokens tokens_, where the blocks cover the
- * view in whole 16-column lanes, a tree of at most 2^(levels_ - 1) blocks; between, 0 (matmul_blocks). */
-#define QM_ROWPAR_TOKENS_NODES_ENTRY(name_, decode_, tokens_, nmin_, levels_)                      \
+ * QM_ROWPAR_EXACT_NODES_ENTRY), its many-token kernel (tokens_, nodes_tokens: the same arguments
+ * less nb) and its blocks_tokens (few_): one token by decode_; from nmin_ tokens tokens_, where
+ * the blocks cover the view in whole 16-column lanes, a tree of at most 2^(levels_ - 1) blocks;
+ * between, qm_rowpar_nodes_few for a plain type, else 0 (matmul_blocks). */
+#define QM_ROWPAR_TOKENS_NODES_ENTRY(name_, decode_, tokens_, few_, nmin_, levels_)                \
     static int name_(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,  \
                      const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, \
                      int o_end) {                                                                  \
         if (n_tok == 1) return decode_(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
-        if (n_tok < (nmin_) || bc % 16 || bc > 256 || w->col0 % 16 || nb < 1 || nb != (w->cols + bc - 1) / bc || \
+        if (n_tok < (nmin_))                                                                       \
+            return qm_rowpar_nodes_few(few_, w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, \
+                                       o_end);                                                     \
+        if (bc % 16 || bc > 256 || w->col0 % 16 || nb < 1 || nb != (w->cols + bc - 1) / bc ||    \
             nb > 1 << ((levels_) - 1))                                                             \
             return 0;                                                                              \
         if (o_begin >= o_end) return 1;                                                            \
@@ -229,8 +271,6 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_decode_fn blocks, const qm_wv
  * tokens xt (nt <= 4, stride ldx), its block dots into pt[t * ldy + r]. */
 typedef void (*qm_rowpar_tile_fn)(const char *w0, size_t ws, int nr, int nt, int e0, int e1, const float *xt,
                                   size_t ldx, float *pt, size_t ldy);
-
-#define QM_ROWPAR_TOKEN_CHUNK 16 /* tokens: a chunk's activations stay in the L2 while the rows go by */
 
 /* Its loops: tokens in chunks, row groups of R, each of the view's nb blocks of bc columns, tiles of 4
  * tokens. The tile is a constant at each call, so the compiler calls (or inlines) it directly. */
