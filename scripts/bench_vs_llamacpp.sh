@@ -16,9 +16,13 @@
 #    compare with `--isa avx2` for qmesh (the script passes --isa avx2 to qmesh unless QMESH_FLAGS
 #    name an --isa).
 # 2. runs  llama-bench -m FILE -p N -n N -t THREADS -r R -o json           (mean of R runs)
-# 3. runs  qmesh bench -m FILE --prompt N --gen N --membw --threads THREADS --reps R QMESH_FLAGS
-#    (best of R runs; the last stdout line is a JSON object). Flags this script does not know,
-#    e.g. --mesh 1x2 or --activations q8, and everything after --, go to qmesh bench.
+# 3. runs  qmesh bench -m FILE --prompt N --gen 1 --threads THREADS --reps R QMESH_FLAGS (prefill)
+#    and     qmesh bench -m FILE --prompt 1 --gen N --membw --threads THREADS --reps R QMESH_FLAGS
+#    (decode from an empty context, as llama-bench's tg; before 2026-12-03 qmesh decoded after the
+#    N-token prompt, attending to 512-640 positions where llama.cpp attends to 0-128: the 1.5B's
+#    attention 2.8 ms a step against 0.3). Best of R runs each (the last stdout line is a JSON
+#    object). Flags this script does not know, e.g. --mesh 1x2 or --activations q8, and everything
+#    after --, go to qmesh bench.
 # 4. prints one table (model, CPU ISA flags, threads, llama.cpp pp/tg, qmesh prefill/decode, the
 #    qmesh/llama.cpp ratios, decode roofline fractions = weight bytes read per token x decode tok/s
 #    / the memory read bandwidth qmesh measured with THREADS threads; for qmesh the bytes are its
@@ -184,10 +188,18 @@ if [ $do_qmesh -eq 1 ]; then
     log "error: $qmesh is not an executable (--qmesh PATH)"
     failed=1
   else
-    log "qmesh bench -m $(basename "$model") --prompt $n_prompt --gen $n_gen --membw --threads $threads --reps $reps ${qflags[*]:-}"
-    if "$qmesh" bench -m "$model" --prompt "$n_prompt" --gen "$n_gen" --membw --threads "$threads" \
-        --reps "$reps" "${qflags[@]}" > "$work/qmesh.out" 2> "$work/qmesh.err"; then
-      tail -n 1 "$work/qmesh.out" > "$qmesh_json"
+    # two runs, as llama-bench's pp and tg: prefill of n_prompt tokens, then decode of n_gen
+    # tokens from an empty context (a 1-token prompt), not after the n_prompt tokens
+    log "qmesh bench -m $(basename "$model") --prompt $n_prompt --gen 1 --threads $threads --reps $reps ${qflags[*]:-}"
+    log "qmesh bench -m $(basename "$model") --prompt 1 --gen $n_gen --membw --threads $threads --reps $reps ${qflags[*]:-}"
+    if "$qmesh" bench -m "$model" --prompt "$n_prompt" --gen 1 --threads "$threads" \
+        --reps "$reps" "${qflags[@]}" > "$work/qmesh_pp.out" 2> "$work/qmesh.err" &&
+      "$qmesh" bench -m "$model" --prompt 1 --gen "$n_gen" --membw --threads "$threads" \
+        --reps "$reps" "${qflags[@]}" > "$work/qmesh.out" 2>> "$work/qmesh.err"; then
+      "$py" -c 'import json, sys
+pp, tg = (json.loads(open(f).read().splitlines()[-1]) for f in sys.argv[1:3])
+tg.update(prefill_tok_s=pp["prefill_tok_s"], prompt=pp["prompt"], decode_prompt=tg["prompt"])
+print(json.dumps(tg))' "$work/qmesh_pp.out" "$work/qmesh.out" > "$qmesh_json"
     else
       tail -n 20 "$work/qmesh.err" >&2
       log "error: qmesh bench failed (does this qmesh read $(basename "$model")?)"
