@@ -1218,9 +1218,10 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
 }
 
 /* matmul_nodes: one token by the block path (rowpar.h); from NMIN tokens nodes_tokens, where the
- * blocks cover the view in whole 16-column lanes. Between, 0: the register tiles of matmul_blocks
+ * blocks cover the view in whole 16-column lanes. Between, the register tiles of matmul_blocks
  * (blocks_tokens), which read the rows two at a time along the blocks, measured faster at batch 16
- * (`qmesh bench --batch 16`, 0.5B bf16: 38 against 34 tok/s). */
+ * than nodes_tokens (`qmesh bench --batch 16`, 0.5B bf16: 38 against 34 tok/s), with the nodes
+ * made from their block dots in the L2 (qm_rowpar_nodes_few). */
 QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, blocks_tokens, NMIN, NODE_LEVELS) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx2_table = {
