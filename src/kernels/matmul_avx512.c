@@ -998,8 +998,7 @@ static int blocks_fast_shape(const qm_wview *w, int n_tok, int bc, int nb) {
 static void matmul_blocks_avx512(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                  size_t pstride, size_t ldy, int o_begin, int o_end) {
     const int fast = blocks_fast_shape(w, n_tok, bc, nb);
-    if (!fast && n_tok > 1 && !qm_dtype_is_quant(w->dtype) && bc % 16 == 0 && w->cols % 16 == 0 &&
-        nb == (w->cols + bc - 1) / bc) {
+    if (!fast && n_tok > 1 && qm_rowpar_tokens_shape(w, bc, nb)) {
         if (o_begin < o_end) blocks_tokens(w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
         return;
     }

@@ -216,6 +216,12 @@ typedef void (*qm_rowpar_tokens_fn)(const qm_wview *w, const float *x, size_t ld
 #define QM_ROWPAR_TOKEN_CHUNK 16 /* tokens: a chunk's activations stay in the L2 while the rows go by */
 #define QM_ROWPAR_FEW_ROWS 16    /* rows a tile of qm_rowpar_nodes_few */
 
+/* The views an ISA's blocks_tokens takes: a plain type, whole 16-column lanes, nb blocks of bc
+ * columns that cover the view. */
+static inline int qm_rowpar_tokens_shape(const qm_wview *w, int bc, int nb) {
+    return !qm_dtype_is_quant(w->dtype) && bc % 16 == 0 && w->cols % 16 == 0 && nb == (w->cols + bc - 1) / bc;
+}
+
 /* matmul_nodes of a plain type over a few tokens (batched decode, below an ISA's nodes_tokens):
  * the ISA's block dots (blocks_tokens) of QM_ROWPAR_FEW_ROWS rows x QM_ROWPAR_TOKEN_CHUNK tokens
  * at a time into a buffer of the tile's blocks, lf[block][token][row] (the 1.5B's down_proj: 140
@@ -226,7 +232,7 @@ typedef void (*qm_rowpar_tokens_fn)(const qm_wview *w, const float *x, size_t ld
 static inline int qm_rowpar_nodes_few(qm_rowpar_tokens_fn blocks, const qm_wview *w, const float *x, size_t ldx,
                                       int n_tok, int bc, int nb, const qm_leaf_node *nodes, int n_nodes, float *out,
                                       size_t ostride, size_t ldy, int o_begin, int o_end) {
-    if (qm_dtype_is_quant(w->dtype) || bc % 16 || w->cols % 16 || nb != (w->cols + bc - 1) / bc) return 0;
+    if (!qm_rowpar_tokens_shape(w, bc, nb)) return 0;
     const int R = QM_ROWPAR_FEW_ROWS, T = QM_ROWPAR_TOKEN_CHUNK;
     float *lf = malloc((size_t)nb * T * R * sizeof(float));
     if (!lf) return 0;
