@@ -624,13 +624,12 @@ static void qgemm_rows1(const float *buf, size_t ldb, int cols, const float *x, 
 #define QTG 128
 #endif
 
-/* dst[j * ldd + i] = src[i * lds + j], i, j < 8. */
-QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd) {
-    __m256 r[8], t[8], u[8];
-    for (int i = 0; i < 8; i++) r[i] = _mm256_load_ps(src + (size_t)i * lds);
+/* The 8 x 8 floats v[i] lane j -> v[j] lane i. */
+QM_INLINE void transpose8(__m256 v[8]) {
+    __m256 t[8], u[8];
     for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+        t[i] = _mm256_unpacklo_ps(v[i], v[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(v[i], v[i + 1]);
     }
     for (int i = 0; i < 8; i += 4) {
         u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
@@ -639,9 +638,17 @@ QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd)
         u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
     }
     for (int j = 0; j < 4; j++) {
-        _mm256_store_ps(dst + (size_t)j * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x20));
-        _mm256_store_ps(dst + (size_t)(j + 4) * ldd, _mm256_permute2f128_ps(u[j], u[j + 4], 0x31));
+        v[j] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x20);
+        v[j + 4] = _mm256_permute2f128_ps(u[j], u[j + 4], 0x31);
     }
+}
+
+/* dst[j * ldd + i] = src[i * lds + j], i, j < 8. */
+QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd) {
+    __m256 v[8];
+    for (int i = 0; i < 8; i++) v[i] = _mm256_load_ps(src + (size_t)i * lds);
+    transpose8(v);
+    for (int j = 0; j < 8; j++) _mm256_store_ps(dst + (size_t)j * ldd, v[j]);
 }
 
 /* The 16 lanes of QTR rows x T tokens over columns [0, kc) of the chunk bt (x: the chunk's first
@@ -1100,6 +1107,128 @@ QM_INLINE void dblock_tile(const char *w0, size_t wstride, qm_dtype dt, int nr, 
 
 QM_ROWPAR_TOKEN_KERNELS(2) /* blocks_tokens (rowpar.h) */
 
+/* From 9 tokens, the tokens side by side. A block's lane l (its columns e0 + l + 16 j, j = 0,
+ * 1, ..: the lanes of the tiles above, lo and hi) is, for 16 tokens, two ymm, updated by FMAs of
+ * the row's weight, broadcast, with the block's activations transposed (xt[c][t]). qtree8's lane
+ * tree (lo + hi: L_l = V_l + V_(l+8); then a_l = L_l + L_(l+4), (a_0 + a_2) + (a_1 + a_3)) is
+ * then vertical adds of whole vectors: the same sums in the same order, no shuffles. A register
+ * tile is TOK_ROWS rows x 16 tokens x lanes l and l + 8, 12 accumulators; a block's transposed
+ * activations (4 KB for 64 columns) stay in the L1 while TOK_TILE_ROWS rows go by. bf16 896 x
+ * 4864 x 16 tokens, one thread, --isa avx2 (AMD EPYC family 26): 44-51 GFLOP/s in the 2 x 4
+ * tiles, 60-64 here (2 rows a tile: 52-55). Up to 8 tokens the 2 x 4 tiles stay: half-empty
+ * vectors made this slower there (8 tokens 46 against 53, 4 tokens 25 against 60). */
+#define TOK_ROWS 3
+#define TOK_TILE_ROWS 18
+
+/* Columns [e0, e1) (a multiple of 8 wide) of tokens [0, nt) (nt <= 16) of x, transposed:
+ * xt[(c - e0) * 16 + t], zero for t >= nt. */
+QM_INLINE void xt_block(const float *x, size_t ldx, int nt, int e0, int e1, float *xt) {
+    for (int c = e0; c < e1; c += 8)
+        for (int g = 0; g < 2; g++) {
+            __m256 v[8];
+            for (int i = 0; i < 8; i++)
+                v[i] = 8 * g + i < nt ? _mm256_loadu_ps(x + (size_t)(8 * g + i) * ldx + (size_t)c) : _mm256_setzero_ps();
+            transpose8(v);
+            for (int i = 0; i < 8; i++) _mm256_store_ps(xt + (size_t)(c - e0 + i) * 16 + 8 * g, v[i]);
+        }
+}
+
+/* TOK_ROWS rows' block (wf[r]: row r's n f32 weights, n a multiple of 16) x the 16 tokens of xt:
+ * the block dots, row r's token 8 g + i in lane i of d[r][g]. Pass l < 8 runs lanes l and l + 8. */
+QM_INLINE void tok_dots(const float *const wf[TOK_ROWS], int n, const float *xt, __m256 d[TOK_ROWS][2]) {
+    __m256 L[8][TOK_ROWS][2];
+    for (int l = 0; l < 8; l++) {
+        __m256 acc[2][TOK_ROWS][2]; /* [lane l + 8 m][row][tokens 8 g ..] */
+        for (int m = 0; m < 2; m++)
+            for (int r = 0; r < TOK_ROWS; r++) acc[m][r][0] = acc[m][r][1] = _mm256_setzero_ps();
+        for (int j = 0; j < n; j += 16)
+            for (int m = 0; m < 2; m++) {
+                const int c = j + l + 8 * m;
+                const __m256 x0 = _mm256_load_ps(xt + (size_t)c * 16), x1 = _mm256_load_ps(xt + (size_t)c * 16 + 8);
+                for (int r = 0; r < TOK_ROWS; r++) {
+                    const __m256 b = _mm256_broadcast_ss(wf[r] + c);
+                    acc[m][r][0] = _mm256_fmadd_ps(b, x0, acc[m][r][0]);
+                    acc[m][r][1] = _mm256_fmadd_ps(b, x1, acc[m][r][1]);
+                }
+            }
+        for (int r = 0; r < TOK_ROWS; r++)
+            for (int g = 0; g < 2; g++) L[l][r][g] = _mm256_add_ps(acc[0][r][g], acc[1][r][g]);
+    }
+    for (int r = 0; r < TOK_ROWS; r++)
+        for (int g = 0; g < 2; g++) {
+            __m256 a[4];
+            for (int l = 0; l < 4; l++) a[l] = _mm256_add_ps(L[l][r][g], L[l + 4][r][g]);
+            d[r][g] = _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+        }
+}
+
+/* Rows [o0, o1) (at most TOK_TILE_ROWS) of a block (columns [e0, e1)) x tokens [0, nt) whose
+ * transposed block is xt: the dots into p[t * ldy + o]. A 16-bit type's rows are converted to
+ * f32 first, the tile's at once (wf), so that no broadcast waits on a store just made; each
+ * row's block two blocks on is prefetched (the rows are as many strided streams). */
+QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int o0, int o1, int e0, int e1, const float *xt,
+                        int nt, float *p, size_t ldy) {
+    const size_t esz = qm_dtype_block_bytes(dt), n = (size_t)(e1 - e0);
+    float wf[TOK_TILE_ROWS * 256] __attribute__((aligned(32)));
+    for (int o = o0; o < o1; o++) {
+        const char *row = w0 + (size_t)o * ws + (size_t)e0 * esz;
+        for (size_t b = 0; b < n * esz; b += 64) _mm_prefetch(row + 2 * n * esz + b, _MM_HINT_T0);
+        if (dt != QM_DT_F32)
+            for (size_t c = 0; c < n; c += 8) _mm256_store_ps(wf + (size_t)(o - o0) * n + c, load_w8(row + c * esz, dt));
+    }
+    for (int o = o0; o < o1; o += TOK_ROWS) {
+        const int nr = o1 - o < TOK_ROWS ? o1 - o : TOK_ROWS;
+        const float *wr[TOK_ROWS]; /* rows past nr: row o again, its dots dropped */
+        for (int r = 0; r < TOK_ROWS; r++) {
+            const int orow = r < nr ? o + r : o;
+            wr[r] = dt == QM_DT_F32 ? (const float *)(w0 + (size_t)orow * ws + (size_t)e0 * esz) : wf + (size_t)(orow - o0) * n;
+        }
+        __m256 d[TOK_ROWS][2];
+        if (n == 64) tok_dots(wr, 64, xt, d);
+        else tok_dots(wr, (int)n, xt, d);
+        for (int r = 0; r < nr; r++) {
+            float out[16] __attribute__((aligned(32)));
+            _mm256_store_ps(out, d[r][0]);
+            _mm256_store_ps(out + 8, d[r][1]);
+            for (int t = 0; t < nt; t++) p[(size_t)t * ldy + (size_t)(o + r)] = out[t];
+        }
+    }
+}
+
+/* matmul_blocks of a plain type over tokens [t0, t0 + nt), 8 < nt <= 16 (qm_rowpar_tokens_shape:
+ * blocks of bc <= 256 columns, whole 16-column lanes): rows in tiles of TOK_TILE_ROWS, each block
+ * transposed once a tile. */
+QM_INLINE void blocks_wide_dt(const qm_wview *w, qm_dtype dt, const float *x, size_t ldx, int t0, int nt, int bc,
+                              int nb, float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
+    const size_t ws = qm_wview_stride(w);
+    float xt[256 * 16] __attribute__((aligned(32)));
+    for (int o0 = o_begin; o0 < o_end; o0 += TOK_TILE_ROWS) {
+        const int o1 = o_end - o0 < TOK_TILE_ROWS ? o_end : o0 + TOK_TILE_ROWS;
+        for (int k = 0; k < nb; k++) {
+            const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
+            xt_block(x + (size_t)t0 * ldx, ldx, nt, e0, e1, xt);
+            tok_rows(w->data, ws, dt, o0, o1, e0, e1, xt, nt, part + (size_t)k * pstride + (size_t)t0 * ldy, ldy);
+        }
+    }
+}
+
+/* blocks_tokens with the chunks of 9 to 16 tokens side by side; the rest in the 2 x 4 tiles. */
+static __attribute__((noinline)) void blocks_tokens_wide(const qm_wview *w, const float *x, size_t ldx, int n_tok,
+                                                         int bc, int nb, float *part, size_t pstride, size_t ldy,
+                                                         int o_begin, int o_end) {
+    for (int t0 = 0; t0 < n_tok; t0 += 16) {
+        const int nt = n_tok - t0 < 16 ? n_tok - t0 : 16;
+        if (nt <= 8)
+            blocks_tokens(w, x + (size_t)t0 * ldx, ldx, nt, bc, nb, part + (size_t)t0 * ldy, pstride, ldy, o_begin, o_end);
+        else if (w->dtype == QM_DT_F32)
+            blocks_wide_dt(w, QM_DT_F32, x, ldx, t0, nt, bc, nb, part, pstride, ldy, o_begin, o_end);
+        else if (w->dtype == QM_DT_F16)
+            blocks_wide_dt(w, QM_DT_F16, x, ldx, t0, nt, bc, nb, part, pstride, ldy, o_begin, o_end);
+        else
+            blocks_wide_dt(w, QM_DT_BF16, x, ldx, t0, nt, bc, nb, part, pstride, ldy, o_begin, o_end);
+    }
+}
+
 /* The one-token shapes blocks_fast takes: whole steps, blocks that cover the view. */
 static int blocks_fast_shape(const qm_wview *w, int n_tok, int bc, int nb) {
     return n_tok == 1 && (bc == 64 || bc == 128) && nb >= 1 && (unsigned)w->dtype < QM_DT_COUNT &&
@@ -1110,7 +1239,7 @@ static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, in
                                size_t pstride, size_t ldy, int o_begin, int o_end) {
     const int fast = blocks_fast_shape(w, n_tok, bc, nb);
     if (!fast && n_tok > 1 && qm_rowpar_tokens_shape(w, bc, nb)) {
-        if (o_begin < o_end) blocks_tokens(w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
+        if (o_begin < o_end) blocks_tokens_wide(w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
         return;
     }
     if (!fast) {
@@ -1218,10 +1347,11 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
 
 /* matmul_nodes: one token by the block path (rowpar.h); from NMIN tokens nodes_tokens, where the
  * blocks cover the view in whole 16-column lanes. Between, the register tiles of matmul_blocks
- * (blocks_tokens), which read the rows two at a time along the blocks, measured faster at batch 16
- * than nodes_tokens (`qmesh bench --batch 16`, 0.5B bf16: 38 against 34 tok/s), with the nodes
+ * (blocks_tokens_wide; its 2 x 4 tiles, which read the rows two at a time along the blocks, were
+ * measured faster at batch 16 than nodes_tokens: `qmesh bench --batch 16`, 0.5B bf16, 38 against
+ * 34 tok/s), with the nodes
  * made from their block dots in the L2 (qm_rowpar_nodes_few). */
-QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, blocks_tokens, NMIN, NODE_LEVELS) /* rowpar.h */
+QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, blocks_tokens_wide, NMIN, NODE_LEVELS) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,

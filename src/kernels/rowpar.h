@@ -217,9 +217,10 @@ typedef void (*qm_rowpar_tokens_fn)(const qm_wview *w, const float *x, size_t ld
 #define QM_ROWPAR_FEW_ROWS 16    /* rows a tile of qm_rowpar_nodes_few */
 
 /* The views an ISA's blocks_tokens takes: a plain type, whole 16-column lanes, nb blocks of bc
- * columns that cover the view. */
+ * <= 256 columns (the AVX2 file's transposed block) that cover the view. */
 static inline int qm_rowpar_tokens_shape(const qm_wview *w, int bc, int nb) {
-    return !qm_dtype_is_quant(w->dtype) && bc % 16 == 0 && w->cols % 16 == 0 && nb == (w->cols + bc - 1) / bc;
+    return !qm_dtype_is_quant(w->dtype) && bc % 16 == 0 && bc <= 256 && w->cols % 16 == 0 &&
+           nb == (w->cols + bc - 1) / bc;
 }
 
 /* matmul_nodes of a plain type over a few tokens (batched decode, below an ISA's nodes_tokens):
@@ -272,8 +273,8 @@ static inline int qm_rowpar_nodes_few(qm_rowpar_tokens_fn blocks, const qm_wview
         return tokens_(w, x, ldx, n_tok, bc, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);   \
     }
 
-/* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX2 and AVX-512
- * files): the ISA's register tile, block [e0, e1) of rows w0 (nr <= the tile's rows, stride ws) x
+/* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX-512
+ * file): its register tile, block [e0, e1) of rows w0 (nr <= the tile's rows, stride ws) x
  * tokens xt (nt <= 4, stride ldx), its block dots into pt[t * ldy + r]. */
 typedef void (*qm_rowpar_tile_fn)(const char *w0, size_t ws, int nr, int nt, int e0, int e1, const float *xt,
                                   size_t ldx, float *pt, size_t ldy);
