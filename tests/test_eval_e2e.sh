@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # qmesh eval gsm8k end to end on a tiny random checkpoint:
 #   - completions identical on meshes 1x1 (baseline), 2x4, 1x8, 8x4, 1x32, for batch sizes 1, 3, 8,
-#     and without the prefix cache;
+#     12, and without the prefix cache;
 #   - a run killed with SIGKILL and resumed holds every index exactly once, with the completions of
 #     an uninterrupted run; a truncated last line is repaired on --resume.
 set -u
@@ -50,6 +50,20 @@ same_as_base batch3 --mesh 1x1 --batch 3
 same_as_base batch8 --mesh 1x1 --batch 8
 same_as_base batch3_2x4 --mesh 2x4 --batch 3
 same_as_base noprefix --mesh 1x1 --batch 3 --no-prefix-cache
+
+# 12 questions at batch 12: steps of 9 to 16 tokens, which the AVX2 row-parallel layers run side
+# by side (matmul_avx2.c blocks_tokens_wide), against the same 12 at batch 1.
+if "$QMESH" eval gsm8k "${COMMON[@]}" --limit 12 --mesh 1x1 --batch 1 --out "$WORK/base12.jsonl" > /dev/null 2>&1; then
+    for run in "1x1 auto" "2x4 auto" "1x1 avx2"; do
+        set -- $run
+        if [ "$2" = avx2 ] && ! grep -qw avx2 /proc/cpuinfo 2>/dev/null; then echo "skip batch12 avx2: no AVX2"; continue; fi
+        "$QMESH" eval gsm8k "${COMMON[@]}" --limit 12 --mesh "$1" --isa "$2" --batch 12 --out "$WORK/b12_$1_$2.jsonl" > /dev/null 2>&1 &&
+            "$QMESH" eval compare "$WORK/base12.jsonl" "$WORK/b12_$1_$2.jsonl" --require-identical > /dev/null 2>&1 &&
+            ok "batch12 $1 --isa $2: completions identical to 1x1 batch 1" || bad "batch12 $1 --isa $2"
+    done
+else
+    bad "12 questions at 1x1 batch 1"
+fi
 echo "meshes and batches: $((SECONDS - t0)) s"
 
 # ---- kill -9 and --resume: the kill must land while the run is going (a file with some but not
