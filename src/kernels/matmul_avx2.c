@@ -1115,7 +1115,7 @@ QM_ROWPAR_TOKEN_KERNELS(2) /* blocks_tokens (rowpar.h) */
  * tile is TOK_ROWS rows x 16 tokens x lanes l and l + 8, 12 accumulators; a block's transposed
  * activations (4 KB for 64 columns) stay in the L1 while TOK_TILE_ROWS rows go by. bf16 896 x
  * 4864 x 16 tokens, one thread, --isa avx2 (AMD EPYC family 26): 44-51 GFLOP/s in the 2 x 4
- * tiles, 60-64 here (2 rows a tile: 52-55). Up to 8 tokens the 2 x 4 tiles stay: half-empty
+ * tiles, 60-66 here (2 rows a tile: 52-55). Up to 8 tokens the 2 x 4 tiles stay: half-empty
  * vectors made this slower there (8 tokens 46 against 53, 4 tokens 25 against 60). */
 #define TOK_ROWS 3
 #define TOK_TILE_ROWS 18
@@ -1169,7 +1169,7 @@ QM_INLINE void tok_dots(const float *const wf[TOK_ROWS], int n, const float *xt,
 QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int o0, int o1, int e0, int e1, const float *xt,
                         int nt, float *p, size_t ldy) {
     const size_t esz = qm_dtype_block_bytes(dt), n = (size_t)(e1 - e0);
-    float wf[TOK_TILE_ROWS * 256] __attribute__((aligned(32)));
+    float wf[TOK_TILE_ROWS * 256] __attribute__((aligned(32))); /* [o - o0][n]: the rows as f32 */
     for (int o = o0; o < o1; o++) {
         const char *row = w0 + (size_t)o * ws + (size_t)e0 * esz;
         for (size_t b = 0; b < n * esz; b += 64) _mm_prefetch(row + 2 * n * esz + b, _MM_HINT_T0);
@@ -1201,7 +1201,7 @@ QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int o0, int o1, 
 QM_INLINE void blocks_wide_dt(const qm_wview *w, qm_dtype dt, const float *x, size_t ldx, int t0, int nt, int bc,
                               int nb, float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w);
-    float xt[256 * 16] __attribute__((aligned(32)));
+    float xt[256 * 16] __attribute__((aligned(32))); /* [c - e0][16 tokens] */
     for (int o0 = o_begin; o0 < o_end; o0 += TOK_TILE_ROWS) {
         const int o1 = o_end - o0 < TOK_TILE_ROWS ? o_end : o0 + TOK_TILE_ROWS;
         for (int k = 0; k < nb; k++) {

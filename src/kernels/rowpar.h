@@ -273,8 +273,8 @@ static inline int qm_rowpar_nodes_few(qm_rowpar_tokens_fn blocks, const qm_wview
         return tokens_(w, x, ldx, n_tok, bc, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);   \
     }
 
-/* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX-512
- * file): its register tile, block [e0, e1) of rows w0 (nr <= the tile's rows, stride ws) x
+/* A row-parallel layer of a plain type over several tokens (blocks_tokens of the AVX2 and AVX-512
+ * files): the ISA's register tile, block [e0, e1) of rows w0 (nr <= the tile's rows, stride ws) x
  * tokens xt (nt <= 4, stride ldx), its block dots into pt[t * ldy + r]. */
 typedef void (*qm_rowpar_tile_fn)(const char *w0, size_t ws, int nr, int nt, int e0, int e1, const float *xt,
                                   size_t ldx, float *pt, size_t ldy);
