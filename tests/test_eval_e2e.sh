@@ -31,17 +31,18 @@ tail -1 "$WORK/base.out"
 tail -1 "$WORK/base.out" | grep -q '"n": 4' && ok "baseline summary" || bad "baseline summary: $(tail -1 "$WORK/base.out")"
 indices_once "$WORK/base.jsonl" 4 && ok "baseline indices" || bad "baseline indices"
 
-same_as_base() { # name args...
-    local name=$1; shift
-    if ! "$QMESH" eval gsm8k "${COMMON[@]}" --limit 4 "$@" --out "$WORK/$name.jsonl" > "$WORK/$name.out" 2> "$WORK/$name.err"; then
+same_as() { # base limit name args...: the run's completions identical to base's
+    local base=$1 limit=$2 name=$3; shift 3
+    if ! "$QMESH" eval gsm8k "${COMMON[@]}" --limit "$limit" "$@" --out "$WORK/$name.jsonl" > "$WORK/$name.out" 2> "$WORK/$name.err"; then
         bad "$name: run failed: $(tail -3 "$WORK/$name.err")"; return
     fi
-    if "$QMESH" eval compare "$WORK/base.jsonl" "$WORK/$name.jsonl" --require-identical > "$WORK/$name.cmp" 2>&1; then
+    if "$QMESH" eval compare "$base" "$WORK/$name.jsonl" --require-identical > "$WORK/$name.cmp" 2>&1; then
         ok "$name: completions identical to 1x1 batch 1"
     else
         bad "$name: $(cat "$WORK/$name.cmp")"
     fi
 }
+same_as_base() { same_as "$WORK/base.jsonl" 4 "$@"; } # name args...
 same_as_base mesh2x4 --mesh 2x4 --batch 1
 same_as_base mesh1x8 --mesh 1x8 --batch 1
 same_as_base mesh8x4 --mesh 8x4 --batch 1
@@ -54,13 +55,13 @@ same_as_base noprefix --mesh 1x1 --batch 3 --no-prefix-cache
 # 12 questions at batch 12: steps of 9 to 16 tokens, which the AVX2 row-parallel layers run side
 # by side (matmul_avx2.c blocks_tokens_wide), against the same 12 at batch 1.
 if "$QMESH" eval gsm8k "${COMMON[@]}" --limit 12 --mesh 1x1 --batch 1 --out "$WORK/base12.jsonl" > /dev/null 2>&1; then
-    for run in "1x1 auto" "2x4 auto" "1x1 avx2"; do
-        set -- $run
-        if [ "$2" = avx2 ] && ! grep -qw avx2 /proc/cpuinfo 2>/dev/null; then echo "skip batch12 avx2: no AVX2"; continue; fi
-        "$QMESH" eval gsm8k "${COMMON[@]}" --limit 12 --mesh "$1" --isa "$2" --batch 12 --out "$WORK/b12_$1_$2.jsonl" > /dev/null 2>&1 &&
-            "$QMESH" eval compare "$WORK/base12.jsonl" "$WORK/b12_$1_$2.jsonl" --require-identical > /dev/null 2>&1 &&
-            ok "batch12 $1 --isa $2: completions identical to 1x1 batch 1" || bad "batch12 $1 --isa $2"
-    done
+    same_as "$WORK/base12.jsonl" 12 batch12 --mesh 1x1 --batch 12
+    same_as "$WORK/base12.jsonl" 12 batch12_2x4 --mesh 2x4 --batch 12
+    if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+        same_as "$WORK/base12.jsonl" 12 batch12_avx2 --mesh 1x1 --batch 12 --isa avx2
+    else
+        echo "skip batch12_avx2: the CPU has no AVX2"
+    fi
 else
     bad "12 questions at 1x1 batch 1"
 fi
