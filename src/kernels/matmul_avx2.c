@@ -86,20 +86,19 @@ QM_INLINE void store_tile(const __m256 *lo, const __m256 *hi, int ld, int R, int
         }
 }
 
-/* pf_next: prefetch the next R rows (a decode tile; the first token tile of a row group). */
+/* pf_k, pf_n: this tile's part of the prefetch of the next R rows (pf_n = 0: none). */
 QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, int cols,
-                    const float *x, size_t ldx, const float *bias, float *y, size_t ldy, int pf_next) {
+                    const float *x, size_t ldx, const float *bias, float *y, size_t ldy, int pf_k, int pf_n) {
     const size_t esz = dt == QM_DT_F32 ? 4 : 2;
     __m256 lo[RMAX][TMAX], hi[RMAX][TMAX];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
     const int nfull = cols & ~15;
-    /* Contiguous rows: prefetch the next tile's rows as one sequential stream (see
-     * matmul_avx512.c); no change to the arithmetic. */
-    const char *pf = w0 + (size_t)R * wstride;
+    /* Token tile pf_k of the row group's pf_n prefetches its part of the next R rows (rowpar.h). */
+    const char *pf = NULL;
     size_t pf_step = 0;
-    if (pf_next && nfull > 0 && wstride == (size_t)cols * esz)
-        pf_step = ((size_t)R * wstride + (size_t)(nfull / 16) - 1) / (size_t)(nfull / 16);
+    if (pf_n && nfull > 0 && wstride == (size_t)cols * esz)
+        pf_step = qm_colpar_prefetch_share(w0 + (size_t)R * wstride, (size_t)R * wstride, nfull / 16, pf_k, pf_n, &pf);
     for (int i = 0; i < nfull; i += 16) {
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
@@ -148,16 +147,17 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
     do {                                                                                           \
         const char *w0 = base + (size_t)o * wstride;                                               \
         const float *b0 = bias ? bias + o : NULL;                                                  \
+        const int pf_n = (n_tok + QM_AVX2_PT - 1) / QM_AVX2_PT; /* the token tiles */              \
         int t = 0;                                                                                 \
         for (; t + QM_AVX2_PT <= n_tok; t += QM_AVX2_PT)                                           \
             tile(w0, wstride, dt, R_, QM_AVX2_PT, cols, x + (size_t)t * ldx, ldx, b0,              \
-                 y + (size_t)t * ldy + o, ldy, t == 0);                                            \
+                 y + (size_t)t * ldy + o, ldy, t / QM_AVX2_PT, pf_n);                              \
         const float *xt = x + (size_t)t * ldx;                                                     \
         float *yt = y + (size_t)t * ldy + o;                                                       \
         switch (n_tok - t) {                                                                       \
-        case 3: tile(w0, wstride, dt, R_, CLAMP_T(3), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
-        case 2: tile(w0, wstride, dt, R_, CLAMP_T(2), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
-        case 1: tile(w0, wstride, dt, R_, 1, cols, xt, ldx, b0, yt, ldy, t == 0); break;                   \
+        case 3: tile(w0, wstride, dt, R_, CLAMP_T(3), cols, xt, ldx, b0, yt, ldy, t / QM_AVX2_PT, pf_n); break; \
+        case 2: tile(w0, wstride, dt, R_, CLAMP_T(2), cols, xt, ldx, b0, yt, ldy, t / QM_AVX2_PT, pf_n); break; \
+        case 1: tile(w0, wstride, dt, R_, 1, cols, xt, ldx, b0, yt, ldy, t / QM_AVX2_PT, pf_n); break; \
         default: break;                                                                            \
         }                                                                                          \
     } while (0)
@@ -170,7 +170,7 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
     int o = o_begin;
     if (n_tok == 1) /* decode: memory-bound, more rows in flight */
         for (; o + 4 <= o_end; o += 4)
-            tile(base + (size_t)o * wstride, wstride, dt, 4, 1, cols, x, ldx, bias ? bias + o : NULL, y + o, ldy, 1);
+            tile(base + (size_t)o * wstride, wstride, dt, 4, 1, cols, x, ldx, bias ? bias + o : NULL, y + o, ldy, 0, 1);
     for (; o + QM_AVX2_PR <= o_end; o += QM_AVX2_PR) ROWS_TILE(QM_AVX2_PR);
     for (; o < o_end; o++) ROWS_TILE(1);
 }

@@ -84,22 +84,19 @@ QM_INLINE void store_tile(const __m512 *acc, int ld, int R, int T, const float *
 
 /* One tile: rows w0 + r*wstride (r < R), tokens x + t*ldx (t < T); y + t*ldy + r. R, T and
  * dt are constants at every call site, so the loops unroll and acc lives in registers.
- * pf_next: prefetch the next R rows (a decode tile; the first token tile of a row group). */
+ * pf_k, pf_n: this tile's part of the prefetch of the next R rows (pf_n = 0: none). */
 QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, int cols,
-                    const float *x, size_t ldx, const float *bias, float *y, size_t ldy, int pf_next) {
+                    const float *x, size_t ldx, const float *bias, float *y, size_t ldy, int pf_k, int pf_n) {
     const size_t esz = dt == QM_DT_F32 ? 4 : 2;
     __m512 acc[RMAX][TMAX];
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) acc[r][t] = _mm512_setzero_ps();
     const int nfull = cols & ~15;
-    /* pf_next on a matrix whose rows are contiguous: while this tile is read, prefetch the next
-     * tile's rows (the R rows after these) as one sequential stream, a slice per iteration. The
-     * hardware prefetcher alone does not keep R strided streams ahead. Prefetches never fault
-     * and change no arithmetic. */
-    const char *pf = w0 + (size_t)R * wstride;
+    /* Token tile pf_k of the row group's pf_n prefetches its part of the next R rows (rowpar.h). */
+    const char *pf = NULL;
     size_t pf_step = 0;
-    if (pf_next && nfull > 0 && wstride == (size_t)cols * esz)
-        pf_step = ((size_t)R * wstride + (size_t)(nfull / 16) - 1) / (size_t)(nfull / 16);
+    if (pf_n && nfull > 0 && wstride == (size_t)cols * esz)
+        pf_step = qm_colpar_prefetch_share(w0 + (size_t)R * wstride, (size_t)R * wstride, nfull / 16, pf_k, pf_n, &pf);
     for (int i = 0; i < nfull; i += 16) {
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
@@ -142,18 +139,19 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
     do {                                                                                           \
         const char *w0 = base + (size_t)o * wstride;                                               \
         const float *b0 = bias ? bias + o : NULL;                                                  \
+        const int pf_n = (n_tok + QM_AVX512_PT - 1) / QM_AVX512_PT; /* the token tiles */          \
         int t = 0;                                                                                 \
         for (; t + QM_AVX512_PT <= n_tok; t += QM_AVX512_PT)                                       \
             tile(w0, wstride, dt, R_, QM_AVX512_PT, cols, x + (size_t)t * ldx, ldx, b0,            \
-                 y + (size_t)t * ldy + o, ldy, t == 0);                                            \
+                 y + (size_t)t * ldy + o, ldy, t / QM_AVX512_PT, pf_n);                            \
         const float *xt = x + (size_t)t * ldx;                                                     \
         float *yt = y + (size_t)t * ldy + o;                                                       \
         switch (n_tok - t) {                                                                       \
-        case 5: tile(w0, wstride, dt, R_, CLAMP_T(5), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
-        case 4: tile(w0, wstride, dt, R_, CLAMP_T(4), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
-        case 3: tile(w0, wstride, dt, R_, CLAMP_T(3), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
-        case 2: tile(w0, wstride, dt, R_, CLAMP_T(2), cols, xt, ldx, b0, yt, ldy, t == 0); break;          \
-        case 1: tile(w0, wstride, dt, R_, 1, cols, xt, ldx, b0, yt, ldy, t == 0); break;                   \
+        case 5: tile(w0, wstride, dt, R_, CLAMP_T(5), cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
+        case 4: tile(w0, wstride, dt, R_, CLAMP_T(4), cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
+        case 3: tile(w0, wstride, dt, R_, CLAMP_T(3), cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
+        case 2: tile(w0, wstride, dt, R_, CLAMP_T(2), cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
+        case 1: tile(w0, wstride, dt, R_, 1, cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
         default: break;                                                                            \
         }                                                                                          \
     } while (0)
@@ -167,7 +165,7 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
     if (n_tok == 1) /* decode: memory-bound, more rows in flight */
         for (; o + QM_AVX512_DR <= o_end; o += QM_AVX512_DR)
             tile(base + (size_t)o * wstride, wstride, dt, QM_AVX512_DR, 1, cols, x, ldx,
-                 bias ? bias + o : NULL, y + o, ldy, 1);
+                 bias ? bias + o : NULL, y + o, ldy, 0, 1);
     for (; o + QM_AVX512_PR <= o_end; o += QM_AVX512_PR) ROWS_TILE(QM_AVX512_PR);
     for (; o < o_end; o++) ROWS_TILE(1);
 }
@@ -1129,6 +1127,10 @@ static void tnode_leaf(const tnode_walk *nw, int k, __m512 *v) {
             for (size_t o = 0; o < nbytes + 64; o += 64) _mm_prefetch(row + b0 + NODE_PF_AHEAD + o, _MM_HINT_T0);
             row_f32_any(row, nw->dt, nw->col0, e0, kc, nw->wb + r * nw->bc);
         } else memset(nw->wb + r * nw->bc, 0, (size_t)kc * sizeof(float));
+    }
+    if (nw->np == 1 && kc == 64) { /* batched decode's 64-column blocks: constants the compiler unrolls */
+        leaf_passes(nw, e0, 64, 0, 1, v);
+        return;
     }
     int p = 0;
     for (; p + 2 <= nw->np; p += 2) leaf_passes(nw, e0, kc, p, 2, v);
