@@ -146,12 +146,13 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
                  y + (size_t)t * ldy + o, ldy, t / QM_AVX512_PT, pf_n);                            \
         const float *xt = x + (size_t)t * ldx;                                                     \
         float *yt = y + (size_t)t * ldy + o;                                                       \
+        const int pk = t / QM_AVX512_PT; /* the last token tile's part */                          \
         switch (n_tok - t) {                                                                       \
-        case 5: tile(w0, wstride, dt, R_, CLAMP_T(5), cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
-        case 4: tile(w0, wstride, dt, R_, CLAMP_T(4), cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
-        case 3: tile(w0, wstride, dt, R_, CLAMP_T(3), cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
-        case 2: tile(w0, wstride, dt, R_, CLAMP_T(2), cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
-        case 1: tile(w0, wstride, dt, R_, 1, cols, xt, ldx, b0, yt, ldy, t / QM_AVX512_PT, pf_n); break; \
+        case 5: tile(w0, wstride, dt, R_, CLAMP_T(5), cols, xt, ldx, b0, yt, ldy, pk, pf_n); break; \
+        case 4: tile(w0, wstride, dt, R_, CLAMP_T(4), cols, xt, ldx, b0, yt, ldy, pk, pf_n); break; \
+        case 3: tile(w0, wstride, dt, R_, CLAMP_T(3), cols, xt, ldx, b0, yt, ldy, pk, pf_n); break; \
+        case 2: tile(w0, wstride, dt, R_, CLAMP_T(2), cols, xt, ldx, b0, yt, ldy, pk, pf_n); break; \
+        case 1: tile(w0, wstride, dt, R_, 1, cols, xt, ldx, b0, yt, ldy, pk, pf_n); break;         \
         default: break;                                                                            \
         }                                                                                          \
     } while (0)
