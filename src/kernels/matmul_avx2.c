@@ -95,7 +95,7 @@ QM_INLINE void tile(const char *w0, size_t wstride, qm_dtype dt, int R, int T, i
         for (int t = 0; t < T; t++) lo[r][t] = hi[r][t] = _mm256_setzero_ps();
     const int nfull = cols & ~15;
     /* Token tile pf_k of the row group's pf_n prefetches its part of the next R rows (rowpar.h). */
-    const char *pf = NULL;
+    const char *pf = w0; /* not null: it advances by 0 when there is nothing to prefetch */
     size_t pf_step = 0;
     if (pf_n && nfull > 0 && wstride == (size_t)cols * esz)
         pf_step = qm_colpar_prefetch_share(w0 + (size_t)R * wstride, (size_t)R * wstride, nfull / 16, pf_k, pf_n, &pf);
