@@ -288,28 +288,50 @@ QM_INLINE void step_q5(qm_dtype dt, const uint8_t *b, __m256 w[4][2]) {
     qfrom_bytes(q, dv, dv, w, hm, hm ? qbc_f16(b + 2) : _mm256_setzero_ps());
 }
 
+/* Q4_K Q5_K: the codes of elements 8c.. of sub-block 2j + u (u = 0: low nibbles, 1: high; Q5_K's
+ * fifth bit, bit 2j + u of qh[l], added). */
+QM_INLINE __m256i k_codes(qm_dtype dt, const uint8_t *b, int j, int u, int c) {
+    const int k5 = dt == QM_DT_Q5_K;
+    const __m256i v = qld_u8(b + (k5 ? 48 : 16) + 32 * j + 8 * c);
+    __m256i q = u ? _mm256_srli_epi32(v, 4) : _mm256_and_si256(v, _mm256_set1_epi32(15));
+    if (k5) {
+        const __m256i hv = _mm256_slli_epi32(qld_u8(b + 16 + 8 * c), 4);
+        q = _mm256_or_si256(q, _mm256_and_si256(_mm256_srl_epi32(hv, _mm_cvtsi32_si128(2 * j + u)), _mm256_set1_epi32(16)));
+    }
+    return q;
+}
+
 /* Q4_K Q5_K: (d * sc) * (float)q - dmin * mn, sub-blocks 2j (low nibbles), 2j + 1. One FMA for
  * the multiply and the subtraction, the same bits: d * sc (11 x 6 significant bits) and its
  * product with a code (4 or 5 bits) are exact in f32, so only the subtraction rounds, once, in
  * both (quant.h's reference rounds the product, exactly, then the difference). */
 QM_INLINE void step_k(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, __m256 w[4][2]) {
-    const __m256i low4 = _mm256_set1_epi32(15);
-    const int k5 = dt == QM_DT_Q5_K;
     if (fresh) qkscales(dt, b, ks);
-    const int s0 = 2 * j, s1 = 2 * j + 1;
-    const uint8_t *qs = b + (k5 ? 48 : 16) + 32 * j;
-    const __m256 ds0 = qbc_f32(ks + s0), dm0 = qbc_f32(ks + 8 + s0);
-    const __m256 ds1 = qbc_f32(ks + s1), dm1 = qbc_f32(ks + 8 + s1);
+    const __m256 ds0 = qbc_f32(ks + 2 * j), dm0 = qbc_f32(ks + 8 + 2 * j);
+    const __m256 ds1 = qbc_f32(ks + 2 * j + 1), dm1 = qbc_f32(ks + 9 + 2 * j);
     for (int c = 0; c < 4; c++) { /* elements 8c.. of both sub-blocks */
-        const __m256i v = qld_u8(qs + 8 * c);
-        __m256i q0 = _mm256_and_si256(v, low4), q1 = _mm256_srli_epi32(v, 4);
-        if (k5) { /* bit s of qh[l] */
-            const __m256i hv = qld_u8(b + 16 + 8 * c), sixteen = _mm256_set1_epi32(16);
-            q0 = _mm256_or_si256(q0, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s0)), sixteen));
-            q1 = _mm256_or_si256(q1, _mm256_and_si256(_mm256_srl_epi32(_mm256_slli_epi32(hv, 4), _mm_cvtsi32_si128(s1)), sixteen));
+        w[c / 2][c % 2] = _mm256_fmsub_ps(ds0, _mm256_cvtepi32_ps(k_codes(dt, b, j, 0, c)), dm0);
+        w[2 + c / 2][c % 2] = _mm256_fmsub_ps(ds1, _mm256_cvtepi32_ps(k_codes(dt, b, j, 1, c)), dm1);
+    }
+}
+
+/* step_k for one token: each weight vector FMA'd into lo (lanes 0-7) or hi (8-15) as soon as it
+ * is made, sub-block 2j then 2j + 1 (each lane's order: elements l, l + 16, l + 32, l + 48), x
+ * read by the FMAs from memory. Made all at once, a step's 8 weight vectors for each of 4 rows
+ * did not fit AVX2's 16 registers and went through the stack: one thread, Q4_K 4096 x 1536,
+ * about 33 -> 36 GFLOP/s (the codes are loaded twice, once per sub-block). */
+QM_INLINE void step_k_dot(qm_dtype dt, const uint8_t *b, int j, int fresh, float *ks, const float *xe, __m256 *lo,
+                          __m256 *hi) {
+    if (fresh) qkscales(dt, b, ks);
+    __asm__("" : "+r"(xe)); /* not the same x registers for every row */
+    for (int u = 0; u < 2; u++) {
+        const __m256 ds = qbc_f32(ks + 2 * j + u), dm = qbc_f32(ks + 8 + 2 * j + u);
+        for (int c = 0; c < 4; c++) { /* elements 8c.. of sub-block 2j + u */
+            const __m256 w = _mm256_fmsub_ps(ds, _mm256_cvtepi32_ps(k_codes(dt, b, j, u, c)), dm);
+            const __m256 xv = _mm256_loadu_ps(xe + 32 * u + 8 * c);
+            if (c & 1) *hi = _mm256_fmadd_ps(w, xv, *hi);
+            else *lo = _mm256_fmadd_ps(w, xv, *lo);
         }
-        w[c / 2][c % 2] = _mm256_fmsub_ps(ds0, _mm256_cvtepi32_ps(q0), dm0);
-        w[2 + c / 2][c % 2] = _mm256_fmsub_ps(ds1, _mm256_cvtepi32_ps(q1), dm1);
     }
 }
 
@@ -427,6 +449,12 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
         const char *wb = w0 + (size_t)(ue / (unsigned)qm_dtype_block(dt)) * qm_dtype_block_bytes(dt);
         const float *xe = x + (e - col0);
         if (pf_next) qm_prefetch_next_tile(w0, wstride, R, (size_t)((e - e0) / S) * 64, vbytes);
+        if (T == 1 && (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K)) {
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++)
+                step_k_dot(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], xe, &lo[r][0], &hi[r][0]);
+            continue;
+        }
         for (int r = 0; r < R; r++) {
             __m256 w[4][2];
             qstep(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], w);
