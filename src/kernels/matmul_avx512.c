@@ -1029,18 +1029,25 @@ QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_decode, blocks_fast, blocks_fast_shape)
  * costs more than converting). */
 #define NTP_OF(dt) (qm_dtype_is_quant(dt) ? 4 : 2)
 #define NODE_LEVELS 17 /* a tree of up to 2^16 blocks */
+/* Tiles a chunk: a block's activations (xt, 64 columns x the group's passes) serve NTC tiles before
+ * the next block, so that a view wider than the L2 holds (the 1.5B's down_proj, 8960 columns x 64
+ * tokens: 2.3 MB of xt) reads each block's xt from the L3 once per NTC tiles, not once a tile.
+ * bench_qmatmul pre avx512vnni Q4_K 1536 8960 128, one thread, Intel Xeon (2 MB L2): see the README. */
+#ifndef NTC
+#define NTC 16
+#endif
 #ifndef NODE_PF_AHEAD
 #define NODE_PF_AHEAD 512
 #endif
 
 typedef struct {
-    const char *w0; /* the tile's first row */
+    const char *w0; /* the chunk's first row */
     size_t wstride;
     qm_dtype dt;
-    int col0, cols, bc, nr, np; /* view; block columns; the tile's rows; the group's passes */
+    int col0, cols, bc, nr, nt, np; /* view; block columns; the chunk's rows and tiles; the group's passes */
     const float *xt;            /* [np][cols][16]: the group's tokens side by side */
     float *wb;                  /* [NTR][bc]: the block's rows in f32 */
-    __m512 *level;              /* [NODE_LEVELS][NTP][NTR] */
+    __m512 *level;              /* [NODE_LEVELS][NTC][NTP][NTR] */
 } tnode_walk;
 
 /* Row elements [e, e + kc) of a plain-type row (e a multiple of 16), converted exactly. */
@@ -1118,36 +1125,40 @@ QM_INLINE void leaf_passes(const tnode_walk *nw, int e0, int kc, int p, int P, _
     for (int k = 0; k < P * NTR; k++) v[p * NTR + k] = _mm512_add_ps(z0[k], z1[k]);
 }
 
-/* Block k's dots of the tile's NTR rows x the group's tokens into v[p * NTR + r] (16 tokens each). */
+/* Block k's dots of the chunk's tiles (NTR rows each) x the group's tokens: tile i's into
+ * v[(i * NTP + p) * NTR + r] (16 tokens each). */
 static void tnode_leaf(const tnode_walk *nw, int k, __m512 *v) {
     const int e0 = k * nw->bc, kc = nw->cols - e0 < nw->bc ? nw->cols - e0 : nw->bc;
     const size_t b0 = qm_dtype_row_bytes(nw->dt, (size_t)(nw->col0 + e0)), nbytes = qm_dtype_row_bytes(nw->dt, (size_t)kc);
-    for (int r = 0; r < NTR; r++) {
-        if (r < nw->nr) {
-            const char *row = nw->w0 + (size_t)r * nw->wstride;
-            for (size_t o = 0; o < nbytes + 64; o += 64) _mm_prefetch(row + b0 + NODE_PF_AHEAD + o, _MM_HINT_T0);
-            row_f32_any(row, nw->dt, nw->col0, e0, kc, nw->wb + r * nw->bc);
-        } else memset(nw->wb + r * nw->bc, 0, (size_t)kc * sizeof(float));
+    for (int i = 0; i < nw->nt; i++, v += NTP * NTR) {
+        for (int r = 0; r < NTR; r++) {
+            if (i * NTR + r < nw->nr) {
+                const char *row = nw->w0 + (size_t)(i * NTR + r) * nw->wstride;
+                for (size_t o = 0; o < nbytes + 64; o += 64) _mm_prefetch(row + b0 + NODE_PF_AHEAD + o, _MM_HINT_T0);
+                row_f32_any(row, nw->dt, nw->col0, e0, kc, nw->wb + r * nw->bc);
+            } else memset(nw->wb + r * nw->bc, 0, (size_t)kc * sizeof(float));
+        }
+        if (nw->np == 1 && kc == 64) { /* batched decode's 64-column blocks: constants the compiler unrolls */
+            leaf_passes(nw, e0, 64, 0, 1, v);
+            continue;
+        }
+        int p = 0;
+        for (; p + 2 <= nw->np; p += 2) leaf_passes(nw, e0, kc, p, 2, v);
+        if (p < nw->np) leaf_passes(nw, e0, kc, p, 1, v);
     }
-    if (nw->np == 1 && kc == 64) { /* batched decode's 64-column blocks: constants the compiler unrolls */
-        leaf_passes(nw, e0, 64, 0, 1, v);
-        return;
-    }
-    int p = 0;
-    for (; p + 2 <= nw->np; p += 2) leaf_passes(nw, e0, kc, p, 2, v);
-    if (p < nw->np) leaf_passes(nw, e0, kc, p, 1, v);
 }
 
 /* The halving tree of blocks [first, first + count) into level `lv` (its children use lv, lv + 1). */
 static const __m512 *tnode_value(const tnode_walk *nw, int first, int count, int lv) {
-    __m512 *v = nw->level + (size_t)lv * NTP * NTR;
+    __m512 *v = nw->level + (size_t)lv * NTC * NTP * NTR;
     if (count == 1) {
         tnode_leaf(nw, first, v);
         return v;
     }
     tnode_value(nw, first, count / 2, lv);
     const __m512 *right = tnode_value(nw, first + count / 2, count - count / 2, lv + 1);
-    for (int i = 0; i < nw->np * NTR; i++) v[i] = _mm512_add_ps(v[i], right[i]);
+    for (int i = 0; i < nw->nt * NTP * NTR; i += NTP * NTR)
+        for (int j = i; j < i + nw->np * NTR; j++) v[j] = _mm512_add_ps(v[j], right[j]);
     return v;
 }
 
@@ -1167,7 +1178,7 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
                         int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
     const int gt = NTP_OF(w->dtype) * 16; /* tokens a group */
     const size_t nxt = (size_t)gt * (size_t)w->cols, nwb = (size_t)NTR * (size_t)bc;
-    float *buf = aligned_alloc(64, (nxt + nwb + (size_t)NODE_LEVELS * NTP * NTR * 16) * sizeof(float));
+    float *buf = aligned_alloc(64, (nxt + nwb + (size_t)NODE_LEVELS * NTC * NTP * NTR * 16) * sizeof(float));
     if (!buf) return 0;
     tnode_walk nw = {.wstride = qm_wview_stride(w), .dt = w->dtype, .col0 = w->col0, .cols = w->cols, .bc = bc,
                      .xt = buf, .wb = buf + nxt, .level = (__m512 *)(void *)(buf + nxt + nwb)};
@@ -1176,15 +1187,19 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
         const int tg = n_tok - t0 < gt ? n_tok - t0 : gt;
         nw.np = (tg + 15) / 16;
         tokens_side_by_side(x + (size_t)t0 * ldx, ldx, tg, w->cols, buf);
-        for (int o0 = o_begin; o0 < o_end; o0 += NTR) {
-            nw.w0 = (const char *)w->data + (size_t)o0 * nw.wstride;
-            nw.nr = o_end - o0 < NTR ? o_end - o0 : NTR;
+        for (int c0 = o_begin; c0 < o_end; c0 += NTC * NTR) {
+            nw.w0 = (const char *)w->data + (size_t)c0 * nw.wstride;
+            nw.nr = o_end - c0 < NTC * NTR ? o_end - c0 : NTC * NTR;
+            nw.nt = (nw.nr + NTR - 1) / NTR;
             for (int i = 0; i < n_nodes; i++) {
                 const __m512 *v = tnode_value(&nw, nodes[i].first, nodes[i].count, 0);
-                for (int j = 0; j < nw.np * NTR; j++) _mm512_store_ps(vals + 16 * j, v[j]);
-                float *oi = out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)o0;
-                for (int t = 0; t < tg; t++)
-                    for (int r = 0; r < nw.nr; r++) oi[(size_t)t * ldy + (size_t)r] = vals[((t / 16) * NTR + r) * 16 + t % 16];
+                for (int k = 0; k < nw.nt; k++, v += NTP * NTR) { /* tile k: rows c0 + NTR k .. */
+                    const int o0 = c0 + NTR * k, nr = o_end - o0 < NTR ? o_end - o0 : NTR;
+                    for (int j = 0; j < nw.np * NTR; j++) _mm512_store_ps(vals + 16 * j, v[j]);
+                    float *oi = out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)o0;
+                    for (int t = 0; t < tg; t++)
+                        for (int r = 0; r < nr; r++) oi[(size_t)t * ldy + (size_t)r] = vals[((t / 16) * NTR + r) * 16 + t % 16];
+                }
             }
         }
     }
