@@ -1030,9 +1030,10 @@ QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_decode, blocks_fast, blocks_fast_shape)
 #define NTP_OF(dt) (qm_dtype_is_quant(dt) ? 4 : 2)
 #define NODE_LEVELS 17 /* a tree of up to 2^16 blocks */
 /* Tiles a chunk: a block's activations (xt, 64 columns x the group's passes) serve NTC tiles before
- * the next block, so that a view wider than the L2 holds (the 1.5B's down_proj, 8960 columns x 64
- * tokens: 2.3 MB of xt) reads each block's xt from the L3 once per NTC tiles, not once a tile.
- * bench_qmatmul pre avx512vnni Q4_K 1536 8960 128, one thread, Intel Xeon (2 MB L2): see the README. */
+ * the next block, so that a view whose xt is wider than the L2 (the 1.5B's down_proj, 8960 columns
+ * x 64 tokens: 2.3 MB) reads each block's xt from the L3 once per NTC tiles, not once a tile.
+ * bench_qmatmul pre avx512vnni Q4_K 1536 8960 128, one thread, Intel Xeon with a 2 MB L2: 42
+ * GFLOP/s at best one tile at a time, 81-85 with 8 to 32 tiles a chunk. */
 #ifndef NTC
 #define NTC 16
 #endif
@@ -1173,6 +1174,19 @@ static void tokens_side_by_side(const float *x, size_t ldx, int tg, int cols, fl
     }
 }
 
+/* A chunk's node values v (tnode_value: NTP x NTR vectors a tile) into out[t * ldy + r] for its
+ * nw->nr rows and tg tokens. */
+static void chunk_store(const tnode_walk *nw, const __m512 *v, int tg, float *out, size_t ldy) {
+    float vals[NTP * NTR * 16] __attribute__((aligned(64))); /* [np][NTR][16 tokens]: a tile's values */
+    for (int k = 0; k < nw->nt; k++, v += NTP * NTR) { /* tile k: the chunk's rows NTR k .. */
+        const int nr = nw->nr - NTR * k < NTR ? nw->nr - NTR * k : NTR;
+        float *ok = out + (size_t)(NTR * k);
+        for (int j = 0; j < nw->np * NTR; j++) _mm512_store_ps(vals + 16 * j, v[j]);
+        for (int t = 0; t < tg; t++)
+            for (int r = 0; r < nr; r++) ok[(size_t)t * ldy + (size_t)r] = vals[((t / 16) * NTR + r) * 16 + t % 16];
+    }
+}
+
 /* The nodes of rows [o_begin, o_end) x n_tok tokens (kernels.h matmul_nodes); 0 without buffers. */
 static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, const qm_leaf_node *nodes,
                         int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
@@ -1182,7 +1196,6 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
     if (!buf) return 0;
     tnode_walk nw = {.wstride = qm_wview_stride(w), .dt = w->dtype, .col0 = w->col0, .cols = w->cols, .bc = bc,
                      .xt = buf, .wb = buf + nxt, .level = (__m512 *)(void *)(buf + nxt + nwb)};
-    float vals[NTP * NTR * 16] __attribute__((aligned(64))); /* [np][NTR][16 tokens]: a node's values */
     for (int t0 = 0; t0 < n_tok; t0 += gt) {
         const int tg = n_tok - t0 < gt ? n_tok - t0 : gt;
         nw.np = (tg + 15) / 16;
@@ -1191,16 +1204,9 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
             nw.w0 = (const char *)w->data + (size_t)c0 * nw.wstride;
             nw.nr = o_end - c0 < NTC * NTR ? o_end - c0 : NTC * NTR;
             nw.nt = (nw.nr + NTR - 1) / NTR;
-            for (int i = 0; i < n_nodes; i++) {
-                const __m512 *v = tnode_value(&nw, nodes[i].first, nodes[i].count, 0);
-                for (int k = 0; k < nw.nt; k++, v += NTP * NTR) { /* tile k: rows c0 + NTR k .. */
-                    const int o0 = c0 + NTR * k, nr = o_end - o0 < NTR ? o_end - o0 : NTR;
-                    for (int j = 0; j < nw.np * NTR; j++) _mm512_store_ps(vals + 16 * j, v[j]);
-                    float *oi = out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)o0;
-                    for (int t = 0; t < tg; t++)
-                        for (int r = 0; r < nr; r++) oi[(size_t)t * ldy + (size_t)r] = vals[((t / 16) * NTR + r) * 16 + t % 16];
-                }
-            }
+            for (int i = 0; i < n_nodes; i++)
+                chunk_store(&nw, tnode_value(&nw, nodes[i].first, nodes[i].count, 0), tg,
+                            out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)c0, ldy);
         }
     }
     free(buf);
