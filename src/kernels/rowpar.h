@@ -36,8 +36,8 @@ static inline __attribute__((always_inline)) void qm_prefetch_l2(const void *p, 
  * rows into the L2 (prefetcht2), where `off` is inside the view's bytes. The 1.5B's exact decode
  * (avx512vnni, 2 threads, Intel Xeon, 2026-12-03, builds alternated twice): as here, gate_up
  * 33.7-35.6 ms a step; into the L1 34.4-35.7; two tiles ahead 34.2-40.6 (L2), 35.6-36.3 (L1); no
- * software prefetch 55.5-58.6. So the distance and the level are not what holds the exact decode
- * at about half the read bandwidth (12.5 GB/s of gate_up's weights against 17.7 in the fast mode). */
+ * software prefetch 55.5-58.6. Level and distance changed nothing beyond this VM's noise (the same
+ * build's gate_up took 25.6-38.5 ms over that session). */
 static inline __attribute__((always_inline)) void qm_prefetch_next_tile(const char *w0, size_t wstride, int R,
                                                                        size_t off, size_t vbytes) {
     if (off < vbytes)
