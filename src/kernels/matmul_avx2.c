@@ -854,6 +854,156 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
     if ((unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype]) fn[w->dtype](w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
 }
 
+/* ---- 9 to 16 tokens (batched decode), every type: the tokens side by side ----
+ * The tokens' activations are transposed once a call, lane-major: xt[(l * nj + j) * 16 + t] =
+ * x[t][l + 16 j] (nj = cols / 16 rounded up; zero for t >= nt). For each tile of WIDE_ROWS rows,
+ * converted or dequantized to f32 once (wf, qrow_f32; a view's column i is row element col0 + i,
+ * col0 % 16 == 0, so lane i % 16), and each lane l, a ymm holds lane l of one row for 8 tokens
+ * and takes the FMAs w[r][l + 16 j] * xt[l][j][8 h ..] in increasing j: every (row, token, lane)
+ * sees its canonical FMA sequence, 12 FMAs for 2 loads of activations and 6 broadcasts of weights
+ * from the L1. The lanes' halving tree is then vertical adds of whole vectors. The 3 x 2 register
+ * tiles before it (matmul_dt; qgemm for the block-quantized types) converted or dequantized each
+ * row once per tile of tokens. `bench_qmatmul pre avx2 BF16 600 896 16` (weights in the L2, one
+ * thread, Intel Xeon, 2026-12-04): 71-79 GFLOP/s against 52-67; Q4_K 600 x 1536: 85-86 against
+ * 54-60. */
+#define WIDE_ROWS 6
+#define WIDE_MAX_COLS 4096 /* xt on the stack: 256 KB */
+#ifndef WIDE_MIN_TOKENS
+#define WIDE_MIN_TOKENS 9
+#endif
+
+/* xt (above) from the nt <= 16 tokens of x. */
+QM_INLINE void wide_transpose(const float *x, size_t ldx, int nt, int cols, float *xt) {
+    const int nj = (cols + 15) / 16;
+    for (int c0 = 0; c0 < cols; c0 += 8)
+        for (int g = 0; g < 2; g++) {
+            __m256 v[8];
+            for (int i = 0; i < 8; i++) {
+                const float *xp = x + (size_t)(8 * g + i) * ldx + (size_t)c0;
+                if (8 * g + i >= nt) {
+                    v[i] = _mm256_setzero_ps();
+                } else if (c0 + 8 <= cols) {
+                    v[i] = _mm256_loadu_ps(xp);
+                } else {
+                    float b[8] = {0};
+                    memcpy(b, xp, (size_t)(cols - c0) * sizeof(float));
+                    v[i] = _mm256_loadu_ps(b);
+                }
+            }
+            transpose8(v); /* v[k]: column c0 + k, tokens 8 g .. 8 g + 7 */
+            for (int k = 0; k < 8 && c0 + k < cols; k++) {
+                const int c = c0 + k;
+                _mm256_store_ps(xt + ((size_t)(c % 16) * (size_t)nj + (size_t)(c / 16)) * 16 + 8 * g, v[k]);
+            }
+        }
+}
+
+/* Lane l of WIDE_ROWS rows (wr[r]: row r as f32) x 16 tokens over its n columns l + 16 j (xl:
+ * lane l of xt), from +0: lb[2 r + h] = tokens 8 h .. 8 h + 7. */
+QM_INLINE void wide_lane(const float *const wr[WIDE_ROWS], int l, int n, const float *xl, __m256 *lb) {
+    __m256 acc[WIDE_ROWS][2];
+    for (int r = 0; r < WIDE_ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    for (int j = 0; j < n; j++) {
+        const __m256 x0 = _mm256_load_ps(xl + (size_t)j * 16), x1 = _mm256_load_ps(xl + (size_t)j * 16 + 8);
+        for (int r = 0; r < WIDE_ROWS; r++) {
+            const __m256 b = _mm256_broadcast_ss(wr[r] + l + 16 * j);
+            acc[r][0] = _mm256_fmadd_ps(b, x0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(b, x1, acc[r][1]);
+        }
+    }
+    for (int r = 0; r < WIDE_ROWS; r++) {
+        lb[2 * r] = acc[r][0];
+        lb[2 * r + 1] = acc[r][1];
+    }
+}
+
+/* Rows [o, o + nr) (nr <= WIDE_ROWS; w0: row o) of a view (col0, cols) x the nt tokens of xt:
+ * y[t][o + r]; the next nr_next rows are prefetched. */
+QM_INLINE void wide_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int nr, int cols, const float *xt,
+                         int nt, const float *bias, float *y, size_t ldy, float *wf, int nr_next) {
+    const int nj = (cols + 15) / 16;
+    const float *wr[WIDE_ROWS]; /* rows past nr: row o again, its dots dropped */
+    for (int r = 0; r < WIDE_ROWS; r++) {
+        const char *row = w0 + (size_t)(r < nr ? r : 0) * wstride;
+        float *f = wf + (size_t)r * (size_t)(nj * 16); /* [r][cols rounded up to 16] */
+        if (dt == QM_DT_F32) {
+            wr[r] = (const float *)row + col0; /* as it is */
+        } else {
+            qrow_f32(row, dt, col0, cols, f);
+            wr[r] = f;
+        }
+    }
+    __m256 lb[16][2 * WIDE_ROWS];
+    /* the next tile's rows, a sixteenth a lane (its conversion would otherwise wait on DRAM) */
+    const size_t lines = (qm_dtype_row_bytes(dt, (size_t)col0 + (size_t)cols) + 63) / 64;
+    const size_t total = lines * (size_t)nr_next;
+    for (int l = 0; l < 16; l++) {
+        for (size_t k = total * (size_t)l / 16; k < total * (size_t)(l + 1) / 16; k++)
+            _mm_prefetch(w0 + (size_t)(WIDE_ROWS + k / lines) * wstride + k % lines * 64, _MM_HINT_T0);
+        wide_lane(wr, l, (cols - l + 15) / 16, xt + (size_t)l * (size_t)nj * 16, lb[l]);
+    }
+    for (int a = 0; a < 2 * nr; a++) {
+        __m256 v[16];
+        for (int l = 0; l < 16; l++) v[l] = lb[l][a];
+        for (int w = 8; w >= 1; w /= 2)
+            for (int l = 0; l < w; l++) v[l] = _mm256_add_ps(v[l], v[l + w]);
+        float out[8];
+        _mm256_storeu_ps(out, v[0]);
+        const int r = a / 2, t0 = 8 * (a % 2);
+        for (int t = t0; t < nt && t < t0 + 8; t++)
+            y[(size_t)t * ldy + (size_t)r] = bias ? out[t - t0] + bias[r] : out[t - t0];
+    }
+}
+
+/* Rows [o_begin, o_end) x n_tok tokens (WIDE_MIN_TOKENS..16) of a view of at most WIDE_MAX_COLS
+ * columns, col0 % 16 == 0: y[t][o]. */
+QM_INLINE void matmul_wide(const qm_wview *w, qm_dtype dt, const float *bias, const float *x, size_t ldx, int n_tok,
+                           float *y, size_t ldy, int o_begin, int o_end) {
+    const size_t wstride = qm_wview_stride(w);
+    const int cols = w->cols;
+    float xt[WIDE_MAX_COLS * 16] __attribute__((aligned(32)));
+    float wf[WIDE_ROWS * WIDE_MAX_COLS] __attribute__((aligned(32))); /* the tile's rows as f32 */
+    wide_transpose(x, ldx, n_tok, cols, xt);
+    for (int o = o_begin; o < o_end; o += WIDE_ROWS) {
+        const int nr = o_end - o < WIDE_ROWS ? o_end - o : WIDE_ROWS;
+        wide_rows((const char *)w->data + (size_t)o * wstride, wstride, dt, w->col0, nr, cols, xt, n_tok,
+                  bias ? bias + o : NULL, y + o, ldy, wf, o_end - o - nr < WIDE_ROWS ? o_end - o - nr : WIDE_ROWS);
+    }
+}
+
+#define QM_WIDE_DT(name_, dt_)                                                                     \
+    static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
+                                                int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
+        matmul_wide(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                          \
+    }
+QM_WIDE_DT(wide_f32, QM_DT_F32)
+QM_WIDE_DT(wide_f16, QM_DT_F16)
+QM_WIDE_DT(wide_bf16, QM_DT_BF16)
+QM_WIDE_DT(wide_q8_0, QM_DT_Q8_0)
+QM_WIDE_DT(wide_q4_0, QM_DT_Q4_0)
+QM_WIDE_DT(wide_q4_1, QM_DT_Q4_1)
+QM_WIDE_DT(wide_q5_0, QM_DT_Q5_0)
+QM_WIDE_DT(wide_q5_1, QM_DT_Q5_1)
+QM_WIDE_DT(wide_q4_k, QM_DT_Q4_K)
+QM_WIDE_DT(wide_q5_k, QM_DT_Q5_K)
+QM_WIDE_DT(wide_q6_k, QM_DT_Q6_K)
+
+/* matmul_wide for every type: 1 when it took the call. */
+static int matmul_tokens_wide(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
+                              size_t ldy, int o_begin, int o_end) {
+    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, const float *, size_t, int, float *, size_t,
+                                         int, int) = {
+        [QM_DT_F32] = wide_f32,   [QM_DT_F16] = wide_f16,   [QM_DT_BF16] = wide_bf16,
+        [QM_DT_Q8_0] = wide_q8_0, [QM_DT_Q4_0] = wide_q4_0, [QM_DT_Q4_1] = wide_q4_1,
+        [QM_DT_Q5_0] = wide_q5_0, [QM_DT_Q5_1] = wide_q5_1, [QM_DT_Q4_K] = wide_q4_k,
+        [QM_DT_Q5_K] = wide_q5_k, [QM_DT_Q6_K] = wide_q6_k};
+    if (n_tok < WIDE_MIN_TOKENS || n_tok > 16 || w->cols > WIDE_MAX_COLS || w->col0 % 16 ||
+        (unsigned)w->dtype >= QM_DT_COUNT || !fn[w->dtype])
+        return 0;
+    fn[w->dtype](w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
+    return 1;
+}
+
 /* Prefill of a plain type: qprefill_t (the rows converted once for QTG tokens) from PMIN tokens;
  * `bench_qmatmul pre avx2 BF16 4864 896 512` (one thread, AMD EPYC AVX2): 41-50 GFLOP/s against
  * 29-39 for the register tiles. */
@@ -884,6 +1034,7 @@ static void matmul_avx2(const qm_wview *w, const float *bias, const float *x, si
         default: break;
         }
     }
+    if (matmul_tokens_wide(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end)) return;
     if (qm_dtype_is_quant(w->dtype)) {
         if (w->col0 % 16) qm_kernels_scalar_table.matmul(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
         else matmul_q(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
@@ -1191,18 +1342,30 @@ QM_INLINE void tok_dots(const float *const wf[TOK_ROWS], int n, const float *xt,
         }
 }
 
-/* Rows [o0, o1) (at most TOK_TILE_ROWS) of a block (columns [e0, e1)) x tokens [0, nt) whose
- * transposed block is xt: the dots into p[t * ldy + o]. A 16-bit type's rows are converted to
- * f32 first, the tile's at once (wf), so that no broadcast waits on a store just made; each
- * row's block two blocks on is prefetched (the rows are as many strided streams). */
-QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int o0, int o1, int e0, int e1, const float *xt,
-                        int nt, float *p, size_t ldy) {
+static void qrow_any(const char *row, qm_dtype dt, int col0, int cols, float *out);
+
+/* The bytes before row element e (within a block-quantized type's block: its share of the block). */
+QM_INLINE size_t elem_bytes(qm_dtype dt, int e) {
+    const size_t qk = (size_t)qm_dtype_block(dt), bb = qm_dtype_block_bytes(dt);
+    return (size_t)e / qk * bb + (size_t)e % qk * bb / qk;
+}
+
+/* Rows [o0, o1) (at most TOK_TILE_ROWS) of a block (columns [e0, e1) of a view from row element
+ * col0) x tokens [0, nt) whose transposed block is xt: the dots into p[t * ldy + o]. A 16-bit
+ * type's rows are converted to f32 first, a block-quantized type's dequantized (qrow_any), the
+ * tile's at once (wf), so that no broadcast waits on a store just made; each row's block two
+ * blocks on is prefetched (the rows are as many strided streams). */
+QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int col0, int o0, int o1, int e0, int e1,
+                        const float *xt, int nt, float *p, size_t ldy) {
     const size_t esz = qm_dtype_block_bytes(dt), n = (size_t)(e1 - e0);
+    const size_t at = elem_bytes(dt, col0 + e0), nbytes = elem_bytes(dt, col0 + e1) - at;
     float wf[TOK_TILE_ROWS * 256] __attribute__((aligned(32))); /* [o - o0][n]: the rows as f32 */
     for (int o = o0; o < o1; o++) {
-        const char *row = w0 + (size_t)o * ws + (size_t)e0 * esz;
-        for (size_t b = 0; b < n * esz; b += 64) _mm_prefetch(row + 2 * n * esz + b, _MM_HINT_T0);
-        if (dt != QM_DT_F32)
+        const char *row = w0 + (size_t)o * ws + at;
+        for (size_t b = 0; b < nbytes; b += 64) _mm_prefetch(row + 2 * nbytes + b, _MM_HINT_T0);
+        if (qm_dtype_is_quant(dt))
+            qrow_any(w0 + (size_t)o * ws, dt, col0 + e0, (int)n, wf + (size_t)(o - o0) * n);
+        else if (dt != QM_DT_F32)
             for (size_t c = 0; c < n; c += 8) _mm256_store_ps(wf + (size_t)(o - o0) * n + c, load_w8(row + c * esz, dt));
     }
     for (int o = o0; o < o1; o += TOK_ROWS) {
@@ -1224,9 +1387,9 @@ QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int o0, int o1, 
     }
 }
 
-/* matmul_blocks of a plain type over tokens [t0, t0 + nt), 8 < nt <= 16 (qm_rowpar_tokens_shape:
- * blocks of bc <= 256 columns, whole 16-column lanes): rows in tiles of TOK_TILE_ROWS, each block
- * transposed once a tile. */
+/* matmul_blocks over tokens [t0, t0 + nt), 8 < nt <= 16 (tokens_wide_shape: blocks of bc <= 256
+ * columns, whole 16-column lanes): rows in tiles of TOK_TILE_ROWS, each block transposed once a
+ * tile. */
 QM_INLINE void blocks_wide_dt(const qm_wview *w, qm_dtype dt, const float *x, size_t ldx, int t0, int nt, int bc,
                               int nb, float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w);
@@ -1236,9 +1399,19 @@ QM_INLINE void blocks_wide_dt(const qm_wview *w, qm_dtype dt, const float *x, si
         for (int k = 0; k < nb; k++) {
             const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
             xt_block(x + (size_t)t0 * ldx, ldx, nt, e0, e1, xt);
-            tok_rows(w->data, ws, dt, o0, o1, e0, e1, xt, nt, part + (size_t)k * pstride + (size_t)t0 * ldy, ldy);
+            tok_rows(w->data, ws, dt, w->col0, o0, o1, e0, e1, xt, nt, part + (size_t)k * pstride + (size_t)t0 * ldy,
+                     ldy);
         }
     }
+}
+
+/* The views blocks_tokens_wide takes: a plain type's as qm_rowpar_tokens_shape, over any count of
+ * tokens; a block-quantized type's from a row element col0 % 16 == 0 (lane i % 16 for column i),
+ * over 9 to 16 tokens (one chunk side by side; the 2 x 4 tiles take plain types only). */
+static int tokens_wide_shape(const qm_wview *w, int n_tok, int bc, int nb) {
+    if (!qm_dtype_is_quant(w->dtype)) return qm_rowpar_tokens_shape(w, bc, nb);
+    return n_tok > 8 && n_tok <= 16 && w->col0 % 16 == 0 && bc % 16 == 0 && bc <= 256 && w->cols % 16 == 0 &&
+           nb == (w->cols + bc - 1) / bc;
 }
 
 /* blocks_tokens with the chunks of 9 to 16 tokens side by side; the rest in the 2 x 4 tiles. */
@@ -1253,8 +1426,10 @@ static __attribute__((noinline)) void blocks_tokens_wide(const qm_wview *w, cons
             blocks_wide_dt(w, QM_DT_F32, x, ldx, t0, nt, bc, nb, part, pstride, ldy, o_begin, o_end);
         else if (w->dtype == QM_DT_F16)
             blocks_wide_dt(w, QM_DT_F16, x, ldx, t0, nt, bc, nb, part, pstride, ldy, o_begin, o_end);
-        else
+        else if (w->dtype == QM_DT_BF16)
             blocks_wide_dt(w, QM_DT_BF16, x, ldx, t0, nt, bc, nb, part, pstride, ldy, o_begin, o_end);
+        else /* block-quantized: qrow_any */
+            blocks_wide_dt(w, w->dtype, x, ldx, t0, nt, bc, nb, part, pstride, ldy, o_begin, o_end);
     }
 }
 
@@ -1267,7 +1442,7 @@ static int blocks_fast_shape(const qm_wview *w, int n_tok, int bc, int nb) {
 static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb, float *part,
                                size_t pstride, size_t ldy, int o_begin, int o_end) {
     const int fast = blocks_fast_shape(w, n_tok, bc, nb);
-    if (!fast && n_tok > 1 && qm_rowpar_tokens_shape(w, bc, nb)) {
+    if (!fast && n_tok > 1 && tokens_wide_shape(w, n_tok, bc, nb)) {
         if (o_begin < o_end) blocks_tokens_wide(w, x, ldx, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
         return;
     }
@@ -1379,7 +1554,8 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
  * (blocks_tokens_wide; its 2 x 4 tiles, which read the rows two at a time along the blocks, were
  * measured faster at batch 16 than nodes_tokens: `qmesh bench --batch 16`, 0.5B bf16, 38 against
  * 34 tok/s), with the nodes made from their block dots in the L2 (qm_rowpar_nodes_few). */
-QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, blocks_tokens_wide, NMIN, NODE_LEVELS) /* rowpar.h */
+QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, blocks_tokens_wide, tokens_wide_shape,
+                             NMIN, NODE_LEVELS) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,

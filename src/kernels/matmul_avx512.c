@@ -1214,7 +1214,8 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
 }
 
 /* matmul_nodes: one token by the block path; from NMIN tokens nodes_tokens (rowpar.h). */
-QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx512, matmul_nodes_decode, nodes_tokens, blocks_tokens, NMIN, NODE_LEVELS) /* rowpar.h */
+QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx512, matmul_nodes_decode, nodes_tokens, blocks_tokens,
+                             qm_rowpar_tokens_shape_n, NMIN, NODE_LEVELS) /* rowpar.h */
 
 const qm_kernels qm_kernels_avx512_table = {
     .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,

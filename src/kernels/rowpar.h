@@ -244,17 +244,26 @@ static inline int qm_rowpar_tokens_shape(const qm_wview *w, int bc, int nb) {
            nb == (w->cols + bc - 1) / bc;
 }
 
-/* matmul_nodes of a plain type over a few tokens (batched decode, below an ISA's nodes_tokens):
+/* qm_rowpar_tokens_shape as a shape of n_tok tokens (the shape_ of qm_rowpar_nodes_few). */
+static inline int qm_rowpar_tokens_shape_n(const qm_wview *w, int n_tok, int bc, int nb) {
+    (void)n_tok;
+    return qm_rowpar_tokens_shape(w, bc, nb);
+}
+
+typedef int (*qm_rowpar_shape_fn)(const qm_wview *w, int n_tok, int bc, int nb);
+
+/* matmul_nodes over a few tokens (batched decode, below an ISA's nodes_tokens):
  * the ISA's block dots (blocks_tokens) of QM_ROWPAR_FEW_ROWS rows x QM_ROWPAR_TOKEN_CHUNK tokens
  * at a time into a buffer of the tile's blocks, lf[block][token][row] (the 1.5B's down_proj: 140
  * x 16 x 16 floats, in the L2), then the tile's nodes added up there. Before it, matmul_blocks
  * wrote every block dot of every token (the 0.5B's down_proj at batch 16: 76 x 16 x 896 floats,
  * 4.4 MB) for the tree walk to read back. Same dots, same tree. 0 where the shape is not
- * blocks_tokens' or lf is not had. */
-static inline int qm_rowpar_nodes_few(qm_rowpar_tokens_fn blocks, const qm_wview *w, const float *x, size_t ldx,
-                                      int n_tok, int bc, int nb, const qm_leaf_node *nodes, int n_nodes, float *out,
-                                      size_t ostride, size_t ldy, int o_begin, int o_end) {
-    if (!qm_rowpar_tokens_shape(w, bc, nb)) return 0;
+ * blocks_tokens' (shape: the views it takes) or lf is not had. */
+static inline int qm_rowpar_nodes_few(qm_rowpar_shape_fn shape, qm_rowpar_tokens_fn blocks, const qm_wview *w,
+                                      const float *x, size_t ldx, int n_tok, int bc, int nb,
+                                      const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
+                                      int o_begin, int o_end) {
+    if (!shape(w, n_tok, bc, nb)) return 0;
     const int R = QM_ROWPAR_FEW_ROWS, T = QM_ROWPAR_TOKEN_CHUNK;
     float *lf = malloc((size_t)nb * T * R * sizeof(float));
     if (!lf) return 0;
@@ -276,17 +285,18 @@ static inline int qm_rowpar_nodes_few(qm_rowpar_tokens_fn blocks, const qm_wview
 
 /* An ISA file's exact-mode matmul_nodes from its one-token entry (decode_, made by
  * QM_ROWPAR_EXACT_NODES_ENTRY), its many-token kernel (tokens_, nodes_tokens: the same arguments
- * less nb) and its blocks_tokens (few_): one token by decode_; from nmin_ tokens tokens_, where
- * the blocks cover the view in whole 16-column lanes, a tree of at most 2^(levels_ - 1) blocks;
- * between, qm_rowpar_nodes_few for a plain type, else 0 (matmul_blocks). */
-#define QM_ROWPAR_TOKENS_NODES_ENTRY(name_, decode_, tokens_, few_, nmin_, levels_)                \
+ * less nb) and its blocks_tokens (few_, for the views few_shape_ accepts): one token by decode_;
+ * from nmin_ tokens tokens_, where the blocks cover the view in whole 16-column lanes, a tree of
+ * at most 2^(levels_ - 1) blocks; between, qm_rowpar_nodes_few where few_shape_ holds, else 0
+ * (matmul_blocks). */
+#define QM_ROWPAR_TOKENS_NODES_ENTRY(name_, decode_, tokens_, few_, few_shape_, nmin_, levels_)    \
     static int name_(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,  \
                      const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, \
                      int o_end) {                                                                  \
         if (n_tok == 1) return decode_(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
         if (n_tok < (nmin_))                                                                       \
-            return qm_rowpar_nodes_few(few_, w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, \
-                                       o_end);                                                     \
+            return qm_rowpar_nodes_few(few_shape_, few_, w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, \
+                                       ldy, o_begin, o_end);                                       \
         if (bc % 16 || bc > 256 || w->col0 % 16 || nb < 1 || nb != (w->cols + bc - 1) / bc ||    \
             nb > 1 << ((levels_) - 1))                                                             \
             return 0;                                                                              \

@@ -621,7 +621,8 @@ static void bench_prefill(const char *isa_name, const char *type, int rows, int 
     const qm_wview w = {p, dt, (size_t)cols, rows, cols, 0};
     const qm_leaf_node root = {0, nb};
     double best[3] = {1e30, 1e30, 1e30};
-    for (int rep = 0; rep < 3; rep++)
+    const int reps = n * (size_t)n_tok < ((size_t)1 << 28) ? (int)(((size_t)1 << 28) / (n * (size_t)n_tok)) + 3 : 3;
+    for (int rep = 0; rep < reps; rep++)
         for (int mode = 0; mode < 3; mode++) {
             double t0 = now_s();
             if (mode == 0) k.matmul(&w, NULL, x, (size_t)cols, n_tok, y, (size_t)rows, 0, rows);
