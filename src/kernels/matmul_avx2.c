@@ -864,8 +864,8 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
  * from the L1. The lanes' halving tree is then vertical adds of whole vectors. The 3 x 2 register
  * tiles before it (matmul_dt; qgemm for the block-quantized types) converted or dequantized each
  * row once per tile of tokens. `bench_qmatmul pre avx2 BF16 600 896 16` (weights in the L2, one
- * thread, Intel Xeon, 2026-12-04): 71-79 GFLOP/s against 52-67; Q4_K 600 x 1536: 85-86 against
- * 54-60. */
+ * thread, Intel Xeon, 2026-12-04): 71-79 GFLOP/s against 51-67; Q4_K 600 or 8960 x 1536: 85-86
+ * against 54-60. */
 #define WIDE_ROWS 6
 #define WIDE_MAX_COLS 4096 /* xt on the stack: 256 KB */
 #ifndef WIDE_MIN_TOKENS
