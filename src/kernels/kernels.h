@@ -83,6 +83,23 @@ static inline float *qm_tree_halving_sum(float *leaves, size_t n, int first, int
     return left;
 }
 
+/* A matmul (qm_kernels.matmul, below). */
+typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
+                             size_t ldy, int o_begin, int o_end);
+
+/* Every block-quantized type as X(suffix, name), for an ISA file's entries made per type:
+ * X(q8_0, Q8_0) names QM_DT_Q8_0. */
+#define QM_QUANT_TYPES(X)                                                                          \
+    X(q8_0, Q8_0) X(q4_0, Q4_0) X(q4_1, Q4_1) X(q5_0, Q5_0) X(q5_1, Q5_1) X(q4_k, Q4_K) X(q5_k, Q5_K) X(q6_k, Q6_K)
+
+/* A qm_matmul_fn name_ that calls body_(w, dt_, bias, x, ...): one function per type, each with its
+ * own stack buffers and code specialised to the type. */
+#define QM_MATMUL_OF_TYPE(name_, body_, dt_)                                                       \
+    static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
+                                                int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
+        body_(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                                \
+    }
+
 typedef struct qm_kernels {
     const char *isa; /* "avx512vnni", "avx512", "avx2" or "scalar" */
 

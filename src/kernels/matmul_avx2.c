@@ -830,27 +830,13 @@ QM_INLINE void matmul_q_dt(const qm_wview *w, qm_dtype dt, const float *bias, co
 }
 
 /* One function per type (each with its own stack buffer, code specialised to the type). */
-#define QM_Q_DT(name_, dt_)                                                                        \
-    static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
-                                                int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
-        matmul_q_dt(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                          \
-    }
-QM_Q_DT(matmul_q8_0, QM_DT_Q8_0)
-QM_Q_DT(matmul_q4_0, QM_DT_Q4_0)
-QM_Q_DT(matmul_q4_1, QM_DT_Q4_1)
-QM_Q_DT(matmul_q5_0, QM_DT_Q5_0)
-QM_Q_DT(matmul_q5_1, QM_DT_Q5_1)
-QM_Q_DT(matmul_q4_k, QM_DT_Q4_K)
-QM_Q_DT(matmul_q5_k, QM_DT_Q5_K)
-QM_Q_DT(matmul_q6_k, QM_DT_Q6_K)
+#define QM_Q_DT(s_, T_) QM_MATMUL_OF_TYPE(matmul_##s_, matmul_q_dt, QM_DT_##T_)
+QM_QUANT_TYPES(QM_Q_DT)
+#define QM_Q_ENTRY(s_, T_) [QM_DT_##T_] = matmul_##s_,
 
 static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
                      size_t ldy, int o_begin, int o_end) {
-    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, const float *, size_t, int, float *, size_t,
-                                         int, int) = {
-        [QM_DT_Q8_0] = matmul_q8_0, [QM_DT_Q4_0] = matmul_q4_0, [QM_DT_Q4_1] = matmul_q4_1,
-        [QM_DT_Q5_0] = matmul_q5_0, [QM_DT_Q5_1] = matmul_q5_1, [QM_DT_Q4_K] = matmul_q4_k,
-        [QM_DT_Q5_K] = matmul_q5_k, [QM_DT_Q6_K] = matmul_q6_k};
+    static const qm_matmul_fn fn[QM_DT_COUNT] = {QM_QUANT_TYPES(QM_Q_ENTRY)};
     if ((unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype]) fn[w->dtype](w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
 }
 
@@ -971,32 +957,15 @@ QM_INLINE void matmul_wide(const qm_wview *w, qm_dtype dt, const float *bias, co
     }
 }
 
-#define QM_WIDE_DT(name_, dt_)                                                                     \
-    static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
-                                                int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
-        matmul_wide(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                          \
-    }
-QM_WIDE_DT(wide_f32, QM_DT_F32)
-QM_WIDE_DT(wide_f16, QM_DT_F16)
-QM_WIDE_DT(wide_bf16, QM_DT_BF16)
-QM_WIDE_DT(wide_q8_0, QM_DT_Q8_0)
-QM_WIDE_DT(wide_q4_0, QM_DT_Q4_0)
-QM_WIDE_DT(wide_q4_1, QM_DT_Q4_1)
-QM_WIDE_DT(wide_q5_0, QM_DT_Q5_0)
-QM_WIDE_DT(wide_q5_1, QM_DT_Q5_1)
-QM_WIDE_DT(wide_q4_k, QM_DT_Q4_K)
-QM_WIDE_DT(wide_q5_k, QM_DT_Q5_K)
-QM_WIDE_DT(wide_q6_k, QM_DT_Q6_K)
+#define QM_WIDE_DT(s_, T_) QM_MATMUL_OF_TYPE(wide_##s_, matmul_wide, QM_DT_##T_)
+#define QM_WIDE_ENTRY(s_, T_) [QM_DT_##T_] = wide_##s_,
+#define QM_WIDE_TYPES(X) X(f32, F32) X(f16, F16) X(bf16, BF16) QM_QUANT_TYPES(X)
+QM_WIDE_TYPES(QM_WIDE_DT)
 
 /* matmul_wide for every type: 1 when it took the call. */
 static int matmul_tokens_wide(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
                               size_t ldy, int o_begin, int o_end) {
-    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, const float *, size_t, int, float *, size_t,
-                                         int, int) = {
-        [QM_DT_F32] = wide_f32,   [QM_DT_F16] = wide_f16,   [QM_DT_BF16] = wide_bf16,
-        [QM_DT_Q8_0] = wide_q8_0, [QM_DT_Q4_0] = wide_q4_0, [QM_DT_Q4_1] = wide_q4_1,
-        [QM_DT_Q5_0] = wide_q5_0, [QM_DT_Q5_1] = wide_q5_1, [QM_DT_Q4_K] = wide_q4_k,
-        [QM_DT_Q5_K] = wide_q5_k, [QM_DT_Q6_K] = wide_q6_k};
+    static const qm_matmul_fn fn[QM_DT_COUNT] = {QM_WIDE_TYPES(QM_WIDE_ENTRY)};
     if (n_tok < WIDE_MIN_TOKENS || n_tok > 16 || w->cols > WIDE_MAX_COLS || w->col0 % 16 ||
         (unsigned)w->dtype >= QM_DT_COUNT || !fn[w->dtype])
         return 0;

@@ -677,27 +677,13 @@ QM_INLINE void matmul_q_dt(const qm_wview *w, qm_dtype dt, const float *bias, co
 }
 
 /* One function per type (each with its own stack buffer, code specialised to the type). */
-#define QM_Q_DT(name_, dt_)                                                                        \
-    static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
-                                                int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
-        matmul_q_dt(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                          \
-    }
-QM_Q_DT(matmul_q8_0, QM_DT_Q8_0)
-QM_Q_DT(matmul_q4_0, QM_DT_Q4_0)
-QM_Q_DT(matmul_q4_1, QM_DT_Q4_1)
-QM_Q_DT(matmul_q5_0, QM_DT_Q5_0)
-QM_Q_DT(matmul_q5_1, QM_DT_Q5_1)
-QM_Q_DT(matmul_q4_k, QM_DT_Q4_K)
-QM_Q_DT(matmul_q5_k, QM_DT_Q5_K)
-QM_Q_DT(matmul_q6_k, QM_DT_Q6_K)
+#define QM_Q_DT(s_, T_) QM_MATMUL_OF_TYPE(matmul_##s_, matmul_q_dt, QM_DT_##T_)
+QM_QUANT_TYPES(QM_Q_DT)
+#define QM_Q_ENTRY(s_, T_) [QM_DT_##T_] = matmul_##s_,
 
 static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
                      size_t ldy, int o_begin, int o_end) {
-    static void (*const fn[QM_DT_COUNT])(const qm_wview *, const float *, const float *, size_t, int, float *, size_t,
-                                         int, int) = {
-        [QM_DT_Q8_0] = matmul_q8_0, [QM_DT_Q4_0] = matmul_q4_0, [QM_DT_Q4_1] = matmul_q4_1,
-        [QM_DT_Q5_0] = matmul_q5_0, [QM_DT_Q5_1] = matmul_q5_1, [QM_DT_Q4_K] = matmul_q4_k,
-        [QM_DT_Q5_K] = matmul_q5_k, [QM_DT_Q6_K] = matmul_q6_k};
+    static const qm_matmul_fn fn[QM_DT_COUNT] = {QM_QUANT_TYPES(QM_Q_ENTRY)};
     if ((unsigned)w->dtype < QM_DT_COUNT && fn[w->dtype]) fn[w->dtype](w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
 }
 
