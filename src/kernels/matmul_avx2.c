@@ -865,10 +865,12 @@ QM_INLINE void wide_transpose(const float *x, size_t ldx, int nt, int cols, floa
         for (int g = 0; g < 2; g++) {
             __m256 v[8];
             for (int i = 0; i < 8; i++) {
-                const float *xp = x + (size_t)(8 * g + i) * ldx + (size_t)c0;
                 if (8 * g + i >= nt) {
                     v[i] = _mm256_setzero_ps();
-                } else if (c0 + 8 <= cols) {
+                    continue;
+                }
+                const float *xp = x + (size_t)(8 * g + i) * ldx + (size_t)c0;
+                if (c0 + 8 <= cols) {
                     v[i] = _mm256_loadu_ps(xp);
                 } else {
                     float b[8] = {0};
