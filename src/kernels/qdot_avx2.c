@@ -36,7 +36,8 @@
 typedef struct {
     __m256i q[16];           /* prefill codes (Q8_0: |w|), transposed: q[8h + i] lane l = dword i of
                               * block 8h + l */
-    __m256i w[16];           /* prefill: Q8_0 the signed codes; Q6_K [2h + e] int16 scales of groups e */
+    __m256i w[16];           /* prefill: Q8_0 the signed codes; Q6_K [2h + e] int16 scales of groups e;
+                              * Q4_K, Q5_K [h] int16 lanes 2l, 2l + 1 = the 6-bit scale of block 8h + l */
     __m256 d[2], m[2];       /* d; m (Q4_1, Q5_1) or dmin (Q4_K, Q5_K) */
     __m256 sc_f[2], mn_f[2]; /* Q4_K, Q5_K: the 6-bit scale and min */
     __m256 sc6[2][2];        /* Q6_K decode: [h][e] lanes 0-3: group 0 of blocks 8h + 4e + 0..3, 4-7: group 1 */
@@ -326,6 +327,11 @@ QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, w
             g->q[b] = _mm256_abs_epi8(g->q[b]);
         }
     scales(dt, row, sb, nb, 1, g);
+    if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K)
+        for (int h = 0; h < 2; h++) {
+            const __m256i sc = _mm256_cvttps_epi32(g->sc_f[h]);
+            g->w[h] = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+        }
 }
 
 /* ---- activations ---- */
@@ -435,8 +441,11 @@ QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
     return _mm256_cvtepi32_ps(is);
 }
 
-/* Prefill: transposed operands, products summed vertically (int16 while the bounds allow). */
-QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
+/* Prefill: transposed operands, products summed vertically (int16 while the bounds allow); Q4_K and
+ * Q5_K's sums come times the block's 6-bit scale, sc_j Σ, from the last madd (at most 63 x 62992,
+ * exact in int32 and, below 2^24, in f32: the spec's (float)(sc_j Σ)), a multiply less a pair, where
+ * scaled (a literal: unpack_prefill's groups, whose w[h] holds the scales). */
+QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, int scaled) {
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i *wq = g->q + 8 * h, *xq = xg->q + 8 * h;
     if (dt == QM_DT_Q8_0) {
@@ -458,21 +467,22 @@ QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, i
     }
     if (dt == QM_DT_Q6_K)
         return _mm256_add_epi32(_mm256_madd_epi16(s[0], g->w[2 * h]), _mm256_madd_epi16(s[1], g->w[2 * h + 1]));
+    const __m256i m = scaled && (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) ? g->w[h] : ones;
     if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K)
-        return _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), ones);
-    return _mm256_add_epi32(_mm256_madd_epi16(s[0], ones), _mm256_madd_epi16(s[1], ones));
+        return _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), m);
+    return _mm256_add_epi32(_mm256_madd_epi16(s[0], m), _mm256_madd_epi16(s[1], m));
 }
 
-QM_INLINE __m256 sums_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
-    __m256i is = isum_prefill(dt, g, xg, h);
+QM_INLINE __m256 sums_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, int scaled) {
+    __m256i is = isum_prefill(dt, g, xg, h, scaled);
     if (dt == QM_DT_Q4_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 3));
     if (dt == QM_DT_Q5_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 4));
     return _mm256_cvtepi32_ps(is);
 }
 
-/* The 8 contributions c_b of half h from its 8 exact integer sums f (as f32). */
-QM_INLINE __m256 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, __m256 f) {
-    if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) f = _mm256_mul_ps(g->sc_f[h], f);
+/* The 8 contributions c_b of half h from its 8 exact integer sums f (as f32), those of Q4_K and
+ * Q5_K already times their scale (sc_j Σ). */
+QM_INLINE __m256 contrib_scaled(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, __m256 f) {
     const __m256 c = _mm256_mul_ps(_mm256_mul_ps(g->d[h], xg->dx[h]), f);
     if (dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1)
         return _mm256_add_ps(c, _mm256_mul_ps(_mm256_mul_ps(g->m[h], xg->dx[h]), xg->sf[h]));
@@ -480,6 +490,12 @@ QM_INLINE __m256 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, 
         return _mm256_sub_ps(c, _mm256_mul_ps(_mm256_mul_ps(g->m[h], xg->dx[h]),
                                               _mm256_mul_ps(g->mn_f[h], xg->sf[h])));
     return c;
+}
+
+/* contrib_scaled from the plain sums Σ (decode's). */
+QM_INLINE __m256 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, __m256 f) {
+    if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) f = _mm256_mul_ps(g->sc_f[h], f);
+    return contrib_scaled(dt, g, xg, h, f);
 }
 
 /* acc + c in the lanes of the first nb blocks of half h; the others keep their bits. */
@@ -605,7 +621,7 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
             for (int r = 0; r < nr; r++)
                 for (int h = 0; h < 2 && 8 * h < nb; h++)
                     acc[r][t][h] = add_lanes(acc[r][t][h],
-                                             contrib(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h)), nb, h);
+                                             contrib_scaled(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h, 1)), nb, h);
         }
     }
     for (int r = 0; r < nr; r++)
@@ -722,7 +738,7 @@ QM_INLINE void tile_narrow(qm_dtype dt, const wrows *w, int lg, int nr, const qm
         for (int gi = 0; gi < ng; gi++) {
             __m256 a[2];
             for (int h = 0; h < 2; h++) { /* acc = +0 + c in live lanes, +0 elsewhere */
-                const __m256 c = contrib(dt, &wg[gi], &xg, h, sums_prefill(dt, &wg[gi], &xg, h));
+                const __m256 c = contrib(dt, &wg[gi], &xg, h, sums_prefill(dt, &wg[gi], &xg, h, 0));
                 a[h] = _mm256_and_ps(_mm256_add_ps(_mm256_setzero_ps(), c), live[h]);
             }
             float out[16];
@@ -939,7 +955,7 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
         unpack_narrow(dt, &wr, lg, nr, &g);
         float a[16]; /* item order: block b of row j at b R + j */
         for (int h = 0; h < 2; h++) {
-            const __m256 c = contrib(dt, &g, &xg, h, sums_prefill(dt, &g, &xg, h));
+            const __m256 c = contrib(dt, &g, &xg, h, sums_prefill(dt, &g, &xg, h, 0));
             _mm256_storeu_ps(a + 8 * h, _mm256_and_ps(_mm256_add_ps(_mm256_setzero_ps(), c), live[h]));
         }
         qm_narrow_block_dots(a, R, bpb, nbk, nr, part + o, pstride);
@@ -970,7 +986,8 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
  * buffer of the PR-row tile's blocks, lf[block][token][row], which the nodes are then added up in. */
 
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nt <= PT): every block dot into lf (block k of token t, row
- * r at lf[(k nt + t) PR + r]). */
+ * r at lf[(k nt + t) PR + r]). A whole tile's group of 64-column blocks is written by store_pairs,
+ * a block's PR rows with one store, as the decode's tiles (a_2j + a_2j+1 by hadd: the same sum). */
 QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, const xgroup *xc, int t0, int nt,
                            int bpb, int nbk, float *lf) {
     wgroup wg[PR];
@@ -979,13 +996,29 @@ QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, k0 = b0 / bpb;
         const int nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
         unpack_rows(dt, w, nr, b0, nb, wg);
+        if (nr == PR && bpb == 2 && nb == 16 && nk == 8) { /* a whole tile's 8 blocks: store_pairs */
+            for (int t = 0; t < nt; t++) {
+                xgroup tmp;
+                const xgroup *xg = xgroup_of(dt, xc, x, t0, t, b0, nb, &tmp);
+                __m256 pairs[PR];
+                for (int r = 0; r < PR; r++) {
+                    __m256 a[2];
+                    for (int h = 0; h < 2; h++)
+                        a[h] = _mm256_add_ps(_mm256_setzero_ps(),
+                                             contrib_scaled(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h, 1)));
+                    pairs[r] = _mm256_hadd_ps(a[0], a[1]);
+                }
+                store_pairs(pairs, lf + (size_t)k0 * L + (size_t)t * PR, L);
+            }
+            continue;
+        }
         for (int t = 0; t < nt; t++) {
             xgroup tmp;
             const xgroup *xg = xgroup_of(dt, xc, x, t0, t, b0, nb, &tmp);
             for (int r = 0; r < nr; r++) {
                 float p[16] __attribute__((aligned(32)));
                 for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                    __m256 a = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h)));
+                    __m256 a = _mm256_add_ps(_mm256_setzero_ps(), contrib_scaled(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h, 1)));
                     if (nb < 8 * h + 8) a = _mm256_and_ps(a, _mm256_castsi256_ps(half_mask(nb, h)));
                     half_dots(a, bpb, p + 8 * h);
                 }

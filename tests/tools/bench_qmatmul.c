@@ -597,7 +597,9 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
 /* Prefill (bf16, f32 or a quantized type's weights, rows x cols; plain types' values random floats,
  * quantized ones random codes) over n_tok tokens, as one view (matmul),
  * as a row-parallel layer of 64-column blocks (matmul_blocks, its block dots written out) and as that
- * layer's whole tree made in the kernel (matmul_nodes, where the ISA takes the shape): GFLOP/s, best of 3. */
+ * layer's whole tree made in the kernel (matmul_nodes, where the ISA takes the shape), and for a quantized
+ * type the fast mode's matmul_q8 and matmul_q8_nodes on the same tokens quantized: GFLOP/s, best of 3
+ * (a mode the ISA does not take shows 0.0). */
 static void bench_prefill(const char *isa_name, const char *type, int rows, int cols, int n_tok) {
     qm_kernels k = kernels_or_exit(isa_name);
     const qm_dtype dt = quant_type_named(type, !strcmp(type, "F32") ? QM_DT_F32 : QM_DT_BF16);
@@ -620,23 +622,33 @@ static void bench_prefill(const char *isa_name, const char *type, int rows, int 
     for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) x[i] = rand_f32(&r);
     const qm_wview w = {p, dt, (size_t)cols, rows, cols, 0};
     const qm_leaf_node root = {0, nb};
-    double best[3] = {1e30, 1e30, 1e30};
+    const int quant = qm_dtype_is_quant(dt) && cols % 32 == 0, n_modes = quant ? 5 : 3;
+    q8rows xb = {0};
+    const qm_q8act a = quant ? q8rows_make(&k, x, n_tok, cols, &xb) : (qm_q8act){0};
+    double best[5] = {1e30, 1e30, 1e30, 1e30, 1e30};
     const int reps = n * (size_t)n_tok < ((size_t)1 << 28) ? (int)(((size_t)1 << 28) / (n * (size_t)n_tok)) + 3 : 3;
     for (int rep = 0; rep < reps; rep++)
-        for (int mode = 0; mode < 3; mode++) {
+        for (int mode = 0; mode < n_modes; mode++) {
             double t0 = now_s();
             if (mode == 0) k.matmul(&w, NULL, x, (size_t)cols, n_tok, y, (size_t)rows, 0, rows);
             else if (mode == 1)
                 k.matmul_blocks(&w, x, (size_t)cols, n_tok, 64, nb, y, (size_t)n_tok * (size_t)rows, (size_t)rows, 0, rows);
-            else if (!k.matmul_nodes ||
-                     !k.matmul_nodes(&w, x, (size_t)cols, n_tok, 64, nb, &root, 1, y, 0, (size_t)rows, 0, rows))
-                break;
+            else if (mode == 2) {
+                if (!k.matmul_nodes ||
+                    !k.matmul_nodes(&w, x, (size_t)cols, n_tok, 64, nb, &root, 1, y, 0, (size_t)rows, 0, rows))
+                    continue;
+            } else if (mode == 3) k.matmul_q8(&w, NULL, &a, n_tok, y, (size_t)rows, 0, rows);
+            else if (!k.matmul_q8_nodes || !k.matmul_q8_nodes(&w, &a, n_tok, 64, nb, &root, 1, y, 0, (size_t)rows, 0, rows))
+                continue;
             const double t = now_s() - t0;
             if (t < best[mode]) best[mode] = t;
         }
     const double flop = 2.0 * (double)n * n_tok;
-    printf("isa %s %s rows %d cols %d n_tok %d: GFLOP/s matmul %.1f blocks %.1f nodes %.1f (one thread)\n", k.isa, type,
-           rows, cols, n_tok, flop / best[0] * 1e-9, flop / best[1] * 1e-9, flop / best[2] * 1e-9);
+    printf("isa %s %s rows %d cols %d n_tok %d: GFLOP/s matmul %.1f blocks %.1f nodes %.1f", k.isa, type, rows, cols,
+           n_tok, flop / best[0] * 1e-9, flop / best[1] * 1e-9, flop / best[2] * 1e-9);
+    if (quant) printf(" fast: matmul %.1f nodes %.1f", flop / best[3] * 1e-9, flop / best[4] * 1e-9);
+    printf(" (one thread)\n");
+    if (quant) q8rows_free(&xb);
     free(p);
     free(x);
     free(y);
