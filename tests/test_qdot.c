@@ -304,6 +304,35 @@ static void test_matmul_q8(void **state) {
         }
 }
 
+/* The largest and smallest codes (every code byte 0xFF or 0x00, the K-quants' 6-bit scales and mins
+ * with them) against activations all +127 or all -127, on enough tokens for the prefill tiles: the
+ * bounds the SIMD kernels rely on for their int16 sums (Q6_K's wrap around before Σ 32 q comes off). */
+static void test_matmul_q8_extremes(void **state) {
+    (void)state;
+    isa_fns fs[8];
+    const int nf = isas(fs);
+    rng_t r = {17};
+    for (int d = 0; d < COUNT(quant_dts); d++)
+        for (int kind = 0; kind < 4; kind++) {
+            qcase c;
+            make_case(&r, quant_dts[d], 8, 20, 32, &c);
+            const size_t bb = qm_dtype_block_bytes(c.dt), nblk = (size_t)c.rows * (size_t)c.ld / (size_t)qm_dtype_block(c.dt);
+            const size_t f16_at = c.dt == QM_DT_Q6_K ? 208 : 0;
+            const size_t f16_len = c.dt == QM_DT_Q4_1 || c.dt == QM_DT_Q5_1 || c.dt == QM_DT_Q4_K || c.dt == QM_DT_Q5_K ? 4 : 2;
+            for (size_t b = 0; b < nblk; b++)
+                for (size_t i = 0; i < bb; i++)
+                    if (i < f16_at || i >= f16_at + f16_len) c.wq[b * bb + i] = kind & 1 ? 0xFF : 0x00;
+            const size_t nxb = (size_t)c.n_tok * c.x.ld_blocks;
+            for (size_t b = 0; b < nxb; b++) {
+                memset(c.q + 32 * b, kind & 2 ? -127 : 127, 32);
+                c.s[b] = kind & 2 ? -32 * 127 : 32 * 127;
+                if (c.d[b] == 0.0f) c.d[b] = 1.0f;
+            }
+            check_case(&c, fs, nf);
+            free_case(&c);
+        }
+}
+
 /* Outputs outside [o_begin, o_end) are not written; uneven row splits give the same bits. */
 static void test_matmul_q8_splits(void **state) {
     (void)state;
@@ -496,6 +525,7 @@ static void test_bench(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_q8),
+        cmocka_unit_test(test_matmul_q8_extremes),
         cmocka_unit_test(test_matmul_q8_splits),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_accuracy),

@@ -340,9 +340,18 @@ QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, w
 typedef struct {
     __m256i q[16];   /* as wgroup.q (absent blocks: 0) */
     __m256i q32[16]; /* Q6_K: 32 (q_2i + q_2i+1) per int16 lane */
+    __m256i q32s[4]; /* Q6_K, transposed: [2h + e] the sum of q32[8h + 4e + i], i < 4 */
     __m256 dx[2], sf[2];
     __m256i s[2];
 } xgroup;
+
+/* Q6_K's q32 and, for the transposed sums, q32s (at most 4 x 32 x 254 = 32512: int16). */
+QM_INLINE void q32_of(xgroup *xg) {
+    for (int b = 0; b < 16; b++) xg->q32[b] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xg->q[b]);
+    for (int k = 0; k < 4; k++)
+        xg->q32s[k] = _mm256_add_epi16(_mm256_add_epi16(xg->q32[4 * k], xg->q32[4 * k + 1]),
+                                       _mm256_add_epi16(xg->q32[4 * k + 2], xg->q32[4 * k + 3]));
+}
 
 QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int transposed, xgroup *xg) {
     const size_t xb = (size_t)t * x->ld_blocks + (size_t)b0;
@@ -354,7 +363,7 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
         transpose8(xg->q + 8);
     }
     if (dt == QM_DT_Q6_K)
-        for (int b = 0; b < 16; b++) xg->q32[b] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xg->q[b]);
+        q32_of(xg);
     for (int h = 0; h < 2; h++) {
         const __m256i m = half_mask(nb, h);
         xg->dx[h] = _mm256_maskload_ps(x->d + xb + 8 * h, m);
@@ -441,7 +450,9 @@ QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
     return _mm256_cvtepi32_ps(is);
 }
 
-/* Prefill: transposed operands, products summed vertically (int16 while the bounds allow); Q4_K and
+/* Prefill: transposed operands, products summed vertically (int16 while the bounds allow; Q6_K's
+ * 4 products of codes 0..63, each pair at most 16002, wrap around in int16 before Σ 32 q comes off
+ * at once, but the true Σ (w - 32) q, at most 4 x 8128, fits, and int16 adds wrap: it is exact); Q4_K and
  * Q5_K's sums come times the block's 6-bit scale, sc_j Σ, from the last madd (at most 63 x 62992,
  * exact in int32 and, below 2^24, in f32: the spec's (float)(sc_j Σ)), a multiply less a pair, where
  * scaled (a literal: unpack_prefill's groups, whose w[h] holds the scales). */
@@ -460,10 +471,9 @@ QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, i
     for (int e = 0; e < 2; e++) {
         s[e] = _mm256_setzero_si256();
         for (int i = 4 * e; i < 4 * e + 4; i++) {
-            __m256i p = _mm256_maddubs_epi16(wq[i], xq[i]);
-            if (dt == QM_DT_Q6_K) p = _mm256_sub_epi16(p, xg->q32[8 * h + i]);
-            s[e] = _mm256_add_epi16(s[e], p);
+            s[e] = _mm256_add_epi16(s[e], _mm256_maddubs_epi16(wq[i], xq[i]));
         }
+        if (dt == QM_DT_Q6_K) s[e] = _mm256_sub_epi16(s[e], xg->q32s[2 * h + e]);
     }
     if (dt == QM_DT_Q6_K)
         return _mm256_add_epi32(_mm256_madd_epi16(s[0], g->w[2 * h]), _mm256_madd_epi16(s[1], g->w[2 * h + 1]));
@@ -709,7 +719,7 @@ QM_INLINE void load_x_narrow(qm_dtype dt, const qm_q8act *x, int t, int nblk, in
     transpose8(xg->q);
     transpose8(xg->q + 8);
     if (dt == QM_DT_Q6_K)
-        for (int b = 0; b < 16; b++) xg->q32[b] = _mm256_maddubs_epi16(_mm256_set1_epi8(32), xg->q[b]);
+        q32_of(xg);
     for (int h = 0; h < 2; h++) {
         xg->dx[h] = _mm256_loadu_ps(dx + 8 * h);
         xg->s[h] = _mm256_loadu_si256((const __m256i *)(s + 8 * h));
