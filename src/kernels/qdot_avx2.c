@@ -316,6 +316,16 @@ QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int trans
     else scales_32(dt, row, sb, nb, g);
 }
 
+/* Q4_K, Q5_K, a transposed group: w[h] int16 lanes 2l, 2l + 1 = sc_f[h] lane l, the madd operand of
+ * isum_prefill. */
+QM_INLINE void k_scales16(qm_dtype dt, wgroup *g) {
+    if (dt != QM_DT_Q4_K && dt != QM_DT_Q5_K) return;
+    for (int h = 0; h < 2; h++) {
+        const __m256i sc = _mm256_cvttps_epi32(g->sc_f[h]);
+        g->w[h] = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+    }
+}
+
 /* Prefill: one row's group, codes transposed. */
 QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
     codes(dt, row, sb, nb, g->q);
@@ -327,11 +337,7 @@ QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, w
             g->q[b] = _mm256_abs_epi8(g->q[b]);
         }
     scales(dt, row, sb, nb, 1, g);
-    if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K)
-        for (int h = 0; h < 2; h++) {
-            const __m256i sc = _mm256_cvttps_epi32(g->sc_f[h]);
-            g->w[h] = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
-        }
+    k_scales16(dt, g);
 }
 
 /* ---- activations ---- */
@@ -454,9 +460,9 @@ QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
  * 4 products of codes 0..63, each pair at most 16002, wrap around in int16 before Σ 32 q comes off
  * at once, but the true Σ (w - 32) q, at most 4 x 8128, fits, and int16 adds wrap: it is exact); Q4_K and
  * Q5_K's sums come times the block's 6-bit scale, sc_j Σ, from the last madd (at most 63 x 62992,
- * exact in int32 and, below 2^24, in f32: the spec's (float)(sc_j Σ)), a multiply less a pair, where
- * scaled (a literal: unpack_prefill's groups, whose w[h] holds the scales). */
-QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, int scaled) {
+ * exact in int32 and, below 2^24, in f32: the spec's (float)(sc_j Σ)), a multiply less a pair (w[h]:
+ * k_scales16). */
+QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
     const __m256i ones = _mm256_set1_epi16(1);
     const __m256i *wq = g->q + 8 * h, *xq = xg->q + 8 * h;
     if (dt == QM_DT_Q8_0) {
@@ -477,14 +483,14 @@ QM_INLINE __m256i isum_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, i
     }
     if (dt == QM_DT_Q6_K)
         return _mm256_add_epi32(_mm256_madd_epi16(s[0], g->w[2 * h]), _mm256_madd_epi16(s[1], g->w[2 * h + 1]));
-    const __m256i m = scaled && (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) ? g->w[h] : ones;
+    const __m256i m = dt == QM_DT_Q4_K || dt == QM_DT_Q5_K ? g->w[h] : ones;
     if (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K)
         return _mm256_madd_epi16(_mm256_add_epi16(s[0], s[1]), m);
     return _mm256_add_epi32(_mm256_madd_epi16(s[0], m), _mm256_madd_epi16(s[1], m));
 }
 
-QM_INLINE __m256 sums_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, int scaled) {
-    __m256i is = isum_prefill(dt, g, xg, h, scaled);
+QM_INLINE __m256 sums_prefill(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
+    __m256i is = isum_prefill(dt, g, xg, h);
     if (dt == QM_DT_Q4_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 3));
     if (dt == QM_DT_Q5_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 4));
     return _mm256_cvtepi32_ps(is);
@@ -506,6 +512,11 @@ QM_INLINE __m256 contrib_scaled(qm_dtype dt, const wgroup *g, const xgroup *xg, 
 QM_INLINE __m256 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, __m256 f) {
     if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) f = _mm256_mul_ps(g->sc_f[h], f);
     return contrib_scaled(dt, g, xg, h, f);
+}
+
+/* The contributions of half h of a transposed group (prefill's and the narrow views'). */
+QM_INLINE __m256 prefill_contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
+    return contrib_scaled(dt, g, xg, h, sums_prefill(dt, g, xg, h));
 }
 
 /* acc + c in the lanes of the first nb blocks of half h; the others keep their bits. */
@@ -631,7 +642,7 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
             for (int r = 0; r < nr; r++)
                 for (int h = 0; h < 2 && 8 * h < nb; h++)
                     acc[r][t][h] = add_lanes(acc[r][t][h],
-                                             contrib_scaled(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h, 1)), nb, h);
+                                             prefill_contrib(dt, &wg[r], xg, h), nb, h);
         }
     }
     for (int r = 0; r < nr; r++)
@@ -702,6 +713,7 @@ QM_INLINE void unpack_narrow(qm_dtype dt, const wrows *w, int lg, int nr, wgroup
         if (dt == QM_DT_Q6_K)
             for (int e = 0; e < 2; e++) g->w[2 * h + e] = _mm256_loadu_si256((const __m256i *)(w6[e] + 8 * h));
     }
+    k_scales16(dt, g);
 }
 
 /* Token t's blocks [0, nblk) as items: block b in the items of every row. */
@@ -748,7 +760,7 @@ QM_INLINE void tile_narrow(qm_dtype dt, const wrows *w, int lg, int nr, const qm
         for (int gi = 0; gi < ng; gi++) {
             __m256 a[2];
             for (int h = 0; h < 2; h++) { /* acc = +0 + c in live lanes, +0 elsewhere */
-                const __m256 c = contrib(dt, &wg[gi], &xg, h, sums_prefill(dt, &wg[gi], &xg, h, 0));
+                const __m256 c = prefill_contrib(dt, &wg[gi], &xg, h);
                 a[h] = _mm256_and_ps(_mm256_add_ps(_mm256_setzero_ps(), c), live[h]);
             }
             float out[16];
@@ -965,7 +977,7 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
         unpack_narrow(dt, &wr, lg, nr, &g);
         float a[16]; /* item order: block b of row j at b R + j */
         for (int h = 0; h < 2; h++) {
-            const __m256 c = contrib(dt, &g, &xg, h, sums_prefill(dt, &g, &xg, h, 0));
+            const __m256 c = prefill_contrib(dt, &g, &xg, h);
             _mm256_storeu_ps(a + 8 * h, _mm256_and_ps(_mm256_add_ps(_mm256_setzero_ps(), c), live[h]));
         }
         qm_narrow_block_dots(a, R, bpb, nbk, nr, part + o, pstride);
@@ -1015,7 +1027,7 @@ QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *
                     __m256 a[2];
                     for (int h = 0; h < 2; h++)
                         a[h] = _mm256_add_ps(_mm256_setzero_ps(),
-                                             contrib_scaled(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h, 1)));
+                                             prefill_contrib(dt, &wg[r], xg, h));
                     pairs[r] = _mm256_hadd_ps(a[0], a[1]);
                 }
                 store_pairs(pairs, lf + (size_t)k0 * L + (size_t)t * PR, L);
@@ -1028,7 +1040,7 @@ QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *
             for (int r = 0; r < nr; r++) {
                 float p[16] __attribute__((aligned(32)));
                 for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                    __m256 a = _mm256_add_ps(_mm256_setzero_ps(), contrib_scaled(dt, &wg[r], xg, h, sums_prefill(dt, &wg[r], xg, h, 1)));
+                    __m256 a = _mm256_add_ps(_mm256_setzero_ps(), prefill_contrib(dt, &wg[r], xg, h));
                     if (nb < 8 * h + 8) a = _mm256_and_ps(a, _mm256_castsi256_ps(half_mask(nb, h)));
                     half_dots(a, bpb, p + 8 * h);
                 }
