@@ -1525,8 +1525,67 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
  * (blocks_tokens_wide; its 2 x 4 tiles, which read the rows two at a time along the blocks, were
  * measured faster at batch 16 than nodes_tokens: `qmesh bench --batch 16`, 0.5B bf16, 38 against
  * 34 tok/s), with the nodes made from their block dots in the L2 (qm_rowpar_nodes_few). */
-QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_avx2, matmul_nodes_decode, nodes_tokens, blocks_tokens_wide, tokens_wide_shape,
+QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_rowpar, matmul_nodes_decode, nodes_tokens, blocks_tokens_wide, tokens_wide_shape,
                              NMIN, NODE_LEVELS) /* rowpar.h */
+
+/* ---- row-parallel layers over 9 to 16 tokens (batched decode): the nodes of the tokens side by side ----
+ * The view's activations are transposed once a call (xt_block over all its columns, 16 floats a
+ * column: 311 KB for the 0.5B's down_proj, in the L2), where qm_rowpar_nodes_few over
+ * blocks_tokens_wide transposed every block again for each tile of 16 rows; tiles of NW_ROWS rows,
+ * a multiple of TOK_ROWS (16 left a register tile of 3 rows with one row in it), each block's dots
+ * by tok_rows into lf[block][token][row], then the tile's nodes added up there
+ * (qm_rowpar_store_nodes). The same block dots, the same tree. */
+#define NW_ROWS TOK_TILE_ROWS
+_Static_assert(NW_ROWS % TOK_ROWS == 0, "whole register tiles");
+
+QM_INLINE void nodes_wide_dt(const qm_wview *w, qm_dtype dt, const float *xt, int n_tok, int bc, int nb,
+                             const qm_leaf_node *nodes, int n_nodes, float *lf, float *out, size_t ostride,
+                             size_t ldy, int o_begin, int o_end) {
+    const size_t ws = qm_wview_stride(w);
+    for (int o = o_begin; o < o_end; o += NW_ROWS) {
+        const int nr = o_end - o < NW_ROWS ? o_end - o : NW_ROWS;
+        const char *w0 = (const char *)w->data + (size_t)o * ws;
+        for (int k = 0; k < nb; k++) {
+            const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
+            tok_rows(w0, ws, dt, w->col0, 0, nr, e0, e1, xt + (size_t)e0 * 16, n_tok,
+                     lf + (size_t)k * (size_t)n_tok * NW_ROWS, NW_ROWS);
+        }
+        qm_rowpar_store_nodes(lf, NW_ROWS, n_tok, nr, nodes, n_nodes, out + o, ostride, ldy);
+    }
+}
+
+/* matmul_nodes of 9 to 16 tokens where tokens_wide_shape holds; 0 without buffers. */
+static __attribute__((noinline)) int nodes_wide(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc,
+                                                int nb, const qm_leaf_node *nodes, int n_nodes, float *out,
+                                                size_t ostride, size_t ldy, int o_begin, int o_end) {
+    float *xt = aligned_alloc(32, (size_t)w->cols * 16 * sizeof(float)); /* [column][16 tokens] */
+    float *lf = malloc((size_t)nb * (size_t)n_tok * NW_ROWS * sizeof(float));
+    const int ok = xt && lf;
+    if (ok) {
+        xt_block(x, ldx, n_tok, 0, w->cols, xt);
+#define NODES_WIDE(dt_) nodes_wide_dt(w, dt_, xt, n_tok, bc, nb, nodes, n_nodes, lf, out, ostride, ldy, o_begin, o_end)
+        switch (w->dtype) {
+        case QM_DT_F32: NODES_WIDE(QM_DT_F32); break;
+        case QM_DT_F16: NODES_WIDE(QM_DT_F16); break;
+        case QM_DT_BF16: NODES_WIDE(QM_DT_BF16); break;
+        default: NODES_WIDE(w->dtype); break; /* block-quantized: qrow_any */
+        }
+#undef NODES_WIDE
+    }
+    free(xt);
+    free(lf);
+    return ok;
+}
+
+static int matmul_nodes_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                             const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin,
+                             int o_end) {
+    if (n_tok > 8 && n_tok <= 16 && tokens_wide_shape(w, n_tok, bc, nb)) {
+        if (o_begin >= o_end) return 1;
+        if (nodes_wide(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end)) return 1;
+    }
+    return matmul_nodes_rowpar(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
+}
 
 const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,
