@@ -8,13 +8,12 @@
  * Work inside a device is split over its team by output rows or by (token, head): never along
  * a reduction, so the team size changes no bits. */
 #include "model/model.h"
+#include "model/attention.h"
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
 #include "mesh/tree_sum.h"
-#include "util/largest.h"
 
 #include <assert.h>
-#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -41,15 +40,6 @@ typedef struct {
     /* a decode step's phase: the next row of each of its matmuls (take_rows), 0 at its start */
     atomic_long next_row[3];
 } job;
-
-static float *kv_at(const qm_device *dev, int slot, int layer, int which, int kvh, int pos) {
-    const qm_shard *sh = &dev->shard;
-    size_t hkv = (size_t)qm_range_len(sh->part.kv_heads), hd = (size_t)sh->cfg.head_dim;
-    size_t ctx = (size_t)dev->dims.max_context;
-    size_t idx = ((((size_t)slot * (size_t)sh->cfg.num_hidden_layers + (size_t)layer) * 2 + (size_t)which) * hkv +
-                  (size_t)kvh) * ctx + (size_t)pos;
-    return dev->kv + idx * hd;
-}
 
 /* One matmul: in the fast mode, a quantized view whose columns are whole 32-blocks takes the
  * input as quantized into dev->xq (element offset qoff of each vector); everything else, f32. */
@@ -100,69 +90,6 @@ static void quantize_rows(job *J, int ith, int nth) {
         size_t off = (size_t)t * (size_t)dev->xq_ld;
         dev->kern.quantize_act(J->q_in + (size_t)t * (size_t)J->q_ld, J->q_ld, dev->xq + off, dev->xq_d + off / 32,
                                dev->xq_s + off / 32);
-    }
-}
-
-#define SOFTMAX_HEADS 16
-
-/* Row h < g (g <= SOFTMAX_HEADS) of sc [g][ld], its first n scores: s = s * scale; m = the largest;
- * s = expf(s - m); total = the sum of s in position order from +0; s = s / total. Exact however
- * it is vectorized: the maximum is the same whichever order finds it (a zero's sign changes no
- * exponential); the g heads' sums run side by side, each still in position order. */
-static void softmax_heads(float *sc, size_t ld, int g, int n, float scale) {
-    float total[SOFTMAX_HEADS] = {0};
-    for (int h = 0; h < g; h++) {
-        float *s = sc + (size_t)h * ld;
-        for (int j = 0; j < n; j++) s[j] = s[j] * scale;
-        const float m = qm_largest(s, n);
-        for (int j = 0; j < n; j++) s[j] = expf(s[j] - m);
-    }
-    for (int j = 0; j < n; j++)
-        for (int h = 0; h < g; h++) total[h] += sc[(size_t)h * ld + (size_t)j];
-    for (int h = 0; h < g; h++) {
-        float *s = sc + (size_t)h * ld;
-        for (int j = 0; j < n; j++) s[j] = s[j] / total[h];
-    }
-}
-
-/* Causal attention of the step's tokens over their sequences' caches, local heads only.
- * Work items are (token, local KV head): the query heads that share a KV head are scored
- * together, as the "tokens" of one matmul over the cached keys [pos + 1][hd], so each key is
- * loaded once per group. Each score is the canonical dot, whatever the grouping. */
-static void attention(job *J, int ith, int nth) {
-    qm_device *dev = J->dev;
-    const qm_shard *sh = &dev->shard;
-    const qm_partition *p = &sh->part;
-    int T = J->s->n_tok, hq = qm_range_len(p->q_heads), hkv = qm_range_len(p->kv_heads), hd = sh->cfg.head_dim;
-    size_t ctx = (size_t)dev->dims.max_context;
-    float scale = (float)(1.0 / sqrt((double)hd));
-    float *scores = dev->scores + (size_t)ith * (size_t)p->group * ctx; /* [group][ctx] */
-    long b, e;
-    qm_split_range((long)T * hkv, ith, nth, &b, &e);
-    for (long i = b; i < e; i++) {
-        int t = (int)(i / hkv), kvh = (int)(i % hkv);
-        int kv_global = p->kv_heads.begin + kvh;
-        int h0 = kv_global * p->group, h1 = h0 + p->group; /* this KV head's query heads ... */
-        if (h0 < p->q_heads.begin) h0 = p->q_heads.begin;   /* ... that live on this device */
-        if (h1 > p->q_heads.end) h1 = p->q_heads.end;
-        int g = h1 - h0;
-        if (g <= 0) continue;
-        int pos = J->s->pos[t], slot = J->s->slot[t];
-        const qm_kv_base *kb = &dev->kv_base[slot]; /* positions [0, n0) from slot kb->from */
-        const int n0 = kb->n < pos + 1 ? kb->n : pos + 1;
-        const float *q = dev->q + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin)) * hd; /* [g][hd] */
-        qm_wview keys = {kv_at(dev, slot, J->layer, 0, kvh, 0), QM_DT_F32, (size_t)hd, pos + 1, hd, 0};
-        qm_wview keys0 = {kv_at(dev, kb->from, J->layer, 0, kvh, 0), QM_DT_F32, (size_t)hd, n0, hd, 0};
-        dev->kern.matmul(&keys0, NULL, q, (size_t)hd, g, scores, ctx, 0, n0);
-        dev->kern.matmul(&keys, NULL, q, (size_t)hd, g, scores, ctx, n0, pos + 1);
-        for (int h0 = 0; h0 < g; h0 += SOFTMAX_HEADS)
-            softmax_heads(scores + (size_t)h0 * ctx, ctx, g - h0 < SOFTMAX_HEADS ? g - h0 : SOFTMAX_HEADS, pos + 1, scale);
-        /* out [g][hd]: the g heads' rows of att, side by side */
-        float *out = dev->att + ((size_t)t * hq + (size_t)(h0 - p->q_heads.begin)) * hd;
-        memset(out, 0, (size_t)g * (size_t)hd * sizeof(float));
-        dev->kern.attn_values(scores, ctx, g, kv_at(dev, kb->from, J->layer, 1, kvh, 0), (size_t)hd, n0, out, hd);
-        dev->kern.attn_values(scores + n0, ctx, g, kv_at(dev, slot, J->layer, 1, kvh, n0), (size_t)hd, pos + 1 - n0, out,
-                              hd);
     }
 }
 
@@ -285,14 +212,14 @@ static void run_phase(void *arg, int ith, int nth) {
             for (int h = 0; h < hkv; h++) {
                 float *kh = dev->k + ((size_t)t * hkv + h) * hd;
                 qm_rope_apply(kh, hd, cos_t, sin_t);
-                memcpy(kv_at(dev, s->slot[t], J->layer, 0, h, s->pos[t]), kh, (size_t)hd * sizeof(float));
-                memcpy(kv_at(dev, s->slot[t], J->layer, 1, h, s->pos[t]), dev->v + ((size_t)t * hkv + h) * hd,
+                memcpy(qm_kv_at(dev, s->slot[t], J->layer, 0, h, s->pos[t]), kh, (size_t)hd * sizeof(float));
+                memcpy(qm_kv_at(dev, s->slot[t], J->layer, 1, h, s->pos[t]), dev->v + ((size_t)t * hkv + h) * hd,
                        (size_t)hd * sizeof(float));
             }
         }
         break;
     }
-    case PH_ATTENTION: attention(J, ith, nth); break;
+    case PH_ATTENTION: qm_attention(dev, s, J->layer, ith, nth); break;
     case PH_OPROJ:
     case PH_DOWN: row_parallel(J, ith, nth); break;
     case PH_RESIDUAL: {

@@ -109,6 +109,17 @@ typedef struct {
     long decode_steps;                   /* how many such steps */
 } qm_device;
 
+/* Where position pos of KV head kvh (local), layer `layer`, of slot `slot` lives: which 0 = its
+ * key, 1 = its value, hd floats. */
+static inline float *qm_kv_at(const qm_device *dev, int slot, int layer, int which, int kvh, int pos) {
+    const qm_shard *sh = &dev->shard;
+    const size_t hkv = (size_t)qm_range_len(sh->part.kv_heads), hd = (size_t)sh->cfg.head_dim;
+    const size_t ctx = (size_t)dev->dims.max_context;
+    const size_t idx = ((((size_t)slot * (size_t)sh->cfg.num_hidden_layers + (size_t)layer) * 2 + (size_t)which) * hkv +
+                        (size_t)kvh) * ctx + (size_t)pos;
+    return dev->kv + idx * hd;
+}
+
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
                          int team_threads, const qm_device_dims *dims, qm_error *err);
 void qm_device_free(qm_device *dev);

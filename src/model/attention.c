@@ -1,0 +1,192 @@
+/* Causal attention of a step's tokens over their sequences' KV caches, local heads only.
+ *
+ * The query heads that share a KV head are scored together, as the "tokens" of one matmul over
+ * the cached keys [pos + 1][hd], so each key is loaded once per group. Tokens whose sequences read
+ * the same KV base (positions [0, n0) of one slot, read in place: GSM8K's few-shot prefix under a
+ * batch of questions) are scored together over it as well: their g query heads each, nt * g
+ * "tokens" of one matmul over the base's keys, and one attn_values over its values, where token
+ * by token each of them read the whole base again (0.5B at batch 16 over a 700-token prefix:
+ * 16 x 2 x 179 KB of keys and as much of values a layer). Each score is the canonical dot and each
+ * output element's sum runs over the positions in order, base first, whatever the grouping; the
+ * softmax is a token's own: the same bits as one token at a time. */
+#include "model/attention.h"
+#include "util/largest.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SOFTMAX_HEADS 16
+#define SHARE_MIN 16  /* base positions from which tokens that share them are scored together */
+#define GROUP_MAX 16  /* tokens a work item at most (its scratch: GROUP_MAX x g x (2 hd + positions)) */
+
+/* Row h < g (g <= SOFTMAX_HEADS) of sc [g][ld], its first n scores: s = s * scale; m = the largest;
+ * s = expf(s - m); total = the sum of s in position order from +0; s = s / total. Exact however
+ * it is vectorized: the maximum is the same whichever order finds it (a zero's sign changes no
+ * exponential); the g heads' sums run side by side, each still in position order. */
+static void softmax_heads(float *sc, size_t ld, int g, int n, float scale) {
+    float total[SOFTMAX_HEADS] = {0};
+    for (int h = 0; h < g; h++) {
+        float *s = sc + (size_t)h * ld;
+        for (int j = 0; j < n; j++) s[j] = s[j] * scale;
+        const float m = qm_largest(s, n);
+        for (int j = 0; j < n; j++) s[j] = expf(s[j] - m);
+    }
+    for (int j = 0; j < n; j++)
+        for (int h = 0; h < g; h++) total[h] += sc[(size_t)h * ld + (size_t)j];
+    for (int h = 0; h < g; h++) {
+        float *s = sc + (size_t)h * ld;
+        for (int j = 0; j < n; j++) s[j] = s[j] / total[h];
+    }
+}
+
+typedef struct {
+    qm_device *dev;
+    const qm_step *s;
+    int layer, hq, hd;
+    float scale;
+} att_ctx;
+
+/* Work item: tokens [t0, t0 + nt) of the step (nt > 1: they share their KV base), KV head kvh. */
+typedef struct {
+    int kvh, t0, nt;
+} att_item;
+
+/* Token t's positions read from its KV base (0: none). */
+static int base_len(const qm_device *dev, const qm_step *s, int t) {
+    const qm_kv_base *kb = &dev->kv_base[s->slot[t]];
+    return kb->n < s->pos[t] + 1 ? kb->n : s->pos[t] + 1;
+}
+
+/* Whether tokens t and u read the same positions of the same base. */
+static int share_base(const qm_device *dev, const qm_step *s, int t, int u) {
+    return dev->kv_base[s->slot[t]].from == dev->kv_base[s->slot[u]].from && base_len(dev, s, t) == base_len(dev, s, u);
+}
+
+/* The step's work items into items (NULL: counted only): each run of consecutive tokens that
+ * share a base of SHARE_MIN positions or more in chunks (of at most GROUP_MAX tokens, small enough
+ * that every team member gets one where there are fewer KV heads than members), any other token
+ * alone; each for every local KV head. Every member makes the same list. */
+static long plan_items(const qm_device *dev, const qm_step *s, int hkv, int nth, att_item *items) {
+    const int parts = (nth + hkv - 1) / hkv;
+    long n = 0;
+    for (int t = 0; t < s->n_tok;) {
+        int len = 1;
+        if (base_len(dev, s, t) >= SHARE_MIN)
+            while (t + len < s->n_tok && share_base(dev, s, t, t + len)) len++;
+        int chunk = (len + parts - 1) / parts;
+        if (chunk > GROUP_MAX) chunk = GROUP_MAX;
+        for (int c = t; c < t + len; c += chunk)
+            for (int kvh = 0; kvh < hkv; kvh++, n++)
+                if (items) items[n] = (att_item){kvh, c, t + len - c < chunk ? t + len - c : chunk};
+        t += len;
+    }
+    return n;
+}
+
+/* The device's query heads of KV head kvh: [*h0, *h0 + g) of its local heads; returns g (0: none here). */
+static int heads_of(const qm_partition *p, int kvh, int *h0) {
+    const int kv_global = p->kv_heads.begin + kvh;
+    int a = kv_global * p->group, b = a + p->group;
+    if (a < p->q_heads.begin) a = p->q_heads.begin;
+    if (b > p->q_heads.end) b = p->q_heads.end;
+    *h0 = a - p->q_heads.begin;
+    return b > a ? b - a : 0;
+}
+
+/* Item it's g heads a token: qg [nt][g][hd] their queries, sc [nt * g][lds] their scores (lds at
+ * least each token's positions), og [nt][g][hd] their outputs. The base's n0 positions (the same
+ * for every token of the item) are scored and summed for all the item's heads at once, then each
+ * token's own positions [n0, pos] go on from there. */
+static void attend(const att_ctx *A, const att_item *it, int g, const float *qg, float *sc, size_t lds, float *og) {
+    qm_device *dev = A->dev;
+    const qm_step *s = A->s;
+    const int hd = A->hd, n0 = base_len(dev, s, it->t0), from = dev->kv_base[s->slot[it->t0]].from;
+    const size_t rows = (size_t)g * (size_t)hd; /* one token's heads in qg, og */
+    if (n0 > 0) {
+        const qm_wview keys0 = {qm_kv_at(dev, from, A->layer, 0, it->kvh, 0), QM_DT_F32, (size_t)hd, n0, hd, 0};
+        dev->kern.matmul(&keys0, NULL, qg, (size_t)hd, it->nt * g, sc, lds, 0, n0);
+    }
+    for (int i = 0; i < it->nt; i++) {
+        const int pos = s->pos[it->t0 + i];
+        float *si = sc + (size_t)i * (size_t)g * lds;
+        const qm_wview keys = {qm_kv_at(dev, s->slot[it->t0 + i], A->layer, 0, it->kvh, 0), QM_DT_F32, (size_t)hd,
+                               pos + 1, hd, 0};
+        dev->kern.matmul(&keys, NULL, qg + (size_t)i * rows, (size_t)hd, g, si, lds, n0, pos + 1);
+        for (int h = 0; h < g; h += SOFTMAX_HEADS)
+            softmax_heads(si + (size_t)h * lds, lds, g - h < SOFTMAX_HEADS ? g - h : SOFTMAX_HEADS, pos + 1, A->scale);
+    }
+    memset(og, 0, (size_t)it->nt * rows * sizeof(float));
+    if (n0 > 0)
+        dev->kern.attn_values(sc, lds, it->nt * g, qm_kv_at(dev, from, A->layer, 1, it->kvh, 0), (size_t)hd, n0, og, hd);
+    for (int i = 0; i < it->nt; i++) {
+        const int pos = s->pos[it->t0 + i];
+        dev->kern.attn_values(sc + (size_t)i * (size_t)g * lds + (size_t)n0, lds, g,
+                              qm_kv_at(dev, s->slot[it->t0 + i], A->layer, 1, it->kvh, n0), (size_t)hd, pos + 1 - n0,
+                              og + (size_t)i * rows, hd);
+    }
+}
+
+/* One token of an item (in place: its queries and outputs where they live, scores in the member's
+ * scratch row of the device, [group][max_context]). */
+static void attend_token(const att_ctx *A, int kvh, int t, int ith) {
+    qm_device *dev = A->dev;
+    const qm_partition *p = &dev->shard.part;
+    int h0;
+    const int g = heads_of(p, kvh, &h0);
+    if (g <= 0) return;
+    const size_t ctx = (size_t)dev->dims.max_context, at = ((size_t)t * (size_t)A->hq + (size_t)h0) * (size_t)A->hd;
+    const att_item it = {kvh, t, 1};
+    attend(A, &it, g, dev->q + at, dev->scores + (size_t)ith * (size_t)p->group * ctx, ctx, dev->att + at);
+}
+
+/* An item: one token in place; several, their queries gathered, attended together, outputs
+ * scattered back (token by token where that scratch cannot be had). */
+static void attend_item(const att_ctx *A, const att_item *it, int ith) {
+    qm_device *dev = A->dev;
+    const qm_step *s = A->s;
+    int h0;
+    const int g = heads_of(&dev->shard.part, it->kvh, &h0);
+    if (g <= 0) return;
+    if (it->nt == 1) {
+        attend_token(A, it->kvh, it->t0, ith);
+        return;
+    }
+    int npos = 0; /* the most positions a token of the item attends to */
+    for (int i = 0; i < it->nt; i++)
+        if (s->pos[it->t0 + i] + 1 > npos) npos = s->pos[it->t0 + i] + 1;
+    const size_t rows = (size_t)g * (size_t)A->hd, nq = (size_t)it->nt * rows, lds = ((size_t)npos + 15) / 16 * 16;
+    float *buf = malloc((2 * nq + (size_t)it->nt * (size_t)g * lds) * sizeof(float));
+    if (!buf) {
+        for (int i = 0; i < it->nt; i++) attend_token(A, it->kvh, it->t0 + i, ith);
+        return;
+    }
+    float *qg = buf, *og = buf + nq, *sc = og + nq; /* [nt][g][hd], [nt][g][hd], [nt * g][lds] */
+    for (int i = 0; i < it->nt; i++)
+        memcpy(qg + (size_t)i * rows, dev->q + ((size_t)(it->t0 + i) * (size_t)A->hq + (size_t)h0) * (size_t)A->hd,
+               rows * sizeof(float));
+    attend(A, it, g, qg, sc, lds, og);
+    for (int i = 0; i < it->nt; i++)
+        memcpy(dev->att + ((size_t)(it->t0 + i) * (size_t)A->hq + (size_t)h0) * (size_t)A->hd, og + (size_t)i * rows,
+               rows * sizeof(float));
+    free(buf);
+}
+
+void qm_attention(qm_device *dev, const qm_step *s, int layer, int ith, int nth) {
+    const qm_shard *sh = &dev->shard;
+    const int hkv = qm_range_len(sh->part.kv_heads), hd = sh->cfg.head_dim;
+    if (hkv <= 0) return; /* a device that owns no KV head (more devices than heads) */
+    const att_ctx A = {dev, s, layer, qm_range_len(sh->part.q_heads), hd, (float)(1.0 / sqrt((double)hd))};
+    const long n = plan_items(dev, s, hkv, nth, NULL);
+    att_item *items = n > 0 ? malloc((size_t)n * sizeof *items) : NULL;
+    long b, e;
+    if (!items) { /* token by token */
+        qm_split_range((long)s->n_tok * hkv, ith, nth, &b, &e);
+        for (long i = b; i < e; i++) attend_token(&A, (int)(i % hkv), (int)(i / hkv), ith);
+        return;
+    }
+    plan_items(dev, s, hkv, nth, items);
+    qm_split_range(n, ith, nth, &b, &e);
+    for (long i = b; i < e; i++) attend_item(&A, &items[i], ith);
+    free(items);
+}
