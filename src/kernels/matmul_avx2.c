@@ -853,6 +853,18 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
  * thread, Intel Xeon, 2026-12-04): 71-79 GFLOP/s against 51-67; Q4_K 600 or 8960 x 1536: 85-86
  * against 54-60. */
 #define WIDE_ROWS 6
+/* Columns a chunk of the lanes' loops (a multiple of 16) for rows of more than WIDE_KC_FROM
+ * columns, so that a chunk of the tile's rows as f32 (24 bytes a column) stays in the L1 while the
+ * 16 lanes go over it. bench_qmatmul pre avx2 BF16 600 COLS 16, one thread (Intel Xeon, 48 KB
+ * L1): 3584 columns 36-44 GFLOP/s whole, 62-63 in chunks of 256 to 512, 47 in chunks of 1200;
+ * 896 and 1536 columns (21 and 37 KB) no faster in chunks, and Q4_K 8960 x 1536 slower (60
+ * against 65-67: each lane's loop restarts three times as often). */
+#ifndef WIDE_KC
+#define WIDE_KC 512
+#endif
+#ifndef WIDE_KC_FROM
+#define WIDE_KC_FROM 2048
+#endif
 #define WIDE_MAX_COLS 4096 /* xt on the stack: 256 KB */
 #ifndef WIDE_MIN_TOKENS
 #define WIDE_MIN_TOKENS 9
@@ -886,12 +898,17 @@ QM_INLINE void wide_transpose(const float *x, size_t ldx, int nt, int cols, floa
         }
 }
 
-/* Lane l of WIDE_ROWS rows (wr[r]: row r as f32) x 16 tokens over its n columns l + 16 j (xl:
- * lane l of xt), from +0: lb[2 r + h] = tokens 8 h .. 8 h + 7. */
-QM_INLINE void wide_lane(const float *const wr[WIDE_ROWS], int l, int n, const float *xl, __m256 *lb) {
+/* Lane l of WIDE_ROWS rows (wr[r]: row r as f32) x 16 tokens over its columns l + 16 j, j in
+ * [j0, j1) (xl: lane l of xt), continued from lb (from +0 when first): lb[2 r + h] = tokens
+ * 8 h .. 8 h + 7. */
+QM_INLINE void wide_lane(const float *const wr[WIDE_ROWS], int l, int j0, int j1, const float *xl, __m256 *lb,
+                         int first) {
     __m256 acc[WIDE_ROWS][2];
-    for (int r = 0; r < WIDE_ROWS; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int j = 0; j < n; j++) {
+    for (int r = 0; r < WIDE_ROWS; r++) {
+        acc[r][0] = first ? _mm256_setzero_ps() : lb[2 * r];
+        acc[r][1] = first ? _mm256_setzero_ps() : lb[2 * r + 1];
+    }
+    for (int j = j0; j < j1; j++) {
         const __m256 x0 = _mm256_load_ps(xl + (size_t)j * 16), x1 = _mm256_load_ps(xl + (size_t)j * 16 + 8);
         for (int r = 0; r < WIDE_ROWS; r++) {
             const __m256 b = _mm256_broadcast_ss(wr[r] + l + 16 * j);
@@ -926,12 +943,17 @@ QM_INLINE void wide_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, 
     const size_t lines = (qm_dtype_row_bytes(dt, (size_t)col0 + (size_t)cols) + 63) / 64;
     const size_t total = lines * (size_t)nr_next;
     size_t k = 0, pr = 0, pl = 0; /* prefetch k: line pl of the next tile's row pr (no division a line) */
-    for (int l = 0; l < 16; l++) {
-        for (; k < total * (size_t)(l + 1) / 16; k++) {
-            _mm_prefetch(w0 + (WIDE_ROWS + pr) * wstride + pl * 64, _MM_HINT_T0);
-            if (++pl == lines) pl = 0, pr++;
+    /* rows of more than WIDE_KC_FROM columns in chunks of WIDE_KC (whole lanes' groups) */
+    const int kc = cols > WIDE_KC_FROM ? WIDE_KC : (cols + 15) / 16 * 16, nc = (cols + kc - 1) / kc;
+    for (int c = 0; c < nc; c++) {
+        const int j0 = c * (kc / 16), c1 = cols < (c + 1) * kc ? cols : (c + 1) * kc;
+        for (int l = 0; l < 16; l++) {
+            for (; k < total * (size_t)(16 * c + l + 1) / (size_t)(16 * nc); k++) {
+                _mm_prefetch(w0 + (WIDE_ROWS + pr) * wstride + pl * 64, _MM_HINT_T0);
+                if (++pl == lines) pl = 0, pr++;
+            }
+            wide_lane(wr, l, j0, (c1 - l + 15) / 16, xt + (size_t)l * (size_t)nj * 16, lb[l], c == 0);
         }
-        wide_lane(wr, l, (cols - l + 15) / 16, xt + (size_t)l * (size_t)nj * 16, lb[l]);
     }
     for (int a = 0; a < 2 * nr; a++) {
         __m256 v[16];
