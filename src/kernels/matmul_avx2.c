@@ -1558,7 +1558,8 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
  * blocks cover the view in whole 16-column lanes. Between, the register tiles of matmul_blocks
  * (blocks_tokens_wide; its 2 x 4 tiles, which read the rows two at a time along the blocks, were
  * measured faster at batch 16 than nodes_tokens: `qmesh bench --batch 16`, 0.5B bf16, 38 against
- * 34 tok/s), with the nodes made from their block dots in the L2 (qm_rowpar_nodes_few). */
+ * 34 tok/s), with the nodes made from their block dots in the L2 (qm_rowpar_nodes_few); 9 to 16
+ * tokens take nodes_wide first (below, matmul_nodes_avx2). */
 QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_rowpar, matmul_nodes_decode, nodes_tokens, blocks_tokens_wide, tokens_wide_shape,
                              NMIN, NODE_LEVELS) /* rowpar.h */
 
