@@ -52,8 +52,9 @@ same_as_base batch8 --mesh 1x1 --batch 8
 same_as_base batch3_2x4 --mesh 2x4 --batch 3
 same_as_base noprefix --mesh 1x1 --batch 3 --no-prefix-cache
 
-# 12 questions at batch 12: steps of 9 to 16 tokens, which the AVX2 row-parallel layers run side
-# by side (matmul_avx2.c blocks_tokens_wide), against the same 12 at batch 1.
+# 12 questions at batch 12: steps of 9 to 16 tokens (the AVX2 row-parallel layers run them side by
+# side, matmul_avx2.c nodes_wide; their attention scores the shared prefix together,
+# model/attention.c), against the same 12 at batch 1.
 if "$QMESH" eval gsm8k "${COMMON[@]}" --limit 12 --mesh 1x1 --batch 1 --out "$WORK/base12.jsonl" > /dev/null 2>&1; then
     same_as "$WORK/base12.jsonl" 12 batch12 --mesh 1x1 --batch 12
     same_as "$WORK/base12.jsonl" 12 batch12_2x4 --mesh 2x4 --batch 12
