@@ -63,27 +63,6 @@ static int share_base(const qm_device *dev, const qm_step *s, int t, int u) {
     return dev->kv_base[s->slot[t]].from == dev->kv_base[s->slot[u]].from && base_len(dev, s, t) == base_len(dev, s, u);
 }
 
-/* The step's work items into items (NULL: counted only): each run of consecutive tokens that
- * share a base of SHARE_MIN positions or more in chunks (of at most GROUP_MAX tokens, small enough
- * that every team member gets one where there are fewer KV heads than members), any other token
- * alone; each for every local KV head. Every member makes the same list. */
-static long plan_items(const qm_device *dev, const qm_step *s, int hkv, int nth, att_item *items) {
-    const int parts = (nth + hkv - 1) / hkv;
-    long n = 0;
-    for (int t = 0; t < s->n_tok;) {
-        int len = 1;
-        if (base_len(dev, s, t) >= SHARE_MIN)
-            while (t + len < s->n_tok && share_base(dev, s, t, t + len)) len++;
-        int chunk = (len + parts - 1) / parts;
-        if (chunk > GROUP_MAX) chunk = GROUP_MAX;
-        for (int c = t; c < t + len; c += chunk)
-            for (int kvh = 0; kvh < hkv; kvh++, n++)
-                if (items) items[n] = (att_item){kvh, c, t + len - c < chunk ? t + len - c : chunk};
-        t += len;
-    }
-    return n;
-}
-
 /* The device's query heads of KV head kvh: [*h0, *h0 + g) of its local heads; returns g (0: none here). */
 static int heads_of(const qm_partition *p, int kvh, int *h0) {
     const int kv_global = p->kv_heads.begin + kvh;
@@ -92,6 +71,11 @@ static int heads_of(const qm_partition *p, int kvh, int *h0) {
     if (b > p->q_heads.end) b = p->q_heads.end;
     *h0 = a - p->q_heads.begin;
     return b > a ? b - a : 0;
+}
+
+/* Where token t's local query head h0 starts in dev->q and dev->att ([T][hq][hd]). */
+static size_t head_at(const att_ctx *A, int t, int h0) {
+    return ((size_t)t * (size_t)A->hq + (size_t)h0) * (size_t)A->hd;
 }
 
 /* Item it's g heads a token: qg [nt][g][hd] their queries, sc [nt * g][lds] their scores (lds at
@@ -135,7 +119,7 @@ static void attend_token(const att_ctx *A, int kvh, int t, int ith) {
     int h0;
     const int g = heads_of(p, kvh, &h0);
     if (g <= 0) return;
-    const size_t ctx = (size_t)dev->dims.max_context, at = ((size_t)t * (size_t)A->hq + (size_t)h0) * (size_t)A->hd;
+    const size_t ctx = (size_t)dev->dims.max_context, at = head_at(A, t, h0);
     const att_item it = {kvh, t, 1};
     attend(A, &it, g, dev->q + at, dev->scores + (size_t)ith * (size_t)p->group * ctx, ctx, dev->att + at);
 }
@@ -145,13 +129,13 @@ static void attend_token(const att_ctx *A, int kvh, int t, int ith) {
 static void attend_item(const att_ctx *A, const att_item *it, int ith) {
     qm_device *dev = A->dev;
     const qm_step *s = A->s;
-    int h0;
-    const int g = heads_of(&dev->shard.part, it->kvh, &h0);
-    if (g <= 0) return;
     if (it->nt == 1) {
         attend_token(A, it->kvh, it->t0, ith);
         return;
     }
+    int h0;
+    const int g = heads_of(&dev->shard.part, it->kvh, &h0);
+    if (g <= 0) return;
     int npos = 0; /* the most positions a token of the item attends to */
     for (int i = 0; i < it->nt; i++)
         if (s->pos[it->t0 + i] + 1 > npos) npos = s->pos[it->t0 + i] + 1;
@@ -163,13 +147,38 @@ static void attend_item(const att_ctx *A, const att_item *it, int ith) {
     }
     float *qg = buf, *og = buf + nq, *sc = og + nq; /* [nt][g][hd], [nt][g][hd], [nt * g][lds] */
     for (int i = 0; i < it->nt; i++)
-        memcpy(qg + (size_t)i * rows, dev->q + ((size_t)(it->t0 + i) * (size_t)A->hq + (size_t)h0) * (size_t)A->hd,
-               rows * sizeof(float));
+        memcpy(qg + (size_t)i * rows, dev->q + head_at(A, it->t0 + i, h0), rows * sizeof(float));
     attend(A, it, g, qg, sc, lds, og);
     for (int i = 0; i < it->nt; i++)
-        memcpy(dev->att + ((size_t)(it->t0 + i) * (size_t)A->hq + (size_t)h0) * (size_t)A->hd, og + (size_t)i * rows,
-               rows * sizeof(float));
+        memcpy(dev->att + head_at(A, it->t0 + i, h0), og + (size_t)i * rows, rows * sizeof(float));
     free(buf);
+}
+
+/* The step's work items, numbered: each run of consecutive tokens that share a base of SHARE_MIN
+ * positions or more in chunks (of at most GROUP_MAX tokens, small enough that every team member
+ * gets one where there are fewer KV heads than members), any other token alone; each for every
+ * local KV head. Attends items [b, e) (member ith's share) and returns how many there are: every
+ * member numbers them the same, so a first call with b = e counts them. */
+static long for_items(const att_ctx *A, int hkv, int nth, long b, long e, int ith) {
+    const qm_device *dev = A->dev;
+    const qm_step *s = A->s;
+    const int parts = (nth + hkv - 1) / hkv;
+    long n = 0;
+    for (int t = 0; t < s->n_tok;) {
+        int len = 1;
+        if (base_len(dev, s, t) >= SHARE_MIN)
+            while (t + len < s->n_tok && share_base(dev, s, t, t + len)) len++;
+        int chunk = (len + parts - 1) / parts;
+        if (chunk > GROUP_MAX) chunk = GROUP_MAX;
+        for (int c = t; c < t + len; c += chunk)
+            for (int kvh = 0; kvh < hkv; kvh++, n++)
+                if (n >= b && n < e) {
+                    const att_item it = {kvh, c, t + len - c < chunk ? t + len - c : chunk};
+                    attend_item(A, &it, ith);
+                }
+        t += len;
+    }
+    return n;
 }
 
 void qm_attention(qm_device *dev, const qm_step *s, int layer, int ith, int nth) {
@@ -177,16 +186,7 @@ void qm_attention(qm_device *dev, const qm_step *s, int layer, int ith, int nth)
     const int hkv = qm_range_len(sh->part.kv_heads), hd = sh->cfg.head_dim;
     if (hkv <= 0) return; /* a device that owns no KV head (more devices than heads) */
     const att_ctx A = {dev, s, layer, qm_range_len(sh->part.q_heads), hd, (float)(1.0 / sqrt((double)hd))};
-    const long n = plan_items(dev, s, hkv, nth, NULL);
-    att_item *items = n > 0 ? malloc((size_t)n * sizeof *items) : NULL;
     long b, e;
-    if (!items) { /* token by token */
-        qm_split_range((long)s->n_tok * hkv, ith, nth, &b, &e);
-        for (long i = b; i < e; i++) attend_token(&A, (int)(i % hkv), (int)(i / hkv), ith);
-        return;
-    }
-    plan_items(dev, s, hkv, nth, items);
-    qm_split_range(n, ith, nth, &b, &e);
-    for (long i = b; i < e; i++) attend_item(&A, &items[i], ith);
-    free(items);
+    qm_split_range(for_items(&A, hkv, nth, 0, 0, ith), ith, nth, &b, &e);
+    for_items(&A, hkv, nth, b, e, ith);
 }
