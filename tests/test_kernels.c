@@ -13,6 +13,7 @@
 
 #include <cmocka.h>
 
+#include "kernels/expf.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
@@ -479,20 +480,93 @@ static void test_silu_mul(void **state) {
     (void)state;
     rng_t r = {3};
     enum { N = 1000 };
-    float g[N], u[N], h[N];
+    float g[N], u[N], h[N], hv[N];
+    qm_kernels ks[8];
+    int nk = supported(ks, 8);
     fill_f32(&r, g, N);
     fill_f32(&r, u, N);
     g[0] = 0.0f;
     g[1] = -100.0f; /* expf(100) overflows to inf: silu -> -0 */
     g[2] = 100.0f;
-    qm_silu_mul(g, u, h, N);
-    for (int i = 0; i < N; i++) {
+    g[3] = NAN;
+    g[4] = -INFINITY;
+    qm_silu_mul_scalar(g, u, h, N);
+    for (int i = 5; i < N; i++) {
         double want = (double)g[i] / (1.0 + exp(-(double)g[i])) * u[i];
         double tol = 1e-6 * fabs(want) + 1e-37;
         if (!(fabs(h[i] - want) <= tol))
             fail_msg("silu_mul[%d] g %.9g u %.9g: %.9g, double %.9g", i, (double)g[i], (double)u[i],
                      (double)h[i], want);
     }
+    for (int k = 0; k < nk; k++)
+        for (int n = 0; n <= N; n += n < 40 ? 1 : 97) { /* every tail length */
+            ks[k].silu_mul(g, u, hv, n);
+            if (n && memcmp(hv, h, (size_t)n * sizeof(float)))
+                fail_msg("silu_mul %s n %d: not the scalar twin's bits", ks[k].isa, n);
+        }
+}
+
+/* ulps between two finite floats of the same sign (or both zero). */
+static int64_t ulps_apart(float a, float b) {
+    int32_t ia, ib;
+    memcpy(&ia, &a, 4);
+    memcpy(&ib, &b, 4);
+    return ia > ib ? (int64_t)ia - ib : (int64_t)ib - ia;
+}
+
+/* qm_expf against the C library's expf over every step-th float (every float when step is 1):
+ * within one ulp (on x86-64 glibc 2.36 it is every bit the same: expf.h), and each ISA's exp_sub
+ * the same bits as qm_expf. Returns the count where libm's bits differ. */
+static uint64_t check_expf(const qm_kernels *ks, int nk, uint64_t step) {
+    enum { B = 4096 };
+    float x[B], want[B], got[B];
+    uint64_t differ = 0;
+    for (uint64_t u0 = 0; u0 < (1ull << 32); u0 += (uint64_t)B * step) {
+        int n = 0;
+        for (uint64_t u = u0; u < (1ull << 32) && n < B; u += step) x[n++] = bits_f32((uint32_t)u);
+        for (int i = 0; i < n; i++) {
+            want[i] = qm_expf(x[i]);
+            const float lib = expf(x[i]);
+            if (memcmp(&lib, &want[i], 4)) {
+                differ++;
+                if (!(isnan(lib) && isnan(want[i])) && !(isfinite(lib) && ulps_apart(lib, want[i]) <= 1))
+                    fail_msg("qm_expf(%a) = %a, expf %a", (double)x[i], (double)want[i], (double)lib);
+            }
+        }
+        for (int k = 0; k < nk; k++) {
+            memcpy(got, x, (size_t)n * sizeof(float));
+            ks[k].exp_sub(got, n, 0.0f);
+            for (int i = 0; i < n; i++)
+                if (memcmp(&got[i], &want[i], 4))
+                    fail_msg("%s exp_sub(%a) = %a, qm_expf %a", ks[k].isa, (double)x[i], (double)got[i],
+                             (double)want[i]);
+        }
+    }
+    return differ;
+}
+
+/* Every 257th float pattern; QM_TEST_EXPF_ALL=1 takes all 2^32 (a minute or two). */
+static void test_expf(void **state) {
+    (void)state;
+    qm_kernels ks[8];
+    int nk = supported(ks, 8);
+    const char *all = getenv("QM_TEST_EXPF_ALL");
+    const uint64_t step = all && strcmp(all, "1") == 0 ? 1 : 257;
+    const uint64_t differ = check_expf(ks, nk, step);
+    print_message("qm_expf: every %llu-th float, %llu results not the C library's bits (all within 1 ulp)\n",
+                  (unsigned long long)step, (unsigned long long)differ);
+    /* exp_sub's subtraction and tails, softmax's shape: s - max <= 0 */
+    rng_t r = {5};
+    float s[300], a[300], m = 3.25f;
+    for (int i = 0; i < 300; i++) s[i] = m - (float)(rng_u64(&r) % 100000) / 997.0f;
+    s[7] = -INFINITY;
+    for (int k = 0; k < nk; k++)
+        for (int n = 0; n <= 300; n += n < 40 ? 1 : 37) {
+            memcpy(a, s, sizeof s);
+            ks[k].exp_sub(a, n, m);
+            for (int i = 0; i < n; i++)
+                if (memcmp(&a[i], &(float){qm_expf(s[i] - m)}, 4)) fail_msg("%s exp_sub n %d [%d]", ks[k].isa, n, i);
+        }
 }
 
 static void test_rope(void **state) {
@@ -623,6 +697,7 @@ int main(void) {
         cmocka_unit_test(test_scalar_vs_double),
         cmocka_unit_test(test_rmsnorm),
         cmocka_unit_test(test_silu_mul),
+        cmocka_unit_test(test_expf),
         cmocka_unit_test(test_rope),
         cmocka_unit_test(test_bench),
     };

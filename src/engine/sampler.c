@@ -1,4 +1,5 @@
 #include "engine/sampler.h"
+#include "kernels/expf.h"
 #include "util/largest.h"
 
 #include <math.h>
@@ -111,7 +112,7 @@ static int draw(const qm_candidate *c, int n, const qm_sampling *p, qm_rng *rng)
     if (n > QM_SAMPLE_MAX_CANDIDATES) n = QM_SAMPLE_MAX_CANDIDATES;
     float total = 0.0f;
     for (int i = 0; i < n; i++) {
-        w[i] = c[i].logit == -INFINITY ? 0.0f : expf((c[i].logit - c[0].logit) / p->temperature);
+        w[i] = c[i].logit == -INFINITY ? 0.0f : qm_expf((c[i].logit - c[0].logit) / p->temperature);
         total += w[i];
     }
     if (p->top_p > 0.0f && p->top_p < 1.0f) {
@@ -170,7 +171,7 @@ static qm_status finish_logprobs(qm_comm *comm, const float *logits, size_t ld, 
         const float max = lp[i].top_logprob[0];
         if (want[i] > 0)
             for (int v = 0; v < vocab_len; v++)
-                if (row[v] == row[v] && row[v] != -INFINITY) sum += (int64_t)((double)expf(row[v] - max) * LP_SCALE + 0.5);
+                if (row[v] == row[v] && row[v] != -INFINITY) sum += (int64_t)((double)qm_expf(row[v] - max) * LP_SCALE + 0.5);
         mine[i] = sum;
     }
     qm_status st = comm->ops->row_allgather(comm, mine, (size_t)n * sizeof *mine, all, err);

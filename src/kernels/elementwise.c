@@ -20,13 +20,6 @@ void qm_rmsnorm(const qm_kernels *k, const float *x, const void *w, qm_dtype wt,
     }
 }
 
-void qm_silu_mul(const float *g, const float *u, float *h, int n) {
-    for (int i = 0; i < n; i++) {
-        float s = g[i] / (1.0f + expf(-g[i]));
-        h[i] = s * u[i];
-    }
-}
-
 void qm_rope_apply(float *x, int head_dim, const float *cos_t, const float *sin_t) {
     int h = head_dim / 2;
     for (int i = 0; i < h; i++) {

@@ -159,6 +159,11 @@ typedef struct qm_kernels {
     int (*matmul_nodes)(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
                         const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin,
                         int o_end);
+
+    /* kernels/expf.h: s[j] = qm_expf(s[j] - m) (softmax's exponentials), and h[i] = silu(g[i]) *
+     * u[i] with silu(g) = g / (1 + qm_expf(-g)); element-wise, the same bits on every ISA. */
+    void (*exp_sub)(float *s, int n, float m);
+    void (*silu_mul)(const float *g, const float *u, float *h, int n);
 } qm_kernels;
 
 typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,
@@ -185,9 +190,6 @@ int qm_kernels_supported(const char **names, int max);
  * with dot the canonical one. w is n weights of dtype wt. y may alias x. */
 void qm_rmsnorm(const qm_kernels *k, const float *x, const void *w, qm_dtype wt, int n, float eps,
                 float *y);
-
-/* h[i] = silu(g[i]) * u[i], silu(g) = g / (1 + expf(-g)). */
-void qm_silu_mul(const float *g, const float *u, float *h, int n);
 
 /* Rotary embedding, transformers' rotate-half form, on one head vector x[head_dim] at `pos`:
  * x'[i] = x[i]*cos[i] - x[i+h]*sin[i], x'[i+h] = x[i+h]*cos[i] + x[i]*sin[i] (h = head_dim/2),

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/expf_isa.h"
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
@@ -1626,4 +1627,5 @@ const qm_kernels qm_kernels_avx2_table = {
     .isa = "avx2", .matmul = matmul_avx2, .dot = dot_avx2, .axpy = axpy_avx2, .attn_values = attn_values_avx2,
     .quantize_act = qm_quantize_act_avx2, .matmul_q8 = qm_matmul_q8_avx2,
     .matmul_blocks = matmul_blocks_avx2, .matmul_q8_blocks = qm_matmul_q8_blocks_avx2,
-    .matmul_q8_nodes = qm_matmul_q8_nodes_avx2, .matmul_nodes = matmul_nodes_avx2};
+    .matmul_q8_nodes = qm_matmul_q8_nodes_avx2, .matmul_nodes = matmul_nodes_avx2,
+    .exp_sub = qm_exp_sub_avx2, .silu_mul = qm_silu_mul_avx2};

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/expf_isa.h"
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
@@ -1215,11 +1216,13 @@ const qm_kernels qm_kernels_avx512_table = {
     .isa = "avx512", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,
     .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512,
     .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512,
-    .matmul_q8_nodes = qm_matmul_q8_nodes_avx512, .matmul_nodes = matmul_nodes_avx512};
+    .matmul_q8_nodes = qm_matmul_q8_nodes_avx512, .matmul_nodes = matmul_nodes_avx512,
+    .exp_sub = qm_exp_sub_avx512, .silu_mul = qm_silu_mul_avx512};
 
 /* The same with the fast mode's integer sums on AVX512-VNNI (vpdpbusd): the same bits. */
 const qm_kernels qm_kernels_avx512vnni_table = {
     .isa = "avx512vnni", .matmul = matmul_avx512, .dot = dot_avx512, .axpy = axpy_avx512, .attn_values = attn_values_avx512,
     .quantize_act = qm_quantize_act_avx512, .matmul_q8 = qm_matmul_q8_avx512vnni,
     .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512vnni,
-    .matmul_q8_nodes = qm_matmul_q8_nodes_avx512vnni, .matmul_nodes = matmul_nodes_avx512};
+    .matmul_q8_nodes = qm_matmul_q8_nodes_avx512vnni, .matmul_nodes = matmul_nodes_avx512,
+    .exp_sub = qm_exp_sub_avx512, .silu_mul = qm_silu_mul_avx512};

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "kernels/expf.h"
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
@@ -94,4 +95,5 @@ static void matmul_q8_blocks_scalar(const qm_wview *w, const qm_q8act *x, int n_
 const qm_kernels qm_kernels_scalar_table = {
     .isa = "scalar", .matmul = matmul_scalar, .dot = dot_scalar, .axpy = axpy_scalar, .attn_values = attn_values_scalar,
     .quantize_act = qm_quantize_act_scalar, .matmul_q8 = qm_matmul_q8_scalar,
-    .matmul_blocks = matmul_blocks_scalar, .matmul_q8_blocks = matmul_q8_blocks_scalar};
+    .matmul_blocks = matmul_blocks_scalar, .matmul_q8_blocks = matmul_q8_blocks_scalar,
+    .exp_sub = qm_exp_sub_scalar, .silu_mul = qm_silu_mul_scalar};

@@ -21,16 +21,17 @@
 #define GROUP_MAX 16  /* tokens a work item at most (its scratch: GROUP_MAX x g x (2 hd + positions)) */
 
 /* Row h < g (g <= SOFTMAX_HEADS) of sc [g][ld], its first n scores: s = s * scale; m = the largest;
- * s = expf(s - m); total = the sum of s in position order from +0; s = s / total. Exact however
- * it is vectorized: the maximum is the same whichever order finds it (a zero's sign changes no
- * exponential); the g heads' sums run side by side, each still in position order. */
-static void softmax_heads(float *sc, size_t ld, int g, int n, float scale) {
+ * s = qm_expf(s - m) (kernels/expf.h, the ISA's exp_sub); total = the sum of s in position order
+ * from +0; s = s / total. Exact however it is vectorized: the maximum is the same whichever order
+ * finds it (a zero's sign changes no exponential); the exponentials are element-wise, the same
+ * bits on every ISA; the g heads' sums run side by side, each still in position order. */
+static void softmax_heads(const qm_kernels *k, float *sc, size_t ld, int g, int n, float scale) {
     float total[SOFTMAX_HEADS] = {0};
     for (int h = 0; h < g; h++) {
         float *s = sc + (size_t)h * ld;
         for (int j = 0; j < n; j++) s[j] = s[j] * scale;
         const float m = qm_largest(s, n);
-        for (int j = 0; j < n; j++) s[j] = expf(s[j] - m);
+        k->exp_sub(s, n, m);
     }
     for (int j = 0; j < n; j++)
         for (int h = 0; h < g; h++) total[h] += sc[(size_t)h * ld + (size_t)j];
@@ -98,7 +99,8 @@ static void attend(const att_ctx *A, const att_item *it, int g, const float *qg,
                                pos + 1, hd, 0};
         dev->kern.matmul(&keys, NULL, qg + (size_t)i * rows, (size_t)hd, g, si, lds, n0, pos + 1);
         for (int h = 0; h < g; h += SOFTMAX_HEADS)
-            softmax_heads(si + (size_t)h * lds, lds, g - h < SOFTMAX_HEADS ? g - h : SOFTMAX_HEADS, pos + 1, A->scale);
+            softmax_heads(&dev->kern, si + (size_t)h * lds, lds, g - h < SOFTMAX_HEADS ? g - h : SOFTMAX_HEADS,
+                          pos + 1, A->scale);
     }
     memset(og, 0, (size_t)it->nt * rows * sizeof(float));
     if (n0 > 0)

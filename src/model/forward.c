@@ -248,7 +248,7 @@ static void silu_phase(void *arg, int ith, int nth) {
     long b, e;
     qm_split_range((long)J->s->n_tok, ith, nth, &b, &e);
     for (long t = b; t < e; t++)
-        qm_silu_mul(dev->gate + (size_t)t * f, dev->up + (size_t)t * f, dev->gate + (size_t)t * f, f);
+        dev->kern.silu_mul(dev->gate + (size_t)t * f, dev->up + (size_t)t * f, dev->gate + (size_t)t * f, f);
 }
 
 /* The part of the device's time (model/timing.h) each phase counts in. */
