@@ -355,7 +355,7 @@ static void test_attn_values(void **state) {
     rng_t r = {17};
     const int hds[] = {64, 128, 16, 8, 80, 72, 3, 1};
     for (int trial = 0; trial < 60; trial++) {
-        const int g = rng_int(&r, 1, 9), hd = hds[trial % 8], n = trial % 5 == 0 ? trial / 5 : rng_int(&r, 1, 300);
+        const int g = rng_int(&r, 1, 20), hd = hds[trial % 8], n = trial % 5 == 0 ? trial / 5 : rng_int(&r, 1, 300);
         const int n1 = n ? rng_int(&r, 0, n) : 0;
         const size_t ldp = (size_t)n + (size_t)rng_int(&r, 0, 5), ldv = (size_t)hd + (size_t)rng_int(&r, 0, 3);
         const size_t no = (size_t)g * (size_t)hd;
