@@ -54,19 +54,21 @@ static void linear(const qm_device *dev, const qm_wview *w, const float *bias, c
 }
 
 /* A thread's next rows [*b, *e) of a phase's matmul q (of `rows` output rows); 0 when none are
- * left. Over several tokens (prefill, batches) each thread takes its fixed share at once: the
- * kernels' tiles over tokens prepare the activations once per call. A decode step hands rows out
- * in chunks (8 a thread, whole 32-row tiles) to whichever thread is free, so that a thread the
- * memory serves slower does less and its partner does not wait at the phase's end. Output rows
- * are independent: which thread computes a row changes no bits. */
+ * left. Over more than 16 tokens (prefill) each thread takes its fixed share at once: the kernels'
+ * tiles over tokens prepare the activations once per call. A decode step hands rows out in
+ * chunks (8 a thread, whole 32-row tiles; at least 256 rows over 2 to 16 tokens, whose calls
+ * transpose the activations first) to whichever thread is free, so that a thread the memory or
+ * the host serves slower does less and its partner does not wait at the phase's end (at batch 16
+ * on this 2-vCPU VM, fixed shares left each thread idle 10-15% of the run, waiting for the
+ * other). Output rows are independent: which thread computes a row changes no bits. */
 static int take_rows(job *J, int q, int n_tok, long rows, int ith, int nth, int *taken, long *b, long *e) {
-    if (n_tok > 1 || nth == 1) {
+    if (n_tok > 16 || nth == 1) {
         if ((*taken)++) return 0;
         qm_split_range(rows, ith, nth, b, e);
         return *e > *b;
     }
     long chunk = (rows / (8L * nth) + 31) / 32 * 32;
-    if (chunk < 32) chunk = 32;
+    if (chunk < (n_tok > 1 ? 256 : 32)) chunk = n_tok > 1 ? 256 : 32;
     *b = atomic_fetch_add_explicit(&J->next_row[q], chunk, memory_order_relaxed);
     *e = *b + chunk < rows ? *b + chunk : rows;
     return *b < rows;
