@@ -54,21 +54,29 @@ static void linear(const qm_device *dev, const qm_wview *w, const float *bias, c
 }
 
 /* A thread's next rows [*b, *e) of a phase's matmul q (of `rows` output rows); 0 when none are
- * left. Over more than 16 tokens (prefill) each thread takes its fixed share at once: the kernels'
- * tiles over tokens prepare the activations once per call. A decode step hands rows out in
- * chunks (8 a thread, whole 32-row tiles; at least 256 rows over 2 to 16 tokens, whose calls
- * transpose the activations first) to whichever thread is free, so that a thread the memory or
- * the host serves slower does less and its partner does not wait at the phase's end (at batch 16
- * on this 2-vCPU VM, fixed shares left each thread idle 10-15% of the run, waiting for the
- * other). Output rows are independent: which thread computes a row changes no bits. */
-static int take_rows(job *J, int q, int n_tok, long rows, int ith, int nth, int *taken, long *b, long *e) {
-    if (n_tok > 16 || nth == 1) {
+ * left. A decode step of one token hands rows out in chunks (8 a thread, whole 32-row tiles) to
+ * whichever thread is free, so that a thread the memory serves slower does less and its partner
+ * does not wait at the phase's end. Over 2 to 16 tokens a column-parallel matmul (batched:
+ * share_batch) does the same with 4 chunks a thread (multiples of 16 rows, at least 64), whose
+ * calls each transpose the tokens' activations first (a few microseconds); at batch 16 on this
+ * 2-vCPU VM, fixed halves left each thread idle 10-15% of a run waiting for the other, in both
+ * directions (the host's noise). Otherwise (prefill; a row-parallel layer, whose calls transpose
+ * all of the view's columns) each thread takes its fixed share at once. Output rows are
+ * independent: which thread computes a row changes no bits. */
+static int take_rows(job *J, int q, int n_tok, int share_batch, long rows, int ith, int nth, int *taken, long *b,
+                     long *e) {
+    long chunk;
+    if (nth > 1 && n_tok == 1) {
+        chunk = (rows / (8L * nth) + 31) / 32 * 32;
+        if (chunk < 32) chunk = 32;
+    } else if (nth > 1 && n_tok <= 16 && share_batch) {
+        chunk = ((rows + 4L * nth - 1) / (4L * nth) + 15) / 16 * 16;
+        if (chunk < 64) chunk = 64;
+    } else {
         if ((*taken)++) return 0;
         qm_split_range(rows, ith, nth, b, e);
         return *e > *b;
     }
-    long chunk = (rows / (8L * nth) + 31) / 32 * 32;
-    if (chunk < (n_tok > 1 ? 256 : 32)) chunk = n_tok > 1 ? 256 : 32;
     *b = atomic_fetch_add_explicit(&J->next_row[q], chunk, memory_order_relaxed);
     *e = *b + chunk < rows ? *b + chunk : rows;
     return *b < rows;
@@ -79,7 +87,7 @@ static void run_matmul_split(job *J, int q, const qm_wview *w, const float *bias
     long b, e;
     int taken = 0;
     if (w->cols <= 0) return;
-    while (take_rows(J, q, n_tok, w->rows, ith, nth, &taken, &b, &e))
+    while (take_rows(J, q, n_tok, 1, w->rows, ith, nth, &taken, &b, &e))
         linear(J->dev, w, bias, x, ldx, 0, n_tok, y, ldy, (int)b, (int)e);
 }
 
@@ -173,7 +181,7 @@ static void row_parallel_rows(job *J, long ob, long oe) {
 static void row_parallel(job *J, int ith, int nth) {
     long ob, oe;
     int taken = 0;
-    while (take_rows(J, 0, J->s->n_tok, J->dev->shard.cfg.hidden_size, ith, nth, &taken, &ob, &oe))
+    while (take_rows(J, 0, J->s->n_tok, 0, J->dev->shard.cfg.hidden_size, ith, nth, &taken, &ob, &oe))
         row_parallel_rows(J, ob, oe);
 }
 
