@@ -15,7 +15,8 @@ const uint64_t qm_exp_table[QM_EXP_N] = {
     0x3fefa4afa2a490da, 0x3fefd0765b6e4540,
 };
 
-float qm_expf(float x) {
+/* qm_expf's operations; fma() is the correctly rounded fused multiply-add wherever it runs. */
+static inline __attribute__((always_inline)) float expf_body(float x) {
     if (x != x) return x + x;
     if (x < QM_EXP_LO) return 0.0f;
     if (x > QM_EXP_HI) return INFINITY;
@@ -31,6 +32,15 @@ float qm_expf(float x) {
     const double p = fma(fma(QM_EXP_C0, r, QM_EXP_C1), r * r, fma(QM_EXP_C2, r, 1.0));
     return (float)(p * s);
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* The same, its fma()s as the CPU's instruction (a call into libm otherwise: 15 against 5 ns). */
+__attribute__((target("fma"))) static float expf_fma(float x) { return expf_body(x); }
+
+float qm_expf(float x) { return __builtin_cpu_supports("fma") ? expf_fma(x) : expf_body(x); }
+#else
+float qm_expf(float x) { return expf_body(x); }
+#endif
 
 void qm_exp_sub_scalar(float *s, int n, float m) {
     for (int j = 0; j < n; j++) s[j] = qm_expf(s[j] - m);
