@@ -1080,11 +1080,9 @@ static void axpy_avx2(float a, const float *x, float *y, int n) {
     for (; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
-/* Attention values (kernels.h attn_values): tiles of 4 heads x 16 columns, 8 accumulators kept
- * over all n rows. A tile's missing heads repeat its last one (never stored); columns past a
- * multiple of 8 go through the scalar fmaf, in the same row order. */
-/* attn_values' columns [i0, i0 + 16) (two: both 8-column halves) of heads [h0, h0 + H), H accumulator
- * pairs over all n rows (a head past g repeats the last one and is never stored). */
+/* Attention values (kernels.h attn_values), columns [i0, i0 + 16) (two: both 8-column halves) of
+ * heads [h0, h0 + H): H x 2 accumulators kept over all n rows. A head past g repeats the last one
+ * (never stored). */
 QM_INLINE void attn_values_tile(const float *p, size_t ldp, int g, int h0, int H, const float *v, size_t ldv, int n,
                                 float *out, int hd, int i0, int two) {
     const float *ph[6];
@@ -1115,7 +1113,8 @@ QM_INLINE void attn_values_tile(const float *p, size_t ldp, int g, int h0, int H
 /* Tiles of 6 heads (12 accumulators: the FMAs' latency covered, each value row loaded once for 6
  * heads) while 6 are left, else of 4; 7 or 8 left (one token's 7 query heads of a KV head) go as
  * two of 4. 112 heads (16 tokens of 7) x 700 rows x 64 columns, one thread: 60.5 GFLOP/s in
- * tiles of 4, 85.3 in tiles of 6. */
+ * tiles of 4, 85.3 in tiles of 6. Columns past a multiple of 8 go through the scalar fmaf, in
+ * the same row order. */
 static void attn_values_avx2(const float *p, size_t ldp, int g, const float *v, size_t ldv, int n, float *out, int hd) {
     const int hd8 = hd / 8 * 8;
     for (int h0 = 0, H; h0 < g; h0 += H) {
