@@ -59,8 +59,8 @@ static void linear(const qm_device *dev, const qm_wview *w, const float *bias, c
  * does not wait at the phase's end. Over 2 to 16 tokens a column-parallel matmul (batched:
  * share_batch) does the same with 4 chunks a thread (multiples of 16 rows, at least 64), whose
  * calls each transpose the tokens' activations first (a few microseconds); at batch 16 on this
- * 2-vCPU VM, fixed halves left each thread idle 6.5-8.2% of a run waiting for the other, in both
- * directions (the host's noise); 4.4-5.2% this way. Otherwise (prefill; a row-parallel layer, whose calls transpose
+ * 2-vCPU VM, fixed halves left each thread idle 5-8% of a run waiting for the other, in both
+ * directions (the host's noise). Otherwise (prefill; a row-parallel layer, whose calls transpose
  * all of the view's columns) each thread takes its fixed share at once. Output rows are
  * independent: which thread computes a row changes no bits. */
 static int take_rows(job *J, int q, int n_tok, int share_batch, long rows, int ith, int nth, int *taken, long *b,
