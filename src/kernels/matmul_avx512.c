@@ -1206,8 +1206,8 @@ static void tokens_side_by_side(const float *x, size_t ldx, int tg, int cols, fl
             const __mmask16 m = (__mmask16)((1u << nc) - 1u);
             __m512 r[16];
 #pragma GCC unroll 16
-            for (int j = 0; j < 16; j++) /* rows past nt: zero (masked loads with an empty mask) */
-                r[j] = _mm512_maskz_loadu_ps(j < nt ? m : 0, x + (size_t)(t0 + (j < nt ? j : 0)) * ldx + (size_t)i0);
+            for (int j = 0; j < 16; j++)
+                r[j] = j < nt ? _mm512_maskz_loadu_ps(m, x + (size_t)(t0 + j) * ldx + (size_t)i0) : _mm512_setzero_ps();
             transpose16(r);
 #pragma GCC unroll 16
             for (int c = 0; c < 16; c++)
