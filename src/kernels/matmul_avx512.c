@@ -1195,7 +1195,7 @@ QM_INLINE void transpose16(__m512 r[16]) {
 
 /* xt[p][i][j] = x[(16p + j) * ldx + i] for the group's tg tokens (16p + j >= tg: 0), 16 x 16 at a
  * time through registers. It replaced a loop of scalar copies: 2.1% of the samples of a `qmesh
- * bench -m r05-bf16 --prompt 701 --shared-prefix 700 --gen 32 --batch 16` run before, 0.7-0.8%
+ * bench -m r05-bf16 --prompt 701 --shared-prefix 700 --gen 32 --batch 16` run before, 0.6-0.8%
  * after (`perf record -e cpu-clock`, AMD EPYC Zen 4, 2026-12-04). */
 static void tokens_side_by_side(const float *x, size_t ldx, int tg, int cols, float *xt) {
     for (int t0 = 0; t0 < tg; t0 += 16) {
