@@ -5,16 +5,17 @@
  *
  * Exactness: as qdot_avx512.c. maddubs never saturates (u8 weight codes Q4 0..15, Q5 0..31,
  * Q6_K 0..63, Q8_0 |w| <= 128 times s8 activations in [-127, 127]); Q8_0 moves w's sign onto q
- * (vpsignb); Q4_0/Q5_0 subtract 8 s / 16 s; Q6_K subtracts 32 (q0 + q1) per pair. Int16 partial
- * sums stay below 32768: 8 x 3810 (Q4), 4 x 7874 (Q5), 4 x 8128 (Q6_K). f32 products and sums
- * of integers are used only where the result is below 2^24 (exact): Q4_K/Q5_K's sc_j * Σ and
- * m_j * s, decode Q6_K's sc * Σ per 16 elements and their sum.
+ * (vpsignb); Q4_0/Q5_0 subtract 8 s / 16 s; Q6_K subtracts 32 (q0 + q1) per pair in prefill and
+ * 32 x the sum of 8 activations in decode (reduce_q6k). Int16 partial sums stay below 32768: 8 x
+ * 3810 (Q4), 4 x 7874 (Q5), 4 x 8128 (Q6_K). f32 products and sums of integers are used only
+ * where the result is below 2^24 (exact): Q4_K/Q5_K's sc_j * Σ and m_j * s; decode's Q6_K
+ * integer (sc_g0 Σ_g0 + sc_g1 Σ_g1) is made in int32.
  *
  * Two ways to the sums, same bits:
  *   decode (one token): one ymm per block; after madd, eight blocks are reduced to eight dwords
- *     (packs + madd while int16 holds, hadd for Q8_0; the column-parallel decode of the 4-bit
- *     types adds the maddubs pairs by int16 hadds instead, sums_decode's colpar). Weights are
- *     unpacked and used at once, DR rows per pass.
+ *     (packs + madd while int16 holds, hadd for Q8_0, int16 hadds of the maddubs pairs for the
+ *     4-bit types). Weights are unpacked and used at once, DR rows per pass; the token's groups
+ *     are made once per call (xcache_decode).
  *   prefill (n_tok >= 2): each half's 8 blocks are transposed (8 x 8 dwords) on both sides, so
  *     the products add up vertically. Tiles of PR rows x PT tokens reuse each unpacked weight
  *     group for PT tokens; the PT tokens' activation groups are transposed once for all the row
@@ -40,7 +41,8 @@ typedef struct {
                               * Q4_K, Q5_K [h] int16 lanes 2l, 2l + 1 = the 6-bit scale of block 8h + l */
     __m256 d[2], m[2];       /* d; m (Q4_1, Q5_1) or dmin (Q4_K, Q5_K) */
     __m256 sc_f[2], mn_f[2]; /* Q4_K, Q5_K: the 6-bit scale and min */
-    __m256 sc6[2][2];        /* Q6_K decode: [h][e] lanes 0-3: group 0 of blocks 8h + 4e + 0..3, 4-7: group 1 */
+    __m256i sp6[2][2];       /* Q6_K decode: [h][j] int16 lanes 2i, 2i + 1 of the low 128 bits: group 0 of
+                              * block 8h + 4j + i (i < 4), of the high 128 bits: its group 1 */
 } wgroup;
 
 /* Dword l all ones where block 8h + l is one of the first nb, else 0. */
@@ -264,7 +266,7 @@ QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, wgrou
     sb_halves(dmin, sb & 7, g->m);
 }
 
-/* Q6_K, any group: d, and the scales as decode's sc6 or prefill's int16 madd operands. */
+/* Q6_K, any group: d, and the scales as decode's sp6 or prefill's int16 madd operands. */
 QM_INLINE void scales_q6k_any(const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
     const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1;
     __m256 d[3];
@@ -277,12 +279,14 @@ QM_INLINE void scales_q6k_any(const uint8_t *row, int sb, int nb, int transposed
         const int s = sb + b;
         sc[b] = b < nb ? ((const qm_block_q6_k *)(row + (size_t)(s >> 3) * 210))->scales + 2 * (s & 7) : NULL;
     }
-    if (!transposed) { /* sc6[h][i / 4] lane 4e + i % 4: group e of block 8h + i */
-        float f[2][2][8];
+    if (!transposed) { /* sp6[h][j] int16 lane 8e + 2i + k (k < 2): group e of block 8h + 4j + i */
+        int16_t v[2][2][16];
         for (int b = 0; b < 16; b++)
-            for (int e = 0; e < 2; e++) f[b / 8][(b % 8) / 4][4 * e + b % 4] = sc[b] ? (float)sc[b][e] : 0.0f;
+            for (int e = 0; e < 2; e++)
+                for (int k = 0; k < 2; k++)
+                    v[b / 8][(b % 8) / 4][8 * e + 2 * (b % 4) + k] = sc[b] ? (int16_t)sc[b][e] : 0;
         for (int h = 0; h < 2; h++)
-            for (int e = 0; e < 2; e++) g->sc6[h][e] = _mm256_loadu_ps(f[h][e]);
+            for (int j = 0; j < 2; j++) g->sp6[h][j] = _mm256_loadu_si256((const __m256i *)v[h][j]);
         return;
     }
     for (int h = 0; h < 2; h++) /* [2h + e]: int16 lanes 2l, 2l + 1 = group e of block 8h + l */
@@ -300,13 +304,18 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, wg
         scales_q6k_any(row, sb, nb, transposed, g);
         return;
     }
-    const __m128i order = _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+    /* int16 lane 8e + 2i + k of sp6[h][j] takes scale byte 2 (4j + i) + e into its high byte; an
+     * arithmetic shift by 8 sign-extends it */
+    const __m256i pick[2] = {
+        _mm256_setr_epi8(-1, 0, -1, 0, -1, 2, -1, 2, -1, 4, -1, 4, -1, 6, -1, 6, -1, 1, -1, 1, -1, 3, -1, 3, -1, 5,
+                         -1, 5, -1, 7, -1, 7),
+        _mm256_setr_epi8(-1, 8, -1, 8, -1, 10, -1, 10, -1, 12, -1, 12, -1, 14, -1, 14, -1, 9, -1, 9, -1, 11, -1, 11,
+                         -1, 13, -1, 13, -1, 15, -1, 15)};
     for (int h = 0; h < 2; h++) {
         const uint8_t *blk = row + (size_t)((sb >> 3) + h) * 210;
         g->d[h] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk + 208)));
-        const __m128i v = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(blk + 192)), order);
-        g->sc6[h][0] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
-        g->sc6[h][1] = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
+        const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 192)));
+        for (int j = 0; j < 2; j++) g->sp6[h][j] = _mm256_srai_epi16(_mm256_shuffle_epi8(v, pick[j]), 8);
     }
 }
 
@@ -347,6 +356,7 @@ typedef struct {
     __m256i q[16];   /* as wgroup.q (absent blocks: 0) */
     __m256i q32[16]; /* Q6_K: 32 (q_2i + q_2i+1) per int16 lane */
     __m256i q32s[4]; /* Q6_K, transposed: [2h + e] the sum of q32[8h + 4e + i], i < 4 */
+    __m256i x8[2][4]; /* Q6_K decode: 32 x the activation sums in the layout of reduce_q6k's w[i] */
     __m256 dx[2], sf[2];
     __m256i s[2];
 } xgroup;
@@ -357,6 +367,18 @@ QM_INLINE void q32_of(xgroup *xg) {
     for (int k = 0; k < 4; k++)
         xg->q32s[k] = _mm256_add_epi16(_mm256_add_epi16(xg->q32[4 * k], xg->q32[4 * k + 1]),
                                        _mm256_add_epi16(xg->q32[4 * k + 2], xg->q32[4 * k + 3]));
+}
+
+/* Q6_K decode: x8[h][i] = 32 x the sums of 8 activations, the first two levels of reduce_q6k
+ * applied to q32 (at most 32 x 8 x 127 = 32512). */
+QM_INLINE void x8_of(xgroup *xg) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    for (int h = 0; h < 2; h++)
+        for (int i = 0; i < 4; i++) {
+            const __m256i a = _mm256_madd_epi16(xg->q32[8 * h + 2 * i], ones);
+            const __m256i b = _mm256_madd_epi16(xg->q32[8 * h + 2 * i + 1], ones);
+            xg->x8[h][i] = _mm256_madd_epi16(_mm256_packs_epi32(a, b), ones);
+        }
 }
 
 QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int transposed, xgroup *xg) {
@@ -370,6 +392,8 @@ QM_INLINE void load_x(qm_dtype dt, const qm_q8act *x, int t, int b0, int nb, int
     }
     if (dt == QM_DT_Q6_K)
         q32_of(xg);
+    if (dt == QM_DT_Q6_K && !transposed)
+        x8_of(xg);
     for (int h = 0; h < 2; h++) {
         const __m256i m = half_mask(nb, h);
         xg->dx[h] = _mm256_maskload_ps(x->d + xb + 8 * h, m);
@@ -398,6 +422,21 @@ QM_INLINE void reduce_groups(const __m256i v[8], __m256i u[2]) {
     u[1] = _mm256_madd_epi16(_mm256_packs_epi32(w[2], w[3]), ones);
 }
 
+/* Decode, Q6_K: v[k] dword j = Σ c_i q_i over elements 4j..4j+3 of block k (codes 0..63, at most
+ * 4 x 63 x 127 = 32004). Level 1 (packs, madd): w[i] = the sums of 8 elements of blocks 2i, 2i + 1
+ * (low 128 bits: elements 0-7, 8-15 of each, high: 16-23, 24-31), less 32 x the activations' sums
+ * (x8): Σ (c_i - 32) q_i, at most 8 x 32 x 127 = 32512 in int16. Level 2 (packs, madd by sp6):
+ * the 16-element sums times their scales, u[j] lane i block 4j + i's group 0, lane 4 + i its group
+ * 1 (at most 128 x 16 x 32 x 127 = 8323072); the groups added: dword l = block l's integer. */
+QM_INLINE __m256i reduce_q6k(const __m256i v[8], const __m256i x8[4], const __m256i sp6[2]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i w[4], u[2];
+    for (int i = 0; i < 4; i++)
+        w[i] = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_packs_epi32(v[2 * i], v[2 * i + 1]), ones), x8[i]);
+    for (int j = 0; j < 2; j++) u[j] = _mm256_madd_epi16(_mm256_packs_epi32(w[2 * j], w[2 * j + 1]), sp6[j]);
+    return _mm256_add_epi32(_mm256_permute2x128_si256(u[0], u[1], 0x20), _mm256_permute2x128_si256(u[0], u[1], 0x31));
+}
+
 /* Decode of the 4-bit types: the maddubs products of 8 blocks (int16 pairs, each at most
  * 2 x 15 x 127 = 3810) added straight in int16 by three hadds (a sum of 8 pairs, at most 30480,
  * still fits), then the two 128-bit halves widened and added: dword k = block k's sum. */
@@ -410,15 +449,12 @@ QM_INLINE __m256i reduce_pairs16(const __m256i p[8]) {
 }
 
 /* Decode: the exact integer sums (spec's, Q4_0/Q5_0 centred) of half h, as f32; the codes are
- * made and used at once (base, off: code_blk). colpar (a literal): the column-parallel tile's
- * forms, the 4-bit types' int16 hadds and a whole Q6_K superblock's codes from shared loads;
- * each measured faster there (rpb, hot: Q4_K 0.027 -> 0.025, Q6_K 0.043 -> 0.040 ns a weight)
- * and slower in the row-parallel tile (0.030 -> 0.033, 0.044 -> 0.048), which keeps a code and a
- * madd a block. Same integers either way. */
+ * made and used at once (base, off: code_blk), the 4-bit types' maddubs pairs added by int16
+ * hadds and a whole Q6_K superblock's codes made from shared loads. */
 QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg,
-                             int h, int colpar) {
-    const int four_bit = colpar && (dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K);
-    const int q6k_whole = colpar && dt == QM_DT_Q6_K && off == 0 && nb == 16; /* half h is superblock h */
+                             int h) {
+    const int four_bit = dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K;
+    const int q6k_whole = dt == QM_DT_Q6_K && off == 0 && nb == 16; /* half h is superblock h */
     __m256i v[8], u[2], c6[8];
     if (q6k_whole) q6k_superblock_codes(base + (size_t)h * 210, c6);
 #pragma GCC unroll 8
@@ -434,7 +470,6 @@ QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
             c = _mm256_abs_epi8(c);
         }
         __m256i p = _mm256_maddubs_epi16(c, xs);
-        if (dt == QM_DT_Q6_K) p = _mm256_sub_epi16(p, xg->q32[b]);
         v[k] = four_bit ? p : _mm256_madd_epi16(p, _mm256_set1_epi16(1));
     }
     if (four_bit) {
@@ -443,12 +478,9 @@ QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
         return _mm256_cvtepi32_ps(is);
     }
     if (dt == QM_DT_Q8_0) return _mm256_cvtepi32_ps(reduce_blocks(v));
+    if (dt == QM_DT_Q6_K) /* the block's integer, below 2^24: exact in f32 */
+        return _mm256_cvtepi32_ps(reduce_q6k(v, xg->x8[h], g->sp6[h]));
     reduce_groups(v, u);
-    if (dt == QM_DT_Q6_K) { /* 16-element sums times their scales: integers below 2^24 in f32, exact */
-        const __m256 f0 = _mm256_mul_ps(_mm256_cvtepi32_ps(u[0]), g->sc6[h][0]);
-        const __m256 f1 = _mm256_mul_ps(_mm256_cvtepi32_ps(u[1]), g->sc6[h][1]);
-        return _mm256_add_ps(_mm256_permute2f128_ps(f0, f1, 0x20), _mm256_permute2f128_ps(f0, f1, 0x31));
-    }
     __m256i is = _mm256_add_epi32(_mm256_permute2x128_si256(u[0], u[1], 0x20),
                                   _mm256_permute2x128_si256(u[0], u[1], 0x31));
     if (dt == QM_DT_Q4_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 3));
@@ -569,6 +601,24 @@ static xgroup *xcache_make(qm_dtype dt, const qm_q8act *x, int t0, int nt, int n
     return xc;
 }
 
+/* Decode: the one token's groups (not transposed), made once per call for all the tiles of DR
+ * rows, which used to make each group again; NULL when out of memory (the tiles then make their
+ * own, same bits). */
+static xgroup *xcache_decode(qm_dtype dt, const qm_q8act *x, int nblk) {
+    const int ng = (nblk + 15) / 16;
+    xgroup *xc = aligned_alloc(32, (size_t)ng * sizeof(xgroup));
+    if (!xc) return NULL;
+    for (int g = 0; g < ng; g++) load_group(dt, x, 0, 16 * g, nblk - 16 * g < 16 ? nblk - 16 * g : 16, 0, &xc[g]);
+    return xc;
+}
+
+/* Decode: the group at block b0, from the cache or made into tmp. */
+QM_INLINE const xgroup *xdecode_of(qm_dtype dt, const xgroup *xd, const qm_q8act *x, int b0, int nb, xgroup *tmp) {
+    if (xd) return &xd[b0 / 16];
+    load_group(dt, x, 0, b0, nb, 0, tmp);
+    return tmp;
+}
+
 /* Token t0 + t's transposed group at block b0: from the cache, or loaded into tmp. */
 QM_INLINE const xgroup *xgroup_of(qm_dtype dt, const xgroup *xc, const qm_q8act *x, int t0, int t, int b0, int nb,
                                   xgroup *tmp) {
@@ -584,8 +634,8 @@ QM_INLINE void store(const __m256 acc[2], const float *bias, int r, float *y) {
 
 /* One token, rows [0, nr) (nr <= DR): each row's codes made and used at once. off: the view's
  * first sub-block % 8 (K-quants; 0 otherwise), a literal 0 where it is, for constant shifts. */
-QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const qm_q8act *x, const float *bias,
-                           float *y) {
+QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const qm_q8act *x, const xgroup *xd,
+                           const float *bias, float *y) {
     const int k_quant = qm_dtype_block(dt) != 32;
     const size_t bb = qm_dtype_block_bytes(dt);
     __m256 acc[DR][2];
@@ -597,8 +647,8 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, sb = w->sb0 + b0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
-        xgroup xg;
-        load_group(dt, x, 0, b0, nb, 0, &xg);
+        xgroup tmp;
+        const xgroup *xg = xdecode_of(dt, xd, x, b0, nb, &tmp);
         for (int r = 0; r < nr; r++) {
             const uint8_t *row = w->row0 + (size_t)r * w->stride;
             const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
@@ -606,12 +656,12 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
             scales(dt, row, sb, nb, 0, &g);
             if (nb == 16) { /* literal halves and block count: straight-line code */
                 for (int h = 0; h < 2; h++)
-                    acc[r][h] = _mm256_add_ps(acc[r][h], contrib(dt, &g, &xg, h, sums_decode(dt, base, off, 16, &g, &xg, h, 1)));
+                    acc[r][h] = _mm256_add_ps(acc[r][h], contrib(dt, &g, xg, h, sums_decode(dt, base, off, 16, &g, xg, h)));
                 continue;
             }
             for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                const __m256 f = sums_decode(dt, base, off, nb, &g, &xg, h, 1);
-                acc[r][h] = add_lanes(acc[r][h], contrib(dt, &g, &xg, h, f), nb, h);
+                const __m256 f = sums_decode(dt, base, off, nb, &g, xg, h);
+                acc[r][h] = add_lanes(acc[r][h], contrib(dt, &g, xg, h, f), nb, h);
             }
         }
     }
@@ -812,12 +862,14 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
         return;
     }
     if (n_tok == 1) {
+        xgroup *xd = xcache_decode(dt, x, nblk);
         for (int o = o_begin; o < o_end; o += DR) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
             const int nr = o_end - o < DR ? o_end - o : DR, off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
-            if (off == 0) tile_decode(dt, &wr, 0, nr, x, bias ? bias + o : NULL, y + o);
-            else tile_decode(dt, &wr, off, nr, x, bias ? bias + o : NULL, y + o);
+            if (off == 0) tile_decode(dt, &wr, 0, nr, x, xd, bias ? bias + o : NULL, y + o);
+            else tile_decode(dt, &wr, off, nr, x, xd, bias ? bias + o : NULL, y + o);
         }
+        free(xd);
         return;
     }
     for (int t0 = 0; t0 < n_tok; t0 += PT) {
@@ -910,8 +962,8 @@ QM_INLINE void store_pairs(const __m256 pairs[4], float *part, size_t pstride) {
     }
 }
 
-QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x, int nbk,
-                               float *part, size_t pstride) {
+QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x,
+                               const xgroup *xd, int nbk, float *part, size_t pstride) {
     const int k_quant = qm_dtype_block(dt) != 32;
     const size_t bb = qm_dtype_block_bytes(dt);
     const int long_pass = qm_rowpar_prefetch_long(dt, off, w->nblk, DR); /* rowpar.h */
@@ -923,8 +975,8 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
         const size_t gbytes = long_pass ? qm_rowpar_group_bytes(dt, off, nb) : 0;
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T0);
         pf += pf_step;
-        xgroup xg;
-        load_group(dt, x, 0, b0, nb, 0, &xg);
+        xgroup tmp;
+        const xgroup *xg = xdecode_of(dt, xd, x, b0, nb, &tmp);
         const int whole_tile = nb == 16 && bpb == 2 && nr == DR && nk == 8;
         __m256 pairs[DR];
         for (int r = 0; r < nr; r++) {
@@ -935,9 +987,9 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
             scales(dt, row, sb, nb, 0, &g);
             __m256 a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
             for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                const __m256 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, &xg, h, 0)
-                                           : sums_decode(dt, base, off, nb, &g, &xg, h, 0);
-                a[h] = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &g, &xg, h, f));
+                const __m256 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, xg, h)
+                                           : sums_decode(dt, base, off, nb, &g, xg, h);
+                a[h] = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &g, xg, h, f));
                 if (nb < 8 * h + 8) a[h] = _mm256_and_ps(a[h], _mm256_castsi256_ps(half_mask(nb, h)));
             }
             if (whole_tile) { /* nb = 16, bpb = 2: both halves' pairs at once, stored below */
@@ -993,14 +1045,16 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
     }
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = qm_rowpar_whole_rows(w);
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
+    xgroup *xd = xcache_decode(dt, x, nblk);
     for (int o = o_begin; o < o_end; o += DR) {
         const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
         const int nr = o_end - o < DR ? o_end - o : DR;
         float *po = part + o;
-        if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, nbk, po, pstride);
-        else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, nbk, po, pstride);
-        else tile_decode_b64(dt, &wr, off, 2, nr, x, nbk, po, pstride);
+        if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, xd, nbk, po, pstride);
+        else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, xd, nbk, po, pstride);
+        else tile_decode_b64(dt, &wr, off, 2, nr, x, xd, nbk, po, pstride);
     }
+    free(xd);
 }
 
 /* ---- row-parallel tree nodes over several tokens (kernels.h, matmul_q8_nodes; see qdot_avx512.c) ----
