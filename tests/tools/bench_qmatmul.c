@@ -7,7 +7,7 @@
  *   build/tests/bench_qmatmul check [trials]      bit-exactness (exit 1 on a mismatch)
  *   build/tests/bench_qmatmul bench [isa] [types] speed (types: comma-separated names, e.g. Q4_K)
  *   build/tests/bench_qmatmul dec [isa] [types]   the fast mode's decode columns only, more repetitions
- *   build/tests/bench_qmatmul rp isa type rows cols views [col0 ld]   one row-parallel shape from DRAM
+ *   build/tests/bench_qmatmul rp isa type rows cols views [col0 ld [bc]] one row-parallel shape from DRAM
  *   build/tests/bench_qmatmul pre isa TYPE rows cols n_tok   prefill GFLOP/s: matmul, blocks, nodes
  */
 #include <math.h>
@@ -558,18 +558,20 @@ static qm_dtype quant_type_named(const char *type, qm_dtype otherwise) {
     return otherwise;
 }
 
-static void bench_rowpar(const char *isa_name, const char *type, int rows, int cols, int n_views, int col0, int ld) {
+static void bench_rowpar(const char *isa_name, const char *type, int rows, int cols, int n_views, int col0, int ld,
+                         int bc) {
     qm_kernels k = kernels_or_exit(isa_name);
     const qm_dtype dt = quant_type_named(type, QM_DT_COUNT);
     if (ld < col0 + cols) ld = col0 + cols;
-    if (dt == QM_DT_COUNT || rows < 1 || cols < 64 || col0 < 0 || ld % qm_dtype_block(dt) || n_views < 1) {
+    if (dt == QM_DT_COUNT || rows < 1 || cols < 64 || col0 < 0 || ld % qm_dtype_block(dt) || n_views < 1 ||
+        (bc != 64 && bc != 128)) {
         fprintf(stderr, "rp: bad type or shape\n");
         exit(2);
     }
     rng_t r = {7};
     const size_t per = (size_t)rows * (size_t)ld / (size_t)qm_dtype_block(dt), vb = per * qm_dtype_block_bytes(dt);
     char *q = make_q(&r, dt, per * (size_t)n_views, 0);
-    const int nb = (cols + 63) / 64;
+    const int nb = (cols + bc - 1) / bc;
     float *x = malloc((size_t)cols * 4), *y = malloc((size_t)nb * (size_t)rows * 4);
     for (int i = 0; i < cols; i++) x[i] = rand_f32(&r);
     q8rows xb;
@@ -580,14 +582,14 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
             double t0 = now_s();
             for (int v = 0; v < n_views; v++) {
                 qm_wview w = {q + (size_t)v * vb, dt, (size_t)ld, rows, cols, col0};
-                if (mode == 0) k.matmul_blocks(&w, x, (size_t)cols, 1, 64, nb, y, (size_t)rows, (size_t)rows, 0, rows);
-                else k.matmul_q8_blocks(&w, &a, 1, 64, nb, y, (size_t)rows, (size_t)rows, 0, rows);
+                if (mode == 0) k.matmul_blocks(&w, x, (size_t)cols, 1, bc, nb, y, (size_t)rows, (size_t)rows, 0, rows);
+                else k.matmul_q8_blocks(&w, &a, 1, bc, nb, y, (size_t)rows, (size_t)rows, 0, rows);
             }
             double t = (now_s() - t0) / ((double)n_views * rows * cols) * 1e9;
             if (t < best[mode]) best[mode] = t;
         }
-    printf("isa %s %s rows %d cols %d (from %d of %d) views %d: ns/weight exact %.4f fast %.4f\n", k.isa, type, rows,
-           cols, col0, ld, n_views, best[0], best[1]);
+    printf("isa %s %s rows %d cols %d (from %d of %d) views %d bc %d: ns/weight exact %.4f fast %.4f\n", k.isa, type,
+           rows, cols, col0, ld, n_views, bc, best[0], best[1]);
     free(q);
     free(x);
     free(y);
@@ -676,14 +678,14 @@ int main(int argc, char **argv) {
     }
     if (argc >= 7 && !strcmp(argv[1], "rp")) {
         bench_rowpar(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), argc >= 8 ? atoi(argv[7]) : 0,
-                     argc >= 9 ? atoi(argv[8]) : 0);
+                     argc >= 9 ? atoi(argv[8]) : 0, argc >= 10 ? atoi(argv[9]) : 64);
         return 0;
     }
     if (argc >= 7 && !strcmp(argv[1], "pre")) {
         bench_prefill(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
         return 0;
     }
-    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types] | rp isa type rows cols views [col0 ld]"
+    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types] | rp isa type rows cols views [col0 ld [bc]]"
                     " | pre isa TYPE rows cols n_tok\n",
             argv[0]);
     return 2;
