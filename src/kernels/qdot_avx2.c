@@ -246,9 +246,10 @@ QM_INLINE void sb_halves(const __m256 v[3], int off, __m256 out[2]) {
     out[1] = _mm256_blendv_ps(p[1], p[2], next);
 }
 
-QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
+/* off = sb % 8 (a literal 0 in the decode tiles where it is: no lane moves, two superblocks). */
+QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int off, int nb, wgroup *g) {
     const size_t bb = qm_dtype_block_bytes(dt);
-    const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1;
+    const int nsup = ((off + nb - 1) >> 3) + 1;
     __m256 sc[3], mn[3], d[3], dmin[3];
     for (int i = 0; i < 3; i++) {
         const uint8_t *blk = row + (size_t)((sb >> 3) + i) * bb;
@@ -260,10 +261,10 @@ QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int nb, wgrou
         d[i] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk)));
         dmin[i] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk + 2)));
     }
-    sb_halves(sc, sb & 7, g->sc_f);
-    sb_halves(mn, sb & 7, g->mn_f);
-    sb_halves(d, sb & 7, g->d);
-    sb_halves(dmin, sb & 7, g->m);
+    sb_halves(sc, off, g->sc_f);
+    sb_halves(mn, off, g->mn_f);
+    sb_halves(d, off, g->d);
+    sb_halves(dmin, off, g->m);
 }
 
 /* Q6_K, any group: d, and the scales as decode's sp6 or prefill's int16 madd operands. */
@@ -297,10 +298,10 @@ QM_INLINE void scales_q6k_any(const uint8_t *row, int sb, int nb, int transposed
         }
 }
 
-/* Q6_K: decode of a whole group aligned to superblocks (the usual case) straight from the blocks:
- * half h is superblock h, whose 16 scales are 2j + e. */
-QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
-    if (transposed || (sb & 7) != 0 || nb != 16) {
+/* Q6_K: decode of a group of whole superblocks (off 0, nb 16 or 8: the usual case) straight from
+ * the blocks: half h is superblock h, whose 16 scales are 2j + e. */
+QM_INLINE void scales_q6k(const uint8_t *row, int sb, int off, int nb, int transposed, wgroup *g) {
+    if (transposed || off != 0 || (nb != 16 && nb != 8)) {
         scales_q6k_any(row, sb, nb, transposed, g);
         return;
     }
@@ -311,7 +312,7 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, wg
                          -1, 5, -1, 7, -1, 7),
         _mm256_setr_epi8(-1, 8, -1, 8, -1, 10, -1, 10, -1, 12, -1, 12, -1, 14, -1, 14, -1, 9, -1, 9, -1, 11, -1, 11,
                          -1, 13, -1, 13, -1, 15, -1, 15)};
-    for (int h = 0; h < 2; h++) {
+    for (int h = 0; h < nb / 8; h++) {
         const uint8_t *blk = row + (size_t)((sb >> 3) + h) * 210;
         g->d[h] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk + 208)));
         const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 192)));
@@ -319,9 +320,10 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int nb, int transposed, wg
     }
 }
 
-QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
-    if (dt == QM_DT_Q6_K) scales_q6k(row, sb, nb, transposed, g);
-    else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, nb, g);
+/* A group's scales; off = sb % 8 for the K-quants (0 otherwise), a literal where the caller has it. */
+QM_INLINE void scales(qm_dtype dt, const uint8_t *row, int sb, int off, int nb, int transposed, wgroup *g) {
+    if (dt == QM_DT_Q6_K) scales_q6k(row, sb, off, nb, transposed, g);
+    else if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) scales_k45(dt, row, sb, off, nb, g);
     else scales_32(dt, row, sb, nb, g);
 }
 
@@ -345,7 +347,7 @@ QM_INLINE void unpack_prefill(qm_dtype dt, const uint8_t *row, int sb, int nb, w
             g->w[b] = g->q[b];
             g->q[b] = _mm256_abs_epi8(g->q[b]);
         }
-    scales(dt, row, sb, nb, 1, g);
+    scales(dt, row, sb, sb & 7, nb, 1, g);
     k_scales16(dt, g);
 }
 
@@ -454,7 +456,7 @@ QM_INLINE __m256i reduce_pairs16(const __m256i p[8]) {
 QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg,
                              int h) {
     const int four_bit = dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K;
-    const int q6k_whole = dt == QM_DT_Q6_K && off == 0 && nb == 16; /* half h is superblock h */
+    const int q6k_whole = dt == QM_DT_Q6_K && off == 0 && nb >= 8 * h + 8; /* half h is superblock h */
     __m256i v[8], u[2], c6[8];
     if (q6k_whole) q6k_superblock_codes(base + (size_t)h * 210, c6);
 #pragma GCC unroll 8
@@ -653,7 +655,7 @@ QM_INLINE void tile_decode(qm_dtype dt, const wrows *w, int off, int nr, const q
             const uint8_t *row = w->row0 + (size_t)r * w->stride;
             const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
             wgroup g;
-            scales(dt, row, sb, nb, 0, &g);
+            scales(dt, row, sb, off, nb, 0, &g);
             if (nb == 16) { /* literal halves and block count: straight-line code */
                 for (int h = 0; h < 2; h++)
                     acc[r][h] = _mm256_add_ps(acc[r][h], contrib(dt, &g, xg, h, sums_decode(dt, base, off, 16, &g, xg, h)));
@@ -984,10 +986,11 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
             const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
             qm_prefetch_l2(base + (size_t)DR * w->stride, gbytes);
             wgroup g;
-            scales(dt, row, sb, nb, 0, &g);
+            scales(dt, row, sb, off, nb, 0, &g);
             __m256 a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
             for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                const __m256 f = nb == 16 ? sums_decode(dt, base, off, 16, &g, xg, h)
+                const __m256 f = nb == 16  ? sums_decode(dt, base, off, 16, &g, xg, h)
+                                 : nb == 8 ? sums_decode(dt, base, off, 8, &g, xg, h) /* down_proj's last */
                                            : sums_decode(dt, base, off, nb, &g, xg, h);
                 a[h] = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &g, xg, h, f));
                 if (nb < 8 * h + 8) a[h] = _mm256_and_ps(a[h], _mm256_castsi256_ps(half_mask(nb, h)));
