@@ -964,6 +964,20 @@ QM_INLINE void store_pairs(const __m256 pairs[4], float *part, size_t pstride) {
     }
 }
 
+/* One row's group of nb blocks (a literal where the caller has it) in the row-parallel tile: a[h]
+ * lane l = +0 + c_b of block 8h + l, +0 past the nb blocks. */
+QM_INLINE void row_group(qm_dtype dt, const uint8_t *row, int sb, int off, int nb, const xgroup *xg, __m256 a[2]) {
+    const uint8_t *base = row + (size_t)(qm_dtype_block(dt) != 32 ? sb >> 3 : sb) * qm_dtype_block_bytes(dt);
+    wgroup g;
+    scales(dt, row, sb, off, nb, 0, &g);
+    for (int h = 0; h < 2; h++) {
+        a[h] = _mm256_setzero_ps();
+        if (8 * h >= nb) continue;
+        a[h] = _mm256_add_ps(a[h], contrib(dt, &g, xg, h, sums_decode(dt, base, off, nb, &g, xg, h)));
+        if (nb < 8 * h + 8) a[h] = _mm256_and_ps(a[h], _mm256_castsi256_ps(half_mask(nb, h)));
+    }
+}
+
 QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x,
                                const xgroup *xd, int nbk, float *part, size_t pstride) {
     const int k_quant = qm_dtype_block(dt) != 32;
@@ -983,18 +997,11 @@ QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, in
         __m256 pairs[DR];
         for (int r = 0; r < nr; r++) {
             const uint8_t *row = w->row0 + (size_t)r * w->stride;
-            const uint8_t *base = row + (size_t)(k_quant ? sb >> 3 : sb) * bb;
-            qm_prefetch_l2(base + (size_t)DR * w->stride, gbytes);
-            wgroup g;
-            scales(dt, row, sb, off, nb, 0, &g);
-            __m256 a[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-            for (int h = 0; h < 2 && 8 * h < nb; h++) {
-                const __m256 f = nb == 16  ? sums_decode(dt, base, off, 16, &g, xg, h)
-                                 : nb == 8 ? sums_decode(dt, base, off, 8, &g, xg, h) /* down_proj's last */
-                                           : sums_decode(dt, base, off, nb, &g, xg, h);
-                a[h] = _mm256_add_ps(_mm256_setzero_ps(), contrib(dt, &g, xg, h, f));
-                if (nb < 8 * h + 8) a[h] = _mm256_and_ps(a[h], _mm256_castsi256_ps(half_mask(nb, h)));
-            }
+            qm_prefetch_l2(row + (size_t)(k_quant ? sb >> 3 : sb) * bb + (size_t)DR * w->stride, gbytes);
+            __m256 a[2];
+            if (nb == 16) row_group(dt, row, sb, off, 16, xg, a);
+            else if (nb == 8) row_group(dt, row, sb, off, 8, xg, a); /* down_proj's last group */
+            else row_group(dt, row, sb, off, nb, xg, a);
             if (whole_tile) { /* nb = 16, bpb = 2: both halves' pairs at once, stored below */
                 pairs[r] = _mm256_hadd_ps(a[0], a[1]);
                 continue;
