@@ -140,22 +140,19 @@ QM_INLINE void code_q6k_pair(const uint8_t *row, int s, __m256i out[2]) {
     }
 }
 
-/* Q6_K: the 8 sub-blocks of one superblock, codes 0..63 (as code_k), each 32-byte load used for
- * all the sub-blocks it holds: sub-block 4i + k takes ql half i (k % 2) shifted by 4 (k / 2) and
- * qh bits 2k..2k+1 moved to bits 4-5 by one 16-bit shift and a mask. */
-QM_INLINE void q6k_superblock_codes(const uint8_t *blk, __m256i c[8]) {
+/* Q6_K: sub-blocks 4i .. 4i + 3 of one superblock, codes 0..63 (as code_k), each 32-byte load used
+ * for all the sub-blocks it holds: sub-block 4i + k takes ql half i (k % 2) shifted by 4 (k / 2)
+ * and qh bits 2k..2k+1 moved to bits 4-5 by one 16-bit shift and a mask. */
+QM_INLINE void q6k_half_codes(const uint8_t *blk, int i, __m256i c[4]) {
     const qm_block_q6_k *b = (const qm_block_q6_k *)blk;
     const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
-    for (int i = 0; i < 2; i++) {
-        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * i));
-        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * i + 32));
-        const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * i));
-        c[4 * i] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 4), m30));
-        c[4 * i + 1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 2), m30));
-        c[4 * i + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hq, m30));
-        c[4 * i + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                       _mm256_and_si256(_mm256_srli_epi16(hq, 2), m30));
-    }
+    const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * i));
+    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * i + 32));
+    const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * i));
+    c[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 4), m30));
+    c[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 2), m30));
+    c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hq, m30));
+    c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hq, 2), m30));
 }
 
 /* K-quant sub-blocks off .. off + nb - 1 counted from the superblock at base. */
@@ -298,10 +295,11 @@ QM_INLINE void scales_q6k_any(const uint8_t *row, int sb, int nb, int transposed
         }
 }
 
-/* Q6_K: decode of a group of whole superblocks (off 0, nb 16 or 8: the usual case) straight from
- * the blocks: half h is superblock h, whose 16 scales are 2j + e. */
+/* Q6_K: decode of a group of 16 or 8 blocks starting at a superblock's sub-block off = 0 (the
+ * usual case) or 4 (a 1x2 mesh's down_proj shard) straight from the blocks: the blocks 8h + 4j ..
+ * 8h + 4j + 3 are one superblock's half ((off + 8h + 4j) % 8 / 4), whose scales are a pick. */
 QM_INLINE void scales_q6k(const uint8_t *row, int sb, int off, int nb, int transposed, wgroup *g) {
-    if (transposed || off != 0 || (nb != 16 && nb != 8)) {
+    if (transposed || (off != 0 && off != 4) || (nb != 16 && nb != 8)) {
         scales_q6k_any(row, sb, nb, transposed, g);
         return;
     }
@@ -312,11 +310,21 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int off, int nb, int trans
                          -1, 5, -1, 7, -1, 7),
         _mm256_setr_epi8(-1, 8, -1, 8, -1, 10, -1, 10, -1, 12, -1, 12, -1, 14, -1, 14, -1, 9, -1, 9, -1, 11, -1, 11,
                          -1, 13, -1, 13, -1, 15, -1, 15)};
-    for (int h = 0; h < nb / 8; h++) {
+    for (int h = 0; h < nb / 8 && off == 0; h++) { /* half h is superblock h */
         const uint8_t *blk = row + (size_t)((sb >> 3) + h) * 210;
         g->d[h] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk + 208)));
         const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 192)));
         for (int j = 0; j < 2; j++) g->sp6[h][j] = _mm256_srai_epi16(_mm256_shuffle_epi8(v, pick[j]), 8);
+    }
+    for (int h = 0; h < nb / 8 && off == 4; h++) {
+        __m128 d[2];
+        for (int j = 0; j < 2; j++) {
+            const uint8_t *blk = row + (size_t)((sb + 8 * h + 4 * j) >> 3) * 210;
+            d[j] = _mm_set1_ps(_cvtsh_ss(qm_quant_rd16(blk + 208)));
+            const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 192)));
+            g->sp6[h][j] = _mm256_srai_epi16(_mm256_shuffle_epi8(v, pick[((off + 8 * h + 4 * j) & 7) >> 2]), 8);
+        }
+        g->d[h] = _mm256_set_m128(d[1], d[0]);
     }
 }
 
@@ -456,9 +464,14 @@ QM_INLINE __m256i reduce_pairs16(const __m256i p[8]) {
 QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, const wgroup *g, const xgroup *xg,
                              int h) {
     const int four_bit = dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K;
-    const int q6k_whole = dt == QM_DT_Q6_K && off == 0 && nb >= 8 * h + 8; /* half h is superblock h */
+    /* Q6_K, off 0 or 4: half h is two superblock halves */
+    const int q6k_whole = dt == QM_DT_Q6_K && (off & 3) == 0 && nb >= 8 * h + 8;
     __m256i v[8], u[2], c6[8];
-    if (q6k_whole) q6k_superblock_codes(base + (size_t)h * 210, c6);
+    if (q6k_whole)
+        for (int q = 0; q < 2; q++) {
+            const int u0 = off + 8 * h + 4 * q;
+            q6k_half_codes(base + (size_t)(u0 >> 3) * 210, (u0 & 7) >> 2, c6 + 4 * q);
+        }
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
         const int b = 8 * h + k;
@@ -869,6 +882,7 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
             const int nr = o_end - o < DR ? o_end - o : DR, off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
             if (off == 0) tile_decode(dt, &wr, 0, nr, x, xd, bias ? bias + o : NULL, y + o);
+            else if (off == 4) tile_decode(dt, &wr, 4, nr, x, xd, bias ? bias + o : NULL, y + o);
             else tile_decode(dt, &wr, off, nr, x, xd, bias ? bias + o : NULL, y + o);
         }
         free(xd);
@@ -1063,6 +1077,7 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
         if (bc == 128 && off == 0) tile_decode_b64(dt, &wr, 0, 4, nr, x, xd, nbk, po, pstride); /* o_proj */
         else if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, xd, nbk, po, pstride);
         else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, xd, nbk, po, pstride);
+        else if (off == 4) tile_decode_b64(dt, &wr, 4, 2, nr, x, xd, nbk, po, pstride); /* a 1x2 shard */
         else tile_decode_b64(dt, &wr, off, 2, nr, x, xd, nbk, po, pstride);
     }
     free(xd);
