@@ -264,11 +264,13 @@ QM_INLINE void scales_k45(qm_dtype dt, const uint8_t *row, int sb, int off, int 
     sb_halves(dmin, off, g->m);
 }
 
-/* Q6_K, any group: d, and the scales as decode's sp6 or prefill's int16 madd operands. */
 /* A Q6_K block's two scale bytes as the low 16 bits (0 for an absent block). */
 QM_INLINE int scale_pair(const int8_t *sc) { return sc ? qm_quant_rd16((const uint8_t *)sc) : 0; }
 
-QM_INLINE void scales_q6k_any(const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
+/* Q6_K, any group: d, and the scales as decode's sp6 or prefill's int16 madd operands.
+ * Not inlined: the rare path (views from sub-blocks 2 and 6, short groups); inlined into the decode
+ * tiles it made their common path slower (Q6_K column-parallel 0.040 -> 0.046-0.049 ns a weight). */
+static __attribute__((noinline)) void scales_q6k_any(const uint8_t *row, int sb, int nb, int transposed, wgroup *g) {
     const int nsup = ((sb + nb - 1) >> 3) - (sb >> 3) + 1;
     __m256 d[3];
     for (int i = 0; i < 3; i++)
@@ -282,8 +284,8 @@ QM_INLINE void scales_q6k_any(const uint8_t *row, int sb, int nb, int transposed
     }
     if (!transposed) { /* sp6[h][j] int16 lane 8e + 2i + k (k < 2): group e of block 8h + 4j + i */
         /* dword i: block 4j + i's two scale bytes; byte 4i + e to the high byte of lanes 8e + 2i + k,
-         * sign-extended by the shift (built in registers: int16 stores read back as one vector
-         * stalled store forwarding, 0.33 ns a weight on a 1x4 shard of down_proj) */
+         * sign-extended by the shift (built in registers rather than by int16 stores read back
+         * as one vector, which cannot be forwarded) */
         const __m256i pick = _mm256_setr_epi8(-1, 0, -1, 0, -1, 4, -1, 4, -1, 8, -1, 8, -1, 12, -1, 12, -1, 1, -1, 1,
                                               -1, 5, -1, 5, -1, 9, -1, 9, -1, 13, -1, 13);
         for (int h = 0; h < 2; h++)
@@ -317,7 +319,9 @@ QM_INLINE void scales_q6k(const uint8_t *row, int sb, int off, int nb, int trans
                          -1, 5, -1, 7, -1, 7),
         _mm256_setr_epi8(-1, 8, -1, 8, -1, 10, -1, 10, -1, 12, -1, 12, -1, 14, -1, 14, -1, 9, -1, 9, -1, 11, -1, 11,
                          -1, 13, -1, 13, -1, 15, -1, 15)};
-    for (int h = 0; h < nb / 8 && off == 0; h++) { /* half h is superblock h */
+    /* off 0: half h is superblock h, one load of its scales (the off 4 loop below gives the same
+     * values from two; kept apart, measured 0.052 against 0.054-0.056 ns a weight, rowpar hot) */
+    for (int h = 0; h < nb / 8 && off == 0; h++) {
         const uint8_t *blk = row + (size_t)((sb >> 3) + h) * 210;
         g->d[h] = _mm256_set1_ps(_cvtsh_ss(qm_quant_rd16(blk + 208)));
         const __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(blk + 192)));
@@ -428,8 +432,8 @@ QM_INLINE __m256i reduce_blocks(const __m256i v[8]) {
     return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
 }
 
-/* The first two levels for dwords below 2^14 (Q4, Q5: 4 products of at most 31 * 127; Q6_K:
- * 4 of at most 32 * 127): packs + madd halve the vectors while the partial sums fit int16.
+/* The 5-bit types' first two levels for dwords below 2^14 (4 products of at most 31 * 127):
+ * packs + madd halve the vectors while the partial sums fit int16.
  * u[e] lane i (0-3) is the sum of v[4e + i]'s dwords 0-3, lane 4 + i of its dwords 4-7. */
 QM_INLINE void reduce_groups(const __m256i v[8], __m256i u[2]) {
     const __m256i ones = _mm256_set1_epi16(1);
@@ -502,10 +506,9 @@ QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
     if (dt == QM_DT_Q8_0) return _mm256_cvtepi32_ps(reduce_blocks(v));
     if (dt == QM_DT_Q6_K) /* the block's integer, below 2^24: exact in f32 */
         return _mm256_cvtepi32_ps(reduce_q6k(v, xg->x8[h], g->sp6[h]));
-    reduce_groups(v, u);
+    reduce_groups(v, u); /* the 5-bit types */
     __m256i is = _mm256_add_epi32(_mm256_permute2x128_si256(u[0], u[1], 0x20),
                                   _mm256_permute2x128_si256(u[0], u[1], 0x31));
-    if (dt == QM_DT_Q4_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 3));
     if (dt == QM_DT_Q5_0) is = _mm256_sub_epi32(is, _mm256_slli_epi32(xg->s[h], 4));
     return _mm256_cvtepi32_ps(is);
 }
@@ -625,7 +628,9 @@ static xgroup *xcache_make(qm_dtype dt, const qm_q8act *x, int t0, int nt, int n
 
 /* Decode: the one token's groups (not transposed), made once per call for all the tiles of DR
  * rows, which used to make each group again; NULL when out of memory (the tiles then make their
- * own, same bits). */
+ * own, same bits). xcache_make's twin with a literal token and layout: one maker for both
+ * (stride and transposition as arguments) measured slower in the Q6_K decode (0.046 -> 0.053 ns
+ * a weight, hot), the compiler's code for the tiles changing with it. */
 static xgroup *xcache_decode(qm_dtype dt, const qm_q8act *x, int nblk) {
     const int ng = (nblk + 15) / 16;
     xgroup *xc = aligned_alloc(32, (size_t)ng * sizeof(xgroup));
