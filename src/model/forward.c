@@ -54,9 +54,13 @@ static void linear(const qm_device *dev, const qm_wview *w, const float *bias, c
 }
 
 /* A thread's next rows [*b, *e) of a phase's matmul q (of `rows` output rows); 0 when none are
- * left. A decode step of one token hands rows out in chunks (8 a thread, whole 32-row tiles) to
- * whichever thread is free, so that a thread the memory serves slower does less and its partner
- * does not wait at the phase's end. Over 2 to 16 tokens a column-parallel matmul (batched:
+ * left. A decode step of one token hands rows out to whichever thread is free, so that a thread
+ * the memory serves slower does less and its partner does not wait at the phase's end, in
+ * shrinking chunks: each takes 1/nth of the rows left (whole 32-row tiles, at least one), so the
+ * first ones are long contiguous runs (each call of a kernel starts its weight stream cold and
+ * makes its activation groups again) and the last ones short. Fixed chunks of 1/(8 nth) of the
+ * rows cost 4-7% of the 1.5B's AVX2 fast decode (27.0 against 28.6-29.0 tok/s, `qmesh bench
+ * --activations q8 --isa avx2 --threads 2`; qkv 2.35 against 1.88 ms a step). Over 2 to 16 tokens a column-parallel matmul (batched:
  * share_batch) does the same with 4 chunks a thread (multiples of 16 rows, at least 64), whose
  * calls each transpose the tokens' activations first (a few microseconds); at batch 16 on this
  * 2-vCPU VM, fixed halves left each thread idle 5-8% of a run waiting for the other, in both
@@ -67,8 +71,16 @@ static int take_rows(job *J, int q, int n_tok, int share_batch, long rows, int i
                      long *e) {
     long chunk;
     if (nth > 1 && n_tok == 1) {
-        chunk = (rows / (8L * nth) + 31) / 32 * 32;
-        if (chunk < 32) chunk = 32;
+        long b0 = atomic_load_explicit(&J->next_row[q], memory_order_relaxed);
+        do {
+            if (b0 >= rows) return 0;
+            chunk = ((rows - b0) / nth + 31) / 32 * 32;
+            if (chunk < 32) chunk = 32;
+        } while (!atomic_compare_exchange_weak_explicit(&J->next_row[q], &b0, b0 + chunk, memory_order_relaxed,
+                                                        memory_order_relaxed));
+        *b = b0;
+        *e = b0 + chunk < rows ? b0 + chunk : rows;
+        return 1;
     } else if (nth > 1 && n_tok <= 16 && share_batch) {
         chunk = ((rows + 4L * nth - 1) / (4L * nth) + 15) / 16 * 16;
         if (chunk < 64) chunk = 64;
@@ -271,11 +283,29 @@ static qm_time_part part_of(phase ph) {
     return part[ph];
 }
 
+/* Whether a phase is one piece of work, for one token or output row (a decode step's norms,
+ * quantizing, RoPE and residual): the calling thread does it alone, without waking the team. A
+ * team's round trip costs microseconds, more than such a phase's work, and a decode step had 9 of
+ * them a layer. The work is split by rows or elements (never along a reduction), so who does it
+ * changes no bits; the next qm_pool_run publishes its stores to the team. */
+static int serial_phase(const job *J, phase ph) {
+    switch (ph) {
+    case PH_QUANT: return J->q_rows <= 1;
+    case PH_NORM_ATTN:
+    case PH_NORM_MLP:
+    case PH_ROPE_CACHE:
+    case PH_RESIDUAL: return J->s->n_tok <= 1;
+    case PH_FINAL_NORM: return J->s->n_out <= 1;
+    default: return 0;
+    }
+}
+
 static void phase_run(job *J, phase ph) {
     const double t0 = qm_now();
     J->ph = ph;
     for (int q = 0; q < 3; q++) atomic_store_explicit(&J->next_row[q], 0, memory_order_relaxed);
-    qm_pool_run(J->dev->pool, run_phase, J); /* publishes the stores above to the team */
+    if (serial_phase(J, ph)) run_phase(J, 0, 1);
+    else qm_pool_run(J->dev->pool, run_phase, J); /* publishes the stores above to the team */
     J->dev->time_s[part_of(ph)] += qm_now() - t0;
 }
 
@@ -356,7 +386,8 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
         quantize_input(&J, dev->xn, T, d);
         phase_run(&J, PH_GATE_UP);
         const double t_silu = qm_now();
-        qm_pool_run(dev->pool, silu_phase, &J);
+        if (T <= 1) silu_phase(&J, 0, 1); /* one token: serial_phase */
+        else qm_pool_run(dev->pool, silu_phase, &J);
         dev->time_s[QM_TIME_GATE_UP] += qm_now() - t_silu;
         if ((st = row_parallel_layer(&J, PH_DOWN, &L->wdown, dev->gate, qm_range_len(p->mlp_cols), p->mlp_blocks,
                                      p->n_mlp_blocks, QM_MLP_BLOCK, err)))

@@ -548,9 +548,6 @@ static void bench_dec(const char *isa_name, const char *types) {
     }
 }
 
-/* One row-parallel shape streamed from DRAM: n_views copies of a rows x cols view (together past
- * the L3, as a model's layers are), each through matmul_blocks once per pass; ns per weight, best
- * of passes, exact and fast mode. Compares a mesh's narrow shard views with a whole layer's. */
 /* The quantized type named `type` (dts), else `otherwise`. */
 static qm_dtype quant_type_named(const char *type, qm_dtype otherwise) {
     for (int d = 0; d < NDT; d++)
@@ -558,6 +555,10 @@ static qm_dtype quant_type_named(const char *type, qm_dtype otherwise) {
     return otherwise;
 }
 
+/* One row-parallel shape streamed from DRAM: n_views copies of a rows x cols view (together past
+ * the L3, as a model's layers are), each through matmul_blocks once per pass; ns per weight, best
+ * of passes, exact and fast mode, and the fast mode's matmul_q8_nodes to the whole tree (what a
+ * decode step calls; 0 past its shapes). Compares a mesh's narrow shard views with a whole layer's. */
 static void bench_rowpar(const char *isa_name, const char *type, int rows, int cols, int n_views, int col0, int ld,
                          int bc) {
     qm_kernels k = kernels_or_exit(isa_name);
@@ -576,20 +577,25 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
     for (int i = 0; i < cols; i++) x[i] = rand_f32(&r);
     q8rows xb;
     const qm_q8act a = q8rows_make(&k, x, 1, cols, &xb);
-    double best[2] = {1e30, 1e30};
+    const qm_leaf_node root = {0, nb};
+    double best[3] = {1e30, 1e30, 1e30};
     for (int pass = 0; pass < 8; pass++)
-        for (int mode = 0; mode < 2; mode++) {
+        for (int mode = 0; mode < 3; mode++) {
             double t0 = now_s();
             for (int v = 0; v < n_views; v++) {
                 qm_wview w = {q + (size_t)v * vb, dt, (size_t)ld, rows, cols, col0};
                 if (mode == 0) k.matmul_blocks(&w, x, (size_t)cols, 1, bc, nb, y, (size_t)rows, (size_t)rows, 0, rows);
-                else k.matmul_q8_blocks(&w, &a, 1, bc, nb, y, (size_t)rows, (size_t)rows, 0, rows);
+                else if (mode == 1) k.matmul_q8_blocks(&w, &a, 1, bc, nb, y, (size_t)rows, (size_t)rows, 0, rows);
+                else if (!k.matmul_q8_nodes || !k.matmul_q8_nodes(&w, &a, 1, bc, nb, &root, 1, y, 0, (size_t)rows, 0, rows)) {
+                    best[2] = 0;
+                    break;
+                }
             }
             double t = (now_s() - t0) / ((double)n_views * rows * cols) * 1e9;
             if (t < best[mode]) best[mode] = t;
         }
-    printf("isa %s %s rows %d cols %d (from %d of %d) views %d bc %d: ns/weight exact %.4f fast %.4f\n", k.isa, type,
-           rows, cols, col0, ld, n_views, bc, best[0], best[1]);
+    printf("isa %s %s rows %d cols %d (from %d of %d) views %d bc %d: ns/weight exact %.4f fast %.4f fast nodes %.4f\n",
+           k.isa, type, rows, cols, col0, ld, n_views, bc, best[0], best[1], best[2]);
     free(q);
     free(x);
     free(y);
