@@ -23,6 +23,13 @@ for fx in h28kv4_bf16 h14kv2_f32_tied; do
   # nor does pinning the threads (--pin: each device's team one thread per CPU)
   "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.pin.npy" --mesh 1x3 --threads 6 --pin
   cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.pin.npy" || fail "$fx: --pin differs"
+  # nor where the weights live: copied into huge pages (auto: on 1xC where the kernel has THP) or
+  # read in place from the mapping
+  for hp in "1x3 off" "2x4 on" "1x1 on" "1x1 off"; do
+    set -- $hp
+    "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.hp.npy" --mesh "$1" --huge-pages "$2"
+    cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.hp.npy" || fail "$fx: --mesh $1 --huge-pages $2 differs"
+  done
   # every kernel ISA this CPU runs gives the same bits (one canonical reduction order)
   for isa in scalar avx2 avx512 avx512vnni; do
     if "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.$isa.npy" --isa "$isa" 2>/dev/null; then
@@ -38,7 +45,7 @@ for fx in h28kv4_bf16 h14kv2_f32_tied; do
     cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.b7.$m.6.npy" || fail "$fx: sequence 6 of a batch of 7 differs ($m)"
     pass=$((pass + 1))
   done
-  echo "ok $fx: logits identical on 1x1 1x2 2x2 2x4 1x3 1x7 1x8 8x4 1x32, every ISA, step size, --pin, batch of 7"
+  echo "ok $fx: logits identical on 1x1 1x2 2x2 2x4 1x3 1x7 1x8 8x4 1x32, every ISA, step size, --pin, --huge-pages, batch of 7"
 done
 
 # 3. greedy generation: same text on every mesh, for random checkpoints with 28/4 and 14/2 heads
@@ -93,6 +100,22 @@ for key in prefill_gflops fma_peak_gflops prefill_peak_ratio; do
   awk -v v="${v:-0}" 'BEGIN { exit !(v > 0) }' || fail "bench --peak: $key missing or 0: $json"
 done
 echo "ok bench: matmul_gflop_per_token 0.0344, prefill_gflops, fma_peak_gflops and their ratio reported"
+pass=$((pass + 1))
+
+# 4c. --huge-pages: on copies every device's weights (bench says how many bytes), off none; a bad
+#     value is a usage error
+json=$("$QMESH" bench -m "$WORK/m28" --mesh 1x2 --prompt 4 --gen 2 --huge-pages on 2>/dev/null | tail -1)
+hb=$(echo "$json" | sed -n 's/.*"device_huge_bytes_max":\([0-9]*\).*/\1/p')
+dw=$(echo "$json" | sed -n 's/.*"device_weight_bytes_max":\([0-9]*\).*/\1/p')
+grep -q '"huge_pages":true' <<< "$json" || fail "--huge-pages on: bench says huge_pages is not true: $json"
+[ "${hb:-0}" -gt $(( ${dw:-0} / 2 )) ] || fail "--huge-pages on: $hb bytes copied of a device's $dw"
+json=$("$QMESH" bench -m "$WORK/m28" --prompt 4 --gen 2 --huge-pages off 2>/dev/null | tail -1)
+grep -q '"huge_pages":false,"device_huge_bytes_max":0' <<< "$json" || fail "--huge-pages off copied: $json"
+set +e
+out=$("$QMESH" bench -m "$WORK/m28" --huge-pages maybe 2>&1); rc=$?
+set -e
+[ "$rc" = 2 ] && grep -q "huge-pages" <<< "$out" || fail "--huge-pages maybe: exit $rc, $out"
+echo "ok --huge-pages: on copies the weights ($hb of a device's $dw bytes), off none, a bad value refused"
 pass=$((pass + 1))
 
 # 5. bad meshes are refused before any work, with a message

@@ -188,6 +188,8 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
            info.device_copied_bytes_max, info.device_shared_block_bytes_max, o->act_q8 ? "q8" : "f32",
            best->step_s[QM_TIME_COMM] * 1e3, info.load_s, qm_resident_bytes());
     printf(",\"pinned\":%s,\"first_cpu\":%d", info.pinned ? "true" : "false", info.first_cpu);
+    printf(",\"huge_pages\":%s,\"device_huge_bytes_max\":%zu", info.huge_pages ? "true" : "false",
+           info.device_huge_bytes_max);
     printf(",\"decode_step_ms\":{");
     for (int k = 0; k < QM_TIME_COUNT; k++)
         printf("%s\"%s\":%.3f", k ? "," : "", qm_time_part_name((qm_time_part)k), best->step_s[k] * 1e3);

@@ -125,6 +125,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     e->dims.n_slots = e->batch + 1; /* + the shared-prefix slot */
     e->dims.max_tokens = opts->max_step_tokens > 0 ? opts->max_step_tokens : QM_DEFAULT_STEP_TOKENS;
     e->dims.act_q8 = opts->act_q8;
+    e->dims.huge_pages = opts->huge_pages > 0 || (opts->huge_pages == 0 && e->rows == 1 && qm_huge_pages_available());
     if ((st = qm_engine_check_ranks(e, err))) goto fail;
 
     const int threads = opts->threads > 0 ? opts->threads : qm_mesh_host_cores(e->host);
@@ -137,12 +138,14 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
 
     /* Memory: say so before any work when the mesh cannot fit. */
     /* The KV cache of every device here; the weights once per process (rows here share the
-     * mapping), a device's slice where this process runs one. */
+     * mapping), a device's slice where this process runs one; with huge pages a slice each. */
     size_t need = 0, avail = 0;
     for (int i = 0; i < e->n_local; i++)
         need += kv_bytes_per_device(&e->cfg, e->cols, qm_mesh_host_comm(e->host, i)->col, e->dims.n_slots, ctx);
     const size_t weights = qm_model_weight_bytes(e->ck, &e->cfg);
-    const size_t weights_here = e->n_local >= e->cols ? weights : weights / (size_t)e->cols;
+    const size_t weights_here = e->dims.huge_pages  ? weights / (size_t)e->cols * (size_t)e->n_local
+                                : e->n_local >= e->cols ? weights
+                                                        : weights / (size_t)e->cols;
     need += weights_here;
     if (read_meminfo_available(&avail) == QM_OK && need > avail) {
         st = qm_fail(err, QM_ERR_NOMEM,

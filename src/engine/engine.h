@@ -29,6 +29,11 @@ typedef struct {
                                 (ranks on one machine take their own stretches: util/affinity.h) */
     int comm_timeout_s;      /* MPI: once loaded, a collective whose peers stay silent this long
                                 fails (QM_ERR_COMM) instead of hanging; 0 = 60 s, < 0 = no limit */
+    int huge_pages;          /* weights copied at load into transparent huge pages (2 MB) instead of
+                                read in place from the file's mapping (util/huge_arena.h): 0 = auto
+                                (where the mesh has one replica and the kernel has THP), 1 = on,
+                                -1 = off. Replicas in one process or on one host each copy: off (auto)
+                                keeps them sharing the mapping. */
 } qm_engine_opts;
 
 typedef struct qm_engine qm_engine;
@@ -181,6 +186,8 @@ typedef struct {
                                         over the devices of row 0 that this process runs */
     bool pinned;                     /* pin_threads: teams are pinned (first_cpu: device 0's member 0) */
     int first_cpu;
+    bool huge_pages;                 /* the weights were copied into huge pages (opts huge_pages) */
+    size_t device_huge_bytes_max;    /* the most weight bytes a device copied there */
 } qm_engine_info;
 void qm_engine_get_info(const qm_engine *e, qm_engine_info *info);
 

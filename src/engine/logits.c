@@ -114,6 +114,7 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         if (d->comm->col < 64) info->device_weight_bytes[d->comm->col] = w;
         if (w > info->device_weight_bytes_max) info->device_weight_bytes_max = w;
         if (d->shard.copied_bytes > info->device_copied_bytes_max) info->device_copied_bytes_max = d->shard.copied_bytes;
+        if (d->shard.huge.used > info->device_huge_bytes_max) info->device_huge_bytes_max = d->shard.huge.used;
         if (d->shard.straddle_bytes > info->device_shared_block_bytes_max)
             info->device_shared_block_bytes_max = d->shard.straddle_bytes;
         for (int k = 0; k < QM_TIME_COUNT; k++) {
@@ -133,4 +134,5 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
     info->team_threads = e->team;
     info->pinned = e->cpus != NULL;
     info->first_cpu = e->cpus ? e->cpus[0] : -1;
+    info->huge_pages = e->dims.huge_pages;
 }

@@ -11,6 +11,7 @@
 #include "mesh/comm.h"
 #include "mesh/partition.h"
 #include "model/timing.h"
+#include "util/huge_arena.h"
 #include "util/pool.h"
 
 /* One decoder layer's shard. hq = local query heads, hkv = local KV heads, hd = head_dim,
@@ -41,10 +42,15 @@ typedef struct {
     size_t copied_bytes;        /* of which copied into memory at load */
     size_t straddle_bytes;      /* of which quantization blocks also held by a neighbour device
                                    (a block that spans two devices' column ranges) */
+    bool huge_pages;            /* the matrices copied at load into huge pages (util/huge_arena.h) */
+    qm_arena huge;              /* their memory; huge.used: bytes copied there */
 } qm_shard;
 
-/* Loads device `col`'s shard of the checkpoint `ck` (shared, not owned). */
-qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, qm_shard *out, qm_error *err);
+/* Loads device `col`'s shard of the checkpoint `ck` (shared, not owned). huge_pages: every matrix
+ * (the views above) copied into transparent huge pages instead of used in place from the mapping,
+ * where memory allows (a matrix it does not stays in place). */
+qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, qm_shard *out,
+                        qm_error *err);
 void qm_shard_free(qm_shard *s);
 
 /* Weight bytes of the whole model: every tensor the forward pass reads once (the embedding only
@@ -70,6 +76,7 @@ typedef struct {
     int n_slots;      /* KV cache slots (sequences held at once) */
     int max_context;  /* positions per slot */
     bool act_q8;      /* fast mode: 8-bit activations against quantized weights (kernels/qdot.h) */
+    bool huge_pages;  /* the shard's matrices copied into huge pages (qm_shard_load) */
 } qm_device_dims;
 
 /* Where a KV slot's first positions live: [0, n) are slot `from`'s, read in place (a shared

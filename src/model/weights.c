@@ -1,6 +1,7 @@
 /* Loading one device's shard of a Qwen2 checkpoint (design: Partitioning).
  * Row slices of a [out, in] matrix are contiguous in the file and used in place from the
- * mmap; column slices are copied once, and the mapped pages they came from are released. */
+ * mmap; column slices are copied once, and the mapped pages they came from are released. With
+ * huge_pages, every matrix is copied, into huge pages (util/huge_arena.h), the same way. */
 #include "model/model.h"
 #include "kernels/quant.h"
 
@@ -43,9 +44,10 @@ static qm_status get1(const qm_checkpoint *ck, const char *name, int64_t n, cons
 }
 
 /* Rows [r0, r1) x columns [c0, c1) of a 2-D tensor as a view: in place when all columns are
- * taken, else copied. A block-quantized tensor's column slice keeps every block that holds one
- * of its columns (a block that straddles two devices' ranges is held by both; the excess is
- * counted in copied_bytes and reported by bench). */
+ * taken (copied into huge pages with huge_pages, where there is memory for it), else copied. A
+ * block-quantized tensor's column slice keeps every block that holds one of its columns (a block
+ * that straddles two devices' ranges is held by both; the excess is counted in copied_bytes and
+ * reported by bench). */
 static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, qm_wview *v,
                             qm_error *err) {
     const size_t ld = (size_t)t->shape[1], qk = (size_t)qm_dtype_block(t->dtype);
@@ -56,14 +58,21 @@ static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
     v->col0 = 0;
     const char *base = (const char *)t->data + (size_t)r0 * row_bytes;
     if (c0 == 0 && (size_t)c1 == ld) {
-        v->data = base;
+        const size_t bytes = (size_t)v->rows * row_bytes;
+        char *copy = s->huge_pages ? qm_arena_alloc(&s->huge, bytes) : NULL;
+        if (copy) {
+            memcpy(copy, base, bytes);
+            release_pages(base, bytes);
+        }
+        v->data = copy ? copy : base;
         v->ld = ld;
-        s->weight_bytes += (size_t)v->rows * row_bytes;
+        s->weight_bytes += bytes;
         return QM_OK;
     }
     size_t b0 = (size_t)c0 / qk, b1 = ((size_t)c1 + qk - 1) / qk; /* blocks [b0, b1) */
     size_t bytes_row = (b1 - b0) * qm_dtype_block_bytes(t->dtype), bytes = (size_t)v->rows * bytes_row;
-    char *copy = shard_alloc(s, bytes);
+    char *copy = s->huge_pages ? qm_arena_alloc(&s->huge, bytes) : NULL;
+    if (!copy) copy = shard_alloc(s, bytes);
     if (!copy) return qm_fail(err, QM_ERR_NOMEM, "out of memory copying a column slice of %s", t->name);
     for (int r = 0; r < v->rows; r++)
         memcpy(copy + (size_t)r * bytes_row, base + (size_t)r * row_bytes + b0 * qm_dtype_block_bytes(t->dtype),
@@ -141,10 +150,12 @@ static qm_status load_layer(qm_shard *s, int i, qm_layer *L, qm_error *err) {
     return QM_OK;
 }
 
-qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, qm_shard *s, qm_error *err) {
+qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, qm_shard *s,
+                        qm_error *err) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
     s->ck = ck;
+    s->huge_pages = huge_pages;
     qm_status st = qm_partition_make(cols, col, cfg->num_attention_heads, cfg->num_key_value_heads, cfg->head_dim,
                                      cfg->intermediate_size, cfg->vocab_size, &s->part, err);
     if (st) return st;
@@ -174,6 +185,7 @@ fail:
 void qm_shard_free(qm_shard *s) {
     for (int i = 0; i < s->n_owned; i++) free(s->owned[i]);
     free(s->owned);
+    qm_arena_free(&s->huge);
     free(s->layers);
     memset(s, 0, sizeof *s);
 }
