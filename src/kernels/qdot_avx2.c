@@ -1073,8 +1073,9 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
     }
 }
 
-QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int bc, int nbk, float *part,
-                         size_t pstride, int o_begin, int o_end) {
+/* xd: the token's groups (xcache_decode) where the caller made them, else NULL: made here. */
+QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, const xgroup *xd_in, int bc, int nbk,
+                         float *part, size_t pstride, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
     if (qm_rowpar_narrow(dt, w, bc, nbk)) {
         blocks_narrow(dt, w, x, bc / 32, nbk, part, pstride, o_begin, o_end);
@@ -1082,7 +1083,8 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
     }
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = qm_rowpar_whole_rows(w);
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
-    xgroup *xd = xcache_decode(dt, x, nblk);
+    xgroup *own = xd_in ? NULL : xcache_decode(dt, x, nblk);
+    const xgroup *xd = xd_in ? xd_in : own;
     for (int o = o_begin; o < o_end; o += DR) {
         const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
         const int nr = o_end - o < DR ? o_end - o : DR;
@@ -1095,7 +1097,7 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
         else if (off == 6) tile_decode_b64(dt, &wr, 6, 2, nr, x, xd, nbk, po, pstride);
         else tile_decode_b64(dt, &wr, off, 2, nr, x, xd, nbk, po, pstride);
     }
-    free(xd);
+    free(own);
 }
 
 /* ---- row-parallel tree nodes over several tokens (kernels.h, matmul_q8_nodes; see qdot_avx512.c) ----
@@ -1170,7 +1172,33 @@ QM_INLINE int nodes_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int n_
     return 1;
 }
 
-QM_ROWPAR_NODES_ENTRY(qm_matmul_q8_nodes_avx2, qm_matmul_q8_blocks_avx2)
+/* The one-token row tiles of qm_rowpar_nodes_decode with the token's groups made once per call: made
+ * for every 32-row tile before, which in the 1.5B's decode (--isa avx2, 1 thread) left o_proj at
+ * 0.056 ns a weight against bench_qmatmul rp's 0.045-0.051. x: a q8_groups. */
+typedef struct {
+    const qm_q8act *x;
+    const xgroup *xd; /* NULL: each tile makes its own */
+} q8_groups;
+
+static void blocks_with_groups(const qm_wview *w, const void *xv, int bc, int nb, float *part, size_t pstride,
+                               int o_begin, int o_end) {
+    const q8_groups *g = xv;
+#define BLOCKS_DT(dt_) blocks_dt(dt_, w, g->x, g->xd, bc, nb, part, pstride, o_begin, o_end)
+    QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
+#undef BLOCKS_DT
+}
+
+static int nodes_decode(const qm_wview *w, const qm_q8act *x, int bc, int nb, const qm_leaf_node *nodes, int n_nodes,
+                        float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
+    xgroup *xd = qm_rowpar_narrow(w->dtype, w, bc, nb) ? NULL : xcache_decode(w->dtype, x, w->cols / 32);
+    const q8_groups g = {x, xd};
+    const int done =
+        qm_rowpar_nodes_decode(blocks_with_groups, w, &g, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
+    free(xd);
+    return done;
+}
+
+QM_ROWPAR_NODES_ENTRY_DECODE(qm_matmul_q8_nodes_avx2, nodes_decode)
 
 void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                               size_t pstride, size_t ldy, int o_begin, int o_end) {
@@ -1179,7 +1207,7 @@ void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, i
         return;
     }
     if (o_begin >= o_end) return;
-#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, bc, nb, part, pstride, o_begin, o_end)
+#define BLOCKS_DT(dt_) blocks_dt(dt_, w, x, NULL, bc, nb, part, pstride, o_begin, o_end)
     QM_SWITCH_QUANT_DTYPE(w->dtype, BLOCKS_DT);
 #undef BLOCKS_DT
 }

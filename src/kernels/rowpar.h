@@ -197,13 +197,21 @@ static inline int qm_rowpar_nodes_decode(qm_rowpar_decode_fn blocks, const qm_wv
                                  int o_begin, int o_end) {                                         \
         blocks_(w, (const qm_q8act *)x, 1, bc, nb, part, pstride, pstride, o_begin, o_end);      \
     }                                                                                              \
+    static int q8_nodes_decode(const qm_wview *w, const qm_q8act *x, int bc, int nb, const qm_leaf_node *nodes, \
+                               int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) { \
+        return qm_rowpar_nodes_decode(q8_blocks_decode, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, \
+                                      o_end);                                                      \
+    }                                                                                              \
+    QM_ROWPAR_NODES_ENTRY_DECODE(name_, q8_nodes_decode)
+
+/* The same with the ISA's own one-token path, decode_(w, x, bc, nb, nodes, n_nodes, out, ostride,
+ * ldy, o_begin, o_end). */
+#define QM_ROWPAR_NODES_ENTRY_DECODE(name_, decode_)                                               \
     int name_(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes, \
               int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {      \
         if (!qm_rowpar_nodes_shape(w, n_tok, bc, nb)) return 0;                                   \
         if (o_begin >= o_end) return 1;                                                            \
-        if (n_tok == 1)                                                                            \
-            return qm_rowpar_nodes_decode(q8_blocks_decode, w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, \
-                                          o_end);                                                  \
+        if (n_tok == 1) return decode_(w, x, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
         int done = 0;                                                                              \
         QM_SWITCH_QUANT_DTYPE(w->dtype, QM_ROWPAR_NODES_DT);                                        \
         return done;                                                                               \
