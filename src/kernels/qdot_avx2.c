@@ -304,10 +304,48 @@ static __attribute__((noinline)) void scales_q6k_any(const uint8_t *row, int sb,
         }
 }
 
+/* Q6_K, prefill (transposed) of a group of 16 or 8 blocks from a superblock's sub-block off = 0
+ * (every group of a whole row) or 4 (a 1x2 mesh's down_proj shard). w[2h + e]'s int16 lanes 2l,
+ * 2l + 1 take block 8h + l's scale of group e into their high bytes, sign-extended by the shift:
+ * blocks 8h .. 8h + 3 are sub-blocks off .. off + 3 of superblock (sb + 8h) / 8, blocks 8h + 4 ..
+ * 8h + 7 sub-blocks (off + 4) % 8 .. of superblock (sb + 8h + 4) / 8, so one load of each
+ * superblock's 16 scale bytes (low and high 128 bits) and a pick. scales_q6k_any built them a
+ * block at a time and read them back through memory (each row's group, once per 16 tokens).
+ * Absent half: 0. */
+QM_INLINE void scales_q6k_prefill(const uint8_t *row, int sb, int off, int nb, wgroup *g) {
+    /* [off / 4][e]: byte 2 s + e of sub-block s, s = off + l (low 128 bits), (off + 4) % 8 + l (high) */
+    const __m256i pick[2][2] = {
+        {_mm256_setr_epi8(-1, 0, -1, 0, -1, 2, -1, 2, -1, 4, -1, 4, -1, 6, -1, 6, -1, 8, -1, 8, -1, 10, -1, 10, -1, 12,
+                          -1, 12, -1, 14, -1, 14),
+         _mm256_setr_epi8(-1, 1, -1, 1, -1, 3, -1, 3, -1, 5, -1, 5, -1, 7, -1, 7, -1, 9, -1, 9, -1, 11, -1, 11, -1, 13,
+                          -1, 13, -1, 15, -1, 15)},
+        {_mm256_setr_epi8(-1, 8, -1, 8, -1, 10, -1, 10, -1, 12, -1, 12, -1, 14, -1, 14, -1, 0, -1, 0, -1, 2, -1, 2, -1, 4,
+                          -1, 4, -1, 6, -1, 6),
+         _mm256_setr_epi8(-1, 9, -1, 9, -1, 11, -1, 11, -1, 13, -1, 13, -1, 15, -1, 15, -1, 1, -1, 1, -1, 3, -1, 3, -1, 5,
+                          -1, 5, -1, 7, -1, 7)}};
+    for (int h = 0; h < 2; h++) {
+        if (8 * h >= nb) {
+            g->d[h] = _mm256_setzero_ps();
+            g->w[2 * h] = g->w[2 * h + 1] = _mm256_setzero_si256();
+            continue;
+        }
+        const uint8_t *lo = row + (size_t)((sb + 8 * h) >> 3) * 210, *hi = row + (size_t)((sb + 8 * h + 4) >> 3) * 210;
+        g->d[h] = _mm256_set_m128(_mm_set1_ps(_cvtsh_ss(qm_quant_rd16(hi + 208))),
+                                  _mm_set1_ps(_cvtsh_ss(qm_quant_rd16(lo + 208))));
+        const __m256i v = _mm256_set_m128i(_mm_loadu_si128((const __m128i *)(hi + 192)),
+                                           _mm_loadu_si128((const __m128i *)(lo + 192)));
+        for (int e = 0; e < 2; e++) g->w[2 * h + e] = _mm256_srai_epi16(_mm256_shuffle_epi8(v, pick[off >> 2][e]), 8);
+    }
+}
+
 /* Q6_K: decode of a group of 16 or 8 blocks starting at a superblock's sub-block off = 0 (the
  * usual case) or 4 (a 1x2 mesh's down_proj shard) straight from the blocks: the blocks 8h + 4j ..
  * 8h + 4j + 3 are one superblock's half ((off + 8h + 4j) % 8 / 4), whose scales are a pick. */
 QM_INLINE void scales_q6k(const uint8_t *row, int sb, int off, int nb, int transposed, wgroup *g) {
+    if (transposed && (off == 0 || off == 4) && (nb == 16 || nb == 8)) {
+        scales_q6k_prefill(row, sb, off, nb, g);
+        return;
+    }
     if (transposed || (off != 0 && off != 4) || (nb != 16 && nb != 8)) {
         scales_q6k_any(row, sb, nb, transposed, g);
         return;
