@@ -338,9 +338,11 @@ QM_INLINE void scales_q6k_prefill(const uint8_t *row, int sb, int off, int nb, w
     }
 }
 
-/* Q6_K: decode of a group of 16 or 8 blocks starting at a superblock's sub-block off = 0 (the
- * usual case) or 4 (a 1x2 mesh's down_proj shard) straight from the blocks: the blocks 8h + 4j ..
- * 8h + 4j + 3 are one superblock's half ((off + 8h + 4j) % 8 / 4), whose scales are a pick. */
+/* Q6_K's scales: a prefill group from sub-block 0 or 4 by scales_q6k_prefill, other views'
+ * groups by scales_q6k_any; decode of a group of 16 or 8 blocks starting at a superblock's
+ * sub-block off = 0 (the usual case) or 4 (a 1x2 mesh's down_proj shard) straight from the
+ * blocks: the blocks 8h + 4j .. 8h + 4j + 3 are one superblock's half ((off + 8h + 4j) % 8 / 4),
+ * whose scales are a pick. */
 QM_INLINE void scales_q6k(const uint8_t *row, int sb, int off, int nb, int transposed, wgroup *g) {
     if (transposed && (off == 0 || off == 4) && (nb == 16 || nb == 8)) {
         scales_q6k_prefill(row, sb, off, nb, g);

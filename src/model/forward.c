@@ -18,7 +18,7 @@
 #include <string.h>
 
 typedef enum { PH_QUANT, PH_NORM_ATTN, PH_QKV, PH_ROPE_CACHE, PH_ATTENTION, PH_OPROJ, PH_RESIDUAL, PH_NORM_MLP, PH_GATE_UP,
-               PH_DOWN, PH_FINAL_NORM, PH_LM_HEAD } phase;
+               PH_SILU, PH_DOWN, PH_FINAL_NORM, PH_LM_HEAD } phase;
 
 typedef struct {
     qm_device *dev;
@@ -255,6 +255,13 @@ static void run_phase(void *arg, int ith, int nth) {
         run_matmul_split(J, 1, &L->wup, NULL, dev->xn, (size_t)d, T, dev->up, (size_t)f, ith, nth);
         break;
     }
+    case PH_SILU: {
+        long b, e;
+        qm_split_range(T, ith, nth, &b, &e);
+        for (long t = b; t < e; t++)
+            dev->kern.silu_mul(dev->gate + (size_t)t * f, dev->up + (size_t)t * f, dev->gate + (size_t)t * f, f);
+        break;
+    }
     case PH_FINAL_NORM: norm_rows(dev, J->lm_in, sh->final_norm, J->lm_in, s->n_out, ith, nth); break;
     case PH_LM_HEAD:
         run_matmul_split(J, 0, &sh->lm_head, NULL, J->lm_in, (size_t)d, s->n_out, dev->logits,
@@ -263,28 +270,18 @@ static void run_phase(void *arg, int ith, int nth) {
     }
 }
 
-static void silu_phase(void *arg, int ith, int nth) {
-    job *J = arg;
-    qm_device *dev = J->dev;
-    int f = qm_range_len(dev->shard.part.mlp_cols);
-    long b, e;
-    qm_split_range((long)J->s->n_tok, ith, nth, &b, &e);
-    for (long t = b; t < e; t++)
-        dev->kern.silu_mul(dev->gate + (size_t)t * f, dev->up + (size_t)t * f, dev->gate + (size_t)t * f, f);
-}
-
 /* The part of the device's time (model/timing.h) each phase counts in. */
 static qm_time_part part_of(phase ph) {
     static const qm_time_part part[] = {
         [PH_QUANT] = QM_TIME_NORM,       [PH_NORM_ATTN] = QM_TIME_NORM, [PH_QKV] = QM_TIME_QKV,
         [PH_ROPE_CACHE] = QM_TIME_ROPE_KV, [PH_ATTENTION] = QM_TIME_ATTENTION, [PH_OPROJ] = QM_TIME_OPROJ,
         [PH_RESIDUAL] = QM_TIME_NORM,    [PH_NORM_MLP] = QM_TIME_NORM,  [PH_GATE_UP] = QM_TIME_GATE_UP,
-        [PH_DOWN] = QM_TIME_DOWN,        [PH_FINAL_NORM] = QM_TIME_LM_HEAD, [PH_LM_HEAD] = QM_TIME_LM_HEAD};
+        [PH_SILU] = QM_TIME_GATE_UP,     [PH_DOWN] = QM_TIME_DOWN,        [PH_FINAL_NORM] = QM_TIME_LM_HEAD, [PH_LM_HEAD] = QM_TIME_LM_HEAD};
     return part[ph];
 }
 
 /* Whether a phase is one piece of work, for one token or output row (a decode step's norms,
- * quantizing, RoPE and residual): the calling thread does it alone, without waking the team. A
+ * quantizing, RoPE, residual and SiLU): the calling thread does it alone, without waking the team. A
  * team's round trip costs microseconds, more than such a phase's work, and a decode step had 9 of
  * them a layer. The work is split by rows or elements (never along a reduction), so who does it
  * changes no bits; the next qm_pool_run publishes its stores to the team. */
@@ -294,7 +291,8 @@ static int serial_phase(const job *J, phase ph) {
     case PH_NORM_ATTN:
     case PH_NORM_MLP:
     case PH_ROPE_CACHE:
-    case PH_RESIDUAL: return J->s->n_tok <= 1;
+    case PH_RESIDUAL:
+    case PH_SILU: return J->s->n_tok <= 1;
     case PH_FINAL_NORM: return J->s->n_out <= 1;
     default: return 0;
     }
@@ -385,10 +383,7 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
         phase_run(&J, PH_NORM_MLP);
         quantize_input(&J, dev->xn, T, d);
         phase_run(&J, PH_GATE_UP);
-        const double t_silu = qm_now();
-        if (T <= 1) silu_phase(&J, 0, 1); /* one token: serial_phase */
-        else qm_pool_run(dev->pool, silu_phase, &J);
-        dev->time_s[QM_TIME_GATE_UP] += qm_now() - t_silu;
+        phase_run(&J, PH_SILU);
         if ((st = row_parallel_layer(&J, PH_DOWN, &L->wdown, dev->gate, qm_range_len(p->mlp_cols), p->mlp_blocks,
                                      p->n_mlp_blocks, QM_MLP_BLOCK, err)))
             return st;
