@@ -23,7 +23,8 @@ static const char usage_text[] =
     "counts a decode step's collectives by kind (row_sum, row_allgather, row_bcast, row_barrier, world):\n"
     "calls, bytes sent and received by a device (the largest over row 0's devices in this process).\n"
     "matmul_gflop_per_token counts one token's matmuls (2 per multiply-add; attention not counted);\n"
-    "prefill_gflops = matmul_gflop_per_token x prefill_tok_s.\n\noptions:\n"
+    "prefill_gflops = prefill_tok_s x a prompt token's matmuls: matmul_gflop_per_token less the\n"
+    "lm_head but for one token a sequence (a prefill's logits are its last token's).\n\noptions:\n"
     "  --prompt N           prompt tokens per sequence (default 128)\n"
     "  --gen N              tokens generated per sequence (default 32)\n"
     "  --shared-prefix N    the first N prompt tokens are the same in every sequence and computed\n"
@@ -198,7 +199,9 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
         printf("%s\"%s\":{\"calls\":%.1f,\"bytes_sent\":%.0f,\"bytes_recv\":%.0f}", k ? "," : "",
                qm_coll_kind_name((qm_coll_kind)k), best->step_calls[k], best->step_sent[k], best->step_recv[k]);
     printf("}");
-    const double pre_gflops = info.matmul_flops_per_token * best->prefill / 1e9;
+    /* a prefill's logits are its last token's: the lm_head once per n_prompt tokens */
+    const double lm = info.lm_head_flops, pre_flops = info.matmul_flops_per_token - lm + lm / (double)a->n_prompt;
+    const double pre_gflops = pre_flops * best->prefill / 1e9;
     printf(",\"matmul_gflop_per_token\":%.4f,\"prefill_gflops\":%.2f", info.matmul_flops_per_token / 1e9, pre_gflops);
     if (a->peak) {
         const double peak = qm_measure_fma_peak(info.isa, o->threads > 0 ? o->threads : qm_cpu_count());

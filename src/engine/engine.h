@@ -171,6 +171,7 @@ typedef struct {
     double load_s;
     size_t weight_bytes_total;       /* whole model, bytes read per token */
     double matmul_flops_per_token;   /* model/model.h qm_model_matmul_flops */
+    double lm_head_flops;            /* its lm_head part (qm_model_lm_head_flops) */
     size_t device_weight_bytes_max;  /* the largest device shard */
     size_t device_weight_bytes[64];  /* per column of a row (first 64) */
     size_t device_copied_bytes_max;

@@ -107,6 +107,7 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
     info->load_s = e->load_s;
     info->weight_bytes_total = qm_model_weight_bytes(e->ck, &e->cfg);
     info->matmul_flops_per_token = qm_model_matmul_flops(&e->cfg);
+    info->lm_head_flops = qm_model_lm_head_flops(&e->cfg);
     for (int i = 0; i < e->n_init; i++) {
         const qm_device *d = &e->devs[i];
         if (d->comm->row != 0 && e->whole_mesh) continue; /* rows here share their weights */

@@ -681,9 +681,21 @@ QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd)
     for (int j = 0; j < 8; j++) _mm256_store_ps(dst + (size_t)j * ldd, v[j]);
 }
 
-/* The 16 lanes of QTR rows x T tokens over columns [0, kc) of the chunk bt (x: the chunk's first
- * column of token 0); lb[(t * 16 + c) * QTR + r]: the accumulators (start from +0.0f when first). */
+/* The panel's place of column i of a chunk of nj = ceil(kc / 16) steps: lane-major, lane i % 16's
+ * steps one after another (bt[((i % 16) nj + i / 16) QTR + r]), so that a lane's loop reads its
+ * weights as one stream. */
+QM_INLINE size_t bt_at(int i, int nj) { return ((size_t)(i % 16) * (size_t)nj + (size_t)(i / 16)) * QTR; }
+
+/* Columns i .. i + 7 (i % 8 == 0) of 8 rows (src, lds) into the lane-major panel bt (row h first). */
+QM_INLINE void bt_put8(const float *src, size_t lds, float *bt, int i, int nj, int h) {
+    qtranspose8(src, lds, bt + bt_at(i, nj) + h, (size_t)nj * QTR);
+}
+
+/* The 16 lanes of QTR rows x T tokens over columns [0, kc) of the chunk bt (lane-major, bt_at; x:
+ * the chunk's first column of token 0); lb[(t * 16 + c) * QTR + r]: the accumulators (start from
+ * +0.0f when first). */
 QM_INLINE void qlanes(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
+    const int nj = (kc + 15) / 16;
     for (int c = 0; c < 16; c++) {
         __m256 a0[QTT], a1[QTT];
         for (int t = 0; t < T; t++) {
@@ -691,8 +703,9 @@ QM_INLINE void qlanes(const float *bt, int kc, int T, const float *x, size_t ldx
             a0[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p);
             a1[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p + 8);
         }
-        for (int i = c; i < kc; i += 16) {
-            const __m256 w0 = _mm256_load_ps(bt + (size_t)i * QTR), w1 = _mm256_load_ps(bt + (size_t)i * QTR + 8);
+        const float *bc = bt + bt_at(c, nj);
+        for (int i = c; i < kc; i += 16, bc += QTR) {
+            const __m256 w0 = _mm256_load_ps(bc), w1 = _mm256_load_ps(bc + 8);
             for (int t = 0; t < T; t++) {
                 const __m256 xb = _mm256_broadcast_ss(x + (size_t)t * ldx + (size_t)i);
                 a0[t] = _mm256_fmadd_ps(w0, xb, a0[t]);
@@ -746,7 +759,7 @@ QM_INLINE void qprefill_t(const char *base, size_t wstride, qm_dtype dt, int col
                         if (in) qrow_f32(base + (size_t)(o0 + h + r) * wstride, dt, col0 + cs, kc, rows[r]);
                         memset(rows[r] + (in ? kc : 0), 0, (size_t)(kc8 - (in ? kc : 0)) * sizeof(float));
                     }
-                    for (int i = 0; i < kc8; i += 8) qtranspose8(&rows[0][i], QTK, bt + (size_t)i * QTR + h, QTR);
+                    for (int i = 0; i < kc8; i += 8) bt_put8(&rows[0][i], QTK, bt, i, (kc + 15) / 16, h);
                 }
                 for (int tt = 0; tt < tg; tt += QTT)
                     qlanes_any(bt, kc, tg - tt < QTT ? tg - tt : QTT, x + (size_t)(t0 + tt) * ldx + (size_t)cs, ldx,
@@ -1517,7 +1530,7 @@ static void node_leaf(const node_walk *nw, int k, float *v) {
             if (in) qrow_any(nw->w0 + (size_t)(h + r) * nw->wstride, nw->dt, nw->col0 + e0, kc, row);
             memset(row + (in ? kc : 0), 0, (size_t)(kc8 - (in ? kc : 0)) * sizeof(float));
         }
-        for (int i = 0; i < kc8; i += 8) qtranspose8(nw->rows + i, ldr, nw->bt + (size_t)i * QTR + h, QTR);
+        for (int i = 0; i < kc8; i += 8) bt_put8(nw->rows + i, ldr, nw->bt, i, (kc + 15) / 16, h);
     }
     for (int tt = 0; tt < nw->tg; tt += QTT) { /* QTT tokens' lanes (6 KB, in the L1), then their trees */
         const int T = nw->tg - tt < QTT ? nw->tg - tt : QTT;

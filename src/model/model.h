@@ -60,6 +60,8 @@ size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg);
  * layer, and lm_head), 2 per multiply-add; attention's scores and values (which grow with the
  * position) not counted. */
 double qm_model_matmul_flops(const qm_config *cfg);
+/* The lm_head's part of it (a prefill makes logits only for each sequence's last token). */
+double qm_model_lm_head_flops(const qm_config *cfg);
 
 /* A step: tokens of one or more sequences, each at a position of its KV slot. */
 typedef struct {

@@ -197,6 +197,8 @@ double qm_model_matmul_flops(const qm_config *cfg) {
     return 2 * (cfg->num_hidden_layers * layer + (double)cfg->vocab_size * d);
 }
 
+double qm_model_lm_head_flops(const qm_config *cfg) { return 2 * (double)cfg->vocab_size * cfg->hidden_size; }
+
 size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg) {
     size_t total = 0;
     for (int i = 0; i < qm_checkpoint_count(ck); i++) {
