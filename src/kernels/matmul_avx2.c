@@ -4,9 +4,9 @@
  * with lo + hi (w = 8) and goes on with shuffles, always as acc[l] + acc[l + w].
  *
  * matmul tiles R output rows x T tokens of accumulator pairs, as the AVX-512 file does; from
- * PMIN tokens a plain type's rows go through the transposed panels of the block-quantized prefill
- * (qprefill_t), and from NMIN tokens a row-parallel layer's nodes are made in the kernel
- * (nodes_tokens). Every accumulator sees exactly the canonical sequence of FMAs. */
+ * PMIN tokens a plain type's rows go through the block-quantized prefill's tiles with the tokens
+ * side by side (qprefill_t), and from NMIN tokens a row-parallel layer's nodes are made in the
+ * kernel (nodes_tokens, with the 16-row transposed panels). Every accumulator sees exactly the canonical sequence of FMAs. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -190,8 +190,8 @@ QM_INLINE void matmul_dt(const qm_wview *w, qm_dtype dt, const float *bias, cons
  * Decode: register tiles of QM_AVX2_QDR rows; views of at most QSHORT columns (the forward's
  * 64-column views) keep every row's accumulators in memory and do the trees 8 rows at a time
  * (qdecode_short). Up to QAT tokens: register tiles of 2 rows x T tokens. Prefill: from QTMIN
- * tokens (short views: 6) 16 rows dequantized into a transposed buffer with the lanes side by
- * side (qprefill_t), below that QGR rows into an f32 buffer reused by tiles of QGT tokens
+ * tokens (short views: 6) PW_R rows dequantized into f32 against the tokens side by side
+ * (qprefill_t), below that QGR rows into an f32 buffer reused by tiles of QGT tokens
  * (qgemm). Every accumulator sees exactly the canonical sequence of FMAs, so every path gives the
  * same bits. */
 #define QSTEP(dt) ((dt) <= QM_DT_BF16 || (dt) >= QM_DT_Q4_K ? 64 : 32) /* plain types: the row-parallel path */
@@ -630,28 +630,32 @@ static void qgemm_rows1(const float *buf, size_t ldb, int cols, const float *x, 
     qgemm_rows(buf, ldb, 1, cols, x, ldx, n_tok, bias, y, ldy);
 }
 
-/* ---- Prefill with the lanes side by side ----
- * AVX2 has 16 registers: a tile of rows x tokens x (lanes 0-7, 8-15) accumulators reuses each
- * weight and x load too little. Here the register holds one lane of 8 rows instead: for QTR = 16
- * rows dequantized into a transposed buffer (bt[i][r]: view column i of row r), lane c of the 16
- * rows x T tokens is 2 x T accumulators; for each view column i = c, c + 16, ... (increasing) the
- * 16 weights of column i (2 loads) times x[t][i] (a broadcast) are FMA'd into them: the canonical
- * sequence of FMAs of each (row, token, lane). The halving tree over the 16 lanes is then
- * element-wise adds of lane vectors (lane l + lane l + w, w = 8, 4, 2, 1). Columns go in chunks of
- * QTK (lane accumulators kept in memory in between), tokens in groups of QTG. */
-#define QTR 16
-#ifndef QTK
-#define QTK 512
+/* ---- Prefill: the tokens side by side ----
+ * A group of up to PG tokens has its activations transposed once, lane-major per chunk of kc
+ * columns (pw_transpose): view column i = m kc + l + 16 j (chunk m, lane l, step j) of token t at
+ * xt[((m 16 + l) nj + j) tgp + t], nj = kc / 16, tgp the group's tokens rounded up to 8 (zero past
+ * them). PW_R rows, converted or dequantized to f32 once a group (row-major, qrow_f32), go against
+ * PW_V vectors of 8 tokens: for lane l a ymm holds lane l of one row for 8 tokens and takes the
+ * FMAs w[r][l + 16 j] * xt[l][j][8 v ..] in increasing j, the weight broadcast from the L1 and the
+ * tokens one load, so every (row, token, lane) sees its canonical FMA sequence: 12 FMAs for 2
+ * loads and 6 broadcasts. The lanes' halving tree (w = 8, 4, 2, 1) is then element-wise adds of
+ * lane vectors. Chunks carry each lane's accumulators over (kept in memory in between). The panels
+ * this replaced held one lane of 8 rows (16 rows dequantized and transposed, x broadcast from its
+ * rows, a pass over 512 columns of 16 rows, 32 KB, for every 6 tokens): one thread (AMD EPYC Zen 4,
+ * `bench_qmatmul pre avx2 BF16 4864 896 512`) 79-80 -> 86-94 GFLOP/s, `qmesh bench -m
+ * r05-bf16.gguf --isa avx2 --prompt 512 --threads 1` 88-89 -> 98-99 tok/s; with 2 threads no
+ * faster (168-178 both, alternated). 4 rows x 3 vectors ran as fast, but 128 tokens are not whole
+ * tiles of 24. */
+#ifndef PW_R
+#define PW_R 6
 #endif
-#ifndef QTT
-#define QTT 6
+#define PW_V 2
+#define PW_T (8 * PW_V)
+#ifndef PG
+#define PG 128 /* tokens a group: the rows are converted once for them (64: 156-168 tok/s above) */
 #endif
-/* Tokens a group: each 16-row block is converted or dequantized and transposed once for QTG
- * tokens. 128 against 64, prefill 512 with --isa avx2 (AMD EPYC family 26, alternating builds):
- * 0.5B-shaped bf16 181-184 -> 196-200 tok/s, f32 168 -> 197, the 1.5B Q4_K_M exact 58 -> 60. lb is
- * then 128 KB of the stack. */
-#ifndef QTG
-#define QTG 128
+#ifndef PW_KC
+#define PW_KC 512 /* the most columns a chunk: a chunk of PW_R rows, 12 KB, stays in the L1 */
 #endif
 
 /* The 8 x 8 floats v[i] lane j -> v[j] lane i. */
@@ -673,112 +677,149 @@ QM_INLINE void transpose8(__m256 v[8]) {
     }
 }
 
-/* dst[j * ldd + i] = src[i * lds + j], i, j < 8. */
-QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd) {
-    __m256 v[8];
-    for (int i = 0; i < 8; i++) v[i] = _mm256_load_ps(src + (size_t)i * lds);
-    transpose8(v);
-    for (int j = 0; j < 8; j++) _mm256_store_ps(dst + (size_t)j * ldd, v[j]);
+/* Floats of a group's xt: whole chunks of kc columns x tgp tokens. */
+QM_INLINE size_t pw_xt_floats(int cols, int kc, int tg) {
+    return (size_t)((cols + kc - 1) / kc) * (size_t)kc * ((size_t)(tg + 7) / 8 * 8);
 }
 
-/* The panel's place of column i of a chunk of nj = ceil(kc / 16) steps: lane-major, lane i % 16's
- * steps one after another (bt[((i % 16) nj + i / 16) QTR + r]), so that a lane's loop reads its
- * weights as one stream. */
-QM_INLINE size_t bt_at(int i, int nj) { return ((size_t)(i % 16) * (size_t)nj + (size_t)(i / 16)) * QTR; }
-
-/* Columns i .. i + 7 (i % 8 == 0) of 8 rows (src, lds) into the lane-major panel bt (row h first). */
-QM_INLINE void bt_put8(const float *src, size_t lds, float *bt, int i, int nj, int h) {
-    qtranspose8(src, lds, bt + bt_at(i, nj) + h, (size_t)nj * QTR);
+/* The place of view column i, token 0, in xt (above). */
+QM_INLINE size_t pw_at(int i, int kc, size_t tgp) {
+    const int m = i / kc, r = i % kc;
+    return ((size_t)(m * 16 + r % 16) * (size_t)(kc / 16) + (size_t)(r / 16)) * tgp;
 }
 
-/* The 16 lanes of QTR rows x T tokens over columns [0, kc) of the chunk bt (lane-major, bt_at; x:
- * the chunk's first column of token 0); lb[(t * 16 + c) * QTR + r]: the accumulators (start from
- * +0.0f when first). */
-QM_INLINE void qlanes(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
-    const int nj = (kc + 15) / 16;
-    for (int c = 0; c < 16; c++) {
-        __m256 a0[QTT], a1[QTT];
-        for (int t = 0; t < T; t++) {
-            float *p = lb + ((size_t)t * 16 + (size_t)c) * QTR;
-            a0[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p);
-            a1[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p + 8);
+/* xt (above) of the tg tokens of x (x: the view's column 0 of the group's first token). */
+static void pw_transpose(const float *x, size_t ldx, int tg, int cols, int kc, float *xt) {
+    const size_t tgp = (size_t)(tg + 7) / 8 * 8;
+    for (int t0 = 0; t0 < tg; t0 += 8)
+        for (int c0 = 0; c0 < cols; c0 += 8) {
+            const int nc = cols - c0 < 8 ? cols - c0 : 8;
+            __m256 v[8];
+            for (int i = 0; i < 8; i++) {
+                const float *xp = x + (size_t)(t0 + i) * ldx + (size_t)c0;
+                if (t0 + i >= tg) {
+                    v[i] = _mm256_setzero_ps();
+                } else if (nc == 8) {
+                    v[i] = _mm256_loadu_ps(xp);
+                } else {
+                    float b[8] = {0};
+                    memcpy(b, xp, (size_t)nc * sizeof(float));
+                    v[i] = _mm256_loadu_ps(b);
+                }
+            }
+            transpose8(v); /* v[k]: column c0 + k of tokens t0 .. t0 + 7 */
+            for (int k = 0; k < nc; k++) _mm256_store_ps(xt + pw_at(c0 + k, kc, tgp) + t0, v[k]);
         }
-        const float *bc = bt + bt_at(c, nj);
-        for (int i = c; i < kc; i += 16, bc += QTR) {
-            const __m256 w0 = _mm256_load_ps(bc), w1 = _mm256_load_ps(bc + 8);
-            for (int t = 0; t < T; t++) {
-                const __m256 xb = _mm256_broadcast_ss(x + (size_t)t * ldx + (size_t)i);
-                a0[t] = _mm256_fmadd_ps(w0, xb, a0[t]);
-                a1[t] = _mm256_fmadd_ps(w1, xb, a1[t]);
+}
+
+/* Lane l's steps [0, n) of a chunk, PW_R rows x V vectors of 8 tokens: wl[r] is row r's weight of
+ * the lane's first step (the next one 16 floats on), xl the tokens' (tgp floats a step); the
+ * accumulators continue lb[r PW_V + v] (from +0 when first) and are left there. */
+QM_INLINE void pw_lane(const float *const wl[PW_R], int n, const float *xl, size_t tgp, int V, __m256 *lb,
+                       int first) {
+    __m256 acc[PW_R][PW_V];
+    for (int r = 0; r < PW_R; r++)
+        for (int v = 0; v < V; v++) acc[r][v] = first ? _mm256_setzero_ps() : lb[r * PW_V + v];
+    for (int j = 0; j < n; j++) {
+        __m256 xv[PW_V];
+        for (int v = 0; v < V; v++) xv[v] = _mm256_load_ps(xl + (size_t)j * tgp + 8 * v);
+        for (int r = 0; r < PW_R; r++) {
+            const __m256 b = _mm256_broadcast_ss(wl[r] + 16 * j);
+            for (int v = 0; v < V; v++) acc[r][v] = _mm256_fmadd_ps(b, xv[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < PW_R; r++)
+        for (int v = 0; v < V; v++) lb[r * PW_V + v] = acc[r][v];
+}
+
+/* The dots of PW_R rows (wf[r]: row r as f32 from the view's column 0, cols long) x the 8 V
+ * tokens of xt from the tile's first token (xt as pw_transpose made it with kc, tgp):
+ * out[r PW_T + t]. */
+QM_INLINE void pw_tile(const float *const wf[PW_R], int cols, int kc, const float *xt, size_t tgp, int V,
+                       float *out) {
+    __m256 lb[16][PW_R * PW_V];
+    const int nj = kc / 16;
+    for (int c0 = 0, m = 0; c0 < cols; c0 += kc, m++) {
+        const int kcm = cols - c0 < kc ? cols - c0 : kc;
+        for (int l = 0; l < 16; l++) {
+            const float *wl[PW_R];
+            for (int r = 0; r < PW_R; r++) wl[r] = wf[r] + c0 + l;
+            const int n = kcm > l ? (kcm - l + 15) / 16 : 0;
+            pw_lane(wl, n, xt + (size_t)(m * 16 + l) * (size_t)nj * tgp, tgp, V, lb[l], m == 0);
+        }
+    }
+    for (int r = 0; r < PW_R; r++)
+        for (int v = 0; v < V; v++) {
+            __m256 s[16];
+            for (int l = 0; l < 16; l++) s[l] = lb[l][r * PW_V + v];
+            for (int w = 8; w >= 1; w /= 2)
+                for (int l = 0; l < w; l++) s[l] = _mm256_add_ps(s[l], s[l + w]);
+            _mm256_storeu_ps(out + r * PW_T + 8 * v, s[0]);
+        }
+}
+
+/* pw_tile with V a literal. */
+static void pw_tile_any(const float *const wf[PW_R], int cols, int kc, const float *xt, size_t tgp, int V,
+                        float *out) {
+    if (V == PW_V) pw_tile(wf, cols, kc, xt, tgp, PW_V, out);
+    else pw_tile(wf, cols, kc, xt, tgp, 1, out);
+}
+
+/* Rows [o_begin, o_end) x n_tok tokens of a view (dt a literal; every dtype; rows converted or
+ * dequantized by qrow_f32); 0 where its buffers are not had. */
+QM_INLINE int qprefill_t(const qm_wview *w, qm_dtype dt, const float *x, size_t ldx, int n_tok, const float *bias,
+                         float *y, size_t ldy, int o_begin, int o_end) {
+    const char *base = w->data;
+    const size_t wstride = qm_wview_stride(w);
+    const int col0 = qm_dtype_is_quant(dt) ? w->col0 : 0, cols = w->cols;
+    const int nch = (cols + PW_KC - 1) / PW_KC, kc = ((cols + nch - 1) / nch + 15) / 16 * 16; /* even chunks */
+    const size_t ldw = (size_t)(cols + 15) / 16 * 16;
+    float *xt = aligned_alloc(32, pw_xt_floats(cols, kc, PG) * sizeof(float));
+    float *wbuf = aligned_alloc(32, PW_R * ldw * sizeof(float));
+    if (!xt || !wbuf) {
+        free(xt);
+        free(wbuf);
+        return 0;
+    }
+    float out[PW_R * PW_T] __attribute__((aligned(32)));
+    for (int t0 = 0; t0 < n_tok; t0 += PG) {
+        const int tg = n_tok - t0 < PG ? n_tok - t0 : PG, nv = (tg + 7) / 8;
+        const size_t tgp = (size_t)nv * 8;
+        pw_transpose(x + (size_t)t0 * ldx, ldx, tg, cols, kc, xt);
+        for (int o = o_begin; o < o_end; o += PW_R) {
+            const int nr = o_end - o < PW_R ? o_end - o : PW_R;
+            const float *wf[PW_R]; /* rows past nr: row o again, their dots dropped */
+            for (int r = 0; r < PW_R; r++) {
+                const char *row = base + (size_t)(o + (r < nr ? r : 0)) * wstride;
+                if (dt == QM_DT_F32) {
+                    wf[r] = (const float *)row; /* as it is */
+                } else {
+                    if (r < nr) qrow_f32(row, dt, col0, cols, wbuf + (size_t)r * ldw);
+                    wf[r] = wbuf + (size_t)(r < nr ? r : 0) * ldw;
+                }
+            }
+            /* the next tile's rows, a share a token tile (their conversion would wait on DRAM) */
+            const int nr_next = o_end - o - nr < PW_R ? o_end - o - nr : PW_R;
+            const size_t lines = (qm_dtype_row_bytes(dt, (size_t)col0 + (size_t)cols) + 63) / 64;
+            const size_t pf_total = lines * (size_t)(nr_next > 0 ? nr_next : 0);
+            size_t pf = 0;
+            for (int tv = 0; tv < nv;) {
+                const int V = nv - tv < PW_V ? nv - tv : PW_V;
+                for (const size_t pf_end = pf_total * (size_t)(tv + V) / (size_t)nv; pf < pf_end; pf++)
+                    _mm_prefetch(base + (size_t)(o + PW_R + (int)(pf / lines)) * wstride + pf % lines * 64, _MM_HINT_T0);
+                pw_tile_any(wf, cols, kc, xt + (size_t)tv * 8, tgp, V, out);
+                for (int t = 8 * tv; t < 8 * (tv + V) && t < tg; t++)
+                    for (int r = 0; r < nr; r++) {
+                        const float d = out[r * PW_T + t - 8 * tv];
+                        y[(size_t)(t0 + t) * ldy + (size_t)(o + r)] = bias ? d + bias[o + r] : d;
+                    }
+                tv += V;
             }
         }
-        for (int t = 0; t < T; t++) {
-            float *p = lb + ((size_t)t * 16 + (size_t)c) * QTR;
-            _mm256_store_ps(p, a0[t]);
-            _mm256_store_ps(p + 8, a1[t]);
-        }
     }
-}
-
-static void qlanes_any(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
-    switch (T) { /* T <= QTT */
-    case 6: qlanes(bt, kc, 6 <= QTT ? 6 : 1, x, ldx, lb, first); break;
-    case 5: qlanes(bt, kc, 5 <= QTT ? 5 : 1, x, ldx, lb, first); break;
-    case 4: qlanes(bt, kc, 4 <= QTT ? 4 : 1, x, ldx, lb, first); break;
-    case 3: qlanes(bt, kc, 3, x, ldx, lb, first); break;
-    case 2: qlanes(bt, kc, 2, x, ldx, lb, first); break;
-    default: qlanes(bt, kc, 1, x, ldx, lb, first); break;
-    }
-}
-
-/* The halving tree (w = 8, 4, 2, 1) of the 16 lanes of token t, rows g..g+7 (lb as qlanes leaves it). */
-QM_INLINE __m256 lanes_tree(const float *lb, int t, int g) {
-    __m256 v[16];
-    for (int c = 0; c < 16; c++) v[c] = _mm256_load_ps(lb + ((size_t)t * 16 + (size_t)c) * QTR + g);
-    for (int w = 8; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) v[l] = _mm256_add_ps(v[l], v[l + w]);
-    return v[0];
-}
-
-/* Rows [o_begin, o_end) x n_tok tokens, QTR rows at a time (the last block padded with zero rows,
- * whose outputs are not stored). */
-QM_INLINE void qprefill_t(const char *base, size_t wstride, qm_dtype dt, int col0, int cols, const float *x,
-                          size_t ldx, int n_tok, const float *bias, float *y, size_t ldy, int o_begin, int o_end) {
-    float rows[8][QTK] __attribute__((aligned(32)));
-    float bt[QTK * QTR] __attribute__((aligned(32)));
-    float lb[QTG * 16 * QTR] __attribute__((aligned(32)));
-    for (int o0 = o_begin; o0 < o_end; o0 += QTR) {
-        const int nr = o_end - o0 < QTR ? o_end - o0 : QTR;
-        for (int t0 = 0; t0 < n_tok; t0 += QTG) {
-            const int tg = n_tok - t0 < QTG ? n_tok - t0 : QTG;
-            for (int cs = 0; cs < cols; cs += QTK) {
-                const int kc = cols - cs < QTK ? cols - cs : QTK, kc8 = (kc + 7) / 8 * 8;
-                for (int h = 0; h < QTR; h += 8) { /* rows h..h+7: dequantized, then transposed into bt */
-                    for (int r = 0; r < 8; r++) {
-                        const int in = h + r < nr;
-                        if (in) qrow_f32(base + (size_t)(o0 + h + r) * wstride, dt, col0 + cs, kc, rows[r]);
-                        memset(rows[r] + (in ? kc : 0), 0, (size_t)(kc8 - (in ? kc : 0)) * sizeof(float));
-                    }
-                    for (int i = 0; i < kc8; i += 8) bt_put8(&rows[0][i], QTK, bt, i, (kc + 15) / 16, h);
-                }
-                for (int tt = 0; tt < tg; tt += QTT)
-                    qlanes_any(bt, kc, tg - tt < QTT ? tg - tt : QTT, x + (size_t)(t0 + tt) * ldx + (size_t)cs, ldx,
-                               lb + (size_t)tt * 16 * QTR, cs == 0);
-            }
-            for (int t = 0; t < tg; t++) /* the trees */
-                for (int g = 0; g < QTR; g += 8) {
-                    const __m256 v0 = lanes_tree(lb, t, g);
-                    float *yt = y + (size_t)(t0 + t) * ldy + o0 + g;
-                    if (nr - g >= 8) {
-                        _mm256_storeu_ps(yt, bias ? _mm256_add_ps(v0, _mm256_loadu_ps(bias + o0 + g)) : v0);
-                    } else if (nr > g) {
-                        float out[8];
-                        _mm256_storeu_ps(out, v0);
-                        for (int r = 0; r < nr - g; r++) yt[r] = bias ? out[r] + bias[o0 + g + r] : out[r];
-                    }
-                }
-        }
-    }
+    free(xt);
+    free(wbuf);
+    return 1;
 }
 
 /* Decode (one token): QDR rows in flight; short views: qdecode_short. From QTMIN tokens (short
@@ -825,7 +866,8 @@ QM_INLINE void matmul_q_dt(const qm_wview *w, qm_dtype dt, const float *bias, co
             qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, 1, 1, cols, x, ldx, bias ? bias + o : NULL,
                       y + o, ldy, 0, NULL);
     } else if (n_tok >= QTMIN || (cols <= QSHORT && n_tok >= 6)) {
-        qprefill_t(base, wstride, dt, col0, cols, x, ldx, n_tok, bias, y, ldy, o_begin, o_end);
+        if (!qprefill_t(w, dt, x, ldx, n_tok, bias, y, ldy, o_begin, o_end)) /* no buffers: the scalar twin */
+            qm_kernels_scalar_table.matmul(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);
     } else if (n_tok <= QAT || cols > QKC) {
         for (; o + 2 <= o_end; o += 2) QREG_TOKENS(2, o)
         for (; o < o_end; o++) QREG_TOKENS(1, o)
@@ -1014,7 +1056,7 @@ static int matmul_tokens_wide(const qm_wview *w, const float *bias, const float 
     return 1;
 }
 
-/* Prefill of a plain type: qprefill_t (the rows converted once for QTG tokens) from PMIN tokens;
+/* Prefill of a plain type: qprefill_t (the rows converted once for PG tokens) from PMIN tokens;
  * `bench_qmatmul pre avx2 BF16 4864 896 512` (one thread, AMD EPYC AVX2): 41-50 GFLOP/s against
  * 29-39 for the register tiles. */
 #ifndef PMIN
@@ -1026,8 +1068,8 @@ static int matmul_tokens_wide(const qm_wview *w, const float *bias, const float 
 #define QM_P_DT(name_, dt_)                                                                        \
     static __attribute__((noinline)) void name_(const qm_wview *w, const float *bias, const float *x, size_t ldx, \
                                                 int n_tok, float *y, size_t ldy, int o_begin, int o_end) { \
-        qprefill_t(w->data, qm_wview_stride(w), dt_, 0, w->cols, x, ldx, n_tok, bias, y, ldy, \
-                   o_begin, o_end);                                                                \
+        if (!qprefill_t(w, dt_, x, ldx, n_tok, bias, y, ldy, o_begin, o_end))                     \
+            qm_kernels_scalar_table.matmul(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);       \
     }
 QM_P_DT(prefill_f32, QM_DT_F32)
 QM_P_DT(prefill_f16, QM_DT_F16)
@@ -1486,6 +1528,85 @@ static void matmul_blocks_avx2(const qm_wview *w, const float *x, size_t ldx, in
 }
 
 QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_decode, blocks_fast, blocks_fast_shape) /* rowpar.h */
+
+/* ---- row-parallel layers over NMIN tokens or more (prefill): the panels of 16 rows ----
+ * A 64-column block gives each lane 4 steps; there the register holds one lane of 8 rows: QTR = 16
+ * rows dequantized into a transposed buffer (bt, lane-major: bt_at), lane c of the 16 rows x T
+ * tokens is 2 x T accumulators, and for each column i = c, c + 16, ... the 16 weights of column i
+ * (2 loads) times x[t][i] (a broadcast) are FMA'd into them: the canonical sequence of FMAs of each
+ * (row, token, lane); the halving tree over the 16 lanes is then element-wise adds of lane
+ * vectors. pw_tile on these blocks (4 rows x 24 tokens) was slower: `bench_qmatmul pre avx2 BF16
+ * 896 4864 512` nodes 50-56 against 58-62 GFLOP/s (one thread, AMD EPYC Zen 4). */
+#define QTR 16
+#define QTT 6   /* tokens a panel's pass */
+#define QTG 128 /* tokens a group: each block's rows are converted and transposed once for them */
+/* dst[j * ldd + i] = src[i * lds + j], i, j < 8. */
+QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd) {
+    __m256 v[8];
+    for (int i = 0; i < 8; i++) v[i] = _mm256_load_ps(src + (size_t)i * lds);
+    transpose8(v);
+    for (int j = 0; j < 8; j++) _mm256_store_ps(dst + (size_t)j * ldd, v[j]);
+}
+
+/* The panel's place of column i of a chunk of nj = ceil(kc / 16) steps: lane-major, lane i % 16's
+ * steps one after another (bt[((i % 16) nj + i / 16) QTR + r]), so that a lane's loop reads its
+ * weights as one stream. */
+QM_INLINE size_t bt_at(int i, int nj) { return ((size_t)(i % 16) * (size_t)nj + (size_t)(i / 16)) * QTR; }
+
+/* Columns i .. i + 7 (i % 8 == 0) of 8 rows (src, lds) into the lane-major panel bt (row h first). */
+QM_INLINE void bt_put8(const float *src, size_t lds, float *bt, int i, int nj, int h) {
+    qtranspose8(src, lds, bt + bt_at(i, nj) + h, (size_t)nj * QTR);
+}
+
+/* The 16 lanes of QTR rows x T tokens over columns [0, kc) of the chunk bt (lane-major, bt_at; x:
+ * the chunk's first column of token 0); lb[(t * 16 + c) * QTR + r]: the accumulators (start from
+ * +0.0f when first). */
+QM_INLINE void qlanes(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
+    const int nj = (kc + 15) / 16;
+    for (int c = 0; c < 16; c++) {
+        __m256 a0[QTT], a1[QTT];
+        for (int t = 0; t < T; t++) {
+            float *p = lb + ((size_t)t * 16 + (size_t)c) * QTR;
+            a0[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p);
+            a1[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p + 8);
+        }
+        const float *bc = bt + bt_at(c, nj);
+        for (int i = c; i < kc; i += 16, bc += QTR) {
+            const __m256 w0 = _mm256_load_ps(bc), w1 = _mm256_load_ps(bc + 8);
+            for (int t = 0; t < T; t++) {
+                const __m256 xb = _mm256_broadcast_ss(x + (size_t)t * ldx + (size_t)i);
+                a0[t] = _mm256_fmadd_ps(w0, xb, a0[t]);
+                a1[t] = _mm256_fmadd_ps(w1, xb, a1[t]);
+            }
+        }
+        for (int t = 0; t < T; t++) {
+            float *p = lb + ((size_t)t * 16 + (size_t)c) * QTR;
+            _mm256_store_ps(p, a0[t]);
+            _mm256_store_ps(p + 8, a1[t]);
+        }
+    }
+}
+
+static void qlanes_any(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
+    switch (T) { /* T <= QTT */
+    case 6: qlanes(bt, kc, 6 <= QTT ? 6 : 1, x, ldx, lb, first); break;
+    case 5: qlanes(bt, kc, 5 <= QTT ? 5 : 1, x, ldx, lb, first); break;
+    case 4: qlanes(bt, kc, 4 <= QTT ? 4 : 1, x, ldx, lb, first); break;
+    case 3: qlanes(bt, kc, 3, x, ldx, lb, first); break;
+    case 2: qlanes(bt, kc, 2, x, ldx, lb, first); break;
+    default: qlanes(bt, kc, 1, x, ldx, lb, first); break;
+    }
+}
+
+/* The halving tree (w = 8, 4, 2, 1) of the 16 lanes of token t, rows g..g+7 (lb as qlanes leaves it). */
+QM_INLINE __m256 lanes_tree(const float *lb, int t, int g) {
+    __m256 v[16];
+    for (int c = 0; c < 16; c++) v[c] = _mm256_load_ps(lb + ((size_t)t * 16 + (size_t)c) * QTR + g);
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) v[l] = _mm256_add_ps(v[l], v[l + w]);
+    return v[0];
+}
+
 
 /* ---- row-parallel layers over NMIN tokens or more (prefill): the nodes in the kernel ----
  * For QTR rows x up to QTG tokens at a time, each block's 16 rows are dequantized (or converted)
