@@ -6,7 +6,8 @@
  * matmul tiles R output rows x T tokens of accumulator pairs, as the AVX-512 file does; from
  * PMIN tokens a plain type's rows go through the block-quantized prefill's tiles with the tokens
  * side by side (qprefill_t), and from NMIN tokens a row-parallel layer's nodes are made in the
- * kernel (nodes_tokens, with the 16-row transposed panels). Every accumulator sees exactly the canonical sequence of FMAs. */
+ * kernel (nodes_tokens, with the 16-row transposed panels). Every accumulator sees exactly the
+ * canonical sequence of FMAs. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -642,10 +643,11 @@ static void qgemm_rows1(const float *buf, size_t ldb, int cols, const float *x, 
  * lane vectors. Chunks carry each lane's accumulators over (kept in memory in between). The panels
  * this replaced held one lane of 8 rows (16 rows dequantized and transposed, x broadcast from its
  * rows, a pass over 512 columns of 16 rows, 32 KB, for every 6 tokens): one thread (AMD EPYC Zen 4,
- * `bench_qmatmul pre avx2 BF16 4864 896 512`) 79-80 -> 86-94 GFLOP/s, `qmesh bench -m
- * r05-bf16.gguf --isa avx2 --prompt 512 --threads 1` 88-89 -> 98-99 tok/s; with 2 threads no
- * faster (168-178 both, alternated). 4 rows x 3 vectors ran as fast, but 128 tokens are not whole
- * tiles of 24. */
+ * `bench_qmatmul pre avx2 BF16 4864 896 512`) 78-80 -> 89-93 GFLOP/s; `qmesh bench -m
+ * r05-bf16.gguf --isa avx2 --prompt 512`, alternated: 1 thread 88-89 -> 96-97 tok/s, 2 threads
+ * 168-173 -> 183-191 (with whole rows rather than chunks, 6 rows of 1536 columns overflowed the
+ * L1: no faster on 2 threads). 4 rows x 3 vectors ran as fast, but 128 tokens are not whole tiles
+ * of 24; chunks of 256 or 384 columns were no faster. */
 #ifndef PW_R
 #define PW_R 6
 #endif
