@@ -783,6 +783,7 @@ QM_INLINE int qprefill_t(const qm_wview *w, qm_dtype dt, const float *x, size_t 
         free(wbuf);
         return 0;
     }
+    const size_t lines = (qm_dtype_row_bytes(dt, (size_t)col0 + (size_t)cols) + 63) / 64; /* a row's, prefetched */
     float out[PW_R * PW_T] __attribute__((aligned(32)));
     for (int t0 = 0; t0 < n_tok; t0 += PG) {
         const int tg = n_tok - t0 < PG ? n_tok - t0 : PG, nv = (tg + 7) / 8;
@@ -802,7 +803,6 @@ QM_INLINE int qprefill_t(const qm_wview *w, qm_dtype dt, const float *x, size_t 
             }
             /* the next tile's rows, a share a token tile (their conversion would wait on DRAM) */
             const int nr_next = o_end - o - nr < PW_R ? o_end - o - nr : PW_R;
-            const size_t lines = (qm_dtype_row_bytes(dt, (size_t)col0 + (size_t)cols) + 63) / 64;
             const size_t pf_total = lines * (size_t)(nr_next > 0 ? nr_next : 0);
             size_t pf = 0;
             for (int tv = 0; tv < nv;) {
@@ -899,7 +899,8 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
 }
 
 /* ---- 9 to 16 tokens (batched decode), every type: the tokens side by side ----
- * The tokens' activations are transposed once a call, lane-major: xt[(l * nj + j) * 16 + t] =
+ * The tokens' activations are transposed once a call, lane-major (pw_transpose, one chunk of
+ * all the columns): xt[(l * nj + j) * 16 + t] =
  * x[t][l + 16 j] (nj = cols / 16 rounded up; zero for t >= nt). For each tile of WIDE_ROWS rows,
  * converted or dequantized to f32 once (wf, qrow_f32; a view's column i is row element col0 + i,
  * col0 % 16 == 0, so lane i % 16), and each lane l, a ymm holds lane l of one row for 8 tokens
@@ -927,34 +928,7 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
 #ifndef WIDE_MIN_TOKENS
 #define WIDE_MIN_TOKENS 9
 #endif
-
-/* xt (above) from the nt <= 16 tokens of x. */
-QM_INLINE void wide_transpose(const float *x, size_t ldx, int nt, int cols, float *xt) {
-    const int nj = (cols + 15) / 16;
-    for (int c0 = 0; c0 < cols; c0 += 8)
-        for (int g = 0; g < 2; g++) {
-            __m256 v[8];
-            for (int i = 0; i < 8; i++) {
-                if (8 * g + i >= nt) {
-                    v[i] = _mm256_setzero_ps();
-                    continue;
-                }
-                const float *xp = x + (size_t)(8 * g + i) * ldx + (size_t)c0;
-                if (c0 + 8 <= cols) {
-                    v[i] = _mm256_loadu_ps(xp);
-                } else {
-                    float b[8] = {0};
-                    memcpy(b, xp, (size_t)(cols - c0) * sizeof(float));
-                    v[i] = _mm256_loadu_ps(b);
-                }
-            }
-            transpose8(v); /* v[k]: column c0 + k, tokens 8 g .. 8 g + 7 */
-            for (int k = 0; k < 8 && c0 + k < cols; k++) {
-                const int c = c0 + k;
-                _mm256_store_ps(xt + ((size_t)(c % 16) * (size_t)nj + (size_t)(c / 16)) * 16 + 8 * g, v[k]);
-            }
-        }
-}
+_Static_assert(WIDE_MIN_TOKENS > 8, "xt's 16 tokens a step are pw_transpose's for 9 to 16 tokens");
 
 /* Lane l of WIDE_ROWS rows (wr[r]: row r as f32) x 16 tokens over its columns l + 16 j, j in
  * [j0, j1) (xl: lane l of xt), continued from lb (from +0 when first): lb[2 r + h] = tokens
@@ -1034,7 +1008,7 @@ QM_INLINE void matmul_wide(const qm_wview *w, qm_dtype dt, const float *bias, co
     const int cols = w->cols;
     float xt[WIDE_MAX_COLS * 16] __attribute__((aligned(32)));
     float wf[WIDE_ROWS * WIDE_MAX_COLS] __attribute__((aligned(32))); /* the tile's rows as f32 */
-    wide_transpose(x, ldx, n_tok, cols, xt);
+    pw_transpose(x, ldx, n_tok, cols, (cols + 15) / 16 * 16, xt); /* one chunk: xt above */
     for (int o = o_begin; o < o_end; o += WIDE_ROWS) {
         const int nr = o_end - o < WIDE_ROWS ? o_end - o : WIDE_ROWS;
         wide_rows((const char *)w->data + (size_t)o * wstride, wstride, dt, w->col0, nr, cols, xt, n_tok,
@@ -1560,18 +1534,13 @@ QM_INLINE void bt_put8(const float *src, size_t lds, float *bt, int i, int nj, i
     qtranspose8(src, lds, bt + bt_at(i, nj) + h, (size_t)nj * QTR);
 }
 
-/* The 16 lanes of QTR rows x T tokens over columns [0, kc) of the chunk bt (lane-major, bt_at; x:
- * the chunk's first column of token 0); lb[(t * 16 + c) * QTR + r]: the accumulators (start from
- * +0.0f when first). */
-QM_INLINE void qlanes(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
+/* The 16 lanes of QTR rows x T tokens over columns [0, kc) of the block's panel bt (lane-major,
+ * bt_at; x: the block's first column of token 0), each from +0.0f; lb[(t * 16 + c) * QTR + r]. */
+QM_INLINE void qlanes(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb) {
     const int nj = (kc + 15) / 16;
     for (int c = 0; c < 16; c++) {
         __m256 a0[QTT], a1[QTT];
-        for (int t = 0; t < T; t++) {
-            float *p = lb + ((size_t)t * 16 + (size_t)c) * QTR;
-            a0[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p);
-            a1[t] = first ? _mm256_setzero_ps() : _mm256_load_ps(p + 8);
-        }
+        for (int t = 0; t < T; t++) a0[t] = a1[t] = _mm256_setzero_ps();
         const float *bc = bt + bt_at(c, nj);
         for (int i = c; i < kc; i += 16, bc += QTR) {
             const __m256 w0 = _mm256_load_ps(bc), w1 = _mm256_load_ps(bc + 8);
@@ -1589,14 +1558,14 @@ QM_INLINE void qlanes(const float *bt, int kc, int T, const float *x, size_t ldx
     }
 }
 
-static void qlanes_any(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb, int first) {
+static void qlanes_any(const float *bt, int kc, int T, const float *x, size_t ldx, float *lb) {
     switch (T) { /* T <= QTT */
-    case 6: qlanes(bt, kc, 6 <= QTT ? 6 : 1, x, ldx, lb, first); break;
-    case 5: qlanes(bt, kc, 5 <= QTT ? 5 : 1, x, ldx, lb, first); break;
-    case 4: qlanes(bt, kc, 4 <= QTT ? 4 : 1, x, ldx, lb, first); break;
-    case 3: qlanes(bt, kc, 3, x, ldx, lb, first); break;
-    case 2: qlanes(bt, kc, 2, x, ldx, lb, first); break;
-    default: qlanes(bt, kc, 1, x, ldx, lb, first); break;
+    case 6: qlanes(bt, kc, 6 <= QTT ? 6 : 1, x, ldx, lb); break;
+    case 5: qlanes(bt, kc, 5 <= QTT ? 5 : 1, x, ldx, lb); break;
+    case 4: qlanes(bt, kc, 4 <= QTT ? 4 : 1, x, ldx, lb); break;
+    case 3: qlanes(bt, kc, 3, x, ldx, lb); break;
+    case 2: qlanes(bt, kc, 2, x, ldx, lb); break;
+    default: qlanes(bt, kc, 1, x, ldx, lb); break;
     }
 }
 
@@ -1657,7 +1626,7 @@ static void node_leaf(const node_walk *nw, int k, float *v) {
     }
     for (int tt = 0; tt < nw->tg; tt += QTT) { /* QTT tokens' lanes (6 KB, in the L1), then their trees */
         const int T = nw->tg - tt < QTT ? nw->tg - tt : QTT;
-        qlanes_any(nw->bt, kc, T, nw->x + (size_t)tt * nw->ldx + (size_t)e0, nw->ldx, nw->lb, 1);
+        qlanes_any(nw->bt, kc, T, nw->x + (size_t)tt * nw->ldx + (size_t)e0, nw->ldx, nw->lb);
         for (int t = 0; t < T; t++)
             for (int g = 0; g < QTR; g += 8) _mm256_store_ps(v + (size_t)(tt + t) * QTR + g, lanes_tree(nw->lb, t, g));
     }
