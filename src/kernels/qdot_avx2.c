@@ -31,7 +31,12 @@
 #define QM_INLINE static inline __attribute__((always_inline))
 #define DR 4  /* decode: rows per pass */
 #define PR 4  /* prefill: rows per tile */
-#define PT 16 /* prefill: tokens per tile */
+/* prefill: tokens per tile. 32, not 16: each row tile's weights unpacked (transposed) once for
+ * twice the tokens. One thread, `bench_qmatmul pre avx2 Q4_K 8960 1536 512` (fast): matmul
+ * 120-122 -> 127-131 GOP/s, nodes 100 -> 107-109; Q6_K 1536 8960: 127 -> 135, 100 -> 104; the
+ * 1.5B's fast prefill (2 threads, 512 tokens) 75.7-78.0 -> 77.9-81.8 tok/s. 64 was no faster
+ * (Q6_K's nodes 92-96: the tile's activation groups, 2 MB, left the L2). */
+#define PT 32
 
 /* One row's 16 blocks, unpacked (decode makes the codes on the fly and uses only the scales). */
 typedef struct {
