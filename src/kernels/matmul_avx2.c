@@ -1515,7 +1515,12 @@ QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_decode, blocks_fast, blocks_fast_shape)
  * 896 4864 512` nodes 50-56 against 58-62 GFLOP/s (one thread, AMD EPYC Zen 4). */
 #define QTR 16
 #define QTT 6   /* tokens a panel's pass */
-#define QTG 128 /* tokens a group: each block's rows are converted and transposed once for them */
+/* tokens a group: each block's rows are converted and transposed once for them. 512, not 128:
+ * the conversion (qrow_any) took 6.7% of a 512-token bf16 prefill, done 4 times over. One thread,
+ * `bench_qmatmul pre avx2 BF16 896 4864 512` nodes 60.4-61.1 -> 63.8-64.2 GFLOP/s (256: 62.6-62.9);
+ * `qmesh bench -m r05-bf16.gguf --isa avx2 --prompt 512 --threads 2`, builds alternated five
+ * times: 169-185 -> 181-191 tok/s. The levels, 17 x 512 x 16 floats (557 KB), stay in the L2. */
+#define QTG 512
 /* dst[j * ldd + i] = src[i * lds + j], i, j < 8. */
 QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd) {
     __m256 v[8];
