@@ -1519,7 +1519,8 @@ QM_ROWPAR_EXACT_NODES_ENTRY(matmul_nodes_decode, blocks_fast, blocks_fast_shape)
  * the conversion (qrow_any) took 6.7% of a 512-token bf16 prefill, done 4 times over. One thread,
  * `bench_qmatmul pre avx2 BF16 896 4864 512` nodes 60.4-61.1 -> 63.8-64.2 GFLOP/s (256: 62.6-62.9);
  * `qmesh bench -m r05-bf16.gguf --isa avx2 --prompt 512 --threads 2`, builds alternated five
- * times: 169-185 -> 181-191 tok/s. The levels, 17 x 512 x 16 floats (557 KB), stay in the L2. */
+ * times: 169-185 -> 181-191 tok/s. A tree walks one level a depth (8 for the 0.5B's 76 blocks),
+ * 32 KB each at 512 tokens: in the L2. */
 #define QTG 512
 /* dst[j * ldd + i] = src[i * lds + j], i, j < 8. */
 QM_INLINE void qtranspose8(const float *src, size_t lds, float *dst, size_t ldd) {
@@ -1583,10 +1584,9 @@ QM_INLINE __m256 lanes_tree(const float *lb, int t, int g) {
     return v[0];
 }
 
-
 /* ---- row-parallel layers over NMIN tokens or more (prefill): the nodes in the kernel ----
  * For QTR rows x up to QTG tokens at a time, each block's 16 rows are dequantized (or converted)
- * into a transposed panel as qprefill_t does, its lanes FMA'd side by side (qlanes: the canonical
+ * into a transposed panel, its lanes FMA'd side by side (qlanes: the canonical
  * sequence of each lane), each lane tree made (lanes_tree), and the block dots go straight into
  * the halving tree over the blocks, evaluated depth first: a node of count >= 2 is its left child
  * (the first count/2 blocks) plus its right child, one add per element. At most one value per
@@ -1654,7 +1654,7 @@ static const float *node_value(const node_walk *nw, int first, int count, int lv
 /* The nodes of rows [o_begin, o_end) x n_tok tokens (kernels.h matmul_nodes); 0 without buffers. */
 static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, const qm_leaf_node *nodes,
                         int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
-    const size_t bc8 = (size_t)(bc + 7) / 8 * 8, tg = QTG;
+    const size_t bc8 = (size_t)(bc + 7) / 8 * 8, tg = n_tok < QTG ? (size_t)n_tok : QTG; /* a group's most */
     float *buf = aligned_alloc(32, (8 * bc8 + bc8 * QTR + QTT * 16 * QTR + NODE_LEVELS * tg * QTR) * sizeof(float));
     if (!buf) return 0;
     node_walk nw = {.wstride = qm_wview_stride(w), .dt = w->dtype, .col0 = w->col0, .cols = w->cols, .bc = bc,
