@@ -930,11 +930,22 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
 #endif
 _Static_assert(WIDE_MIN_TOKENS > 8, "xt's 16 tokens a step are pw_transpose's for 9 to 16 tokens");
 
-/* Lane l of WIDE_ROWS rows (wr[r]: row r as f32) x 16 tokens over its columns l + 16 j, j in
- * [j0, j1) (xl: lane l of xt), continued from lb (from +0 when first): lb[2 r + h] = tokens
- * 8 h .. 8 h + 7. */
-QM_INLINE void wide_lane(const float *const wr[WIDE_ROWS], int l, int j0, int j1, const float *xl, __m256 *lb,
-                         int first) {
+/* Element i of a row, as f32, in every lane: f32 rows as they are, bf16 rows (bf16: 1) read as
+ * they are too (the bf16 bits widened to f32's upper half: the exact conversion), so a bf16 tile
+ * needs no f32 copy of its rows and keeps half the L1: `bench_qmatmul pre avx2 BF16 9728 896 16`,
+ * one thread, Zen 4: 79-80 -> 89-93 GFLOP/s (the conversion and its stores were 13% of the
+ * kernel); a bf16 broadcast and shift per weight cost about what the f32 broadcast does. */
+QM_INLINE __m256 wide_weight(const void *row, size_t i, int bf16) {
+    if (bf16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_set1_epi16((short)((const uint16_t *)row)[i]), 16));
+    return _mm256_broadcast_ss((const float *)row + i);
+}
+
+/* Lane l of WIDE_ROWS rows (wr[r]: row r as f32, or as bf16 when bf16) x 16 tokens over its
+ * columns l + 16 j, j in [j0, j1) (xl: lane l of xt), continued from lb (from +0 when first):
+ * lb[2 r + h] = tokens 8 h .. 8 h + 7. */
+QM_INLINE void wide_lane(const void *const wr[WIDE_ROWS], int bf16, int l, int j0, int j1, const float *xl,
+                         __m256 *lb, int first) {
     __m256 acc[WIDE_ROWS][2];
     for (int r = 0; r < WIDE_ROWS; r++) {
         acc[r][0] = first ? _mm256_setzero_ps() : lb[2 * r];
@@ -943,7 +954,7 @@ QM_INLINE void wide_lane(const float *const wr[WIDE_ROWS], int l, int j0, int j1
     for (int j = j0; j < j1; j++) {
         const __m256 x0 = _mm256_load_ps(xl + (size_t)j * 16), x1 = _mm256_load_ps(xl + (size_t)j * 16 + 8);
         for (int r = 0; r < WIDE_ROWS; r++) {
-            const __m256 b = _mm256_broadcast_ss(wr[r] + l + 16 * j);
+            const __m256 b = wide_weight(wr[r], (size_t)(l + 16 * j), bf16);
             acc[r][0] = _mm256_fmadd_ps(b, x0, acc[r][0]);
             acc[r][1] = _mm256_fmadd_ps(b, x1, acc[r][1]);
         }
@@ -959,12 +970,14 @@ QM_INLINE void wide_lane(const float *const wr[WIDE_ROWS], int l, int j0, int j1
 QM_INLINE void wide_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, int nr, int cols, const float *xt,
                          int nt, const float *bias, float *y, size_t ldy, float *wf, int nr_next) {
     const int nj = (cols + 15) / 16;
-    const float *wr[WIDE_ROWS]; /* rows past nr: row o again, its dots dropped */
+    const void *wr[WIDE_ROWS]; /* rows past nr: row o again, its dots dropped */
     for (int r = 0; r < WIDE_ROWS; r++) {
         const char *row = w0 + (size_t)(r < nr ? r : 0) * wstride;
         float *f = wf + (size_t)r * (size_t)(nj * 16); /* [r][cols rounded up to 16] */
         if (dt == QM_DT_F32) {
             wr[r] = (const float *)row + col0; /* as it is */
+        } else if (dt == QM_DT_BF16) {
+            wr[r] = (const uint16_t *)row + col0; /* as it is: wide_weight converts */
         } else {
             qrow_f32(row, dt, col0, cols, f);
             wr[r] = f;
@@ -984,7 +997,7 @@ QM_INLINE void wide_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, 
                 _mm_prefetch(w0 + (WIDE_ROWS + pr) * wstride + pl * 64, _MM_HINT_T0);
                 if (++pl == lines) pl = 0, pr++;
             }
-            wide_lane(wr, l, j0, (c1 - l + 15) / 16, xt + (size_t)l * (size_t)nj * 16, lb[l], c == 0);
+            wide_lane(wr, dt == QM_DT_BF16, l, j0, (c1 - l + 15) / 16, xt + (size_t)l * (size_t)nj * 16, lb[l], c == 0);
         }
     }
     for (int a = 0; a < 2 * nr; a++) {
@@ -1365,7 +1378,7 @@ QM_INLINE void xt_block(const float *x, size_t ldx, int nt, int e0, int e1, floa
 
 /* TOK_ROWS rows' block (wf[r]: row r's n f32 weights, n a multiple of 16) x the 16 tokens of xt:
  * the block dots, row r's token 8 g + i in lane i of d[r][g]. Pass l < 8 runs lanes l and l + 8. */
-QM_INLINE void tok_dots(const float *const wf[TOK_ROWS], int n, const float *xt, __m256 d[TOK_ROWS][2]) {
+QM_INLINE void tok_dots(const void *const wf[TOK_ROWS], int bf16, int n, const float *xt, __m256 d[TOK_ROWS][2]) {
     __m256 L[8][TOK_ROWS][2];
     for (int l = 0; l < 8; l++) {
         __m256 acc[2][TOK_ROWS][2]; /* [lane l + 8 m][row][tokens 8 g ..] */
@@ -1376,7 +1389,7 @@ QM_INLINE void tok_dots(const float *const wf[TOK_ROWS], int n, const float *xt,
                 const int c = j + l + 8 * m;
                 const __m256 x0 = _mm256_load_ps(xt + (size_t)c * 16), x1 = _mm256_load_ps(xt + (size_t)c * 16 + 8);
                 for (int r = 0; r < TOK_ROWS; r++) {
-                    const __m256 b = _mm256_broadcast_ss(wf[r] + c);
+                    const __m256 b = wide_weight(wf[r], (size_t)c, bf16);
                     acc[m][r][0] = _mm256_fmadd_ps(b, x0, acc[m][r][0]);
                     acc[m][r][1] = _mm256_fmadd_ps(b, x1, acc[m][r][1]);
                 }
@@ -1403,10 +1416,11 @@ QM_INLINE size_t elem_bytes(qm_dtype dt, int e) {
 /* Rows [o0, o1) (at most TOK_TILE_ROWS) of a block (columns [e0, e1) of a view from row element
  * col0) x tokens [0, nt) whose transposed block is xt: the dots into p[t * ldy + o]. A 16-bit
  * type's rows are converted to f32 first, a block-quantized type's dequantized (qrow_any), the
- * tile's at once (wf), so that no broadcast waits on a store just made; each row's block two
- * blocks on is prefetched (the rows are as many strided streams). */
+ * tile's at once (wf), so that no broadcast waits on a store just made (f32 and bf16 rows are read
+ * as they are: wide_weight); each row's block two blocks on is prefetched (the rows are as many
+ * strided streams). The dots go to p[t * ldy + o], or with rows16 to p[o * 16 + t]. */
 QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int col0, int o0, int o1, int e0, int e1,
-                        const float *xt, int nt, float *p, size_t ldy) {
+                        const float *xt, int nt, float *p, size_t ldy, int rows16) {
     const size_t esz = qm_dtype_block_bytes(dt), n = (size_t)(e1 - e0);
     const size_t at = elem_bytes(dt, col0 + e0), nbytes = elem_bytes(dt, col0 + e1) - at;
     float wf[TOK_TILE_ROWS * 256] __attribute__((aligned(32))); /* [o - o0][n]: the rows as f32 */
@@ -1415,20 +1429,25 @@ QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int col0, int o0
         for (size_t b = 0; b < nbytes; b += 64) _mm_prefetch(row + 2 * nbytes + b, _MM_HINT_T0);
         if (qm_dtype_is_quant(dt))
             qrow_any(w0 + (size_t)o * ws, dt, col0 + e0, (int)n, wf + (size_t)(o - o0) * n);
-        else if (dt != QM_DT_F32)
+        else if (dt != QM_DT_F32 && dt != QM_DT_BF16) /* those two as they are (wide_weight) */
             for (size_t c = 0; c < n; c += 8) _mm256_store_ps(wf + (size_t)(o - o0) * n + c, load_w8(row + c * esz, dt));
     }
     for (int o = o0; o < o1; o += TOK_ROWS) {
         const int nr = o1 - o < TOK_ROWS ? o1 - o : TOK_ROWS;
-        const float *wr[TOK_ROWS]; /* rows past nr: row o again, its dots dropped */
+        const void *wr[TOK_ROWS]; /* rows past nr: row o again, its dots dropped */
         for (int r = 0; r < TOK_ROWS; r++) {
             const int orow = r < nr ? o + r : o;
-            wr[r] = dt == QM_DT_F32 ? (const float *)(w0 + (size_t)orow * ws + (size_t)e0 * esz) : wf + (size_t)(orow - o0) * n;
+            wr[r] = dt == QM_DT_F32 || dt == QM_DT_BF16 ? (const void *)(w0 + (size_t)orow * ws + (size_t)e0 * esz)
+                                                        : (const void *)(wf + (size_t)(orow - o0) * n);
         }
         __m256 d[TOK_ROWS][2];
-        if (n == 64) tok_dots(wr, 64, xt, d);
-        else tok_dots(wr, (int)n, xt, d);
-        for (int r = 0; r < nr; r++) {
+        if (n == 64) tok_dots(wr, dt == QM_DT_BF16, 64, xt, d);
+        else tok_dots(wr, dt == QM_DT_BF16, (int)n, xt, d);
+        for (int r = 0; r < nr && rows16; r++) { /* p[(o + r) * 16 + t], all 16 tokens */
+            _mm256_store_ps(p + (size_t)(o + r) * 16, d[r][0]);
+            _mm256_store_ps(p + (size_t)(o + r) * 16 + 8, d[r][1]);
+        }
+        for (int r = 0; r < nr && !rows16; r++) {
             float out[16] __attribute__((aligned(32)));
             _mm256_store_ps(out, d[r][0]);
             _mm256_store_ps(out + 8, d[r][1]);
@@ -1450,7 +1469,7 @@ QM_INLINE void blocks_wide_dt(const qm_wview *w, qm_dtype dt, const float *x, si
             const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
             xt_block(x + (size_t)t0 * ldx, ldx, nt, e0, e1, xt);
             tok_rows(w->data, ws, dt, w->col0, o0, o1, e0, e1, xt, nt, part + (size_t)k * pstride + (size_t)t0 * ldy,
-                     ldy);
+                     ldy, 0);
         }
     }
 }
@@ -1692,9 +1711,12 @@ QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_rowpar, matmul_nodes_decode, nodes_tok
  * column: 311 KB for the 0.5B's down_proj, in the L2), where qm_rowpar_nodes_few over
  * blocks_tokens_wide transposed every block again for each tile of 16 rows; tiles of NW_ROWS rows,
  * a multiple of TOK_ROWS (16 left a register tile of 3 rows with one row in it), each block's dots
- * by tok_rows into lf[block][token][row], then the tile's nodes added up there
- * (qm_rowpar_store_nodes). The same block dots, the same tree. */
+ * by tok_rows into lf[block][row][16 tokens] (two vector stores a row: with lf[block][token][row]
+ * the 16 scalar stores a row took 15% of the kernel; `bench_qmatmul pre avx2 BF16 896 4864 16`,
+ * one thread, Zen 4: 59-60 -> 76-77 GFLOP/s), then the tile's nodes added up there as
+ * qm_rowpar_store_nodes does. The same block dots, the same tree. */
 #define NW_ROWS TOK_TILE_ROWS
+#define LF_BLOCK (16 * NW_ROWS) /* a block's dots in lf: [row][16 tokens], written as whole vectors */
 _Static_assert(NW_ROWS % TOK_ROWS == 0, "whole register tiles");
 
 QM_INLINE void nodes_wide_dt(const qm_wview *w, qm_dtype dt, const float *xt, int n_tok, int bc, int nb,
@@ -1706,10 +1728,14 @@ QM_INLINE void nodes_wide_dt(const qm_wview *w, qm_dtype dt, const float *xt, in
         const char *w0 = (const char *)w->data + (size_t)o * ws;
         for (int k = 0; k < nb; k++) {
             const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
-            tok_rows(w0, ws, dt, w->col0, 0, nr, e0, e1, xt + (size_t)e0 * 16, n_tok,
-                     lf + (size_t)k * (size_t)n_tok * NW_ROWS, NW_ROWS);
+            tok_rows(w0, ws, dt, w->col0, 0, nr, e0, e1, xt + (size_t)e0 * 16, n_tok, lf + (size_t)k * LF_BLOCK, 16, 1);
         }
-        qm_rowpar_store_nodes(lf, NW_ROWS, n_tok, nr, nodes, n_nodes, out + o, ostride, ldy);
+        for (int i = 0; i < n_nodes; i++) { /* qm_rowpar_store_nodes with a block's dots [row][16 tokens] */
+            const float *v = qm_tree_halving_sum(lf, LF_BLOCK, nodes[i].first, nodes[i].count);
+            float *oi = out + (size_t)i * ostride + o;
+            for (int t = 0; t < n_tok; t++)
+                for (int r = 0; r < nr; r++) oi[(size_t)t * ldy + (size_t)r] = v[r * 16 + t];
+        }
     }
 }
 
@@ -1718,7 +1744,7 @@ static __attribute__((noinline)) int nodes_wide(const qm_wview *w, const float *
                                                 int nb, const qm_leaf_node *nodes, int n_nodes, float *out,
                                                 size_t ostride, size_t ldy, int o_begin, int o_end) {
     float *xt = aligned_alloc(32, (size_t)w->cols * 16 * sizeof(float)); /* [column][16 tokens] */
-    float *lf = malloc((size_t)nb * (size_t)n_tok * NW_ROWS * sizeof(float));
+    float *lf = aligned_alloc(32, (size_t)nb * LF_BLOCK * sizeof(float)); /* [block][row][16 tokens] */
     const int ok = xt && lf;
     if (ok) {
         xt_block(x, ldx, n_tok, 0, w->cols, xt);
