@@ -912,17 +912,18 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
  * thread, Intel Xeon, 2026-12-04): 71-79 GFLOP/s against 51-67; Q4_K 600 or 8960 x 1536: 85-86
  * against 54-60. */
 #define WIDE_ROWS 6
-/* Columns a chunk of the lanes' loops (a multiple of 16) for rows of more than WIDE_KC_FROM
- * columns, so that a chunk of the tile's rows as f32 (24 bytes a column) stays in the L1 while the
- * 16 lanes go over it. bench_qmatmul pre avx2 BF16 600 COLS 16, one thread (Intel Xeon, 48 KB
- * L1): 3584 columns 36-44 GFLOP/s whole, 62-63 in chunks of 256 to 512, 47 in chunks of 1200;
- * 896 and 1536 columns (21 and 37 KB) no faster in chunks, and Q4_K 8960 x 1536 slower (60
- * against 65-67: each lane's loop restarts three times as often). */
+/* Columns a chunk of the lanes' loops (a multiple of 16) where the tile's rows as the lanes read
+ * them (4 bytes a weight, bf16 2: wide_weight) pass WIDE_L1_ROWS bytes, so that a chunk of them
+ * stays in the L1 while the 16 lanes go over it. bench_qmatmul pre avx2 BF16 600 COLS 16, one
+ * thread (Intel Xeon, 48 KB L1): 3584 columns 36-44 GFLOP/s whole, 62-63 in chunks of 256 to 512,
+ * 47 in chunks of 1200. On Zen 4 (32 KB L1) the 1.5B's 1536 columns dequantized (37 KB for 6
+ * rows) thrashed it: `pre avx2 Q4_K 8960 1536 16` 53 -> 78-81 GFLOP/s in chunks, Q6_K 1536 x
+ * 1536 41-51 -> 76-78; on the Xeon's 48 KB that shape had been 60 against 65-67 whole. */
 #ifndef WIDE_KC
 #define WIDE_KC 512
 #endif
-#ifndef WIDE_KC_FROM
-#define WIDE_KC_FROM 2048
+#ifndef WIDE_L1_ROWS
+#define WIDE_L1_ROWS (24 * 1024)
 #endif
 #define WIDE_MAX_COLS 4096 /* xt on the stack: 256 KB */
 #ifndef WIDE_MIN_TOKENS
@@ -988,8 +989,9 @@ QM_INLINE void wide_rows(const char *w0, size_t wstride, qm_dtype dt, int col0, 
     const size_t lines = (qm_dtype_row_bytes(dt, (size_t)col0 + (size_t)cols) + 63) / 64;
     const size_t total = lines * (size_t)nr_next;
     size_t k = 0, pr = 0, pl = 0; /* prefetch k: line pl of the next tile's row pr (no division a line) */
-    /* rows of more than WIDE_KC_FROM columns in chunks of WIDE_KC (whole lanes' groups) */
-    const int kc = cols > WIDE_KC_FROM ? WIDE_KC : (cols + 15) / 16 * 16, nc = (cols + kc - 1) / kc;
+    /* rows of more than WIDE_L1_ROWS bytes in chunks of WIDE_KC columns (whole lanes' groups) */
+    const size_t row_bytes = (size_t)cols * (dt == QM_DT_BF16 ? 2 : 4) * WIDE_ROWS;
+    const int kc = row_bytes > WIDE_L1_ROWS ? WIDE_KC : (cols + 15) / 16 * 16, nc = (cols + kc - 1) / kc;
     for (int c = 0; c < nc; c++) {
         const int j0 = c * (kc / 16), c1 = cols < (c + 1) * kc ? cols : (c + 1) * kc;
         for (int l = 0; l < 16; l++) {
