@@ -5,9 +5,10 @@
  *
  * matmul tiles R output rows x T tokens of accumulator pairs, as the AVX-512 file does; from
  * PMIN tokens a plain type's rows go through the block-quantized prefill's tiles with the tokens
- * side by side (qprefill_t), and from NMIN tokens a row-parallel layer's nodes are made in the
- * kernel (nodes_tokens, with the 16-row transposed panels). Every accumulator sees exactly the
- * canonical sequence of FMAs. */
+ * side by side (qprefill_t), and from 9 tokens a row-parallel layer's nodes are made in the
+ * kernel 16 tokens at a time (nodes_wide; nodes_tokens, with the 16-row transposed panels, where
+ * the view's shape is not one nodes_wide takes). Every accumulator sees exactly the canonical
+ * sequence of FMAs. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
@@ -679,9 +680,18 @@ QM_INLINE void transpose8(__m256 v[8]) {
     }
 }
 
-/* Floats of a group's xt: whole chunks of kc columns x tgp tokens. */
+/* Floats a step of xt for tg tokens: tg rounded up to 8, and 16 more when that is a multiple of
+ * 64 floats. A lane reads one 64-byte line a step; at 128 tokens the steps were 512 bytes apart,
+ * so a lane's lines fell in 8 of the L1's 64 sets beside the tile's rows (the L1 is 8-way) and
+ * evicted each other. */
+QM_INLINE size_t pw_tgp(int tg) {
+    const size_t t8 = (size_t)(tg + 7) / 8 * 8;
+    return t8 % 64 ? t8 : t8 + 16;
+}
+
+/* Floats of a group's xt: whole chunks of kc columns x pw_tgp(tg) floats. */
 QM_INLINE size_t pw_xt_floats(int cols, int kc, int tg) {
-    return (size_t)((cols + kc - 1) / kc) * (size_t)kc * ((size_t)(tg + 7) / 8 * 8);
+    return (size_t)((cols + kc - 1) / kc) * (size_t)kc * pw_tgp(tg);
 }
 
 /* The place of view column i, token 0, in xt (above). */
@@ -692,7 +702,7 @@ QM_INLINE size_t pw_at(int i, int kc, size_t tgp) {
 
 /* xt (above) of the tg tokens of x (x: the view's column 0 of the group's first token). */
 static void pw_transpose(const float *x, size_t ldx, int tg, int cols, int kc, float *xt) {
-    const size_t tgp = (size_t)(tg + 7) / 8 * 8;
+    const size_t tgp = pw_tgp(tg);
     for (int t0 = 0; t0 < tg; t0 += 8)
         for (int c0 = 0; c0 < cols; c0 += 8) {
             const int nc = cols - c0 < 8 ? cols - c0 : 8;
@@ -787,7 +797,7 @@ QM_INLINE int qprefill_t(const qm_wview *w, qm_dtype dt, const float *x, size_t 
     float out[PW_R * PW_T] __attribute__((aligned(32)));
     for (int t0 = 0; t0 < n_tok; t0 += PG) {
         const int tg = n_tok - t0 < PG ? n_tok - t0 : PG, nv = (tg + 7) / 8;
-        const size_t tgp = (size_t)nv * 8;
+        const size_t tgp = pw_tgp(tg);
         pw_transpose(x + (size_t)t0 * ldx, ldx, tg, cols, kc, xt);
         for (int o = o_begin; o < o_end; o += PW_R) {
             const int nr = o_end - o < PW_R ? o_end - o : PW_R;
@@ -1703,8 +1713,14 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
  * blocks cover the view in whole 16-column lanes. Between, the register tiles of matmul_blocks
  * (blocks_tokens_wide; its 2 x 4 tiles, which read the rows two at a time along the blocks, were
  * measured faster at batch 16 than nodes_tokens: `qmesh bench --batch 16`, 0.5B bf16, 38 against
- * 34 tok/s), with the nodes made from their block dots in the L2 (qm_rowpar_nodes_few); 9 to 16
- * tokens take nodes_wide first (below, matmul_nodes_avx2). */
+ * 34 tok/s), with the nodes made from their block dots in the L2 (qm_rowpar_nodes_few). From 9
+ * tokens, where tokens_wide_shape holds (the models' views), matmul_nodes_avx2 below takes the call
+ * first: nodes_wide on chunks of at most 16 tokens, as even as can be (a plain type's prefill of
+ * 512 tokens too: the chunks' tiles ran faster than nodes_tokens' panels, `bench_qmatmul pre avx2
+ * BF16 896 4864 512` nodes 54-56 -> 70-76 GFLOP/s, F16 57-62 -> 76-77, F32 level; the weights are
+ * read again for each chunk, from the L3 where a layer's view fits). A block-quantized type's
+ * prefill stays with nodes_tokens, which dequantizes each block once for QTG tokens: in chunks the
+ * 1.5B's exact prefill spent 13% of its time dequantizing and was no faster. */
 QM_ROWPAR_TOKENS_NODES_ENTRY(matmul_nodes_rowpar, matmul_nodes_decode, nodes_tokens, blocks_tokens_wide, tokens_wide_shape,
                              NMIN, NODE_LEVELS) /* rowpar.h */
 
@@ -1767,9 +1783,19 @@ static __attribute__((noinline)) int nodes_wide(const qm_wview *w, const float *
 static int matmul_nodes_avx2(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
                              const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin,
                              int o_end) {
-    if (n_tok > 8 && n_tok <= 16 && tokens_wide_shape(w, n_tok, bc, nb)) {
+    if (n_tok > 8 && (n_tok <= 16 || !qm_dtype_is_quant(w->dtype)) &&
+        tokens_wide_shape(w, n_tok < 16 ? n_tok : 16, bc, nb)) {
         if (o_begin >= o_end) return 1;
-        if (nodes_wide(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end)) return 1;
+        const int nc = (n_tok + 15) / 16; /* chunks of at most 16 tokens, as even as can be */
+        int t0 = 0;
+        for (int c = 0; c < nc; c++) {
+            const int nt = (n_tok - t0 + (nc - c) - 1) / (nc - c);
+            if (!nodes_wide(w, x + (size_t)t0 * ldx, ldx, nt, bc, nb, nodes, n_nodes, out + (size_t)t0 * ldy, ostride,
+                            ldy, o_begin, o_end))
+                break;
+            t0 += nt;
+        }
+        if (t0 == n_tok) return 1;
     }
     return matmul_nodes_rowpar(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
 }
