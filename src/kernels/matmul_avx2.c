@@ -724,10 +724,21 @@ static void pw_transpose(const float *x, size_t ldx, int tg, int cols, int kc, f
         }
 }
 
+/* Element i of a row, as f32, in every lane: f32 rows as they are, bf16 rows (bf16: 1) read as
+ * they are too (the bf16 bits widened to f32's upper half: the exact conversion), so a bf16 tile
+ * needs no f32 copy of its rows and keeps half the L1: `bench_qmatmul pre avx2 BF16 9728 896 16`,
+ * one thread, Zen 4: 79-80 -> 89-93 GFLOP/s (the conversion and its stores were 13% of the
+ * kernel); a bf16 broadcast and shift per weight cost about what the f32 broadcast does. */
+QM_INLINE __m256 wide_weight(const void *row, size_t i, int bf16) {
+    if (bf16)
+        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_set1_epi16((short)((const uint16_t *)row)[i]), 16));
+    return _mm256_broadcast_ss((const float *)row + i);
+}
+
 /* Lane l's steps [0, n) of a chunk, PW_R rows x V vectors of 8 tokens: wl[r] is row r's weight of
  * the lane's first step (the next one 16 floats on), xl the tokens' (tgp floats a step); the
  * accumulators continue lb[r PW_V + v] (from +0 when first) and are left there. */
-QM_INLINE void pw_lane(const float *const wl[PW_R], int n, const float *xl, size_t tgp, int V, __m256 *lb,
+QM_INLINE void pw_lane(const void *const wl[PW_R], int bf16, int n, const float *xl, size_t tgp, int V, __m256 *lb,
                        int first) {
     __m256 acc[PW_R][PW_V];
     for (int r = 0; r < PW_R; r++)
@@ -736,7 +747,7 @@ QM_INLINE void pw_lane(const float *const wl[PW_R], int n, const float *xl, size
         __m256 xv[PW_V];
         for (int v = 0; v < V; v++) xv[v] = _mm256_load_ps(xl + (size_t)j * tgp + 8 * v);
         for (int r = 0; r < PW_R; r++) {
-            const __m256 b = _mm256_broadcast_ss(wl[r] + 16 * j);
+            const __m256 b = wide_weight(wl[r], (size_t)(16 * j), bf16);
             for (int v = 0; v < V; v++) acc[r][v] = _mm256_fmadd_ps(b, xv[v], acc[r][v]);
         }
     }
@@ -747,17 +758,18 @@ QM_INLINE void pw_lane(const float *const wl[PW_R], int n, const float *xl, size
 /* The dots of PW_R rows (wf[r]: row r as f32 from the view's column 0, cols long) x the 8 V
  * tokens of xt from the tile's first token (xt as pw_transpose made it with kc, tgp):
  * out[r PW_T + t]. */
-QM_INLINE void pw_tile(const float *const wf[PW_R], int cols, int kc, const float *xt, size_t tgp, int V,
+QM_INLINE void pw_tile(const void *const wf[PW_R], int bf16, int cols, int kc, const float *xt, size_t tgp, int V,
                        float *out) {
     __m256 lb[16][PW_R * PW_V];
     const int nj = kc / 16;
     for (int c0 = 0, m = 0; c0 < cols; c0 += kc, m++) {
         const int kcm = cols - c0 < kc ? cols - c0 : kc;
         for (int l = 0; l < 16; l++) {
-            const float *wl[PW_R];
-            for (int r = 0; r < PW_R; r++) wl[r] = wf[r] + c0 + l;
+            const void *wl[PW_R];
+            for (int r = 0; r < PW_R; r++)
+                wl[r] = bf16 ? (const void *)((const uint16_t *)wf[r] + c0 + l) : (const void *)((const float *)wf[r] + c0 + l);
             const int n = kcm > l ? (kcm - l + 15) / 16 : 0;
-            pw_lane(wl, n, xt + (size_t)(m * 16 + l) * (size_t)nj * tgp, tgp, V, lb[l], m == 0);
+            pw_lane(wl, bf16, n, xt + (size_t)(m * 16 + l) * (size_t)nj * tgp, tgp, V, lb[l], m == 0);
         }
     }
     for (int r = 0; r < PW_R; r++)
@@ -771,10 +783,16 @@ QM_INLINE void pw_tile(const float *const wf[PW_R], int cols, int kc, const floa
 }
 
 /* pw_tile with V a literal. */
-static void pw_tile_any(const float *const wf[PW_R], int cols, int kc, const float *xt, size_t tgp, int V,
+static void pw_tile_any(const void *const wf[PW_R], int bf16, int cols, int kc, const float *xt, size_t tgp, int V,
                         float *out) {
-    if (V == PW_V) pw_tile(wf, cols, kc, xt, tgp, PW_V, out);
-    else pw_tile(wf, cols, kc, xt, tgp, 1, out);
+    if (bf16) {
+        if (V == PW_V) pw_tile(wf, 1, cols, kc, xt, tgp, PW_V, out);
+        else pw_tile(wf, 1, cols, kc, xt, tgp, 1, out);
+    } else if (V == PW_V) {
+        pw_tile(wf, 0, cols, kc, xt, tgp, PW_V, out);
+    } else {
+        pw_tile(wf, 0, cols, kc, xt, tgp, 1, out);
+    }
 }
 
 /* Rows [o_begin, o_end) x n_tok tokens of a view (dt a literal; every dtype; rows converted or
@@ -801,11 +819,11 @@ QM_INLINE int qprefill_t(const qm_wview *w, qm_dtype dt, const float *x, size_t 
         pw_transpose(x + (size_t)t0 * ldx, ldx, tg, cols, kc, xt);
         for (int o = o_begin; o < o_end; o += PW_R) {
             const int nr = o_end - o < PW_R ? o_end - o : PW_R;
-            const float *wf[PW_R]; /* rows past nr: row o again, their dots dropped */
+            const void *wf[PW_R]; /* rows past nr: row o again, their dots dropped */
             for (int r = 0; r < PW_R; r++) {
                 const char *row = base + (size_t)(o + (r < nr ? r : 0)) * wstride;
-                if (dt == QM_DT_F32) {
-                    wf[r] = (const float *)row; /* as it is */
+                if (dt == QM_DT_F32 || dt == QM_DT_BF16) {
+                    wf[r] = row; /* as it is (wide_weight) */
                 } else {
                     if (r < nr) qrow_f32(row, dt, col0, cols, wbuf + (size_t)r * ldw);
                     wf[r] = wbuf + (size_t)(r < nr ? r : 0) * ldw;
@@ -819,7 +837,7 @@ QM_INLINE int qprefill_t(const qm_wview *w, qm_dtype dt, const float *x, size_t 
                 const int V = nv - tv < PW_V ? nv - tv : PW_V;
                 for (const size_t pf_end = pf_total * (size_t)(tv + V) / (size_t)nv; pf < pf_end; pf++)
                     _mm_prefetch(base + (size_t)(o + PW_R + (int)(pf / lines)) * wstride + pf % lines * 64, _MM_HINT_T0);
-                pw_tile_any(wf, cols, kc, xt + (size_t)tv * 8, tgp, V, out);
+                pw_tile_any(wf, dt == QM_DT_BF16, cols, kc, xt + (size_t)tv * 8, tgp, V, out);
                 for (int t = 8 * tv; t < 8 * (tv + V) && t < tg; t++)
                     for (int r = 0; r < nr; r++) {
                         const float d = out[r * PW_T + t - 8 * tv];
@@ -940,17 +958,6 @@ static void matmul_q(const qm_wview *w, const float *bias, const float *x, size_
 #define WIDE_MIN_TOKENS 9
 #endif
 _Static_assert(WIDE_MIN_TOKENS > 8, "xt's 16 tokens a step are pw_transpose's for 9 to 16 tokens");
-
-/* Element i of a row, as f32, in every lane: f32 rows as they are, bf16 rows (bf16: 1) read as
- * they are too (the bf16 bits widened to f32's upper half: the exact conversion), so a bf16 tile
- * needs no f32 copy of its rows and keeps half the L1: `bench_qmatmul pre avx2 BF16 9728 896 16`,
- * one thread, Zen 4: 79-80 -> 89-93 GFLOP/s (the conversion and its stores were 13% of the
- * kernel); a bf16 broadcast and shift per weight cost about what the f32 broadcast does. */
-QM_INLINE __m256 wide_weight(const void *row, size_t i, int bf16) {
-    if (bf16)
-        return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_set1_epi16((short)((const uint16_t *)row)[i]), 16));
-    return _mm256_broadcast_ss((const float *)row + i);
-}
 
 /* Lane l of WIDE_ROWS rows (wr[r]: row r as f32, or as bf16 when bf16) x 16 tokens over its
  * columns l + 16 j, j in [j0, j1) (xl: lane l of xt), continued from lb (from +0 when first):
