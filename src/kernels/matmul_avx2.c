@@ -6,9 +6,9 @@
  * matmul tiles R output rows x T tokens of accumulator pairs, as the AVX-512 file does; from
  * PMIN tokens a plain type's rows go through the block-quantized prefill's tiles with the tokens
  * side by side (qprefill_t), and from 9 tokens a row-parallel layer's nodes are made in the
- * kernel 16 tokens at a time (nodes_wide; nodes_tokens, with the 16-row transposed panels, where
- * the view's shape is not one nodes_wide takes). Every accumulator sees exactly the canonical
- * sequence of FMAs. */
+ * kernel 16 tokens at a time (nodes_wide; from NMIN tokens a block-quantized type's, and a view
+ * nodes_wide does not take, by nodes_tokens with the 16-row transposed panels). Every
+ * accumulator sees exactly the canonical sequence of FMAs. */
 #include <immintrin.h>
 #include <math.h>
 #include <stdint.h>
