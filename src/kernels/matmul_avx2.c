@@ -755,7 +755,7 @@ QM_INLINE void pw_lane(const void *const wl[PW_R], int bf16, int n, const float 
         for (int v = 0; v < V; v++) lb[r * PW_V + v] = acc[r][v];
 }
 
-/* The dots of PW_R rows (wf[r]: row r as f32 from the view's column 0, cols long) x the 8 V
+/* The dots of PW_R rows (wf[r]: row r as f32, or as bf16 when bf16, from the view's column 0, cols long) x the 8 V
  * tokens of xt from the tile's first token (xt as pw_transpose made it with kc, tgp):
  * out[r PW_T + t]. */
 QM_INLINE void pw_tile(const void *const wf[PW_R], int bf16, int cols, int kc, const float *xt, size_t tgp, int V,
@@ -767,7 +767,8 @@ QM_INLINE void pw_tile(const void *const wf[PW_R], int bf16, int cols, int kc, c
         for (int l = 0; l < 16; l++) {
             const void *wl[PW_R];
             for (int r = 0; r < PW_R; r++)
-                wl[r] = bf16 ? (const void *)((const uint16_t *)wf[r] + c0 + l) : (const void *)((const float *)wf[r] + c0 + l);
+                wl[r] = bf16 ? (const void *)((const uint16_t *)wf[r] + c0 + l)
+                             : (const void *)((const float *)wf[r] + c0 + l);
             const int n = kcm > l ? (kcm - l + 15) / 16 : 0;
             pw_lane(wl, bf16, n, xt + (size_t)(m * 16 + l) * (size_t)nj * tgp, tgp, V, lb[l], m == 0);
         }
@@ -1458,7 +1459,7 @@ QM_INLINE void xt_block(const float *x, size_t ldx, int nt, int e0, int e1, floa
         }
 }
 
-/* TOK_ROWS rows' block (wf[r]: row r's n f32 weights, n a multiple of 16) x the 16 tokens of xt:
+/* TOK_ROWS rows' block (wf[r]: row r's n weights, f32, or bf16 when bf16; n a multiple of 16) x the 16 tokens of xt:
  * the block dots, row r's token 8 g + i in lane i of d[r][g]. Pass l < 8 runs lanes l and l + 8. */
 QM_INLINE void tok_dots(const void *const wf[TOK_ROWS], int bf16, int n, const float *xt, __m256 d[TOK_ROWS][2]) {
     __m256 L[8][TOK_ROWS][2];

@@ -915,7 +915,7 @@ QM_INLINE void qblocks_rows4(const char *w0, size_t wstride, qm_dtype dt, int co
     }
     for (; k0 < nb; k0 += 4) {
         const int nk = nb - k0 < 4 ? nb - k0 : 4;
-        if (!qm_dtype_is_quant(dt)) /* the same blocks of the group after next, into the L2 (matmul_avx2.c pblocks_dt) */
+        if (!qm_dtype_is_quant(dt)) /* the blocks of the group after next into the L2 (as AVX2's pblocks_dt) */
             for (int r = 8; r < 12; r++) qm_prefetch_l2(w0 + (size_t)r * wstride + (size_t)k0 * blk, (size_t)nk * blk);
         if (nr == 4 && nk == 4) qblocks_tile(w0, wstride, dt, col0, col_end, bc, 4, k0, 4, x, ks, &pf, part, pstride);
         else qblocks_tile(w0, wstride, dt, col0, col_end, bc, nr, k0, nk, x, ks, &pf, part, pstride);
