@@ -1356,8 +1356,7 @@ QM_INLINE void pblocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int nb
             qm_rowpar_prefetch_block(&pf, k);
             if (k + 1 < nb) qm_rowpar_prefetch_block(&pf, k + 1);
             for (int r = 8; r < 12; r++) /* the same blocks of the group after next, into the L2 */
-                for (size_t off = 0; off < 128 * esz; off += 64)
-                    _mm_prefetch(w0 + (size_t)r * ws + (size_t)k * 64 * esz + off, _MM_HINT_T1);
+                qm_prefetch_l2(w0 + (size_t)r * ws + (size_t)k * 64 * esz, 128 * esz);
             pblocks_4x2(w0, ws, dt, nr, k, nb - k < 2 ? nb - k : 2, x, part + o, pstride);
         }
     }
@@ -1828,16 +1827,19 @@ QM_INLINE void nodes_wide_dt(const qm_wview *w, qm_dtype dt, const float *xt, in
     }
 }
 
-/* matmul_nodes of 9 to 16 tokens where tokens_wide_shape holds; 0 without buffers. */
+/* matmul_nodes of 9 tokens or more where tokens_wide_shape holds, in chunks of at most 16 tokens,
+ * as even as can be (the buffers made once for all of them); 0 without buffers. */
 static __attribute__((noinline)) int nodes_wide(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc,
                                                 int nb, const qm_leaf_node *nodes, int n_nodes, float *out,
                                                 size_t ostride, size_t ldy, int o_begin, int o_end) {
     float *xt = aligned_alloc(32, (size_t)w->cols * 16 * sizeof(float)); /* [column][16 tokens] */
     float *lf = aligned_alloc(32, (size_t)nb * LF_BLOCK * sizeof(float)); /* [block][row][16 tokens] */
-    const int ok = xt && lf;
-    if (ok) {
-        xt_block(x, ldx, n_tok, 0, w->cols, xt);
-#define NODES_WIDE(dt_) nodes_wide_dt(w, dt_, xt, n_tok, bc, nb, nodes, n_nodes, lf, out, ostride, ldy, o_begin, o_end)
+    const int ok = xt && lf, nc = (n_tok + 15) / 16;
+    for (int c = 0, t0 = 0, nt; ok && c < nc; c++, t0 += nt) {
+        nt = (n_tok - t0 + (nc - c) - 1) / (nc - c);
+        xt_block(x + (size_t)t0 * ldx, ldx, nt, 0, w->cols, xt);
+        float *oc = out + (size_t)t0 * ldy;
+#define NODES_WIDE(dt_) nodes_wide_dt(w, dt_, xt, nt, bc, nb, nodes, n_nodes, lf, oc, ostride, ldy, o_begin, o_end)
         switch (w->dtype) {
         case QM_DT_F32: NODES_WIDE(QM_DT_F32); break;
         case QM_DT_F16: NODES_WIDE(QM_DT_F16); break;
@@ -1857,16 +1859,7 @@ static int matmul_nodes_avx2(const qm_wview *w, const float *x, size_t ldx, int 
     if (n_tok > 8 && (n_tok <= 16 || !qm_dtype_is_quant(w->dtype)) &&
         tokens_wide_shape(w, n_tok < 16 ? n_tok : 16, bc, nb)) {
         if (o_begin >= o_end) return 1;
-        const int nc = (n_tok + 15) / 16; /* chunks of at most 16 tokens, as even as can be */
-        int t0 = 0;
-        for (int c = 0; c < nc; c++) {
-            const int nt = (n_tok - t0 + (nc - c) - 1) / (nc - c);
-            if (!nodes_wide(w, x + (size_t)t0 * ldx, ldx, nt, bc, nb, nodes, n_nodes, out + (size_t)t0 * ldy, ostride,
-                            ldy, o_begin, o_end))
-                break;
-            t0 += nt;
-        }
-        if (t0 == n_tok) return 1;
+        if (nodes_wide(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end)) return 1;
     }
     return matmul_nodes_rowpar(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
 }
