@@ -3,7 +3,7 @@
 #
 #   scripts/bench_vs_llamacpp.sh [--model FILE.gguf] [--threads N] [--qmesh PATH] [--llama-dir DIR]
 #                                [--prompt N] [--gen N] [--reps R] [--jobs J] [--no-llama] [--no-qmesh]
-#                                [--llama-isa native|avx2]
+#                                [--llama-isa native|avx2] [--rounds N]
 #                                [QMESH_FLAGS...] [-- QMESH_FLAGS...]
 #
 # 1. llama.cpp: if DIR/build/bin/llama-bench is missing, downloads the llama-cpp-python source
@@ -23,6 +23,10 @@
 #    attention 2.8 ms a step against 0.3). Best of R runs each (the last stdout line is a JSON
 #    object). Flags this script does not know, e.g. --mesh 1x2 or --activations q8, and everything
 #    after --, go to qmesh bench.
+# With --rounds N (default 1), steps 2 and 3 run N times in turn (llama.cpp, qmesh, llama.cpp,
+# qmesh, ...): on a machine whose memory bandwidth or clock moves during the run (a VM) both sides
+# then see the same states. Each figure of the table is the median over the rounds, each ratio
+# the median of the rounds' own ratios (the rounds' figures are printed first).
 # 4. prints one table (model, CPU ISA flags, threads, llama.cpp pp/tg, qmesh prefill/decode, the
 #    qmesh/llama.cpp ratios, decode roofline fractions = weight bytes read per token x decode tok/s
 #    / the memory read bandwidth qmesh measured with THREADS threads; for qmesh the bytes are its
@@ -53,6 +57,7 @@ jobs=2
 do_llama=1
 do_qmesh=1
 llama_isa=native
+rounds=1
 py=${PYTHON:-python3}
 qflags=()
 
@@ -74,12 +79,13 @@ while [ $# -gt 0 ]; do
     --no-llama) do_llama=0; shift ;;
     --no-qmesh) do_qmesh=0; shift ;;
     --llama-isa) need "$1" $#; llama_isa=$2; shift 2 ;;
+    --rounds) need "$1" $#; rounds=$2; shift 2 ;;
     -h|--help) usage; exit 0 ;;
     --) shift; qflags+=("$@"); break ;;
     *) qflags+=("$1"); shift ;;
   esac
 done
-for v in threads n_prompt n_gen reps jobs; do
+for v in threads n_prompt n_gen reps jobs rounds; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || bad "${v/n_/--} needs a positive integer, not '${!v}'"
 done
 [ -e "$model" ] || bad "no model at $model (scripts/fetch_models.sh downloads the GGUF files)"
@@ -153,25 +159,45 @@ build_llama() {
   [ -x "$bench" ] || { log "error: the build made no $bench"; return 1; }
 }
 
-llama_json="$work/llama.json"
-if [ $do_llama -eq 1 ]; then
-  if build_llama; then
-    log "llama-bench -m $(basename "$model") -p $n_prompt -n $n_gen -t $threads -r $reps"
-    if ! "$llama_dir/$llama_build/bin/llama-bench" -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" \
-        -o json > "$llama_json" 2> "$work/llama.err"; then
-      tail -n 20 "$work/llama.err" >&2
-      log "error: llama-bench failed"
-      rm -f "$llama_json"
-      failed=1
-    fi
-  else
-    failed=1
+# run_llama OUT: llama-bench's pp and tg as JSON into OUT (removed when it fails)
+run_llama() {
+  log "llama-bench -m $(basename "$model") -p $n_prompt -n $n_gen -t $threads -r $reps"
+  if ! "$llama_dir/$llama_build/bin/llama-bench" -m "$model" -p "$n_prompt" -n "$n_gen" -t "$threads" -r "$reps" \
+      -o json > "$1" 2> "$work/llama.err"; then
+    tail -n 20 "$work/llama.err" >&2
+    log "error: llama-bench failed"
+    rm -f "$1"
+    return 1
   fi
+}
+if [ $do_llama -eq 1 ] && ! build_llama; then
+  failed=1
+  do_llama=0
 fi
 
 # ---- qmesh ---------------------------------------------------------------------------------
 
-qmesh_json="$work/qmesh.json"
+# run_qmesh OUT: two runs, as llama-bench's pp and tg: prefill of n_prompt tokens, then decode
+# of n_gen tokens from an empty context (a 1-token prompt), not after the n_prompt tokens; one
+# JSON object into OUT (removed when a run fails)
+run_qmesh() {
+  log "qmesh bench -m $(basename "$model") --prompt $n_prompt --gen 1 --threads $threads --reps $reps ${qflags[*]:-}"
+  log "qmesh bench -m $(basename "$model") --prompt 1 --gen $n_gen --membw --threads $threads --reps $reps ${qflags[*]:-}"
+  if "$qmesh" bench -m "$model" --prompt "$n_prompt" --gen 1 --threads "$threads" \
+      --reps "$reps" "${qflags[@]}" > "$work/qmesh_pp.out" 2> "$work/qmesh.err" &&
+    "$qmesh" bench -m "$model" --prompt 1 --gen "$n_gen" --membw --threads "$threads" \
+      --reps "$reps" "${qflags[@]}" > "$work/qmesh.out" 2>> "$work/qmesh.err"; then
+    "$py" -c 'import json, sys
+pp, tg = (json.loads(open(f).read().splitlines()[-1]) for f in sys.argv[1:3])
+tg.update(prefill_tok_s=pp["prefill_tok_s"], prompt=pp["prompt"], decode_prompt=tg["prompt"])
+print(json.dumps(tg))' "$work/qmesh_pp.out" "$work/qmesh.out" > "$1"
+  else
+    tail -n 20 "$work/qmesh.err" >&2
+    log "error: qmesh bench failed (does this qmesh read $(basename "$model")?)"
+    rm -f "$1"
+    return 1
+  fi
+}
 if [ $do_qmesh -eq 1 ]; then
   if [ -z "$qmesh" ]; then
     qmesh="$root/build/qmesh"
@@ -187,26 +213,15 @@ if [ $do_qmesh -eq 1 ]; then
   if [ ! -x "$qmesh" ]; then
     log "error: $qmesh is not an executable (--qmesh PATH)"
     failed=1
-  else
-    # two runs, as llama-bench's pp and tg: prefill of n_prompt tokens, then decode of n_gen
-    # tokens from an empty context (a 1-token prompt), not after the n_prompt tokens
-    log "qmesh bench -m $(basename "$model") --prompt $n_prompt --gen 1 --threads $threads --reps $reps ${qflags[*]:-}"
-    log "qmesh bench -m $(basename "$model") --prompt 1 --gen $n_gen --membw --threads $threads --reps $reps ${qflags[*]:-}"
-    if "$qmesh" bench -m "$model" --prompt "$n_prompt" --gen 1 --threads "$threads" \
-        --reps "$reps" "${qflags[@]}" > "$work/qmesh_pp.out" 2> "$work/qmesh.err" &&
-      "$qmesh" bench -m "$model" --prompt 1 --gen "$n_gen" --membw --threads "$threads" \
-        --reps "$reps" "${qflags[@]}" > "$work/qmesh.out" 2>> "$work/qmesh.err"; then
-      "$py" -c 'import json, sys
-pp, tg = (json.loads(open(f).read().splitlines()[-1]) for f in sys.argv[1:3])
-tg.update(prefill_tok_s=pp["prefill_tok_s"], prompt=pp["prompt"], decode_prompt=tg["prompt"])
-print(json.dumps(tg))' "$work/qmesh_pp.out" "$work/qmesh.out" > "$qmesh_json"
-    else
-      tail -n 20 "$work/qmesh.err" >&2
-      log "error: qmesh bench failed (does this qmesh read $(basename "$model")?)"
-      failed=1
-    fi
+    do_qmesh=0
   fi
 fi
+
+for ((i = 1; i <= rounds; i++)); do
+  [ "$rounds" -gt 1 ] && log "round $i of $rounds"
+  if [ $do_llama -eq 1 ]; then run_llama "$work/llama_$i.json" || failed=1; fi
+  if [ $do_qmesh -eq 1 ]; then run_qmesh "$work/qmesh_$i.json" || failed=1; fi
+done
 
 # ---- the table -----------------------------------------------------------------------------
 
@@ -218,32 +233,56 @@ done
 [ ${#isa[@]} -gt 0 ] || isa=(none)
 cpu=$(grep -m1 '^model name' /proc/cpuinfo 2> /dev/null | sed 's/^[^:]*: *//' || true)
 
-LLAMA_ISA=$llama_isa "$py" - "$model" "${isa[*]}" "$cpu" "$threads" "$n_prompt" "$n_gen" "$reps" "$llama_json" "$qmesh_json" \
+LLAMA_ISA=$llama_isa "$py" - "$model" "${isa[*]}" "$cpu" "$threads" "$n_prompt" "$n_gen" "$reps" "$work" "$rounds" \
     "${qflags[*]:-}" <<'PYEOF' || failed=1
-import json, os, sys
-model, isa, cpu, threads, npr, ngen, reps, lj, qj, qflags = sys.argv[1:11]
-npr, ngen = int(npr), int(ngen)
+import json, os, statistics, sys
+model, isa, cpu, threads, npr, ngen, reps, work, rounds, qflags = sys.argv[1:11]
+npr, ngen, rounds = int(npr), int(ngen), int(rounds)
 
-llama = {}
-if os.path.exists(lj):
-    try:
-        rows = json.load(open(lj))
-        for r in rows:
-            if r.get("n_prompt") == npr and r.get("n_gen") == 0:
-                llama["pp"], llama["pp_sd"] = r["avg_ts"], r.get("stddev_ts")
-            elif r.get("n_gen") == ngen and r.get("n_prompt") == 0:
-                llama["tg"], llama["tg_sd"] = r["avg_ts"], r.get("stddev_ts")
-            llama["model_size"] = r.get("model_size")
-            llama["model_type"] = r.get("model_type")
-            llama["build_commit"] = r.get("build_commit")
-    except Exception as e:
-        sys.stderr.write(f"bench_vs_llamacpp: cannot read llama-bench output: {e}\n")
-q = {}
-if os.path.exists(qj):
-    try:
-        q = json.loads(open(qj).read())
-    except Exception as e:
-        sys.stderr.write(f"bench_vs_llamacpp: cannot read qmesh bench output: {e}\n")
+def read_llama(lj):
+    llama = {}
+    if os.path.exists(lj):
+        try:
+            for r in json.load(open(lj)):
+                if r.get("n_prompt") == npr and r.get("n_gen") == 0:
+                    llama["pp"], llama["pp_sd"] = r["avg_ts"], r.get("stddev_ts")
+                elif r.get("n_gen") == ngen and r.get("n_prompt") == 0:
+                    llama["tg"], llama["tg_sd"] = r["avg_ts"], r.get("stddev_ts")
+                llama["model_size"] = r.get("model_size")
+                llama["model_type"] = r.get("model_type")
+                llama["build_commit"] = r.get("build_commit")
+        except Exception as e:
+            sys.stderr.write(f"bench_vs_llamacpp: cannot read llama-bench output: {e}\n")
+    return llama
+def read_qmesh(qj):
+    if os.path.exists(qj):
+        try:
+            return json.loads(open(qj).read())
+        except Exception as e:
+            sys.stderr.write(f"bench_vs_llamacpp: cannot read qmesh bench output: {e}\n")
+    return {}
+def median(v):
+    v = [x for x in v if x is not None]
+    return statistics.median(v) if v else None
+def ratio(a, b):
+    return a / b if a and b else None
+
+per = [(read_llama(f"{work}/llama_{i}.json"), read_qmesh(f"{work}/qmesh_{i}.json")) for i in range(1, rounds + 1)]
+round_rows = [{"llama_pp": l.get("pp"), "llama_tg": l.get("tg"), "qmesh_prefill": q.get("prefill_tok_s"),
+               "qmesh_decode": q.get("decode_tok_s"), "mem_read_gb_s": q.get("mem_read_gb_s"),
+               "qmesh_roofline": q.get("roofline_ratio"),
+               "prefill_ratio": ratio(q.get("prefill_tok_s"), l.get("pp")),
+               "decode_ratio": ratio(q.get("decode_tok_s"), l.get("tg"))} for l, q in per]
+# one round's values as they were; several rounds' medians (the standard deviations are a round's)
+llama = dict(next((l for l, _ in per if l), {}))
+q = dict(next((q for _, q in per if q), {}))
+if rounds > 1:
+    for key, k in (("pp", "llama_pp"), ("tg", "llama_tg")):
+        llama[key] = median([r[k] for r in round_rows])
+        llama.pop(key + "_sd", None)
+    for key, k in (("prefill_tok_s", "qmesh_prefill"), ("decode_tok_s", "qmesh_decode"),
+                   ("mem_read_gb_s", "mem_read_gb_s"), ("roofline_ratio", "qmesh_roofline")):
+        q[key] = median([r[k] for r in round_rows])
 
 def gguf_decode_bytes(path):
     """Bytes of the weights one decode step reads in a GGUF file: every tensor but the token
@@ -305,8 +344,6 @@ def gguf_decode_bytes(path):
         return None
 
 bw = q.get("mem_read_gb_s")
-def ratio(a, b):
-    return a / b if a and b else None
 def fmt(x, d=1):
     return "n/a" if x is None else f"{x:.{d}f}"
 
@@ -320,8 +357,13 @@ res = {
     "qmesh_isa": q.get("isa"), "qmesh_mesh": q.get("mesh"), "qmesh_bytes_per_token": q.get("bytes_per_token"),
     "mem_read_gb_s": bw,
 }
-res["prefill_ratio"] = ratio(res["qmesh_prefill_tok_s"], res["llama_pp_tok_s"])
-res["decode_ratio"] = ratio(res["qmesh_decode_tok_s"], res["llama_tg_tok_s"])
+res["prefill_ratio"] = (median([r["prefill_ratio"] for r in round_rows]) if rounds > 1
+                        else ratio(res["qmesh_prefill_tok_s"], res["llama_pp_tok_s"]))
+res["decode_ratio"] = (median([r["decode_ratio"] for r in round_rows]) if rounds > 1
+                       else ratio(res["qmesh_decode_tok_s"], res["llama_tg_tok_s"]))
+res["rounds"] = rounds
+if rounds > 1:
+    res["per_round"] = round_rows
 res["qmesh_roofline"] = q.get("roofline_ratio")
 res["llama_bytes_per_token"] = gguf_decode_bytes(model) if llama else None
 res["llama_roofline"] = (res["llama_bytes_per_token"] * llama["tg"] / (bw * 1e9)
@@ -334,6 +376,7 @@ rows = [
     ("qmesh kernels / mesh", f"{q.get('isa', 'n/a')} / {q.get('mesh', 'n/a')}" + (f"  [{qflags}]" if qflags else "")),
     ("llama.cpp build", "native (-DGGML_NATIVE=ON)" if res["llama_isa"] == "native" else "AVX2, FMA, F16C only"),
     ("threads", threads),
+    ("rounds (llama.cpp and qmesh in turn)", f"{rounds}: medians below" if rounds > 1 else "1"),
     (f"llama.cpp pp{npr} tok/s (mean of {reps})", fmt(llama.get("pp")) + (f" +- {llama['pp_sd']:.1f}" if llama.get("pp_sd") else "")),
     (f"llama.cpp tg{ngen} tok/s (mean of {reps})", fmt(llama.get("tg"), 2) + (f" +- {llama['tg_sd']:.2f}" if llama.get("tg_sd") else "")),
     (f"qmesh prefill {npr} tok/s (best of {reps})", fmt(res["qmesh_prefill_tok_s"])),
@@ -346,6 +389,12 @@ rows = [
     ("decode roofline fraction llama.cpp", fmt(res["llama_roofline"], 3)),
 ]
 w = max(len(k) for k, _ in rows)
+if rounds > 1:
+    print("round  llama pp  qmesh pp  ratio  llama tg  qmesh tg  ratio  GB/s")
+    for i, r in enumerate(round_rows, 1):
+        print(f"{i:5d}  {fmt(r['llama_pp']):>8}  {fmt(r['qmesh_prefill']):>8}  {fmt(r['prefill_ratio'], 2):>5}  "
+              f"{fmt(r['llama_tg'], 2):>8}  {fmt(r['qmesh_decode'], 2):>8}  {fmt(r['decode_ratio'], 2):>5}  "
+              f"{fmt(r['mem_read_gb_s'])}")
 print("-" * (w + 40))
 for k, v in rows:
     print(f"{k:<{w}}  {v}")
