@@ -369,6 +369,9 @@ res["llama_bytes_per_token"] = gguf_decode_bytes(model) if llama else None
 res["llama_roofline"] = (res["llama_bytes_per_token"] * llama["tg"] / (bw * 1e9)
                          if bw and llama.get("tg") and res["llama_bytes_per_token"] else None)
 
+def how(one):
+    """How a figure was made: one round's mean or best of reps, or the median over the rounds."""
+    return f"{one} of {reps}" + (f", median of {rounds} rounds" if rounds > 1 else "")
 rows = [
     ("model", res["model"]),
     ("cpu", cpu or "?"),
@@ -376,11 +379,11 @@ rows = [
     ("qmesh kernels / mesh", f"{q.get('isa', 'n/a')} / {q.get('mesh', 'n/a')}" + (f"  [{qflags}]" if qflags else "")),
     ("llama.cpp build", "native (-DGGML_NATIVE=ON)" if res["llama_isa"] == "native" else "AVX2, FMA, F16C only"),
     ("threads", threads),
-    ("rounds (llama.cpp and qmesh in turn)", f"{rounds}: medians below" if rounds > 1 else "1"),
-    (f"llama.cpp pp{npr} tok/s (mean of {reps})", fmt(llama.get("pp")) + (f" +- {llama['pp_sd']:.1f}" if llama.get("pp_sd") else "")),
-    (f"llama.cpp tg{ngen} tok/s (mean of {reps})", fmt(llama.get("tg"), 2) + (f" +- {llama['tg_sd']:.2f}" if llama.get("tg_sd") else "")),
-    (f"qmesh prefill {npr} tok/s (best of {reps})", fmt(res["qmesh_prefill_tok_s"])),
-    (f"qmesh decode {ngen} tok/s (best of {reps})", fmt(res["qmesh_decode_tok_s"], 2)),
+    ("rounds (llama.cpp and qmesh in turn)", rounds),
+    (f"llama.cpp pp{npr} tok/s ({how('mean')})", fmt(llama.get("pp")) + (f" +- {llama['pp_sd']:.1f}" if llama.get("pp_sd") else "")),
+    (f"llama.cpp tg{ngen} tok/s ({how('mean')})", fmt(llama.get("tg"), 2) + (f" +- {llama['tg_sd']:.2f}" if llama.get("tg_sd") else "")),
+    (f"qmesh prefill {npr} tok/s ({how('best')})", fmt(res["qmesh_prefill_tok_s"])),
+    (f"qmesh decode {ngen} tok/s ({how('best')})", fmt(res["qmesh_decode_tok_s"], 2)),
     ("prefill ratio qmesh/llama.cpp", fmt(res["prefill_ratio"], 2)),
     ("decode ratio qmesh/llama.cpp", fmt(res["decode_ratio"], 2)),
     ("memory read bandwidth GB/s", fmt(bw, 1)),
