@@ -86,7 +86,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 for v in threads n_prompt n_gen reps jobs rounds; do
-  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || bad "${v/n_/--} needs a positive integer, not '${!v}'"
+  [[ ${!v} =~ ^[1-9][0-9]*$ ]] || bad "--${v#n_} needs a positive integer, not '${!v}'"
 done
 [ -e "$model" ] || bad "no model at $model (scripts/fetch_models.sh downloads the GGUF files)"
 model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
