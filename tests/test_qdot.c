@@ -79,25 +79,37 @@ static uint8_t *make_qrows(rng_t *r, qm_dtype dt, int rows, int nblocks) {
 
 /* ---- the ISAs ---- */
 
+/* matmul_q8_blocks (kernels.h) of one ISA. */
+typedef void (*q8_blocks_fn)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
+                             size_t pstride, size_t ldy, int o_begin, int o_end);
+
 typedef struct {
     const char *isa;
     qm_quantize_act_fn quantize;
     qm_matmul_q8_fn matmul;
+    q8_blocks_fn blocks;
 } isa_fns;
+
+/* The scalar twin's row-parallel blocks: one matmul call per block view (kernels/blocks.c). */
+static void blocks_scalar(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
+                          size_t pstride, size_t ldy, int o_begin, int o_end) {
+    qm_q8_blocks_by_views(qm_matmul_q8_scalar, w, x, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
+}
 
 static int isas(isa_fns *out) {
     int n = 0;
-    out[n++] = (isa_fns){"scalar", qm_quantize_act_scalar, qm_matmul_q8_scalar};
+    out[n++] = (isa_fns){"scalar", qm_quantize_act_scalar, qm_matmul_q8_scalar, blocks_scalar};
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        out[n++] = (isa_fns){"avx2", qm_quantize_act_avx2, qm_matmul_q8_avx2};
+        out[n++] = (isa_fns){"avx2", qm_quantize_act_avx2, qm_matmul_q8_avx2, qm_matmul_q8_blocks_avx2};
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2") &&
         __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-        out[n++] = (isa_fns){"avx512", qm_quantize_act_avx512, qm_matmul_q8_avx512};
+        out[n++] = (isa_fns){"avx512", qm_quantize_act_avx512, qm_matmul_q8_avx512, qm_matmul_q8_blocks_avx512};
     if (n == 3 && __builtin_cpu_supports("avx512vnni"))
-        out[n++] = (isa_fns){"avx512vnni", qm_quantize_act_avx512, qm_matmul_q8_avx512vnni};
+        out[n++] = (isa_fns){"avx512vnni", qm_quantize_act_avx512, qm_matmul_q8_avx512vnni,
+                             qm_matmul_q8_blocks_avx512vnni};
 #endif
     return n;
 }
@@ -194,8 +206,9 @@ typedef struct {
     qm_q8act x;
 } qcase;
 
-/* nb32: the slice's number of 32-blocks (clamped to the row). */
-static void make_case(rng_t *r, qm_dtype dt, int rows, int n_tok, int nb32, qcase *c) {
+/* nb32: the slice's number of 32-blocks (clamped to the row); the slice starts at a multiple of
+ * align columns (32, or 256 for whole K-quant superblocks). */
+static void make_case(rng_t *r, qm_dtype dt, int rows, int n_tok, int nb32, int align, qcase *c) {
     const int qk = qm_dtype_block(dt);
     const int nrow_blocks = qk == 32 ? nb32 + rng_int(r, 0, 3) : (nb32 + 7) / 8 + rng_int(r, 0, 1);
     c->dt = dt;
@@ -205,7 +218,7 @@ static void make_case(rng_t *r, qm_dtype dt, int rows, int n_tok, int nb32, qcas
     c->wq = make_qrows(r, dt, rows, nrow_blocks);
     const int total32 = c->ld / 32;
     if (nb32 > total32) nb32 = total32;
-    const int c0 = 32 * rng_int(r, 0, total32 - nb32);
+    const int c0 = align * rng_int(r, 0, (32 * (total32 - nb32)) / align);
     const qm_wview full = {c->wq, dt, (size_t)c->ld, rows, c->ld, 0};
     c->v = qm_wview_cols(&full, c0, c0 + 32 * nb32);
     const int ldb = nb32 + (rng_int(r, 0, 1) ? 0 : rng_int(r, 1, 3));
@@ -298,7 +311,7 @@ static void test_matmul_q8(void **state) {
             const int nb32 = trial < COUNT(lens) ? lens[trial] : rng_int(&r, 1, 60);
             const int rows = rng_int(&r, 1, 11), n_tok = trial == 13 ? 40 : rng_int(&r, 1, 9);
             qcase c;
-            make_case(&r, quant_dts[d], rows, n_tok, nb32, &c);
+            make_case(&r, quant_dts[d], rows, n_tok, nb32, 32, &c);
             check_case(&c, fs, nf);
             free_case(&c);
         }
@@ -313,9 +326,9 @@ static void test_matmul_q8_extremes(void **state) {
     const int nf = isas(fs);
     rng_t r = {17};
     for (int d = 0; d < COUNT(quant_dts); d++)
-        for (int kind = 0; kind < 4; kind++) {
+        for (int kind = 0; kind < 8; kind++) { /* kinds 4-7: one token, 16 rows of whole superblocks */
             qcase c;
-            make_case(&r, quant_dts[d], 8, 20, 32, &c);
+            make_case(&r, quant_dts[d], kind < 4 ? 8 : 16, kind < 4 ? 20 : 1, 32, kind < 4 ? 32 : 256, &c);
             const size_t bb = qm_dtype_block_bytes(c.dt), nblk = (size_t)c.rows * (size_t)c.ld / (size_t)qm_dtype_block(c.dt);
             const size_t f16_at = c.dt == QM_DT_Q6_K ? 208 : 0;
             const size_t f16_len = c.dt == QM_DT_Q4_1 || c.dt == QM_DT_Q5_1 || c.dt == QM_DT_Q4_K || c.dt == QM_DT_Q5_K ? 4 : 2;
@@ -341,7 +354,7 @@ static void test_matmul_q8_splits(void **state) {
     rng_t r = {12};
     for (int d = 0; d < COUNT(quant_dts); d++) {
         qcase c;
-        make_case(&r, quant_dts[d], 13, 5, 40, &c);
+        make_case(&r, quant_dts[d], 13, 5, 40, 32, &c);
         const size_t ny = (size_t)c.n_tok * 13;
         float *all = make_y(ny), *part = make_y(ny);
         for (int k = 0; k < nf; k++) {
@@ -360,6 +373,42 @@ static void test_matmul_q8_splits(void **state) {
         free(part);
         free_case(&c);
     }
+}
+
+/* One token over views of whole K-quant superblocks (col0 a multiple of 256 columns, lengths a
+ * multiple of 256), 8 to 41 rows, any row range: the decode's tiles of 8 rows side by side (Q4_K
+ * on AVX2) and their tails, column-parallel (matmul_q8, check_case) and row-parallel (blocks of
+ * 64 columns, matmul_q8_blocks against the scalar twin's per-block calls), bit for bit. */
+static void test_matmul_q8_rows8(void **state) {
+    (void)state;
+    isa_fns fs[8];
+    const int nf = isas(fs);
+    rng_t r = {19};
+    static const int rows_of[] = {8, 9, 16, 19, 27, 41};
+    for (int d = 0; d < COUNT(quant_dts); d++)
+        for (int trial = 0; trial < COUNT(rows_of); trial++) {
+            const int rows = rows_of[trial], nb32 = 8 * rng_int(&r, 1, 6);
+            qcase c;
+            make_case(&r, quant_dts[d], rows, 1, nb32, 256, &c);
+            check_case(&c, fs, nf);
+            const int bc = 64, nb = (c.v.cols + bc - 1) / bc;
+            const int o_b = trial % 2 ? rng_int(&r, 0, 5) : 0, o_e = trial % 3 ? rows - rng_int(&r, 0, 2) : rows;
+            const size_t ny = (size_t)nb * (size_t)rows;
+            float *want = make_y(ny), *got = make_y(ny);
+            for (size_t i = 0; i < ny; i++) want[i] = got[i] = 12345.0f;
+            fs[0].blocks(&c.v, &c.x, 1, bc, nb, want, (size_t)rows, (size_t)rows, o_b, o_e);
+            for (int k = 1; k < nf; k++) {
+                fs[k].blocks(&c.v, &c.x, 1, bc, nb, got, (size_t)rows, (size_t)rows, o_b, o_e);
+                if (memcmp(want, got, ny * sizeof(float)) != 0) {
+                    print_error("blocks %s %s rows [%d, %d) of %d cols %d col0 %d differ\n", fs[k].isa,
+                                qm_dtype_name(c.dt), o_b, o_e, rows, c.v.cols, c.v.col0);
+                    fail();
+                }
+            }
+            free(want);
+            free(got);
+            free_case(&c);
+        }
 }
 
 /* ---- the activation quantizer ---- */
@@ -429,7 +478,7 @@ static void test_accuracy(void **state) {
     rng_t r = {14};
     for (int d = 0; d < COUNT(quant_dts); d++) {
         qcase c;
-        make_case(&r, quant_dts[d], 7, 3, 40, &c);
+        make_case(&r, quant_dts[d], 7, 3, 40, 32, &c);
         const int cols = c.v.cols, nb = cols / 32;
         float *w = malloc((size_t)cols * sizeof(float)), *y = make_y(21);
         qm_matmul_q8_scalar(&c.v, NULL, &c.x, 3, y, 7, 0, 7);
@@ -527,6 +576,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_q8),
         cmocka_unit_test(test_matmul_q8_extremes),
         cmocka_unit_test(test_matmul_q8_splits),
+        cmocka_unit_test(test_matmul_q8_rows8),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_accuracy),
         cmocka_unit_test(test_bench),

@@ -634,9 +634,14 @@ static void qgemm_rows1(const float *buf, size_t ldb, int cols, const float *x, 
 
 /* ---- Prefill: the tokens side by side ----
  * A group of up to PG tokens has its activations transposed once, lane-major per chunk of kc
- * columns (pw_transpose): view column i = m kc + l + 16 j (chunk m, lane l, step j) of token t at
- * xt[((m 16 + l) nj + j) tgp + t], nj = kc / 16, tgp the group's tokens rounded up to 8 (zero past
- * them). PW_R rows, converted or dequantized to f32 once a group (row-major, qrow_f32), go against
+ * columns and tile of 16 tokens (pw_transpose): view column i = m kc + l + 16 j (chunk m, lane l,
+ * step j) of token t = 16 g + u at xt[(((m 16 + l) ng + g) nj + j) 16 + u], nj = kc / 16, ng the
+ * group's tiles of 16 tokens, so that a lane's steps for one tile are one contiguous run (with
+ * all the group's tokens side by side a step, the steps were a 576-byte stride: `bench_qmatmul pre
+ * avx2 BF16 4864 896 512`, one thread, Zen 4, alternated: 84-91 -> 87-93 GFLOP/s, 896 4864 512:
+ * 68-72 -> 73-74; `qmesh bench -m r05-bf16.gguf --isa avx2 --prompt 512`, 2 threads, alternated
+ * three times: 199-206 -> 202-211 tok/s). PW_R rows, converted or dequantized to f32 once a group
+ * (row-major, qrow_f32), go against
  * PW_V vectors of 8 tokens: for lane l a ymm holds lane l of one row for 8 tokens and takes the
  * FMAs w[r][l + 16 j] * xt[l][j][8 v ..] in increasing j, the weight broadcast from the L1 and the
  * tokens one load, so every (row, token, lane) sees its canonical FMA sequence: 12 FMAs for 2
@@ -680,29 +685,25 @@ QM_INLINE void transpose8(__m256 v[8]) {
     }
 }
 
-/* Floats a step of xt for tg tokens: tg rounded up to 8, and 16 more when that is a multiple of
- * 64 floats. A lane reads one 64-byte line a step; at 128 tokens the steps were 512 bytes apart,
- * so a lane's lines fell in 8 of the L1's 64 sets beside the tile's rows (the L1 is 8-way) and
- * evicted each other. */
-QM_INLINE size_t pw_tgp(int tg) {
-    const size_t t8 = (size_t)(tg + 7) / 8 * 8;
-    return t8 % 64 ? t8 : t8 + 16;
-}
+/* Tiles of 16 tokens in a group of tg. */
+QM_INLINE int pw_tiles(int tg) { return (tg + 15) / 16; }
 
-/* Floats of a group's xt: whole chunks of kc columns x pw_tgp(tg) floats. */
+/* Floats of a group's xt: whole chunks of kc columns x whole tiles of 16 tokens. */
 QM_INLINE size_t pw_xt_floats(int cols, int kc, int tg) {
-    return (size_t)((cols + kc - 1) / kc) * (size_t)kc * pw_tgp(tg);
+    return (size_t)((cols + kc - 1) / kc) * (size_t)kc * (size_t)pw_tiles(tg) * 16;
 }
 
-/* The place of view column i, token 0, in xt (above). */
-QM_INLINE size_t pw_at(int i, int kc, size_t tgp) {
+/* The place of view column i, token t, in xt (above) of a group of ng tiles. */
+QM_INLINE size_t pw_at(int i, int t, int kc, int ng) {
     const int m = i / kc, r = i % kc;
-    return ((size_t)(m * 16 + r % 16) * (size_t)(kc / 16) + (size_t)(r / 16)) * tgp;
+    return (((size_t)(m * 16 + r % 16) * (size_t)ng + (size_t)(t / 16)) * (size_t)(kc / 16) + (size_t)(r / 16)) * 16 +
+           (size_t)(t % 16);
 }
 
-/* xt (above) of the tg tokens of x (x: the view's column 0 of the group's first token). */
+/* xt (above) of the tg tokens of x (x: the view's column 0 of the group's first token); a tile's
+ * tokens past tg in its first 8: zero; its second 8 past tg: not written (not read: V = 1). */
 static void pw_transpose(const float *x, size_t ldx, int tg, int cols, int kc, float *xt) {
-    const size_t tgp = pw_tgp(tg);
+    const int ng = pw_tiles(tg);
     for (int t0 = 0; t0 < tg; t0 += 8)
         for (int c0 = 0; c0 < cols; c0 += 8) {
             const int nc = cols - c0 < 8 ? cols - c0 : 8;
@@ -720,7 +721,7 @@ static void pw_transpose(const float *x, size_t ldx, int tg, int cols, int kc, f
                 }
             }
             transpose8(v); /* v[k]: column c0 + k of tokens t0 .. t0 + 7 */
-            for (int k = 0; k < nc; k++) _mm256_store_ps(xt + pw_at(c0 + k, kc, tgp) + t0, v[k]);
+            for (int k = 0; k < nc; k++) _mm256_store_ps(xt + pw_at(c0 + k, t0, kc, ng), v[k]);
         }
 }
 
@@ -736,16 +737,16 @@ QM_INLINE __m256 wide_weight(const void *row, size_t i, int bf16) {
 }
 
 /* Lane l's steps [0, n) of a chunk, PW_R rows x V vectors of 8 tokens: wl[r] is row r's weight of
- * the lane's first step (the next one 16 floats on), xl the tokens' (tgp floats a step); the
+ * the lane's first step (the next one 16 floats on), xl the tile's tokens (16 floats a step); the
  * accumulators continue lb[r PW_V + v] (from +0 when first) and are left there. */
-QM_INLINE void pw_lane(const void *const wl[PW_R], int bf16, int n, const float *xl, size_t tgp, int V, __m256 *lb,
+QM_INLINE void pw_lane(const void *const wl[PW_R], int bf16, int n, const float *xl, int V, __m256 *lb,
                        int first) {
     __m256 acc[PW_R][PW_V];
     for (int r = 0; r < PW_R; r++)
         for (int v = 0; v < V; v++) acc[r][v] = first ? _mm256_setzero_ps() : lb[r * PW_V + v];
     for (int j = 0; j < n; j++) {
         __m256 xv[PW_V];
-        for (int v = 0; v < V; v++) xv[v] = _mm256_load_ps(xl + (size_t)j * tgp + 8 * v);
+        for (int v = 0; v < V; v++) xv[v] = _mm256_load_ps(xl + (size_t)j * 16 + 8 * v);
         for (int r = 0; r < PW_R; r++) {
             const __m256 b = wide_weight(wl[r], (size_t)(16 * j), bf16);
             for (int v = 0; v < V; v++) acc[r][v] = _mm256_fmadd_ps(b, xv[v], acc[r][v]);
@@ -756,9 +757,8 @@ QM_INLINE void pw_lane(const void *const wl[PW_R], int bf16, int n, const float 
 }
 
 /* The dots of PW_R rows (wf[r]: row r as f32, or as bf16 when bf16, from the view's column 0, cols long) x the 8 V
- * tokens of xt from the tile's first token (xt as pw_transpose made it with kc, tgp):
- * out[r PW_T + t]. */
-QM_INLINE void pw_tile(const void *const wf[PW_R], int bf16, int cols, int kc, const float *xt, size_t tgp, int V,
+ * tokens of tile g of xt (as pw_transpose made it with kc, ng tiles): out[r PW_T + t]. */
+QM_INLINE void pw_tile(const void *const wf[PW_R], int bf16, int cols, int kc, const float *xt, int ng, int g, int V,
                        float *out) {
     __m256 lb[16][PW_R * PW_V];
     const int nj = kc / 16;
@@ -770,7 +770,8 @@ QM_INLINE void pw_tile(const void *const wf[PW_R], int bf16, int cols, int kc, c
                 wl[r] = bf16 ? (const void *)((const uint16_t *)wf[r] + c0 + l)
                              : (const void *)((const float *)wf[r] + c0 + l);
             const int n = kcm > l ? (kcm - l + 15) / 16 : 0;
-            pw_lane(wl, bf16, n, xt + (size_t)(m * 16 + l) * (size_t)nj * tgp, tgp, V, lb[l], m == 0);
+            const float *xl = xt + ((size_t)(m * 16 + l) * (size_t)ng + (size_t)g) * (size_t)nj * 16;
+            pw_lane(wl, bf16, n, xl, V, lb[l], m == 0);
         }
     }
     for (int r = 0; r < PW_R; r++)
@@ -784,15 +785,15 @@ QM_INLINE void pw_tile(const void *const wf[PW_R], int bf16, int cols, int kc, c
 }
 
 /* pw_tile with V a literal. */
-static void pw_tile_any(const void *const wf[PW_R], int bf16, int cols, int kc, const float *xt, size_t tgp, int V,
-                        float *out) {
+static void pw_tile_any(const void *const wf[PW_R], int bf16, int cols, int kc, const float *xt, int ng, int g,
+                        int V, float *out) {
     if (bf16) {
-        if (V == PW_V) pw_tile(wf, 1, cols, kc, xt, tgp, PW_V, out);
-        else pw_tile(wf, 1, cols, kc, xt, tgp, 1, out);
+        if (V == PW_V) pw_tile(wf, 1, cols, kc, xt, ng, g, PW_V, out);
+        else pw_tile(wf, 1, cols, kc, xt, ng, g, 1, out);
     } else if (V == PW_V) {
-        pw_tile(wf, 0, cols, kc, xt, tgp, PW_V, out);
+        pw_tile(wf, 0, cols, kc, xt, ng, g, PW_V, out);
     } else {
-        pw_tile(wf, 0, cols, kc, xt, tgp, 1, out);
+        pw_tile(wf, 0, cols, kc, xt, ng, g, 1, out);
     }
 }
 
@@ -816,7 +817,6 @@ QM_INLINE int qprefill_t(const qm_wview *w, qm_dtype dt, const float *x, size_t 
     float out[PW_R * PW_T] __attribute__((aligned(32)));
     for (int t0 = 0; t0 < n_tok; t0 += PG) {
         const int tg = n_tok - t0 < PG ? n_tok - t0 : PG, nv = (tg + 7) / 8;
-        const size_t tgp = pw_tgp(tg);
         pw_transpose(x + (size_t)t0 * ldx, ldx, tg, cols, kc, xt);
         for (int o = o_begin; o < o_end; o += PW_R) {
             const int nr = o_end - o < PW_R ? o_end - o : PW_R;
@@ -838,7 +838,7 @@ QM_INLINE int qprefill_t(const qm_wview *w, qm_dtype dt, const float *x, size_t 
                 const int V = nv - tv < PW_V ? nv - tv : PW_V;
                 for (const size_t pf_end = pf_total * (size_t)(tv + V) / (size_t)nv; pf < pf_end; pf++)
                     _mm_prefetch(base + (size_t)(o + PW_R + (int)(pf / lines)) * wstride + pf % lines * 64, _MM_HINT_T0);
-                pw_tile_any(wf, dt == QM_DT_BF16, cols, kc, xt + (size_t)tv * 8, tgp, V, out);
+                pw_tile_any(wf, dt == QM_DT_BF16, cols, kc, xt, pw_tiles(tg), tv / 2, V, out);
                 for (int t = 8 * tv; t < 8 * (tv + V) && t < tg; t++)
                     for (int r = 0; r < nr; r++) {
                         const float d = out[r * PW_T + t - 8 * tv];
