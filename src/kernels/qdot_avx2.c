@@ -617,6 +617,78 @@ QM_INLINE __m256 contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h, 
     return contrib_scaled(dt, g, xg, h, f);
 }
 
+/* An empty asm that takes v in a register and gives it back. Without it GCC reassociates the
+ * running int16 sums below into trees, keeps every maddubs product on the stack until the end and
+ * loses what the blocking saves (the same integers either way). */
+QM_INLINE void keep_in_register(__m256i *v) { __asm__("" : "+x"(*v)); }
+
+QM_INLINE int four_bit_type(qm_dtype dt) { return dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K; }
+
+/* Prefill: tokens a whole-tile block takes at once, 2 for the 4-bit types (PR x 2 running sums),
+ * 1 for the others (PR x 1 x their two). */
+QM_INLINE int block_toks(qm_dtype dt) { return four_bit_type(dt) ? 2 : 1; }
+
+/* Prefill, the PR rows of wg x tokens x0[0, TB) (TB = block_toks), half h: isum_prefill's
+ * integers, is[r][t], with each weight vector loaded once for the TB tokens and each activation
+ * vector once for the PR rows (isum_prefill loads both operands of every maddubs: 16 loads for 8,
+ * and the loads, not the pipes, bounded the tile). The same int16 and int32 operations, so the
+ * same integers: the 4-bit types' two int16 sums s[0] + s[1] are one running sum here (8 pairs of
+ * at most 3810 fit, and int16 adds are exact while they fit), the others keep both (Q6_K's wrap
+ * as isum_prefill's). Not Q8_0. */
+QM_INLINE void isums_block(qm_dtype dt, const wgroup *wg, const xgroup *x0, int h, __m256i is[PR][2]) {
+    const int four_bit = four_bit_type(dt), tb = block_toks(dt);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s[PR][2][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < PR; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < tb; t++) s[r][t][0] = s[r][t][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        const int e = four_bit ? 0 : i >> 2;
+        __m256i a[2];
+#pragma GCC unroll 2
+        for (int t = 0; t < tb; t++) a[t] = x0[t].q[8 * h + i];
+#pragma GCC unroll 4
+        for (int r = 0; r < PR; r++) {
+            const __m256i w = wg[r].q[8 * h + i];
+#pragma GCC unroll 2
+            for (int t = 0; t < tb; t++) {
+                s[r][t][e] = _mm256_add_epi16(s[r][t][e], _mm256_maddubs_epi16(w, a[t]));
+                keep_in_register(&s[r][t][e]);
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < PR; r++)
+#pragma GCC unroll 2
+        for (int t = 0; t < tb; t++) {
+            const xgroup *xg = &x0[t];
+            __m256i v;
+            if (dt == QM_DT_Q6_K)
+                v = _mm256_add_epi32(
+                    _mm256_madd_epi16(_mm256_sub_epi16(s[r][t][0], xg->q32s[2 * h]), wg[r].w[2 * h]),
+                    _mm256_madd_epi16(_mm256_sub_epi16(s[r][t][1], xg->q32s[2 * h + 1]), wg[r].w[2 * h + 1]));
+            else {
+                const __m256i m = dt == QM_DT_Q4_K || dt == QM_DT_Q5_K ? wg[r].w[h] : ones;
+                v = _mm256_madd_epi16(s[r][t][0], m);
+                if (!four_bit) v = _mm256_add_epi32(v, _mm256_madd_epi16(s[r][t][1], m));
+            }
+            if (dt == QM_DT_Q4_0) v = _mm256_sub_epi32(v, _mm256_slli_epi32(xg->s[h], 3));
+            if (dt == QM_DT_Q5_0) v = _mm256_sub_epi32(v, _mm256_slli_epi32(xg->s[h], 4));
+            is[r][t] = v;
+        }
+}
+
+/* prefill_contrib of the PR rows x tokens x0[0, TB), half h: c[r][t]. */
+QM_INLINE void contribs_block(qm_dtype dt, const wgroup *wg, const xgroup *x0, int h, __m256 c[PR][2]) {
+    __m256i is[PR][2];
+    isums_block(dt, wg, x0, h, is);
+    for (int r = 0; r < PR; r++)
+        for (int t = 0; t < block_toks(dt); t++)
+            c[r][t] = contrib_scaled(dt, &wg[r], &x0[t], h, _mm256_cvtepi32_ps(is[r][t]));
+}
+
 /* The contributions of half h of a transposed group (prefill's and the narrow views'). */
 QM_INLINE __m256 prefill_contrib(qm_dtype dt, const wgroup *g, const xgroup *xg, int h) {
     return contrib_scaled(dt, g, xg, h, sums_prefill(dt, g, xg, h));
@@ -885,6 +957,22 @@ QM_INLINE void unpack_rows(qm_dtype dt, const wrows *w, int nr, int b0, int nb, 
     }
 }
 
+/* Prefill: the group after the one at view block b0, rows [0, nr), into the L1 while b0's is
+ * used, or past the last group the first group of the next PR rows (there or not: a prefetch
+ * does not fault). A tile waited for its rows from memory at every group's first load: in the
+ * 1.5B's fast prefill (--isa avx2) about a tenth of the matmuls' samples sat on those loads. */
+QM_INLINE void prefetch_next_group(qm_dtype dt, const wrows *w, int nr, int b0) {
+    const size_t bb = qm_dtype_block_bytes(dt);
+    const int k_quant = qm_dtype_block(dt) != 32, nxt = b0 + 16 < w->nblk;
+    const int b = nxt ? b0 + 16 : 0, nb = w->nblk - b < 16 ? w->nblk - b : 16;
+    const int first = w->sb0 + b, last = first + nb - 1;
+    const size_t begin = (size_t)(k_quant ? first >> 3 : first) * bb, end = (size_t)((k_quant ? last >> 3 : last) + 1) * bb;
+    const uint8_t *row = w->row0 + (nxt ? 0 : (size_t)PR * w->stride);
+    for (int r = 0; r < (nxt ? nr : PR); r++)
+        for (size_t off = begin & ~(size_t)63; off < end; off += 64)
+            _mm_prefetch((const char *)row + (size_t)r * w->stride + off, _MM_HINT_T0);
+}
+
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nr <= PR, nt <= PT); y points at output (t0, row 0). */
 QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, const xgroup *xc, int t0, int nt,
                             const float *bias, float *y, size_t ldy) {
@@ -895,7 +983,20 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
     for (int b0 = 0; b0 < w->nblk; b0 += 16) {
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16;
         unpack_rows(dt, w, nr, b0, nb, wg);
-        for (int t = 0; t < nt; t++) {
+        prefetch_next_group(dt, w, nr, b0);
+        int t = 0;
+        if (dt != QM_DT_Q8_0 && nr == PR && xc)
+            for (; t + block_toks(dt) <= nt; t += block_toks(dt)) {
+                const xgroup *x0 = &xc[(size_t)(b0 / 16) * PT + (size_t)t];
+                for (int h = 0; h < 2 && 8 * h < nb; h++) {
+                    __m256 c[PR][2];
+                    contribs_block(dt, wg, x0, h, c);
+                    for (int r = 0; r < PR; r++)
+                        for (int u = 0; u < block_toks(dt); u++)
+                            acc[r][t + u][h] = add_lanes(acc[r][t + u][h], c[r][u], nb, h);
+                }
+            }
+        for (; t < nt; t++) {
             xgroup tmp;
             const xgroup *xg = xgroup_of(dt, xc, x, t0, t, b0, nb, &tmp);
             for (int r = 0; r < nr; r++)
@@ -1311,8 +1412,27 @@ QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *
         const int nb = w->nblk - b0 < 16 ? w->nblk - b0 : 16, k0 = b0 / bpb;
         const int nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
         unpack_rows(dt, w, nr, b0, nb, wg);
+        prefetch_next_group(dt, w, nr, b0);
         if (nr == PR && bpb == 2 && nb == 16 && nk == 8) { /* a whole tile's 8 blocks: store_pairs */
-            for (int t = 0; t < nt; t++) {
+            int t = 0;
+            if (dt != QM_DT_Q8_0 && xc)
+                for (; t + block_toks(dt) <= nt; t += block_toks(dt)) {
+                    const xgroup *x0 = &xc[(size_t)(b0 / 16) * PT + (size_t)t];
+                    __m256 a[2][PR][2]; /* [h][row][token] = +0 + c */
+                    for (int h = 0; h < 2; h++) {
+                        __m256 c[PR][2];
+                        contribs_block(dt, wg, x0, h, c);
+                        for (int r = 0; r < PR; r++)
+                            for (int u = 0; u < block_toks(dt); u++)
+                                a[h][r][u] = _mm256_add_ps(_mm256_setzero_ps(), c[r][u]);
+                    }
+                    for (int u = 0; u < block_toks(dt); u++) {
+                        __m256 pairs[PR];
+                        for (int r = 0; r < PR; r++) pairs[r] = _mm256_hadd_ps(a[0][r][u], a[1][r][u]);
+                        store_pairs(pairs, lf + (size_t)k0 * L + (size_t)(t + u) * PR, L);
+                    }
+                }
+            for (; t < nt; t++) {
                 xgroup tmp;
                 const xgroup *xg = xgroup_of(dt, xc, x, t0, t, b0, nb, &tmp);
                 __m256 pairs[PR];
