@@ -1267,18 +1267,22 @@ QM_INLINE float half_dot_at(const float *p, int bpb, int k) {
 
 /* The 8 block dots of DR = 4 rows, pairs[r] = hadd(a half 0, a half 1) = blocks [0 1 4 5 | 2 3 6 7]
  * (each a_2j + a_2j+1, as half_dots), transposed so that one 128-bit store writes a block's 4
- * rows: block k at part[k pstride + r]. */
-QM_INLINE void store_pairs(const __m256 pairs[4], float *part, size_t pstride) {
+ * rows: block k at part[k pstride + r]; only blocks [0, nk) (nk 8, or 4 where pairs hold half 0
+ * twice). */
+QM_INLINE void store_pairs_n(const __m256 pairs[4], int nk, float *part, size_t pstride) {
     const __m256 t0 = _mm256_unpacklo_ps(pairs[0], pairs[1]), t1 = _mm256_unpackhi_ps(pairs[0], pairs[1]);
     const __m256 t2 = _mm256_unpacklo_ps(pairs[2], pairs[3]), t3 = _mm256_unpackhi_ps(pairs[2], pairs[3]);
     const __m256 c[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xEE),
                          _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xEE)};
     static const int lo_block[4] = {0, 1, 4, 5}; /* c[i]: block lo_block[i] low, lo_block[i] + 2 high */
     for (int i = 0; i < 4; i++) {
+        if (lo_block[i] >= nk) continue;
         _mm_storeu_ps(part + (size_t)lo_block[i] * pstride, _mm256_castps256_ps128(c[i]));
         _mm_storeu_ps(part + (size_t)(lo_block[i] + 2) * pstride, _mm256_extractf128_ps(c[i], 1));
     }
 }
+
+QM_INLINE void store_pairs(const __m256 pairs[4], float *part, size_t pstride) { store_pairs_n(pairs, 8, part, pstride); }
 
 /* One row's group of nb blocks (a literal where the caller has it) in the row-parallel tile: a[h]
  * lane l = +0 + c_b of block 8h + l, +0 past the nb blocks. */
@@ -1401,6 +1405,28 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, cons
  * tile_prefill's sums, each group's block dots (half_dots, as tile_decode_b64 forms them) into a
  * buffer of the PR-row tile's blocks, lf[block][token][row], which the nodes are then added up in. */
 
+/* The leaves of PR rows' group into lf (leaf k of row r at part[k pstride + r]): a[h][r] lane l
+ * = +0 + c of block 8h + l, halves [0, nh) (nh 2, or 1 for a last group of 8 blocks); leaves of
+ * bpb = 2 blocks (64 columns) or 4 (128): half_dots' sums, stored 4 rows at a time. */
+QM_INLINE void leaves_of_rows(const __m256 a[2][PR], int nh, int bpb, float *part, size_t pstride) {
+    if (bpb == 2) {
+        __m256 pairs[PR];
+        for (int r = 0; r < PR; r++) pairs[r] = _mm256_hadd_ps(a[0][r], a[nh - 1][r]);
+        store_pairs_n(pairs, 4 * nh, part, pstride);
+        return;
+    }
+    for (int h = 0; h < nh; h++) { /* half_dots' (a_4m + a_4m+2) + (a_4m+1 + a_4m+3): lanes 0 and 4 */
+        __m256 q[PR];
+        for (int r = 0; r < PR; r++) {
+            const __m256 v = _mm256_add_ps(a[h][r], _mm256_permute_ps(a[h][r], _MM_SHUFFLE(1, 0, 3, 2)));
+            q[r] = _mm256_add_ps(v, _mm256_permute_ps(v, _MM_SHUFFLE(2, 3, 0, 1)));
+        }
+        const __m256 c = _mm256_shuffle_ps(_mm256_unpacklo_ps(q[0], q[1]), _mm256_unpacklo_ps(q[2], q[3]), 0x44);
+        _mm_storeu_ps(part + (size_t)(2 * h) * pstride, _mm256_castps256_ps128(c));
+        _mm_storeu_ps(part + (size_t)(2 * h + 1) * pstride, _mm256_extractf128_ps(c, 1));
+    }
+}
+
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nt <= PT): every block dot into lf (block k of token t, row
  * r at lf[(k nt + t) PR + r]). A whole tile's group of 64-column blocks is written by store_pairs,
  * a block's PR rows with one store, as the decode's tiles (a_2j + a_2j+1 by hadd: the same sum). */
@@ -1413,37 +1439,31 @@ QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *
         const int nk = (nb + bpb - 1) / bpb < nbk - k0 ? (nb + bpb - 1) / bpb : nbk - k0;
         unpack_rows(dt, w, nr, b0, nb, wg);
         prefetch_next_group(dt, w, nr, b0);
-        if (nr == PR && bpb == 2 && nb == 16 && nk == 8) { /* a whole tile's 8 blocks: store_pairs */
+        if (nr == PR && (nb == 16 || nb == 8) && nk == nb / bpb) { /* a whole tile's leaves: leaves_of_rows */
+            const int nh = nb / 8;
+            float *lk = lf + (size_t)k0 * L;
             int t = 0;
             if (dt != QM_DT_Q8_0 && xc)
                 for (; t + block_toks(dt) <= nt; t += block_toks(dt)) {
                     const xgroup *x0 = &xc[(size_t)(b0 / 16) * PT + (size_t)t];
-                    __m256 a[2][PR][2]; /* [h][row][token] = +0 + c */
-                    for (int h = 0; h < 2; h++) {
+                    __m256 a[2][2][PR]; /* [token][h][row] = +0 + c */
+                    for (int h = 0; h < nh; h++) {
                         __m256 c[PR][2];
                         contribs_block(dt, wg, x0, h, c);
                         for (int r = 0; r < PR; r++)
                             for (int u = 0; u < block_toks(dt); u++)
-                                a[h][r][u] = _mm256_add_ps(_mm256_setzero_ps(), c[r][u]);
+                                a[u][h][r] = _mm256_add_ps(_mm256_setzero_ps(), c[r][u]);
                     }
-                    for (int u = 0; u < block_toks(dt); u++) {
-                        __m256 pairs[PR];
-                        for (int r = 0; r < PR; r++) pairs[r] = _mm256_hadd_ps(a[0][r][u], a[1][r][u]);
-                        store_pairs(pairs, lf + (size_t)k0 * L + (size_t)(t + u) * PR, L);
-                    }
+                    for (int u = 0; u < block_toks(dt); u++) leaves_of_rows(a[u], nh, bpb, lk + (size_t)(t + u) * PR, L);
                 }
             for (; t < nt; t++) {
                 xgroup tmp;
                 const xgroup *xg = xgroup_of(dt, xc, x, t0, t, b0, nb, &tmp);
-                __m256 pairs[PR];
-                for (int r = 0; r < PR; r++) {
-                    __m256 a[2];
-                    for (int h = 0; h < 2; h++)
-                        a[h] = _mm256_add_ps(_mm256_setzero_ps(),
-                                             prefill_contrib(dt, &wg[r], xg, h));
-                    pairs[r] = _mm256_hadd_ps(a[0], a[1]);
-                }
-                store_pairs(pairs, lf + (size_t)k0 * L + (size_t)t * PR, L);
+                __m256 a[2][PR];
+                for (int h = 0; h < nh; h++)
+                    for (int r = 0; r < PR; r++)
+                        a[h][r] = _mm256_add_ps(_mm256_setzero_ps(), prefill_contrib(dt, &wg[r], xg, h));
+                leaves_of_rows(a, nh, bpb, lk + (size_t)t * PR, L);
             }
             continue;
         }
