@@ -967,10 +967,10 @@ QM_INLINE void prefetch_next_group(qm_dtype dt, const wrows *w, int nr, int b0) 
     const int b = nxt ? b0 + 16 : 0, nb = w->nblk - b < 16 ? w->nblk - b : 16;
     const int first = w->sb0 + b, last = first + nb - 1;
     const size_t begin = (size_t)(k_quant ? first >> 3 : first) * bb, end = (size_t)((k_quant ? last >> 3 : last) + 1) * bb;
-    const uint8_t *row = w->row0 + (nxt ? 0 : (size_t)PR * w->stride);
+    const uintptr_t row = (uintptr_t)w->row0 + (nxt ? 0 : (size_t)PR * w->stride); /* maybe past the view */
     for (int r = 0; r < (nxt ? nr : PR); r++)
         for (size_t off = begin & ~(size_t)63; off < end; off += 64)
-            _mm_prefetch((const char *)row + (size_t)r * w->stride + off, _MM_HINT_T0);
+            _mm_prefetch((const char *)(row + (size_t)r * w->stride + off), _MM_HINT_T0);
 }
 
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nr <= PR, nt <= PT); y points at output (t0, row 0). */
@@ -1428,8 +1428,8 @@ QM_INLINE void leaves_of_rows(const __m256 a[2][PR], int nh, int bpb, float *par
 }
 
 /* Rows [0, nr) x tokens [t0, t0 + nt) (nt <= PT): every block dot into lf (block k of token t, row
- * r at lf[(k nt + t) PR + r]). A whole tile's group of 64-column blocks is written by store_pairs,
- * a block's PR rows with one store, as the decode's tiles (a_2j + a_2j+1 by hadd: the same sum). */
+ * r at lf[(k nt + t) PR + r]). A whole tile's group (16 blocks, or a last 8) of 64- or 128-column
+ * blocks is written by leaves_of_rows, a block's PR rows with one store (half_dots' sums). */
 QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *x, const xgroup *xc, int t0, int nt,
                            int bpb, int nbk, float *lf) {
     wgroup wg[PR];
