@@ -624,9 +624,31 @@ QM_INLINE void keep_in_register(__m256i *v) { __asm__("" : "+x"(*v)); }
 
 QM_INLINE int four_bit_type(qm_dtype dt) { return dt == QM_DT_Q4_0 || dt == QM_DT_Q4_1 || dt == QM_DT_Q4_K; }
 
-/* Prefill: tokens a whole-tile block takes at once, 2 for the 4-bit types (PR x 2 running sums),
- * 1 for the others (PR x 1 x their two). */
-QM_INLINE int block_toks(qm_dtype dt) { return four_bit_type(dt) ? 2 : 1; }
+/* Prefill: tokens a whole-tile block takes at once, 2 for the 4-bit types and Q8_0 (PR x 2
+ * running sums), 1 for the others (PR x 1 x their two). */
+QM_INLINE int block_toks(qm_dtype dt) { return four_bit_type(dt) || dt == QM_DT_Q8_0 ? 2 : 1; }
+
+/* isums_block of Q8_0: isum_prefill's int32 sums of madd'ed maddubs pairs (|w| times x with w's
+ * sign), each weight vector and its signs loaded once for both tokens. */
+QM_INLINE void isums_block_q8_0(const wgroup *wg, const xgroup *x0, int h, __m256i is[PR][2]) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i s[PR][2];
+#pragma GCC unroll 4
+    for (int r = 0; r < PR; r++) s[r][0] = s[r][1] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        const __m256i a0 = x0[0].q[8 * h + i], a1 = x0[1].q[8 * h + i];
+#pragma GCC unroll 4
+        for (int r = 0; r < PR; r++) {
+            const __m256i wa = wg[r].q[8 * h + i], ws = wg[r].w[8 * h + i];
+            s[r][0] = _mm256_add_epi32(s[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(a0, ws)), ones));
+            s[r][1] = _mm256_add_epi32(s[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(a1, ws)), ones));
+            keep_in_register(&s[r][0]);
+            keep_in_register(&s[r][1]);
+        }
+    }
+    for (int r = 0; r < PR; r++) is[r][0] = s[r][0], is[r][1] = s[r][1];
+}
 
 /* Prefill, the PR rows of wg x tokens x0[0, TB) (TB = block_toks), half h: isum_prefill's
  * integers, is[r][t], with each weight vector loaded once for the TB tokens and each activation
@@ -634,8 +656,12 @@ QM_INLINE int block_toks(qm_dtype dt) { return four_bit_type(dt) ? 2 : 1; }
  * and the loads, not the pipes, bounded the tile). The same int16 and int32 operations, so the
  * same integers: the 4-bit types' two int16 sums s[0] + s[1] are one running sum here (8 pairs of
  * at most 3810 fit, and int16 adds are exact while they fit), the others keep both (Q6_K's wrap
- * as isum_prefill's). Not Q8_0. */
+ * as isum_prefill's). Q8_0: isums_block_q8_0. */
 QM_INLINE void isums_block(qm_dtype dt, const wgroup *wg, const xgroup *x0, int h, __m256i is[PR][2]) {
+    if (dt == QM_DT_Q8_0) {
+        isums_block_q8_0(wg, x0, h, is);
+        return;
+    }
     const int four_bit = four_bit_type(dt), tb = block_toks(dt);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i s[PR][2][2];
@@ -985,7 +1011,7 @@ QM_INLINE void tile_prefill(qm_dtype dt, const wrows *w, int nr, const qm_q8act 
         unpack_rows(dt, w, nr, b0, nb, wg);
         prefetch_next_group(dt, w, nr, b0);
         int t = 0;
-        if (dt != QM_DT_Q8_0 && nr == PR && xc)
+        if (nr == PR && xc)
             for (; t + block_toks(dt) <= nt; t += block_toks(dt)) {
                 const xgroup *x0 = &xc[(size_t)(b0 / 16) * PT + (size_t)t];
                 for (int h = 0; h < 2 && 8 * h < nb; h++) {
@@ -1443,7 +1469,7 @@ QM_INLINE void tile_leaves(qm_dtype dt, const wrows *w, int nr, const qm_q8act *
             const int nh = nb / 8;
             float *lk = lf + (size_t)k0 * L;
             int t = 0;
-            if (dt != QM_DT_Q8_0 && xc)
+            if (xc)
                 for (; t + block_toks(dt) <= nt; t += block_toks(dt)) {
                     const xgroup *x0 = &xc[(size_t)(b0 / 16) * PT + (size_t)t];
                     __m256 a[2][2][PR]; /* [token][h][row] = +0 + c */
