@@ -628,26 +628,14 @@ QM_INLINE int four_bit_type(qm_dtype dt) { return dt == QM_DT_Q4_0 || dt == QM_D
  * running sums), 1 for the others (PR x 1 x their two). */
 QM_INLINE int block_toks(qm_dtype dt) { return four_bit_type(dt) || dt == QM_DT_Q8_0 ? 2 : 1; }
 
-/* isums_block of Q8_0: isum_prefill's int32 sums of madd'ed maddubs pairs (|w| times x with w's
- * sign), each weight vector and its signs loaded once for both tokens. */
-QM_INLINE void isums_block_q8_0(const wgroup *wg, const xgroup *x0, int h, __m256i is[PR][2]) {
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i s[PR][2];
-#pragma GCC unroll 4
-    for (int r = 0; r < PR; r++) s[r][0] = s[r][1] = _mm256_setzero_si256();
-#pragma GCC unroll 8
-    for (int i = 0; i < 8; i++) {
-        const __m256i a0 = x0[0].q[8 * h + i], a1 = x0[1].q[8 * h + i];
-#pragma GCC unroll 4
-        for (int r = 0; r < PR; r++) {
-            const __m256i wa = wg[r].q[8 * h + i], ws = wg[r].w[8 * h + i];
-            s[r][0] = _mm256_add_epi32(s[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(a0, ws)), ones));
-            s[r][1] = _mm256_add_epi32(s[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(wa, _mm256_sign_epi8(a1, ws)), ones));
-            keep_in_register(&s[r][0]);
-            keep_in_register(&s[r][1]);
-        }
-    }
-    for (int r = 0; r < PR; r++) is[r][0] = s[r][0], is[r][1] = s[r][1];
+/* One step of a running sum of isums_block, weight codes w (Q8_0: |w|, ws its signed codes)
+ * against activations a: the int16 maddubs pairs added, or for Q8_0 (a pair up to 32512) the
+ * pairs madd'ed and added in int32 with w's sign moved onto a, as isum_prefill. */
+QM_INLINE __m256i sum_step(qm_dtype dt, __m256i s, __m256i w, __m256i ws, __m256i a) {
+    if (dt == QM_DT_Q8_0)
+        return _mm256_add_epi32(s, _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_sign_epi8(a, ws)),
+                                                     _mm256_set1_epi16(1)));
+    return _mm256_add_epi16(s, _mm256_maddubs_epi16(w, a));
 }
 
 /* Prefill, the PR rows of wg x tokens x0[0, TB) (TB = block_toks), half h: isum_prefill's
@@ -656,13 +644,9 @@ QM_INLINE void isums_block_q8_0(const wgroup *wg, const xgroup *x0, int h, __m25
  * and the loads, not the pipes, bounded the tile). The same int16 and int32 operations, so the
  * same integers: the 4-bit types' two int16 sums s[0] + s[1] are one running sum here (8 pairs of
  * at most 3810 fit, and int16 adds are exact while they fit), the others keep both (Q6_K's wrap
- * as isum_prefill's). Q8_0: isums_block_q8_0. */
+ * as isum_prefill's); Q8_0's int32 sums (sum_step) one running sum too. */
 QM_INLINE void isums_block(qm_dtype dt, const wgroup *wg, const xgroup *x0, int h, __m256i is[PR][2]) {
-    if (dt == QM_DT_Q8_0) {
-        isums_block_q8_0(wg, x0, h, is);
-        return;
-    }
-    const int four_bit = four_bit_type(dt), tb = block_toks(dt);
+    const int four_bit = four_bit_type(dt), one_sum = four_bit || dt == QM_DT_Q8_0, tb = block_toks(dt);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i s[PR][2][2];
 #pragma GCC unroll 4
@@ -671,16 +655,16 @@ QM_INLINE void isums_block(qm_dtype dt, const wgroup *wg, const xgroup *x0, int 
         for (int t = 0; t < tb; t++) s[r][t][0] = s[r][t][1] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int i = 0; i < 8; i++) {
-        const int e = four_bit ? 0 : i >> 2;
+        const int e = one_sum ? 0 : i >> 2;
         __m256i a[2];
 #pragma GCC unroll 2
         for (int t = 0; t < tb; t++) a[t] = x0[t].q[8 * h + i];
 #pragma GCC unroll 4
         for (int r = 0; r < PR; r++) {
-            const __m256i w = wg[r].q[8 * h + i];
+            const __m256i w = wg[r].q[8 * h + i], ws = dt == QM_DT_Q8_0 ? wg[r].w[8 * h + i] : w;
 #pragma GCC unroll 2
             for (int t = 0; t < tb; t++) {
-                s[r][t][e] = _mm256_add_epi16(s[r][t][e], _mm256_maddubs_epi16(w, a[t]));
+                s[r][t][e] = sum_step(dt, s[r][t][e], w, ws, a[t]);
                 keep_in_register(&s[r][t][e]);
             }
         }
@@ -691,7 +675,9 @@ QM_INLINE void isums_block(qm_dtype dt, const wgroup *wg, const xgroup *x0, int 
         for (int t = 0; t < tb; t++) {
             const xgroup *xg = &x0[t];
             __m256i v;
-            if (dt == QM_DT_Q6_K)
+            if (dt == QM_DT_Q8_0)
+                v = s[r][t][0];
+            else if (dt == QM_DT_Q6_K)
                 v = _mm256_add_epi32(
                     _mm256_madd_epi16(_mm256_sub_epi16(s[r][t][0], xg->q32s[2 * h]), wg[r].w[2 * h]),
                     _mm256_madd_epi16(_mm256_sub_epi16(s[r][t][1], xg->q32s[2 * h + 1]), wg[r].w[2 * h + 1]));
@@ -991,8 +977,9 @@ QM_INLINE void prefetch_next_group(qm_dtype dt, const wrows *w, int nr, int b0) 
     const size_t bb = qm_dtype_block_bytes(dt);
     const int k_quant = qm_dtype_block(dt) != 32, nxt = b0 + 16 < w->nblk;
     const int b = nxt ? b0 + 16 : 0, nb = w->nblk - b < 16 ? w->nblk - b : 16;
-    const int first = w->sb0 + b, last = first + nb - 1;
-    const size_t begin = (size_t)(k_quant ? first >> 3 : first) * bb, end = (size_t)((k_quant ? last >> 3 : last) + 1) * bb;
+    const int first = w->sb0 + b;
+    const size_t begin = (size_t)(k_quant ? first >> 3 : first) * bb;
+    const size_t end = begin + qm_rowpar_group_bytes(dt, k_quant ? first & 7 : 0, nb);
     const uintptr_t row = (uintptr_t)w->row0 + (nxt ? 0 : (size_t)PR * w->stride); /* maybe past the view */
     for (int r = 0; r < (nxt ? nr : PR); r++)
         for (size_t off = begin & ~(size_t)63; off < end; off += 64)
