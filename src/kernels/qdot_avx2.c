@@ -902,13 +902,15 @@ QM_INLINE void q4k_pair8(const uint8_t *const c[Q4K_ROWS], const qm_q8act *x, in
 }
 
 /* Superblock S of 8 rows (row0: row 0's first superblock of the view, rows stride apart): with
- * part, the 4 leaves of 64 columns, block k = 4 S + q of row r at part[k pstride + r], (+0 + c_2k)
- * + (+0 + c_2k+1) as tile_decode_b64 makes them; else acc[b % 16] += c_b (b = 8 S + j). */
+ * part, its leaves as tile_decode_b64 makes them, block k of row r at part[k pstride + r]: bpb 2,
+ * the 4 leaves of 64 columns, (+0 + c_2k) + (+0 + c_2k+1); bpb 4 (o_proj's heads of 128), the 2
+ * of 128, (a_4m + a_4m+2) + (a_4m+1 + a_4m+3) with a_b = +0 + c_b; else acc[b % 16] += c_b (b =
+ * 8 S + j). */
 QM_INLINE void q4k_super8(const uint8_t *row0, size_t stride, int S, const qm_q8act *x, __m256 *acc, float *part,
-                          size_t pstride) {
+                          size_t pstride, int bpb) {
     const uint8_t *blk[Q4K_ROWS];
     for (int r = 0; r < Q4K_ROWS; r++) blk[r] = row0 + (size_t)r * stride + (size_t)S * 144;
-    __m256 d, dmin, sc[8], mn[8];
+    __m256 d, dmin, sc[8], mn[8], first[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     q4k_heads8(blk, &d, &dmin, sc, mn);
     for (int q = 0; q < 4; q++) {
         const uint8_t *c[Q4K_ROWS];
@@ -916,10 +918,20 @@ QM_INLINE void q4k_super8(const uint8_t *row0, size_t stride, int S, const qm_q8
         const int b = 8 * S + 2 * q;
         __m256 cb[2];
         q4k_pair8(c, x, b, d, dmin, sc + 2 * q, mn + 2 * q, cb);
-        if (part) {
-            const __m256 z = _mm256_setzero_ps();
-            const __m256 leaf = _mm256_add_ps(_mm256_add_ps(z, cb[0]), _mm256_add_ps(z, cb[1]));
-            _mm256_storeu_ps(part + (size_t)(b / 2) * pstride, leaf);
+        const __m256 z = _mm256_setzero_ps();
+        if (part && bpb == 2) { /* a 64-column leaf: (+0 + c_2k) + (+0 + c_2k+1) */
+            _mm256_storeu_ps(part + (size_t)(b / 2) * pstride, _mm256_add_ps(_mm256_add_ps(z, cb[0]), _mm256_add_ps(z, cb[1])));
+            continue;
+        }
+        if (part && !(q & 1)) { /* the first half of a 128-column leaf, kept for the pair after it */
+            first[0] = cb[0];
+            first[1] = cb[1];
+            continue;
+        }
+        if (part) { /* (a_4m + a_4m+2) + (a_4m+1 + a_4m+3), a_b = +0 + c_b */
+            const __m256 e = _mm256_add_ps(_mm256_add_ps(z, first[0]), _mm256_add_ps(z, cb[0]));
+            const __m256 o = _mm256_add_ps(_mm256_add_ps(z, first[1]), _mm256_add_ps(z, cb[1]));
+            _mm256_storeu_ps(part + (size_t)(b / 4) * pstride, _mm256_add_ps(e, o));
             continue;
         }
         acc[b & 15] = _mm256_add_ps(acc[b & 15], cb[0]);
@@ -935,7 +947,7 @@ QM_INLINE void q4k_super8(const uint8_t *row0, size_t stride, int S, const qm_q8
 /* One token, 8 rows of whole Q4_K superblocks (w->sb0 % 8 == 0, w->nblk % 8 == 0): y[0 .. 7], or
  * with part the rows' 64-column leaves (q4k_super8). */
 QM_INLINE void q4k_decode8(const wrows *w, const qm_q8act *x, const float *bias, float *y, float *part,
-                           size_t pstride) {
+                           size_t pstride, int bpb) {
     __m256 acc[16];
     for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
     const int nsup = w->nblk / 8;
@@ -945,7 +957,7 @@ QM_INLINE void q4k_decode8(const wrows *w, const qm_q8act *x, const float *bias,
     for (int S = 0; S < nsup; S++) {
         for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T1);
         pf += pf_step;
-        q4k_super8(row0, w->stride, S, x, acc, part, pstride);
+        q4k_super8(row0, w->stride, S, x, acc, part, pstride, bpb);
     }
     if (part) return;
     for (int h = 8; h >= 1; h /= 2)
@@ -955,10 +967,11 @@ QM_INLINE void q4k_decode8(const wrows *w, const qm_q8act *x, const float *bias,
 
 /* q4k_decode8 for the column-parallel and the row-parallel (part) calls. */
 static void q4k_rows8(const wrows *w, const qm_q8act *x, const float *bias, float *y) {
-    q4k_decode8(w, x, bias, y, NULL, 0);
+    q4k_decode8(w, x, bias, y, NULL, 0, 2);
 }
-static void q4k_leaves8(const wrows *w, const qm_q8act *x, float *part, size_t pstride) {
-    q4k_decode8(w, x, NULL, NULL, part, pstride);
+static void q4k_leaves8(const wrows *w, const qm_q8act *x, float *part, size_t pstride, int bpb) {
+    if (bpb == 4) q4k_decode8(w, x, NULL, NULL, part, pstride, 4);
+    else q4k_decode8(w, x, NULL, NULL, part, pstride, 2);
 }
 
 /* The group of nb blocks at view block b0 of rows [0, nr), unpacked for prefill. */
@@ -1414,10 +1427,10 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, cons
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = qm_rowpar_whole_rows(w);
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
     int o = o_begin;
-    if (dt == QM_DT_Q4_K && off == 0 && bc == 64 && nblk % 8 == 0 && 2 * nbk == nblk)
+    if (dt == QM_DT_Q4_K && off == 0 && (bc == 64 || bc == 128) && nblk % 8 == 0 && bc / 32 * nbk == nblk)
         for (; o + Q4K_ROWS <= o_end; o += Q4K_ROWS) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-            q4k_leaves8(&wr, x, part + o, pstride);
+            q4k_leaves8(&wr, x, part + o, pstride, bc / 32);
         }
     if (o == o_end) return;
     xgroup *own = xd_in ? NULL : xcache_decode(dt, x, nblk);
