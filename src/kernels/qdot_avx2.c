@@ -945,7 +945,7 @@ QM_INLINE void q4k_super8(const uint8_t *row0, size_t stride, int S, const qm_q8
 #define Q4K_PFG 2
 
 /* One token, 8 rows of whole Q4_K superblocks (w->sb0 % 8 == 0, w->nblk % 8 == 0): y[0 .. 7], or
- * with part the rows' 64-column leaves (q4k_super8). */
+ * with part the rows' leaves of 32 bpb columns (q4k_super8). */
 QM_INLINE void q4k_decode8(const wrows *w, const qm_q8act *x, const float *bias, float *y, float *part,
                            size_t pstride, int bpb) {
     __m256 acc[16];
