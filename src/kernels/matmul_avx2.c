@@ -1288,6 +1288,64 @@ QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, i
         for (int r = 0; r < nr; r++) part[(size_t)(k0 + k) * pstride + (size_t)r] = out[4 * r + k];
 }
 
+/* Four rows' (nr <= 4) 128-column blocks k0, k0 + 1 that are one K-quant superblock (o_proj's heads
+ * of 128): as qblocks_superblock, the 8 items (row r, block k: 2r + k) one qtree8; a block's lanes
+ * take its two steps in turn (lane l: columns l + 16 g, g = 0..7, from +0), a Q4_K/Q5_K weight
+ * vector FMA'd as soon as it is made (step_k_dot), so that four rows fit the registers. */
+QM_INLINE void qblocks_superblock128(const char *w0, size_t wstride, qm_dtype dt, int col0, int k0, int nr,
+                                     const float *x, qm_rowpar_prefetch *pf, float *part, size_t pstride) {
+    const int e = col0 + k0 * 128;
+    const uint8_t *sb = (const uint8_t *)w0 + (size_t)(e / 256) * qm_dtype_block_bytes(dt);
+    const float *xe = x + (e - col0); /* [256] */
+    float ks[16] __attribute__((aligned(32)));
+    __m256 s8[8];
+    for (int k = 0; k < 2; k++) qm_rowpar_prefetch_block(pf, k0 + k);
+    for (int r = 0; r < 4; r++) {
+        if (r >= nr) {
+            s8[2 * r] = s8[2 * r + 1] = _mm256_setzero_ps();
+            continue;
+        }
+        const uint8_t *b = sb + (size_t)r * wstride;
+        qkscales(dt, b, ks);
+        __asm__ volatile("" : : "r"(ks) : "memory"); /* ks broadcast from memory, not from registers */
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; k++) {
+            __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+#pragma GCC unroll 2
+            for (int j = 2 * k; j < 2 * k + 2; j++) {
+                if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) {
+                    step_k_dot(dt, b, j, 0, ks, xe + 64 * j, &lo, &hi);
+                    continue;
+                }
+                __m256 w[4][2];
+                qstep(dt, b, j, 0, ks, w);
+                for (int g = 0; g < 4; g++) {
+                    lo = _mm256_fmadd_ps(w[g][0], _mm256_loadu_ps(xe + 64 * j + 16 * g), lo);
+                    hi = _mm256_fmadd_ps(w[g][1], _mm256_loadu_ps(xe + 64 * j + 16 * g + 8), hi);
+                }
+            }
+            s8[2 * r + k] = _mm256_add_ps(lo, hi);
+        }
+    }
+    float out[8] __attribute__((aligned(32)));
+    _mm256_store_ps(out, qtree8(s8));
+    for (int k = 0; k < 2; k++)
+        for (int r = 0; r < nr; r++) part[(size_t)(k0 + k) * pstride + (size_t)r] = out[2 * r + k];
+}
+
+/* Rows w0 .. (nr <= 4) of a K-quant's 128-column blocks, the view starting on a superblock: the
+ * whole superblocks by qblocks_superblock128, a last half by qblocks_rows. */
+QM_INLINE void qblocks_rows_k128(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int nr, int nb,
+                                 const float *x, float *part, size_t pstride) {
+    qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, 4, 4, nb, qm_dtype_block_bytes(dt) / 2);
+    int k = 0;
+    for (; k + 2 <= nb && col0 + (k + 2) * 128 <= col_end; k += 2)
+        qblocks_superblock128(w0, wstride, dt, col0, k, nr, x, &pf, part, pstride);
+    if (k < nb)
+        qblocks_rows(w0, wstride, dt, col0 + 128 * k, col_end, 128, nr, 1, nb - k, x + 128 * k,
+                     part + (size_t)k * pstride, pstride);
+}
+
 /* Rows w0 .. (nr <= 2) of a K-quant's 64-column blocks: the blocks before the view's first whole
  * superblock and after its last by qblocks_rows (each part as a view of its own), the superblocks
  * between by qblocks_superblock. */
@@ -1372,6 +1430,12 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc,
     int o = o_begin;
     if (!qm_dtype_is_quant(dt) && bc == 64 && w->col0 == 0 && w->cols == 64 * nb) {
         pblocks_dt(dt, w, x, nb, part, pstride, o_begin, o_end);
+        return;
+    }
+    if (dt >= QM_DT_Q4_K && bc == 128 && w->col0 == 0 && nb >= 2) {
+        for (; o < o_end; o += 4)
+            qblocks_rows_k128(w->data + (size_t)o * ws, ws, dt, 0, end, o_end - o < 4 ? o_end - o : 4, nb, x, part + o,
+                              pstride);
         return;
     }
     if (dt >= QM_DT_Q4_K && bc == 64 && nb >= 4) {
