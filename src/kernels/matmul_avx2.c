@@ -1249,98 +1249,77 @@ QM_INLINE void qblocks_rows(const char *w0, size_t wstride, qm_dtype dt, int col
     }
 }
 
-/* Two rows' (nr <= 2) 64-column blocks k0 .. k0 + 3 that are one K-quant superblock (at row
- * element e, a multiple of 256): each block's accumulators stay in registers, their w = 8 level
- * (lanes l + l + 8) is added at once, and the 8 items (row r, block k: 4r + k) are one qtree8;
- * each row's scales made once, the four steps unrolled with constant offsets. qblocks_rows stores
- * every block's 16 lanes and reduces them from memory: bench one thread, exact Q4_K and Q6_K
- * down_proj-shaped (8960 columns), 0.101 and 0.111 ns a weight that way, 0.073 and 0.080 this way
- * (AMD EPYC family 26, --isa avx2). Four rows a tile did not fit the 16 ymm registers. */
-QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, int col0, int k0, int nr,
-                                  const float *x, qm_rowpar_prefetch *pf, float *part, size_t pstride) {
-    const int e = col0 + k0 * 64;
-    const uint8_t *sb = (const uint8_t *)w0 + (size_t)(e / 256) * qm_dtype_block_bytes(dt);
-    const float *xe = x + (e - col0); /* [256] */
-    float ks[16] __attribute__((aligned(32)));
-    __m256 s8[8];
-    for (int k = 0; k < 4; k++) qm_rowpar_prefetch_block(pf, k0 + k);
-    for (int r = 0; r < 2; r++) {
-        if (r >= nr) {
-            for (int k = 0; k < 4; k++) s8[4 * r + k] = _mm256_setzero_ps();
-            continue;
-        }
-        qkscales(dt, sb + (size_t)r * wstride, ks);
-        __asm__ volatile("" : : "r"(ks) : "memory"); /* ks broadcast from memory, not from registers */
-#pragma GCC unroll 4
-        for (int j = 0; j < 4; j++) {
-            __m256 w[4][2], lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
-            qstep(dt, sb + (size_t)r * wstride, j, 0, ks, w);
-            for (int g = 0; g < 4; g++) {
-                lo = _mm256_fmadd_ps(w[g][0], _mm256_loadu_ps(xe + 64 * j + 16 * g), lo);
-                hi = _mm256_fmadd_ps(w[g][1], _mm256_loadu_ps(xe + 64 * j + 16 * g + 8), hi);
-            }
-            s8[4 * r + j] = _mm256_add_ps(lo, hi);
-        }
+/* Step j (columns 64 j .. 64 j + 63 of superblock b, x at xe) of a block's lanes, continued in lo
+ * (lanes 0-7) and hi (8-15): Q4_K/Q5_K by step_k_dot, each weight vector FMA'd as soon as it is
+ * made; the other types' vectors made first (qstep). */
+QM_INLINE void qblock_step(qm_dtype dt, const uint8_t *b, int j, float *ks, const float *xe, __m256 *lo, __m256 *hi) {
+    if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) {
+        step_k_dot(dt, b, j, 0, ks, xe, lo, hi);
+        return;
     }
-    float out[8] __attribute__((aligned(32)));
-    _mm256_store_ps(out, qtree8(s8));
-    for (int k = 0; k < 4; k++)
-        for (int r = 0; r < nr; r++) part[(size_t)(k0 + k) * pstride + (size_t)r] = out[4 * r + k];
+    __m256 w[4][2];
+    qstep(dt, b, j, 0, ks, w);
+    for (int g = 0; g < 4; g++) {
+        *lo = _mm256_fmadd_ps(w[g][0], _mm256_loadu_ps(xe + 16 * g), *lo);
+        *hi = _mm256_fmadd_ps(w[g][1], _mm256_loadu_ps(xe + 16 * g + 8), *hi);
+    }
 }
 
-/* Four rows' (nr <= 4) 128-column blocks k0, k0 + 1 that are one K-quant superblock (o_proj's heads
- * of 128): as qblocks_superblock, the 8 items (row r, block k: 2r + k) one qtree8; a block's lanes
- * take its two steps in turn (lane l: columns l + 16 g, g = 0..7, from +0), a Q4_K/Q5_K weight
- * vector FMA'd as soon as it is made (step_k_dot), so that four rows fit the registers. */
-QM_INLINE void qblocks_superblock128(const char *w0, size_t wstride, qm_dtype dt, int col0, int k0, int nr,
-                                     const float *x, qm_rowpar_prefetch *pf, float *part, size_t pstride) {
-    const int e = col0 + k0 * 128;
+/* The trees of 8 items (s8[K r + k]: row r's block k0 + k, each already lo + hi) at once (qtree8),
+ * to part[(k0 + k) pstride + r] for rows r < nr. */
+QM_INLINE void store_items8(const __m256 s8[8], int K, int nr, int k0, float *part, size_t pstride) {
+    float out[8] __attribute__((aligned(32)));
+    _mm256_store_ps(out, qtree8(s8));
+    for (int k = 0; k < K; k++)
+        for (int r = 0; r < nr; r++) part[(size_t)(k0 + k) * pstride + (size_t)r] = out[K * r + k];
+}
+
+/* 8 / K rows' (nr <= 8 / K) blocks k0 .. k0 + K - 1 of 256 / K columns that are one K-quant
+ * superblock (at row element e, a multiple of 256): K = 4, blocks of 64 columns for two rows; K =
+ * 2, o_proj's heads of 128 for four rows. Each block's accumulators stay in registers (from +0,
+ * its steps in turn: lane l takes columns l + 16 g in order), their w = 8 level (lanes l + l + 8)
+ * is added at once, and the 8 items (row r, block k: K r + k) are one qtree8; each row's scales
+ * made once, the steps unrolled with constant offsets. qblocks_rows stores every block's 16 lanes
+ * and reduces them from memory: bench one thread, exact Q4_K and Q6_K down_proj-shaped (8960
+ * columns), 0.101 and 0.111 ns a weight that way, 0.073 and 0.080 this way (AMD EPYC family 26,
+ * --isa avx2); the 1.5B's exact o_proj (K = 2, --isa avx2, 2 threads, Zen 4) 3.73-3.93 ->
+ * 2.88-3.30 ms a token. Four rows of K = 4 did not fit the 16 ymm registers. */
+QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, int col0, int k0, int nr, int K,
+                                  const float *x, qm_rowpar_prefetch *pf, float *part, size_t pstride) {
+    const int R = 8 / K, S = 4 / K; /* rows; steps of 64 columns a block */
+    const int e = col0 + k0 * (256 / K);
     const uint8_t *sb = (const uint8_t *)w0 + (size_t)(e / 256) * qm_dtype_block_bytes(dt);
     const float *xe = x + (e - col0); /* [256] */
     float ks[16] __attribute__((aligned(32)));
     __m256 s8[8];
-    for (int k = 0; k < 2; k++) qm_rowpar_prefetch_block(pf, k0 + k);
-    for (int r = 0; r < 4; r++) {
+    for (int k = 0; k < K; k++) qm_rowpar_prefetch_block(pf, k0 + k);
+    for (int r = 0; r < R; r++) {
         if (r >= nr) {
-            s8[2 * r] = s8[2 * r + 1] = _mm256_setzero_ps();
+            for (int k = 0; k < K; k++) s8[K * r + k] = _mm256_setzero_ps();
             continue;
         }
         const uint8_t *b = sb + (size_t)r * wstride;
         qkscales(dt, b, ks);
         __asm__ volatile("" : : "r"(ks) : "memory"); /* ks broadcast from memory, not from registers */
-#pragma GCC unroll 2
-        for (int k = 0; k < 2; k++) {
+#pragma GCC unroll 4
+        for (int k = 0; k < K; k++) {
             __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
 #pragma GCC unroll 2
-            for (int j = 2 * k; j < 2 * k + 2; j++) {
-                if (dt == QM_DT_Q4_K || dt == QM_DT_Q5_K) {
-                    step_k_dot(dt, b, j, 0, ks, xe + 64 * j, &lo, &hi);
-                    continue;
-                }
-                __m256 w[4][2];
-                qstep(dt, b, j, 0, ks, w);
-                for (int g = 0; g < 4; g++) {
-                    lo = _mm256_fmadd_ps(w[g][0], _mm256_loadu_ps(xe + 64 * j + 16 * g), lo);
-                    hi = _mm256_fmadd_ps(w[g][1], _mm256_loadu_ps(xe + 64 * j + 16 * g + 8), hi);
-                }
-            }
-            s8[2 * r + k] = _mm256_add_ps(lo, hi);
+            for (int j = S * k; j < S * k + S; j++) qblock_step(dt, b, j, ks, xe + 64 * j, &lo, &hi);
+            s8[K * r + k] = _mm256_add_ps(lo, hi);
         }
     }
-    float out[8] __attribute__((aligned(32)));
-    _mm256_store_ps(out, qtree8(s8));
-    for (int k = 0; k < 2; k++)
-        for (int r = 0; r < nr; r++) part[(size_t)(k0 + k) * pstride + (size_t)r] = out[2 * r + k];
+    store_items8(s8, K, nr, k0, part, pstride);
 }
 
 /* Rows w0 .. (nr <= 4) of a K-quant's 128-column blocks, the view starting on a superblock: the
- * whole superblocks by qblocks_superblock128, a last half by qblocks_rows. */
+ * whole superblocks by qblocks_superblock (K = 2), a last half by qblocks_rows. */
 QM_INLINE void qblocks_rows_k128(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int nr, int nb,
                                  const float *x, float *part, size_t pstride) {
     qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, 4, 4, nb, qm_dtype_block_bytes(dt) / 2);
     int k = 0;
     for (; k + 2 <= nb && col0 + (k + 2) * 128 <= col_end; k += 2)
-        qblocks_superblock128(w0, wstride, dt, col0, k, nr, x, &pf, part, pstride);
+        qblocks_superblock(w0, wstride, dt, col0, k, nr, 2, x, &pf, part, pstride);
     if (k < nb)
         qblocks_rows(w0, wstride, dt, col0 + 128 * k, col_end, 128, nr, 1, nb - k, x + 128 * k,
                      part + (size_t)k * pstride, pstride);
@@ -1356,7 +1335,7 @@ QM_INLINE void qblocks_rows_k(const char *w0, size_t wstride, qm_dtype dt, int c
     if (k) qblocks_rows(w0, wstride, dt, col0, col_end, 64, nr, 1, k, x, part, pstride);
     qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, 2, 2, nb, qm_dtype_block_bytes(dt) / 4);
     for (; k + 4 <= nb && col0 + (k + 4) * 64 <= col_end; k += 4)
-        qblocks_superblock(w0, wstride, dt, col0, k, nr, x, &pf, part, pstride);
+        qblocks_superblock(w0, wstride, dt, col0, k, nr, 4, x, &pf, part, pstride);
     if (k < nb)
         qblocks_rows(w0, wstride, dt, col0 + 64 * k, col_end, 64, nr, 1, nb - k, x + 64 * k, part + (size_t)k * pstride,
                      pstride);
