@@ -1312,32 +1312,19 @@ QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, i
     store_items8(s8, K, nr, k0, part, pstride);
 }
 
-/* Rows w0 .. (nr <= 4) of a K-quant's 128-column blocks, the view starting on a superblock: the
- * whole superblocks by qblocks_superblock (K = 2), a last half by qblocks_rows. */
-QM_INLINE void qblocks_rows_k128(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int nr, int nb,
-                                 const float *x, float *part, size_t pstride) {
-    qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, 4, 4, nb, qm_dtype_block_bytes(dt) / 2);
-    int k = 0;
-    for (; k + 2 <= nb && col0 + (k + 2) * 128 <= col_end; k += 2)
-        qblocks_superblock(w0, wstride, dt, col0, k, nr, 2, x, &pf, part, pstride);
-    if (k < nb)
-        qblocks_rows(w0, wstride, dt, col0 + 128 * k, col_end, 128, nr, 1, nb - k, x + 128 * k,
-                     part + (size_t)k * pstride, pstride);
-}
-
-/* Rows w0 .. (nr <= 2) of a K-quant's 64-column blocks: the blocks before the view's first whole
- * superblock and after its last by qblocks_rows (each part as a view of its own), the superblocks
- * between by qblocks_superblock. */
-QM_INLINE void qblocks_rows_k(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int nr, int nb,
+/* Rows w0 .. (nr <= 8 / K) of a K-quant's blocks of 256 / K columns (K = 4 or 2, a literal): the
+ * blocks before the view's first whole superblock and after its last by qblocks_rows (each part as
+ * a view of its own), the superblocks between by qblocks_superblock. */
+QM_INLINE void qblocks_rows_k(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int nr, int nb, int K,
                               const float *x, float *part, size_t pstride) {
-    const int lead = (256 - col0 % 256) % 256 / 64;
+    const int bc = 256 / K, lead = (256 - col0 % 256) % 256 / bc;
     int k = lead < nb ? lead : nb;
-    if (k) qblocks_rows(w0, wstride, dt, col0, col_end, 64, nr, 1, k, x, part, pstride);
-    qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, 2, 2, nb, qm_dtype_block_bytes(dt) / 4);
-    for (; k + 4 <= nb && col0 + (k + 4) * 64 <= col_end; k += 4)
-        qblocks_superblock(w0, wstride, dt, col0, k, nr, 4, x, &pf, part, pstride);
+    if (k) qblocks_rows(w0, wstride, dt, col0, col_end, bc, nr, 1, k, x, part, pstride);
+    qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, 8 / K, 8 / K, nb, qm_dtype_block_bytes(dt) / (size_t)K);
+    for (; k + K <= nb && col0 + (k + K) * bc <= col_end; k += K)
+        qblocks_superblock(w0, wstride, dt, col0, k, nr, K, x, &pf, part, pstride);
     if (k < nb)
-        qblocks_rows(w0, wstride, dt, col0 + 64 * k, col_end, 64, nr, 1, nb - k, x + 64 * k, part + (size_t)k * pstride,
+        qblocks_rows(w0, wstride, dt, col0 + bc * k, col_end, bc, nr, 1, nb - k, x + bc * k, part + (size_t)k * pstride,
                      pstride);
 }
 
@@ -1411,16 +1398,14 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc,
         pblocks_dt(dt, w, x, nb, part, pstride, o_begin, o_end);
         return;
     }
-    if (dt >= QM_DT_Q4_K && bc == 128 && w->col0 == 0 && nb >= 2) {
-        for (; o < o_end; o += 4)
-            qblocks_rows_k128(w->data + (size_t)o * ws, ws, dt, 0, end, o_end - o < 4 ? o_end - o : 4, nb, x, part + o,
-                              pstride);
-        return;
-    }
-    if (dt >= QM_DT_Q4_K && bc == 64 && nb >= 4) {
-        for (; o < o_end; o += 2)
-            qblocks_rows_k(w->data + (size_t)o * ws, ws, dt, w->col0, end, o_end - o < 2 ? o_end - o : 2, nb, x, part + o,
-                           pstride);
+    if (dt >= QM_DT_Q4_K && ((bc == 64 && nb >= 4) || (bc == 128 && w->col0 % 128 == 0 && nb >= 2))) {
+        const int K = 256 / bc, rows = 8 / K; /* 64 columns: 2 rows a tile; o_proj's heads of 128: 4 */
+        for (; o < o_end; o += rows) {
+            const char *w0 = w->data + (size_t)o * ws;
+            const int nr = o_end - o < rows ? o_end - o : rows;
+            if (K == 4) qblocks_rows_k(w0, ws, dt, w->col0, end, nr, nb, 4, x, part + o, pstride);
+            else qblocks_rows_k(w0, ws, dt, w->col0, end, nr, nb, 2, x, part + o, pstride);
+        }
         return;
     }
     for (; o + R * ntile <= o_end; o += R * ntile)
