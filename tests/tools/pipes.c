@@ -1,0 +1,122 @@
+/* The AVX2 instructions the kernels are made of, alone and in pairs: how many a cycle this CPU
+ * retires when nothing depends on anything (independent registers), so that a pair that takes
+ * longer than its parts alone shares their execution pipes. The cycle is measured by a chain of
+ * dependent integer adds (one a cycle on every x86-64). Last, the exact mode's Q4_K weight vector
+ * (kernels/matmul_avx2.c step_k_dot: codes widened from memory, a mask or a shift, a conversion,
+ * an FMA to dequantize, one to accumulate with x from memory, the scales broadcast) as 4 rows x
+ * 64 columns, its floor in cycles a vector of 8 weights. A tool for kernel work, not a test:
+ *
+ *   build/tests/pipes
+ */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#if defined(__x86_64__)
+
+static double now_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static char mem[4096] __attribute__((aligned(64)));
+
+#define ITERS 5000000L
+#define CLOBBER "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", \
+                "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15"
+/* best of 5 of ITERS runs of the asm body: seconds an iteration */
+#define TIME_BODY(out, body)                                                  \
+    do {                                                                      \
+        double best_ = 1e9;                                                   \
+        for (int rep_ = 0; rep_ < 5; rep_++) {                                \
+            const double t0_ = now_s();                                       \
+            for (long i_ = 0; i_ < ITERS; i_++) __asm__ volatile(body : : "r"(mem) : CLOBBER); \
+            const double t_ = now_s() - t0_;                                  \
+            if (t_ < best_) best_ = t_;                                       \
+        }                                                                     \
+        (out) = best_ / (double)ITERS;                                        \
+    } while (0)
+
+/* 8 independent instructions of a kind (destinations ymm8-11 or the accumulators ymm0-7) */
+#define X8(i) i(0, 8) i(1, 9) i(2, 10) i(3, 11) i(4, 8) i(5, 9) i(6, 10) i(7, 11)
+#define FMA(k, d) "vfmadd231ps %%ymm15,%%ymm14,%%ymm" #k "\n"
+#define CVT(k, d) "vcvtdq2ps %%ymm13,%%ymm" #d "\n"
+#define ZXM(k, d) "vpmovzxbd 8*" #k "(%0),%%ymm" #d "\n"
+#define AND(k, d) "vpand %%ymm13,%%ymm12,%%ymm" #d "\n"
+#define SRL(k, d) "vpsrld $4,%%ymm13,%%ymm" #d "\n"
+#define SHUFB(k, d) "vpshufb %%ymm13,%%ymm12,%%ymm" #d "\n"
+#define PERM128(k, d) "vperm2f128 $0x20,%%ymm13,%%ymm12,%%ymm" #d "\n"
+#define ADD(k, d) "vaddps %%ymm13,%%ymm12,%%ymm" #d "\n"
+#define BCAST(k, d) "vpbroadcastd 4*" #k "(%0),%%ymm" #d "\n"
+#define LOAD(k, d) "vmovups 32*" #k "(%0),%%ymm" #d "\n"
+
+/* One Q4_K weight vector for accumulator a: codes at byte off, x at 256 + 4 off. */
+#define QV(off, a, op) "vpmovzxbd " #off "(%0),%%ymm8\n " op "\n vcvtdq2ps %%ymm8,%%ymm8\n" \
+    " vfmsub132ps %%ymm12,%%ymm11,%%ymm8\n vfmadd231ps 256+4*" #off "(%0),%%ymm8,%%ymm" #a "\n"
+#define QAND "vpand %%ymm15,%%ymm8,%%ymm8"
+#define QSRL "vpsrld $4,%%ymm8,%%ymm8"
+#define QSC "vpbroadcastd 1024(%0),%%ymm12\n vpbroadcastd 1028(%0),%%ymm11\n"
+#define QROW(a, b) QSC QV(0, a, QAND) QV(8, b, QAND) QV(16, a, QAND) QV(24, b, QAND) \
+    QSC QV(32, a, QSRL) QV(40, b, QSRL) QV(48, a, QSRL) QV(56, b, QSRL)
+
+int main(void) {
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        printf("pipes: this CPU has no AVX2 and FMA\n");
+        return 0;
+    }
+    memset(mem, 0, sizeof mem);
+    double t_add; /* 64 dependent adds: 64 cycles */
+    {
+        double best = 1e9;
+        for (int rep = 0; rep < 5; rep++) {
+            long v = 0;
+            const double t0 = now_s();
+            for (long i = 0; i < ITERS; i++)
+                __asm__ volatile(".rept 64\n add $1, %0\n .endr" : "+r"(v));
+            const double t = now_s() - t0;
+            if (t < best) best = t;
+        }
+        t_add = best / (double)ITERS / 64.0;
+    }
+    printf("cycle: %.4f ns (%.3f GHz, from dependent adds)\n", 1e9 * t_add, 1e-9 / t_add);
+    printf("%-34s %8s %12s\n", "instructions an iteration", "cycles", "per cycle");
+    struct { const char *name; int n; double t; } r[32];
+    int k = 0;
+#define CASE(name_, n_, body_) do { r[k].name = name_; r[k].n = n_; TIME_BODY(r[k].t, body_); k++; } while (0)
+    CASE("8 fma (8 chains)", 8, X8(FMA));
+    CASE("8 cvtdq2ps", 8, X8(CVT));
+    CASE("8 pmovzxbd from memory", 8, X8(ZXM));
+    CASE("8 pand", 8, X8(AND));
+    CASE("8 psrld", 8, X8(SRL));
+    CASE("8 pshufb", 8, X8(SHUFB));
+    CASE("8 vperm2f128", 8, X8(PERM128));
+    CASE("8 addps", 8, X8(ADD));
+    CASE("8 pbroadcastd from memory", 8, X8(BCAST));
+    CASE("8 loads of 32 bytes", 8, X8(LOAD));
+    CASE("8 fma + 8 cvtdq2ps", 16, X8(FMA) X8(CVT));
+    CASE("8 fma + 8 pmovzxbd", 16, X8(FMA) X8(ZXM));
+    CASE("8 fma + 8 pshufb", 16, X8(FMA) X8(SHUFB));
+    CASE("8 fma + 8 psrld", 16, X8(FMA) X8(SRL));
+    CASE("8 fma + 8 addps", 16, X8(FMA) X8(ADD));
+    CASE("8 cvtdq2ps + 8 psrld", 16, X8(CVT) X8(SRL));
+    CASE("8 cvtdq2ps + 8 pmovzxbd", 16, X8(CVT) X8(ZXM));
+    CASE("8 pmovzxbd + 8 pshufb", 16, X8(ZXM) X8(SHUFB));
+    CASE("8 pmovzxbd + 8 psrld", 16, X8(ZXM) X8(SRL));
+    CASE("exact Q4_K step, 4 rows x 64", 32, QROW(0, 1) QROW(2, 3) QROW(4, 5) QROW(6, 7));
+    for (int i = 0; i < k; i++) {
+        const double cyc = r[i].t / t_add;
+        if (i == k - 1)
+            printf("%-34s %8.2f %12s  (%.2f cycles a vector of 8 weights)\n", r[i].name, cyc, "", cyc / r[i].n);
+        else
+            printf("%-34s %8.2f %12.2f\n", r[i].name, cyc, r[i].n / cyc);
+    }
+    return 0;
+}
+
+#else
+int main(void) {
+    printf("pipes: x86-64 only\n");
+    return 0;
+}
+#endif
