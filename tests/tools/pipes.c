@@ -4,7 +4,9 @@
  * dependent integer adds (one a cycle on every x86-64). Last, the exact mode's Q4_K weight vector
  * (kernels/matmul_avx2.c step_k_dot: codes widened from memory, a mask or a shift, a conversion,
  * an FMA to dequantize, one to accumulate with x from memory, the scales broadcast) as 4 rows x
- * 64 columns, its floor in cycles a vector of 8 weights. A tool for kernel work, not a test:
+ * 64 columns, its floor in cycles a vector of 8 weights; where the CPU has AVX-512, the same for
+ * zmm and matmul_avx512.c's exact Q4_K step (a vector of 16 weights). A tool for kernel work, not
+ * a test:
  *
  *   build/tests/pipes
  */
@@ -60,6 +62,57 @@ static char mem[4096] __attribute__((aligned(64)));
 #define QROW(a, b) QSC QV(0, a, QAND) QV(8, b, QAND) QV(16, a, QAND) QV(24, b, QAND) \
     QSC QV(32, a, QSRL) QV(40, b, QSRL) QV(48, a, QSRL) QV(56, b, QSRL)
 
+/* One row of a table r[] of k rows: the body timed (seconds an iteration). */
+#define CASE(name_, n_, body_) do { r[k].name = name_; r[k].n = n_; TIME_BODY(r[k].t, body_); k++; } while (0)
+
+/* The same for zmm (AVX-512: matmul_avx512.c's exact Q4_K step, a 16-entry table made by one FMA
+ * a sub-block, each code looked up with vpermps), zmm0-15 only (the clobbers above). */
+#define Z8(i) i(0, 8) i(1, 9) i(2, 10) i(3, 11) i(4, 8) i(5, 9) i(6, 10) i(7, 11)
+#define ZFMA(k, d) "vfmadd231ps %%zmm15,%%zmm14,%%zmm" #k "\n"
+#define ZPERM(k, d) "vpermps %%zmm13,%%zmm12,%%zmm" #d "\n"
+#define ZZXM(k, d) "vpmovzxbd 16*" #k "(%0),%%zmm" #d "\n"
+#define ZSRL(k, d) "vpsrld $4,%%zmm13,%%zmm" #d "\n"
+#define ZAND(k, d) "vpandd %%zmm13,%%zmm12,%%zmm" #d "\n"
+#define ZCVT(k, d) "vcvtdq2ps %%zmm13,%%zmm" #d "\n"
+/* One row's step of 64 weights into accumulator a: codes at byte off (two 16-byte halves, low
+ * nibbles as they are, vpermps reading 4 bits; high nibbles shifted), two tables (scale and min
+ * broadcast, one FMA each), four lookups, four FMAs with x from memory. */
+#define ZQROW(off, a) "vpmovzxbd " #off "(%0),%%zmm8\n vpmovzxbd 16+" #off "(%0),%%zmm9\n" \
+    " vpsrld $4,%%zmm8,%%zmm10\n vpsrld $4,%%zmm9,%%zmm11\n" \
+    " vpbroadcastd 1024(%0),%%zmm12\n vpbroadcastd 1028(%0),%%zmm13\n vfmsub132ps %%zmm14,%%zmm13,%%zmm12\n" \
+    " vpbroadcastd 1032(%0),%%zmm13\n vpbroadcastd 1036(%0),%%zmm15\n vfmsub132ps %%zmm14,%%zmm15,%%zmm13\n" \
+    " vpermps %%zmm12,%%zmm8,%%zmm8\n vpermps %%zmm12,%%zmm9,%%zmm9\n" \
+    " vpermps %%zmm13,%%zmm10,%%zmm10\n vpermps %%zmm13,%%zmm11,%%zmm11\n" \
+    " vfmadd231ps 2048(%0),%%zmm8,%%zmm" #a "\n vfmadd231ps 2112(%0),%%zmm9,%%zmm" #a "\n" \
+    " vfmadd231ps 2176(%0),%%zmm10,%%zmm" #a "\n vfmadd231ps 2240(%0),%%zmm11,%%zmm" #a "\n"
+
+static void zmm_pipes(double t_add) {
+    printf("\nAVX-512 (zmm)\n%-34s %8s %12s\n", "instructions an iteration", "cycles", "per cycle");
+    struct { const char *name; int n; double t; } r[16];
+    int k = 0;
+    CASE("8 fma", 8, Z8(ZFMA));
+    CASE("8 vpermps", 8, Z8(ZPERM));
+    CASE("8 vpmovzxbd from memory", 8, Z8(ZZXM));
+    CASE("8 vpsrld", 8, Z8(ZSRL));
+    CASE("8 vpandd", 8, Z8(ZAND));
+    CASE("8 cvtdq2ps", 8, Z8(ZCVT));
+    CASE("8 fma + 8 vpermps", 16, Z8(ZFMA) Z8(ZPERM));
+    CASE("8 fma + 8 vpmovzxbd", 16, Z8(ZFMA) Z8(ZZXM));
+    CASE("8 fma + 8 vpsrld", 16, Z8(ZFMA) Z8(ZSRL));
+    CASE("8 fma + 8 cvtdq2ps", 16, Z8(ZFMA) Z8(ZCVT));
+    CASE("8 vpermps + 8 vpmovzxbd", 16, Z8(ZPERM) Z8(ZZXM));
+    CASE("8 vpermps + 8 vpsrld", 16, Z8(ZPERM) Z8(ZSRL));
+    CASE("8 vpermps + 8 vpandd", 16, Z8(ZPERM) Z8(ZAND));
+    CASE("exact Q4_K step, 4 rows x 64", 16, ZQROW(0, 0) ZQROW(32, 1) ZQROW(64, 2) ZQROW(96, 3));
+    for (int i = 0; i < k; i++) {
+        const double cyc = r[i].t / t_add;
+        if (i == k - 1)
+            printf("%-34s %8.2f %12s  (%.2f cycles a vector of 16 weights)\n", r[i].name, cyc, "", cyc / r[i].n);
+        else
+            printf("%-34s %8.2f %12.2f\n", r[i].name, cyc, r[i].n / cyc);
+    }
+}
+
 int main(void) {
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
         printf("pipes: this CPU has no AVX2 and FMA\n");
@@ -83,7 +136,6 @@ int main(void) {
     printf("%-34s %8s %12s\n", "instructions an iteration", "cycles", "per cycle");
     struct { const char *name; int n; double t; } r[32];
     int k = 0;
-#define CASE(name_, n_, body_) do { r[k].name = name_; r[k].n = n_; TIME_BODY(r[k].t, body_); k++; } while (0)
     CASE("8 fma (8 chains)", 8, X8(FMA));
     CASE("8 cvtdq2ps", 8, X8(CVT));
     CASE("8 pmovzxbd from memory", 8, X8(ZXM));
@@ -111,6 +163,7 @@ int main(void) {
         else
             printf("%-34s %8.2f %12.2f\n", r[i].name, cyc, r[i].n / cyc);
     }
+    if (__builtin_cpu_supports("avx512f")) zmm_pipes(t_add);
     return 0;
 }
 
