@@ -62,8 +62,25 @@ static char mem[4096] __attribute__((aligned(64)));
 #define QROW(a, b) QSC QV(0, a, QAND) QV(8, b, QAND) QV(16, a, QAND) QV(24, b, QAND) \
     QSC QV(32, a, QSRL) QV(40, b, QSRL) QV(48, a, QSRL) QV(56, b, QSRL)
 
-/* One row of a table r[] of k rows: the body timed (seconds an iteration). */
+/* A timed body: n instructions (the last case of a table: n weight vectors), seconds an iteration. */
+typedef struct {
+    const char *name;
+    int n;
+    double t;
+} pipe_case;
+/* One more row of a table r[] of k rows. */
 #define CASE(name_, n_, body_) do { r[k].name = name_; r[k].n = n_; TIME_BODY(r[k].t, body_); k++; } while (0)
+
+/* The table in cycles (t_add: a cycle's seconds); its last row per vector of `lanes` weights. */
+static void print_cases(const pipe_case *r, int k, double t_add, int lanes) {
+    for (int i = 0; i < k; i++) {
+        const double cyc = r[i].t / t_add;
+        if (i == k - 1)
+            printf("%-34s %8.2f %12s  (%.2f cycles a vector of %d weights)\n", r[i].name, cyc, "", cyc / r[i].n, lanes);
+        else
+            printf("%-34s %8.2f %12.2f\n", r[i].name, cyc, r[i].n / cyc);
+    }
+}
 
 /* The same for zmm (AVX-512: matmul_avx512.c's exact Q4_K step, a 16-entry table made by one FMA
  * a sub-block, each code looked up with vpermps), zmm0-15 only (the clobbers above). */
@@ -88,7 +105,7 @@ static char mem[4096] __attribute__((aligned(64)));
 
 static void zmm_pipes(double t_add) {
     printf("\nAVX-512 (zmm)\n%-34s %8s %12s\n", "instructions an iteration", "cycles", "per cycle");
-    struct { const char *name; int n; double t; } r[16];
+    pipe_case r[16];
     int k = 0;
     CASE("8 fma", 8, Z8(ZFMA));
     CASE("8 vpermps", 8, Z8(ZPERM));
@@ -104,13 +121,7 @@ static void zmm_pipes(double t_add) {
     CASE("8 vpermps + 8 vpsrld", 16, Z8(ZPERM) Z8(ZSRL));
     CASE("8 vpermps + 8 vpandd", 16, Z8(ZPERM) Z8(ZAND));
     CASE("exact Q4_K step, 4 rows x 64", 16, ZQROW(0, 0) ZQROW(32, 1) ZQROW(64, 2) ZQROW(96, 3));
-    for (int i = 0; i < k; i++) {
-        const double cyc = r[i].t / t_add;
-        if (i == k - 1)
-            printf("%-34s %8.2f %12s  (%.2f cycles a vector of 16 weights)\n", r[i].name, cyc, "", cyc / r[i].n);
-        else
-            printf("%-34s %8.2f %12.2f\n", r[i].name, cyc, r[i].n / cyc);
-    }
+    print_cases(r, k, t_add, 16);
 }
 
 int main(void) {
@@ -134,7 +145,7 @@ int main(void) {
     }
     printf("cycle: %.4f ns (%.3f GHz, from dependent adds)\n", 1e9 * t_add, 1e-9 / t_add);
     printf("%-34s %8s %12s\n", "instructions an iteration", "cycles", "per cycle");
-    struct { const char *name; int n; double t; } r[32];
+    pipe_case r[32];
     int k = 0;
     CASE("8 fma (8 chains)", 8, X8(FMA));
     CASE("8 cvtdq2ps", 8, X8(CVT));
@@ -156,13 +167,7 @@ int main(void) {
     CASE("8 pmovzxbd + 8 pshufb", 16, X8(ZXM) X8(SHUFB));
     CASE("8 pmovzxbd + 8 psrld", 16, X8(ZXM) X8(SRL));
     CASE("exact Q4_K step, 4 rows x 64", 32, QROW(0, 1) QROW(2, 3) QROW(4, 5) QROW(6, 7));
-    for (int i = 0; i < k; i++) {
-        const double cyc = r[i].t / t_add;
-        if (i == k - 1)
-            printf("%-34s %8.2f %12s  (%.2f cycles a vector of 8 weights)\n", r[i].name, cyc, "", cyc / r[i].n);
-        else
-            printf("%-34s %8.2f %12.2f\n", r[i].name, cyc, r[i].n / cyc);
-    }
+    print_cases(r, k, t_add, 8);
     if (__builtin_cpu_supports("avx512f")) zmm_pipes(t_add);
     return 0;
 }
