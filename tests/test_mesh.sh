@@ -99,7 +99,14 @@ for key in prefill_gflops fma_peak_gflops prefill_peak_ratio; do
   v=$(echo "$json" | sed -n "s/.*\"$key\":\([0-9.]*\).*/\1/p")
   awk -v v="${v:-0}" 'BEGIN { exit !(v > 0) }' || fail "bench --peak: $key missing or 0: $json"
 done
-echo "ok bench: matmul_gflop_per_token 0.0344, prefill_gflops, fma_peak_gflops and their ratio reported"
+# prefill_ms: the prefill run's time by part, every part named, the matmuls' parts not all 0
+pre=$(echo "$json" | sed -n 's/.*"prefill_ms":{\([^}]*\)}.*/\1/p')
+for part in norm qkv rope_kv attention o_proj gate_up down lm_head comm sample; do
+  grep -q "\"$part\":[0-9.]*" <<< "$pre" || fail "bench: prefill_ms has no $part: $json"
+done
+echo "$pre" | tr ',' '\n' | awk -F: '$1 ~ /qkv|gate_up|down/ { s += $2 } END { exit !(s > 0) }' ||
+  fail "bench: prefill_ms's matmul parts are all 0: $json"
+echo "ok bench: matmul_gflop_per_token 0.0344, prefill_gflops, fma_peak_gflops and their ratio, prefill_ms reported"
 pass=$((pass + 1))
 
 # 4c. --huge-pages: on copies every device's weights (bench says how many bytes), off none; a bad

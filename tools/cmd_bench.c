@@ -16,7 +16,8 @@ static const char usage_text[] =
     "together; decode_batch_avg is how many sequences of a row such a step held on average.\n"
     "bytes_per_token is the weight bytes a decode step reads (all devices of a row together),\n"
     "so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
-    "decode-only step spends its time, per device of row 0 on average:\n"
+    "decode-only step spends its time, per device of row 0 on average (prefill_ms: the same parts for\n"
+    "the whole prefill run, the prompt pass and its one sampled token):\n"
     "norm (and the fast mode's activation quantization), qkv, rope_kv (RoPE, KV cache writes),\n"
     "attention (KV cache reads), o_proj, gate_up (with SiLU), down, lm_head, comm (the row's tree\n"
     "sums), sample (the sampler and its exchange); comm_ms_per_token is its comm. decode_comm_per_step\n"
@@ -46,6 +47,7 @@ typedef struct {
     double prefill, decode;        /* tok/s; tok/s of all sequences together, in decode-only steps */
     double decode_batch;           /* sequences of a row per decode-only step, on average */
     double step_s[QM_TIME_COUNT];  /* a decode-only step, by part */
+    double prefill_s[QM_TIME_COUNT]; /* the prefill run (prompt pass and one sampled token), by part */
     double step_calls[QM_COLL_KINDS], step_sent[QM_COLL_KINDS], step_recv[QM_COLL_KINDS]; /* its collectives
                                       (mesh/comm.h qm_comm_stats: a device's calls, bytes sent, received) */
 } bench_best;
@@ -118,6 +120,7 @@ static qm_status measure_once(qm_engine *e, const int *ids, qm_gen_request *reqs
     qm_engine_get_info(e, &i_end);
     const long gen = all.gen_tokens - pre.gen_tokens;
     m->prefill = (double)pre.prefill_tokens / pre.wall_s;
+    for (int k = 0; k < QM_TIME_COUNT; k++) m->prefill_s[k] = i_mid.time_s[k] - i_start.time_s[k];
     m->decode = all.decode_s > 0 ? (double)all.decode_tokens / all.decode_s : 0;
     const long dsteps = i_end.decode_steps - i_mid.decode_steps; /* the second run's decode-only steps */
     m->decode_batch = dsteps > 0 ? (double)all.decode_tokens / a->o.rows / (double)dsteps : 0;
@@ -158,11 +161,14 @@ static qm_status measure(qm_engine *e, const bench_args *a, bench_best *best, qm
     for (long rep = 0; !st && rep < a->reps; rep++) {
         bench_best m;
         if ((st = measure_once(e, ids, reqs, n_seq, a, &m, err))) break;
-        if (m.prefill > best->prefill) best->prefill = m.prefill;
-        if (m.decode > best->decode) {
-            const double prefill = best->prefill;
-            *best = m;
-            best->prefill = prefill;
+        bench_best kept = *best;
+        if (m.decode > best->decode) *best = m; /* the best decode with its breakdown */
+        if (m.prefill <= kept.prefill) { /* ... and the best prefill with its own */
+            best->prefill = kept.prefill;
+            memcpy(best->prefill_s, kept.prefill_s, sizeof kept.prefill_s);
+        } else {
+            best->prefill = m.prefill;
+            memcpy(best->prefill_s, m.prefill_s, sizeof m.prefill_s);
         }
     }
     free(ids);
@@ -194,6 +200,9 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
     printf(",\"decode_step_ms\":{");
     for (int k = 0; k < QM_TIME_COUNT; k++)
         printf("%s\"%s\":%.3f", k ? "," : "", qm_time_part_name((qm_time_part)k), best->step_s[k] * 1e3);
+    printf("},\"prefill_ms\":{");
+    for (int k = 0; k < QM_TIME_COUNT; k++)
+        printf("%s\"%s\":%.3f", k ? "," : "", qm_time_part_name((qm_time_part)k), best->prefill_s[k] * 1e3);
     printf("},\"decode_comm_per_step\":{");
     for (int k = 0; k < QM_COLL_KINDS; k++)
         printf("%s\"%s\":{\"calls\":%.1f,\"bytes_sent\":%.0f,\"bytes_recv\":%.0f}", k ? "," : "",
