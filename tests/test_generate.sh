@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # qmesh generate: stop strings cut the text (and streaming never shows them), --chat, sampling is
-# reproducible from --seed, bad flags are refused, -n 0 generates nothing, all-NaN logits are an error.
+# reproducible from --seed, bad flags are refused, -n 0 generates nothing, all-NaN logits are an error;
+# the statistics line names why the generation stopped.
 set -euo pipefail
 : "${QMESH:?}" "${WORK:?}"
 rm -rf "$WORK"; mkdir -p "$WORK"
@@ -17,6 +18,12 @@ want="${full%%"$stop"*}"
 got=$(cat "$WORK/cut.txt")
 [ "$got" = "$want" ] || fail "stop '$stop': got '$got', want '$want'"
 echo "ok stop string cuts the completion before it"
+# the statistics line says why the generation ended
+why() { "$QMESH" generate -m "$M" -p "Numbers:" --ignore-eos "$@" 2>&1 >/dev/null | tail -1; }
+why -n 40 | grep -q "stopped: -n 40 tokens;" || fail "-n 40: $(why -n 40)"
+why -n 40 --stop "$stop" | grep -q "stopped: stop string;" || fail "stop string: $(why -n 40 --stop "$stop")"
+why -n 40 --ctx 8 | grep -q "stopped: context full (8 positions; --ctx);" || fail "--ctx 8: $(why -n 40 --ctx 8)"
+echo "ok the stop reason: -n, stop string, context full"
 # sampling: same seed, same text; another seed, (almost surely) another text
 "$QMESH" generate -m "$M" -p "Once" -n 24 --temp 1.0 --seed 1 > "$WORK/s1.txt" 2>/dev/null
 "$QMESH" generate -m "$M" -p "Once" -n 24 --temp 1.0 --seed 1 > "$WORK/s1b.txt" 2>/dev/null

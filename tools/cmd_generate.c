@@ -10,7 +10,8 @@
 static const char usage_text[] =
     "usage: qmesh generate -m PATH -p TEXT [-n N] [--temp T] [--top-k K] [--top-p P] [--seed S] [--chat]\n"
     "                      [--mesh RxC] [--backend threads|mpi]\n"
-    "\nGenerates a completion of TEXT and streams it to stdout; statistics go to stderr.\n\noptions:\n"
+    "\nGenerates a completion of TEXT and streams it to stdout; statistics go to stderr, with why it\n"
+    "stopped: end of text, stop string, -n N tokens, or context full (--ctx).\n\noptions:\n"
     "  -p, --prompt TEXT    the prompt\n"
     "  -n, --n-predict N    tokens to generate at most (default 128)\n"
     "  --temp T             temperature; 0 = greedy (default 0)\n"
@@ -27,6 +28,8 @@ static const char usage_text[] =
 
 typedef struct {
     long n_text;
+    int done, n_ids;          /* on_done came; the tokens generated */
+    qm_stop_reason reason;
 } gen_ctx;
 
 /* --stop takes C escapes (\\n, \\t, \\\\) so that "\\n\\n" can be typed in a shell. In place. */
@@ -49,6 +52,14 @@ static void on_text(void *ctx, int index, const char *text) {
     fputs(text, stdout);
     fflush(stdout);
     g->n_text++;
+}
+
+static void on_done(void *ctx, int index, const qm_gen_result *r) {
+    (void)index;
+    gen_ctx *g = ctx;
+    g->done = 1;
+    g->n_ids = r->n_ids;
+    g->reason = r->reason;
 }
 
 typedef struct {
@@ -123,14 +134,27 @@ static qm_status prompt_ids(qm_engine *e, const gen_args *a, int **ids, int *n, 
     return st;
 }
 
-static void print_stats(qm_engine *e, const gen_args *a, const qm_gen_stats *stats) {
+/* Why the generation ended, in words: a length stop short of -n is the context's end. */
+static void stop_words(qm_engine *e, const gen_args *a, const gen_ctx *g, char *buf, size_t size) {
+    if (!g->done) snprintf(buf, size, "unknown");
+    else if (g->reason == QM_STOP_EOS) snprintf(buf, size, "end of text");
+    else if (g->reason == QM_STOP_STRING) snprintf(buf, size, "stop string");
+    else if (g->reason == QM_STOP_CANCELLED) snprintf(buf, size, "cancelled");
+    else if (g->n_ids < a->n_predict)
+        snprintf(buf, size, "context full (%d positions; --ctx)", qm_engine_max_context(e));
+    else snprintf(buf, size, "-n %ld tokens", a->n_predict);
+}
+
+static void print_stats(qm_engine *e, const gen_args *a, const gen_ctx *g, const qm_gen_stats *stats) {
     qm_engine_info info;
     qm_engine_get_info(e, &info);
+    char why[96];
+    stop_words(e, a, g, why, sizeof why);
     fprintf(stderr,
-            "qmesh generate: mesh %s, %ld prompt + %ld generated tokens in %.2f s (%.2f tok/s generated); "
-            "load %.2f s; device weights %.1f MB; resident %.1f MB\n",
+            "qmesh generate: mesh %s, %ld prompt + %ld generated tokens in %.2f s (%.2f tok/s generated), "
+            "stopped: %s; load %.2f s; device weights %.1f MB; resident %.1f MB\n",
             a->mesh, stats->prompt_tokens, stats->gen_tokens, stats->wall_s,
-            stats->wall_s > 0 ? stats->gen_tokens / stats->wall_s : 0.0, info.load_s,
+            stats->wall_s > 0 ? stats->gen_tokens / stats->wall_s : 0.0, why, info.load_s,
             info.device_weight_bytes_max / 1e6, qm_resident_bytes() / 1e6);
 }
 
@@ -143,6 +167,7 @@ int cmd_generate(int argc, char **argv) {
     if (qm_engine_open(&a.o, &e, &err)) return cli_error("generate", &err);
     int rc = 0, *ids = NULL, n_ids = 0;
     qm_gen_stats stats;
+    gen_ctx g = {0};
     qm_status st = prompt_ids(e, &a, &ids, &n_ids, &err);
     if (!st) {
         qm_gen_request req = {
@@ -150,8 +175,7 @@ int cmd_generate(int argc, char **argv) {
             .top_k = (int)a.top_k, .top_p = (float)a.top_p, .seed = (uint64_t)a.seed, .stop = a.stops,
             .n_stop = a.n_stops, .stop_at_eos = !a.ignore_eos,
         };
-        gen_ctx g = {0};
-        qm_gen_callbacks cb = {.on_text = on_text, .ctx = &g};
+        qm_gen_callbacks cb = {.on_done = on_done, .on_text = on_text, .ctx = &g};
         st = qm_engine_generate(e, &req, 1, &cb, &stats, &err);
     }
     if (st) {
@@ -160,7 +184,7 @@ int cmd_generate(int argc, char **argv) {
     } else if (qm_engine_is_output_rank(e)) {
         printf("\n");
         fflush(stdout);
-        print_stats(e, &a, &stats);
+        print_stats(e, &a, &g, &stats);
     }
     free(ids);
     qm_engine_close(e);
