@@ -63,6 +63,16 @@ if command -v gnuplot >/dev/null; then
 else
     echo "skip report --png: gnuplot not installed"
 fi
+echo "$rep" | grep -q "token limit" && bad "report: a token-limit note without length stops" || ok "report: no length stops, no note"
+# lines that stopped at the token limit ("stop": "length") are counted in a note under the table
+{ printf '{"index":0,"completion":"a","strict_correct":true,"flex_correct":true,"stop":"length"}\n'
+  printf '{"index":1,"completion":"b","strict_correct":true,"flex_correct":true,"stop":"eos"}\n'
+  printf '{"index":2,"completion":"c","strict_correct":false,"flex_correct":false,"stop":"length"}\n'; } > "$WORK/cut.jsonl"
+"$QMESH" eval report "$WORK/cut.jsonl" | grep -q "cut.jsonl: 2 of 3 completions stopped at the token limit" &&
+    ok "report: length stops noted" || bad "report: length stops: $("$QMESH" eval report "$WORK/cut.jsonl")"
+printf '{"index":0,"completion":"a","strict_correct":true,"flex_correct":true,"stop":5}\n' > "$WORK/badstop.jsonl"
+if "$QMESH" eval report "$WORK/badstop.jsonl" 2>/dev/null >/dev/null; then bad "report accepted a stop that is not a string"
+else ok "report: a stop that is not a string is a bad line"; fi
 printf '{"index":0,"completion":"a","strict_correct":true,"flex_correct":true}\nnot json\n' > "$WORK/bad.jsonl"
 if "$QMESH" eval report "$WORK/bad.jsonl" 2>"$WORK/err" >/dev/null; then bad "report accepted a bad file"
 elif grep -q "bad.jsonl:2" "$WORK/err"; then ok "report bad file"; else bad "report bad file message: $(cat "$WORK/err")"; fi

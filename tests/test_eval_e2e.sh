@@ -30,6 +30,11 @@ fi
 tail -1 "$WORK/base.out"
 tail -1 "$WORK/base.out" | grep -q '"n": 4' && ok "baseline summary" || bad "baseline summary: $(tail -1 "$WORK/base.out")"
 indices_once "$WORK/base.jsonl" 4 && ok "baseline indices" || bad "baseline indices"
+# each line says why its completion ended; the summary counts those cut by the token limit
+n_stop=$(grep -c '"stop":"\(eos\|stop\|length\)"' "$WORK/base.jsonl")
+n_len=$(grep -c '"stop":"length"' "$WORK/base.jsonl")
+[ "$n_stop" = 4 ] && tail -1 "$WORK/base.out" | grep -q "\"length_stops\": $n_len," &&
+    ok "stop reasons ($n_len of 4 at the token limit)" || bad "stop reasons: $n_stop lines, summary $(tail -1 "$WORK/base.out")"
 
 same_as() { # base limit name args...: the run's completions identical to base's
     local base=$1 limit=$2 name=$3; shift 3

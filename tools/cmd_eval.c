@@ -31,7 +31,9 @@ static const char gsm8k_usage[] =
     "\n"
     "Evaluates a model on GSM8K problems (JSONL {\"question\", \"answer\"} with the gold number after '#### ').\n"
     "One JSON line per question is written to --out (and flushed) as each finishes; progress goes to\n"
-    "stderr; the last line of stdout is a JSON summary.\n"
+    "stderr; the last line of stdout is a JSON summary (length_stops: completions that reached\n"
+    "--max-new-tokens, whose answers may be cut; each line's \"stop\" says why it ended: eos, stop,\n"
+    "length).\n"
     "\n"
     "%s"
     "  --data FILE            GSM8K JSONL file (e.g. shared/data/gsm8k/test.jsonl)\n"
@@ -169,11 +171,12 @@ static void print_summary(const gsm8k_args *a, const qm_eval_gsm8k_summary *z) {
            "\"n_new\": %d, \"tokens_per_s\": %.3f, \"wall_s\": %.3f, \"mesh\": \"%dx%d\", \"batch\": %d, "
            "\"backend\": \"%s\", \"shots\": %d, \"chat\": %s, \"prefix_cache\": %s, \"shared_prefix_tokens\": %d, "
            "\"prompt_tokens\": %ld, \"prefill_tokens\": %ld, \"gen_tokens\": %ld, \"prefill_s\": %.3f, "
-           "\"decode_s\": %.3f, \"out\": ",
+           "\"decode_s\": %.3f, \"length_stops\": %ld, \"out\": ",
            s->n, s->strict_acc, s->strict_lo, s->strict_hi, s->flex_acc, s->flex_lo, s->flex_hi, s->strict_correct,
            s->flex_correct, z->n_new, z->tokens_per_s, z->wall_s, a->eng.rows, a->eng.cols, a->eng.batch,
            a->eng.backend, a->shots, a->chat ? "true" : "false", a->no_prefix_cache ? "false" : "true",
-           z->shared_prefix_tokens, g->prompt_tokens, g->prefill_tokens, g->gen_tokens, g->prefill_s, g->decode_s);
+           z->shared_prefix_tokens, g->prompt_tokens, g->prefill_tokens, g->gen_tokens, g->prefill_s, g->decode_s,
+           s->length_stops);
     cJSON *js = cJSON_CreateString(a->out);
     char *jt = js ? cJSON_PrintUnformatted(js) : NULL;
     printf("%s}\n", jt ? jt : "null");
@@ -347,7 +350,8 @@ static const char report_usage[] =
     "\n"
     "A table of accuracy (strict / flex, with 95% Wilson intervals), tokens/s and wall time per\n"
     "results file, all recomputed from the per-question lines: throughput = sum(gen_tokens) / wall,\n"
-    "wall = sum over runs (a --resume starts a new run) of the last line's t_ms.\n"
+    "wall = sum over runs (a --resume starts a new run) of the last line's t_ms. A file with\n"
+    "completions that stopped at the token limit (\"stop\": \"length\") gets a line saying how many.\n"
     "  --png FILE  also plot accuracy and throughput per file (mesh, batch) with gnuplot\n";
 
 static int plot_png(const char *png, const char *const *files, const qm_eval_summary *s, int n, qm_error *err) {
@@ -449,6 +453,11 @@ static int run_report(int argc, char **argv) {
         printf("%-32s %-6s %5d %6ld  %-24s  %-24s %10.2f %9.2f\n", files[i], s[i].mesh[0] ? s[i].mesh : "?",
                s[i].batch, s[i].n, st, fl, s[i].tokens_per_s, s[i].wall_s);
     }
+    for (int i = 0; i < nf; i++)
+        if (s[i].length_stops > 0)
+            printf("%s: %ld of %ld completions stopped at the token limit (--max-new-tokens): their answers may be "
+                   "cut\n",
+                   files[i], s[i].length_stops, s[i].n);
     if (png) {
         if (plot_png(png, files, s, nf, &err) != QM_OK) rc = cli_error(cmd, &err);
         else fprintf(stderr, "qmesh %s: wrote %s\n", cmd, png);

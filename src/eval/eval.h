@@ -109,6 +109,8 @@ typedef struct {
     int batch;         /* 0 if absent */
     int run;           /* 0 if absent */
     double t_ms;       /* -1 if absent */
+    char stop[12];     /* why the completion ended: "eos", "stop" (a stop string), "length" (the
+                          token limit: the answer may be cut), "cancelled"; "" if absent */
 } qm_eval_result;
 
 typedef struct {
@@ -146,6 +148,7 @@ typedef struct {
     int runs;
     char mesh[64];        /* the mesh of the lines, or "mixed" */
     int batch;            /* the batch of the lines, or -1 if mixed */
+    long length_stops;    /* lines whose completion stopped at the token limit (stop "length") */
 } qm_eval_summary;
 
 void qm_eval_summarize(const qm_eval_results *r, qm_eval_summary *s);

@@ -109,6 +109,8 @@ static bool parse_line(const cJSON *o, qm_eval_result *x) {
     x->batch = int_or(o, "batch", 0);
     x->run = int_or(o, "run", 0);
     x->t_ms = num_or(o, "t_ms", -1);
+    const char *stop = str_or_null(o, "stop", &ok);
+    snprintf(x->stop, sizeof x->stop, "%s", stop ? stop : "");
     return ok;
 }
 
@@ -183,6 +185,7 @@ char *qm_eval_result_line(const qm_eval_result *r) {
     if (r->batch > 0) cJSON_AddNumberToObject(o, "batch", r->batch);
     if (r->run > 0) cJSON_AddNumberToObject(o, "run", r->run);
     if (r->t_ms >= 0) cJSON_AddNumberToObject(o, "t_ms", round_ms(r->t_ms));
+    if (r->stop[0]) cJSON_AddStringToObject(o, "stop", r->stop);
     char *s = cJSON_PrintUnformatted(o);
     cJSON_Delete(o);
     if (!s) return NULL;

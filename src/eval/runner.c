@@ -315,6 +315,17 @@ static qm_status open_results(runner *r, qm_error *err) {
     return QM_OK;
 }
 
+/* A stop reason as the results file writes it. */
+static const char *stop_name(qm_stop_reason reason) {
+    switch (reason) {
+    case QM_STOP_EOS: return "eos";
+    case QM_STOP_STRING: return "stop";
+    case QM_STOP_CANCELLED: return "cancelled";
+    case QM_STOP_LENGTH: return "length";
+    }
+    return "";
+}
+
 static void on_done(void *ctx, int i, const qm_gen_result *g) {
     runner *r = ctx;
     if (r->failed) return;
@@ -336,6 +347,7 @@ static void on_done(void *ctx, int i, const qm_gen_result *g) {
         .t_ms = (now_s() - r->t0) * 1000.0,
     };
     snprintf(x.mesh, sizeof x.mesh, "%s", r->mesh);
+    snprintf(x.stop, sizeof x.stop, "%s", stop_name(g->reason));
     x.strict_correct = p->has_gold && ex.has_strict && qm_eval_numbers_equal(ex.strict, p->gold);
     x.flex_correct = p->has_gold && ex.has_flex && qm_eval_numbers_equal(ex.flex, p->gold);
     char *line = qm_eval_result_line(&x);

@@ -45,6 +45,7 @@ void qm_eval_summarize(const qm_eval_results *r, qm_eval_summary *s) {
         s->flex_correct += x->flex_correct;
         s->prompt_tokens += x->prompt_tokens;
         s->gen_tokens += x->gen_tokens;
+        s->length_stops += !strcmp(x->stop, "length");
         if (i == 0) {
             snprintf(s->mesh, sizeof s->mesh, "%s", x->mesh);
             s->batch = x->batch;
