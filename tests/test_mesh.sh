@@ -20,6 +20,9 @@ for fx in h28kv4_bf16 h14kv2_f32_tied; do
   # the step size (prefill chunking) and the thread count change no bit either
   "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.step.npy" --mesh 1x3 --step-tokens 5 --threads 1
   cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.step.npy" || fail "$fx: --step-tokens 5 differs"
+  # one token a step: no prompt chunk's tokens scored together over the positions before them
+  "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.step1.npy" --mesh 1x2 --step-tokens 1 --threads 2
+  cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.step1.npy" || fail "$fx: --step-tokens 1 differs"
   # nor does pinning the threads (--pin: each device's team one thread per CPU)
   "$QMESH" logits -m "$F" --ids "$ids" --out "$WORK/$fx.pin.npy" --mesh 1x3 --threads 6 --pin
   cmp -s "$WORK/$fx.1x1.npy" "$WORK/$fx.pin.npy" || fail "$fx: --pin differs"

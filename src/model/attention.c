@@ -6,13 +6,16 @@
  * batch of questions) are scored together over it as well: their g query heads each, nt * g
  * "tokens" of one matmul over the base's keys, and one attn_values over its values, where token
  * by token each of them read the whole base again (0.5B at batch 16 over a 700-token prefix:
- * 16 x 2 x 179 KB of keys and as much of values a layer). Each score is the canonical dot and each
- * output element's sum runs over the positions in order, base first, whatever the grouping; the
- * softmax is a token's own: the same bits as one token at a time. */
+ * 16 x 2 x 179 KB of keys and as much of values a layer). A prompt chunk's consecutive tokens of
+ * one sequence are scored together the same way over the positions before the first of them (a
+ * 512-token prompt of the 0.5B: 112 query rows of a matmul at a time, in place of 7). Each score
+ * is the canonical dot and each output element's sum runs over the positions in order, base
+ * first, whatever the grouping; the softmax is a token's own: the same bits as one token at a time. */
 #include "model/attention.h"
 #include "util/largest.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,9 +51,14 @@ typedef struct {
     float scale;
 } att_ctx;
 
-/* Work item: tokens [t0, t0 + nt) of the step (nt > 1: they share their KV base), KV head kvh. */
+/* Work item: tokens [t0, t0 + nt) of the step, KV head kvh. Every token of the item reads
+ * positions [0, n0) from slot `from` (its KV base) and [n0, n1) from slot `own`, the same for all
+ * of them, so those are scored and summed for the whole item at once; then each token's own
+ * [n1, pos + 1) from its slot. nt > 1: tokens that share their base (n1 = n0), or consecutive
+ * tokens of one sequence (a prompt chunk: n1 the first token's position). */
 typedef struct {
     int kvh, t0, nt;
+    int from, n0, own, n1;
 } att_item;
 
 /* Token t's positions read from its KV base (0: none). */
@@ -62,6 +70,11 @@ static int base_len(const qm_device *dev, const qm_step *s, int t) {
 /* Whether tokens t and u read the same positions of the same base. */
 static int share_base(const qm_device *dev, const qm_step *s, int t, int u) {
     return dev->kv_base[s->slot[t]].from == dev->kv_base[s->slot[u]].from && base_len(dev, s, t) == base_len(dev, s, u);
+}
+
+/* Whether token u (> t) is token t's sequence u - t positions on, with the base wholly before t. */
+static int same_chunk(const qm_device *dev, const qm_step *s, int t, int u) {
+    return s->slot[u] == s->slot[t] && s->pos[u] == s->pos[t] + (u - t) && base_len(dev, s, t) <= s->pos[t];
 }
 
 /* The device's query heads of KV head kvh: [*h0, *h0 + g) of its local heads; returns g (0: none here). */
@@ -86,35 +99,53 @@ static size_t head_at(const att_ctx *A, int t, int h0) {
 static void attend(const att_ctx *A, const att_item *it, int g, const float *qg, float *sc, size_t lds, float *og) {
     qm_device *dev = A->dev;
     const qm_step *s = A->s;
-    const int hd = A->hd, n0 = base_len(dev, s, it->t0), from = dev->kv_base[s->slot[it->t0]].from;
+    const int hd = A->hd, n0 = it->n0, n1 = it->n1, q = it->nt * g;
     const size_t rows = (size_t)g * (size_t)hd; /* one token's heads in qg, og */
-    if (n0 > 0) {
-        const qm_wview keys0 = {qm_kv_at(dev, from, A->layer, 0, it->kvh, 0), QM_DT_F32, (size_t)hd, n0, hd, 0};
-        dev->kern.matmul(&keys0, NULL, qg, (size_t)hd, it->nt * g, sc, lds, 0, n0);
+    if (n0 > 0) { /* the base's keys [n0][hd], all the item's queries */
+        const qm_wview keys0 = {qm_kv_at(dev, it->from, A->layer, 0, it->kvh, 0), QM_DT_F32, (size_t)hd, n0, hd, 0};
+        dev->kern.matmul(&keys0, NULL, qg, (size_t)hd, q, sc, lds, 0, n0);
+    }
+    if (n1 > n0) { /* the shared own keys [n0, n1) of slot own */
+        const qm_wview keys1 = {qm_kv_at(dev, it->own, A->layer, 0, it->kvh, 0), QM_DT_F32, (size_t)hd, n1, hd, 0};
+        dev->kern.matmul(&keys1, NULL, qg, (size_t)hd, q, sc, lds, n0, n1);
     }
     for (int i = 0; i < it->nt; i++) {
         const int pos = s->pos[it->t0 + i];
         float *si = sc + (size_t)i * (size_t)g * lds;
         const qm_wview keys = {qm_kv_at(dev, s->slot[it->t0 + i], A->layer, 0, it->kvh, 0), QM_DT_F32, (size_t)hd,
                                pos + 1, hd, 0};
-        dev->kern.matmul(&keys, NULL, qg + (size_t)i * rows, (size_t)hd, g, si, lds, n0, pos + 1);
+        dev->kern.matmul(&keys, NULL, qg + (size_t)i * rows, (size_t)hd, g, si, lds, n1, pos + 1);
         for (int h = 0; h < g; h += SOFTMAX_HEADS)
             softmax_heads(&dev->kern, si + (size_t)h * lds, lds, g - h < SOFTMAX_HEADS ? g - h : SOFTMAX_HEADS,
                           pos + 1, A->scale);
     }
     memset(og, 0, (size_t)it->nt * rows * sizeof(float));
     if (n0 > 0)
-        dev->kern.attn_values(sc, lds, it->nt * g, qm_kv_at(dev, from, A->layer, 1, it->kvh, 0), (size_t)hd, n0, og, hd);
+        dev->kern.attn_values(sc, lds, q, qm_kv_at(dev, it->from, A->layer, 1, it->kvh, 0), (size_t)hd, n0, og, hd);
+    if (n1 > n0)
+        dev->kern.attn_values(sc + n0, lds, q, qm_kv_at(dev, it->own, A->layer, 1, it->kvh, n0), (size_t)hd, n1 - n0,
+                              og, hd);
     for (int i = 0; i < it->nt; i++) {
         const int pos = s->pos[it->t0 + i];
-        dev->kern.attn_values(sc + (size_t)i * (size_t)g * lds + (size_t)n0, lds, g,
-                              qm_kv_at(dev, s->slot[it->t0 + i], A->layer, 1, it->kvh, n0), (size_t)hd, pos + 1 - n0,
+        dev->kern.attn_values(sc + (size_t)i * (size_t)g * lds + (size_t)n1, lds, g,
+                              qm_kv_at(dev, s->slot[it->t0 + i], A->layer, 1, it->kvh, n1), (size_t)hd, pos + 1 - n1,
                               og + (size_t)i * rows, hd);
     }
 }
 
 /* One token of an item (in place: its queries and outputs where they live, scores in the member's
  * scratch row of the device, [group][max_context]). */
+/* The item of tokens [t0, t0 + nt) (consecutive tokens that share their base, or that are one
+ * sequence's consecutive positions after its base), KV head kvh. */
+static att_item item_of(const qm_device *dev, const qm_step *s, int kvh, int t0, int nt) {
+    const int n0 = base_len(dev, s, t0);
+    att_item it = {kvh, t0, nt, dev->kv_base[s->slot[t0]].from, n0, s->slot[t0], n0};
+    int chunk = 1;
+    for (int i = 1; i < nt && chunk; i++) chunk = same_chunk(dev, s, t0, t0 + i);
+    if (nt > 1 && chunk) it.n1 = s->pos[t0];
+    return it;
+}
+
 static void attend_token(const att_ctx *A, int kvh, int t, int ith) {
     qm_device *dev = A->dev;
     const qm_partition *p = &dev->shard.part;
@@ -122,7 +153,7 @@ static void attend_token(const att_ctx *A, int kvh, int t, int ith) {
     const int g = heads_of(p, kvh, &h0);
     if (g <= 0) return;
     const size_t ctx = (size_t)dev->dims.max_context, at = head_at(A, t, h0);
-    const att_item it = {kvh, t, 1};
+    const att_item it = item_of(dev, A->s, kvh, t, 1);
     attend(A, &it, g, dev->q + at, dev->scores + (size_t)ith * (size_t)p->group * ctx, ctx, dev->att + at);
 }
 
@@ -156,31 +187,40 @@ static void attend_item(const att_ctx *A, const att_item *it, int ith) {
     free(buf);
 }
 
-/* The step's work items, numbered: each run of consecutive tokens that share a base of SHARE_MIN
- * positions or more in chunks (of at most GROUP_MAX tokens, small enough that every team member
- * gets one where there are fewer KV heads than members), any other token alone; each for every
- * local KV head. Attends items [b, e) (member ith's share) and returns how many there are: every
- * member numbers them the same, so a first call with b = e counts them. */
-static long for_items(const att_ctx *A, int hkv, int nth, long b, long e, int ith) {
+/* The step's work items: each run of consecutive tokens that share a base of SHARE_MIN positions
+ * or more, or that are one sequence's consecutive positions (a prompt chunk), in chunks (of at
+ * most GROUP_MAX tokens, small enough that every team member gets one where there are fewer KV
+ * heads than members), any other token alone; each for every local KV head. An item costs its
+ * tokens' positions; with total > 0 (the sum of all items' costs) member ith attends the items
+ * whose cost's middle falls in its ith nth of the total (the later tokens of a prompt attend to
+ * more positions: an even count of items gave the last member most of the work). Returns the
+ * total: every member walks the items the same, so a first call with total < 0 sums them. */
+static int64_t for_items(const att_ctx *A, int hkv, int nth, int64_t total, int ith) {
     const qm_device *dev = A->dev;
     const qm_step *s = A->s;
     const int parts = (nth + hkv - 1) / hkv;
-    long n = 0;
+    int64_t done = 0;
     for (int t = 0; t < s->n_tok;) {
         int len = 1;
         if (base_len(dev, s, t) >= SHARE_MIN)
             while (t + len < s->n_tok && share_base(dev, s, t, t + len)) len++;
+        if (len == 1)
+            while (t + len < s->n_tok && same_chunk(dev, s, t, t + len)) len++;
         int chunk = (len + parts - 1) / parts;
         if (chunk > GROUP_MAX) chunk = GROUP_MAX;
-        for (int c = t; c < t + len; c += chunk)
-            for (int kvh = 0; kvh < hkv; kvh++, n++)
-                if (n >= b && n < e) {
-                    const att_item it = {kvh, c, t + len - c < chunk ? t + len - c : chunk};
+        for (int c = t; c < t + len; c += chunk) {
+            const int nt = t + len - c < chunk ? t + len - c : chunk;
+            int64_t cost = 0;
+            for (int i = 0; i < nt; i++) cost += s->pos[c + i] + 1;
+            for (int kvh = 0; kvh < hkv; kvh++, done += cost)
+                if (total > 0 && (2 * done + cost) * nth / (2 * total) == ith) { /* < nth: 2 done + cost < 2 total */
+                    const att_item it = item_of(dev, s, kvh, c, nt);
                     attend_item(A, &it, ith);
                 }
+        }
         t += len;
     }
-    return n;
+    return done;
 }
 
 void qm_attention(qm_device *dev, const qm_step *s, int layer, int ith, int nth) {
@@ -188,7 +228,5 @@ void qm_attention(qm_device *dev, const qm_step *s, int layer, int ith, int nth)
     const int hkv = qm_range_len(sh->part.kv_heads), hd = sh->cfg.head_dim;
     if (hkv <= 0) return; /* a device that owns no KV head (more devices than heads) */
     const att_ctx A = {dev, s, layer, qm_range_len(sh->part.q_heads), hd, (float)(1.0 / sqrt((double)hd))};
-    long b, e;
-    qm_split_range(for_items(&A, hkv, nth, 0, 0, ith), ith, nth, &b, &e);
-    for_items(&A, hkv, nth, b, e, ith);
+    for_items(&A, hkv, nth, for_items(&A, hkv, nth, -1, ith), ith);
 }
