@@ -8,7 +8,7 @@
  *   build/tests/bench_qmatmul bench [isa] [types] speed (types: comma-separated names, e.g. Q4_K)
  *   build/tests/bench_qmatmul dec [isa] [types]   the fast mode's decode columns only, more repetitions
  *   build/tests/bench_qmatmul rp isa type rows cols views [col0 ld [bc]] one row-parallel shape from DRAM
- *   build/tests/bench_qmatmul pre isa TYPE rows cols n_tok   prefill GFLOP/s: matmul, blocks, nodes
+ *   build/tests/bench_qmatmul pre isa TYPE rows cols n_tok [bc]  prefill GFLOP/s: matmul, blocks, nodes (blocks of bc columns, 64)
  */
 #include <math.h>
 #include <stdint.h>
@@ -608,7 +608,7 @@ static void bench_rowpar(const char *isa_name, const char *type, int rows, int c
  * layer's whole tree made in the kernel (matmul_nodes, where the ISA takes the shape), and for a quantized
  * type the fast mode's matmul_q8 and matmul_q8_nodes on the same tokens quantized: GFLOP/s, best of 3
  * (a mode the ISA does not take shows 0.0). */
-static void bench_prefill(const char *isa_name, const char *type, int rows, int cols, int n_tok) {
+static void bench_prefill(const char *isa_name, const char *type, int rows, int cols, int n_tok, int bc) {
     qm_kernels k = kernels_or_exit(isa_name);
     const qm_dtype dt = quant_type_named(type, !strcmp(type, "F32") ? QM_DT_F32 : QM_DT_BF16);
     if (cols % qm_dtype_block(dt)) {
@@ -616,7 +616,7 @@ static void bench_prefill(const char *isa_name, const char *type, int rows, int 
         exit(2);
     }
     const size_t n = (size_t)rows * (size_t)cols, esz = qm_dtype_block_bytes(dt);
-    const int nb = (cols + 63) / 64;
+    const int nb = (cols + bc - 1) / bc;
     rng_t r = {5};
     unsigned char *p = qm_dtype_is_quant(dt) ? make_q(&r, dt, n / (size_t)qm_dtype_block(dt), 0) : malloc(n * esz);
     if (!qm_dtype_is_quant(dt))
@@ -640,13 +640,13 @@ static void bench_prefill(const char *isa_name, const char *type, int rows, int 
             double t0 = now_s();
             if (mode == 0) k.matmul(&w, NULL, x, (size_t)cols, n_tok, y, (size_t)rows, 0, rows);
             else if (mode == 1)
-                k.matmul_blocks(&w, x, (size_t)cols, n_tok, 64, nb, y, (size_t)n_tok * (size_t)rows, (size_t)rows, 0, rows);
+                k.matmul_blocks(&w, x, (size_t)cols, n_tok, bc, nb, y, (size_t)n_tok * (size_t)rows, (size_t)rows, 0, rows);
             else if (mode == 2) {
                 if (!k.matmul_nodes ||
-                    !k.matmul_nodes(&w, x, (size_t)cols, n_tok, 64, nb, &root, 1, y, 0, (size_t)rows, 0, rows))
+                    !k.matmul_nodes(&w, x, (size_t)cols, n_tok, bc, nb, &root, 1, y, 0, (size_t)rows, 0, rows))
                     continue;
             } else if (mode == 3) k.matmul_q8(&w, NULL, &a, n_tok, y, (size_t)rows, 0, rows);
-            else if (!k.matmul_q8_nodes || !k.matmul_q8_nodes(&w, &a, n_tok, 64, nb, &root, 1, y, 0, (size_t)rows, 0, rows))
+            else if (!k.matmul_q8_nodes || !k.matmul_q8_nodes(&w, &a, n_tok, bc, nb, &root, 1, y, 0, (size_t)rows, 0, rows))
                 continue;
             const double t = now_s() - t0;
             if (t < best[mode]) best[mode] = t;
@@ -688,11 +688,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc >= 7 && !strcmp(argv[1], "pre")) {
-        bench_prefill(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+        const int bc = argc >= 8 ? atoi(argv[7]) : 64;
+        if (bc < 16 || bc % 16) {
+            fprintf(stderr, "pre: bc must be a positive multiple of 16\n");
+            return 2;
+        }
+        bench_prefill(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), bc);
         return 0;
     }
     fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types] | rp isa type rows cols views [col0 ld [bc]]"
-                    " | pre isa TYPE rows cols n_tok\n",
+                    " | pre isa TYPE rows cols n_tok [bc]\n",
             argv[0]);
     return 2;
 }
