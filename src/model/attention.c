@@ -22,6 +22,7 @@
 #define SOFTMAX_HEADS 16
 #define SHARE_MIN 16  /* base positions from which tokens that share them are scored together */
 #define GROUP_MAX 16  /* tokens a work item at most (its scratch: GROUP_MAX x g x (2 hd + positions)) */
+#define ITEM_SCORES (4 << 20) /* bytes of a work item's scores at most (long contexts: fewer tokens) */
 
 /* Row h < g (g <= SOFTMAX_HEADS) of sc [g][ld], its first n scores: s = s * scale; m = the largest;
  * s = qm_expf(s - m) (kernels/expf.h, the ISA's exp_sub); total = the sum of s in position order
@@ -187,11 +188,23 @@ static void attend_item(const att_ctx *A, const att_item *it, int ith) {
     free(buf);
 }
 
+/* Tokens an item of the run [t, t + len) at most: the run over `parts` members, at most GROUP_MAX,
+ * and at most ITEM_SCORES of scores (attend_item's scratch). */
+static int chunk_tokens(const qm_device *dev, const qm_step *s, int t, int len, int parts) {
+    int chunk = (len + parts - 1) / parts, npos = 0; /* npos: the most positions a token reads */
+    if (chunk > GROUP_MAX) chunk = GROUP_MAX;
+    for (int i = t; i < t + len; i++) npos = s->pos[i] + 1 > npos ? s->pos[i] + 1 : npos;
+    const int64_t token_scores = (int64_t)dev->shard.part.group * ((npos + 15) / 16 * 16) * (int64_t)sizeof(float);
+    if (chunk > 1 && chunk * token_scores > ITEM_SCORES)
+        chunk = ITEM_SCORES / token_scores > 1 ? (int)(ITEM_SCORES / token_scores) : 1;
+    return chunk;
+}
+
 /* The step's work items: each run of consecutive tokens that share a base of SHARE_MIN positions
  * or more, or that are one sequence's consecutive positions (a prompt chunk), in chunks (of at
- * most GROUP_MAX tokens, small enough that every team member gets one where there are fewer KV
- * heads than members), any other token alone; each for every local KV head. An item costs its
- * tokens' positions; with total > 0 (the sum of all items' costs) member ith attends the items
+ * most GROUP_MAX tokens and ITEM_SCORES of scores, small enough that every team member gets one
+ * where there are fewer KV heads than members), any other token alone; each for every local KV
+ * head. An item costs its tokens' positions; with total > 0 (the sum of all items' costs) member ith attends the items
  * whose cost's middle falls in its ith nth of the total (the later tokens of a prompt attend to
  * more positions: an even count of items gave the last member most of the work). Returns the
  * total: every member walks the items the same, so a first call with total < 0 sums them. */
@@ -206,8 +219,7 @@ static int64_t for_items(const att_ctx *A, int hkv, int nth, int64_t total, int 
             while (t + len < s->n_tok && share_base(dev, s, t, t + len)) len++;
         if (len == 1)
             while (t + len < s->n_tok && same_chunk(dev, s, t, t + len)) len++;
-        int chunk = (len + parts - 1) / parts;
-        if (chunk > GROUP_MAX) chunk = GROUP_MAX;
+        const int chunk = chunk_tokens(dev, s, t, len, parts);
         for (int c = t; c < t + len; c += chunk) {
             const int nt = t + len - c < chunk ? t + len - c : chunk;
             int64_t cost = 0;
