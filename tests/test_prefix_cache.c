@@ -82,8 +82,10 @@ static int teardown(void **state) {
 /* The requests' outputs, with their shared prefixes or (share false) without; the run's stats. */
 static void run(const char *dir, bool share, outputs *o, qm_gen_stats *st) {
     static const int which[N_REQ] = {1, 1, 2, 1, 0, 0, 1}; /* the prefix of each request: P1, P2, none */
-    static const int tail[N_REQ] = {3, 1, 2, 5, 4, 2, 3}, max_new[N_REQ] = {4, MAX_NEW, 3, 6, 5, 4, 3};
-    int prompts[N_REQ][PREFIX + 8];
+    /* request 3's 21-token tail is two attention items (model/attention.c): the second reads the
+     * prefix slot's positions, then its own first 16 together, then each its last ones */
+    static const int tail[N_REQ] = {3, 1, 2, 21, 4, 2, 3}, max_new[N_REQ] = {4, MAX_NEW, 3, 6, 5, 4, 3};
+    int prompts[N_REQ][PREFIX + 21];
     qm_gen_request reqs[N_REQ];
     for (int i = 0; i < N_REQ; i++) {
         for (int j = 0; j < PREFIX; j++) prompts[i][j] = 100 + j * 37 + 5000 * which[i];
