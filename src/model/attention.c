@@ -134,8 +134,6 @@ static void attend(const att_ctx *A, const att_item *it, int g, const float *qg,
     }
 }
 
-/* One token of an item (in place: its queries and outputs where they live, scores in the member's
- * scratch row of the device, [group][max_context]). */
 /* The item of tokens [t0, t0 + nt) (consecutive tokens that share their base, or that are one
  * sequence's consecutive positions after its base), KV head kvh. */
 static att_item item_of(const qm_device *dev, const qm_step *s, int kvh, int t0, int nt) {
@@ -147,6 +145,8 @@ static att_item item_of(const qm_device *dev, const qm_step *s, int kvh, int t0,
     return it;
 }
 
+/* One token of an item (in place: its queries and outputs where they live, scores in the member's
+ * scratch row of the device, [group][max_context]). */
 static void attend_token(const att_ctx *A, int kvh, int t, int ith) {
     qm_device *dev = A->dev;
     const qm_partition *p = &dev->shard.part;
@@ -204,10 +204,11 @@ static int chunk_tokens(const qm_device *dev, const qm_step *s, int t, int len, 
  * or more, or that are one sequence's consecutive positions (a prompt chunk), in chunks (of at
  * most GROUP_MAX tokens and ITEM_SCORES of scores, small enough that every team member gets one
  * where there are fewer KV heads than members), any other token alone; each for every local KV
- * head. An item costs its tokens' positions; with total > 0 (the sum of all items' costs) member ith attends the items
- * whose cost's middle falls in its ith nth of the total (the later tokens of a prompt attend to
- * more positions: an even count of items gave the last member most of the work). Returns the
- * total: every member walks the items the same, so a first call with total < 0 sums them. */
+ * head. An item costs its tokens' positions; with total > 0 (the sum of all items' costs) member
+ * ith attends the items whose cost's middle falls in its ith nth of the total (the later tokens
+ * of a prompt attend to more positions: an even count of items gave the last member most of the
+ * work). Returns the total: every member walks the items the same, so a first call with total < 0
+ * sums them. */
 static int64_t for_items(const att_ctx *A, int hkv, int nth, int64_t total, int ith) {
     const qm_device *dev = A->dev;
     const qm_step *s = A->s;
