@@ -161,15 +161,11 @@ static qm_status measure(qm_engine *e, const bench_args *a, bench_best *best, qm
     for (long rep = 0; !st && rep < a->reps; rep++) {
         bench_best m;
         if ((st = measure_once(e, ids, reqs, n_seq, a, &m, err))) break;
-        bench_best kept = *best;
-        if (m.decode > best->decode) *best = m; /* the best decode with its breakdown */
-        if (m.prefill <= kept.prefill) { /* ... and the best prefill with its own */
-            best->prefill = kept.prefill;
-            memcpy(best->prefill_s, kept.prefill_s, sizeof kept.prefill_s);
-        } else {
-            best->prefill = m.prefill;
-            memcpy(best->prefill_s, m.prefill_s, sizeof m.prefill_s);
-        }
+        const bench_best kept = *best;
+        if (m.decode > kept.decode) *best = m; /* the best decode with its breakdown */
+        const bench_best *p = m.prefill > kept.prefill ? &m : &kept; /* ... and the best prefill with its own */
+        best->prefill = p->prefill;
+        memcpy(best->prefill_s, p->prefill_s, sizeof best->prefill_s);
     }
     free(ids);
     free(reqs);
