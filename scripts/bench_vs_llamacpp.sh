@@ -26,7 +26,9 @@
 # With --rounds N (default 1), steps 2 and 3 run N times in turn (llama.cpp, qmesh, llama.cpp,
 # qmesh, ...): on a machine whose memory bandwidth or clock moves during the run (a VM) both sides
 # then see the same states. Each figure of the table is the median over the rounds, each ratio
-# the median of the rounds' own ratios (the rounds' figures are printed first).
+# the median of the rounds' own ratios (the rounds' figures are printed first, each round's
+# roofline fractions of both against the bandwidth probed in that round's qmesh decode: two far
+# apart suggest the memory state changed between the two runs).
 # 4. prints one table (model, CPU ISA flags, threads, llama.cpp pp/tg, qmesh prefill/decode, the
 #    qmesh/llama.cpp ratios, decode roofline fractions = weight bytes read per token x decode tok/s
 #    / the memory read bandwidth qmesh measured with THREADS threads; for qmesh the bytes are its
@@ -344,6 +346,13 @@ def gguf_decode_bytes(path):
         return None
 
 bw = q.get("mem_read_gb_s")
+# llama.cpp's roofline in each round against the bandwidth qmesh's decode run probed in that
+# round: the host's memory state can change between rounds (and within one), so a round where the
+# two fractions disagree much was likely run in two states
+llama_bpt = gguf_decode_bytes(model) if any(l for l, _ in per) else None
+for r in round_rows:
+    r["llama_roofline"] = (llama_bpt * r["llama_tg"] / (r["mem_read_gb_s"] * 1e9)
+                           if llama_bpt and r["llama_tg"] and r["mem_read_gb_s"] else None)
 def fmt(x, d=1):
     return "n/a" if x is None else f"{x:.{d}f}"
 
@@ -365,7 +374,7 @@ res["rounds"] = rounds
 if rounds > 1:
     res["per_round"] = round_rows
 res["qmesh_roofline"] = q.get("roofline_ratio")
-res["llama_bytes_per_token"] = gguf_decode_bytes(model) if llama else None
+res["llama_bytes_per_token"] = llama_bpt if llama else None
 res["llama_roofline"] = (res["llama_bytes_per_token"] * llama["tg"] / (bw * 1e9)
                          if bw and llama.get("tg") and res["llama_bytes_per_token"] else None)
 
@@ -393,11 +402,11 @@ rows = [
 ]
 w = max(len(k) for k, _ in rows)
 if rounds > 1:
-    print("round  llama pp  qmesh pp  ratio  llama tg  qmesh tg  ratio  GB/s")
+    print("round  llama pp  qmesh pp  ratio  llama tg  qmesh tg  ratio  GB/s  roofline llama qmesh")
     for i, r in enumerate(round_rows, 1):
         print(f"{i:5d}  {fmt(r['llama_pp']):>8}  {fmt(r['qmesh_prefill']):>8}  {fmt(r['prefill_ratio'], 2):>5}  "
               f"{fmt(r['llama_tg'], 2):>8}  {fmt(r['qmesh_decode'], 2):>8}  {fmt(r['decode_ratio'], 2):>5}  "
-              f"{fmt(r['mem_read_gb_s'])}")
+              f"{fmt(r['mem_read_gb_s']):>4}  {fmt(r['llama_roofline'], 2):>14} {fmt(r['qmesh_roofline'], 2):>5}")
 print("-" * (w + 40))
 for k, v in rows:
     print(f"{k:<{w}}  {v}")
