@@ -158,6 +158,17 @@ static void attend_token(const att_ctx *A, int kvh, int t, int ith) {
     attend(A, &it, g, dev->q + at, dev->scores + (size_t)ith * (size_t)p->group * ctx, ctx, dev->att + at);
 }
 
+/* The most positions a token of [t0, t0 + n) attends to. */
+static int most_positions(const qm_step *s, int t0, int n) {
+    int npos = 0;
+    for (int i = t0; i < t0 + n; i++)
+        if (s->pos[i] + 1 > npos) npos = s->pos[i] + 1;
+    return npos;
+}
+
+/* The row length of an item's scores over npos positions (whole vectors of 16). */
+static size_t scores_ld(int npos) { return ((size_t)npos + 15) / 16 * 16; }
+
 /* An item: one token in place; several, their queries gathered, attended together, outputs
  * scattered back (token by token where that scratch cannot be had). */
 static void attend_item(const att_ctx *A, const att_item *it, int ith) {
@@ -170,10 +181,8 @@ static void attend_item(const att_ctx *A, const att_item *it, int ith) {
     int h0;
     const int g = heads_of(&dev->shard.part, it->kvh, &h0);
     if (g <= 0) return;
-    int npos = 0; /* the most positions a token of the item attends to */
-    for (int i = 0; i < it->nt; i++)
-        if (s->pos[it->t0 + i] + 1 > npos) npos = s->pos[it->t0 + i] + 1;
-    const size_t rows = (size_t)g * (size_t)A->hd, nq = (size_t)it->nt * rows, lds = ((size_t)npos + 15) / 16 * 16;
+    const size_t rows = (size_t)g * (size_t)A->hd, nq = (size_t)it->nt * rows;
+    const size_t lds = scores_ld(most_positions(s, it->t0, it->nt));
     float *buf = malloc((2 * nq + (size_t)it->nt * (size_t)g * lds) * sizeof(float));
     if (!buf) {
         for (int i = 0; i < it->nt; i++) attend_token(A, it->kvh, it->t0 + i, ith);
@@ -191,10 +200,10 @@ static void attend_item(const att_ctx *A, const att_item *it, int ith) {
 /* Tokens an item of the run [t, t + len) at most: the run over `parts` members, at most GROUP_MAX,
  * and at most ITEM_SCORES of scores (attend_item's scratch). */
 static int chunk_tokens(const qm_device *dev, const qm_step *s, int t, int len, int parts) {
-    int chunk = (len + parts - 1) / parts, npos = 0; /* npos: the most positions a token reads */
+    int chunk = (len + parts - 1) / parts;
     if (chunk > GROUP_MAX) chunk = GROUP_MAX;
-    for (int i = t; i < t + len; i++) npos = s->pos[i] + 1 > npos ? s->pos[i] + 1 : npos;
-    const int64_t token_scores = (int64_t)dev->shard.part.group * ((npos + 15) / 16 * 16) * (int64_t)sizeof(float);
+    const int64_t token_scores =
+        (int64_t)dev->shard.part.group * (int64_t)scores_ld(most_positions(s, t, len)) * (int64_t)sizeof(float);
     if (chunk > 1 && chunk * token_scores > ITEM_SCORES)
         chunk = ITEM_SCORES / token_scores > 1 ? (int)(ITEM_SCORES / token_scores) : 1;
     return chunk;
