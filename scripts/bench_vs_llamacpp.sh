@@ -349,10 +349,11 @@ bw = q.get("mem_read_gb_s")
 # llama.cpp's roofline in each round against the bandwidth qmesh's decode run probed in that
 # round: the host's memory state can change between rounds (and within one), so a round where the
 # two fractions disagree much was likely run in two states
+def roofline(bytes_per_token, tok_s, gb_s):
+    return bytes_per_token * tok_s / (gb_s * 1e9) if bytes_per_token and tok_s and gb_s else None
 llama_bpt = gguf_decode_bytes(model) if any(l for l, _ in per) else None
 for r in round_rows:
-    r["llama_roofline"] = (llama_bpt * r["llama_tg"] / (r["mem_read_gb_s"] * 1e9)
-                           if llama_bpt and r["llama_tg"] and r["mem_read_gb_s"] else None)
+    r["llama_roofline"] = roofline(llama_bpt, r["llama_tg"], r["mem_read_gb_s"])
 def fmt(x, d=1):
     return "n/a" if x is None else f"{x:.{d}f}"
 
@@ -375,8 +376,7 @@ if rounds > 1:
     res["per_round"] = round_rows
 res["qmesh_roofline"] = q.get("roofline_ratio")
 res["llama_bytes_per_token"] = llama_bpt if llama else None
-res["llama_roofline"] = (res["llama_bytes_per_token"] * llama["tg"] / (bw * 1e9)
-                         if bw and llama.get("tg") and res["llama_bytes_per_token"] else None)
+res["llama_roofline"] = roofline(res["llama_bytes_per_token"], llama.get("tg"), bw)
 
 def how(one):
     """How a figure was made: one round's mean or best of reps, or the median over the rounds."""
