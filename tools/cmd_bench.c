@@ -191,6 +191,8 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
            info.device_copied_bytes_max, info.device_shared_block_bytes_max, o->act_q8 ? "q8" : "f32",
            best->step_s[QM_TIME_COMM] * 1e3, info.load_s, qm_resident_bytes());
     printf(",\"pinned\":%s,\"first_cpu\":%d", info.pinned ? "true" : "false", info.first_cpu);
+    printf(",\"head_filter\":%s,\"head_exact_rows_per_output\":%.1f", info.head_filter ? "true" : "false",
+           info.head_filtered_outputs ? (double)info.head_exact_rows / (double)info.head_filtered_outputs : 0.0);
     printf(",\"huge_pages\":%s,\"device_huge_bytes_max\":%zu", info.huge_pages ? "true" : "false",
            info.device_huge_bytes_max);
     printf(",\"decode_step_ms\":{");

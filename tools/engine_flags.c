@@ -24,6 +24,10 @@ const char cli_engine_flags_help[] =
     "  --activations A      f32 (default: exact, f32 on exactly dequantized weights) or q8 (fast:\n"
     "                       8-bit activations, integer dot products against quantized weights;\n"
     "                       still the same bits on every mesh and batch)\n"
+    "  --full-head          exact mode, greedy decoding: compute every logit of the output head\n"
+    "                       (default: an 8-bit pass with a rigorous error bound picks the rows that\n"
+    "                       can hold the largest logit, and only those are computed exactly: the\n"
+    "                       same tokens for less time; Q8_0, Q4_0, Q5_0 and Q6_K heads)\n"
     "  --chat-format F      chatml or deepseek-r1 (default: from the GGUF's chat template)\n"
     "  --comm-timeout S     MPI: a collective whose peers stay silent S seconds (a host down, a link\n"
     "                       cut) ends the run with an error (default 60; 0: wait for ever)\n";
@@ -103,6 +107,10 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_op
             return -1;
         }
         o->huge_pages = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
+        return 1;
+    }
+    if (!strcmp(a, "--full-head")) {
+        o->full_head = true;
         return 1;
     }
     if (!strcmp(a, "--pin")) {

@@ -24,6 +24,9 @@ typedef struct {
     bool quiet;              /* no load progress on stderr */
     bool act_q8;             /* fast mode: 8-bit activations, integer dots against quantized
                                 weights (kernels/qdot.h); default: f32 on exact dequantization */
+    bool full_head;          /* exact mode: greedy steps compute every logit of the lm_head (default:
+                                the head filter where the head's type allows, model/head_filter.h:
+                                the same tokens, about the fast mode's head cost) */
     const char *chat_format; /* NULL = from the model's chat template; "chatml", "deepseek-r1" */
     bool pin_threads;        /* each device's threads pinned one per allowed CPU, in device order
                                 (ranks on one machine take their own stretches: util/affinity.h) */
@@ -189,6 +192,9 @@ typedef struct {
     int first_cpu;
     bool huge_pages;                 /* the weights were copied into huge pages (opts huge_pages) */
     size_t device_huge_bytes_max;    /* the most weight bytes a device copied there */
+    bool head_filter;                /* greedy steps filter the lm_head (model/head_filter.h) */
+    long head_filtered_outputs;      /* outputs that went through it (row 0's first device) */
+    long head_exact_rows;            /* lm_head rows computed exactly for them (row 0, all columns) */
 } qm_engine_info;
 void qm_engine_get_info(const qm_engine *e, qm_engine_info *info);
 

@@ -308,7 +308,9 @@ static qm_status run_step(row_ctx *r, int n, int n_out, qm_error *err) {
     qm_device *dev = r->dev;
     const qm_partition *p = &dev->shard.part;
     qm_step step = {.n_tok = n, .ids = r->step_ids, .pos = r->step_pos, .slot = r->step_slot,
-                    .out = r->step_out, .n_out = n_out};
+                    .out = r->step_out, .n_out = n_out, .greedy_only = true};
+    for (int i = 0; i < n_out; i++) /* the sampler's greedy pick needs no other logit */
+        step.greedy_only &= r->out_sp[i].temperature <= 0.0f && r->out_want[i] <= 0;
     double t_step = qm_now(), before[QM_TIME_COUNT];
     memcpy(before, dev->time_s, sizeof before);
     qm_status st = qm_forward(dev, &step, err);

@@ -31,6 +31,31 @@ static qm_status alloc_q8(qm_device *dev, const qm_config *cfg, size_t T, size_t
     return QM_OK;
 }
 
+typedef struct {
+    qm_head_filter *f;
+    const qm_wview *w;
+} bound_job;
+
+static void bound_rows(void *arg, int ith, int nth) {
+    bound_job *b = arg;
+    long r0, r1;
+    qm_split_range(b->w->rows, ith, nth, &r0, &r1);
+    qm_head_filter_bound_rows(b->f, b->w, (int)r0, (int)r1);
+}
+
+/* The greedy head filter (exact mode, a supported head): its buffers, and its bounds made by the
+ * team (a pass over the head's weights at load). */
+static qm_status open_head_filter(qm_device *dev, qm_error *err) {
+    const qm_wview *w = &dev->shard.lm_head;
+    if (!dev->dims.head_filter || dev->dims.act_q8) return QM_OK;
+    if (!qm_head_filter_alloc(&dev->head, w, dev->dims.max_tokens, qm_pool_size(dev->pool)))
+        return qm_fail(err, QM_ERR_NOMEM, "out of memory for the head filter's bounds");
+    if (!dev->head.bound) return QM_OK;
+    bound_job b = {&dev->head, w};
+    qm_pool_run(dev->pool, bound_rows, &b);
+    return QM_OK;
+}
+
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
                          int team_threads, const qm_device_dims *dims, qm_error *err) {
     memset(dev, 0, sizeof *dev);
@@ -76,6 +101,7 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
         at += (table[i].n + 15) & ~(size_t)15;
     }
     if (dims->act_q8 && (st = alloc_q8(dev, cfg, T, d, hq * hd, f, err))) goto fail;
+    if ((st = open_head_filter(dev, err))) goto fail;
     /* The KV cache is reserved, not touched: pages become resident as positions are written. */
     dev->kv_bytes = (size_t)dims->n_slots * (size_t)cfg->num_hidden_layers * 2 * hkv * (size_t)dims->max_context * hd *
                     sizeof(float);
@@ -104,6 +130,7 @@ void qm_device_free(qm_device *dev) {
     free(dev->xq);
     free(dev->xq_d);
     free(dev->xq_s);
+    qm_head_filter_free(&dev->head);
     qm_pool_destroy(dev->pool);
     qm_shard_free(&dev->shard);
     memset(dev, 0, sizeof *dev);

@@ -14,11 +14,12 @@
 #include "mesh/tree_sum.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
 typedef enum { PH_QUANT, PH_NORM_ATTN, PH_QKV, PH_ROPE_CACHE, PH_ATTENTION, PH_OPROJ, PH_RESIDUAL, PH_NORM_MLP, PH_GATE_UP,
-               PH_SILU, PH_DOWN, PH_FINAL_NORM, PH_LM_HEAD } phase;
+               PH_SILU, PH_DOWN, PH_FINAL_NORM, PH_LM_HEAD, PH_HEAD_APPROX, PH_HEAD_EXACT } phase;
 
 typedef struct {
     qm_device *dev;
@@ -39,6 +40,7 @@ typedef struct {
     int q_rows, q_ld;
     /* a decode step's phase: the next row of each of its matmuls (take_rows), 0 at its start */
     atomic_long next_row[3];
+    atomic_long head_exact; /* the head filter's rows computed exactly in this step */
 } job;
 
 /* One matmul: in the fast mode, a quantized view whose columns are whole 32-blocks takes the
@@ -206,6 +208,70 @@ static void norm_rows(const qm_device *dev, const float *x, const float *w, floa
                    y + (size_t)t * (size_t)d);
 }
 
+/* The head filter's first pass (model/head_filter.h): every row's 8-bit logit a_j into
+ * dev->logits, and the thread's largest a_j - E_j of each output into head.low. */
+static void head_approx(job *J, int ith, int nth) {
+    qm_device *dev = J->dev;
+    qm_head_filter *f = &dev->head;
+    const qm_wview *w = &dev->shard.lm_head;
+    const int n = J->s->n_out;
+    const size_t ld = (size_t)w->rows; /* logits [n_out][vocab_local] */
+    const qm_q8act a = {f->xq, f->xq_d, f->xq_s, (size_t)w->cols / QM_Q8_BLOCK};
+    double *low = f->low + (size_t)ith * (size_t)dev->dims.max_tokens;
+    for (int t = 0; t < n; t++) low[t] = -INFINITY;
+    long b, e;
+    int taken = 0;
+    while (take_rows(J, 0, n, 1, w->rows, ith, nth, &taken, &b, &e)) {
+        dev->kern.matmul_q8(w, NULL, &a, n, dev->logits, ld, (int)b, (int)e);
+        for (int t = 0; t < n; t++) {
+            const float *y = dev->logits + (size_t)t * ld;
+            for (long j = b; j < e; j++) {
+                const double lo = (double)y[j] - qm_head_filter_error(f, (int)j, t);
+                if (lo > low[t]) low[t] = lo;
+            }
+        }
+    }
+}
+
+/* Whether row j of output t can hold the largest logit (NaN: yes). */
+static bool head_candidate(const qm_head_filter *f, const float *y, long j, int t) {
+    return !((double)y[j] + qm_head_filter_error(f, (int)j, t) < f->cut[t]);
+}
+
+/* Rows [b, e) of output t: the exact logit of each candidate (runs of them one kernel call), -inf
+ * elsewhere; returns how many were computed. */
+static long head_exact_rows(job *J, int t, long b, long e) {
+    qm_device *dev = J->dev;
+    const qm_head_filter *f = &dev->head;
+    const qm_wview *w = &dev->shard.lm_head;
+    const size_t ld = (size_t)w->rows;
+    float *y = dev->logits + (size_t)t * ld;
+    const float *x = J->lm_in + (size_t)t * (size_t)w->cols;
+    long done = 0;
+    for (long j = b; j < e;) {
+        if (!head_candidate(f, y, j, t)) {
+            y[j++] = -INFINITY;
+            continue;
+        }
+        long k = j + 1;
+        while (k < e && head_candidate(f, y, k, t)) k++;
+        dev->kern.matmul(w, NULL, x, (size_t)w->cols, 1, y, ld, (int)j, (int)k);
+        done += k - j;
+        j = k;
+    }
+    return done;
+}
+
+/* The head filter's second pass: the exact logits of the candidates (head_exact_rows). */
+static void head_exact(job *J, int ith, int nth) {
+    const int n = J->s->n_out;
+    long b, e, done = 0;
+    int taken = 0;
+    while (take_rows(J, 1, n, 1, J->dev->shard.lm_head.rows, ith, nth, &taken, &b, &e))
+        for (int t = 0; t < n; t++) done += head_exact_rows(J, t, b, e);
+    atomic_fetch_add_explicit(&J->head_exact, done, memory_order_relaxed);
+}
+
 static void run_phase(void *arg, int ith, int nth) {
     job *J = arg;
     qm_device *dev = J->dev;
@@ -267,6 +333,8 @@ static void run_phase(void *arg, int ith, int nth) {
         run_matmul_split(J, 0, &sh->lm_head, NULL, J->lm_in, (size_t)d, s->n_out, dev->logits,
                          (size_t)qm_range_len(sh->part.vocab), ith, nth);
         break;
+    case PH_HEAD_APPROX: head_approx(J, ith, nth); break;
+    case PH_HEAD_EXACT: head_exact(J, ith, nth); break;
     }
 }
 
@@ -276,7 +344,8 @@ static qm_time_part part_of(phase ph) {
         [PH_QUANT] = QM_TIME_NORM,       [PH_NORM_ATTN] = QM_TIME_NORM, [PH_QKV] = QM_TIME_QKV,
         [PH_ROPE_CACHE] = QM_TIME_ROPE_KV, [PH_ATTENTION] = QM_TIME_ATTENTION, [PH_OPROJ] = QM_TIME_OPROJ,
         [PH_RESIDUAL] = QM_TIME_NORM,    [PH_NORM_MLP] = QM_TIME_NORM,  [PH_GATE_UP] = QM_TIME_GATE_UP,
-        [PH_SILU] = QM_TIME_GATE_UP,     [PH_DOWN] = QM_TIME_DOWN,        [PH_FINAL_NORM] = QM_TIME_LM_HEAD, [PH_LM_HEAD] = QM_TIME_LM_HEAD};
+        [PH_SILU] = QM_TIME_GATE_UP,     [PH_DOWN] = QM_TIME_DOWN,        [PH_FINAL_NORM] = QM_TIME_LM_HEAD, [PH_LM_HEAD] = QM_TIME_LM_HEAD,
+        [PH_HEAD_APPROX] = QM_TIME_LM_HEAD, [PH_HEAD_EXACT] = QM_TIME_LM_HEAD};
     return part[ph];
 }
 
@@ -340,6 +409,32 @@ static qm_status row_parallel_layer(job *J, phase ph, const qm_wview *w, const f
     return st;
 }
 
+/* A greedy step's lm_head through the head filter (model/head_filter.h): the outputs' inputs
+ * quantized and their error coefficients, the 8-bit pass, each output's cut, the exact pass.
+ * Returns 0 (nothing done) where the step or the head does not take it. */
+static int head_filtered(job *J) {
+    qm_device *dev = J->dev;
+    qm_head_filter *f = &dev->head;
+    const int n = J->s->n_out, d = dev->shard.cfg.hidden_size, T = dev->dims.max_tokens;
+    if (!f->bound || !J->s->greedy_only) return 0;
+    const double t0 = qm_now();
+    for (int t = 0; t < n; t++) /* -inf: non-finite input, every row of the output exact */
+        f->cut[t] = qm_head_filter_prepare(f, &dev->kern, J->lm_in + (size_t)t * (size_t)d, d, t) ? 0.0 : -INFINITY;
+    dev->time_s[QM_TIME_LM_HEAD] += qm_now() - t0;
+    phase_run(J, PH_HEAD_APPROX);
+    for (int t = 0; t < n; t++) {
+        if (f->cut[t] == -INFINITY) continue;
+        double cut = -INFINITY;
+        for (int i = 0; i < qm_pool_size(dev->pool); i++) cut = fmax(cut, f->low[(size_t)i * (size_t)T + (size_t)t]);
+        f->cut[t] = isfinite(cut) ? cut : -INFINITY;
+    }
+    atomic_store_explicit(&J->head_exact, 0, memory_order_relaxed);
+    phase_run(J, PH_HEAD_EXACT);
+    f->outputs += n;
+    f->exact_rows += atomic_load_explicit(&J->head_exact, memory_order_relaxed);
+    return 1;
+}
+
 qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
     const qm_shard *sh = &dev->shard;
     const qm_config *c = &sh->cfg;
@@ -395,6 +490,7 @@ qm_status qm_forward(qm_device *dev, const qm_step *s, qm_error *err) {
     for (int i = 0; i < s->n_out; i++)
         memcpy(dev->xn + (size_t)i * d, dev->x + (size_t)s->out[i] * d, (size_t)d * sizeof(float));
     phase_run(&J, PH_FINAL_NORM);
+    if (head_filtered(&J)) return QM_OK;
     quantize_input(&J, J.lm_in, s->n_out, d);
     phase_run(&J, PH_LM_HEAD);
     return QM_OK;

@@ -10,6 +10,7 @@
 #include "kernels/kernels.h"
 #include "mesh/comm.h"
 #include "mesh/partition.h"
+#include "model/head_filter.h"
 #include "model/timing.h"
 #include "util/huge_arena.h"
 #include "util/pool.h"
@@ -71,6 +72,9 @@ typedef struct {
     const int *slot;  /* [n_tok] KV cache slot */
     const int *out;   /* [n_out] indices of the tokens whose logits are wanted */
     int n_out;
+    bool greedy_only; /* only each output's greedy token is wanted (no other logit, no logprobs):
+                         the head filter may leave -inf in rows that cannot hold the largest
+                         logit (model/head_filter.h) */
 } qm_step;
 
 typedef struct {
@@ -79,6 +83,7 @@ typedef struct {
     int max_context;  /* positions per slot */
     bool act_q8;      /* fast mode: 8-bit activations against quantized weights (kernels/qdot.h) */
     bool huge_pages;  /* the shard's matrices copied into huge pages (qm_shard_load) */
+    bool head_filter; /* exact mode: greedy steps filter the lm_head (model/head_filter.h) */
 } qm_device_dims;
 
 /* Where a KV slot's first positions live: [0, n) are slot `from`'s, read in place (a shared
@@ -113,6 +118,7 @@ typedef struct {
     float *xq_d;       /* [T][max_in / 32] */
     int32_t *xq_s;     /* [T][max_in / 32] */
     int xq_ld;         /* max_in: the widest matmul input (d, hq*hd, f) */
+    qm_head_filter head; /* the greedy head filter; head.bound NULL when off */
     double time_s[QM_TIME_COUNT]; /* seconds by part, collectives included (timing.h; statistics) */
     double decode_time_s[QM_TIME_COUNT]; /* the part of time_s spent in steps of decode tokens only */
     long decode_steps;                   /* how many such steps */

@@ -1,0 +1,68 @@
+/* The greedy head filter (exact mode): the same greedy tokens for about the cost of the fast
+ * mode's 8-bit output head.
+ *
+ * A greedy step needs only the largest exact logit of each output (the lowest id among equals),
+ * not the others. For an lm_head whose 8-bit dot has no min term (Q8_0, Q4_0, Q5_0, Q6_K:
+ * kernels/qdot.h), the step first computes every row's 8-bit dot a_j with the fast mode's kernel
+ * and a rigorous bound E_j on |z_j - a_j|, z_j the exact (canonical f32) logit:
+ *
+ *   |z_j - a_j| <= Σ_i |w_ji| |x_i - x̂_i|  +  (γ_exact + γ_8bit) Σ_i |w_ji| max(|x_i|, |x̂_i|)
+ *               <= Σ_g S_jg e_g  =  E_j
+ *
+ * x̂ the quantized input (per 32: d q_i), g the groups of `group` columns, S_jg = Σ_{i in g}
+ * |w_ji| (f32 dequantized weights, summed in double and rounded up, made at load) and e_g =
+ * max_{i in g} |x_i - x̂_i| + c max_{i in g} max(|x_i|, |x̂_i|), c = 1.01 (K + 256) 2^-24 for
+ * dots of K columns: the canonical f32 dot's error is at most γ_K Σ|w x| in any order, the 8-bit
+ * dot's (three roundings a 32-block, 16 lanes, a tree of four) far less. The largest logit is at
+ * least cut = max_j (a_j - E_j); a row with a_j + E_j < cut cannot hold it (nor tie with it).
+ * Every other row (its exact dot, by the kernel that computes all of them, the same bits) gets
+ * its exact logit; those rows get -inf. The sampler's greedy pick is then the same token.
+ * Non-finite input, a non-finite cut: every row is computed exactly. Comparisons in double, E_j
+ * rounded up, plus 1e-35 for f32 underflow; min-term types (Q4_K, Q5_K, Q4_1, Q5_1), whose 8-bit dot adds two terms that may
+ * cancel, and f32/f16/bf16 heads are not filtered. */
+#ifndef QM_MODEL_HEAD_FILTER_H
+#define QM_MODEL_HEAD_FILTER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+typedef struct {
+    float *bound;      /* [rows][groups]: S_jg, NULL when the head is not filtered */
+    int group, groups; /* columns per group, groups per row */
+    int8_t *xq;        /* [T][cols] the output rows quantized (kernels/qdot.h) */
+    float *xq_d;       /* [T][cols / 32] */
+    int32_t *xq_s;     /* [T][cols / 32] */
+    double *coef;      /* [T][groups] e_g of each output row */
+    double *low;       /* [nth][T] each team member's largest a_j - E_j */
+    double *cut;       /* [T] the largest of those, or -inf (every row exact) */
+    long outputs;      /* outputs filtered so far */
+    long exact_rows;   /* rows computed exactly for them */
+} qm_head_filter;
+
+/* Whether a view can be filtered: a dtype whose 8-bit dot has no min term, whole 32-blocks. */
+bool qm_head_filter_supported(const qm_wview *w);
+
+/* Allocates f's buffers for T outputs and a team of nth (bound uncomputed); f->bound stays NULL
+ * when the view is not supported. Returns false when out of memory. */
+bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, int T, int nth);
+void qm_head_filter_free(qm_head_filter *f);
+
+/* S_jg of rows [r0, r1) of w into f->bound. */
+void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int r1);
+
+/* Output row t's input x[cols]: quantized into f's buffers, its e_g into f->coef; false when x
+ * is not finite (then every row of this output is computed exactly). */
+bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float *x, int cols, int t);
+
+/* E_j of row j for output t. */
+static inline double qm_head_filter_error(const qm_head_filter *f, int j, int t) {
+    const float *s = f->bound + (size_t)j * (size_t)f->groups;
+    const double *e = f->coef + (size_t)t * (size_t)f->groups;
+    double sum = 0.0;
+    for (int g = 0; g < f->groups; g++) sum += (double)s[g] * e[g];
+    return sum * (1.0 + 1e-12) + 1e-35; /* float underflow: < 2^-149 an operation */
+}
+
+#endif

@@ -1,0 +1,255 @@
+/* The greedy head filter (model/head_filter.h).
+ *   - Its bound holds: for every supported weight type, ISA and input (plain, an outlier, zeros,
+ *     tiny and huge magnitudes), |exact dot - 8-bit dot| <= E_j for every row, the exact dot being
+ *     the ISA's canonical f32 matmul on the dequantized weights and the 8-bit dot its matmul_q8.
+ *     The largest ratio is printed (how tight the bound is), never asserted.
+ *   - Input that is not finite is refused (every row then computed exactly); min-term types and
+ *     float heads are not filtered.
+ *   - End to end: a tiny random checkpoint converted to a Q8_0 GGUF (its tied head Q8_0), greedy
+ *     requests (and one sampled, which takes the full head), batch 3: the filtered engine on meshes
+ *     1x1, 1x3 and 2x2 generates the ids of the engine with full_head, and it did filter (fewer
+ *     rows computed exactly than the vocabulary). */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "scratch_dir.h"
+
+#include "engine/engine.h"
+#include "io/fileutil.h"
+#include "io/quantize.h"
+#include "io/random_model.h"
+#include "kernels/qdot.h"
+#include "kernels/quant.h"
+#include "model/head_filter.h"
+#include "text/tokenizer.h"
+
+#define TOKENIZER QMESH_DATA_DIR "/tokenizers/qwen2.5"
+
+/* ---- the bound ---- */
+
+static uint32_t next_u32(uint64_t *s) { /* a 64-bit LCG's high half */
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(*s >> 32);
+}
+
+static double uniform(uint64_t *s) { return (next_u32(s) + 0.5) / 4294967296.0; } /* (0, 1) */
+
+/* rows x cols of dt: random code bytes, every block's f16 scale finite (2^-10 .. 2^2), of either sign. */
+static uint8_t *random_rows(uint64_t *s, qm_dtype dt, int rows, int cols) {
+    const size_t bb = qm_dtype_block_bytes(dt), nb = (size_t)rows * (size_t)(cols / qm_dtype_block(dt));
+    uint8_t *p = malloc(nb * bb);
+    assert_non_null(p);
+    for (size_t i = 0; i < nb * bb; i++) p[i] = (uint8_t)next_u32(s);
+    for (size_t b = 0; b < nb; b++) {
+        const uint32_t u = next_u32(s);
+        const uint16_t h = (uint16_t)((u & 1u) << 15 | (5u + (u >> 1) % 13u) << 10 | (u >> 8 & 0x3ffu));
+        memcpy(p + b * bb + (dt == QM_DT_Q6_K ? 208 : 0), &h, 2);
+    }
+    return p;
+}
+
+typedef enum { X_PLAIN, X_OUTLIER, X_ZEROS, X_TINY, X_HUGE, X_KINDS } x_kind;
+
+static void random_x(uint64_t *s, x_kind kind, float *x, int n) {
+    const double scale = kind == X_TINY ? 1e-30 : kind == X_HUGE ? 1e25 : 1.0;
+    for (int i = 0; i < n; i++) {
+        x[i] = (float)((uniform(s) * 2.0 - 1.0) * 3.0 * scale);
+        if (kind == X_ZEROS && i % 3) x[i] = 0.0f;
+    }
+    if (kind == X_OUTLIER) x[n / 3] = 400.0f;
+}
+
+/* The bound on rows x cols of dt with one ISA's kernels, for each kind of input; returns the
+ * largest |z - a| / E seen. */
+static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, uint64_t *s) {
+    uint8_t *data = random_rows(s, dt, rows, cols);
+    const qm_wview w = {data, dt, (size_t)cols, rows, cols, 0};
+    qm_head_filter f;
+    assert_true(qm_head_filter_alloc(&f, &w, X_KINDS, 1));
+    assert_non_null(f.bound);
+    qm_head_filter_bound_rows(&f, &w, 0, rows);
+    float *x = malloc((size_t)X_KINDS * (size_t)cols * sizeof *x);
+    float *exact = malloc((size_t)X_KINDS * (size_t)rows * sizeof *exact);
+    float *approx = malloc((size_t)X_KINDS * (size_t)rows * sizeof *approx);
+    assert_true(x && exact && approx);
+    for (int t = 0; t < X_KINDS; t++) {
+        random_x(s, (x_kind)t, x + (size_t)t * (size_t)cols, cols);
+        assert_true(qm_head_filter_prepare(&f, k, x + (size_t)t * (size_t)cols, cols, t));
+    }
+    k->matmul(&w, NULL, x, (size_t)cols, X_KINDS, exact, (size_t)rows, 0, rows);
+    const qm_q8act a = {f.xq, f.xq_d, f.xq_s, (size_t)cols / QM_Q8_BLOCK};
+    k->matmul_q8(&w, NULL, &a, X_KINDS, approx, (size_t)rows, 0, rows);
+    double worst = 0.0;
+    for (int t = 0; t < X_KINDS; t++)
+        for (int j = 0; j < rows; j++) {
+            const size_t at = (size_t)t * (size_t)rows + (size_t)j;
+            const double diff = fabs((double)exact[at] - (double)approx[at]), bound = qm_head_filter_error(&f, j, t);
+            if (!(diff <= bound))
+                fail_msg("%s dtype %d cols %d input %d row %d: |%.9g - %.9g| = %.3g > E = %.3g", k->isa, (int)dt, cols,
+                         t, j, (double)exact[at], (double)approx[at], diff, bound);
+            if (bound > 0 && diff / bound > worst) worst = diff / bound;
+        }
+    free(x);
+    free(exact);
+    free(approx);
+    qm_head_filter_free(&f);
+    free(data);
+    return worst;
+}
+
+static void bound_holds(void **state) {
+    (void)state;
+    const char *isas[] = {"scalar", "avx2", "avx512", "avx512vnni"};
+    const qm_dtype dts[] = {QM_DT_Q8_0, QM_DT_Q4_0, QM_DT_Q5_0, QM_DT_Q6_K};
+    const int widths[] = {256, 896, 1536};
+    uint64_t s = 7;
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        qm_kernels k;
+        qm_error err = {0};
+        if (qm_kernels_select(isas[i], &k, &err) != QM_OK) continue; /* not on this CPU */
+        double worst = 0.0;
+        for (size_t d = 0; d < sizeof dts / sizeof dts[0]; d++)
+            for (size_t c = 0; c < sizeof widths / sizeof widths[0]; c++) {
+                if (widths[c] % qm_dtype_block(dts[d])) continue;
+                const double r = check_bound(&k, dts[d], 64, widths[c], &s);
+                if (r > worst) worst = r;
+            }
+        printf("# %s: largest |exact - 8-bit| / E = %.4f\n", isas[i], worst);
+    }
+}
+
+static void refuses_what_it_cannot_bound(void **state) {
+    (void)state;
+    uint64_t s = 11;
+    uint8_t *data = random_rows(&s, QM_DT_Q8_0, 4, 64);
+    qm_wview w = {data, QM_DT_Q8_0, 64, 4, 64, 0};
+    qm_head_filter f;
+    assert_true(qm_head_filter_alloc(&f, &w, 1, 1));
+    qm_kernels k;
+    qm_error err = {0};
+    assert_int_equal(qm_kernels_select("scalar", &k, &err), QM_OK);
+    float x[64] = {0};
+    x[5] = NAN;
+    assert_false(qm_head_filter_prepare(&f, &k, x, 64, 0));
+    x[5] = INFINITY;
+    assert_false(qm_head_filter_prepare(&f, &k, x, 64, 0));
+    x[5] = 1.0f;
+    assert_true(qm_head_filter_prepare(&f, &k, x, 64, 0));
+    qm_head_filter_free(&f);
+    const qm_dtype not_filtered[] = {QM_DT_Q4_1, QM_DT_Q5_1, QM_DT_Q4_K, QM_DT_Q5_K, QM_DT_F32, QM_DT_BF16, QM_DT_F16};
+    for (size_t i = 0; i < sizeof not_filtered / sizeof not_filtered[0]; i++) {
+        w.dtype = not_filtered[i];
+        w.cols = w.ld = 256;
+        assert_false(qm_head_filter_supported(&w));
+        assert_true(qm_head_filter_alloc(&f, &w, 1, 1));
+        assert_null(f.bound);
+    }
+    free(data);
+}
+
+/* ---- end to end ---- */
+
+#define N_REQ 5
+#define MAX_NEW 12
+
+typedef struct {
+    int n[N_REQ];
+    int ids[N_REQ][MAX_NEW];
+} outputs;
+
+static void on_done(void *ctx, int index, const qm_gen_result *r) {
+    outputs *o = ctx;
+    assert_true(index >= 0 && index < N_REQ && r->n_ids <= MAX_NEW);
+    o->n[index] = r->n_ids;
+    memcpy(o->ids[index], r->ids, (size_t)r->n_ids * sizeof(int));
+}
+
+/* The requests' ids on one engine; *filtered: whether it filtered, and fewer rows than all. */
+static void run(const char *gguf, int rows, int cols, bool full_head, outputs *o, bool *filtered) {
+    qm_engine_opts opts = {.model_dir = gguf, .rows = rows, .cols = cols, .backend = "threads", .batch = 3,
+                           .threads = 2, .quiet = true, .full_head = full_head};
+    qm_engine *e = NULL;
+    qm_error err = {0};
+    if (qm_engine_open(&opts, &e, &err) != QM_OK) fail_msg("open %dx%d: %s", rows, cols, err.msg);
+    static const int prompts[N_REQ][4] = {{9707, 11, 1879, 0}, {151644, 872, 198, 5501}, {750, 15801, 1445, 982},
+                                          {262, 470, 9707, 11}, {1879, 1879, 1879, 1879}};
+    qm_gen_request req[N_REQ];
+    for (int i = 0; i < N_REQ; i++)
+        req[i] = (qm_gen_request){.prompt = prompts[i], .n_prompt = 4, .max_new_tokens = MAX_NEW, .top_p = 1.0f};
+    req[3].temperature = 0.8f; /* sampled: its steps take the full head */
+    req[3].seed = 5;
+    memset(o, 0, sizeof *o);
+    qm_gen_callbacks cb = {.on_done = on_done, .ctx = o};
+    if (qm_engine_generate(e, req, N_REQ, &cb, NULL, &err) != QM_OK) fail_msg("generate: %s", err.msg);
+    qm_engine_info info;
+    qm_engine_get_info(e, &info);
+    *filtered = info.head_filter && info.head_filtered_outputs > 0 &&
+                info.head_exact_rows < (long)info.head_filtered_outputs * 151936;
+    qm_engine_close(e);
+}
+
+static void same_tokens_on_every_mesh(void **state) {
+    char *dir = *state, hf[160], gguf[160];
+    snprintf(hf, sizeof hf, "%s/tiny", dir);
+    snprintf(gguf, sizeof gguf, "%s/tiny-q8_0.gguf", dir);
+    qm_error err = {0};
+    const qm_quantize_opts qo = {.tokenizer_metadata = qm_tokenizer_gguf_metadata};
+    if (qm_quantize_model(hf, QM_DT_Q8_0, gguf, &qo, NULL, &err) != QM_OK) fail_msg("quantize: %s", err.msg);
+    outputs want, got;
+    bool filtered;
+    run(gguf, 1, 1, true, &want, &filtered);
+    assert_false(filtered);
+    const int meshes[][2] = {{1, 1}, {1, 3}, {2, 2}};
+    for (size_t m = 0; m < sizeof meshes / sizeof meshes[0]; m++) {
+        run(gguf, meshes[m][0], meshes[m][1], false, &got, &filtered);
+        assert_true(filtered);
+        for (int i = 0; i < N_REQ; i++) {
+            assert_int_equal(got.n[i], want.n[i]);
+            assert_memory_equal(got.ids[i], want.ids[i], (size_t)want.n[i] * sizeof(int));
+        }
+    }
+}
+
+static int setup(void **state) {
+    char *dir = calloc(1, 64), model[128];
+    if (!dir || scratch_dir_make(dir, 64, "head_filter") != 0) return -1;
+    snprintf(model, sizeof model, "%s/tiny", dir);
+    qm_error err = {0};
+    qm_config cfg;
+    if (!qm_random_preset("tiny", &cfg) || mkdir(model, 0755) != 0) return -1;
+    qm_random_opts ro = {.seed = 9, .dtype = QM_DT_BF16, .shards = 1};
+    if (qm_random_model_write(&cfg, model, &ro, &err) != QM_OK) return -1;
+    const char *copy[] = {"tokenizer.json", "tokenizer_config.json"};
+    for (int i = 0; i < 2; i++) {
+        char src[256], dst[256];
+        snprintf(src, sizeof src, "%s/%s", TOKENIZER, copy[i]);
+        snprintf(dst, sizeof dst, "%s/%s", model, copy[i]);
+        if (qm_copy_file(src, dst, &err) != QM_OK) return -1;
+    }
+    *state = dir;
+    return 0;
+}
+
+static int teardown(void **state) {
+    scratch_dir_remove(*state);
+    free(*state);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(bound_holds),
+        cmocka_unit_test(refuses_what_it_cannot_bound),
+        cmocka_unit_test_setup_teardown(same_tokens_on_every_mesh, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
