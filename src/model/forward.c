@@ -217,7 +217,7 @@ static void head_approx(job *J, int ith, int nth) {
     const int n = J->s->n_out;
     const size_t ld = (size_t)w->rows; /* logits [n_out][vocab_local] */
     const qm_q8act a = {f->xq, f->xq_d, f->xq_s, (size_t)w->cols / QM_Q8_BLOCK};
-    double *low = f->low + (size_t)ith * (size_t)dev->dims.max_tokens;
+    double *low = f->low + (size_t)ith * (size_t)dev->dims.max_tokens, err[QM_HEAD_FILTER_CHUNK];
     for (int t = 0; t < n; t++) low[t] = -INFINITY;
     long b, e;
     int taken = 0;
@@ -225,21 +225,20 @@ static void head_approx(job *J, int ith, int nth) {
         dev->kern.matmul_q8(w, NULL, &a, n, dev->logits, ld, (int)b, (int)e);
         for (int t = 0; t < n; t++) {
             const float *y = dev->logits + (size_t)t * ld;
-            for (long j = b; j < e; j++) {
-                const double lo = (double)y[j] - qm_head_filter_error(f, (int)j, t);
-                if (lo > low[t]) low[t] = lo;
+            for (long j0 = b; j0 < e; j0 += QM_HEAD_FILTER_CHUNK) {
+                const int m = e - j0 < QM_HEAD_FILTER_CHUNK ? (int)(e - j0) : QM_HEAD_FILTER_CHUNK;
+                qm_head_filter_errors(f, (int)j0, m, t, err);
+                for (int i = 0; i < m; i++) {
+                    const double lo = (double)y[j0 + i] - err[i];
+                    if (lo > low[t]) low[t] = lo;
+                }
             }
         }
     }
 }
 
-/* Whether row j of output t can hold the largest logit (NaN: yes). */
-static bool head_candidate(const qm_head_filter *f, const float *y, long j, int t) {
-    return !((double)y[j] + qm_head_filter_error(f, (int)j, t) < f->cut[t]);
-}
-
-/* Rows [b, e) of output t: the exact logit of each candidate (runs of them one kernel call), -inf
- * elsewhere; returns how many were computed. */
+/* Rows [b, e) of output t: the exact logit of each row that can hold the largest (a_j + E_j >=
+ * cut, NaN included; runs of them one kernel call), -inf elsewhere; returns how many were computed. */
 static long head_exact_rows(job *J, int t, long b, long e) {
     qm_device *dev = J->dev;
     const qm_head_filter *f = &dev->head;
@@ -247,17 +246,23 @@ static long head_exact_rows(job *J, int t, long b, long e) {
     const size_t ld = (size_t)w->rows;
     float *y = dev->logits + (size_t)t * ld;
     const float *x = J->lm_in + (size_t)t * (size_t)w->cols;
+    const double cut = f->cut[t];
+    double err[QM_HEAD_FILTER_CHUNK];
     long done = 0;
-    for (long j = b; j < e;) {
-        if (!head_candidate(f, y, j, t)) {
-            y[j++] = -INFINITY;
-            continue;
+    for (long j0 = b; j0 < e; j0 += QM_HEAD_FILTER_CHUNK) {
+        const int m = e - j0 < QM_HEAD_FILTER_CHUNK ? (int)(e - j0) : QM_HEAD_FILTER_CHUNK;
+        qm_head_filter_errors(f, (int)j0, m, t, err);
+        for (int i = 0; i < m;) {
+            if ((double)y[j0 + i] + err[i] < cut) {
+                y[j0 + i++] = -INFINITY;
+                continue;
+            }
+            int k = i + 1;
+            while (k < m && !((double)y[j0 + k] + err[k] < cut)) k++;
+            dev->kern.matmul(w, NULL, x, (size_t)w->cols, 1, y, ld, (int)(j0 + i), (int)(j0 + k));
+            done += k - i;
+            i = k;
         }
-        long k = j + 1;
-        while (k < e && head_candidate(f, y, k, t)) k++;
-        dev->kern.matmul(w, NULL, x, (size_t)w->cols, 1, y, ld, (int)j, (int)k);
-        done += k - j;
-        j = k;
     }
     return done;
 }

@@ -23,6 +23,7 @@ static int group_of(int cols) {
 bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, int T, int nth) {
     memset(f, 0, sizeof *f);
     if (!qm_head_filter_supported(w)) return true;
+    f->rows = w->rows;
     f->group = group_of(w->cols);
     f->groups = w->cols / f->group;
     const size_t cols = (size_t)w->cols, nb = cols / QM_Q8_BLOCK;
@@ -65,7 +66,7 @@ void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int
             qm_dequant_scalar(w->dtype, src + (size_t)g * group_bytes, f->group / (int)qk, row);
             double s = 0.0; /* at most 256 terms: exact to about 2^-45, covered by E_j's margin */
             for (int i = 0; i < f->group; i++) s += fabs((double)row[i]);
-            f->bound[(size_t)j * (size_t)f->groups + (size_t)g] = float_up(s * (1.0 + 1e-12));
+            f->bound[(size_t)g * (size_t)f->rows + (size_t)j] = float_up(s * (1.0 + 1e-12));
         }
     }
 }
@@ -91,4 +92,15 @@ bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float 
         e[g] = resid * (1.0 + 1e-12) + c * mag;
     }
     return true;
+}
+
+void qm_head_filter_errors(const qm_head_filter *f, int j0, int n, int t, double *out) {
+    const double *e = f->coef + (size_t)t * (size_t)f->groups;
+    for (int i = 0; i < n; i++) out[i] = 0.0;
+    for (int g = 0; g < f->groups; g++) { /* rows side by side: the loop over them vectorizes */
+        const float *s = f->bound + (size_t)g * (size_t)f->rows + (size_t)j0;
+        const double eg = e[g];
+        for (int i = 0; i < n; i++) out[i] += (double)s[i] * eg;
+    }
+    for (int i = 0; i < n; i++) out[i] = out[i] * (1.0 + 1e-12) + 1e-35; /* f32 underflow: < 2^-149 an op */
 }

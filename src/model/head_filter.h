@@ -29,7 +29,8 @@
 #include "kernels/kernels.h"
 
 typedef struct {
-    float *bound;      /* [rows][groups]: S_jg, NULL when the head is not filtered */
+    float *bound;      /* [groups][rows]: S_jg, NULL when the head is not filtered */
+    int rows;          /* the head's rows (the device's vocabulary) */
     int group, groups; /* columns per group, groups per row */
     int8_t *xq;        /* [T][cols] the output rows quantized (kernels/qdot.h) */
     float *xq_d;       /* [T][cols / 32] */
@@ -56,13 +57,10 @@ void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int
  * is not finite (then every row of this output is computed exactly). */
 bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float *x, int cols, int t);
 
-/* E_j of row j for output t. */
-static inline double qm_head_filter_error(const qm_head_filter *f, int j, int t) {
-    const float *s = f->bound + (size_t)j * (size_t)f->groups;
-    const double *e = f->coef + (size_t)t * (size_t)f->groups;
-    double sum = 0.0;
-    for (int g = 0; g < f->groups; g++) sum += (double)s[g] * e[g];
-    return sum * (1.0 + 1e-12) + 1e-35; /* float underflow: < 2^-149 an operation */
-}
+/* Rows a call of qm_head_filter_errors takes at most. */
+#define QM_HEAD_FILTER_CHUNK 256
+
+/* E_j of rows [j0, j0 + n) for output t into out[n] (n <= QM_HEAD_FILTER_CHUNK). */
+void qm_head_filter_errors(const qm_head_filter *f, int j0, int n, int t, double *out);
 
 #endif
