@@ -1,14 +1,16 @@
 /* The greedy head filter (model/head_filter.h).
- *   - Its bound holds: for every supported weight type, ISA and input (plain, an outlier, zeros,
- *     tiny and huge magnitudes), |exact dot - 8-bit dot| <= E_j for every row, the exact dot being
- *     the ISA's canonical f32 matmul on the dequantized weights and the 8-bit dot its matmul_q8.
- *     The largest ratio is printed (how tight the bound is), never asserted.
- *   - Input that is not finite is refused (every row then computed exactly); min-term types and
- *     float heads are not filtered.
- *   - End to end: a tiny random checkpoint converted to a Q8_0 GGUF (its tied head Q8_0), greedy
- *     requests (and one sampled, which takes the full head), batch 3: the filtered engine on meshes
- *     1x1, 1x3 and 2x2 generates the ids of the engine with full_head, and it did filter (fewer
- *     rows computed exactly than the vocabulary). */
+ *   - Its bound holds: for every supported weight type (a float head through its Q8_0 shadow),
+ *     ISA and input (plain, an outlier, zeros, tiny and huge magnitudes), |exact dot - 8-bit dot|
+ *     <= E_j for every row, the exact dot being the ISA's canonical f32 matmul on the head's own
+ *     (dequantized) weights and the 8-bit dot its matmul_q8 on the 8-bit view. The largest ratio
+ *     is printed (how tight the bound is), never asserted.
+ *   - Input that is not finite is refused (every row then computed exactly); min-term types are
+ *     not filtered, float heads only where a shadow is allowed.
+ *   - End to end: a tiny random checkpoint (its tied head bf16, filtered through a Q8_0 shadow)
+ *     and the same converted to a Q8_0 GGUF, greedy requests (and one sampled, which takes the
+ *     full head), batch 3: the filtered engine on meshes 1x1, 1x3 and 2x2 generates the ids of
+ *     the engine with full_head, and it did filter (fewer rows computed exactly than the
+ *     vocabulary), except the bf16 head on 2x2 (two replicas: no shadow). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -43,11 +45,30 @@ static uint32_t next_u32(uint64_t *s) { /* a 64-bit LCG's high half */
 
 static double uniform(uint64_t *s) { return (next_u32(s) + 0.5) / 4294967296.0; } /* (0, 1) */
 
-/* rows x cols of dt: random code bytes, every block's f16 scale finite (2^-10 .. 2^2), of either sign. */
+/* rows x cols of dt. Quantized: random code bytes, every block's f16 scale finite (2^-10 ..
+ * 2^2), of either sign. Float: values in (-1, 1) times a scale of 2^-6 .. 2^5 a row. */
 static uint8_t *random_rows(uint64_t *s, qm_dtype dt, int rows, int cols) {
-    const size_t bb = qm_dtype_block_bytes(dt), nb = (size_t)rows * (size_t)(cols / qm_dtype_block(dt));
-    uint8_t *p = malloc(nb * bb);
+    const size_t bytes = (size_t)rows * qm_dtype_row_bytes(dt, (size_t)cols);
+    uint8_t *p = malloc(bytes);
     assert_non_null(p);
+    if (dt == QM_DT_F32 || dt == QM_DT_F16 || dt == QM_DT_BF16) {
+        for (int j = 0; j < rows; j++) {
+            const double scale = ldexp(1.0, (int)(next_u32(s) % 12) - 6);
+            for (int i = 0; i < cols; i++) {
+                const float v = (float)((uniform(s) * 2.0 - 1.0) * scale);
+                const size_t at = (size_t)j * (size_t)cols + (size_t)i;
+                uint32_t u;
+                memcpy(&u, &v, 4);
+                if (dt == QM_DT_F32) memcpy(p + 4 * at, &v, 4);
+                else {
+                    const uint16_t h = dt == QM_DT_F16 ? qm_quant_f32_to_f16(v) : (uint16_t)(u >> 16);
+                    memcpy(p + 2 * at, &h, 2);
+                }
+            }
+        }
+        return p;
+    }
+    const size_t bb = qm_dtype_block_bytes(dt), nb = (size_t)rows * (size_t)(cols / qm_dtype_block(dt));
     for (size_t i = 0; i < nb * bb; i++) p[i] = (uint8_t)next_u32(s);
     for (size_t b = 0; b < nb; b++) {
         const uint32_t u = next_u32(s);
@@ -74,7 +95,7 @@ static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, 
     uint8_t *data = random_rows(s, dt, rows, cols);
     const qm_wview w = {data, dt, (size_t)cols, rows, cols, 0};
     qm_head_filter f;
-    assert_true(qm_head_filter_alloc(&f, &w, X_KINDS, 1));
+    assert_true(qm_head_filter_alloc(&f, &w, true, X_KINDS, 1));
     assert_non_null(f.bound);
     qm_head_filter_bound_rows(&f, &w, 0, rows);
     float *x = malloc((size_t)X_KINDS * (size_t)cols * sizeof *x);
@@ -87,7 +108,7 @@ static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, 
     }
     k->matmul(&w, NULL, x, (size_t)cols, X_KINDS, exact, (size_t)rows, 0, rows);
     const qm_q8act a = {f.xq, f.xq_d, f.xq_s, (size_t)cols / QM_Q8_BLOCK};
-    k->matmul_q8(&w, NULL, &a, X_KINDS, approx, (size_t)rows, 0, rows);
+    k->matmul_q8(&f.approx, NULL, &a, X_KINDS, approx, (size_t)rows, 0, rows);
     double worst = 0.0, err[QM_HEAD_FILTER_CHUNK];
     assert_true(rows <= QM_HEAD_FILTER_CHUNK);
     for (int t = 0; t < X_KINDS; t++) {
@@ -112,7 +133,7 @@ static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, 
 static void bound_holds(void **state) {
     (void)state;
     const char *isas[] = {"scalar", "avx2", "avx512", "avx512vnni"};
-    const qm_dtype dts[] = {QM_DT_Q8_0, QM_DT_Q4_0, QM_DT_Q5_0, QM_DT_Q6_K};
+    const qm_dtype dts[] = {QM_DT_Q8_0, QM_DT_Q4_0, QM_DT_Q5_0, QM_DT_Q6_K, QM_DT_F32, QM_DT_F16, QM_DT_BF16};
     const int widths[] = {256, 896, 1536};
     uint64_t s = 7;
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
@@ -136,7 +157,7 @@ static void refuses_what_it_cannot_bound(void **state) {
     uint8_t *data = random_rows(&s, QM_DT_Q8_0, 4, 64);
     qm_wview w = {data, QM_DT_Q8_0, 64, 4, 64, 0};
     qm_head_filter f;
-    assert_true(qm_head_filter_alloc(&f, &w, 1, 1));
+    assert_true(qm_head_filter_alloc(&f, &w, true, 1, 1));
     qm_kernels k;
     qm_error err = {0};
     assert_int_equal(qm_kernels_select("scalar", &k, &err), QM_OK);
@@ -148,14 +169,25 @@ static void refuses_what_it_cannot_bound(void **state) {
     x[5] = 1.0f;
     assert_true(qm_head_filter_prepare(&f, &k, x, 64, 0));
     qm_head_filter_free(&f);
-    const qm_dtype not_filtered[] = {QM_DT_Q4_1, QM_DT_Q5_1, QM_DT_Q4_K, QM_DT_Q5_K, QM_DT_F32, QM_DT_BF16, QM_DT_F16};
+    const qm_dtype not_filtered[] = {QM_DT_Q4_1, QM_DT_Q5_1, QM_DT_Q4_K, QM_DT_Q5_K};
     for (size_t i = 0; i < sizeof not_filtered / sizeof not_filtered[0]; i++) {
         w.dtype = not_filtered[i];
         w.cols = w.ld = 256;
         assert_false(qm_head_filter_supported(&w));
-        assert_true(qm_head_filter_alloc(&f, &w, 1, 1));
+        assert_true(qm_head_filter_alloc(&f, &w, true, 1, 1));
         assert_null(f.bound);
     }
+    free(data);
+    /* a float head only through a shadow: none where the engine asks for none */
+    data = random_rows(&s, QM_DT_BF16, 4, 64);
+    w = (qm_wview){data, QM_DT_BF16, 64, 4, 64, 0};
+    assert_true(qm_head_filter_alloc(&f, &w, false, 1, 1));
+    assert_null(f.bound);
+    assert_true(qm_head_filter_alloc(&f, &w, true, 1, 1));
+    assert_non_null(f.bound);
+    assert_non_null(f.shadow);
+    assert_int_equal(f.approx.dtype, QM_DT_Q8_0);
+    qm_head_filter_free(&f);
     free(data);
 }
 
@@ -200,6 +232,24 @@ static void run(const char *gguf, int rows, int cols, bool full_head, outputs *o
     qm_engine_close(e);
 }
 
+/* One model: the filtered engine on meshes 1x1, 1x3, 2x2 against the full head on 1x1; a float
+ * head is filtered only with one replica (its shadow is a copy per device). */
+static void same_tokens(const char *model, bool float_head) {
+    outputs want, got;
+    bool filtered;
+    run(model, 1, 1, true, &want, &filtered);
+    assert_false(filtered);
+    const int meshes[][2] = {{1, 1}, {1, 3}, {2, 2}};
+    for (size_t m = 0; m < sizeof meshes / sizeof meshes[0]; m++) {
+        run(model, meshes[m][0], meshes[m][1], false, &got, &filtered);
+        assert_true(filtered == (!float_head || meshes[m][0] == 1));
+        for (int i = 0; i < N_REQ; i++) {
+            assert_int_equal(got.n[i], want.n[i]);
+            assert_memory_equal(got.ids[i], want.ids[i], (size_t)want.n[i] * sizeof(int));
+        }
+    }
+}
+
 static void same_tokens_on_every_mesh(void **state) {
     char *dir = *state, hf[160], gguf[160];
     snprintf(hf, sizeof hf, "%s/tiny", dir);
@@ -207,19 +257,8 @@ static void same_tokens_on_every_mesh(void **state) {
     qm_error err = {0};
     const qm_quantize_opts qo = {.tokenizer_metadata = qm_tokenizer_gguf_metadata};
     if (qm_quantize_model(hf, QM_DT_Q8_0, gguf, &qo, NULL, &err) != QM_OK) fail_msg("quantize: %s", err.msg);
-    outputs want, got;
-    bool filtered;
-    run(gguf, 1, 1, true, &want, &filtered);
-    assert_false(filtered);
-    const int meshes[][2] = {{1, 1}, {1, 3}, {2, 2}};
-    for (size_t m = 0; m < sizeof meshes / sizeof meshes[0]; m++) {
-        run(gguf, meshes[m][0], meshes[m][1], false, &got, &filtered);
-        assert_true(filtered);
-        for (int i = 0; i < N_REQ; i++) {
-            assert_int_equal(got.n[i], want.n[i]);
-            assert_memory_equal(got.ids[i], want.ids[i], (size_t)want.n[i] * sizeof(int));
-        }
-    }
+    same_tokens(gguf, false); /* its tied head: Q8_0 */
+    same_tokens(hf, true);    /* bf16, through a shadow */
 }
 
 static int setup(void **state) {

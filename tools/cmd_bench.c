@@ -14,8 +14,9 @@ static const char usage_text[] =
     "B sequences per row, all rows busy) and prints one JSON object as the last line of stdout.\n"
     "decode_tok_s counts the steps that hold decode tokens only (no prompt chunk), all rows\n"
     "together; decode_batch_avg is how many sequences of a row such a step held on average.\n"
-    "bytes_per_token is the weight bytes a decode step reads (all devices of a row together),\n"
-    "so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
+    "bytes_per_token is the weight bytes a decode step reads (all devices of a row together; with\n"
+    "the head filter, head_filter true, the 8-bit view of the output head and its bounds in place of\n"
+    "the head), so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
     "decode-only step spends its time, per device of row 0 on average (prefill_ms: the same parts for\n"
     "the whole prefill run, the prompt pass and its one sampled token):\n"
     "norm (and the fast mode's activation quantization), qkv, rope_kv (RoPE, KV cache writes),\n"
@@ -172,19 +173,27 @@ static qm_status measure(qm_engine *e, const bench_args *a, bench_best *best, qm
     return st;
 }
 
+/* The weight bytes a decode step reads: the head filter's view and bounds in place of the head
+ * where it filtered (greedy decoding: the bench's). */
+static size_t step_bytes(const qm_engine_info *info) {
+    if (!info->head_filter || info->head_filtered_outputs == 0) return info->weight_bytes_total;
+    return info->weight_bytes_total - info->head_bytes + info->head_filter_bytes;
+}
+
 static void print_json(qm_engine *e, const bench_args *a, const bench_best *best) {
     const qm_engine_opts *o = &a->o;
     const int n_seq = o->rows * o->batch;
     qm_engine_info info;
     qm_engine_get_info(e, &info);
+    const size_t bytes = step_bytes(&info);
     printf("{\"mesh\":\"%s\",\"backend\":\"%s\",\"batch\":%d,\"isa\":\"%s\",\"threads_per_device\":%d,"
            "\"prompt\":%ld,\"shared_prefix\":%ld,\"gen\":%ld,\"prefill_tok_s\":%.2f,\"decode_tok_s\":%.3f,"
            "\"decode_batch_avg\":%.2f,"
            "\"decode_tok_s_per_seq\":%.3f,\"bytes_per_token\":%zu,\"weight_bytes_total\":%zu,"
            "\"device_weight_bytes_max\":%zu,\"device_weight_bytes\":[",
            a->mesh, o->backend, o->batch, info.isa, info.team_threads, a->n_prompt, a->shared_prefix, a->n_gen,
-           best->prefill, best->decode, best->decode_batch, best->decode / n_seq, info.weight_bytes_total,
-           info.weight_bytes_total, info.device_weight_bytes_max);
+           best->prefill, best->decode, best->decode_batch, best->decode / n_seq, bytes, info.weight_bytes_total,
+           info.device_weight_bytes_max);
     for (int c = 0; c < o->cols && c < 64; c++) printf("%s%zu", c ? "," : "", info.device_weight_bytes[c]);
     printf("],\"device_copied_bytes_max\":%zu,\"device_shared_block_bytes_max\":%zu,\"activations\":\"%s\","
            "\"comm_ms_per_token\":%.3f,\"load_s\":%.3f,\"rss_bytes\":%zu",
@@ -217,7 +226,7 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
     if (a->membw) {
         double bw = qm_measure_read_bandwidth(o->threads > 0 ? o->threads : qm_cpu_count(), (size_t)1 << 30);
         printf(",\"mem_read_gb_s\":%.2f,\"roofline_ratio\":%.3f", bw,
-               bw > 0 ? info.weight_bytes_total * (best->decode / n_seq) / (bw * 1e9) : 0.0);
+               bw > 0 ? (double)bytes * (best->decode / n_seq) / (bw * 1e9) : 0.0);
     }
     printf("}\n");
 }

@@ -48,7 +48,7 @@ static void bound_rows(void *arg, int ith, int nth) {
 static qm_status open_head_filter(qm_device *dev, qm_error *err) {
     const qm_wview *w = &dev->shard.lm_head;
     if (!dev->dims.head_filter || dev->dims.act_q8) return QM_OK;
-    if (!qm_head_filter_alloc(&dev->head, w, dev->dims.max_tokens, qm_pool_size(dev->pool)))
+    if (!qm_head_filter_alloc(&dev->head, w, dev->dims.head_shadow, dev->dims.max_tokens, qm_pool_size(dev->pool)))
         return qm_fail(err, QM_ERR_NOMEM, "out of memory for the head filter's bounds");
     if (!dev->head.bound) return QM_OK;
     bound_job b = {&dev->head, w};

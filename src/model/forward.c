@@ -208,8 +208,16 @@ static void norm_rows(const qm_device *dev, const float *x, const float *w, floa
                    y + (size_t)t * (size_t)d);
 }
 
-/* The head filter's first pass (model/head_filter.h): every row's 8-bit logit a_j into
- * dev->logits, and the thread's largest a_j - E_j of each output into head.low. */
+/* a + err rounded up to a float (NaN stays NaN). */
+static float sum_up(double a, double err) {
+    const double hi = a + err;
+    const float f = (float)hi;
+    return (double)f < hi ? nextafterf(f, INFINITY) : f;
+}
+
+/* The head filter's first pass (model/head_filter.h): every row's 8-bit logit a_j, the thread's
+ * largest a_j - E_j of each output into head.low, and a_j + E_j (rounded up) into dev->logits:
+ * all the second pass needs of the row. */
 static void head_approx(job *J, int ith, int nth) {
     qm_device *dev = J->dev;
     qm_head_filter *f = &dev->head;
@@ -222,15 +230,16 @@ static void head_approx(job *J, int ith, int nth) {
     long b, e;
     int taken = 0;
     while (take_rows(J, 0, n, 1, w->rows, ith, nth, &taken, &b, &e)) {
-        dev->kern.matmul_q8(w, NULL, &a, n, dev->logits, ld, (int)b, (int)e);
+        dev->kern.matmul_q8(&f->approx, NULL, &a, n, dev->logits, ld, (int)b, (int)e);
         for (int t = 0; t < n; t++) {
-            const float *y = dev->logits + (size_t)t * ld;
+            float *y = dev->logits + (size_t)t * ld;
             for (long j0 = b; j0 < e; j0 += QM_HEAD_FILTER_CHUNK) {
                 const int m = e - j0 < QM_HEAD_FILTER_CHUNK ? (int)(e - j0) : QM_HEAD_FILTER_CHUNK;
                 qm_head_filter_errors(f, (int)j0, m, t, err);
                 for (int i = 0; i < m; i++) {
                     const double lo = (double)y[j0 + i] - err[i];
                     if (lo > low[t]) low[t] = lo;
+                    y[j0 + i] = sum_up(y[j0 + i], err[i]);
                 }
             }
         }
@@ -241,28 +250,22 @@ static void head_approx(job *J, int ith, int nth) {
  * cut, NaN included; runs of them one kernel call), -inf elsewhere; returns how many were computed. */
 static long head_exact_rows(job *J, int t, long b, long e) {
     qm_device *dev = J->dev;
-    const qm_head_filter *f = &dev->head;
     const qm_wview *w = &dev->shard.lm_head;
     const size_t ld = (size_t)w->rows;
-    float *y = dev->logits + (size_t)t * ld;
+    float *y = dev->logits + (size_t)t * ld; /* a_j + E_j from the first pass */
     const float *x = J->lm_in + (size_t)t * (size_t)w->cols;
-    const double cut = f->cut[t];
-    double err[QM_HEAD_FILTER_CHUNK];
+    const double cut = dev->head.cut[t];
     long done = 0;
-    for (long j0 = b; j0 < e; j0 += QM_HEAD_FILTER_CHUNK) {
-        const int m = e - j0 < QM_HEAD_FILTER_CHUNK ? (int)(e - j0) : QM_HEAD_FILTER_CHUNK;
-        qm_head_filter_errors(f, (int)j0, m, t, err);
-        for (int i = 0; i < m;) {
-            if ((double)y[j0 + i] + err[i] < cut) {
-                y[j0 + i++] = -INFINITY;
-                continue;
-            }
-            int k = i + 1;
-            while (k < m && !((double)y[j0 + k] + err[k] < cut)) k++;
-            dev->kern.matmul(w, NULL, x, (size_t)w->cols, 1, y, ld, (int)(j0 + i), (int)(j0 + k));
-            done += k - i;
-            i = k;
+    for (long j = b; j < e;) {
+        if ((double)y[j] < cut) {
+            y[j++] = -INFINITY;
+            continue;
         }
+        long k = j + 1;
+        while (k < e && !((double)y[k] < cut)) k++;
+        dev->kern.matmul(w, NULL, x, (size_t)w->cols, 1, y, ld, (int)j, (int)k);
+        done += k - j;
+        j = k;
     }
     return done;
 }

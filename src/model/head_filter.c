@@ -3,14 +3,17 @@
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+static bool is_float(qm_dtype t) { return t == QM_DT_F32 || t == QM_DT_F16 || t == QM_DT_BF16; }
+
 bool qm_head_filter_supported(const qm_wview *w) {
     const qm_dtype t = w->dtype;
     const bool no_min = t == QM_DT_Q8_0 || t == QM_DT_Q4_0 || t == QM_DT_Q5_0 || t == QM_DT_Q6_K;
-    return no_min && w->col0 == 0 && w->cols > 0 && w->cols % QM_Q8_BLOCK == 0 && w->rows > 0;
+    return (no_min || is_float(t)) && w->col0 == 0 && w->cols > 0 && w->cols % QM_Q8_BLOCK == 0 && w->rows > 0;
 }
 
 /* The widest of 256, 128, 64, 32 that divides cols (a Q6_K row: 256, whole superblocks). */
@@ -20,9 +23,27 @@ static int group_of(int cols) {
     return g;
 }
 
-bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, int T, int nth) {
+/* The approx view: w itself, or (a float head) a Q8_0 shadow of its shape. */
+static bool alloc_approx(qm_head_filter *f, const qm_wview *w) {
+    const size_t rows = (size_t)w->rows, groups = (size_t)f->groups;
+    f->approx = *w;
+    if (!is_float(w->dtype)) {
+        f->read_bytes = rows * qm_wview_stride(w) + rows * groups * sizeof(float);
+        return true;
+    }
+    f->approx.dtype = QM_DT_Q8_0;
+    f->approx.ld = (size_t)w->cols;
+    const size_t shadow_bytes = rows * qm_wview_stride(&f->approx);
+    f->shadow = malloc(shadow_bytes);
+    f->dev = malloc(rows * groups * sizeof *f->dev);
+    f->approx.data = f->shadow;
+    f->read_bytes = shadow_bytes + 2 * rows * groups * sizeof(float);
+    return f->shadow && f->dev;
+}
+
+bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, bool shadow, int T, int nth) {
     memset(f, 0, sizeof *f);
-    if (!qm_head_filter_supported(w)) return true;
+    if (!qm_head_filter_supported(w) || (is_float(w->dtype) && !shadow)) return true;
     f->rows = w->rows;
     f->group = group_of(w->cols);
     f->groups = w->cols / f->group;
@@ -31,16 +52,19 @@ bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, int T, int nth) 
     f->xq = malloc((size_t)T * cols + 64);
     f->xq_d = malloc((size_t)T * nb * sizeof *f->xq_d);
     f->xq_s = malloc((size_t)T * nb * sizeof *f->xq_s);
-    f->coef = malloc((size_t)T * (size_t)f->groups * sizeof *f->coef);
+    f->coef = malloc((size_t)T * 2 * (size_t)f->groups * sizeof *f->coef);
     f->low = malloc((size_t)nth * (size_t)T * sizeof *f->low);
     f->cut = malloc((size_t)T * sizeof *f->cut);
-    if (f->bound && f->xq && f->xq_d && f->xq_s && f->coef && f->low && f->cut) return true;
+    const bool approx = alloc_approx(f, w);
+    if (approx && f->bound && f->xq && f->xq_d && f->xq_s && f->coef && f->low && f->cut) return true;
     qm_head_filter_free(f);
     return false;
 }
 
 void qm_head_filter_free(qm_head_filter *f) {
     free(f->bound);
+    free(f->dev);
+    free(f->shadow);
     free(f->xq);
     free(f->xq_d);
     free(f->xq_s);
@@ -56,19 +80,72 @@ static float float_up(double x) {
     return (double)r < x ? nextafterf(r, INFINITY) : r;
 }
 
-void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int r1) {
-    float row[256];
-    const size_t stride = qm_wview_stride(w), qk = (size_t)qm_dtype_block(w->dtype);
-    const size_t group_bytes = (size_t)f->group / qk * qm_dtype_block_bytes(w->dtype); /* group: whole blocks */
-    for (int j = r0; j < r1; j++) {
-        const char *src = (const char *)w->data + (size_t)j * stride;
-        for (int g = 0; g < f->groups; g++) {
-            qm_dequant_scalar(w->dtype, src + (size_t)g * group_bytes, f->group / (int)qk, row);
-            double s = 0.0; /* at most 256 terms: exact to about 2^-45, covered by E_j's margin */
-            for (int i = 0; i < f->group; i++) s += fabs((double)row[i]);
-            f->bound[(size_t)g * (size_t)f->rows + (size_t)j] = float_up(s * (1.0 + 1e-12));
+/* Group g of row j of w as f32 (the exact mode's weights: dequantized or widened) into out. */
+static void group_values(const qm_wview *w, int j, int g, int group, float *out) {
+    const char *row = (const char *)w->data + (size_t)j * qm_wview_stride(w);
+    const size_t c0 = (size_t)g * (size_t)group;
+    if (is_float(w->dtype)) {
+        for (int i = 0; i < group; i++) out[i] = qm_load_f32(row, w->dtype, c0 + (size_t)i);
+        return;
+    }
+    const size_t qk = (size_t)qm_dtype_block(w->dtype); /* a group is whole blocks */
+    qm_dequant_scalar(w->dtype, row + c0 / qk * qm_dtype_block_bytes(w->dtype), group / (int)qk, out);
+}
+
+/* n values (a multiple of 32) as Q8_0 blocks into out, and their dequantized values into back:
+ * d = max|x| / 127 stored as f16, q = x / d rounded. Any encoding would do (the bounds are taken
+ * from the values it gives back); this one is quick where the reference's (qm_quantize_row) calls
+ * floorf for each value. */
+static void shadow_blocks(const float *x, int n, qm_block_q8_0 *out, float *back) {
+    for (int b = 0; b < n / QM_Q8_BLOCK; b++, x += QM_Q8_BLOCK, back += QM_Q8_BLOCK) {
+        float amax = 0.0f;
+        for (int i = 0; i < QM_Q8_BLOCK; i++) {
+            const float a = fabsf(x[i]);
+            amax = amax < a ? a : amax;
+        }
+        const float d = amax / 127.0f;
+        float id = d > 0.0f ? 1.0f / d : 0.0f;
+        if (!(id <= FLT_MAX)) id = FLT_MAX; /* x * id: never 0 * inf */
+        const uint16_t h = qm_quant_f32_to_f16(d);
+        const float dh = qm_f16_to_f32(h);
+        out[b].d[0] = (uint8_t)h;
+        out[b].d[1] = (uint8_t)(h >> 8);
+        for (int i = 0; i < QM_Q8_BLOCK; i++) { /* branch-free: the loop vectorizes */
+            float v = x[i] * id;
+            v = v < -127.0f ? -127.0f : v;
+            v = v > 127.0f ? 127.0f : v;
+            const float r = (v + 12582912.0f) - 12582912.0f; /* to nearest: 1.5 * 2^23 */
+            out[b].qs[i] = (int8_t)(int)r;
+            back[i] = dh * r; /* the f32 dequantization of the block, as every kernel's */
         }
     }
+}
+
+/* Σ |a_i| (b NULL) or Σ |a_i - b_i| over n values, in double, four partial sums. */
+static double abs_sum(const float *a, const float *b, int n) {
+    double s[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n; i += 4)
+        for (int k = 0; k < 4; k++) s[k] += fabs((double)a[i + k] - (b ? (double)b[i + k] : 0.0));
+    return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int r1) {
+    float v[256], vq[256]; /* a group of w, and of the approx view */
+    const size_t rows = (size_t)f->rows, blocks = (size_t)f->group / QM_Q8_BLOCK;
+    for (int j = r0; j < r1; j++)
+        for (int g = 0; g < f->groups; g++) {
+            group_values(w, j, g, f->group, v);
+            /* at most 256 terms: exact to about 2^-45, covered by the margin */
+            if (f->shadow) {
+                qm_block_q8_0 *q = (qm_block_q8_0 *)((char *)f->shadow + (size_t)j * qm_wview_stride(&f->approx)) +
+                                   (size_t)g * blocks;
+                shadow_blocks(v, f->group, q, vq);
+                f->dev[(size_t)g * rows + (size_t)j] = float_up(abs_sum(v, vq, f->group) * (1.0 + 1e-12));
+            } else {
+                memcpy(vq, v, (size_t)f->group * sizeof *v);
+            }
+            f->bound[(size_t)g * rows + (size_t)j] = float_up(abs_sum(vq, NULL, f->group) * (1.0 + 1e-12));
+        }
 }
 
 bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float *x, int cols, int t) {
@@ -77,30 +154,35 @@ bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float 
     float *d = f->xq_d + (size_t)t * nb;
     k->quantize_act(x, cols, q, d, f->xq_s + (size_t)t * nb);
     const double c = 1.01 * ((double)cols + 256.0) * 0x1p-24;
-    double *e = f->coef + (size_t)t * (size_t)f->groups;
+    double *e = f->coef + (size_t)t * 2 * (size_t)f->groups, *h = e + f->groups;
     for (int g = 0; g < f->groups; g++) {
         double resid = 0.0, mag = 0.0;
         for (int i = g * f->group; i < (g + 1) * f->group; i++) {
             const double xi = x[i], xh = (double)d[i / QM_Q8_BLOCK] * q[i]; /* exact in double */
             if (!isfinite(xi)) {
-                memset(e, 0, (size_t)f->groups * sizeof *e);
+                memset(e, 0, 2 * (size_t)f->groups * sizeof *e);
                 return false;
             }
             resid = fmax(resid, fabs(xi - xh));
             mag = fmax(mag, fmax(fabs(xi), fabs(xh)));
         }
         e[g] = resid * (1.0 + 1e-12) + c * mag;
+        h[g] = (1.0 + c) * mag * (1.0 + 1e-12);
     }
     return true;
 }
 
 void qm_head_filter_errors(const qm_head_filter *f, int j0, int n, int t, double *out) {
-    const double *e = f->coef + (size_t)t * (size_t)f->groups;
+    const double *e = f->coef + (size_t)t * 2 * (size_t)f->groups, *h = e + f->groups;
     for (int i = 0; i < n; i++) out[i] = 0.0;
-    for (int g = 0; g < f->groups; g++) { /* rows side by side: the loop over them vectorizes */
+    for (int g = 0; g < f->groups; g++) { /* rows side by side: the loops over them vectorize */
         const float *s = f->bound + (size_t)g * (size_t)f->rows + (size_t)j0;
         const double eg = e[g];
         for (int i = 0; i < n; i++) out[i] += (double)s[i] * eg;
+        if (!f->dev) continue;
+        const float *dv = f->dev + (size_t)g * (size_t)f->rows + (size_t)j0;
+        const double hg = h[g];
+        for (int i = 0; i < n; i++) out[i] += (double)dv[i] * hg;
     }
     for (int i = 0; i < n; i++) out[i] = out[i] * (1.0 + 1e-12) + 1e-35; /* f32 underflow: < 2^-149 an op */
 }

@@ -84,6 +84,7 @@ typedef struct {
     bool act_q8;      /* fast mode: 8-bit activations against quantized weights (kernels/qdot.h) */
     bool huge_pages;  /* the shard's matrices copied into huge pages (qm_shard_load) */
     bool head_filter; /* exact mode: greedy steps filter the lm_head (model/head_filter.h) */
+    bool head_shadow; /* ... a float head too, through a Q8_0 copy each device makes */
 } qm_device_dims;
 
 /* Where a KV slot's first positions live: [0, n) are slot `from`'s, read in place (a shared
