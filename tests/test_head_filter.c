@@ -10,7 +10,8 @@
  *     and the same converted to a Q8_0 GGUF, greedy requests (and one sampled, which takes the
  *     full head), batch 3: the filtered engine on meshes 1x1, 1x3 and 2x2 generates the ids of
  *     the engine with full_head, and it did filter (fewer rows computed exactly than the
- *     vocabulary), except the bf16 head on 2x2 (two replicas: no shadow). */
+ *     vocabulary), except the bf16 head on 2x2 (two replicas: no shadow; its shadow serves steps
+ *     of one output only, so the requests end at different steps). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -218,8 +219,9 @@ static void run(const char *gguf, int rows, int cols, bool full_head, outputs *o
     static const int prompts[N_REQ][4] = {{9707, 11, 1879, 0}, {151644, 872, 198, 5501}, {750, 15801, 1445, 982},
                                           {262, 470, 9707, 11}, {1879, 1879, 1879, 1879}};
     qm_gen_request req[N_REQ];
+    static const int max_new[N_REQ] = {MAX_NEW, 4, 7, 3, MAX_NEW}; /* steps of 3, 2 and 1 outputs */
     for (int i = 0; i < N_REQ; i++)
-        req[i] = (qm_gen_request){.prompt = prompts[i], .n_prompt = 4, .max_new_tokens = MAX_NEW, .top_p = 1.0f};
+        req[i] = (qm_gen_request){.prompt = prompts[i], .n_prompt = 4, .max_new_tokens = max_new[i], .top_p = 1.0f};
     req[3].temperature = 0.8f; /* sampled: its steps take the full head */
     req[3].seed = 5;
     memset(o, 0, sizeof *o);

@@ -27,7 +27,9 @@ const char cli_engine_flags_help[] =
     "  --full-head          exact mode, greedy decoding: compute every logit of the output head\n"
     "                       (default: an 8-bit pass with a rigorous error bound picks the rows that\n"
     "                       can hold the largest logit, and only those are computed exactly: the\n"
-    "                       same tokens for less time; Q8_0, Q4_0, Q5_0 and Q6_K heads)\n"
+    "                       same tokens for less time; Q8_0, Q4_0, Q5_0 and Q6_K heads, and f32,\n"
+    "                       f16 and bf16 heads through a Q8_0 copy made at load: one replica, steps\n"
+    "                       of one sequence)\n"
     "  --chat-format F      chatml or deepseek-r1 (default: from the GGUF's chat template)\n"
     "  --comm-timeout S     MPI: a collective whose peers stay silent S seconds (a host down, a link\n"
     "                       cut) ends the run with an error (default 60; 0: wait for ever)\n";
