@@ -194,10 +194,11 @@ typedef struct {
     size_t device_huge_bytes_max;    /* the most weight bytes a device copied there */
     bool head_filter;                /* greedy steps filter the lm_head (model/head_filter.h) */
     long head_filtered_outputs;      /* outputs that went through it (row 0's first device) */
-    long head_exact_rows;            /* lm_head rows computed exactly for them (row 0, all columns) */
-    size_t head_bytes;               /* the lm_head's weight bytes (row 0) */
-    size_t head_filter_bytes;        /* what a filtered step reads instead (row 0: the 8-bit view and
-                                        its bounds, qm_head_filter.read_bytes) */
+    long head_exact_rows;            /* lm_head rows computed exactly for them (the devices of row 0
+                                        in this process: all of them with threads) */
+    size_t head_bytes;               /* the lm_head's weight bytes, whole vocabulary */
+    size_t head_filter_bytes;        /* what a filtered step reads instead, whole vocabulary (the
+                                        8-bit view and its bounds: qm_head_filter.read_bytes) */
 } qm_engine_info;
 void qm_engine_get_info(const qm_engine *e, qm_engine_info *info);
 

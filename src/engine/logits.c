@@ -124,9 +124,11 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         }
         if (d->comm->row == 0 && d->comm->col == 0) info->decode_steps = d->decode_steps;
         if (d->comm->row != 0) continue;
+        /* whole-vocabulary bytes from a row's per-row cost (an MPI rank sees its own device only) */
+        const size_t V = (size_t)e->cfg.vocab_size, rows = (size_t)d->shard.lm_head.rows;
+        info->head_bytes = V * qm_wview_stride(&d->shard.lm_head);
+        if (d->head.bound && rows) info->head_filter_bytes = V * (d->head.read_bytes / rows);
         info->head_filter |= d->head.bound != NULL;
-        info->head_bytes += (size_t)d->shard.lm_head.rows * qm_wview_stride(&d->shard.lm_head);
-        info->head_filter_bytes += d->head.bound ? d->head.read_bytes : 0;
         info->head_exact_rows += d->head.exact_rows;
         if (d->comm->col == 0) info->head_filtered_outputs = d->head.outputs;
         const qm_comm_stats *cs = &d->comm->stats;
