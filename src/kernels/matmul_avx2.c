@@ -899,13 +899,19 @@ QM_INLINE void matmul_q_dt(const qm_wview *w, qm_dtype dt, const float *bias, co
     int o = o_begin;
     if (n_tok == 1 && cols <= QSHORT) {
         qdecode_short(base, wstride, dt, col0, cols, x, bias, y, o_begin, o_end);
-    } else if (n_tok == 1) {
-        for (; o + QM_AVX2_QDR <= o_end; o += QM_AVX2_QDR)
-            qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, QM_AVX2_QDR, 1, cols, x, ldx,
-                      bias ? bias + o : NULL, y + o, ldy, 0, NULL);
-        for (; o < o_end; o++)
-            qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, 1, 1, cols, x, ldx, bias ? bias + o : NULL,
-                      y + o, ldy, 0, NULL);
+    } else if (n_tok == 1 || (dt == QM_DT_Q6_K && n_tok <= 3)) {
+        /* 2 or 3 tokens of Q6_K: one at a time, faster than its token tiles (docs/perf-history.md,
+         * 2026-12-06 14:57: 2 tokens took 3.6x one) */
+        for (int t = 0; t < n_tok; t++) {
+            const float *xt = x + (size_t)t * ldx;
+            float *yt = y + (size_t)t * ldy;
+            for (o = o_begin; o + QM_AVX2_QDR <= o_end; o += QM_AVX2_QDR)
+                qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, QM_AVX2_QDR, 1, cols, xt, ldx,
+                          bias ? bias + o : NULL, yt + o, ldy, 0, NULL);
+            for (; o < o_end; o++)
+                qtile_reg(base + (size_t)o * wstride, wstride, dt, col0, 1, 1, cols, xt, ldx,
+                          bias ? bias + o : NULL, yt + o, ldy, 0, NULL);
+        }
     } else if (n_tok >= QTMIN || (cols <= QSHORT && n_tok >= 6)) {
         if (!qprefill_t(w, dt, x, ldx, n_tok, bias, y, ldy, o_begin, o_end)) /* no buffers: the scalar twin */
             qm_kernels_scalar_table.matmul(w, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);

@@ -43,6 +43,12 @@ typedef struct qm_q8act {
     size_t ld_blocks;
 } qm_q8act;
 
+/* Vector t of x, as a one-vector qm_q8act. */
+static inline qm_q8act qm_q8act_vector(const qm_q8act *x, int t) {
+    const size_t b = (size_t)t * x->ld_blocks;
+    return (qm_q8act){x->q + b * 32, x->d + b, x->s + b, x->ld_blocks};
+}
+
 /* Quantizes x[n] (n a multiple of 32) into q[n], d[n/32], s[n/32]. */
 typedef void (*qm_quantize_act_fn)(const float *x, int n, int8_t *q, float *d, int32_t *s);
 

@@ -1197,23 +1197,29 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
         else matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 1);
         return;
     }
-    if (n_tok == 1) {
-        int o = o_begin;
-        if (dt == QM_DT_Q4_K && sb0 % 8 == 0 && nblk % 8 == 0)
-            for (; o + Q4K_ROWS <= o_end; o += Q4K_ROWS) {
+    if (n_tok == 1 || (dt == QM_DT_Q6_K && n_tok <= 3)) {
+        /* 2 or 3 tokens of Q6_K: one at a time, faster than its token tiles (docs/perf-history.md,
+         * 2026-12-06 14:57: 2 tokens took 3.1x one) */
+        for (int t = 0; t < n_tok; t++) {
+            const qm_q8act one = qm_q8act_vector(x, t), *xt = &one;
+            float *yt = y + (size_t)t * ldy;
+            int o = o_begin;
+            if (dt == QM_DT_Q4_K && sb0 % 8 == 0 && nblk % 8 == 0)
+                for (; o + Q4K_ROWS <= o_end; o += Q4K_ROWS) {
+                    const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
+                    q4k_rows8(&wr, xt, bias ? bias + o : NULL, yt + o);
+                }
+            if (o == o_end) continue;
+            xgroup *xd = xcache_decode(dt, xt, nblk);
+            for (; o < o_end; o += DR) {
                 const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-                q4k_rows8(&wr, x, bias ? bias + o : NULL, y + o);
+                const int nr = o_end - o < DR ? o_end - o : DR, off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
+                if (off == 0) tile_decode(dt, &wr, 0, nr, xt, xd, bias ? bias + o : NULL, yt + o);
+                else if (off == 4) tile_decode(dt, &wr, 4, nr, xt, xd, bias ? bias + o : NULL, yt + o);
+                else tile_decode(dt, &wr, off, nr, xt, xd, bias ? bias + o : NULL, yt + o);
             }
-        if (o == o_end) return;
-        xgroup *xd = xcache_decode(dt, x, nblk);
-        for (; o < o_end; o += DR) {
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-            const int nr = o_end - o < DR ? o_end - o : DR, off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
-            if (off == 0) tile_decode(dt, &wr, 0, nr, x, xd, bias ? bias + o : NULL, y + o);
-            else if (off == 4) tile_decode(dt, &wr, 4, nr, x, xd, bias ? bias + o : NULL, y + o);
-            else tile_decode(dt, &wr, off, nr, x, xd, bias ? bias + o : NULL, y + o);
+            free(xd);
         }
-        free(xd);
         return;
     }
     for (int t0 = 0; t0 < n_tok; t0 += PT) {

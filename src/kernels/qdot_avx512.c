@@ -1087,12 +1087,18 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
         else matmul_narrow(dt, w, bias, x, n_tok, y, ldy, o_begin, o_end, 1);
         return;
     }
-    if (n_tok == 1) {
-        for (int o = o_begin; o < o_end; o += DR) {
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-            const int nr = o_end - o < DR ? o_end - o : DR, off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
-            if (off == 0) tile_decode(dt, &wr, 0, nr, x, bias ? bias + o : NULL, y + o);
-            else tile_decode(dt, &wr, off, nr, x, bias ? bias + o : NULL, y + o);
+    if (n_tok == 1 || (dt == QM_DT_Q6_K && n_tok <= 3)) {
+        /* 2 or 3 tokens of Q6_K: one at a time, faster than its token tiles (docs/perf-history.md,
+         * 2026-12-06 14:57: 2 tokens took 5x one) */
+        for (int t = 0; t < n_tok; t++) {
+            const qm_q8act xt = qm_q8act_vector(x, t);
+            for (int o = o_begin; o < o_end; o += DR) {
+                const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
+                const int nr = o_end - o < DR ? o_end - o : DR, off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
+                float *yt = y + (size_t)t * ldy + (size_t)o;
+                if (off == 0) tile_decode(dt, &wr, 0, nr, &xt, bias ? bias + o : NULL, yt);
+                else tile_decode(dt, &wr, off, nr, &xt, bias ? bias + o : NULL, yt);
+            }
         }
         return;
     }
