@@ -25,11 +25,10 @@
 #include <cmocka.h>
 
 #include "scratch_dir.h"
+#include "tiny_model.h"
 
 #include "engine/engine.h"
-#include "io/fileutil.h"
 #include "io/quantize.h"
-#include "io/random_model.h"
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
 #include "model/head_filter.h"
@@ -267,18 +266,7 @@ static int setup(void **state) {
     char *dir = calloc(1, 64), model[128];
     if (!dir || scratch_dir_make(dir, 64, "head_filter") != 0) return -1;
     snprintf(model, sizeof model, "%s/tiny", dir);
-    qm_error err = {0};
-    qm_config cfg;
-    if (!qm_random_preset("tiny", &cfg) || mkdir(model, 0755) != 0) return -1;
-    qm_random_opts ro = {.seed = 9, .dtype = QM_DT_BF16, .shards = 1};
-    if (qm_random_model_write(&cfg, model, &ro, &err) != QM_OK) return -1;
-    const char *copy[] = {"tokenizer.json", "tokenizer_config.json"};
-    for (int i = 0; i < 2; i++) {
-        char src[256], dst[256];
-        snprintf(src, sizeof src, "%s/%s", TOKENIZER, copy[i]);
-        snprintf(dst, sizeof dst, "%s/%s", model, copy[i]);
-        if (qm_copy_file(src, dst, &err) != QM_OK) return -1;
-    }
+    if (tiny_model_write(model, TOKENIZER, 9) != 0) return -1;
     *state = dir;
     return 0;
 }
