@@ -433,8 +433,9 @@ static int head_filtered(job *J) {
     const int n = J->s->n_out, d = dev->shard.cfg.hidden_size, T = dev->dims.max_tokens;
     /* A float head's exact kernel reads the head once for 2 or more outputs, faster than the
      * shadow's 8-bit tiles and bounds for each (bf16 0.5B shape, AVX2: 7.8 against 11.2 ms at 2,
-     * 10.6 against 16.0 at 4); a quantized head's exact tiles are slower (the 1.5B's Q6_K head:
-     * 38 against 18 ms at 2, 54 against 51 at 16). */
+     * 10.6 against 16.0 at 4); a quantized head's exact kernel dequantizes, slower than the 8-bit
+     * pass at every batch (the 1.5B's Q6_K head, AVX2: 23.5-24.0 against 17.0-17.8 ms at 2, 54
+     * against 51 at 16). */
     if (!f->bound || !J->s->greedy_only || (f->shadow && n > 1)) return 0;
     const double t0 = qm_now();
     for (int t = 0; t < n; t++) /* -inf: non-finite input, every row of the output exact */
