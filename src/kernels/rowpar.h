@@ -291,6 +291,24 @@ static inline int qm_rowpar_nodes_few(qm_rowpar_shape_fn shape, qm_rowpar_tokens
     return 1;
 }
 
+/* An exact matmul_nodes of one token at a time (decode_, the ISA's one-token entry), for 2 or 3
+ * tokens of a block-quantized view: the few-token path does not take those (0: the forward's
+ * block dots and walk, 1.3-1.6x slower a token: `bench_qmatmul pre avx2 Q4_K 1536 8960 N`, one
+ * thread, 2026-12-06: 22.2 GFLOP/s a token alone, 13.7 and 17.6 for 2 and 3). 0 where decode_ is. */
+typedef int (*qm_rowpar_exact_nodes_fn)(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
+                                        const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride,
+                                        size_t ldy, int o_begin, int o_end);
+static inline int qm_rowpar_nodes_each_token(qm_rowpar_exact_nodes_fn decode, const qm_wview *w, const float *x,
+                                             size_t ldx, int n_tok, int bc, int nb, const qm_leaf_node *nodes,
+                                             int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin,
+                                             int o_end) {
+    for (int t = 0; t < n_tok; t++)
+        if (!decode(w, x + (size_t)t * ldx, ldx, 1, bc, nb, nodes, n_nodes, out + (size_t)t * ldy, ostride, ldy,
+                    o_begin, o_end))
+            return 0;
+    return 1;
+}
+
 /* An ISA file's exact-mode matmul_nodes from its one-token entry (decode_, made by
  * QM_ROWPAR_EXACT_NODES_ENTRY), its many-token kernel (tokens_, nodes_tokens: the same arguments
  * less nb) and its blocks_tokens (few_, for the views few_shape_ accepts): one token by decode_;
@@ -302,6 +320,9 @@ static inline int qm_rowpar_nodes_few(qm_rowpar_shape_fn shape, qm_rowpar_tokens
                      const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, \
                      int o_end) {                                                                  \
         if (n_tok == 1) return decode_(w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end); \
+        if (n_tok <= 3 && qm_dtype_is_quant(w->dtype))                                             \
+            return qm_rowpar_nodes_each_token(decode_, w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, \
+                                              o_begin, o_end);                                     \
         if (n_tok < (nmin_))                                                                       \
             return qm_rowpar_nodes_few(few_shape_, few_, w, x, ldx, n_tok, bc, nb, nodes, n_nodes, out, ostride, \
                                        ldy, o_begin, o_end);                                       \

@@ -158,11 +158,7 @@ static void make_leaves(void *ctx, int first, int count, int slot) {
 
 /* The kernel reduces the device's blocks to its cover itself (kernels.h matmul_q8_nodes, and the
  * exact mode's matmul_nodes), cover node i into dev->partial slot i. 0 where it
- * leaves the shape to the leaves and the walk below. In the exact mode, 2 or 3 tokens of a
- * quantized view go one token at a time: the nodes kernels take 1 or from 4 tokens, and the block
- * dots and walk below were slower for 2-3 than one token at a time (`bench_qmatmul pre avx2 Q4_K
- * 1536 8960 N`, one thread: 22.2 GFLOP/s for N = 1, 13.7 and 17.6 for 2 and 3). Whether a kernel
- * takes the shape does not depend on the token. */
+ * leaves the shape to the leaves and the walk below. */
 static int row_parallel_nodes(const job *J, leaves_path path, long ob, long oe) {
     qm_device *dev = J->dev;
     const int T = J->s->n_tok, d = dev->shard.cfg.hidden_size;
@@ -172,25 +168,12 @@ static int row_parallel_nodes(const job *J, leaves_path path, long ob, long oe) 
     const int m = qm_tree_cover(J->n_blocks, dev->comm->cols, dev->comm->col, cover);
     for (int i = 0; i < m; i++) nodes[i] = (qm_leaf_node){cover[i].first - J->b0, cover[i].count};
     const size_t ostride = (size_t)T * (size_t)d;
-    const int one_by_one = path == LEAVES_F32 && T >= 2 && T <= 3 && qm_dtype_is_quant(J->w->dtype);
-    const int steps = one_by_one ? T : 1;
-    const qm_q8act all = {dev->xq, dev->xq_d, dev->xq_s, (size_t)dev->xq_ld / 32};
-    for (int t = 0; t < steps; t++) {
-        const int n = one_by_one ? 1 : T;
-        float *out = dev->partial + (size_t)t * (size_t)d;
-        const qm_q8act a = qm_q8act_vector(&all, t);
-        const int took =
-            path == LEAVES_F32
-                ? dev->kern.matmul_nodes(J->w, J->in + (size_t)t * (size_t)J->in_ld, (size_t)J->in_ld, n, J->block_cols,
-                                         J->nb, nodes, m, out, ostride, (size_t)d, (int)ob, (int)oe)
-                : dev->kern.matmul_q8_nodes(J->w, one_by_one ? &a : &all, n, J->block_cols, J->nb, nodes, m, out,
-                                            ostride, (size_t)d, (int)ob, (int)oe);
-        if (!took) {
-            assert(t == 0);
-            return 0;
-        }
-    }
-    return 1;
+    if (path == LEAVES_F32)
+        return dev->kern.matmul_nodes(J->w, J->in, (size_t)J->in_ld, T, J->block_cols, J->nb, nodes, m, dev->partial, ostride, (size_t)d,
+                                      (int)ob, (int)oe);
+    const qm_q8act a = {dev->xq, dev->xq_d, dev->xq_s, (size_t)dev->xq_ld / 32};
+    return dev->kern.matmul_q8_nodes(J->w, &a, T, J->block_cols, J->nb, nodes, m, dev->partial, ostride, (size_t)d,
+                                     (int)ob, (int)oe);
 }
 
 /* A row-parallel layer on this device, for output rows [ob, oe): its blocks' partials reduced to
