@@ -16,7 +16,6 @@
 #include <assert.h>
 #include <math.h>
 #include <stdatomic.h>
-#include <stdint.h>
 #include <string.h>
 
 typedef enum { PH_QUANT, PH_NORM_ATTN, PH_QKV, PH_ROPE_CACHE, PH_ATTENTION, PH_OPROJ, PH_RESIDUAL, PH_NORM_MLP, PH_GATE_UP,
@@ -209,19 +208,6 @@ static void norm_rows(const qm_device *dev, const float *x, const float *w, floa
                    y + (size_t)t * (size_t)d);
 }
 
-/* a + err rounded up to a float (NaN stays NaN; no libm call: this runs for every row). */
-static float sum_up(double a, double err) {
-    const double hi = a + err;
-    float f = (float)hi;
-    if (!((double)f < hi)) return f;
-    if (f == 0.0f) return 0x1p-149f;
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    u = f > 0.0f ? u + 1 : u - 1; /* the next float up (f finite: hi < f's neighbour) */
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 /* The head filter's first pass (model/head_filter.h): every row's 8-bit logit a_j, the thread's
  * largest a_j - E_j of each output into head.low, and a_j + E_j (rounded up) into dev->logits:
  * all the second pass needs of the row. */
@@ -246,7 +232,7 @@ static void head_approx(job *J, int ith, int nth) {
                 for (int i = 0; i < m; i++) {
                     const double lo = (double)y[j0 + i] - err[i];
                     if (lo > low[t]) low[t] = lo;
-                    y[j0 + i] = sum_up(y[j0 + i], err[i]);
+                    y[j0 + i] = qm_float_up((double)y[j0 + i] + err[i]);
                 }
             }
         }

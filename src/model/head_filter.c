@@ -74,12 +74,6 @@ void qm_head_filter_free(qm_head_filter *f) {
     memset(f, 0, sizeof *f);
 }
 
-/* x rounded up to a float (x >= 0). */
-static float float_up(double x) {
-    float r = (float)x;
-    return (double)r < x ? nextafterf(r, INFINITY) : r;
-}
-
 /* Group g of row j of w as f32 (the exact mode's weights: dequantized or widened) into out. */
 static void group_values(const qm_wview *w, int j, int g, int group, float *out) {
     const char *row = (const char *)w->data + (size_t)j * qm_wview_stride(w);
@@ -140,11 +134,10 @@ void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int
                 qm_block_q8_0 *q = (qm_block_q8_0 *)((char *)f->shadow + (size_t)j * qm_wview_stride(&f->approx)) +
                                    (size_t)g * blocks;
                 shadow_blocks(v, f->group, q, vq);
-                f->dev[(size_t)g * rows + (size_t)j] = float_up(abs_sum(v, vq, f->group) * (1.0 + 1e-12));
-            } else {
-                memcpy(vq, v, (size_t)f->group * sizeof *v);
+                f->dev[(size_t)g * rows + (size_t)j] = qm_float_up(abs_sum(v, vq, f->group) * (1.0 + 1e-12));
             }
-            f->bound[(size_t)g * rows + (size_t)j] = float_up(abs_sum(vq, NULL, f->group) * (1.0 + 1e-12));
+            const float *wq = f->shadow ? vq : v; /* the approx view's values */
+            f->bound[(size_t)g * rows + (size_t)j] = qm_float_up(abs_sum(wq, NULL, f->group) * (1.0 + 1e-12));
         }
 }
 

@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 
@@ -65,6 +66,18 @@ void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int
 /* Output row t's input x[cols]: quantized into f's buffers, its e_g into f->coef; false when x
  * is not finite (then every row of this output is computed exactly). */
 bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float *x, int cols, int t);
+
+/* The least float >= x (NaN stays NaN; no libm call: it runs for every row of a filtered step). */
+static inline float qm_float_up(double x) {
+    float f = (float)x;
+    if (!((double)f < x)) return f;
+    if (f == 0.0f) return 0x1p-149f;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    u = f > 0.0f ? u + 1 : u - 1; /* the next float up (f finite here: x < f's upper neighbour) */
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 /* Rows a call of qm_head_filter_errors takes at most. */
 #define QM_HEAD_FILTER_CHUNK 256
