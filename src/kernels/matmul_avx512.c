@@ -741,6 +741,14 @@ static void axpy_avx512(float a, const float *x, float *y, int n) {
     }
 }
 
+/* acc + (*w broadcast) * x, the broadcast embedded in the FMA ({1to16}, done by the load unit):
+ * where GCC sees one scalar serve several FMAs it broadcasts it once with vbroadcastss zmm, which
+ * on Zen 4 takes a shuffle pipe beside the FMAs (kernels above use vpbroadcastd for that, qbc_f32). */
+QM_INLINE __m512 fmadd_bcast(__m512 acc, __m512 x, const float *w) {
+    __asm__("vfmadd231ps %[w]%{1to16%}, %[x], %[acc]" : [acc] "+v"(acc) : [x] "v"(x), [w] "m"(*w));
+    return acc;
+}
+
 /* Attention values (kernels.h attn_values): tiles of 4 heads x 64 columns, 16 accumulators (from
  * out) kept over all n rows; each row's 64 columns loaded once for the 4 heads. A tile's missing heads
  * repeat its last one and its missing columns are masked: computed, never stored. */
@@ -763,10 +771,8 @@ static void attn_values_avx512(const float *p, size_t ldp, int g, const float *v
                 const float *vj = v + (size_t)j * ldv + i0;
                 __m512 x[4];
                 for (int c = 0; c < 4; c++) x[c] = _mm512_maskz_loadu_ps(m[c], vj + 16 * c);
-                for (int h = 0; h < 4; h++) {
-                    const __m512 a = _mm512_set1_ps(ph[h][j]);
-                    for (int c = 0; c < 4; c++) acc[h][c] = _mm512_fmadd_ps(a, x[c], acc[h][c]);
-                }
+                for (int h = 0; h < 4; h++)
+                    for (int c = 0; c < 4; c++) acc[h][c] = fmadd_bcast(acc[h][c], x[c], ph[h] + j);
             }
             for (int h = 0; h < 4 && h0 + h < g; h++)
                 for (int c = 0; c < 4; c++)
@@ -1084,8 +1090,9 @@ static void row_f32_any(const char *row, qm_dtype dt, int col0, int e, int kc, f
 }
 
 /* Lanes c and c + 8 of NTR rows (wb: [NTR][bc]) for P passes (x: the block's xt of the first,
- * the next xs floats on), each from +0, then added: s[p * NTR + r]. A row's weight is broadcast
- * once for the P passes. */
+ * the next xs floats on), each from +0, then added: s[p * NTR + r]. Each FMA broadcasts its
+ * weight from the L1 itself (fmadd_bcast): one vbroadcastss for the two passes held a shuffle
+ * pipe, prefill's down_proj 8% slower (bf16 896 x 4864 x 512, docs/perf-history.md 2026-12-06 18:14). */
 QM_INLINE void lane_pair(const float *wb, int bc, const float *x, size_t xs, int P, int kc, int c, __m512 *s) {
     __m512 a[2 * NTR], b[2 * NTR];
     for (int k = 0; k < P * NTR; k++) a[k] = b[k] = _mm512_setzero_ps();
@@ -1096,13 +1103,11 @@ QM_INLINE void lane_pair(const float *wb, int bc, const float *x, size_t xs, int
             xa[p] = _mm512_load_ps(x + (size_t)p * xs + (size_t)i * 16);
             xb[p] = _mm512_load_ps(x + (size_t)p * xs + (size_t)(i + 8) * 16);
         }
-        for (int r = 0; r < NTR; r++) {
-            const __m512 wa = _mm512_set1_ps(wb[r * bc + i]), wbb = _mm512_set1_ps(wb[r * bc + i + 8]);
+        for (int r = 0; r < NTR; r++)
             for (int p = 0; p < P; p++) {
-                a[p * NTR + r] = _mm512_fmadd_ps(wa, xa[p], a[p * NTR + r]);
-                b[p * NTR + r] = _mm512_fmadd_ps(wbb, xb[p], b[p * NTR + r]);
+                a[p * NTR + r] = fmadd_bcast(a[p * NTR + r], xa[p], wb + r * bc + i);
+                b[p * NTR + r] = fmadd_bcast(b[p * NTR + r], xb[p], wb + r * bc + i + 8);
             }
-        }
     }
     if (i < kc) /* a short last block: lane c's last column */
         for (int p = 0; p < P; p++) {
