@@ -1112,7 +1112,7 @@ QM_INLINE void lane_pair(const float *wb, int bc, const float *x, size_t xs, int
     if (i < kc) /* a short last block: lane c's last column */
         for (int p = 0; p < P; p++) {
             const __m512 xa = _mm512_load_ps(x + (size_t)p * xs + (size_t)i * 16);
-            for (int r = 0; r < NTR; r++) a[p * NTR + r] = _mm512_fmadd_ps(_mm512_set1_ps(wb[r * bc + i]), xa, a[p * NTR + r]);
+            for (int r = 0; r < NTR; r++) a[p * NTR + r] = fmadd_bcast(a[p * NTR + r], xa, wb + r * bc + i);
         }
     for (int k = 0; k < P * NTR; k++) s[k] = _mm512_add_ps(a[k], b[k]);
 }
