@@ -1062,7 +1062,7 @@ typedef struct {
     qm_dtype dt;
     int col0, cols, bc, nr, nt, np; /* view; block columns; the chunk's rows and tiles; the group's passes */
     const float *xt;            /* [np][cols][16]: the group's tokens side by side */
-    float *wb;                  /* [NTR][bc]: the block's rows in f32 */
+    float *wb;                  /* [NTC * NTR][bc]: the block's rows in f32 (a tile's, or the chunk's at batch 16) */
     __m512 *level;              /* [NODE_LEVELS][NTC][NTP][NTR] */
 } tnode_walk;
 
@@ -1131,36 +1131,68 @@ QM_INLINE void lanes_half(const float *wb, int bc, const float *x, size_t xs, in
 }
 
 /* Block dots of P passes from pass p on: v[(p + j) * NTR + r]. */
-QM_INLINE void leaf_passes(const tnode_walk *nw, int e0, int kc, int p, int P, __m512 *v) {
+QM_INLINE void leaf_passes(const tnode_walk *nw, const float *wb, int e0, int kc, int p, int P, __m512 *v) {
     const size_t xs = (size_t)nw->cols * 16;
     const float *x = nw->xt + (size_t)p * xs + (size_t)e0 * 16;
     __m512 z0[2 * NTR], z1[2 * NTR];
-    lanes_half(nw->wb, nw->bc, x, xs, P, kc, 0, z0);
-    lanes_half(nw->wb, nw->bc, x, xs, P, kc, 1, z1);
+    lanes_half(wb, nw->bc, x, xs, P, kc, 0, z0);
+    lanes_half(wb, nw->bc, x, xs, P, kc, 1, z1);
     for (int k = 0; k < P * NTR; k++) v[p * NTR + k] = _mm512_add_ps(z0[k], z1[k]);
+}
+
+/* Row elements [e0, e0 + kc) of the chunk's rows [r0, r0 + n) into wb[r - r0][bc] as f32 (rows
+ * past the chunk's: zero), each row's next block prefetched (b0, nbytes: the block's place). */
+static void leaf_rows(const tnode_walk *nw, int r0, int n, int e0, int kc, float *wb) {
+    const size_t b0 = qm_dtype_row_bytes(nw->dt, (size_t)(nw->col0 + e0)), nbytes = qm_dtype_row_bytes(nw->dt, (size_t)kc);
+    const size_t ahead = nbytes > NODE_PF_AHEAD ? nbytes : NODE_PF_AHEAD;
+    for (int r = 0; r < n; r++) {
+        if (r0 + r < nw->nr) {
+            const char *row = nw->w0 + (size_t)(r0 + r) * nw->wstride;
+            for (size_t o = 0; o < nbytes + 64; o += 64) _mm_prefetch(row + b0 + ahead + o, _MM_HINT_T0);
+            row_f32_any(row, nw->dt, nw->col0, e0, kc, wb + (size_t)r * (size_t)nw->bc);
+        } else memset(wb + (size_t)r * (size_t)nw->bc, 0, (size_t)kc * sizeof(float));
+    }
+}
+
+/* leaf_rows for the batched decode's bf16 blocks: rows [0, n) (past the chunk's: zero), 64
+ * elements from e0, into wb[n][bc], each row's four vectors converted in line and its next block
+ * prefetched into the L2 (the chunk's 64 rows' blocks into the L1 beside wb and xt thrashed it).
+ * A tile's 4 rows converted before its FMAs, through row_f32_any, held 22-30% of the 16-token
+ * nodes' time (`perf record -e cpu-clock`, bench_qmatmul pre avx512vnni BF16 64 4864 16, the
+ * weights in the L2: nodes 62-66 GFLOP/s, 80-84 with no conversion at all, 80 this way). Builds
+ * alternated six times, `qmesh bench -m r05-bf16.gguf --prompt 701 --shared-prefix 700 --gen 32
+ * --batch 16` (AMD EPYC Zen 4, 2026-12-06 22:50): down_proj 24.8 -> 22.7 ms a step, o_proj 5.3 ->
+ * 4.6, 158.6 -> 162.6 tok/s (means). */
+static void leaf_rows_bf16(const tnode_walk *nw, int n, int e0, float *wb) {
+    const size_t b0 = (size_t)(nw->col0 + e0) * 2;
+    for (int r = 0; r < n; r++) {
+        float *out = wb + (size_t)r * (size_t)nw->bc;
+        if (r >= nw->nr) {
+            for (int g = 0; g < 4; g++) _mm512_store_ps(out + 16 * g, _mm512_setzero_ps());
+            continue;
+        }
+        const char *row = nw->w0 + (size_t)r * nw->wstride + b0;
+        _mm_prefetch(row + 128, _MM_HINT_T1);
+        _mm_prefetch(row + 192, _MM_HINT_T1);
+        for (int g = 0; g < 4; g++) _mm512_store_ps(out + 16 * g, load_w(row + 32 * g, QM_DT_BF16));
+    }
 }
 
 /* Block k's dots of the chunk's tiles (NTR rows each) x the group's tokens: tile i's into
  * v[(i * NTP + p) * NTR + r] (16 tokens each). */
 static void tnode_leaf(const tnode_walk *nw, int k, __m512 *v) {
     const int e0 = k * nw->bc, kc = nw->cols - e0 < nw->bc ? nw->cols - e0 : nw->bc;
-    const size_t b0 = qm_dtype_row_bytes(nw->dt, (size_t)(nw->col0 + e0)), nbytes = qm_dtype_row_bytes(nw->dt, (size_t)kc);
-    const size_t ahead = nbytes > NODE_PF_AHEAD ? nbytes : NODE_PF_AHEAD;
+    if (nw->np == 1 && kc == 64) { /* batched decode's 64-column blocks: the chunk's rows first, then its tiles */
+        if (nw->dt == QM_DT_BF16) leaf_rows_bf16(nw, nw->nt * NTR, e0, nw->wb);
+        else leaf_rows(nw, 0, nw->nt * NTR, e0, kc, nw->wb);
+        for (int i = 0; i < nw->nt; i++, v += NTP * NTR) leaf_passes(nw, nw->wb + (size_t)(i * NTR) * (size_t)nw->bc, e0, 64, 0, 1, v);
+        return;
+    }
     for (int i = 0; i < nw->nt; i++, v += NTP * NTR) {
-        for (int r = 0; r < NTR; r++) {
-            if (i * NTR + r < nw->nr) {
-                const char *row = nw->w0 + (size_t)(i * NTR + r) * nw->wstride;
-                for (size_t o = 0; o < nbytes + 64; o += 64) _mm_prefetch(row + b0 + ahead + o, _MM_HINT_T0);
-                row_f32_any(row, nw->dt, nw->col0, e0, kc, nw->wb + r * nw->bc);
-            } else memset(nw->wb + r * nw->bc, 0, (size_t)kc * sizeof(float));
-        }
-        if (nw->np == 1 && kc == 64) { /* batched decode's 64-column blocks: constants the compiler unrolls */
-            leaf_passes(nw, e0, 64, 0, 1, v);
-            continue;
-        }
+        leaf_rows(nw, i * NTR, NTR, e0, kc, nw->wb);
         int p = 0;
-        for (; p + 2 <= nw->np; p += 2) leaf_passes(nw, e0, kc, p, 2, v);
-        if (p < nw->np) leaf_passes(nw, e0, kc, p, 1, v);
+        for (; p + 2 <= nw->np; p += 2) leaf_passes(nw, nw->wb, e0, kc, p, 2, v);
+        if (p < nw->np) leaf_passes(nw, nw->wb, e0, kc, p, 1, v);
     }
 }
 
@@ -1246,7 +1278,7 @@ static void chunk_store(const tnode_walk *nw, const __m512 *v, int tg, float *ou
 static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, const qm_leaf_node *nodes,
                         int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
     const int gt = NTP_OF(w->dtype) * 16; /* tokens a group */
-    const size_t nxt = (size_t)gt * (size_t)w->cols, nwb = (size_t)NTR * (size_t)bc;
+    const size_t nxt = (size_t)gt * (size_t)w->cols, nwb = (size_t)NTC * NTR * (size_t)bc;
     float *buf = aligned_alloc(64, (nxt + nwb + (size_t)NODE_LEVELS * NTC * NTP * NTR * 16) * sizeof(float));
     if (!buf) return 0;
     tnode_walk nw = {.wstride = qm_wview_stride(w), .dt = w->dtype, .col0 = w->col0, .cols = w->cols, .bc = bc,

@@ -51,6 +51,9 @@ static char mem[4096] __attribute__((aligned(64)));
 #define PERM128(k, d) "vperm2f128 $0x20,%%ymm13,%%ymm12,%%ymm" #d "\n"
 #define ADD(k, d) "vaddps %%ymm13,%%ymm12,%%ymm" #d "\n"
 #define BCAST(k, d) "vpbroadcastd 4*" #k "(%0),%%ymm" #d "\n"
+#define BCASTW(k, d) "vpbroadcastw 2*" #k "(%0),%%ymm" #d "\n"
+#define BF16W(k, d) "vpbroadcastw 2*" #k "(%0),%%ymm" #d "\n vpslld $16,%%ymm" #d ",%%ymm" #d "\n"
+#define BCASTSS(k, d) "vbroadcastss 4*" #k "(%0),%%ymm" #d "\n"
 #define LOAD(k, d) "vmovups 32*" #k "(%0),%%ymm" #d "\n"
 
 /* One Q4_K weight vector for accumulator a: codes at byte off, x at 256 + 4 off. */
@@ -90,6 +93,9 @@ static void print_cases(const pipe_case *r, int k, double t_add, int lanes) {
 #define ZZXM(k, d) "vpmovzxbd 16*" #k "(%0),%%zmm" #d "\n"
 #define ZSRL(k, d) "vpsrld $4,%%zmm13,%%zmm" #d "\n"
 #define ZAND(k, d) "vpandd %%zmm13,%%zmm12,%%zmm" #d "\n"
+#define ZFMAB(k, d) "vfmadd231ps 4*" #k "(%0)%{1to16%},%%zmm14,%%zmm" #k "\n"
+#define ZFMAM(k, d) "vfmadd231ps 64*" #k "(%0),%%zmm14,%%zmm" #k "\n"
+#define ZLOAD(k, d) "vmovaps 64*" #k "(%0),%%zmm" #d "\n"
 #define ZCVT(k, d) "vcvtdq2ps %%zmm13,%%zmm" #d "\n"
 /* One row's step of 64 weights into accumulator a: codes at byte off (two 16-byte halves, low
  * nibbles as they are, vpermps reading 4 bits; high nibbles shifted), two tables (scale and min
@@ -105,7 +111,7 @@ static void print_cases(const pipe_case *r, int k, double t_add, int lanes) {
 
 static void zmm_pipes(double t_add) {
     printf("\nAVX-512 (zmm)\n%-34s %8s %12s\n", "instructions an iteration", "cycles", "per cycle");
-    pipe_case r[16];
+    pipe_case r[24];
     int k = 0;
     CASE("8 fma", 8, Z8(ZFMA));
     CASE("8 vpermps", 8, Z8(ZPERM));
@@ -113,6 +119,10 @@ static void zmm_pipes(double t_add) {
     CASE("8 vpsrld", 8, Z8(ZSRL));
     CASE("8 vpandd", 8, Z8(ZAND));
     CASE("8 cvtdq2ps", 8, Z8(ZCVT));
+    CASE("8 fma, broadcast from memory", 8, Z8(ZFMAB));
+    CASE("8 fma, zmm from memory", 8, Z8(ZFMAM));
+    CASE("8 loads of 64 bytes", 8, Z8(ZLOAD));
+    CASE("8 fma bcast + 2 loads of 64", 10, Z8(ZFMAB) ZLOAD(0, 8) ZLOAD(1, 9));
     CASE("8 fma + 8 vpermps", 16, Z8(ZFMA) Z8(ZPERM));
     CASE("8 fma + 8 vpmovzxbd", 16, Z8(ZFMA) Z8(ZZXM));
     CASE("8 fma + 8 vpsrld", 16, Z8(ZFMA) Z8(ZSRL));
@@ -162,6 +172,12 @@ int main(void) {
     CASE("8 fma + 8 pshufb", 16, X8(FMA) X8(SHUFB));
     CASE("8 fma + 8 psrld", 16, X8(FMA) X8(SRL));
     CASE("8 fma + 8 addps", 16, X8(FMA) X8(ADD));
+    CASE("8 pbroadcastw from memory", 8, X8(BCASTW));
+    CASE("8 fma + 8 pbroadcastw", 16, X8(FMA) X8(BCASTW));
+    CASE("8 fma + 8 pbroadcastd", 16, X8(FMA) X8(BCAST));
+    CASE("8 fma + 8 broadcastss", 16, X8(FMA) X8(BCASTSS));
+    CASE("16 fma + 8 bf16 (pbroadcastw, pslld)", 24, X8(FMA) X8(FMA) X8(BF16W));
+    CASE("16 fma + 8 pbroadcastd + 8 pand", 32, X8(FMA) X8(FMA) X8(BCAST) X8(AND));
     CASE("8 cvtdq2ps + 8 psrld", 16, X8(CVT) X8(SRL));
     CASE("8 cvtdq2ps + 8 pmovzxbd", 16, X8(CVT) X8(ZXM));
     CASE("8 pmovzxbd + 8 pshufb", 16, X8(ZXM) X8(SHUFB));
