@@ -1161,7 +1161,7 @@ static void leaf_rows(const tnode_walk *nw, int r0, int n, int e0, int kc, float
  * nodes' time (`perf record -e cpu-clock`, bench_qmatmul pre avx512vnni BF16 64 4864 16, the
  * weights in the L2: nodes 62-66 GFLOP/s, 80-84 with no conversion at all, 80 this way). Builds
  * alternated six times, `qmesh bench -m r05-bf16.gguf --prompt 701 --shared-prefix 700 --gen 32
- * --batch 16` (AMD EPYC Zen 4, 2026-12-06 22:50): down_proj 24.8 -> 22.7 ms a step, o_proj 5.3 ->
+ * --batch 16` (AMD EPYC Zen 4, 2026-12-06 22:20): down_proj 24.8 -> 22.7 ms a step, o_proj 5.3 ->
  * 4.6, 158.6 -> 162.6 tok/s (means). */
 static void leaf_rows_bf16(const tnode_walk *nw, int n, int e0, float *wb) {
     const size_t b0 = (size_t)(nw->col0 + e0) * 2;
