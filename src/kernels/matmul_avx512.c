@@ -1156,7 +1156,9 @@ static void leaf_rows(const tnode_walk *nw, int r0, int n, int e0, int kc, float
 
 /* leaf_rows for the batched decode's bf16 blocks: rows [0, n) (past the chunk's: zero), 64
  * elements from e0, into wb[n][bc], each row's four vectors converted in line and its next block
- * prefetched into the L2 (the chunk's 64 rows' blocks into the L1 beside wb and xt thrashed it).
+ * prefetched into the L2 (into the L1, where wb and the block's activations are, `bench_qmatmul
+ * pre avx512vnni BF16 896 4864 16` read 51-57 GFLOP/s, into the L2 63-69; farther ahead than
+ * the next block was faster alone and slower in the model, docs/perf-history.md).
  * A tile's 4 rows converted before its FMAs, through row_f32_any, held 22-30% of the 16-token
  * nodes' time (`perf record -e cpu-clock`, bench_qmatmul pre avx512vnni BF16 64 4864 16, the
  * weights in the L2: nodes 62-66 GFLOP/s, 80-84 with no conversion at all, 80 this way). Builds
