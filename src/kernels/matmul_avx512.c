@@ -1170,13 +1170,13 @@ static void leaf_rows_bf16(const tnode_walk *nw, int n, int e0, float *wb) {
     for (int r = 0; r < n; r++) {
         float *out = wb + (size_t)r * (size_t)nw->bc;
         if (r >= nw->nr) {
-            for (int g = 0; g < 4; g++) _mm512_store_ps(out + 16 * g, _mm512_setzero_ps());
+            memset(out, 0, 64 * sizeof(float));
             continue;
         }
-        const char *row = nw->w0 + (size_t)r * nw->wstride + b0;
-        _mm_prefetch(row + 128, _MM_HINT_T1);
-        _mm_prefetch(row + 192, _MM_HINT_T1);
-        for (int g = 0; g < 4; g++) _mm512_store_ps(out + 16 * g, load_w(row + 32 * g, QM_DT_BF16));
+        const char *row = nw->w0 + (size_t)r * nw->wstride;
+        _mm_prefetch(row + b0 + 128, _MM_HINT_T1);
+        _mm_prefetch(row + b0 + 192, _MM_HINT_T1);
+        plain_f32(row, QM_DT_BF16, nw->col0 + e0, 64, out);
     }
 }
 
