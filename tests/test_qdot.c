@@ -378,7 +378,10 @@ static void test_matmul_q8_splits(void **state) {
 /* One token over views of whole K-quant superblocks (col0 a multiple of 256 columns, lengths a
  * multiple of 256), 8 to 41 rows, any row range: the decode's tiles of 8 rows side by side (Q4_K
  * on AVX2) and their tails, column-parallel (matmul_q8, check_case) and row-parallel (blocks of
- * 64 columns, matmul_q8_blocks against the scalar twin's per-block calls), bit for bit. */
+ * 64 columns, matmul_q8_blocks against the scalar twin's per-block calls), bit for bit. Then the
+ * row-parallel views a mesh's shards make: starting and ending inside a superblock, on a 64-column
+ * chunk (a 1x2 mesh's down_proj, 17.5 superblocks a device) with blocks of 64, or on a 128-column
+ * one with blocks of 128 (o_proj's heads). */
 static void test_matmul_q8_rows8(void **state) {
     (void)state;
     isa_fns fs[8];
@@ -386,12 +389,14 @@ static void test_matmul_q8_rows8(void **state) {
     rng_t r = {19};
     static const int rows_of[] = {8, 9, 16, 19, 27, 41};
     for (int d = 0; d < COUNT(quant_dts); d++)
-        for (int trial = 0; trial < COUNT(rows_of); trial++) {
-            const int rows = rows_of[trial], nb32 = 8 * rng_int(&r, 1, 6);
+        for (int trial = 0; trial < 3 * COUNT(rows_of); trial++) {
+            const int kind = trial / COUNT(rows_of), rows = rows_of[trial % COUNT(rows_of)];
+            const int align = kind == 0 ? 256 : kind == 1 ? 64 : 128, bc = kind == 2 ? 128 : 64;
+            const int nb32 = kind == 0 ? 8 * rng_int(&r, 1, 6) : bc / 32 * rng_int(&r, 1, 24);
             qcase c;
-            make_case(&r, quant_dts[d], rows, 1, nb32, 256, &c);
+            make_case(&r, quant_dts[d], rows, 1, nb32, align, &c);
             check_case(&c, fs, nf);
-            const int bc = 64, nb = (c.v.cols + bc - 1) / bc;
+            const int nb = (c.v.cols + bc - 1) / bc;
             const int o_b = trial % 2 ? rng_int(&r, 0, 5) : 0, o_e = trial % 3 ? rows - rng_int(&r, 0, 2) : rows;
             const size_t ny = (size_t)nb * (size_t)rows;
             float *want = make_y(ny), *got = make_y(ny); /* both NaN-poisoned alike: unwritten leaves compare equal */

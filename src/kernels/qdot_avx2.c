@@ -901,21 +901,22 @@ QM_INLINE void q4k_pair8(const uint8_t *const c[Q4K_ROWS], const qm_q8act *x, in
     out[1] = q4k_contrib8(p1, x, b + 1, d, dmin, sc[1], mn[1]);
 }
 
-/* Superblock S of 8 rows (row0: row 0's first superblock of the view, rows stride apart): with
- * part, its leaves as tile_decode_b64 makes them, block k of row r at part[k pstride + r]: bpb 2,
- * the 4 leaves of 64 columns, (+0 + c_2k) + (+0 + c_2k+1); bpb 4 (o_proj's heads of 128), the 2
- * of 128, (a_4m + a_4m+2) + (a_4m+1 + a_4m+3) with a_b = +0 + c_b; else acc[b % 16] += c_b (b =
- * 8 S + j). */
-QM_INLINE void q4k_super8(const uint8_t *row0, size_t stride, int S, const qm_q8act *x, __m256 *acc, float *part,
-                          size_t pstride, int bpb) {
+/* Superblock S of 8 rows (row0: row 0's superblock that holds the view's first column, rows
+ * stride apart), its chunks [q0, q1) (the view's part of it: chunk q is view blocks b = 8 S + 2 q -
+ * off, b + 1, off = the view's first block inside its superblock): with part, its leaves as
+ * tile_decode_b64 makes them, block k of row r at part[k pstride + r]: bpb 2, the leaves of 64
+ * columns, (+0 + c_2k) + (+0 + c_2k+1); bpb 4 (o_proj's heads of 128; off % 4 == 0), those of 128,
+ * (a_4m + a_4m+2) + (a_4m+1 + a_4m+3) with a_b = +0 + c_b; else acc[b % 16] += c_b. */
+QM_INLINE void q4k_super8(const uint8_t *row0, size_t stride, int S, int q0, int q1, int off, const qm_q8act *x,
+                          __m256 *acc, float *part, size_t pstride, int bpb) {
     const uint8_t *blk[Q4K_ROWS];
     for (int r = 0; r < Q4K_ROWS; r++) blk[r] = row0 + (size_t)r * stride + (size_t)S * 144;
     __m256 d, dmin, sc[8], mn[8], first[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     q4k_heads8(blk, &d, &dmin, sc, mn);
-    for (int q = 0; q < 4; q++) {
+    for (int q = q0; q < q1; q++) {
         const uint8_t *c[Q4K_ROWS];
         for (int r = 0; r < Q4K_ROWS; r++) c[r] = blk[r] + 16 + 32 * q;
-        const int b = 8 * S + 2 * q;
+        const int b = 8 * S + 2 * q - off;
         __m256 cb[2];
         q4k_pair8(c, x, b, d, dmin, sc + 2 * q, mn + 2 * q, cb);
         const __m256 z = _mm256_setzero_ps();
@@ -944,20 +945,35 @@ QM_INLINE void q4k_super8(const uint8_t *row0, size_t stride, int S, const qm_q8
  * tile_decode; two groups ahead into the L2 at 17; rows of 8960 columns 17 against 12. */
 #define Q4K_PFG 2
 
-/* One token, 8 rows of whole Q4_K superblocks (w->sb0 % 8 == 0, w->nblk % 8 == 0): y[0 .. 7], or
- * with part the rows' leaves of 32 bpb columns (q4k_super8). */
+/* One token, 8 rows of a Q4_K view whose first and last columns lie on 64-column chunks (w->sb0 % 2
+ * == 0, w->nblk % 2 == 0; bpb 4: % 4): y[0 .. 7], or with part the rows' leaves of 32 bpb columns
+ * (q4k_super8). A row shard (w->whole 0: a device's columns of down_proj, rows far apart) prefetches
+ * each superblock of the rows Q4K_PFG groups ahead as it goes; whole rows, a share of their bytes.
+ * The shards of a 1x2 mesh's down_proj (8960 columns: 17.5 superblocks each) took the 32-row tiles
+ * of tile_decode_b64 before, with every other type: 1.5B, --activations q8 --isa avx2, 1x2 (AMD EPYC
+ * Zen 4, 2026-12-07): down_proj 11.1-11.7 ms a step, 9.5-9.9 on 1x1. */
 QM_INLINE void q4k_decode8(const wrows *w, const qm_q8act *x, const float *bias, float *y, float *part,
                            size_t pstride, int bpb) {
     __m256 acc[16];
     for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
-    const int nsup = w->nblk / 8;
+    const int off = w->sb0 & 7, nsup = (off + w->nblk + 7) / 8;
     const uint8_t *row0 = w->row0 + (size_t)(w->sb0 >> 3) * 144;
     const char *pf = (const char *)row0 + (size_t)Q4K_ROWS * Q4K_PFG * w->stride;
     const size_t pf_step = w->whole ? ((size_t)Q4K_ROWS * w->stride + (size_t)nsup - 1) / (size_t)nsup : 0;
     for (int S = 0; S < nsup; S++) {
-        for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T1);
-        pf += pf_step;
-        q4k_super8(row0, w->stride, S, x, acc, part, pstride, bpb);
+        if (w->whole) {
+            for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T1);
+            pf += pf_step;
+        } else
+            for (int r = 0; r < Q4K_ROWS; r++) { /* the superblock's 144 bytes: 3 lines at most */
+                const char *p = pf + (size_t)r * w->stride + (size_t)S * 144;
+                _mm_prefetch(p, _MM_HINT_T1);
+                _mm_prefetch(p + 64, _MM_HINT_T1);
+                _mm_prefetch(p + 143, _MM_HINT_T1);
+            }
+        const int q0 = S == 0 ? off / 2 : 0, end = off + w->nblk - 8 * S, q1 = end < 8 ? end / 2 : 4;
+        if (q0 == 0 && q1 == 4) q4k_super8(row0, w->stride, S, 0, 4, off, x, acc, part, pstride, bpb);
+        else q4k_super8(row0, w->stride, S, q0, q1, off, x, acc, part, pstride, bpb);
     }
     if (part) return;
     for (int h = 8; h >= 1; h /= 2)
@@ -1433,7 +1449,8 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, cons
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = qm_rowpar_whole_rows(w);
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
     int o = o_begin;
-    if (dt == QM_DT_Q4_K && off == 0 && (bc == 64 || bc == 128) && nblk % 8 == 0 && bc / 32 * nbk == nblk)
+    const int q4k_chunks = bc == 64 ? off % 2 == 0 && nblk % 2 == 0 : bc == 128 && off % 4 == 0 && nblk % 4 == 0;
+    if (dt == QM_DT_Q4_K && q4k_chunks && bc / 32 * nbk == nblk)
         for (; o + Q4K_ROWS <= o_end; o += Q4K_ROWS) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
             q4k_leaves8(&wr, x, part + o, pstride, bc / 32);
