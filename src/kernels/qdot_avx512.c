@@ -1245,6 +1245,12 @@ QM_INLINE void blocks_narrow(qm_dtype dt, const qm_wview *w, const qm_q8act *x, 
     }
 }
 
+/* A K-quant shard's offset inside its superblock (off, sb0 % 8) is passed as a literal where a
+ * mesh makes it (1x2: 4; 1x4 and 2x4: 2, 4, 6), so that every code load and scale index is a
+ * constant: with off in a register, a 1x2 mesh's second device took 1.5-1.7x the first's time
+ * for the 1.5B's Q6_K down_proj (bench_qmatmul rp avx512vnni Q6_K 1536 4480 1 4480 8960, one
+ * thread, AMD EPYC Zen 4, 2026-12-07: fast nodes 0.083-0.093 ns a weight against 0.051-0.054 from
+ * column 0; 0.060 with the literal; Q4_K 0.064 -> 0.051), and the first device waited for it. */
 QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int bc, int nbk, float *part,
                          size_t pstride, int o_begin, int o_end) {
     const size_t stride = qm_wview_stride(w);
@@ -1260,6 +1266,9 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
         float *po = part + o;
         if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, nbk, po, pstride);
         else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, nbk, po, pstride);
+        else if (off == 4) tile_decode_b64(dt, &wr, 4, 2, nr, x, nbk, po, pstride); /* a 1x2 shard */
+        else if (off == 2) tile_decode_b64(dt, &wr, 2, 2, nr, x, nbk, po, pstride); /* 1x4, 2x4 shards */
+        else if (off == 6) tile_decode_b64(dt, &wr, 6, 2, nr, x, nbk, po, pstride);
         else tile_decode_b64(dt, &wr, off, 2, nr, x, nbk, po, pstride);
     }
 }
