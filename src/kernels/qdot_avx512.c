@@ -192,15 +192,16 @@ QM_INLINE __m512i code_pair(qm_dtype dt, const uint8_t *base, int off, int nb, i
 /* Q4_K decode, quads: vector k holds group blocks quad_blk(k) (128-bit lanes 0, 1) and quad_blk(k) + 2
  * (lanes 2, 3). With off 0, vectors 2j and 2j + 1 are the low and high nibbles of one 64-byte load of
  * qs: sub-blocks 4j .. 4j + 3 (j / 2 the superblock, j % 2 its half) are [4j, 4j + 2] in the low
- * nibbles and [4j + 1, 4j + 3] in the high ones. Absent blocks: 0, or (the second of a vector whose
+ * nibbles and [4j + 1, 4j + 3] in the high ones; with off 4 the same, a half further. Absent blocks: 0, or (the second of a vector whose
  * first is present) codes of the same superblock, against activations 0. */
 QM_INLINE int quad_blk(int k) { return 4 * (k >> 1) + (k & 1); }
 
 QM_INLINE __m512i code_quad(const uint8_t *base, int off, int nb, int k) {
     const int b = quad_blk(k);
     if (b >= nb) return _mm512_setzero_si512();
-    if (off == 0) {
-        const __m512i v = _mm512_loadu_si512(base + (size_t)(b >> 3) * 144 + 16 + 64 * ((b >> 2) & 1));
+    if ((off & 3) == 0) { /* quads on superblock halves (off 4: a 1x2 mesh's second shard) */
+        const int u = off + b;
+        const __m512i v = _mm512_loadu_si512(base + (size_t)(u >> 3) * 144 + 16 + 64 * ((u >> 2) & 1));
         return _mm512_and_si512(k & 1 ? _mm512_srli_epi16(v, 4) : v, _mm512_set1_epi8(15));
     }
     const __m256i hi = b + 2 < nb ? code_k45(QM_DT_Q4_K, base, off + b + 2) : _mm256_setzero_si256();
