@@ -1265,7 +1265,8 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, int 
         const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
         const int nr = o_end - o < DR ? o_end - o : DR;
         float *po = part + o;
-        if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, nbk, po, pstride);
+        if (bc == 128 && off == 0) tile_decode_b64(dt, &wr, 0, 4, nr, x, nbk, po, pstride); /* o_proj */
+        else if (bc == 128) tile_decode_b64(dt, &wr, off, 4, nr, x, nbk, po, pstride);
         else if (off == 0) tile_decode_b64(dt, &wr, 0, 2, nr, x, nbk, po, pstride);
         else if (off == 4) tile_decode_b64(dt, &wr, 4, 2, nr, x, nbk, po, pstride); /* a 1x2 shard */
         else if (off == 2) tile_decode_b64(dt, &wr, 2, 2, nr, x, nbk, po, pstride); /* 1x4, 2x4 shards */
