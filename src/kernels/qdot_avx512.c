@@ -192,8 +192,9 @@ QM_INLINE __m512i code_pair(qm_dtype dt, const uint8_t *base, int off, int nb, i
 /* Q4_K decode, quads: vector k holds group blocks quad_blk(k) (128-bit lanes 0, 1) and quad_blk(k) + 2
  * (lanes 2, 3). With off 0, vectors 2j and 2j + 1 are the low and high nibbles of one 64-byte load of
  * qs: sub-blocks 4j .. 4j + 3 (j / 2 the superblock, j % 2 its half) are [4j, 4j + 2] in the low
- * nibbles and [4j + 1, 4j + 3] in the high ones; with off 4 the same, a half further. Absent blocks: 0, or (the second of a vector whose
- * first is present) codes of the same superblock, against activations 0. */
+ * nibbles and [4j + 1, 4j + 3] in the high ones; with off 4 the same, half a superblock further.
+ * Absent blocks: 0, or (the second of a vector whose first is present) codes of the same
+ * superblock, against activations 0. */
 QM_INLINE int quad_blk(int k) { return 4 * (k >> 1) + (k & 1); }
 
 QM_INLINE __m512i code_quad(const uint8_t *base, int off, int nb, int k) {
