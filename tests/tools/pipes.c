@@ -77,7 +77,7 @@ static char mem[4096] __attribute__((aligned(64)));
 #define QROW2(a, b) "vmovdqu 0(%0),%%ymm10\n" QSC QV2(0, a, 0) QV2(8, b, 32) QV2(16, a, 64) QV2(24, b, 96) \
     QSC QV2(4, a, 128) QV2(12, b, 160) QV2(20, a, 192) QV2(28, b, 224)
 
-/* A timed body: n instructions (the last case of a table: n weight vectors), seconds an iteration. */
+/* A timed body: n instructions (a step case: n weight vectors), seconds an iteration. */
 typedef struct {
     const char *name;
     int n;
@@ -86,11 +86,11 @@ typedef struct {
 /* One more row of a table r[] of k rows. */
 #define CASE(name_, n_, body_) do { r[k].name = name_; r[k].n = n_; TIME_BODY(r[k].t, body_); k++; } while (0)
 
-/* The table in cycles (t_add: a cycle's seconds); its last row per vector of `lanes` weights. */
+/* The table in cycles (t_add: a cycle's seconds); its step rows per vector of `lanes` weights. */
 static void print_cases(const pipe_case *r, int k, double t_add, int lanes) {
     for (int i = 0; i < k; i++) {
         const double cyc = r[i].t / t_add;
-        if (i == k - 1)
+        if (strstr(r[i].name, "step"))
             printf("%-34s %8.2f %12s  (%.2f cycles a vector of %d weights)\n", r[i].name, cyc, "", cyc / r[i].n, lanes);
         else
             printf("%-34s %8.2f %12.2f\n", r[i].name, cyc, r[i].n / cyc);
@@ -151,22 +151,6 @@ static void zmm_pipes(double t_add) {
     pipe_case r[40];
     int k = 0;
     CASE("8 fma", 8, Z8(ZFMA));
-    CASE("8 vpshufb", 8, Z8(ZSHUFB));
-    CASE("8 vbroadcasti32x4 from memory", 8, Z8(ZBC128));
-    CASE("8 fma + 8 vpshufb", 16, Z8(ZFMA) Z8(ZSHUFB));
-    CASE("8 vpermps + 8 vpshufb", 16, Z8(ZPERM) Z8(ZSHUFB));
-    CASE("8 vpshufb + 8 vpsrld", 16, Z8(ZSHUFB) Z8(ZSRL));
-    CASE("8 fma + 8 vpermps + 8 vpshufb", 24, Z8(ZFMA) Z8(ZPERM) Z8(ZSHUFB));
-    CASE("Q4_K step, vpshufb, 4 rows x 64", 16, ZQROWS(0, 0) ZQROWS(32, 1) ZQROWS(64, 2) ZQROWS(96, 3));
-    CASE("8 vpermi2ps", 8, Z8(ZPERMI2));
-    CASE("8 vpsrlvd", 8, Z8(ZSRLV));
-    CASE("8 vpternlogd", 8, Z8(ZTERN));
-    CASE("8 vbroadcasti64x4", 8, Z8(ZBC256));
-    CASE("8 fma + 8 vpermi2ps", 16, Z8(ZFMA) Z8(ZPERMI2));
-    CASE("8 vpsrlvd + 8 vpermi2ps", 16, Z8(ZSRLV) Z8(ZPERMI2));
-    CASE("8 vpternlogd + 8 vpermi2ps", 16, Z8(ZTERN) Z8(ZPERMI2));
-    CASE("8 vbroadcasti64x4 + 8 vpermps", 16, Z8(ZBC256) Z8(ZPERM));
-    CASE("Q4_K step, shifts+vpermi2ps (vectors)", 16, ZQROWT(0, 0) ZQROWT(32, 1) ZQROWT(64, 2) ZQROWT(96, 3));
     CASE("8 vpermps", 8, Z8(ZPERM));
     CASE("8 vpmovzxbd from memory", 8, Z8(ZZXM));
     CASE("8 vpsrld", 8, Z8(ZSRL));
@@ -183,6 +167,22 @@ static void zmm_pipes(double t_add) {
     CASE("8 vpermps + 8 vpmovzxbd", 16, Z8(ZPERM) Z8(ZZXM));
     CASE("8 vpermps + 8 vpsrld", 16, Z8(ZPERM) Z8(ZSRL));
     CASE("8 vpermps + 8 vpandd", 16, Z8(ZPERM) Z8(ZAND));
+    CASE("8 vpshufb", 8, Z8(ZSHUFB));
+    CASE("8 vbroadcasti32x4 from memory", 8, Z8(ZBC128));
+    CASE("8 fma + 8 vpshufb", 16, Z8(ZFMA) Z8(ZSHUFB));
+    CASE("8 vpermps + 8 vpshufb", 16, Z8(ZPERM) Z8(ZSHUFB));
+    CASE("8 vpshufb + 8 vpsrld", 16, Z8(ZSHUFB) Z8(ZSRL));
+    CASE("8 fma + 8 vpermps + 8 vpshufb", 24, Z8(ZFMA) Z8(ZPERM) Z8(ZSHUFB));
+    CASE("Q4_K step, vpshufb, 4 rows x 64", 16, ZQROWS(0, 0) ZQROWS(32, 1) ZQROWS(64, 2) ZQROWS(96, 3));
+    CASE("8 vpermi2ps", 8, Z8(ZPERMI2));
+    CASE("8 vpsrlvd", 8, Z8(ZSRLV));
+    CASE("8 vpternlogd", 8, Z8(ZTERN));
+    CASE("8 vbroadcasti64x4", 8, Z8(ZBC256));
+    CASE("8 fma + 8 vpermi2ps", 16, Z8(ZFMA) Z8(ZPERMI2));
+    CASE("8 vpsrlvd + 8 vpermi2ps", 16, Z8(ZSRLV) Z8(ZPERMI2));
+    CASE("8 vpternlogd + 8 vpermi2ps", 16, Z8(ZTERN) Z8(ZPERMI2));
+    CASE("8 vbroadcasti64x4 + 8 vpermps", 16, Z8(ZBC256) Z8(ZPERM));
+    CASE("Q4_K step, vpermi2ps, 4 rows x 64", 16, ZQROWT(0, 0) ZQROWT(32, 1) ZQROWT(64, 2) ZQROWT(96, 3));
     CASE("exact Q4_K step, 4 rows x 64", 16, ZQROW(0, 0) ZQROW(32, 1) ZQROW(64, 2) ZQROW(96, 3));
     print_cases(r, k, t_add, 16);
 }
@@ -235,7 +235,7 @@ int main(void) {
     CASE("8 cvtdq2ps + 8 pmovzxbd", 16, X8(CVT) X8(ZXM));
     CASE("8 pmovzxbd + 8 pshufb", 16, X8(ZXM) X8(SHUFB));
     CASE("8 pmovzxbd + 8 psrld", 16, X8(ZXM) X8(SRL));
-    CASE("Q4_K step, shifts (vectors)", 32, QROW2(0, 1) QROW2(2, 3) QROW2(4, 5) QROW2(6, 7));
+    CASE("Q4_K step, shifts, 4 rows x 64", 32, QROW2(0, 1) QROW2(2, 3) QROW2(4, 5) QROW2(6, 7));
     CASE("exact Q4_K step, 4 rows x 64", 32, QROW(0, 1) QROW(2, 3) QROW(4, 5) QROW(6, 7));
     print_cases(r, k, t_add, 8);
     if (__builtin_cpu_supports("avx512f")) zmm_pipes(t_add);
