@@ -110,16 +110,16 @@ static void print_cases(const pipe_case *r, int k, double t_add, int lanes) {
 #define ZLOAD(k, d) "vmovaps 64*" #k "(%0),%%zmm" #d "\n"
 #define ZCVT(k, d) "vcvtdq2ps %%zmm13,%%zmm" #d "\n"
 /* One row's step of 64 weights into accumulator a: codes at byte off (two 16-byte halves, low
- * nibbles as they are, vpermps reading 4 bits; high nibbles shifted), two tables (scale and min
- * broadcast, one FMA each), four lookups, four FMAs with x from memory. */
-#define ZQROW(off, a) "vpmovzxbd " #off "(%0),%%zmm8\n vpmovzxbd 16+" #off "(%0),%%zmm9\n" \
-    " vpsrld $4,%%zmm8,%%zmm10\n vpsrld $4,%%zmm9,%%zmm11\n" \
-    " vpbroadcastd 1024(%0),%%zmm12\n vpbroadcastd 1028(%0),%%zmm13\n vfmsub132ps %%zmm14,%%zmm13,%%zmm12\n" \
-    " vpbroadcastd 1032(%0),%%zmm13\n vpbroadcastd 1036(%0),%%zmm15\n vfmsub132ps %%zmm14,%%zmm15,%%zmm13\n" \
-    " vpermps %%zmm12,%%zmm8,%%zmm8\n vpermps %%zmm12,%%zmm9,%%zmm9\n" \
+ * nibbles as they are, vpermps reading 4 bits; high nibbles shifted), two tables (ZTABLES: scale
+ * and min broadcast, one FMA each), four lookups and four FMAs with x from memory (ZLOOKUP). */
+#define ZTABLES " vpbroadcastd 1024(%0),%%zmm12\n vpbroadcastd 1028(%0),%%zmm13\n vfmsub132ps %%zmm14,%%zmm13,%%zmm12\n" \
+    " vpbroadcastd 1032(%0),%%zmm13\n vpbroadcastd 1036(%0),%%zmm15\n vfmsub132ps %%zmm14,%%zmm15,%%zmm13\n"
+#define ZLOOKUP(a) " vpermps %%zmm12,%%zmm8,%%zmm8\n vpermps %%zmm12,%%zmm9,%%zmm9\n" \
     " vpermps %%zmm13,%%zmm10,%%zmm10\n vpermps %%zmm13,%%zmm11,%%zmm11\n" \
     " vfmadd231ps 2048(%0),%%zmm8,%%zmm" #a "\n vfmadd231ps 2112(%0),%%zmm9,%%zmm" #a "\n" \
     " vfmadd231ps 2176(%0),%%zmm10,%%zmm" #a "\n vfmadd231ps 2240(%0),%%zmm11,%%zmm" #a "\n"
+#define ZQROW(off, a) "vpmovzxbd " #off "(%0),%%zmm8\n vpmovzxbd 16+" #off "(%0),%%zmm9\n" \
+    " vpsrld $4,%%zmm8,%%zmm10\n vpsrld $4,%%zmm9,%%zmm11\n" ZTABLES ZLOOKUP(a)
 
 /* The same step with each 16 codes' bytes put in dword lanes by a broadcast of 16 bytes (a load)
  * and vpshufb rather than vpmovzxbd (which shares vpermps's pipe). */
@@ -127,23 +127,18 @@ static void print_cases(const pipe_case *r, int k, double t_add, int lanes) {
 #define ZBC128(k, d) "vbroadcasti32x4 16*" #k "(%0),%%zmm" #d "\n"
 #define ZQROWS(off, a) "vbroadcasti32x4 " #off "(%0),%%zmm8\n vpshufb %%zmm7,%%zmm8,%%zmm8\n" \
     " vbroadcasti32x4 16+" #off "(%0),%%zmm9\n vpshufb %%zmm7,%%zmm9,%%zmm9\n" \
-    " vpsrld $4,%%zmm8,%%zmm10\n vpsrld $4,%%zmm9,%%zmm11\n" \
-    " vpbroadcastd 1024(%0),%%zmm12\n vpbroadcastd 1028(%0),%%zmm13\n vfmsub132ps %%zmm14,%%zmm13,%%zmm12\n" \
-    " vpbroadcastd 1032(%0),%%zmm13\n vpbroadcastd 1036(%0),%%zmm15\n vfmsub132ps %%zmm14,%%zmm15,%%zmm13\n" \
-    " vpermps %%zmm12,%%zmm8,%%zmm8\n vpermps %%zmm12,%%zmm9,%%zmm9\n" \
-    " vpermps %%zmm13,%%zmm10,%%zmm10\n vpermps %%zmm13,%%zmm11,%%zmm11\n" \
-    " vfmadd231ps 2048(%0),%%zmm8,%%zmm" #a "\n vfmadd231ps 2112(%0),%%zmm9,%%zmm" #a "\n" \
-    " vfmadd231ps 2176(%0),%%zmm10,%%zmm" #a "\n vfmadd231ps 2240(%0),%%zmm11,%%zmm" #a "\n"
+    " vpsrld $4,%%zmm8,%%zmm10\n vpsrld $4,%%zmm9,%%zmm11\n" ZTABLES ZLOOKUP(a)
 
+/* The step in the order lane = (i mod 64) / 4: a 32-byte group in both halves, each vector's
+ * nibbles shifted per lane (vpsrlvd) and masked with the second table's index bit set for the
+ * high nibbles (vpternlogd), both tables in one vpermi2ps (ZTV: one vector of 16 weights). */
 #define ZPERMI2(k, d) "vpermi2ps %%zmm13,%%zmm12,%%zmm" #d "\n"
 #define ZSRLV(k, d) "vpsrlvd %%zmm13,%%zmm12,%%zmm" #d "\n"
 #define ZTERN(k, d) "vpternlogd $0xF8,%%zmm13,%%zmm12,%%zmm" #d "\n"
 #define ZBC256(k, d) "vbroadcasti64x4 32*" #k "(%0),%%zmm" #d "\n"
 #define ZTV(sh, a, xo) "vpsrlvd %%zmm" #sh ",%%zmm8,%%zmm9\n vpternlogd $0xF8,%%zmm6,%%zmm5,%%zmm9\n" \
     " vmovaps %%zmm12,%%zmm10\n vpermi2ps %%zmm13,%%zmm10,%%zmm9\n vfmadd231ps " #xo "(%0),%%zmm9,%%zmm" #a "\n"
-#define ZQROWT(off, a) "vbroadcasti64x4 " #off "(%0),%%zmm8\n" \
-    " vpbroadcastd 1024(%0),%%zmm12\n vpbroadcastd 1028(%0),%%zmm13\n vfmsub132ps %%zmm14,%%zmm13,%%zmm12\n" \
-    " vpbroadcastd 1032(%0),%%zmm13\n vpbroadcastd 1036(%0),%%zmm15\n vfmsub132ps %%zmm14,%%zmm15,%%zmm13\n" \
+#define ZQROWT(off, a) "vbroadcasti64x4 " #off "(%0),%%zmm8\n" ZTABLES \
     ZTV(7, a, 2048) ZTV(4, a, 2112) ZTV(7, a, 2176) ZTV(4, a, 2240)
 
 static void zmm_pipes(double t_add) {
