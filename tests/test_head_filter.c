@@ -6,12 +6,14 @@
  *     is printed (how tight the bound is), never asserted.
  *   - Input that is not finite is refused (every row then computed exactly); min-term types are
  *     not filtered, float heads only where a shadow is allowed.
+ *   - head_pass (outputs side by side, AVX512-VNNI) gives its definition's bits (head_pass.c), and
+ *     its a - E and a + E hold every exact logit between them.
  *   - End to end: a tiny random checkpoint (its tied head bf16, filtered through a Q8_0 shadow)
  *     and the same converted to a Q8_0 GGUF, greedy requests (and one sampled, which takes the
- *     full head), batch 3: the filtered engine on meshes 1x1, 1x3 and 2x2 generates the ids of
- *     the engine with full_head, and it did filter (fewer rows computed exactly than the
- *     vocabulary), except the bf16 head on 2x2 (two replicas: no shadow; its shadow serves steps
- *     of one output only, so the requests end at different steps). */
+ *     full head), batch 5 (steps of 5 to 1 outputs; from 4, head_pass where the CPU has it): the
+ *     filtered engine on meshes 1x1, 1x3 and 2x2 generates the ids of the engine with full_head,
+ *     and it did filter (fewer rows computed exactly than the vocabulary), except the bf16 head
+ *     on 2x2 (two replicas: no shadow). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -89,6 +91,28 @@ static void random_x(uint64_t *s, x_kind kind, float *x, int n) {
     if (kind == X_OUTLIER) x[n / 3] = 400.0f;
 }
 
+/* The ISA's head_pass (all outputs side by side) on f's 8-bit view: for every row j and output t,
+ * its a - E <= z <= a + E, z the exact logit; low is each output's largest a - E (one row at a
+ * time here). */
+static void check_pass_bound(const qm_kernels *k, const qm_head_filter *f, const float *exact, int rows, int cols) {
+    const qm_q8act a = {f->xq, f->xq_d, f->xq_s, (size_t)cols / QM_Q8_BLOCK};
+    const qm_head_bounds hb = qm_head_filter_bounds(f);
+    float *y = malloc((size_t)X_KINDS * (size_t)rows * sizeof *y), low[X_KINDS];
+    assert_non_null(y);
+    for (int j = 0; j < rows; j++) {
+        for (int t = 0; t < X_KINDS; t++) low[t] = -INFINITY;
+        k->head_pass(&f->approx, &a, X_KINDS, &hb, y, (size_t)rows, low, j, j + 1);
+        for (int t = 0; t < X_KINDS; t++) {
+            const size_t at = (size_t)t * (size_t)rows + (size_t)j;
+            const float z = exact[at];
+            if (!(low[t] <= z && z <= y[at]))
+                fail_msg("%s head_pass cols %d input %d row %d: exact %.9g outside [%.9g, %.9g]", k->isa, cols, t, j,
+                         (double)z, (double)low[t], (double)y[at]);
+        }
+    }
+    free(y);
+}
+
 /* The bound on rows x cols of dt with one ISA's kernels, for each kind of input; returns the
  * largest |z - a| / E seen. */
 static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, uint64_t *s) {
@@ -109,6 +133,7 @@ static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, 
     k->matmul(&w, NULL, x, (size_t)cols, X_KINDS, exact, (size_t)rows, 0, rows);
     const qm_q8act a = {f.xq, f.xq_d, f.xq_s, (size_t)cols / QM_Q8_BLOCK};
     k->matmul_q8(&f.approx, NULL, &a, X_KINDS, approx, (size_t)rows, 0, rows);
+    if (k->head_pass && f.approx.dtype == QM_DT_Q8_0) check_pass_bound(k, &f, exact, rows, cols);
     double worst = 0.0, err[QM_HEAD_FILTER_CHUNK];
     assert_true(rows <= QM_HEAD_FILTER_CHUNK);
     for (int t = 0; t < X_KINDS; t++) {
@@ -149,6 +174,79 @@ static void bound_holds(void **state) {
             }
         printf("# %s: largest |exact - 8-bit| / E = %.4f\n", isas[i], worst);
     }
+}
+
+/* Random tables and coefficients for a pass: S, D in [0, 4), e, h in [0, 1). */
+static float *random_floats(uint64_t *s, size_t n, double top) {
+    float *p = malloc(n * sizeof *p);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)(uniform(s) * top);
+    return p;
+}
+
+/* Every ISA's head_pass against its definition, bit for bit: y and each output's low, over
+ * widths up to the widest it takes, 1 to 33 outputs (passes of 16 and what is left), row ranges
+ * of any start and length (tiles of 4 and the rows after them), with and without D terms. */
+static void head_pass_matches_its_definition(void **state) {
+    (void)state;
+    const char *isas[] = {"avx2", "avx512", "avx512vnni"};
+    const int widths[] = {32, 896, QM_HEAD_PASS_MAX_COLS}, tokens[] = {1, 3, 16, 17, 33};
+    uint64_t s = 23;
+    int tried = 0;
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        qm_kernels k, ref;
+        qm_error err = {0};
+        if (qm_kernels_select(isas[i], &k, &err) != QM_OK || !k.head_pass) continue;
+        assert_int_equal(qm_kernels_select("scalar", &ref, &err), QM_OK);
+        for (size_t c = 0; c < sizeof widths / sizeof widths[0]; c++)
+            for (size_t n = 0; n < sizeof tokens / sizeof tokens[0]; n++) {
+                const int cols = widths[c], T = tokens[n], rows = 23, groups = cols / 32 < 7 ? cols / 32 : 7;
+                uint8_t *w = random_rows(&s, QM_DT_Q8_0, rows, cols);
+                const qm_wview v = {w, QM_DT_Q8_0, (size_t)cols, rows, cols, 0};
+                float *x = malloc((size_t)T * (size_t)cols * sizeof *x);
+                int8_t *q = malloc((size_t)T * (size_t)cols);
+                float *d = malloc((size_t)T * (size_t)cols / 32 * sizeof *d);
+                int32_t *qs = malloc((size_t)T * (size_t)cols / 32 * sizeof *qs);
+                assert_true(x && q && d && qs);
+                for (int t = 0; t < T; t++) {
+                    random_x(&s, (x_kind)(t % X_KINDS), x + (size_t)t * (size_t)cols, cols);
+                    ref.quantize_act(x + (size_t)t * (size_t)cols, cols, q + (size_t)t * (size_t)cols,
+                                     d + (size_t)t * (size_t)cols / 32, qs + (size_t)t * (size_t)cols / 32);
+                }
+                const qm_q8act a = {q, d, qs, (size_t)cols / 32};
+                float *tab = random_floats(&s, (size_t)2 * (size_t)groups * (size_t)rows, 4.0);
+                float *coef = random_floats(&s, (size_t)2 * (size_t)groups * (size_t)T, 1.0);
+                float *y0 = malloc((size_t)T * (size_t)rows * sizeof *y0), *y1 = malloc((size_t)T * (size_t)rows * sizeof *y1);
+                float *l0 = malloc((size_t)T * sizeof *l0), *l1 = malloc((size_t)T * sizeof *l1);
+                assert_true(y0 && y1 && l0 && l1);
+                for (int with_dev = 0; with_dev < 2; with_dev++) {
+                    const qm_head_bounds hb = {tab, with_dev ? tab + (size_t)groups * (size_t)rows : NULL, coef,
+                                               (size_t)rows, groups};
+                    const int o0 = (int)(next_u32(&s) % 5), o1 = rows - (int)(next_u32(&s) % 3);
+                    memset(y0, 0, (size_t)T * (size_t)rows * sizeof *y0);
+                    memset(y1, 0, (size_t)T * (size_t)rows * sizeof *y1);
+                    for (int t = 0; t < T; t++) l0[t] = l1[t] = t % 2 ? -INFINITY : 0.5f;
+                    qm_head_pass_scalar(&v, &a, T, &hb, y0, (size_t)rows, l0, o0, o1);
+                    k.head_pass(&v, &a, T, &hb, y1, (size_t)rows, l1, o0, o1);
+                    if (memcmp(y0, y1, (size_t)T * (size_t)rows * sizeof *y0) || memcmp(l0, l1, (size_t)T * sizeof *l0))
+                        fail_msg("%s head_pass cols %d outputs %d rows [%d, %d) D %d: not the definition's bits", k.isa,
+                                 cols, T, o0, o1, with_dev);
+                }
+                free(w);
+                free(x);
+                free(q);
+                free(d);
+                free(qs);
+                free(tab);
+                free(coef);
+                free(y0);
+                free(y1);
+                free(l0);
+                free(l1);
+            }
+        tried++;
+    }
+    if (!tried) printf("# SKIP: no ISA on this CPU has a head_pass (AVX512-VNNI)\n");
 }
 
 static void refuses_what_it_cannot_bound(void **state) {
@@ -210,7 +308,7 @@ static void on_done(void *ctx, int index, const qm_gen_result *r) {
 
 /* The requests' ids on one engine; *filtered: whether it filtered, and fewer rows than all. */
 static void run(const char *gguf, int rows, int cols, bool full_head, outputs *o, bool *filtered) {
-    qm_engine_opts opts = {.model_dir = gguf, .rows = rows, .cols = cols, .backend = "threads", .batch = 3,
+    qm_engine_opts opts = {.model_dir = gguf, .rows = rows, .cols = cols, .backend = "threads", .batch = N_REQ,
                            .threads = 2, .quiet = true, .full_head = full_head};
     qm_engine *e = NULL;
     qm_error err = {0};
@@ -218,7 +316,8 @@ static void run(const char *gguf, int rows, int cols, bool full_head, outputs *o
     static const int prompts[N_REQ][4] = {{9707, 11, 1879, 0}, {151644, 872, 198, 5501}, {750, 15801, 1445, 982},
                                           {262, 470, 9707, 11}, {1879, 1879, 1879, 1879}};
     qm_gen_request req[N_REQ];
-    static const int max_new[N_REQ] = {MAX_NEW, 4, 7, 3, MAX_NEW}; /* steps of 3, 2 and 1 outputs */
+    /* steps of 5 outputs (one sampled: the full head), 4 (head_pass where the ISA has one), 3, 2, 1 */
+    static const int max_new[N_REQ] = {MAX_NEW, 4, 7, 3, MAX_NEW - 2};
     for (int i = 0; i < N_REQ; i++)
         req[i] = (qm_gen_request){.prompt = prompts[i], .n_prompt = 4, .max_new_tokens = max_new[i], .top_p = 1.0f};
     req[3].temperature = 0.8f; /* sampled: its steps take the full head */
@@ -280,6 +379,7 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bound_holds),
+        cmocka_unit_test(head_pass_matches_its_definition),
         cmocka_unit_test(refuses_what_it_cannot_bound),
         cmocka_unit_test_setup_teardown(same_tokens_on_every_mesh, setup, teardown),
     };

@@ -100,6 +100,29 @@ typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *
         body_(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                                \
     }
 
+/* The head filter's bounds as its first pass reads them (kernels.head_pass): S and D of row o in
+ * group g at bound[g * ldb + o] and dev[g * ldb + o] (dev NULL: no D terms), output t's e_g and
+ * h_g at coef[(2 t) * groups + g] and coef[(2 t + 1) * groups + g], in f32 rounded up. */
+typedef struct qm_head_bounds {
+    const float *bound, *dev, *coef;
+    size_t ldb;
+    int groups;
+} qm_head_bounds;
+
+/* E's relative margin (1 + 2^-7) and the widest view the pass takes: with c >= 2^-16 in every
+ * e_g (head_filter.h), E is at least 2^-16 |a|, so the margin covers the f32 rounding of E's
+ * terms and of a + E and a - E; up to 8192 columns a's own rounding (one fmaf a block) stays
+ * inside the bound's 256 2^-24 of slack. */
+#define QM_HEAD_PASS_MARGIN 1.0078125f
+#define QM_HEAD_PASS_MAX_COLS 8192
+
+void qm_head_pass_scalar(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb, float *y,
+                         size_t ldy, float *low, int o_begin, int o_end);
+#if defined(__x86_64__) || defined(__i386__)
+void qm_head_pass_avx512vnni(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb,
+                             float *y, size_t ldy, float *low, int o_begin, int o_end);
+#endif
+
 typedef struct qm_kernels {
     const char *isa; /* "avx512vnni", "avx512", "avx2" or "scalar" */
 
@@ -159,6 +182,20 @@ typedef struct qm_kernels {
     int (*matmul_nodes)(const qm_wview *w, const float *x, size_t ldx, int n_tok, int bc, int nb,
                         const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin,
                         int o_end);
+
+    /* The greedy head filter's first pass over several outputs (model/head_filter.h), where the
+     * ISA has one (NULL elsewhere: the forward then takes matmul_q8 and the bounds one output at a
+     * time). w: a Q8_0 view from column 0 of at most QM_HEAD_PASS_MAX_COLS columns, x: n_tok outputs
+     * quantized (kernels/qdot.h). For row o in [o_begin, o_end) and output t, in f32, each operation
+     * rounded to nearest, in this order (qm_head_pass_scalar is the definition):
+     *   a = +0;  a = fmaf((float)Σ_i w_i q_i, dw_b * dx_tb, a)     for blocks b = 0, 1, ...
+     *   E = +0;  E = fmaf(S[g][o], e[t][g], E); E = fmaf(D[g][o], h[t][g], E)   for g = 0, 1, ...
+     *   E = E * QM_HEAD_PASS_MARGIN + 1e-35f
+     *   y[t*ldy + o] = a + E;  low[t] = max(low[t], a - E)   (a NaN never replaces low[t])
+     * Not a canonical dot: any order within the bound's slack would do (head_filter.h), this one
+     * is fixed so that the ISA and its twin agree bit for bit. */
+    void (*head_pass)(const qm_wview *w, const struct qm_q8act *x, int n_tok, const struct qm_head_bounds *hb, float *y,
+                      size_t ldy, float *low, int o_begin, int o_end);
 
     /* kernels/expf.h: s[j] = qm_expf(s[j] - m) (softmax's exponentials), and h[i] = silu(g[i]) *
      * u[i] with silu(g) = g / (1 + qm_expf(-g)); element-wise, the same bits on every ISA. */

@@ -208,6 +208,34 @@ static void norm_rows(const qm_device *dev, const float *x, const float *w, floa
                    y + (size_t)t * (size_t)d);
 }
 
+/* Outputs from which a step's first pass takes the ISA's head_pass (outputs side by side) where
+ * it has one and the 8-bit view is Q8_0; fewer go one at a time through matmul_q8 and the bounds
+ * in double. */
+#define HEAD_PASS_MIN_OUTPUTS 4
+
+static int head_pass_takes(const qm_device *dev, int n_out) {
+    const qm_wview *a = &dev->head.approx;
+    return dev->kern.head_pass && n_out >= HEAD_PASS_MIN_OUTPUTS && a->dtype == QM_DT_Q8_0 &&
+           a->cols <= QM_HEAD_PASS_MAX_COLS;
+}
+
+/* head_approx by the ISA's head_pass: a_j + E_j into dev->logits, the thread's lows in float. */
+static void head_approx_pass(job *J, int ith, int nth) {
+    qm_device *dev = J->dev;
+    qm_head_filter *f = &dev->head;
+    const int n = J->s->n_out;
+    const qm_q8act a = {f->xq, f->xq_d, f->xq_s, (size_t)f->approx.cols / QM_Q8_BLOCK};
+    const qm_head_bounds hb = qm_head_filter_bounds(f);
+    float *low = f->low32 + (size_t)ith * (size_t)dev->dims.max_tokens;
+    for (int t = 0; t < n; t++) low[t] = -INFINITY;
+    long b, e;
+    int taken = 0;
+    while (take_rows(J, 0, n, 1, f->approx.rows, ith, nth, &taken, &b, &e))
+        dev->kern.head_pass(&f->approx, &a, n, &hb, dev->logits, (size_t)f->approx.rows, low, (int)b, (int)e);
+    double *lowd = f->low + (size_t)ith * (size_t)dev->dims.max_tokens;
+    for (int t = 0; t < n; t++) lowd[t] = low[t];
+}
+
 /* The head filter's first pass (model/head_filter.h): every row's 8-bit logit a_j, the thread's
  * largest a_j - E_j of each output into head.low, and a_j + E_j (rounded up) into dev->logits:
  * all the second pass needs of the row. */
@@ -216,6 +244,10 @@ static void head_approx(job *J, int ith, int nth) {
     qm_head_filter *f = &dev->head;
     const qm_wview *w = &dev->shard.lm_head;
     const int n = J->s->n_out;
+    if (head_pass_takes(dev, n)) {
+        head_approx_pass(J, ith, nth);
+        return;
+    }
     const size_t ld = (size_t)w->rows; /* logits [n_out][vocab_local] */
     const qm_q8act a = {f->xq, f->xq_d, f->xq_s, (size_t)w->cols / QM_Q8_BLOCK};
     double *low = f->low + (size_t)ith * (size_t)dev->dims.max_tokens, err[QM_HEAD_FILTER_CHUNK];
@@ -421,8 +453,9 @@ static int head_filtered(job *J) {
      * shadow's 8-bit tiles and bounds for each (bf16 0.5B shape, AVX2: 7.8 against 11.2 ms at 2,
      * 10.6 against 16.0 at 4); a quantized head's exact kernel dequantizes, slower than the 8-bit
      * pass at every batch (the 1.5B's Q6_K head, AVX2: 23.5-24.0 against 17.0-17.8 ms at 2, 54
-     * against 51 at 16). */
-    if (!f->bound || !J->s->greedy_only || (f->shadow && n > 1)) return 0;
+     * against 51 at 16). An ISA's head_pass (outputs side by side) serves a float head's batches
+     * too. */
+    if (!f->bound || !J->s->greedy_only || (f->shadow && n > 1 && !head_pass_takes(dev, n))) return 0;
     const double t0 = qm_now();
     for (int t = 0; t < n; t++) /* -inf: non-finite input, every row of the output exact */
         f->cut[t] = qm_head_filter_prepare(f, &dev->kern, J->lm_in + (size_t)t * (size_t)d, d, t) ? 0.0 : -INFINITY;

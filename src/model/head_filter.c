@@ -53,10 +53,13 @@ bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, bool shadow, int
     f->xq_d = malloc((size_t)T * nb * sizeof *f->xq_d);
     f->xq_s = malloc((size_t)T * nb * sizeof *f->xq_s);
     f->coef = malloc((size_t)T * 2 * (size_t)f->groups * sizeof *f->coef);
+    f->coef32 = malloc((size_t)T * 2 * (size_t)f->groups * sizeof *f->coef32);
     f->low = malloc((size_t)nth * (size_t)T * sizeof *f->low);
+    f->low32 = malloc((size_t)nth * (size_t)T * sizeof *f->low32);
     f->cut = malloc((size_t)T * sizeof *f->cut);
     const bool approx = alloc_approx(f, w);
-    if (approx && f->bound && f->xq && f->xq_d && f->xq_s && f->coef && f->low && f->cut) return true;
+    if (approx && f->bound && f->xq && f->xq_d && f->xq_s && f->coef && f->coef32 && f->low && f->low32 && f->cut)
+        return true;
     qm_head_filter_free(f);
     return false;
 }
@@ -69,7 +72,9 @@ void qm_head_filter_free(qm_head_filter *f) {
     free(f->xq_d);
     free(f->xq_s);
     free(f->coef);
+    free(f->coef32);
     free(f->low);
+    free(f->low32);
     free(f->cut);
     memset(f, 0, sizeof *f);
 }
@@ -148,12 +153,14 @@ bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float 
     k->quantize_act(x, cols, q, d, f->xq_s + (size_t)t * nb);
     const double c = 1.01 * ((double)cols + 256.0) * 0x1p-24;
     double *e = f->coef + (size_t)t * 2 * (size_t)f->groups, *h = e + f->groups;
+    float *e32 = f->coef32 + (size_t)t * 2 * (size_t)f->groups, *h32 = e32 + f->groups;
     for (int g = 0; g < f->groups; g++) {
         double resid = 0.0, mag = 0.0;
         for (int i = g * f->group; i < (g + 1) * f->group; i++) {
             const double xi = x[i], xh = (double)d[i / QM_Q8_BLOCK] * q[i]; /* exact in double */
             if (!isfinite(xi)) {
                 memset(e, 0, 2 * (size_t)f->groups * sizeof *e);
+                memset(e32, 0, 2 * (size_t)f->groups * sizeof *e32);
                 return false;
             }
             resid = fmax(resid, fabs(xi - xh));
@@ -161,6 +168,8 @@ bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float 
         }
         e[g] = resid * (1.0 + 1e-12) + c * mag;
         h[g] = (1.0 + c) * mag * (1.0 + 1e-12);
+        e32[g] = qm_float_up(e[g]);
+        h32[g] = qm_float_up(h[g]);
     }
     return true;
 }

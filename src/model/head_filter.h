@@ -16,7 +16,8 @@
  * rounded up, made at load), e_g = max_{i in g} |x_i - x̂_i| + c m_g and h_g = (1 + c) m_g, m_g =
  * max_{i in g} max(|x_i|, |x̂_i|) and c = 1.01 (K + 256) 2^-24 for dots of K columns: the
  * canonical f32 dot's error is at most γ_K Σ|w x| in any order, the 8-bit dot's (three roundings
- * a 32-block, 16 lanes, a tree of four) far less; |w| <= |w'| + |w - w'|. The largest logit is at
+ * a 32-block, 16 lanes, a tree of four; head_pass, kernels.h, for several outputs at once: an fmaf
+ * a block) far less; |w| <= |w'| + |w - w'|. The largest logit is at
  * least cut = max_j (a_j - E_j); a row with a_j + E_j < cut cannot hold it (nor tie with it).
  * Every other row gets its exact logit (from the kernel that computes all of them: the same
  * bits), those rows -inf, and the sampler's greedy pick is the same token. Non-finite input, a
@@ -44,6 +45,8 @@ typedef struct {
     float *xq_d;       /* [T][cols / 32] */
     int32_t *xq_s;     /* [T][cols / 32] */
     double *coef;      /* [T][2][groups] e_g then h_g of each output row */
+    float *coef32;     /* [T][2][groups] the same rounded up to f32 (kernels.h, head_pass) */
+    float *low32;      /* [nth][T] each team member's largest a_j - E_j, head_pass's */
     double *low;       /* [nth][T] each team member's largest a_j - E_j */
     double *cut;       /* [T] the largest of those, or -inf (every row exact) */
     long outputs;      /* outputs filtered so far */
@@ -66,6 +69,11 @@ void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int
 /* Output row t's input x[cols]: quantized into f's buffers, its e_g into f->coef; false when x
  * is not finite (then every row of this output is computed exactly). */
 bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float *x, int cols, int t);
+
+/* f's tables and output coefficients as the kernels' head_pass reads them. */
+static inline qm_head_bounds qm_head_filter_bounds(const qm_head_filter *f) {
+    return (qm_head_bounds){f->bound, f->dev, f->coef32, (size_t)f->rows, f->groups};
+}
 
 /* The least float >= x (NaN stays NaN; no libm call: it runs for every row of a filtered step). */
 static inline float qm_float_up(double x) {

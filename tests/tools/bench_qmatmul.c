@@ -6,9 +6,10 @@
  *
  *   build/tests/bench_qmatmul check [trials]      bit-exactness (exit 1 on a mismatch)
  *   build/tests/bench_qmatmul bench [isa] [types] speed (types: comma-separated names, e.g. Q4_K)
- *   build/tests/bench_qmatmul dec [isa] [types]   the fast mode's decode columns only, more repetitions
+ *   build/tests/bench_qmatmul dec [isa] [types [rows cols]]  the fast mode's decode columns only, more repetitions
  *   build/tests/bench_qmatmul rp isa type rows cols views [col0 ld [bc]] one row-parallel shape from DRAM
  *   build/tests/bench_qmatmul pre isa TYPE rows cols n_tok [bc]  prefill GFLOP/s: matmul, blocks, nodes (blocks of bc columns, 64)
+ *   build/tests/bench_qmatmul head isa rows cols n_tok  the head filter's first pass against matmul_q8 (Q8_0)
  */
 #include <math.h>
 #include <stdint.h>
@@ -520,15 +521,15 @@ static void bench(const char *isa_name, const char *types) {
 
 /* The fast mode's decode alone (dec_full, dec_hot, dechot_rp of bench), best of more runs: the
  * figures to compare kernel changes by on a noisy machine. */
-static void bench_dec(const char *isa_name, const char *types) {
+static void bench_dec(const char *isa_name, const char *types, int drows, int dcols) {
     qm_kernels k = kernels_or_exit(isa_name);
     rng_t r = {99};
     printf("isa %s: fast-mode decode, ns per weight element\n%-5s %10s %10s %10s\n", k.isa, "type", "dec_full", "dec_hot",
            "dechot_rp");
     for (int d = 0; d < NDT; d++) {
         qm_dtype dt = dts[d];
-        if (types && !strstr(types, qm_dtype_name(dt))) continue;
-        const int dcols = 1536, drows = 40960, rcols = 8960;
+        if ((types && !strstr(types, qm_dtype_name(dt))) || dcols % qm_dtype_block(dt)) continue;
+        const int rcols = dcols > 8960 ? dcols : 8960;
         void *q = make_q(&r, dt, (size_t)drows * dcols / (size_t)qm_dtype_block(dt), 0);
         float *x = malloc((size_t)rcols * 4), *y = malloc((size_t)drows * 4 * 2);
         for (int i = 0; i < rcols; i++) x[i] = rand_f32(&r);
@@ -546,6 +547,50 @@ static void bench_dec(const char *isa_name, const char *types) {
         free(x);
         free(y);
     }
+}
+
+/* The head filter's first pass (kernels.h head_pass) over rows x cols of Q8_0 and n_tok outputs,
+ * against the fast mode's matmul_q8 on the same: GOP/s (2 per multiply-add), one thread, best of
+ * passes; the rows from DRAM once rows x cols is past the L3. */
+static void bench_head(const char *isa_name, int rows, int cols, int n_tok) {
+    qm_kernels k = kernels_or_exit(isa_name);
+    if (!k.head_pass || cols % 32 || cols > QM_HEAD_PASS_MAX_COLS || n_tok < 1) {
+        fprintf(stderr, "head: no head_pass on %s, or a bad shape\n", k.isa);
+        exit(2);
+    }
+    rng_t r = {3};
+    char *q = make_q(&r, QM_DT_Q8_0, (size_t)rows * (size_t)cols / 32, 0);
+    float *x = malloc((size_t)n_tok * (size_t)cols * 4), *y = malloc((size_t)n_tok * (size_t)rows * 4);
+    const int groups = cols / 32 < 8 ? cols / 32 : 8;
+    float *tab = malloc((size_t)2 * (size_t)groups * (size_t)rows * 4), *coef = malloc((size_t)2 * (size_t)groups * (size_t)n_tok * 4);
+    float *low = malloc((size_t)n_tok * 4);
+    for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) x[i] = rand_f32(&r);
+    for (size_t i = 0; i < (size_t)2 * (size_t)groups * (size_t)rows; i++) tab[i] = 1.0f;
+    for (size_t i = 0; i < (size_t)2 * (size_t)groups * (size_t)n_tok; i++) coef[i] = 1e-3f;
+    q8rows xb;
+    const qm_q8act a = q8rows_make(&k, x, n_tok, cols, &xb);
+    const qm_head_bounds hb = {tab, tab + (size_t)groups * (size_t)rows, coef, (size_t)rows, groups};
+    const qm_wview w = {q, QM_DT_Q8_0, (size_t)cols, rows, cols, 0};
+    double best[2] = {1e30, 1e30};
+    for (int pass = 0; pass < 5; pass++)
+        for (int mode = 0; mode < 2; mode++) {
+            for (int t = 0; t < n_tok; t++) low[t] = -1e30f;
+            const double t0 = now_s();
+            if (mode == 0) k.head_pass(&w, &a, n_tok, &hb, y, (size_t)rows, low, 0, rows);
+            else k.matmul_q8(&w, NULL, &a, n_tok, y, (size_t)rows, 0, rows);
+            const double t = now_s() - t0;
+            if (t < best[mode]) best[mode] = t;
+        }
+    const double ops = 2.0 * rows * (double)cols * n_tok;
+    printf("isa %s head rows %d cols %d n_tok %d: GOP/s head_pass %.1f matmul_q8 %.1f (one thread)\n", k.isa, rows, cols,
+           n_tok, ops / best[0] * 1e-9, ops / best[1] * 1e-9);
+    q8rows_free(&xb);
+    free(q);
+    free(x);
+    free(y);
+    free(tab);
+    free(coef);
+    free(low);
 }
 
 /* The quantized type named `type` (dts), else `otherwise`. */
@@ -679,12 +724,21 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (argc >= 2 && !strcmp(argv[1], "dec")) {
-        bench_dec(argc >= 3 ? argv[2] : "auto", argc >= 4 ? argv[3] : NULL);
+        const int rows = argc >= 6 ? atoi(argv[4]) : 40960, cols = argc >= 6 ? atoi(argv[5]) : 1536;
+        if (rows < 256 || cols < 256 || cols % 32) {
+            fprintf(stderr, "dec: rows at least 256, cols at least 256 and a multiple of 32\n");
+            return 2;
+        }
+        bench_dec(argc >= 3 ? argv[2] : "auto", argc >= 4 ? argv[3] : NULL, rows, cols);
         return 0;
     }
     if (argc >= 7 && !strcmp(argv[1], "rp")) {
         bench_rowpar(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), argc >= 8 ? atoi(argv[7]) : 0,
                      argc >= 9 ? atoi(argv[8]) : 0, argc >= 10 ? atoi(argv[9]) : 64);
+        return 0;
+    }
+    if (argc >= 6 && !strcmp(argv[1], "head")) {
+        bench_head(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
         return 0;
     }
     if (argc >= 7 && !strcmp(argv[1], "pre")) {
@@ -696,8 +750,8 @@ int main(int argc, char **argv) {
         bench_prefill(argv[2], argv[3], atoi(argv[4]), atoi(argv[5]), atoi(argv[6]), bc);
         return 0;
     }
-    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types] | rp isa type rows cols views [col0 ld [bc]]"
-                    " | pre isa TYPE rows cols n_tok [bc]\n",
+    fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types [rows cols]] | rp isa type rows cols views [col0 ld [bc]]"
+                    " | pre isa TYPE rows cols n_tok [bc] | head isa rows cols n_tok\n",
             argv[0]);
     return 2;
 }
