@@ -65,6 +65,7 @@ static void row_scales(const uint8_t *row0, size_t stride, int R, int nb, float 
     for (int r = 0; r < R; r++) {
         const uint8_t *row = row0 + (size_t)r * stride;
         for (int b = 0; b < nb; b++) h[b] = qm_quant_rd16(row + (size_t)b * Q8_BYTES);
+        for (int b = nb; b % 16; b++) h[b] = 0; /* the last vector's lanes past nb: converted, never read */
         for (int b = 0; b < nb; b += 16)
             _mm512_storeu_ps(&d[r][b], _mm512_cvtph_ps(_mm256_load_si256((const __m256i *)&h[b])));
     }
