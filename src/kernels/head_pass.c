@@ -7,16 +7,15 @@
 #include "kernels/qdot.h"
 #include "kernels/quant.h"
 
-/* Row o of the Q8_0 view (blocks of 34 bytes: f16 d, 32 int8 codes) against output t of x: a. */
-static float pass_dot(const uint8_t *row, int nb, const qm_q8act *x, int t) {
+/* Row o of the Q8_0 view (quant.h's blocks) against output t of x: a. */
+static float pass_dot(const qm_block_q8_0 *row, int nb, const qm_q8act *x, int t) {
     const qm_q8act xt = qm_q8act_vector(x, t);
     float a = 0.0f;
     for (int b = 0; b < nb; b++) {
-        const uint8_t *blk = row + (size_t)b * 34;
         const int8_t *q = xt.q + (size_t)b * QM_Q8_BLOCK;
         int32_t s = 0;
-        for (int i = 0; i < QM_Q8_BLOCK; i++) s += (int32_t)(int8_t)blk[2 + i] * (int32_t)q[i];
-        a = fmaf((float)s, qm_f16_to_f32(qm_quant_rd16(blk)) * xt.d[b], a);
+        for (int i = 0; i < QM_Q8_BLOCK; i++) s += (int32_t)row[b].qs[i] * (int32_t)q[i];
+        a = fmaf((float)s, qm_f16_to_f32(qm_quant_rd16(row[b].d)) * xt.d[b], a);
     }
     return a;
 }
@@ -39,7 +38,8 @@ void qm_head_pass_scalar(const qm_wview *w, const qm_q8act *x, int n_tok, const 
     const int nb = w->cols / QM_Q8_BLOCK;
     for (int o = o_begin; o < o_end; o++)
         for (int t = 0; t < n_tok; t++) {
-            const float a = pass_dot((const uint8_t *)w->data + (size_t)o * stride, nb, x, t), E = pass_bound(hb, o, t);
+            const qm_block_q8_0 *row = (const qm_block_q8_0 *)((const char *)w->data + (size_t)o * stride);
+            const float a = pass_dot(row, nb, x, t), E = pass_bound(hb, o, t);
             const float lo = a - E;
             y[(size_t)t * ldy + (size_t)o] = a + E;
             if (lo > low[t]) low[t] = lo;

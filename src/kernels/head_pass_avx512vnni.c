@@ -9,6 +9,7 @@
  * one output in 16 lanes) adds every block's products across lanes, for each output. PR rows a
  * tile share each activation vector. */
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,8 @@
 
 #define LANES 16
 #define PR 4            /* rows a tile */
-#define Q8_BYTES 34     /* a Q8_0 block: f16 d, 32 codes */
+#define Q8_BYTES sizeof(qm_block_q8_0) /* quant.h: f16 d, then 32 codes */
+#define Q8_CODES offsetof(qm_block_q8_0, qs)
 #define MAX_BLOCKS (QM_HEAD_PASS_MAX_COLS / QM_Q8_BLOCK)
 
 /* The pass's outputs [t0, t0 + nt) in lanes (lanes past nt zero: computed, never stored). */
@@ -80,8 +82,8 @@ static inline __attribute__((always_inline)) void tile_dots(const uint8_t *row0,
     for (int b = 0; b < L->nb; b++) {
         __m512i s[PR];
         for (int r = 0; r < R; r++) s[r] = L->s0[b];
-        const uint8_t *codes = row0 + (size_t)b * Q8_BYTES + 2;
-        /* the tile after next's rows (PR contiguous rows: 4 x 34 nb bytes), two lines a block */
+        const uint8_t *codes = row0 + (size_t)b * Q8_BYTES + Q8_CODES;
+        /* the tile after next's rows (PR contiguous rows of nb blocks), two lines a block */
         _mm_prefetch((const char *)row0 + 2 * PR * stride + 128 * (size_t)b, _MM_HINT_T0);
         _mm_prefetch((const char *)row0 + 2 * PR * stride + 128 * (size_t)b + 64, _MM_HINT_T0);
 #pragma GCC unroll 8
