@@ -6,12 +6,13 @@
  *     is printed (how tight the bound is), never asserted.
  *   - Input that is not finite is refused (every row then computed exactly); min-term types are
  *     not filtered, float heads only where a shadow is allowed.
- *   - head_pass (outputs side by side, AVX512-VNNI) gives its definition's bits (head_pass.c), and
- *     its a - E and a + E hold every exact logit between them.
+ *   - head_pass (outputs side by side: AVX512-VNNI, AVX2) gives its definition's bits (head_pass.c),
+ *     and its a - E and a + E hold every exact logit between them.
  *   - End to end: a tiny random checkpoint (its tied head bf16, filtered through a Q8_0 shadow)
  *     and the same converted to a Q8_0 GGUF, greedy requests (and one sampled, which takes the
- *     full head), batch 5 (steps of 5 to 1 outputs; from 4, head_pass where the CPU has it): the
- *     filtered engine on meshes 1x1, 1x3 and 2x2 generates the ids of the engine with full_head,
+ *     full head), batch 9 (steps of 9 to 1 outputs; head_pass where the ISA has one, from its
+ *     head_pass_min_outputs): the filtered engine on meshes 1x1, 1x3 and 2x2, and on 1x1 and 1x3
+ *     with the AVX2 kernels, generates the ids of the engine with full_head,
  *     and it did filter (fewer rows computed exactly than the vocabulary), except the bf16 head
  *     on 2x2 (two replicas: no shadow). */
 #include <math.h>
@@ -291,7 +292,7 @@ static void refuses_what_it_cannot_bound(void **state) {
 
 /* ---- end to end ---- */
 
-#define N_REQ 5
+#define N_REQ 9
 #define MAX_NEW 12
 
 typedef struct {
@@ -307,17 +308,19 @@ static void on_done(void *ctx, int index, const qm_gen_result *r) {
 }
 
 /* The requests' ids on one engine; *filtered: whether it filtered, and fewer rows than all. */
-static void run(const char *gguf, int rows, int cols, bool full_head, outputs *o, bool *filtered) {
-    qm_engine_opts opts = {.model_dir = gguf, .rows = rows, .cols = cols, .backend = "threads", .batch = N_REQ,
-                           .threads = 2, .quiet = true, .full_head = full_head};
+static void run(const char *gguf, int rows, int cols, const char *isa, bool full_head, outputs *o, bool *filtered) {
+    qm_engine_opts opts = {.model_dir = gguf, .rows = rows, .cols = cols, .backend = "threads", .isa = isa,
+                           .batch = N_REQ, .threads = 2, .quiet = true, .full_head = full_head};
     qm_engine *e = NULL;
     qm_error err = {0};
     if (qm_engine_open(&opts, &e, &err) != QM_OK) fail_msg("open %dx%d: %s", rows, cols, err.msg);
-    static const int prompts[N_REQ][4] = {{9707, 11, 1879, 0}, {151644, 872, 198, 5501}, {750, 15801, 1445, 982},
-                                          {262, 470, 9707, 11}, {1879, 1879, 1879, 1879}};
+    static const int prompts[N_REQ][4] = {{9707, 11, 1879, 0},   {151644, 872, 198, 5501}, {750, 15801, 1445, 982},
+                                          {262, 470, 9707, 11},  {1879, 1879, 1879, 1879}, {13, 5501, 262, 470},
+                                          {982, 11, 750, 198},   {5501, 5501, 9707, 1445}, {470, 872, 13, 15801}};
     qm_gen_request req[N_REQ];
-    /* steps of 5 outputs (one sampled: the full head), 4 (head_pass where the ISA has one), 3, 2, 1 */
-    static const int max_new[N_REQ] = {MAX_NEW, 4, 7, 3, MAX_NEW - 2};
+    /* steps of 9 outputs (one sampled: the full head), then 8 down to 1 (head_pass from the ISA's
+     * head_pass_min_outputs: 4 with VNNI, 8 with AVX2) */
+    static const int max_new[N_REQ] = {MAX_NEW, 4, 7, 3, MAX_NEW - 2, 9, 11, 5, 6};
     for (int i = 0; i < N_REQ; i++)
         req[i] = (qm_gen_request){.prompt = prompts[i], .n_prompt = 4, .max_new_tokens = max_new[i], .top_p = 1.0f};
     req[3].temperature = 0.8f; /* sampled: its steps take the full head */
@@ -332,17 +335,25 @@ static void run(const char *gguf, int rows, int cols, bool full_head, outputs *o
     qm_engine_close(e);
 }
 
-/* One model: the filtered engine on meshes 1x1, 1x3, 2x2 against the full head on 1x1; a float
+/* One model: the filtered engine on meshes 1x1, 1x3, 2x2 (the CPU's kernels) and 1x1, 1x3 with
+ * AVX2's (where the CPU has them: their own head_pass) against the full head on 1x1; a float
  * head is filtered only with one replica (its shadow is a copy per device). */
 static void same_tokens(const char *model, bool float_head) {
     outputs want, got;
     bool filtered;
-    run(model, 1, 1, true, &want, &filtered);
+    run(model, 1, 1, NULL, true, &want, &filtered);
     assert_false(filtered);
-    const int meshes[][2] = {{1, 1}, {1, 3}, {2, 2}};
-    for (size_t m = 0; m < sizeof meshes / sizeof meshes[0]; m++) {
-        run(model, meshes[m][0], meshes[m][1], false, &got, &filtered);
-        assert_true(filtered == (!float_head || meshes[m][0] == 1));
+    qm_kernels k;
+    qm_error err = {0};
+    const bool avx2 = qm_kernels_select("avx2", &k, &err) == QM_OK;
+    const struct {
+        int rows, cols;
+        const char *isa;
+    } runs[] = {{1, 1, NULL}, {1, 3, NULL}, {2, 2, NULL}, {1, 1, "avx2"}, {1, 3, "avx2"}};
+    for (size_t m = 0; m < sizeof runs / sizeof runs[0]; m++) {
+        if (runs[m].isa && !avx2) continue;
+        run(model, runs[m].rows, runs[m].cols, runs[m].isa, false, &got, &filtered);
+        assert_true(filtered == (!float_head || runs[m].rows == 1));
         for (int i = 0; i < N_REQ; i++) {
             assert_int_equal(got.n[i], want.n[i]);
             assert_memory_equal(got.ids[i], want.ids[i], (size_t)want.n[i] * sizeof(int));

@@ -119,6 +119,8 @@ typedef struct qm_head_bounds {
 void qm_head_pass_scalar(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb, float *y,
                          size_t ldy, float *low, int o_begin, int o_end);
 #if defined(__x86_64__) || defined(__i386__)
+void qm_head_pass_avx2(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb, float *y,
+                       size_t ldy, float *low, int o_begin, int o_end);
 void qm_head_pass_avx512vnni(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb,
                              float *y, size_t ldy, float *low, int o_begin, int o_end);
 #endif
@@ -196,6 +198,9 @@ typedef struct qm_kernels {
      * is fixed so that the ISA and its twin agree bit for bit. */
     void (*head_pass)(const qm_wview *w, const struct qm_q8act *x, int n_tok, const struct qm_head_bounds *hb, float *y,
                       size_t ldy, float *low, int o_begin, int o_end);
+    /* Outputs a step needs before the forward takes head_pass (fewer: matmul_q8 and the bounds
+     * one output at a time, or a float head's exact kernel): where it starts to win, measured. */
+    int head_pass_min_outputs;
 
     /* kernels/expf.h: s[j] = qm_expf(s[j] - m) (softmax's exponentials), and h[i] = silu(g[i]) *
      * u[i] with silu(g) = g / (1 + qm_expf(-g)); element-wise, the same bits on every ISA. */
