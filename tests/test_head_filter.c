@@ -134,7 +134,7 @@ static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, 
     k->matmul(&w, NULL, x, (size_t)cols, X_KINDS, exact, (size_t)rows, 0, rows);
     const qm_q8act a = {f.xq, f.xq_d, f.xq_s, (size_t)cols / QM_Q8_BLOCK};
     k->matmul_q8(&f.approx, NULL, &a, X_KINDS, approx, (size_t)rows, 0, rows);
-    if (k->head_pass && f.approx.dtype == QM_DT_Q8_0) check_pass_bound(k, &f, exact, rows, cols);
+    if (k->head_pass && qm_head_pass_view_ok(&f.approx)) check_pass_bound(k, &f, exact, rows, cols);
     double worst = 0.0, err[QM_HEAD_FILTER_CHUNK];
     assert_true(rows <= QM_HEAD_FILTER_CHUNK);
     for (int t = 0; t < X_KINDS; t++) {
@@ -185,13 +185,15 @@ static float *random_floats(uint64_t *s, size_t n, double top) {
     return p;
 }
 
-/* Every ISA's head_pass against its definition, bit for bit: y and each output's low, over
- * widths up to the widest it takes, 1 to 33 outputs (passes of 16 and what is left), row ranges
- * of any start and length (tiles of 4 and the rows after them), with and without D terms. */
+/* Every ISA's head_pass against its definition, bit for bit: y and each output's low, for Q8_0
+ * and Q6_K views, over widths up to the widest it takes, 1 to 33 outputs (passes of 16 and what
+ * is left), row ranges of any start and length (whole tiles and the rows after them), with and
+ * without D terms. */
 static void head_pass_matches_its_definition(void **state) {
     (void)state;
     const char *isas[] = {"avx2", "avx512", "avx512vnni"};
-    const int widths[] = {32, 896, QM_HEAD_PASS_MAX_COLS}, tokens[] = {1, 3, 16, 17, 33};
+    const qm_dtype dts[] = {QM_DT_Q8_0, QM_DT_Q6_K};
+    const int widths[] = {32, 256, 896, 1536, QM_HEAD_PASS_MAX_COLS}, tokens[] = {1, 3, 8, 9, 16, 17, 33};
     uint64_t s = 23;
     int tried = 0;
     for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
@@ -199,11 +201,15 @@ static void head_pass_matches_its_definition(void **state) {
         qm_error err = {0};
         if (qm_kernels_select(isas[i], &k, &err) != QM_OK || !k.head_pass) continue;
         assert_int_equal(qm_kernels_select("scalar", &ref, &err), QM_OK);
+        for (size_t dti = 0; dti < sizeof dts / sizeof dts[0]; dti++)
         for (size_t c = 0; c < sizeof widths / sizeof widths[0]; c++)
             for (size_t n = 0; n < sizeof tokens / sizeof tokens[0]; n++) {
+                const qm_dtype dt = dts[dti];
                 const int cols = widths[c], T = tokens[n], rows = 23, groups = cols / 32 < 7 ? cols / 32 : 7;
-                uint8_t *w = random_rows(&s, QM_DT_Q8_0, rows, cols);
-                const qm_wview v = {w, QM_DT_Q8_0, (size_t)cols, rows, cols, 0};
+                if (cols % qm_dtype_block(dt)) continue;
+                uint8_t *w = random_rows(&s, dt, rows, cols);
+                const qm_wview v = {w, dt, (size_t)cols, rows, cols, 0};
+                assert_true(qm_head_pass_view_ok(&v));
                 float *x = malloc((size_t)T * (size_t)cols * sizeof *x);
                 int8_t *q = malloc((size_t)T * (size_t)cols);
                 float *d = malloc((size_t)T * (size_t)cols / 32 * sizeof *d);
@@ -230,8 +236,8 @@ static void head_pass_matches_its_definition(void **state) {
                     qm_head_pass_scalar(&v, &a, T, &hb, y0, (size_t)rows, l0, o0, o1);
                     k.head_pass(&v, &a, T, &hb, y1, (size_t)rows, l1, o0, o1);
                     if (memcmp(y0, y1, (size_t)T * (size_t)rows * sizeof *y0) || memcmp(l0, l1, (size_t)T * sizeof *l0))
-                        fail_msg("%s head_pass cols %d outputs %d rows [%d, %d) D %d: not the definition's bits", k.isa,
-                                 cols, T, o0, o1, with_dev);
+                        fail_msg("%s head_pass %s cols %d outputs %d rows [%d, %d) D %d: not the definition's bits",
+                                 k.isa, qm_dtype_name(dt), cols, T, o0, o1, with_dev);
                 }
                 free(w);
                 free(x);

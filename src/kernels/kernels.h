@@ -116,8 +116,17 @@ typedef struct qm_head_bounds {
 #define QM_HEAD_PASS_MARGIN 1.0078125f
 #define QM_HEAD_PASS_MAX_COLS 8192
 
+/* Whether head_pass takes w: Q8_0 or Q6_K, from column 0, at most QM_HEAD_PASS_MAX_COLS columns. */
+static inline int qm_head_pass_view_ok(const qm_wview *w) {
+    return (w->dtype == QM_DT_Q8_0 || w->dtype == QM_DT_Q6_K) && w->col0 == 0 && w->cols <= QM_HEAD_PASS_MAX_COLS &&
+           w->cols % qm_dtype_block(w->dtype) == 0;
+}
+
 void qm_head_pass_scalar(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb, float *y,
                          size_t ldy, float *low, int o_begin, int o_end);
+/* The same for outputs [t0, t0 + nt) of x only (the ISA kernels' way out when out of memory). */
+void qm_head_pass_scalar_outputs(const qm_wview *w, const struct qm_q8act *x, int t0, int nt, const qm_head_bounds *hb,
+                                 float *y, size_t ldy, float *low, int o_begin, int o_end);
 #if defined(__x86_64__) || defined(__i386__)
 void qm_head_pass_avx2(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb, float *y,
                        size_t ldy, float *low, int o_begin, int o_end);
@@ -187,10 +196,13 @@ typedef struct qm_kernels {
 
     /* The greedy head filter's first pass over several outputs (model/head_filter.h), where the
      * ISA has one (NULL elsewhere: the forward then takes matmul_q8 and the bounds one output at a
-     * time). w: a Q8_0 view from column 0 of at most QM_HEAD_PASS_MAX_COLS columns, x: n_tok outputs
-     * quantized (kernels/qdot.h). For row o in [o_begin, o_end) and output t, in f32, each operation
-     * rounded to nearest, in this order (qm_head_pass_scalar is the definition):
-     *   a = +0;  a = fmaf((float)Σ_i w_i q_i, dw_b * dx_tb, a)     for blocks b = 0, 1, ...
+     * time). w: a view qm_head_pass_view_ok takes, x: n_tok outputs quantized (kernels/qdot.h).
+     * For row o in [o_begin, o_end) and output t, in f32, each operation rounded to nearest, in
+     * this order (qm_head_pass_scalar is the definition):
+     *   a = +0;  a = fmaf((float)S_b, dw_b * dx_tb, a)     for 32-blocks b = 0, 1, ...
+     * S_b the block's exact integer sum: Q8_0 Σ_i w_i q_i, dw_b its d; Q6_K sc_2j Σ_{i<16} (c_i -
+     * 32) q_i + sc_2j+1 Σ_{i>=16} (c_i - 32) q_i for sub-block j = b % 8, dw_b its superblock's d
+     * (|S_b| < 2^24: exact as a float);
      *   E = +0;  E = fmaf(S[g][o], e[t][g], E); E = fmaf(D[g][o], h[t][g], E)   for g = 0, 1, ...
      *   E = E * QM_HEAD_PASS_MARGIN + 1e-35f
      *   y[t*ldy + o] = a + E;  low[t] = max(low[t], a - E)   (a NaN never replaces low[t])

@@ -92,13 +92,8 @@ static float c_k45(qm_dtype dt, const uint8_t *blk, int j, const int8_t *q, floa
 static float c_q6k(const uint8_t *blk, int j, const int8_t *q, float dx) {
     const qm_block_q6_k *b = (const qm_block_q6_k *)blk;
     const float d = qm_f16_to_f32(qm_quant_rd16(b->d));
-    const int h = j / 4, k = j % 4;
     int c[32];
-    for (int l = 0; l < 32; l++) {
-        const int lo = (b->ql[64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 15;
-        const int hi = (b->qh[32 * h + l] >> (2 * k)) & 3;
-        c[l] = (lo | hi << 4) - 32;
-    }
+    qm_q6k_codes(b, j, c);
     const int32_t sum = b->scales[2 * j] * isum(c, q, 16) + b->scales[2 * j + 1] * isum(c + 16, q + 16, 16);
     return (d * dx) * (float)sum;
 }

@@ -71,6 +71,16 @@ static inline void qm_quant_k_scales(const uint8_t s[12], uint8_t sc[8], uint8_t
     }
 }
 
+/* The codes q - 32 (-32..31) of Q6_K sub-block j (elements 32j .. 32j + 31) of b. */
+static inline void qm_q6k_codes(const qm_block_q6_k *b, int j, int c[32]) {
+    const int h = j / 4, k = j % 4;
+    for (int l = 0; l < 32; l++) {
+        const int lo = (b->ql[64 * h + 32 * (k & 1) + l] >> (4 * (k >> 1))) & 15;
+        const int hi = (b->qh[32 * h + l] >> (2 * k)) & 3;
+        c[l] = (lo | hi << 4) - 32;
+    }
+}
+
 /* Dequantizes nblocks consecutive blocks of dt (a quantized type) into
  * out[nblocks * qm_dtype_block(dt)]. One implementation per ISA; same bits. */
 void qm_dequant_scalar(qm_dtype dt, const void *blocks, int nblocks, float *out);

@@ -209,12 +209,10 @@ static void norm_rows(const qm_device *dev, const float *x, const float *w, floa
 }
 
 /* Whether a step's first pass takes the ISA's head_pass (outputs side by side): where it has one,
- * for at least its head_pass_min_outputs, and the 8-bit view is Q8_0; fewer go one at a time
- * through matmul_q8 and the bounds in double. */
+ * for at least its head_pass_min_outputs, and the 8-bit view is one it takes (Q8_0, Q6_K); the
+ * others go one output at a time through matmul_q8 and the bounds in double. */
 static int head_pass_takes(const qm_device *dev, int n_out) {
-    const qm_wview *a = &dev->head.approx;
-    return dev->kern.head_pass && n_out >= dev->kern.head_pass_min_outputs && a->dtype == QM_DT_Q8_0 &&
-           a->cols <= QM_HEAD_PASS_MAX_COLS;
+    return dev->kern.head_pass && n_out >= dev->kern.head_pass_min_outputs && qm_head_pass_view_ok(&dev->head.approx);
 }
 
 /* head_approx by the ISA's head_pass: a_j + E_j into dev->logits, the thread's lows in float. */

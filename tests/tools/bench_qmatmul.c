@@ -9,7 +9,7 @@
  *   build/tests/bench_qmatmul dec [isa] [types [rows cols]]  the fast mode's decode columns only, more repetitions
  *   build/tests/bench_qmatmul rp isa type rows cols views [col0 ld [bc]] one row-parallel shape from DRAM
  *   build/tests/bench_qmatmul pre isa TYPE rows cols n_tok [bc]  prefill GFLOP/s: matmul, blocks, nodes (blocks of bc columns, 64)
- *   build/tests/bench_qmatmul head isa rows cols n_tok  the head filter's first pass against matmul_q8 (Q8_0)
+ *   build/tests/bench_qmatmul head isa [TYPE] rows cols n_tok  the head filter's first pass against matmul_q8 (Q8_0, Q6_K)
  */
 #include <math.h>
 #include <stdint.h>
@@ -552,14 +552,15 @@ static void bench_dec(const char *isa_name, const char *types, int drows, int dc
 /* The head filter's first pass (kernels.h head_pass) over rows x cols of Q8_0 and n_tok outputs,
  * against the fast mode's matmul_q8 on the same: GOP/s (2 per multiply-add), one thread, best of
  * passes; the rows from DRAM once rows x cols is past the L3. */
-static void bench_head(const char *isa_name, int rows, int cols, int n_tok) {
+static void bench_head(const char *isa_name, qm_dtype dt, int rows, int cols, int n_tok) {
     qm_kernels k = kernels_or_exit(isa_name);
-    if (!k.head_pass || cols % 32 || cols > QM_HEAD_PASS_MAX_COLS || n_tok < 1) {
-        fprintf(stderr, "head: no head_pass on %s, or a bad shape\n", k.isa);
+    const qm_wview w = {NULL, dt, (size_t)cols, rows, cols, 0};
+    if (!k.head_pass || !qm_head_pass_view_ok(&w) || n_tok < 1) {
+        fprintf(stderr, "head: no head_pass on %s, or a type or shape it does not take\n", k.isa);
         exit(2);
     }
     rng_t r = {3};
-    char *q = make_q(&r, QM_DT_Q8_0, (size_t)rows * (size_t)cols / 32, 0);
+    char *q = make_q(&r, dt, (size_t)rows * (size_t)cols / (size_t)qm_dtype_block(dt), 0);
     float *x = malloc((size_t)n_tok * (size_t)cols * 4), *y = malloc((size_t)n_tok * (size_t)rows * 4);
     const int groups = cols / 32 < 8 ? cols / 32 : 8;
     float *tab = malloc((size_t)2 * (size_t)groups * (size_t)rows * 4), *coef = malloc((size_t)2 * (size_t)groups * (size_t)n_tok * 4);
@@ -570,20 +571,20 @@ static void bench_head(const char *isa_name, int rows, int cols, int n_tok) {
     q8rows xb;
     const qm_q8act a = q8rows_make(&k, x, n_tok, cols, &xb);
     const qm_head_bounds hb = {tab, tab + (size_t)groups * (size_t)rows, coef, (size_t)rows, groups};
-    const qm_wview w = {q, QM_DT_Q8_0, (size_t)cols, rows, cols, 0};
+    const qm_wview wq = {q, dt, (size_t)cols, rows, cols, 0};
     double best[2] = {1e30, 1e30};
     for (int pass = 0; pass < 5; pass++)
         for (int mode = 0; mode < 2; mode++) {
             for (int t = 0; t < n_tok; t++) low[t] = -1e30f;
             const double t0 = now_s();
-            if (mode == 0) k.head_pass(&w, &a, n_tok, &hb, y, (size_t)rows, low, 0, rows);
-            else k.matmul_q8(&w, NULL, &a, n_tok, y, (size_t)rows, 0, rows);
+            if (mode == 0) k.head_pass(&wq, &a, n_tok, &hb, y, (size_t)rows, low, 0, rows);
+            else k.matmul_q8(&wq, NULL, &a, n_tok, y, (size_t)rows, 0, rows);
             const double t = now_s() - t0;
             if (t < best[mode]) best[mode] = t;
         }
     const double ops = 2.0 * rows * (double)cols * n_tok;
-    printf("isa %s head rows %d cols %d n_tok %d: GOP/s head_pass %.1f matmul_q8 %.1f (one thread)\n", k.isa, rows, cols,
-           n_tok, ops / best[0] * 1e-9, ops / best[1] * 1e-9);
+    printf("isa %s head %s rows %d cols %d n_tok %d: GOP/s head_pass %.1f matmul_q8 %.1f (one thread)\n", k.isa,
+           qm_dtype_name(dt), rows, cols, n_tok, ops / best[0] * 1e-9, ops / best[1] * 1e-9);
     q8rows_free(&xb);
     free(q);
     free(x);
@@ -737,8 +738,9 @@ int main(int argc, char **argv) {
                      argc >= 9 ? atoi(argv[8]) : 0, argc >= 10 ? atoi(argv[9]) : 64);
         return 0;
     }
-    if (argc >= 6 && !strcmp(argv[1], "head")) {
-        bench_head(argv[2], atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    if (argc >= 6 && !strcmp(argv[1], "head")) { /* head isa [TYPE] rows cols n_tok */
+        if (argc >= 7) bench_head(argv[2], quant_type_named(argv[3], QM_DT_Q8_0), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
+        else bench_head(argv[2], QM_DT_Q8_0, atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
         return 0;
     }
     if (argc >= 7 && !strcmp(argv[1], "pre")) {
@@ -751,7 +753,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     fprintf(stderr, "usage: %s check [trials] | bench [isa] [types] | dec [isa] [types [rows cols]] | rp isa type rows cols views [col0 ld [bc]]"
-                    " | pre isa TYPE rows cols n_tok [bc] | head isa rows cols n_tok\n",
+                    " | pre isa TYPE rows cols n_tok [bc] | head isa [TYPE] rows cols n_tok\n",
             argv[0]);
     return 2;
 }
