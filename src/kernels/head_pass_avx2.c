@@ -1,13 +1,16 @@
 /* The head filter's first pass over several outputs with AVX2 (kernels.h, head_pass; the
  * definition: head_pass.c, the same f32 operations in the same order).
  *
- * Outputs side by side, one a lane, 8 a ymm, two ymm (16 outputs) a pass. Without VNNI the
- * products go through vpmaddwd: a tile's rows are first widened to 16-bit codes (Q6_K's c - 32
- * times their group's scale, at most 32 x 128); a row's block is then 16 code pairs, pair k
- * broadcast as a dword against the outputs' pair k of that block (16-bit, side by side): one
- * vpmaddwd adds two products a lane, exactly (a pair at most 2 x 4096 x 127: nothing saturates),
- * one vpaddd into the block's sum, which is the definition's S_b exactly. Then one fmaf a lane,
- * as the definition. The rows of a tile share each activation vector. */
+ * Outputs side by side, one a lane, 8 a ymm, two ymm (16 outputs) a pass; without VNNI:
+ *   Q8_0: a tile's rows are first widened to 16-bit codes; a row's block is then 16 code pairs,
+ *     pair k broadcast as a dword against the outputs' pair k of that block (16-bit, side by
+ *     side): one vpmaddwd adds two products a lane, exactly (a pair at most 2 x 128 x 127:
+ *     nothing saturates), one vpaddd into the block's sum Σ w q.
+ *   Q6_K: a tile's rows unpacked to a code a byte (0..63, head_pass_q6k.h); a group's code dword,
+ *     broadcast, meets the outputs' activation dwords in vpmaddubsw (unsigned codes, so a pair
+ *     is at most 2 x 63 x 127: no saturation), then vpmaddwd by the group's scale as a 16-bit
+ *     pair, a vpaddd; the sums start at -32 (sc_0 Σq_0 + sc_1 Σq_1), so they end at S_b.
+ * Then one fmaf a lane, as the definition. The rows of a tile share each activation vector. */
 #include <immintrin.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,7 +19,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
-#include "kernels/head_pass_widen.h"
+#include "kernels/head_pass_q6k.h"
 #include "kernels/quant.h"
 
 #define LANES 8              /* outputs a ymm */
@@ -88,6 +91,18 @@ static int lanes_make(qm_dtype dt, const qm_q8act *x, const qm_head_bounds *hb, 
     return 1;
 }
 
+/* The nb blocks of a Q8_0 row: codes into c[nb * 32], 16-bit; each block's d as f32 into d[nb]. */
+static void q8_widen_row(const uint8_t *row, int nb, int16_t *c, float *d) {
+    for (int b = 0; b < nb; b++) {
+        const qm_block_q8_0 *blk = (const qm_block_q8_0 *)row + b;
+        const __m128i lo = _mm_loadu_si128((const __m128i *)blk->qs);
+        const __m128i hi = _mm_loadu_si128((const __m128i *)(blk->qs + 16));
+        _mm256_storeu_si256((__m256i *)(c + (size_t)b * QM_Q8_BLOCK), _mm256_cvtepi8_epi16(lo));
+        _mm256_storeu_si256((__m256i *)(c + (size_t)b * QM_Q8_BLOCK + 16), _mm256_cvtepi8_epi16(hi));
+        d[b] = _cvtsh_ss(qm_quant_rd16(blk->d));
+    }
+}
+
 /* R rows' codes into L->codes and each 32-block's d as f32 into d[r][b]: Q8_0 16-bit; Q6_K a byte
  * each, and its scales as 16-bit pairs: sc[r][2b + g] = (s, s) for group g of block b (s its
  * scale), sc[r][2 MAX_BLOCKS + b] = (-32 s_0, -32 s_1) for the block's start. */
@@ -96,7 +111,7 @@ static void rows_unpack(qm_dtype dt, const uint8_t *row0, size_t stride, int R, 
     for (int r = 0; r < R; r++) {
         const uint8_t *row = row0 + (size_t)r * stride;
         if (dt != QM_DT_Q6_K) {
-            qm_head_pass_widen_row(dt, row, L->nb, L->codes + (size_t)r * (size_t)L->nb * QM_Q8_BLOCK, d[r]);
+            q8_widen_row(row, L->nb, L->codes + (size_t)r * (size_t)L->nb * QM_Q8_BLOCK, d[r]);
             continue;
         }
         uint8_t *c = (uint8_t *)L->codes + (size_t)r * (size_t)L->nb * QM_Q8_BLOCK;

@@ -7,7 +7,7 @@
  * so each lane ends with Σ w q exactly (at most 32 x 128 x 127). A block of a row is 8 vpdpbusd
  * and one fmaf a lane for 16 outputs, where the fast mode's kernel (canonical: the block sums of
  * one output in 16 lanes) adds every block's products across lanes, for each output. Q6_K: the
- * tile's rows unpacked to a code (0..63) a byte (head_pass_widen.h); a block's two groups of 16
+ * tile's rows unpacked to a code (0..63) a byte (head_pass_q6k.h); a block's two groups of 16
  * are 4 vpdpbusd each, the sums started at -32 Σq of the group (so Σ (c - 32) q), then times
  * their scales (vpmulld) and added: the definition's S_b, exactly. PR rows a tile share each
  * activation vector. */
@@ -19,7 +19,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
-#include "kernels/head_pass_widen.h"
+#include "kernels/head_pass_q6k.h"
 #include "kernels/quant.h"
 
 #define LANES 16
