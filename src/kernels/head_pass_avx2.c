@@ -6,7 +6,7 @@
  *     pair k broadcast as a dword against the outputs' pair k of that block (16-bit, side by
  *     side): one vpmaddwd adds two products a lane, exactly (a pair at most 2 x 128 x 127:
  *     nothing saturates), one vpaddd into the block's sum Σ w q.
- *   Q6_K: a tile's rows unpacked to a code a byte (0..63, head_pass_q6k.h); a group's code dword,
+ *   Q6_K: a tile's rows unpacked to a code a byte (0..63, q6k_avx2.h); a group's code dword,
  *     broadcast, meets the outputs' activation dwords in vpmaddubsw (unsigned codes, so a pair
  *     is at most 2 x 63 x 127: no saturation), then vpmaddwd by the group's scale as a 16-bit
  *     pair, a vpaddd; the sums start at -32 (sc_0 Σq_0 + sc_1 Σq_1), so they end at S_b.
@@ -19,7 +19,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
-#include "kernels/head_pass_q6k.h"
+#include "kernels/q6k_avx2.h"
 #include "kernels/quant.h"
 
 #define LANES 8              /* outputs a ymm */
@@ -117,7 +117,7 @@ static void rows_unpack(qm_dtype dt, const uint8_t *row0, size_t stride, int R, 
         uint8_t *c = (uint8_t *)L->codes + (size_t)r * (size_t)L->nb * QM_Q8_BLOCK;
         for (int sb = 0; sb < L->nb / 8; sb++) {
             const qm_block_q6_k *blk = (const qm_block_q6_k *)row + sb;
-            qm_head_pass_q6k_unpack(blk, c + 256 * (size_t)sb, &d[r][8 * sb]);
+            qm_q6k_unpack_avx2(blk, c + 256 * (size_t)sb, &d[r][8 * sb]);
             const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)blk->scales));
             const __m256i lo = _mm256_unpacklo_epi16(v, v), hi = _mm256_unpackhi_epi16(v, v); /* s0-3 s8-11; s4-7 s12-15 */
             _mm256_storeu_si256((__m256i *)&sc[r][16 * sb], _mm256_permute2x128_si256(lo, hi, 0x20));

@@ -7,7 +7,7 @@
  * so each lane ends with Σ w q exactly (at most 32 x 128 x 127). A block of a row is 8 vpdpbusd
  * and one fmaf a lane for 16 outputs, where the fast mode's kernel (canonical: the block sums of
  * one output in 16 lanes) adds every block's products across lanes, for each output. Q6_K: the
- * tile's rows unpacked to a code (0..63) a byte (head_pass_q6k.h); a block's two groups of 16
+ * tile's rows unpacked to a code (0..63) a byte (q6k_avx2.h); a block's two groups of 16
  * are 4 vpdpbusd each, the sums started at -32 Σq of the group (so Σ (c - 32) q), then times
  * their scales (vpmulld) and added: the definition's S_b, exactly. PR rows a tile share each
  * activation vector. */
@@ -19,7 +19,7 @@
 
 #include "kernels/kernels.h"
 #include "kernels/qdot.h"
-#include "kernels/head_pass_q6k.h"
+#include "kernels/q6k_avx2.h"
 #include "kernels/quant.h"
 
 #define LANES 16
@@ -162,7 +162,7 @@ static void rows_q6k(const uint8_t *row0, size_t stride, int R, const lanes_x *L
         const qm_block_q6_k *row = (const qm_block_q6_k *)(row0 + (size_t)r * stride);
         uint8_t *c = L->codes8 + (size_t)r * (size_t)L->nb * QM_Q8_BLOCK;
         for (int sb = 0; sb < L->nb / 8; sb++) {
-            qm_head_pass_q6k_unpack(row + sb, c + 256 * (size_t)sb, &d[r][8 * sb]);
+            qm_q6k_unpack_avx2(row + sb, c + 256 * (size_t)sb, &d[r][8 * sb]);
             _mm512_storeu_si512(&sc[r][16 * sb], _mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)row[sb].scales)));
         }
     }

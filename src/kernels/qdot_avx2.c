@@ -27,6 +27,7 @@
 
 #include "kernels/qdot.h"
 #include "kernels/rowpar.h"
+#include "kernels/q6k_avx2.h"
 #include "kernels/quant.h"
 
 #define QM_INLINE static inline __attribute__((always_inline))
@@ -144,21 +145,6 @@ QM_INLINE void code_q6k_pair(const uint8_t *row, int s, __m256i out[2]) {
         const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(hq, _mm_cvtsi32_si128(2 * (k + e))), m2);
         out[e] = _mm256_or_si256(l, _mm256_slli_epi16(hi, 4));
     }
-}
-
-/* Q6_K: sub-blocks 4i .. 4i + 3 of one superblock, codes 0..63 (as code_k), each 32-byte load used
- * for all the sub-blocks it holds: sub-block 4i + k takes ql half i (k % 2) shifted by 4 (k / 2)
- * and qh bits 2k..2k+1 moved to bits 4-5 by one 16-bit shift and a mask. */
-QM_INLINE void q6k_half_codes(const uint8_t *blk, int i, __m256i c[4]) {
-    const qm_block_q6_k *b = (const qm_block_q6_k *)blk;
-    const __m256i m4 = _mm256_set1_epi8(15), m30 = _mm256_set1_epi8(0x30);
-    const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * i));
-    const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * i + 32));
-    const __m256i hq = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * i));
-    c[0] = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 4), m30));
-    c[1] = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hq, 2), m30));
-    c[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hq, m30));
-    c[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hq, 2), m30));
 }
 
 /* K-quant sub-blocks off .. off + nb - 1 counted from the superblock at base. */
@@ -527,7 +513,7 @@ QM_INLINE __m256 sums_decode(qm_dtype dt, const uint8_t *base, int off, int nb, 
     if (q6k_whole)
         for (int q = 0; q < 2; q++) {
             const int u0 = off + 8 * h + 4 * q;
-            q6k_half_codes(base + (size_t)(u0 >> 3) * 210, (u0 & 7) >> 2, c6 + 4 * q);
+            qm_q6k_half_codes_avx2(base + (size_t)(u0 >> 3) * 210, (u0 & 7) >> 2, c6 + 4 * q);
         }
 #pragma GCC unroll 8
     for (int k = 0; k < 8; k++) {
