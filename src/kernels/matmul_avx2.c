@@ -1539,6 +1539,48 @@ QM_INLINE size_t elem_bytes(qm_dtype dt, int e) {
     return (size_t)e / qk * bb + (size_t)e % qk * bb / qk;
 }
 
+/* A tile's K-quant superblock scales in hand: the rows' qkscales (ks[r], row o0 + r of the tile)
+ * and the superblock they are of (sb[r], -1: none), kept while the tile's blocks go by in order. */
+typedef struct {
+    float ks[TOK_TILE_ROWS][16] __attribute__((aligned(32)));
+    int sb[TOK_TILE_ROWS];
+} kscale_cache;
+
+static void kscale_reset(kscale_cache *kc) {
+    for (int r = 0; r < TOK_TILE_ROWS; r++) kc->sb[r] = -1;
+}
+
+/* Rows [o0, o1) of a K-quant's n columns (whole 64-column steps) from row element e (a multiple of
+ * 64) into wf[o - o0][n] through qstep, each row's superblock scales made once for its four steps
+ * (kc), where qrow_f32 made them again for each block. The type a constant. */
+QM_INLINE void k_rows_dt(const char *w0, size_t ws, qm_dtype dt, unsigned e, int n, int o0, int o1, kscale_cache *kc,
+                         float *wf) {
+    const size_t bb = qm_dtype_block_bytes(dt);
+    for (int o = o0; o < o1; o++) {
+        const int r = o - o0;
+        for (int i = 0; i < n; i += 64) {
+            const unsigned ei = e + (unsigned)i;
+            const int sb = (int)(ei / 256), fresh = kc->sb[r] != sb;
+            kc->sb[r] = sb;
+            __m256 w[4][2];
+            qstep(dt, (const uint8_t *)w0 + (size_t)o * ws + (size_t)sb * bb, (int)(ei % 256 / 64), fresh, kc->ks[r], w);
+            for (int g = 0; g < 4; g++) {
+                _mm256_store_ps(wf + (size_t)r * (size_t)n + (size_t)(i + 16 * g), w[g][0]);
+                _mm256_store_ps(wf + (size_t)r * (size_t)n + (size_t)(i + 16 * g + 8), w[g][1]);
+            }
+        }
+    }
+}
+
+static void k_rows_any(const char *w0, size_t ws, qm_dtype dt, unsigned e, int n, int o0, int o1, kscale_cache *kc,
+                       float *wf) {
+    switch (dt) {
+    case QM_DT_Q4_K: k_rows_dt(w0, ws, QM_DT_Q4_K, e, n, o0, o1, kc, wf); break;
+    case QM_DT_Q5_K: k_rows_dt(w0, ws, QM_DT_Q5_K, e, n, o0, o1, kc, wf); break;
+    default: k_rows_dt(w0, ws, QM_DT_Q6_K, e, n, o0, o1, kc, wf); break;
+    }
+}
+
 /* Rows [o0, o1) (at most TOK_TILE_ROWS) of a block (columns [e0, e1) of a view from row element
  * col0) x tokens [0, nt) whose transposed block is xt: the dots into p[t * ldy + o]. A 16-bit
  * type's rows are converted to f32 first, a block-quantized type's dequantized (qrow_any), the
@@ -1546,18 +1588,20 @@ QM_INLINE size_t elem_bytes(qm_dtype dt, int e) {
  * as they are: wide_weight); each row's block two blocks on is prefetched (the rows are as many
  * strided streams). The dots go to p[t * ldy + o], or with rows16 to p[o * 16 + t]. */
 QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int col0, int o0, int o1, int e0, int e1,
-                        const float *xt, int nt, float *p, size_t ldy, int rows16) {
+                        const float *xt, int nt, float *p, size_t ldy, int rows16, kscale_cache *kc) {
     const size_t esz = qm_dtype_block_bytes(dt), n = (size_t)(e1 - e0);
     const size_t at = elem_bytes(dt, col0 + e0), nbytes = elem_bytes(dt, col0 + e1) - at;
     float wf[TOK_TILE_ROWS * 256] __attribute__((aligned(32))); /* [o - o0][n]: the rows as f32 */
+    const int k_step = kc && dt >= QM_DT_Q4_K && n % 64 == 0 && (col0 + e0) % 64 == 0; /* k_rows_any */
     for (int o = o0; o < o1; o++) {
         const char *row = w0 + (size_t)o * ws + at;
         for (size_t b = 0; b < nbytes; b += 64) _mm_prefetch(row + 2 * nbytes + b, _MM_HINT_T0);
-        if (qm_dtype_is_quant(dt))
+        if (qm_dtype_is_quant(dt) && !k_step)
             qrow_any(w0 + (size_t)o * ws, dt, col0 + e0, (int)n, wf + (size_t)(o - o0) * n);
-        else if (dt != QM_DT_F32 && dt != QM_DT_BF16) /* those two as they are (wide_weight) */
+        else if (dt != QM_DT_F32 && dt != QM_DT_BF16 && !k_step) /* those two as they are (wide_weight) */
             for (size_t c = 0; c < n; c += 8) _mm256_store_ps(wf + (size_t)(o - o0) * n + c, load_w8(row + c * esz, dt));
     }
+    if (k_step) k_rows_any(w0, ws, dt, (unsigned)(col0 + e0), (int)n, o0, o1, kc, wf);
     for (int o = o0; o < o1; o += TOK_ROWS) {
         const int nr = o1 - o < TOK_ROWS ? o1 - o : TOK_ROWS;
         const void *wr[TOK_ROWS]; /* rows past nr: row o again, its dots dropped */
@@ -1589,13 +1633,15 @@ QM_INLINE void blocks_wide_dt(const qm_wview *w, qm_dtype dt, const float *x, si
                               int nb, float *part, size_t pstride, size_t ldy, int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w);
     float xt[256 * 16] __attribute__((aligned(32))); /* [c - e0][16 tokens] */
+    kscale_cache kc;
     for (int o0 = o_begin; o0 < o_end; o0 += TOK_TILE_ROWS) {
         const int o1 = o_end - o0 < TOK_TILE_ROWS ? o_end : o0 + TOK_TILE_ROWS;
+        kscale_reset(&kc);
         for (int k = 0; k < nb; k++) {
             const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
             xt_block(x + (size_t)t0 * ldx, ldx, nt, e0, e1, xt);
             tok_rows(w->data, ws, dt, w->col0, o0, o1, e0, e1, xt, nt, part + (size_t)k * pstride + (size_t)t0 * ldy,
-                     ldy, 0);
+                     ldy, 0, &kc);
         }
     }
 }
@@ -1855,12 +1901,15 @@ QM_INLINE void nodes_wide_dt(const qm_wview *w, qm_dtype dt, const float *xt, in
                              const qm_leaf_node *nodes, int n_nodes, float *lf, float *out, size_t ostride,
                              size_t ldy, int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w);
+    kscale_cache kc;
     for (int o = o_begin; o < o_end; o += NW_ROWS) {
         const int nr = o_end - o < NW_ROWS ? o_end - o : NW_ROWS;
         const char *w0 = (const char *)w->data + (size_t)o * ws;
+        kscale_reset(&kc);
         for (int k = 0; k < nb; k++) {
             const int e0 = k * bc, e1 = e0 + bc < w->cols ? e0 + bc : w->cols;
-            tok_rows(w0, ws, dt, w->col0, 0, nr, e0, e1, xt + (size_t)e0 * 16, n_tok, lf + (size_t)k * LF_BLOCK, 16, 1);
+            tok_rows(w0, ws, dt, w->col0, 0, nr, e0, e1, xt + (size_t)e0 * 16, n_tok, lf + (size_t)k * LF_BLOCK, 16, 1,
+                     &kc);
         }
         for (int i = 0; i < n_nodes; i++) { /* qm_rowpar_store_nodes with a block's dots [row][16 tokens] */
             const float *v = qm_tree_halving_sum(lf, LF_BLOCK, nodes[i].first, nodes[i].count);

@@ -1064,6 +1064,8 @@ typedef struct {
     const float *xt;            /* [np][cols][16]: the group's tokens side by side */
     float *wb;                  /* [NTC * NTR][bc]: the block's rows in f32 (a tile's, or the chunk's at batch 16) */
     __m512 *level;              /* [NODE_LEVELS][NTC][NTP][NTR] */
+    float *ks;                  /* [NTC * NTR][16]: each chunk row's K-quant scales in hand (qkscales) */
+    int *ks_sb;                 /* [NTC * NTR]: the superblock they are of (-1: none) */
 } tnode_walk;
 
 /* Row elements [e, e + kc) of a plain-type row (e a multiple of 16), converted exactly. */
@@ -1140,11 +1142,76 @@ QM_INLINE void leaf_passes(const tnode_walk *nw, const float *wb, int e0, int kc
     for (int k = 0; k < P * NTR; k++) v[p * NTR + k] = _mm512_add_ps(z0[k], z1[k]);
 }
 
+/* Batched decode's leaf (one pass of 16 tokens, a 64-column block): two tiles' 8 rows at once,
+ * lanes c and c + 8 of all 8 (16 accumulators, 2 activation loads a step for 16 FMAs), where
+ * lanes_half's 4 rows left the FMAs waiting on their chains and spilled: the same FMAs, the same
+ * lane tree (pair(c) = lane c + lane c + 8; z_q = (pair(q) + pair(q + 4)) + (pair(q + 2) +
+ * pair(q + 6)); the root z_0 + z_1), so the same bits. wb: [8][bc]; x: the block's xt. */
+#define LEAF8_ROWS 8
+_Static_assert(LEAF8_ROWS == 2 * NTR, "leaf8 makes two tiles");
+QM_INLINE void lane_pair8(const float *wb, int bc, const float *x, int c, __m512 s[LEAF8_ROWS]) {
+    __m512 a[LEAF8_ROWS], b[LEAF8_ROWS];
+    for (int r = 0; r < LEAF8_ROWS; r++) a[r] = b[r] = _mm512_setzero_ps();
+    for (int i = c; i < 64; i += 16) {
+        const __m512 xa = _mm512_load_ps(x + (size_t)i * 16), xb = _mm512_load_ps(x + (size_t)(i + 8) * 16);
+        for (int r = 0; r < LEAF8_ROWS; r++) {
+            a[r] = fmadd_bcast(a[r], xa, wb + r * bc + i);
+            b[r] = fmadd_bcast(b[r], xb, wb + r * bc + i + 8);
+        }
+    }
+    for (int r = 0; r < LEAF8_ROWS; r++) s[r] = _mm512_add_ps(a[r], b[r]);
+}
+
+QM_INLINE void leaf8(const float *wb, int bc, const float *x, __m512 v[LEAF8_ROWS]) {
+    __m512 p[8][LEAF8_ROWS]; /* pair(c) of each row */
+    for (int c = 0; c < 8; c++) lane_pair8(wb, bc, x, c, p[c]);
+    for (int r = 0; r < LEAF8_ROWS; r++) {
+        const __m512 z0 = _mm512_add_ps(_mm512_add_ps(p[0][r], p[4][r]), _mm512_add_ps(p[2][r], p[6][r]));
+        const __m512 z1 = _mm512_add_ps(_mm512_add_ps(p[1][r], p[5][r]), _mm512_add_ps(p[3][r], p[7][r]));
+        v[r] = _mm512_add_ps(z0, z1);
+    }
+}
+
+/* leaf_rows of a K-quant's whole steps (kc a multiple of 64 columns from a row element a multiple
+ * of 64): qstep into wb, each row's superblock scales made once (nw->ks, nw->ks_sb) where
+ * qrow_f32 made them again for each of the superblock's 64-column blocks; the type a constant.
+ * Q4_K at batch 16 (`bench_qmatmul pre avx512vnni Q4_K 1536 8960 16`) spent a third of its time
+ * in row_f32_any. */
+QM_INLINE void leaf_rows_k(const tnode_walk *nw, qm_dtype dt, int r0, int n, int e0, int kc, float *wb, size_t b0,
+                           size_t nbytes, size_t ahead) {
+    const size_t bb = qm_dtype_block_bytes(dt);
+    for (int r = 0; r < n; r++) {
+        float *out = wb + (size_t)r * (size_t)nw->bc;
+        const int cr = r0 + r; /* the chunk's row */
+        if (cr >= nw->nr) {
+            memset(out, 0, (size_t)kc * sizeof(float));
+            continue;
+        }
+        const char *row = nw->w0 + (size_t)cr * nw->wstride;
+        for (size_t o = 0; o < nbytes + 64; o += 64) _mm_prefetch(row + b0 + ahead + o, _MM_HINT_T0);
+        for (int i = 0; i < kc; i += 64) {
+            const unsigned e = (unsigned)(nw->col0 + e0 + i);
+            const int sb = (int)(e / 256), fresh = nw->ks_sb[cr] != sb;
+            nw->ks_sb[cr] = sb;
+            __m512 w[4];
+            qstep(dt, (const uint8_t *)row + (size_t)sb * bb, (int)(e % 256 / 64), fresh, nw->ks + 16 * cr, w);
+            for (int g = 0; g < 4; g++) _mm512_store_ps(out + i + 16 * g, w[g]);
+        }
+    }
+}
+
 /* Row elements [e0, e0 + kc) of the chunk's rows [r0, r0 + n) into wb[r - r0][bc] as f32 (rows
  * past the chunk's: zero), each row's next block prefetched (b0, nbytes: the block's place). */
 static void leaf_rows(const tnode_walk *nw, int r0, int n, int e0, int kc, float *wb) {
     const size_t b0 = qm_dtype_row_bytes(nw->dt, (size_t)(nw->col0 + e0)), nbytes = qm_dtype_row_bytes(nw->dt, (size_t)kc);
     const size_t ahead = nbytes > NODE_PF_AHEAD ? nbytes : NODE_PF_AHEAD;
+    if (nw->dt >= QM_DT_Q4_K && kc % 64 == 0 && (nw->col0 + e0) % 64 == 0 && nw->bc % 16 == 0) {
+        switch (nw->dt) {
+        case QM_DT_Q4_K: leaf_rows_k(nw, QM_DT_Q4_K, r0, n, e0, kc, wb, b0, nbytes, ahead); return;
+        case QM_DT_Q5_K: leaf_rows_k(nw, QM_DT_Q5_K, r0, n, e0, kc, wb, b0, nbytes, ahead); return;
+        default: leaf_rows_k(nw, QM_DT_Q6_K, r0, n, e0, kc, wb, b0, nbytes, ahead); return;
+        }
+    }
     for (int r = 0; r < n; r++) {
         if (r0 + r < nw->nr) {
             const char *row = nw->w0 + (size_t)(r0 + r) * nw->wstride;
@@ -1187,7 +1254,17 @@ static void tnode_leaf(const tnode_walk *nw, int k, __m512 *v) {
     if (nw->np == 1 && kc == 64) { /* batched decode's 64-column blocks: the chunk's rows first, then its tiles */
         if (nw->dt == QM_DT_BF16) leaf_rows_bf16(nw, nw->nt * NTR, e0, nw->wb);
         else leaf_rows(nw, 0, nw->nt * NTR, e0, kc, nw->wb);
-        for (int i = 0; i < nw->nt; i++, v += NTP * NTR) leaf_passes(nw, nw->wb + (size_t)(i * NTR) * (size_t)nw->bc, e0, 64, 0, 1, v);
+        const float *x = nw->xt + (size_t)e0 * 16;
+        int i = 0;
+        for (; i + 2 <= nw->nt; i += 2, v += 2 * NTP * NTR) { /* tiles i, i + 1 */
+            __m512 o[LEAF8_ROWS];
+            leaf8(nw->wb + (size_t)(i * NTR) * (size_t)nw->bc, nw->bc, x, o);
+            for (int r = 0; r < NTR; r++) {
+                v[r] = o[r];
+                v[NTP * NTR + r] = o[NTR + r];
+            }
+        }
+        if (i < nw->nt) leaf_passes(nw, nw->wb + (size_t)(i * NTR) * (size_t)nw->bc, e0, 64, 0, 1, v);
         return;
     }
     for (int i = 0; i < nw->nt; i++, v += NTP * NTR) {
@@ -1281,10 +1358,12 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
                         int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
     const int gt = NTP_OF(w->dtype) * 16; /* tokens a group */
     const size_t nxt = (size_t)gt * (size_t)w->cols, nwb = (size_t)NTC * NTR * (size_t)bc;
-    float *buf = aligned_alloc(64, (nxt + nwb + (size_t)NODE_LEVELS * NTC * NTP * NTR * 16) * sizeof(float));
+    const size_t nlv = (size_t)NODE_LEVELS * NTC * NTP * NTR * 16, nks = (size_t)NTC * NTR * 16;
+    float *buf = aligned_alloc(64, (nxt + nwb + nlv + nks) * sizeof(float) + (size_t)NTC * NTR * sizeof(int));
     if (!buf) return 0;
     tnode_walk nw = {.wstride = qm_wview_stride(w), .dt = w->dtype, .col0 = w->col0, .cols = w->cols, .bc = bc,
-                     .xt = buf, .wb = buf + nxt, .level = (__m512 *)(void *)(buf + nxt + nwb)};
+                     .xt = buf, .wb = buf + nxt, .level = (__m512 *)(void *)(buf + nxt + nwb),
+                     .ks = buf + nxt + nwb + nlv, .ks_sb = (int *)(void *)(buf + nxt + nwb + nlv + nks)};
     for (int t0 = 0; t0 < n_tok; t0 += gt) {
         const int tg = n_tok - t0 < gt ? n_tok - t0 : gt;
         nw.np = (tg + 15) / 16;
@@ -1293,6 +1372,7 @@ static int nodes_tokens(const qm_wview *w, const float *x, size_t ldx, int n_tok
             nw.w0 = (const char *)w->data + (size_t)c0 * nw.wstride;
             nw.nr = o_end - c0 < NTC * NTR ? o_end - c0 : NTC * NTR;
             nw.nt = (nw.nr + NTR - 1) / NTR;
+            for (int r = 0; r < NTC * NTR; r++) nw.ks_sb[r] = -1; /* the chunk's rows: no scales in hand */
             for (int i = 0; i < n_nodes; i++)
                 chunk_store(&nw, tnode_value(&nw, nodes[i].first, nodes[i].count, 0), tg,
                             out + (size_t)i * ostride + (size_t)t0 * ldy + (size_t)c0, ldy);
