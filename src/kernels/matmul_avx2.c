@@ -1596,9 +1596,10 @@ QM_INLINE void tok_rows(const char *w0, size_t ws, qm_dtype dt, int col0, int o0
     for (int o = o0; o < o1; o++) {
         const char *row = w0 + (size_t)o * ws + at;
         for (size_t b = 0; b < nbytes; b += 64) _mm_prefetch(row + 2 * nbytes + b, _MM_HINT_T0);
-        if (qm_dtype_is_quant(dt) && !k_step)
+        if (k_step) continue; /* after the loop */
+        if (qm_dtype_is_quant(dt))
             qrow_any(w0 + (size_t)o * ws, dt, col0 + e0, (int)n, wf + (size_t)(o - o0) * n);
-        else if (dt != QM_DT_F32 && dt != QM_DT_BF16 && !k_step) /* those two as they are (wide_weight) */
+        else if (dt != QM_DT_F32 && dt != QM_DT_BF16) /* those two as they are (wide_weight) */
             for (size_t c = 0; c < n; c += 8) _mm256_store_ps(wf + (size_t)(o - o0) * n + c, load_w8(row + c * esz, dt));
     }
     if (k_step) k_rows_any(w0, ws, dt, (unsigned)(col0 + e0), (int)n, o0, o1, kc, wf);

@@ -1091,13 +1091,14 @@ static void row_f32_any(const char *row, qm_dtype dt, int col0, int e, int kc, f
 #undef QROW_DT
 }
 
-/* Lanes c and c + 8 of NTR rows (wb: [NTR][bc]) for P passes (x: the block's xt of the first,
- * the next xs floats on), each from +0, then added: s[p * NTR + r]. Each FMA broadcasts its
+/* Lanes c and c + 8 of R rows (wb: [R][bc]; R * P <= 2 NTR) for P passes (x: the block's xt of
+ * the first, the next xs floats on), each from +0, then added: s[p * R + r]. Each FMA broadcasts its
  * weight from the L1 itself (fmadd_bcast): one vbroadcastss for the two passes held a shuffle
  * pipe, prefill's down_proj 8% slower (bf16 896 x 4864 x 512, docs/perf-history.md 2026-12-06 18:14). */
-QM_INLINE void lane_pair(const float *wb, int bc, const float *x, size_t xs, int P, int kc, int c, __m512 *s) {
+QM_INLINE void lane_pair(const float *wb, int bc, const float *x, size_t xs, int P, int kc, int c, __m512 *s,
+                         int R) {
     __m512 a[2 * NTR], b[2 * NTR];
-    for (int k = 0; k < P * NTR; k++) a[k] = b[k] = _mm512_setzero_ps();
+    for (int k = 0; k < P * R; k++) a[k] = b[k] = _mm512_setzero_ps();
     int i = c;
     for (; i + 8 < kc; i += 16) { /* both chains at once: lane c takes column i, lane c + 8 column i + 8 */
         __m512 xa[2], xb[2];
@@ -1105,18 +1106,18 @@ QM_INLINE void lane_pair(const float *wb, int bc, const float *x, size_t xs, int
             xa[p] = _mm512_load_ps(x + (size_t)p * xs + (size_t)i * 16);
             xb[p] = _mm512_load_ps(x + (size_t)p * xs + (size_t)(i + 8) * 16);
         }
-        for (int r = 0; r < NTR; r++)
+        for (int r = 0; r < R; r++)
             for (int p = 0; p < P; p++) {
-                a[p * NTR + r] = fmadd_bcast(a[p * NTR + r], xa[p], wb + r * bc + i);
-                b[p * NTR + r] = fmadd_bcast(b[p * NTR + r], xb[p], wb + r * bc + i + 8);
+                a[p * R + r] = fmadd_bcast(a[p * R + r], xa[p], wb + r * bc + i);
+                b[p * R + r] = fmadd_bcast(b[p * R + r], xb[p], wb + r * bc + i + 8);
             }
     }
     if (i < kc) /* a short last block: lane c's last column */
         for (int p = 0; p < P; p++) {
             const __m512 xa = _mm512_load_ps(x + (size_t)p * xs + (size_t)i * 16);
-            for (int r = 0; r < NTR; r++) a[p * NTR + r] = fmadd_bcast(a[p * NTR + r], xa, wb + r * bc + i);
+            for (int r = 0; r < R; r++) a[p * R + r] = fmadd_bcast(a[p * R + r], xa, wb + r * bc + i);
         }
-    for (int k = 0; k < P * NTR; k++) s[k] = _mm512_add_ps(a[k], b[k]);
+    for (int k = 0; k < P * R; k++) s[k] = _mm512_add_ps(a[k], b[k]);
 }
 
 /* z_q of the canonical lane tree (kernels.h) for NTR rows x P passes, q = 0 (the even lanes) or 1
@@ -1124,11 +1125,11 @@ QM_INLINE void lane_pair(const float *wb, int bc, const float *x, size_t xs, int
  * u_(q+2) = pair(q + 2) + pair(q + 6) (w = 4), z_q = u_q + u_(q+2) (w = 2); the root is z_0 + z_1. */
 QM_INLINE void lanes_half(const float *wb, int bc, const float *x, size_t xs, int P, int kc, int q, __m512 *z) {
     __m512 s0[2 * NTR], s1[2 * NTR], u[2 * NTR];
-    lane_pair(wb, bc, x, xs, P, kc, q, s0);
-    lane_pair(wb, bc, x, xs, P, kc, q + 4, s1);
+    lane_pair(wb, bc, x, xs, P, kc, q, s0, NTR);
+    lane_pair(wb, bc, x, xs, P, kc, q + 4, s1, NTR);
     for (int k = 0; k < P * NTR; k++) u[k] = _mm512_add_ps(s0[k], s1[k]);
-    lane_pair(wb, bc, x, xs, P, kc, q + 2, s0);
-    lane_pair(wb, bc, x, xs, P, kc, q + 6, s1);
+    lane_pair(wb, bc, x, xs, P, kc, q + 2, s0, NTR);
+    lane_pair(wb, bc, x, xs, P, kc, q + 6, s1, NTR);
     for (int k = 0; k < P * NTR; k++) z[k] = _mm512_add_ps(u[k], _mm512_add_ps(s0[k], s1[k]));
 }
 
@@ -1148,23 +1149,10 @@ QM_INLINE void leaf_passes(const tnode_walk *nw, const float *wb, int e0, int kc
  * lane tree (pair(c) = lane c + lane c + 8; z_q = (pair(q) + pair(q + 4)) + (pair(q + 2) +
  * pair(q + 6)); the root z_0 + z_1), so the same bits. wb: [8][bc]; x: the block's xt. */
 #define LEAF8_ROWS 8
-_Static_assert(LEAF8_ROWS == 2 * NTR, "leaf8 makes two tiles");
-QM_INLINE void lane_pair8(const float *wb, int bc, const float *x, int c, __m512 s[LEAF8_ROWS]) {
-    __m512 a[LEAF8_ROWS], b[LEAF8_ROWS];
-    for (int r = 0; r < LEAF8_ROWS; r++) a[r] = b[r] = _mm512_setzero_ps();
-    for (int i = c; i < 64; i += 16) {
-        const __m512 xa = _mm512_load_ps(x + (size_t)i * 16), xb = _mm512_load_ps(x + (size_t)(i + 8) * 16);
-        for (int r = 0; r < LEAF8_ROWS; r++) {
-            a[r] = fmadd_bcast(a[r], xa, wb + r * bc + i);
-            b[r] = fmadd_bcast(b[r], xb, wb + r * bc + i + 8);
-        }
-    }
-    for (int r = 0; r < LEAF8_ROWS; r++) s[r] = _mm512_add_ps(a[r], b[r]);
-}
-
+_Static_assert(LEAF8_ROWS == 2 * NTR, "leaf8 makes two tiles (and fills lane_pair's accumulators)");
 QM_INLINE void leaf8(const float *wb, int bc, const float *x, __m512 v[LEAF8_ROWS]) {
     __m512 p[8][LEAF8_ROWS]; /* pair(c) of each row */
-    for (int c = 0; c < 8; c++) lane_pair8(wb, bc, x, c, p[c]);
+    for (int c = 0; c < 8; c++) lane_pair(wb, bc, x, 0, 1, 64, c, p[c], LEAF8_ROWS);
     for (int r = 0; r < LEAF8_ROWS; r++) {
         const __m512 z0 = _mm512_add_ps(_mm512_add_ps(p[0][r], p[4][r]), _mm512_add_ps(p[2][r], p[6][r]));
         const __m512 z1 = _mm512_add_ps(_mm512_add_ps(p[1][r], p[5][r]), _mm512_add_ps(p[3][r], p[7][r]));
