@@ -114,6 +114,27 @@ static void check_pass_bound(const qm_kernels *k, const qm_head_filter *f, const
     free(y);
 }
 
+/* The ISA's head_finish after matmul_q8 (the one-output path, approx: matmul_q8's a of every
+ * output): for every row j and output t, the finished a - E <= z <= a + E. */
+static void check_finish_bound(const qm_kernels *k, const qm_head_filter *f, const float *exact, const float *approx,
+                               int rows, int cols) {
+    const qm_head_bounds hb = qm_head_filter_bounds(f);
+    float *y = malloc((size_t)rows * sizeof *y);
+    assert_non_null(y);
+    for (int t = 0; t < X_KINDS; t++)
+        for (int j = 0; j < rows; j++) { /* row j alone: its a - E is the low */
+            const size_t at = (size_t)t * (size_t)rows + (size_t)j;
+            float low = -INFINITY;
+            memcpy(y, approx + (size_t)t * (size_t)rows, (size_t)rows * sizeof *y);
+            k->head_finish(&hb, t, y, &low, j, j + 1);
+            const float z = exact[at];
+            if (!(low <= z && z <= y[j]))
+                fail_msg("%s head_finish cols %d input %d row %d: exact %.9g outside [%.9g, %.9g]", k->isa, cols, t, j,
+                         (double)z, (double)low, (double)y[j]);
+        }
+    free(y);
+}
+
 /* The bound on rows x cols of dt with one ISA's kernels, for each kind of input; returns the
  * largest |z - a| / E seen. */
 static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, uint64_t *s) {
@@ -135,6 +156,7 @@ static double check_bound(const qm_kernels *k, qm_dtype dt, int rows, int cols, 
     const qm_q8act a = {f.xq, f.xq_d, f.xq_s, (size_t)cols / QM_Q8_BLOCK};
     k->matmul_q8(&f.approx, NULL, &a, X_KINDS, approx, (size_t)rows, 0, rows);
     if (k->head_pass && qm_head_pass_view_ok(&f.approx)) check_pass_bound(k, &f, exact, rows, cols);
+    if (k->head_finish && cols <= QM_HEAD_PASS_MAX_COLS) check_finish_bound(k, &f, exact, approx, rows, cols);
     double worst = 0.0, err[QM_HEAD_FILTER_CHUNK];
     assert_true(rows <= QM_HEAD_FILTER_CHUNK);
     for (int t = 0; t < X_KINDS; t++) {
@@ -221,14 +243,15 @@ static void head_pass_matches_its_definition(void **state) {
                                      d + (size_t)t * (size_t)cols / 32, qs + (size_t)t * (size_t)cols / 32);
                 }
                 const qm_q8act a = {q, d, qs, (size_t)cols / 32};
-                float *tab = random_floats(&s, (size_t)2 * (size_t)groups * (size_t)rows, 4.0);
+                const size_t tile = (size_t)2 * (size_t)groups * QM_HEAD_TILE; /* S then D a tile */
+                float *tab = random_floats(&s, (size_t)(rows + QM_HEAD_TILE - 1) / QM_HEAD_TILE * tile, 4.0);
                 float *coef = random_floats(&s, (size_t)2 * (size_t)groups * (size_t)T, 1.0);
                 float *y0 = malloc((size_t)T * (size_t)rows * sizeof *y0), *y1 = malloc((size_t)T * (size_t)rows * sizeof *y1);
                 float *l0 = malloc((size_t)T * sizeof *l0), *l1 = malloc((size_t)T * sizeof *l1);
                 assert_true(y0 && y1 && l0 && l1);
                 for (int with_dev = 0; with_dev < 2; with_dev++) {
-                    const qm_head_bounds hb = {tab, with_dev ? tab + (size_t)groups * (size_t)rows : NULL, coef,
-                                               (size_t)rows, groups};
+                    const qm_head_bounds hb = {tab, with_dev ? tab + (size_t)groups * QM_HEAD_TILE : NULL, coef, tile,
+                                               groups};
                     const int o0 = (int)(next_u32(&s) % 5), o1 = rows - (int)(next_u32(&s) % 3);
                     memset(y0, 0, (size_t)T * (size_t)rows * sizeof *y0);
                     memset(y1, 0, (size_t)T * (size_t)rows * sizeof *y1);
@@ -254,6 +277,52 @@ static void head_pass_matches_its_definition(void **state) {
         tried++;
     }
     if (!tried) printf("# SKIP: no ISA on this CPU has a head_pass (AVX512-VNNI)\n");
+}
+
+/* Every ISA's head_finish against its definition, bit for bit: y and low, for 1 to 8 groups, row
+ * ranges of any start and length across the bounds' tiles, outputs t = 0 and 2 of 3, with and
+ * without D terms, a NaN among the a (never the low). */
+static void head_finish_matches_its_definition(void **state) {
+    (void)state;
+    const char *isas[] = {"avx2", "avx512", "avx512vnni"};
+    uint64_t s = 29;
+    int tried = 0;
+    for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+        qm_kernels k;
+        qm_error err = {0};
+        if (qm_kernels_select(isas[i], &k, &err) != QM_OK) continue;
+        assert_non_null(k.head_finish);
+        for (int trial = 0; trial < 200; trial++) {
+            const int groups = 1 + (int)(next_u32(&s) % 8), rows = 1 + (int)(next_u32(&s) % 150), T = 3;
+            const size_t tile = (size_t)2 * (size_t)groups * QM_HEAD_TILE;
+            float *tab = random_floats(&s, (size_t)(rows + QM_HEAD_TILE - 1) / QM_HEAD_TILE * tile, 4.0);
+            float *coef = random_floats(&s, (size_t)2 * (size_t)groups * (size_t)T, 1.0);
+            float *a = random_floats(&s, (size_t)rows, 1.0), *y0 = malloc((size_t)rows * sizeof *y0),
+                  *y1 = malloc((size_t)rows * sizeof *y1);
+            assert_true(y0 && y1);
+            for (int o = 0; o < rows; o++) a[o] = (a[o] - 0.5f) * 40.0f;
+            if (trial % 7 == 0) a[next_u32(&s) % (uint32_t)rows] = NAN;
+            const int o0 = (int)(next_u32(&s) % (uint32_t)rows), o1 = o0 + (int)(next_u32(&s) % (uint32_t)(rows - o0 + 1));
+            const int t = trial % 2 ? 2 : 0, with_dev = trial % 3 != 0;
+            const qm_head_bounds hb = {tab, with_dev ? tab + (size_t)groups * QM_HEAD_TILE : NULL, coef, tile, groups};
+            memcpy(y0, a, (size_t)rows * sizeof *a);
+            memcpy(y1, a, (size_t)rows * sizeof *a);
+            float l0 = trial % 5 ? -INFINITY : 3.0f, l1 = l0;
+            qm_head_finish_scalar(&hb, t, y0, &l0, o0, o1);
+            k.head_finish(&hb, t, y1, &l1, o0, o1);
+            if (memcmp(y0, y1, (size_t)rows * sizeof *y0) || memcmp(&l0, &l1, sizeof l0))
+                fail_msg("%s head_finish groups %d rows [%d, %d) of %d t %d D %d: not the definition's bits", k.isa,
+                         groups, o0, o1, rows, t, with_dev);
+            assert_false(isnan(l1));
+            free(tab);
+            free(coef);
+            free(a);
+            free(y0);
+            free(y1);
+        }
+        tried++;
+    }
+    if (!tried) printf("# SKIP: no AVX2 on this CPU\n");
 }
 
 static void refuses_what_it_cannot_bound(void **state) {
@@ -397,6 +466,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(bound_holds),
         cmocka_unit_test(head_pass_matches_its_definition),
+        cmocka_unit_test(head_finish_matches_its_definition),
         cmocka_unit_test(refuses_what_it_cannot_bound),
         cmocka_unit_test_setup_teardown(same_tokens_on_every_mesh, setup, teardown),
     };

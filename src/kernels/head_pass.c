@@ -49,7 +49,7 @@ static float pass_bound(const qm_head_bounds *hb, int o, int t) {
     const float *e = hb->coef + (size_t)(2 * t) * (size_t)hb->groups, *h = e + hb->groups;
     float E = 0.0f;
     for (int g = 0; g < hb->groups; g++) {
-        const size_t at = (size_t)g * hb->ldb + (size_t)o;
+        const size_t at = qm_head_bound_at(hb, g, o);
         E = fmaf(hb->bound[at], e[g], E);
         if (hb->dev) E = fmaf(hb->dev[at], h[g], E);
     }
@@ -77,4 +77,12 @@ void qm_head_pass_scalar_outputs(const qm_wview *w, const qm_q8act *x, int t0, i
     qm_head_bounds ht = *hb;
     ht.coef = hb->coef + (size_t)(2 * t0) * (size_t)hb->groups;
     qm_head_pass_scalar(w, &xt, nt, &ht, y + (size_t)t0 * ldy, ldy, low + t0, o_begin, o_end);
+}
+
+void qm_head_finish_scalar(const qm_head_bounds *hb, int t, float *y, float *low, int o_begin, int o_end) {
+    for (int o = o_begin; o < o_end; o++) {
+        const float a = y[o], E = pass_bound(hb, o, t), lo = a - E;
+        y[o] = a + E;
+        if (lo > *low) *low = lo;
+    }
 }

@@ -209,7 +209,7 @@ static inline __attribute__((always_inline)) void tile_dots(const uint8_t *row0,
 static inline __m256 row_bound(const qm_head_bounds *hb, const lanes_x *L, int o, int h) {
     __m256 E = _mm256_setzero_ps();
     for (int g = 0; g < L->groups; g++) {
-        const size_t at = (size_t)g * hb->ldb + (size_t)o;
+        const size_t at = qm_head_bound_at(hb, g, o);
         E = _mm256_fmadd_ps(_mm256_set1_ps(hb->bound[at]), L->coef[(size_t)(2 * g) * HALVES + (size_t)h], E);
         if (hb->dev)
             E = _mm256_fmadd_ps(_mm256_set1_ps(hb->dev[at]), L->coef[(size_t)(2 * g + 1) * HALVES + (size_t)h], E);
@@ -267,4 +267,33 @@ void qm_head_pass_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, const qm
             if (lows[t] > low[t0 + t]) low[t0 + t] = lows[t];
         free(L.xs);
     }
+}
+
+/* kernels.head_finish: 8 rows at a time where they lie in one tile of the bounds (rows from a
+ * multiple of 8), the rows before and after by the definition. */
+void qm_head_finish_avx2(const qm_head_bounds *hb, int t, float *y, float *low, int o_begin, int o_end) {
+    const float *e = hb->coef + (size_t)(2 * t) * (size_t)hb->groups, *h = e + hb->groups;
+    int o = o_begin;
+    const int head = (8 - o % 8) % 8 < o_end - o ? (8 - o % 8) % 8 : o_end - o;
+    qm_head_finish_scalar(hb, t, y, low, o, o + head);
+    o += head;
+    __m256 lw = _mm256_set1_ps(-__builtin_inff());
+    for (; o + 8 <= o_end; o += 8) {
+        const size_t at = qm_head_bound_at(hb, 0, o);
+        __m256 E = _mm256_setzero_ps();
+        for (int g = 0; g < hb->groups; g++) {
+            E = _mm256_fmadd_ps(_mm256_loadu_ps(hb->bound + at + (size_t)g * QM_HEAD_TILE), _mm256_set1_ps(e[g]), E);
+            if (hb->dev)
+                E = _mm256_fmadd_ps(_mm256_loadu_ps(hb->dev + at + (size_t)g * QM_HEAD_TILE), _mm256_set1_ps(h[g]), E);
+        }
+        E = _mm256_add_ps(_mm256_mul_ps(E, _mm256_set1_ps(QM_HEAD_PASS_MARGIN)), _mm256_set1_ps(1e-35f));
+        const __m256 a = _mm256_loadu_ps(y + o), lo = _mm256_sub_ps(a, E);
+        _mm256_storeu_ps(y + o, _mm256_add_ps(a, E));
+        lw = _mm256_blendv_ps(lw, lo, _mm256_cmp_ps(lo, lw, _CMP_GT_OQ));
+    }
+    float lows[8] __attribute__((aligned(32)));
+    _mm256_store_ps(lows, lw);
+    for (int i = 0; i < 8; i++)
+        if (lows[i] > *low) *low = lows[i];
+    qm_head_finish_scalar(hb, t, y, low, o, o_end);
 }

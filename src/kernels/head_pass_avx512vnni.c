@@ -172,7 +172,7 @@ static void rows_q6k(const uint8_t *row0, size_t stride, int R, const lanes_x *L
 static inline __m512 row_bound(const qm_head_bounds *hb, const lanes_x *L, int o) {
     __m512 E = _mm512_setzero_ps();
     for (int g = 0; g < L->groups; g++) {
-        const size_t at = (size_t)g * hb->ldb + (size_t)o;
+        const size_t at = qm_head_bound_at(hb, g, o);
         E = _mm512_fmadd_ps(_mm512_set1_ps(hb->bound[at]), L->coef[2 * g], E);
         if (hb->dev) E = _mm512_fmadd_ps(_mm512_set1_ps(hb->dev[at]), L->coef[2 * g + 1], E);
     }

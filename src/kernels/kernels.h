@@ -100,14 +100,22 @@ typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *
         body_(w, dt_, bias, x, ldx, n_tok, y, ldy, o_begin, o_end);                                \
     }
 
-/* The head filter's bounds as its first pass reads them (kernels.head_pass): S and D of row o in
- * group g at bound[g * ldb + o] and dev[g * ldb + o] (dev NULL: no D terms), output t's e_g and
- * h_g at coef[(2 t) * groups + g] and coef[(2 t + 1) * groups + g], in f32 rounded up. */
+/* The head filter's bounds as its first pass reads them (kernels.head_pass): in tiles of
+ * QM_HEAD_TILE rows, tile i at i * tile floats, S and D of row o in group g at bound[at] and
+ * dev[at], at = qm_head_bound_at (dev NULL: no D terms; model/head_filter.h lays a tile's D after
+ * its S), output t's e_g and h_g at coef[(2 t) * groups + g] and coef[(2 t + 1) * groups + g], in
+ * f32 rounded up. A tile's rows side by side: a chunk of rows reads its bounds as one stream. */
 typedef struct qm_head_bounds {
     const float *bound, *dev, *coef;
-    size_t ldb;
+    size_t tile;
     int groups;
 } qm_head_bounds;
+
+#define QM_HEAD_TILE 32
+
+static inline size_t qm_head_bound_at(const qm_head_bounds *hb, int g, int o) {
+    return (size_t)(o / QM_HEAD_TILE) * hb->tile + (size_t)g * QM_HEAD_TILE + (size_t)(o % QM_HEAD_TILE);
+}
 
 /* E's relative margin (1 + 2^-7) and the widest view the pass takes: with c >= 2^-16 in every
  * e_g (head_filter.h), E is at least 2^-16 |a|, so the margin covers the f32 rounding of E's
@@ -127,7 +135,11 @@ void qm_head_pass_scalar(const qm_wview *w, const struct qm_q8act *x, int n_tok,
 /* The same for outputs [t0, t0 + nt) of x only (the ISA kernels' way out when out of memory). */
 void qm_head_pass_scalar_outputs(const qm_wview *w, const struct qm_q8act *x, int t0, int nt, const qm_head_bounds *hb,
                                  float *y, size_t ldy, float *low, int o_begin, int o_end);
+/* kernels.head_finish's definition (below), and its ISA twins. */
+void qm_head_finish_scalar(const qm_head_bounds *hb, int t, float *y, float *low, int o_begin, int o_end);
 #if defined(__x86_64__) || defined(__i386__)
+void qm_head_finish_avx2(const qm_head_bounds *hb, int t, float *y, float *low, int o_begin, int o_end);
+void qm_head_finish_avx512(const qm_head_bounds *hb, int t, float *y, float *low, int o_begin, int o_end);
 void qm_head_pass_avx2(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb, float *y,
                        size_t ldy, float *low, int o_begin, int o_end);
 void qm_head_pass_avx512vnni(const qm_wview *w, const struct qm_q8act *x, int n_tok, const qm_head_bounds *hb,
@@ -213,6 +225,11 @@ typedef struct qm_kernels {
     /* Outputs a step needs before the forward takes head_pass (fewer: matmul_q8 and the bounds
      * one output at a time, or a float head's exact kernel): where it starts to win, measured. */
     int head_pass_min_outputs;
+    /* The rest of head_pass for one output t whose 8-bit dots a (row o's at y[o]) a step of fewer
+     * outputs took from matmul_q8 on the same view: for o in [o_begin, o_end), E as head_pass makes
+     * it (the same operations in the same order), y[o] = a + E, *low = max(*low, a - E) (a NaN
+     * never replaces it). qm_head_finish_scalar is the definition; each ISA's gives its bits. */
+    void (*head_finish)(const struct qm_head_bounds *hb, int t, float *y, float *low, int o_begin, int o_end);
 
     /* kernels/expf.h: s[j] = qm_expf(s[j] - m) (softmax's exponentials), and h[i] = silu(g[i]) *
      * u[i] with silu(g) = g / (1 + qm_expf(-g)); element-wise, the same bits on every ISA. */

@@ -96,4 +96,4 @@ const qm_kernels qm_kernels_scalar_table = {
     .isa = "scalar", .matmul = matmul_scalar, .dot = dot_scalar, .axpy = axpy_scalar, .attn_values = attn_values_scalar,
     .quantize_act = qm_quantize_act_scalar, .matmul_q8 = qm_matmul_q8_scalar,
     .matmul_blocks = matmul_blocks_scalar, .matmul_q8_blocks = matmul_q8_blocks_scalar,
-    .exp_sub = qm_exp_sub_scalar, .silu_mul = qm_silu_mul_scalar};
+    .head_finish = qm_head_finish_scalar, .exp_sub = qm_exp_sub_scalar, .silu_mul = qm_silu_mul_scalar};

@@ -234,7 +234,9 @@ static void head_approx_pass(job *J, int ith, int nth) {
 
 /* The head filter's first pass (model/head_filter.h): every row's 8-bit logit a_j, the thread's
  * largest a_j - E_j of each output into head.low, and a_j + E_j (rounded up) into dev->logits:
- * all the second pass needs of the row. */
+ * all the second pass needs of the row. Fewer outputs than head_pass takes: matmul_q8, then the
+ * ISA's head_finish (head_pass's bound in f32, where the view is one head_pass's slack covers),
+ * else the bounds in double. */
 static void head_approx(job *J, int ith, int nth) {
     qm_device *dev = J->dev;
     qm_head_filter *f = &dev->head;
@@ -246,14 +248,21 @@ static void head_approx(job *J, int ith, int nth) {
     }
     const size_t ld = (size_t)w->rows; /* logits [n_out][vocab_local] */
     const qm_q8act a = {f->xq, f->xq_d, f->xq_s, (size_t)w->cols / QM_Q8_BLOCK};
+    const qm_head_bounds hb = qm_head_filter_bounds(f);
+    const int in_f32 = dev->kern.head_finish && f->approx.cols <= QM_HEAD_PASS_MAX_COLS;
     double *low = f->low + (size_t)ith * (size_t)dev->dims.max_tokens, err[QM_HEAD_FILTER_CHUNK];
-    for (int t = 0; t < n; t++) low[t] = -INFINITY;
+    float *low32 = f->low32 + (size_t)ith * (size_t)dev->dims.max_tokens;
+    for (int t = 0; t < n; t++) low[t] = low32[t] = -INFINITY;
     long b, e;
     int taken = 0;
     while (take_rows(J, 0, n, 1, w->rows, ith, nth, &taken, &b, &e)) {
         dev->kern.matmul_q8(&f->approx, NULL, &a, n, dev->logits, ld, (int)b, (int)e);
         for (int t = 0; t < n; t++) {
             float *y = dev->logits + (size_t)t * ld;
+            if (in_f32) {
+                dev->kern.head_finish(&hb, t, y, &low32[t], (int)b, (int)e);
+                continue;
+            }
             for (long j0 = b; j0 < e; j0 += QM_HEAD_FILTER_CHUNK) {
                 const int m = e - j0 < QM_HEAD_FILTER_CHUNK ? (int)(e - j0) : QM_HEAD_FILTER_CHUNK;
                 qm_head_filter_errors(f, (int)j0, m, t, err);
@@ -265,6 +274,8 @@ static void head_approx(job *J, int ith, int nth) {
             }
         }
     }
+    if (in_f32)
+        for (int t = 0; t < n; t++) low[t] = low32[t];
 }
 
 /* Rows [b, e) of output t: the exact logit of each row that can hold the largest (a_j + E_j >=

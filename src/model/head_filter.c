@@ -26,19 +26,22 @@ static int group_of(int cols) {
 /* The approx view: w itself, or (a float head) a Q8_0 shadow of its shape. */
 static bool alloc_approx(qm_head_filter *f, const qm_wview *w) {
     const size_t rows = (size_t)w->rows, groups = (size_t)f->groups;
+    const size_t tiles = (rows + QM_HEAD_TILE - 1) / QM_HEAD_TILE, sub = groups * QM_HEAD_TILE;
     f->approx = *w;
+    f->tile = is_float(w->dtype) ? 2 * sub : sub; /* S, and D where there is a shadow */
+    f->bound = calloc(tiles, f->tile * sizeof *f->bound);
     if (!is_float(w->dtype)) {
         f->read_bytes = rows * qm_wview_stride(w) + rows * groups * sizeof(float);
-        return true;
+        return f->bound != NULL;
     }
     f->approx.dtype = QM_DT_Q8_0;
     f->approx.ld = (size_t)w->cols;
     const size_t shadow_bytes = rows * qm_wview_stride(&f->approx);
     f->shadow = malloc(shadow_bytes);
-    f->dev = malloc(rows * groups * sizeof *f->dev);
+    f->dev = f->bound ? f->bound + sub : NULL;
     f->approx.data = f->shadow;
     f->read_bytes = shadow_bytes + 2 * rows * groups * sizeof(float);
-    return f->shadow && f->dev;
+    return f->shadow && f->bound;
 }
 
 bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, bool shadow, int T, int nth) {
@@ -48,7 +51,6 @@ bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, bool shadow, int
     f->group = group_of(w->cols);
     f->groups = w->cols / f->group;
     const size_t cols = (size_t)w->cols, nb = cols / QM_Q8_BLOCK;
-    f->bound = malloc((size_t)w->rows * (size_t)f->groups * sizeof *f->bound);
     f->xq = malloc((size_t)T * cols + 64);
     f->xq_d = malloc((size_t)T * nb * sizeof *f->xq_d);
     f->xq_s = malloc((size_t)T * nb * sizeof *f->xq_s);
@@ -58,7 +60,7 @@ bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, bool shadow, int
     f->low32 = malloc((size_t)nth * (size_t)T * sizeof *f->low32);
     f->cut = malloc((size_t)T * sizeof *f->cut);
     const bool approx = alloc_approx(f, w);
-    if (approx && f->bound && f->xq && f->xq_d && f->xq_s && f->coef && f->coef32 && f->low && f->low32 && f->cut)
+    if (approx && f->xq && f->xq_d && f->xq_s && f->coef && f->coef32 && f->low && f->low32 && f->cut)
         return true;
     qm_head_filter_free(f);
     return false;
@@ -66,7 +68,6 @@ bool qm_head_filter_alloc(qm_head_filter *f, const qm_wview *w, bool shadow, int
 
 void qm_head_filter_free(qm_head_filter *f) {
     free(f->bound);
-    free(f->dev);
     free(f->shadow);
     free(f->xq);
     free(f->xq_d);
@@ -130,19 +131,21 @@ static double abs_sum(const float *a, const float *b, int n) {
 
 void qm_head_filter_bound_rows(qm_head_filter *f, const qm_wview *w, int r0, int r1) {
     float v[256], vq[256]; /* a group of w, and of the approx view */
-    const size_t rows = (size_t)f->rows, blocks = (size_t)f->group / QM_Q8_BLOCK;
+    const size_t blocks = (size_t)f->group / QM_Q8_BLOCK;
+    const qm_head_bounds hb = qm_head_filter_bounds(f);
     for (int j = r0; j < r1; j++)
         for (int g = 0; g < f->groups; g++) {
+            const size_t at = qm_head_bound_at(&hb, g, j);
             group_values(w, j, g, f->group, v);
             /* at most 256 terms: exact to about 2^-45, covered by the margin */
             if (f->shadow) {
                 qm_block_q8_0 *q = (qm_block_q8_0 *)((char *)f->shadow + (size_t)j * qm_wview_stride(&f->approx)) +
                                    (size_t)g * blocks;
                 shadow_blocks(v, f->group, q, vq);
-                f->dev[(size_t)g * rows + (size_t)j] = qm_float_up(abs_sum(v, vq, f->group) * (1.0 + 1e-12));
+                f->dev[at] = qm_float_up(abs_sum(v, vq, f->group) * (1.0 + 1e-12));
             }
             const float *wq = f->shadow ? vq : v; /* the approx view's values */
-            f->bound[(size_t)g * rows + (size_t)j] = qm_float_up(abs_sum(wq, NULL, f->group) * (1.0 + 1e-12));
+            f->bound[at] = qm_float_up(abs_sum(wq, NULL, f->group) * (1.0 + 1e-12));
         }
 }
 
@@ -174,17 +177,27 @@ bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float 
     return true;
 }
 
-void qm_head_filter_errors(const qm_head_filter *f, int j0, int n, int t, double *out) {
-    const double *e = f->coef + (size_t)t * 2 * (size_t)f->groups, *h = e + f->groups;
+/* E_j of the rows [j0, j0 + n) inside one tile (tile-relative lane of j0: lane) into out[n]. */
+static void tile_errors(const qm_head_filter *f, const float *tile, int lane, int n, const double *e, const double *h,
+                        double *out) {
     for (int i = 0; i < n; i++) out[i] = 0.0;
     for (int g = 0; g < f->groups; g++) { /* rows side by side: the loops over them vectorize */
-        const float *s = f->bound + (size_t)g * (size_t)f->rows + (size_t)j0;
+        const float *s = tile + (size_t)g * QM_HEAD_TILE + (size_t)lane;
         const double eg = e[g];
         for (int i = 0; i < n; i++) out[i] += (double)s[i] * eg;
         if (!f->dev) continue;
-        const float *dv = f->dev + (size_t)g * (size_t)f->rows + (size_t)j0;
+        const float *dv = s + (size_t)f->groups * QM_HEAD_TILE;
         const double hg = h[g];
         for (int i = 0; i < n; i++) out[i] += (double)dv[i] * hg;
     }
     for (int i = 0; i < n; i++) out[i] = out[i] * (1.0 + 1e-12) + 1e-35; /* f32 underflow: < 2^-149 an op */
+}
+
+void qm_head_filter_errors(const qm_head_filter *f, int j0, int n, int t, double *out) {
+    const double *e = f->coef + (size_t)t * 2 * (size_t)f->groups, *h = e + f->groups;
+    for (int i = 0; i < n;) { /* a tile at a time: its bounds are one stretch of memory */
+        const int j = j0 + i, lane = j % QM_HEAD_TILE, m = n - i < QM_HEAD_TILE - lane ? n - i : QM_HEAD_TILE - lane;
+        tile_errors(f, f->bound + (size_t)(j / QM_HEAD_TILE) * f->tile, lane, m, e, h, out + i);
+        i += m;
+    }
 }

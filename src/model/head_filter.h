@@ -21,8 +21,9 @@
  * least cut = max_j (a_j - E_j); a row with a_j + E_j < cut cannot hold it (nor tie with it).
  * Every other row gets its exact logit (from the kernel that computes all of them: the same
  * bits), those rows -inf, and the sampler's greedy pick is the same token. Non-finite input, a
- * non-finite cut: every row is computed exactly. Comparisons in double, E_j rounded up, plus
- * 1e-35 for f32 underflow. Min-term types (Q4_K, Q5_K, Q4_1, Q5_1), whose 8-bit dot adds two
+ * non-finite cut: every row is computed exactly. E_j in f32 with head_pass's margin (kernels.h:
+ * head_pass for many outputs, head_finish after matmul_q8 for fewer) up to QM_HEAD_PASS_MAX_COLS
+ * columns; wider, qm_head_filter_errors in double, E_j rounded up, plus 1e-35 for f32 underflow. Min-term types (Q4_K, Q5_K, Q4_1, Q5_1), whose 8-bit dot adds two
  * terms that may cancel, are not filtered. */
 #ifndef QM_MODEL_HEAD_FILTER_H
 #define QM_MODEL_HEAD_FILTER_H
@@ -34,8 +35,10 @@
 #include "kernels/kernels.h"
 
 typedef struct {
-    float *bound;      /* [groups][rows]: S_jg, NULL when the head is not filtered */
-    float *dev;        /* [groups][rows]: D_jg, NULL without a shadow */
+    float *bound;      /* S_jg in tiles (kernels.h, qm_head_bounds): a tile's [groups][QM_HEAD_TILE]
+                        * S, then its D where there is a shadow; NULL when the head is not filtered */
+    float *dev;        /* bound + groups * QM_HEAD_TILE (not owned): D_jg, NULL without a shadow */
+    size_t tile;       /* floats a tile */
     qm_wview approx;   /* the 8-bit pass's view: the head, or its shadow */
     void *shadow;      /* the Q8_0 copy of a float head (owned), else NULL */
     size_t read_bytes; /* what a filtered step reads: approx's weights and the tables */
@@ -72,7 +75,7 @@ bool qm_head_filter_prepare(qm_head_filter *f, const qm_kernels *k, const float 
 
 /* f's tables and output coefficients as the kernels' head_pass reads them. */
 static inline qm_head_bounds qm_head_filter_bounds(const qm_head_filter *f) {
-    return (qm_head_bounds){f->bound, f->dev, f->coef32, (size_t)f->rows, f->groups};
+    return (qm_head_bounds){f->bound, f->dev, f->coef32, f->tile, f->groups};
 }
 
 /* The least float >= x (NaN stays NaN; no libm call: it runs for every row of a filtered step). */

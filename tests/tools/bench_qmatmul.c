@@ -563,14 +563,15 @@ static void bench_head(const char *isa_name, qm_dtype dt, int rows, int cols, in
     char *q = make_q(&r, dt, (size_t)rows * (size_t)cols / (size_t)qm_dtype_block(dt), 0);
     float *x = malloc((size_t)n_tok * (size_t)cols * 4), *y = malloc((size_t)n_tok * (size_t)rows * 4);
     const int groups = cols / 32 < 8 ? cols / 32 : 8;
-    float *tab = malloc((size_t)2 * (size_t)groups * (size_t)rows * 4), *coef = malloc((size_t)2 * (size_t)groups * (size_t)n_tok * 4);
+    const size_t tile = (size_t)2 * (size_t)groups * QM_HEAD_TILE, ntab = (size_t)(rows + QM_HEAD_TILE - 1) / QM_HEAD_TILE * tile;
+    float *tab = malloc(ntab * 4), *coef = malloc((size_t)2 * (size_t)groups * (size_t)n_tok * 4);
     float *low = malloc((size_t)n_tok * 4);
     for (size_t i = 0; i < (size_t)n_tok * (size_t)cols; i++) x[i] = rand_f32(&r);
-    for (size_t i = 0; i < (size_t)2 * (size_t)groups * (size_t)rows; i++) tab[i] = 1.0f;
+    for (size_t i = 0; i < ntab; i++) tab[i] = 1.0f;
     for (size_t i = 0; i < (size_t)2 * (size_t)groups * (size_t)n_tok; i++) coef[i] = 1e-3f;
     q8rows xb;
     const qm_q8act a = q8rows_make(&k, x, n_tok, cols, &xb);
-    const qm_head_bounds hb = {tab, tab + (size_t)groups * (size_t)rows, coef, (size_t)rows, groups};
+    const qm_head_bounds hb = {tab, tab + (size_t)groups * QM_HEAD_TILE, coef, tile, groups};
     const qm_wview wq = {q, dt, (size_t)cols, rows, cols, 0};
     double best[2] = {1e30, 1e30};
     for (int pass = 0; pass < 5; pass++)
