@@ -1390,14 +1390,16 @@ QM_INLINE void pblocks_4x2(const char *w0, size_t ws, qm_dtype dt, int nr, int k
 QM_INLINE void pblocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int nb, float *part, size_t pstride,
                           int o_begin, int o_end) {
     const size_t ws = qm_wview_stride(w), esz = qm_dtype_block_bytes(dt);
+    const int stretch = qm_rowpar_plain_stretch(w);
     for (int o = o_begin; o < o_end; o += 4) {
         const char *w0 = (const char *)w->data + (size_t)o * ws;
         const int nr = o_end - o < 4 ? o_end - o : 4;
         qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, ws, 4, 4, nb, 64 * esz);
+        pf.stretch |= stretch;
         for (int k = 0; k < nb; k += 2) {
             qm_rowpar_prefetch_block(&pf, k);
             if (k + 1 < nb) qm_rowpar_prefetch_block(&pf, k + 1);
-            for (int r = 8; r < 12; r++) /* the same blocks of the group after next, into the L2 */
+            for (int r = 8; !stretch && r < 12; r++) /* the same blocks of the group after next, into the L2 */
                 qm_prefetch_l2(w0 + (size_t)r * ws + (size_t)k * 64 * esz, 128 * esz);
             pblocks_4x2(w0, ws, dt, nr, k, nb - k < 2 ? nb - k : 2, x, part + o, pstride);
         }

@@ -921,10 +921,11 @@ QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, i
  * K-quant's 64-column blocks a superblock at a time where the blocks are whole superblocks
  * (qblocks_superblock). */
 QM_INLINE void qblocks_rows4(const char *w0, size_t wstride, qm_dtype dt, int col0, int col_end, int bc, int nr, int nb,
-                             const float *x, float *part, size_t pstride) {
+                             const float *x, int stretch, float *part, size_t pstride) {
     float ks[4][16] __attribute__((aligned(64)));
     const size_t blk = qm_dtype_block_bytes(dt) * (size_t)bc / (size_t)qm_dtype_block(dt);
     qm_rowpar_prefetch pf = qm_rowpar_prefetch_start(w0, wstride, 4, 4, nb, blk); /* the next 4 rows (rowpar.h) */
+    pf.stretch |= stretch; /* qm_rowpar_plain_stretch */
     const int sbk = dt >= QM_DT_Q4_K && bc == 64 && nr == 4; /* QSTEP 64: a block is a step */
     const int lead = sbk ? (256 - col0 % 256) % 256 / 64 : 0; /* blocks before the first superblock */
     int k0 = 0;
@@ -935,7 +936,7 @@ QM_INLINE void qblocks_rows4(const char *w0, size_t wstride, qm_dtype dt, int co
     }
     for (; k0 < nb; k0 += 4) {
         const int nk = nb - k0 < 4 ? nb - k0 : 4;
-        if (!qm_dtype_is_quant(dt)) /* the blocks of the group after next into the L2 (as AVX2's pblocks_dt) */
+        if (!qm_dtype_is_quant(dt) && !stretch) /* the group after next's blocks into the L2 (as AVX2's pblocks_dt) */
             for (int r = 8; r < 12; r++) qm_prefetch_l2(w0 + (size_t)r * wstride + (size_t)k0 * blk, (size_t)nk * blk);
         if (nr == 4 && nk == 4) qblocks_tile(w0, wstride, dt, col0, col_end, bc, 4, k0, 4, x, ks, &pf, part, pstride);
         else qblocks_tile(w0, wstride, dt, col0, col_end, bc, nr, k0, nk, x, ks, &pf, part, pstride);
@@ -953,7 +954,7 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const float *x, int bc,
     if (nb >= 4) {
         for (; o < o_end; o += 4)
             qblocks_rows4(w->data + (size_t)o * ws, ws, dt, w->col0, end, bc, o_end - o < 4 ? o_end - o : 4, nb, x,
-                          part + o, pstride);
+                          qm_rowpar_plain_stretch(w), part + o, pstride);
         return;
     }
     for (; o + R * ntile <= o_end; o += R * ntile)
