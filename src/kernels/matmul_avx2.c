@@ -1308,9 +1308,7 @@ QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, i
     const float *xe = x + (e - col0); /* [256] */
     float ks[16] __attribute__((aligned(32)));
     __m256 s8[8];
-    if (pf->stretch)
-        for (int k = 0; k < K; k++) qm_rowpar_prefetch_block(pf, k0 + k);
-    else qm_rowpar_prefetch_span(pf, (size_t)(e / 256) * qm_dtype_block_bytes(dt), qm_dtype_block_bytes(dt));
+    qm_rowpar_prefetch_superblock(pf, k0, K, (size_t)(e / 256) * qm_dtype_block_bytes(dt), qm_dtype_block_bytes(dt));
     for (int r = 0; r < R; r++) {
         if (r >= nr) {
             for (int k = 0; k < K; k++) s8[K * r + k] = _mm256_setzero_ps();

@@ -895,9 +895,7 @@ QM_INLINE void qblocks_superblock(const char *w0, size_t wstride, qm_dtype dt, i
     const float *xe = x + (e - col0); /* [256] */
     float ks[4][16] __attribute__((aligned(64)));
     __m512 acc[16];
-    if (pf->stretch)
-        for (int k = 0; k < 4; k++) qm_rowpar_prefetch_block(pf, k0 + k);
-    else qm_rowpar_prefetch_span(pf, (size_t)(e / 256) * qm_dtype_block_bytes(dt), qm_dtype_block_bytes(dt));
+    qm_rowpar_prefetch_superblock(pf, k0, 4, (size_t)(e / 256) * qm_dtype_block_bytes(dt), qm_dtype_block_bytes(dt));
     for (int r = 0; r < 4; r++) qkscales(dt, sb + (size_t)r * wstride, ks[r]);
     /* ks from memory below, broadcast by the load unit: without the barrier GCC kept the scales in
      * registers and broadcast each with shuffles (vpextrd, valignd), 20% slower */

@@ -127,6 +127,14 @@ static inline void qm_rowpar_prefetch_span(const qm_rowpar_prefetch *p, size_t o
     }
 }
 
+/* Before a K-quant superblock's K blocks from k0, bytes [off, off + n) of each row: a stretch
+ * block by block, long rows by qm_rowpar_prefetch_span. */
+static inline void qm_rowpar_prefetch_superblock(qm_rowpar_prefetch *p, int k0, int K, size_t off, size_t n) {
+    if (p->stretch)
+        for (int k = 0; k < K; k++) qm_rowpar_prefetch_block(p, k0 + k);
+    else qm_rowpar_prefetch_span(p, off, n);
+}
+
 /* Bytes of a view's row spent on 32-blocks [0, nb) from sub-block off of a superblock (K-quants;
  * off 0 otherwise). */
 static inline size_t qm_rowpar_group_bytes(qm_dtype dt, int off, int nb) {

@@ -23,8 +23,9 @@
  * bits), those rows -inf, and the sampler's greedy pick is the same token. Non-finite input, a
  * non-finite cut: every row is computed exactly. E_j in f32 with head_pass's margin (kernels.h:
  * head_pass for many outputs, head_finish after matmul_q8 for fewer) up to QM_HEAD_PASS_MAX_COLS
- * columns; wider, qm_head_filter_errors in double, E_j rounded up, plus 1e-35 for f32 underflow. Min-term types (Q4_K, Q5_K, Q4_1, Q5_1), whose 8-bit dot adds two
- * terms that may cancel, are not filtered. */
+ * columns; wider, qm_head_filter_errors in double, E_j rounded up, plus 1e-35 for f32 underflow.
+ * Min-term types (Q4_K, Q5_K, Q4_1, Q5_1), whose 8-bit dot adds two terms that may cancel, are
+ * not filtered. */
 #ifndef QM_MODEL_HEAD_FILTER_H
 #define QM_MODEL_HEAD_FILTER_H
 
