@@ -377,7 +377,7 @@ static void test_matmul_q8_splits(void **state) {
 
 /* One token over views of whole K-quant superblocks (col0 a multiple of 256 columns, lengths a
  * multiple of 256), 8 to 41 rows, any row range: the decode's tiles of 8 rows side by side (Q4_K
- * on AVX2) and their tails, column-parallel (matmul_q8, check_case) and row-parallel (blocks of
+ * and Q5_0 on AVX2) and their tails, column-parallel (matmul_q8, check_case) and row-parallel (blocks of
  * 64 columns, matmul_q8_blocks against the scalar twin's per-block calls), bit for bit. Then the
  * row-parallel views a mesh's shards make: starting and ending inside a superblock, on a 64-column
  * chunk (a 1x2 mesh's down_proj, 17.5 superblocks a device) with blocks of 64, or on a 128-column

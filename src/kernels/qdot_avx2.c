@@ -982,6 +982,84 @@ static void q4k_leaves8(const wrows *w, const qm_q8act *x, float *part, size_t p
     else q4k_decode8(w, x, NULL, NULL, part, pstride, 2);
 }
 
+/* ---- decode, Q5_0: eight rows side by side ----
+ * q4k_decode8's way for Q5_0 (the real 0.5B's gate_up, q, k and o_proj): lane r is row r. Per
+ * block, the 8 rows' 16 code bytes are transposed (dword k of row r in lane r of t[k]: the low
+ * nibbles are elements 4k .. 4k + 3, the high ones 16 + 4k .. 16 + 4k + 3) and their fifth bits
+ * spread from the rows' qh words (gathered, lane r); maddubs against the token's 4 activations of
+ * those elements, broadcast, adds up vertically: each lane ends with its row's exact block sum
+ * (int16 while 4 pairs of at most 2 x 31 x 127 fit), less 16 s. Then the spec's f32 operations
+ * lane by lane, c_b into acc[b % 16] in block order and the halving tree: tile_decode's bits. The
+ * horizontal reduction of tile_decode (packs and madds, a third of a block's vector operations)
+ * is gone, for a transposition shared by 8 rows. */
+#define Q50_ROWS 8
+
+/* Byte j of each dword = 16 where bit 4 (k % 2) + j of byte `byte` of that dword of h is set. */
+QM_INLINE __m256i q50_bit4(__m256i h, int byte, int k) {
+    const __m256i sel = _mm256_add_epi8(_mm256_set1_epi8((char)byte),
+                                        _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12,
+                                                         0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+    const __m256i bits = _mm256_set1_epi32((int)(0x08040201u << (4 * (k & 1))));
+    const __m256i v = _mm256_and_si256(_mm256_shuffle_epi8(h, sel), bits);
+    return _mm256_and_si256(_mm256_cmpeq_epi8(v, bits), _mm256_set1_epi8(16));
+}
+
+/* View block b of 8 rows whose blocks are at blk[r] (the 22 bytes: d, qh, qs): c_b, lane r. */
+QM_INLINE __m256 q50_block8(const uint8_t *const blk[Q50_ROWS], const qm_q8act *x, int b) {
+    __m256i v[4], t[4];
+    for (int i = 0; i < 4; i++) v[i] = _mm256_loadu2_m128i((const __m128i *)(blk[i + 4] + 6), (const __m128i *)(blk[i] + 6));
+    const __m256i t0 = _mm256_unpacklo_epi32(v[0], v[1]), t1 = _mm256_unpackhi_epi32(v[0], v[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(v[2], v[3]), t3 = _mm256_unpackhi_epi32(v[2], v[3]);
+    t[0] = _mm256_unpacklo_epi64(t0, t2); /* lane r: dword k of row r's codes */
+    t[1] = _mm256_unpackhi_epi64(t0, t2);
+    t[2] = _mm256_unpacklo_epi64(t1, t3);
+    t[3] = _mm256_unpackhi_epi64(t1, t3);
+    const __m256i h = _mm256_setr_epi32((int)qm_quant_rd32(blk[0] + 2), (int)qm_quant_rd32(blk[1] + 2),
+                                        (int)qm_quant_rd32(blk[2] + 2), (int)qm_quant_rd32(blk[3] + 2),
+                                        (int)qm_quant_rd32(blk[4] + 2), (int)qm_quant_rd32(blk[5] + 2),
+                                        (int)qm_quant_rd32(blk[6] + 2), (int)qm_quant_rd32(blk[7] + 2));
+    const uint8_t *xq = (const uint8_t *)(x->q + (size_t)b * QM_Q8_BLOCK);
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i plo = _mm256_setzero_si256(), phi = _mm256_setzero_si256(); /* int16: 4 pairs of at most 7874 */
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        const __m256i lo = _mm256_or_si256(_mm256_and_si256(t[k], m4), q50_bit4(h, k >> 1, k));
+        const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(t[k], 4), m4), q50_bit4(h, 2 + (k >> 1), k));
+        plo = _mm256_add_epi16(plo, _mm256_maddubs_epi16(lo, _mm256_set1_epi32((int)qm_quant_rd32(xq + 4 * k))));
+        phi = _mm256_add_epi16(phi, _mm256_maddubs_epi16(hi, _mm256_set1_epi32((int)qm_quant_rd32(xq + 16 + 4 * k))));
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i is = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+    is = _mm256_sub_epi32(is, _mm256_set1_epi32(16 * x->s[b]));
+    uint64_t dq[2] = {0, 0};
+    for (int r = 0; r < Q50_ROWS; r++) dq[r >> 2] |= (uint64_t)qm_quant_rd16(blk[r]) << (16 * (r & 3));
+    const __m256 d = _mm256_cvtph_ps(_mm_set_epi64x((long long)dq[1], (long long)dq[0]));
+    return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d[b])), _mm256_cvtepi32_ps(is));
+}
+
+/* One token, 8 rows of a Q5_0 view: y[0 .. 7]. Whole rows prefetch Q4K_PFG groups ahead, a share of
+ * their bytes a block (q4k_decode8's way); a row shard each row's block of the group that far ahead. */
+static void q50_rows8(const wrows *w, const qm_q8act *x, const float *bias, float *y) {
+    __m256 acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
+    const uint8_t *row0 = w->row0 + (size_t)w->sb0 * 22;
+    const char *pf = (const char *)row0 + (size_t)Q50_ROWS * Q4K_PFG * w->stride;
+    const size_t pf_step = w->whole ? ((size_t)Q50_ROWS * w->stride + (size_t)w->nblk - 1) / (size_t)w->nblk : 0;
+    for (int b = 0; b < w->nblk; b++) {
+        if (w->whole) {
+            for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T1);
+            pf += pf_step;
+        } else
+            for (int r = 0; r < Q50_ROWS; r++) _mm_prefetch(pf + (size_t)r * w->stride + (size_t)b * 22, _MM_HINT_T1);
+        const uint8_t *blk[Q50_ROWS];
+        for (int r = 0; r < Q50_ROWS; r++) blk[r] = row0 + (size_t)r * w->stride + (size_t)b * 22;
+        acc[b & 15] = _mm256_add_ps(acc[b & 15], q50_block8(blk, x, b));
+    }
+    for (int h = 8; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
+    _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
+}
+
 /* The group of nb blocks at view block b0 of rows [0, nr), unpacked for prefill. */
 QM_INLINE void unpack_rows(qm_dtype dt, const wrows *w, int nr, int b0, int nb, wgroup *wg) {
     for (int r = 0; r < nr; r++) {
@@ -1216,6 +1294,11 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
                 for (; o + Q4K_ROWS <= o_end; o += Q4K_ROWS) {
                     const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
                     q4k_rows8(&wr, xt, bias ? bias + o : NULL, yt + o);
+                }
+            if (dt == QM_DT_Q5_0)
+                for (; o + Q50_ROWS <= o_end; o += Q50_ROWS) {
+                    const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
+                    q50_rows8(&wr, xt, bias ? bias + o : NULL, yt + o);
                 }
             if (o == o_end) continue;
             xgroup *xd = xcache_decode(dt, xt, nblk);
