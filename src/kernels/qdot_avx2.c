@@ -1037,14 +1037,18 @@ QM_INLINE __m256 q50_block8(const uint8_t *const blk[Q50_ROWS], const qm_q8act *
     return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d[b])), _mm256_cvtepi32_ps(is));
 }
 
-/* One token, 8 rows of a Q5_0 view: y[0 .. 7]. Whole rows prefetch Q4K_PFG groups ahead, a share of
- * their bytes a block (q4k_decode8's way); a row shard each row's block of the group that far ahead. */
-static void q50_rows8(const wrows *w, const qm_q8act *x, const float *bias, float *y) {
-    __m256 acc[16];
+/* One token, 8 rows of a Q5_0 view: y[0 .. 7], or with part the rows' leaves of 32 bpb columns
+ * (bpb 2 or 4, nblk a multiple of bpb) as q4k_super8 makes them: leaf k of row r at
+ * part[k pstride + r]. Whole rows prefetch Q4K_PFG groups ahead, a share of their bytes a block
+ * (q4k_decode8's way); a row shard each row's block of the group that far ahead. */
+QM_INLINE void q50_decode8(const wrows *w, const qm_q8act *x, const float *bias, float *y, float *part,
+                           size_t pstride, int bpb) {
+    __m256 acc[16], a[4];
     for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
     const uint8_t *row0 = w->row0 + (size_t)w->sb0 * 22;
     const char *pf = (const char *)row0 + (size_t)Q50_ROWS * Q4K_PFG * w->stride;
     const size_t pf_step = w->whole ? ((size_t)Q50_ROWS * w->stride + (size_t)w->nblk - 1) / (size_t)w->nblk : 0;
+    const __m256 z = _mm256_setzero_ps();
     for (int b = 0; b < w->nblk; b++) {
         if (w->whole) {
             for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T1);
@@ -1053,11 +1057,30 @@ static void q50_rows8(const wrows *w, const qm_q8act *x, const float *bias, floa
             for (int r = 0; r < Q50_ROWS; r++) _mm_prefetch(pf + (size_t)r * w->stride + (size_t)b * 22, _MM_HINT_T1);
         const uint8_t *blk[Q50_ROWS];
         for (int r = 0; r < Q50_ROWS; r++) blk[r] = row0 + (size_t)r * w->stride + (size_t)b * 22;
-        acc[b & 15] = _mm256_add_ps(acc[b & 15], q50_block8(blk, x, b));
+        const __m256 c = q50_block8(blk, x, b);
+        if (!part) {
+            acc[b & 15] = _mm256_add_ps(acc[b & 15], c);
+            continue;
+        }
+        a[b % bpb] = _mm256_add_ps(z, c); /* a_b = +0 + c_b */
+        if (b % bpb != bpb - 1) continue;
+        const __m256 leaf = bpb == 2 ? _mm256_add_ps(a[0], a[1]) /* a_2k + a_2k+1 */
+                                     : _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
+        _mm256_storeu_ps(part + (size_t)(b / bpb) * pstride, leaf);
     }
+    if (part) return;
     for (int h = 8; h >= 1; h /= 2)
         for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
     _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
+}
+
+/* q50_decode8 for the column-parallel and the row-parallel (part) calls. */
+static void q50_rows8(const wrows *w, const qm_q8act *x, const float *bias, float *y) {
+    q50_decode8(w, x, bias, y, NULL, 0, 2);
+}
+static void q50_leaves8(const wrows *w, const qm_q8act *x, float *part, size_t pstride, int bpb) {
+    if (bpb == 4) q50_decode8(w, x, NULL, NULL, part, pstride, 4);
+    else q50_decode8(w, x, NULL, NULL, part, pstride, 2);
 }
 
 /* The group of nb blocks at view block b0 of rows [0, nr), unpacked for prefill. */
@@ -1529,6 +1552,11 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, cons
         for (; o + Q4K_ROWS <= o_end; o += Q4K_ROWS) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
             q4k_leaves8(&wr, x, part + o, pstride, bc / 32);
+        }
+    if (dt == QM_DT_Q5_0 && (bc == 64 || bc == 128) && bc / 32 * nbk == nblk)
+        for (; o + Q50_ROWS <= o_end; o += Q50_ROWS) {
+            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
+            q50_leaves8(&wr, x, part + o, pstride, bc / 32);
         }
     if (o == o_end) return;
     xgroup *own = xd_in ? NULL : xcache_decode(dt, x, nblk);
