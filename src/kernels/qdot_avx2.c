@@ -932,6 +932,14 @@ QM_INLINE void q4k_super8(const uint8_t *row0, size_t stride, int S, int q0, int
     }
 }
 
+/* The halving tree of 8 rows' 16 accumulators (lane r: row r; acc[l]: blocks b % 16 == l), and
+ * the bias: y[0 .. 7], tile_decode's store for 8 rows at once. */
+QM_INLINE void store_rows8(__m256 acc[16], const float *bias, float *y) {
+    for (int h = 8; h >= 1; h /= 2)
+        for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
+    _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
+}
+
 /* Q4K_PFG groups of 8 rows ahead, into the L2 (a slice a superblock): from DRAM, one thread, 65536
  * x 1536, the next group into the L1 (the decode tiles' way) streamed at 12.5 GB/s against 17 for
  * tile_decode; two groups ahead into the L2 at 17; rows of 8960 columns 17 against 12. */
@@ -967,10 +975,7 @@ QM_INLINE void q4k_decode8(const wrows *w, const qm_q8act *x, const float *bias,
         if (q0 == 0 && q1 == 4) q4k_super8(row0, w->stride, S, 0, 4, off, x, acc, part, pstride, bpb);
         else q4k_super8(row0, w->stride, S, q0, q1, off, x, acc, part, pstride, bpb);
     }
-    if (part) return;
-    for (int h = 8; h >= 1; h /= 2)
-        for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
-    _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
+    if (!part) store_rows8(acc, bias, y);
 }
 
 /* q4k_decode8 for the column-parallel and the row-parallel (part) calls. */
@@ -1068,10 +1073,7 @@ QM_INLINE void q50_decode8(const wrows *w, const qm_q8act *x, const float *bias,
                                      : _mm256_add_ps(_mm256_add_ps(a[0], a[2]), _mm256_add_ps(a[1], a[3]));
         _mm256_storeu_ps(part + (size_t)(b / bpb) * pstride, leaf);
     }
-    if (part) return;
-    for (int h = 8; h >= 1; h /= 2)
-        for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
-    _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
+    if (!part) store_rows8(acc, bias, y);
 }
 
 /* q50_decode8 for the column-parallel and the row-parallel (part) calls. */
