@@ -189,7 +189,7 @@ QM_INLINE __m256i code_blk(qm_dtype dt, const uint8_t *base, int off, int h, int
 /* Q8_0 .. Q5_1: d (and m) of each block, the f16 words at its start, gathered in two general
  * registers a half (four words each) and moved over with one vmovq and one vpinsrq. A vpgatherdd a
  * half took the vector pipes' time: one thread, the fast decode of Q5_0 512 x 896 from the L2
- * (AMD EPYC Zen 5, --isa avx2) 0.0433-0.0438 -> 0.0392-0.0405 ns a weight, Q8_0 0.0321 -> 0.029. */
+ * (AMD EPYC Zen 5, --isa avx2) 0.0424 -> 0.0388 ns a weight, Q8_0 0.0310 -> 0.0275. */
 QM_INLINE void scales_32(qm_dtype dt, const uint8_t *row, int sb, int nb, wgroup *g) {
     const size_t bb = qm_dtype_block_bytes(dt);
     const int has_m = dt == QM_DT_Q4_1 || dt == QM_DT_Q5_1;
@@ -991,13 +991,14 @@ static void q4k_leaves8(const wrows *w, const qm_q8act *x, float *part, size_t p
  * q4k_decode8's way for Q5_0 (the real 0.5B's gate_up, q, k and o_proj): lane r is row r. Per
  * block, the 8 rows' 16 code bytes are transposed (dword k of row r in lane r of t[k]: the low
  * nibbles are elements 4k .. 4k + 3, the high ones 16 + 4k .. 16 + 4k + 3) and their fifth bits
- * spread from the rows' qh words (gathered, lane r); maddubs against the token's 4 activations of
+ * spread from the rows' qh words (read into lane r); maddubs against the token's 4 activations of
  * those elements, broadcast, adds up vertically: each lane ends with its row's exact block sum
  * (int16 while 4 pairs of at most 2 x 31 x 127 fit), less 16 s. Then the spec's f32 operations
  * lane by lane, c_b into acc[b % 16] in block order and the halving tree: tile_decode's bits. The
  * horizontal reduction of tile_decode (packs and madds, a third of a block's vector operations)
  * is gone, for a transposition shared by 8 rows. */
 #define Q50_ROWS 8
+#define Q50_BYTES 22 /* a block: d (f16), qh (4 bytes), qs (16) */
 
 /* Byte j of each dword = 16 where bit 4 (k % 2) + j of byte `byte` of that dword of h is set. */
 QM_INLINE __m256i q50_bit4(__m256i h, int byte, int k) {
@@ -1009,7 +1010,7 @@ QM_INLINE __m256i q50_bit4(__m256i h, int byte, int k) {
     return _mm256_and_si256(_mm256_cmpeq_epi8(v, bits), _mm256_set1_epi8(16));
 }
 
-/* View block b of 8 rows whose blocks are at blk[r] (the 22 bytes: d, qh, qs): c_b, lane r. */
+/* View block b of 8 rows whose blocks are at blk[r]: c_b, lane r. */
 QM_INLINE __m256 q50_block8(const uint8_t *const blk[Q50_ROWS], const qm_q8act *x, int b) {
     __m256i v[4], t[4];
     for (int i = 0; i < 4; i++) v[i] = _mm256_loadu2_m128i((const __m128i *)(blk[i + 4] + 6), (const __m128i *)(blk[i] + 6));
@@ -1050,7 +1051,7 @@ QM_INLINE void q50_decode8(const wrows *w, const qm_q8act *x, const float *bias,
                            size_t pstride, int bpb) {
     __m256 acc[16], a[4];
     for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
-    const uint8_t *row0 = w->row0 + (size_t)w->sb0 * 22;
+    const uint8_t *row0 = w->row0 + (size_t)w->sb0 * Q50_BYTES;
     const char *pf = (const char *)row0 + (size_t)Q50_ROWS * Q4K_PFG * w->stride;
     const size_t pf_step = w->whole ? ((size_t)Q50_ROWS * w->stride + (size_t)w->nblk - 1) / (size_t)w->nblk : 0;
     const __m256 z = _mm256_setzero_ps();
@@ -1059,9 +1060,9 @@ QM_INLINE void q50_decode8(const wrows *w, const qm_q8act *x, const float *bias,
             for (size_t k = 0; k < pf_step; k += 64) _mm_prefetch(pf + k, _MM_HINT_T1);
             pf += pf_step;
         } else
-            for (int r = 0; r < Q50_ROWS; r++) _mm_prefetch(pf + (size_t)r * w->stride + (size_t)b * 22, _MM_HINT_T1);
+            for (int r = 0; r < Q50_ROWS; r++) _mm_prefetch(pf + (size_t)r * w->stride + (size_t)b * Q50_BYTES, _MM_HINT_T1);
         const uint8_t *blk[Q50_ROWS];
-        for (int r = 0; r < Q50_ROWS; r++) blk[r] = row0 + (size_t)r * w->stride + (size_t)b * 22;
+        for (int r = 0; r < Q50_ROWS; r++) blk[r] = row0 + (size_t)r * w->stride + (size_t)b * Q50_BYTES;
         const __m256 c = q50_block8(blk, x, b);
         if (!part) {
             acc[b & 15] = _mm256_add_ps(acc[b & 15], c);
