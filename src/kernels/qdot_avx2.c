@@ -978,15 +978,6 @@ QM_INLINE void q4k_decode8(const wrows *w, const qm_q8act *x, const float *bias,
     if (!part) store_rows8(acc, bias, y);
 }
 
-/* q4k_decode8 for the column-parallel and the row-parallel (part) calls. */
-static void q4k_rows8(const wrows *w, const qm_q8act *x, const float *bias, float *y) {
-    q4k_decode8(w, x, bias, y, NULL, 0, 2);
-}
-static void q4k_leaves8(const wrows *w, const qm_q8act *x, float *part, size_t pstride, int bpb) {
-    if (bpb == 4) q4k_decode8(w, x, NULL, NULL, part, pstride, 4);
-    else q4k_decode8(w, x, NULL, NULL, part, pstride, 2);
-}
-
 /* ---- decode, Q5_0: eight rows side by side ----
  * q4k_decode8's way for Q5_0 (the real 0.5B's gate_up, q, k and o_proj): lane r is row r. Per
  * block, the 8 rows' 16 code bytes are transposed (dword k of row r in lane r of t[k]: the low
@@ -997,7 +988,7 @@ static void q4k_leaves8(const wrows *w, const qm_q8act *x, float *part, size_t p
  * lane by lane, c_b into acc[b % 16] in block order and the halving tree: tile_decode's bits. The
  * horizontal reduction of tile_decode (packs and madds, a third of a block's vector operations)
  * is gone, for a transposition shared by 8 rows. */
-#define Q50_ROWS 8
+#define Q50_ROWS Q4K_ROWS
 #define Q50_BYTES 22 /* a block: d (f16), qh (4 bytes), qs (16) */
 
 /* Byte j of each dword = 16 where bit 4 (k % 2) + j of byte `byte` of that dword of h is set. */
@@ -1077,12 +1068,16 @@ QM_INLINE void q50_decode8(const wrows *w, const qm_q8act *x, const float *bias,
     if (!part) store_rows8(acc, bias, y);
 }
 
-/* q50_decode8 for the column-parallel and the row-parallel (part) calls. */
-static void q50_rows8(const wrows *w, const qm_q8act *x, const float *bias, float *y) {
-    q50_decode8(w, x, bias, y, NULL, 0, 2);
+/* The eight-row tiles (Q4_K: q4k_decode8, Q5_0: q50_decode8) for the column-parallel calls
+ * (y[0 .. 7]) and the row-parallel ones (the leaves of 32 bpb columns into part). */
+static void rows8(qm_dtype dt, const wrows *w, const qm_q8act *x, const float *bias, float *y) {
+    if (dt == QM_DT_Q4_K) q4k_decode8(w, x, bias, y, NULL, 0, 2);
+    else q50_decode8(w, x, bias, y, NULL, 0, 2);
 }
-static void q50_leaves8(const wrows *w, const qm_q8act *x, float *part, size_t pstride, int bpb) {
-    if (bpb == 4) q50_decode8(w, x, NULL, NULL, part, pstride, 4);
+static void leaves8(qm_dtype dt, const wrows *w, const qm_q8act *x, float *part, size_t pstride, int bpb) {
+    if (dt == QM_DT_Q4_K && bpb == 4) q4k_decode8(w, x, NULL, NULL, part, pstride, 4);
+    else if (dt == QM_DT_Q4_K) q4k_decode8(w, x, NULL, NULL, part, pstride, 2);
+    else if (bpb == 4) q50_decode8(w, x, NULL, NULL, part, pstride, 4);
     else q50_decode8(w, x, NULL, NULL, part, pstride, 2);
 }
 
@@ -1316,15 +1311,10 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
             const qm_q8act one = qm_q8act_vector(x, t), *xt = &one;
             float *yt = y + (size_t)t * ldy;
             int o = o_begin;
-            if (dt == QM_DT_Q4_K && sb0 % 8 == 0 && nblk % 8 == 0)
+            if ((dt == QM_DT_Q4_K && sb0 % 8 == 0 && nblk % 8 == 0) || dt == QM_DT_Q5_0)
                 for (; o + Q4K_ROWS <= o_end; o += Q4K_ROWS) {
                     const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-                    q4k_rows8(&wr, xt, bias ? bias + o : NULL, yt + o);
-                }
-            if (dt == QM_DT_Q5_0)
-                for (; o + Q50_ROWS <= o_end; o += Q50_ROWS) {
-                    const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-                    q50_rows8(&wr, xt, bias ? bias + o : NULL, yt + o);
+                    rows8(dt, &wr, xt, bias ? bias + o : NULL, yt + o);
                 }
             if (o == o_end) continue;
             xgroup *xd = xcache_decode(dt, xt, nblk);
@@ -1461,7 +1451,7 @@ QM_INLINE void b64_row(qm_dtype dt, const wrows *w, int r, int sb, int off, int 
  * the pairs stay in registers (the rows' loop kept them on the stack): one thread, Zen 4, rows in
  * the L2 (`bench_qmatmul rp avx2 Q6_K 64 4096 3`, alternated three times), Q6_K 0.0465 -> 0.0431
  * ns a weight (nodes 0.0514 -> 0.0462), Q5_0 0.0669 -> 0.0647; the 4-bit types and Q8_0 went
- * 4-8% slower this way and keep the loop (Q4_K's whole views take q4k_leaves8 anyway). */
+ * 4-8% slower this way and keep the loop (Q4_K's whole views take the eight-row tiles anyway). */
 QM_INLINE int b64_unrolled(qm_dtype dt) { return !four_bit_type(dt) && dt != QM_DT_Q8_0; }
 
 QM_INLINE void tile_decode_b64(qm_dtype dt, const wrows *w, int off, int bpb, int nr, const qm_q8act *x,
@@ -1550,16 +1540,12 @@ QM_INLINE void blocks_dt(qm_dtype dt, const qm_wview *w, const qm_q8act *x, cons
     const int sb0 = w->col0 / 32, nblk = w->cols / 32, whole = qm_rowpar_whole_rows(w);
     const int off = qm_dtype_block(dt) == 32 ? 0 : sb0 & 7;
     int o = o_begin;
-    const int q4k_chunks = bc == 64 ? off % 2 == 0 && nblk % 2 == 0 : bc == 128 && off % 4 == 0 && nblk % 4 == 0;
-    if (dt == QM_DT_Q4_K && q4k_chunks && bc / 32 * nbk == nblk)
+    /* the eight-row tiles: the view's ends on bc-column chunks (Q4_K: from its superblocks' starts) */
+    const int chunks = bc == 64 ? off % 2 == 0 && nblk % 2 == 0 : bc == 128 && off % 4 == 0 && nblk % 4 == 0;
+    if ((dt == QM_DT_Q4_K || dt == QM_DT_Q5_0) && chunks && bc / 32 * nbk == nblk)
         for (; o + Q4K_ROWS <= o_end; o += Q4K_ROWS) {
             const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-            q4k_leaves8(&wr, x, part + o, pstride, bc / 32);
-        }
-    if (dt == QM_DT_Q5_0 && (bc == 64 || bc == 128) && bc / 32 * nbk == nblk)
-        for (; o + Q50_ROWS <= o_end; o += Q50_ROWS) {
-            const wrows wr = {(const uint8_t *)w->data + (size_t)o * stride, stride, sb0, nblk, whole};
-            q50_leaves8(&wr, x, part + o, pstride, bc / 32);
+            leaves8(dt, &wr, x, part + o, pstride, bc / 32);
         }
     if (o == o_end) return;
     xgroup *own = xd_in ? NULL : xcache_decode(dt, x, nblk);
