@@ -51,12 +51,16 @@ for M in "${models[@]}"; do
     "$QMESH" logits -m "$M" --ids "$ids" --activations $act --step-tokens 4 --threads 1 --out "$base.step.npy"
     cmp -s "$base.1x1.npy" "$base.step.npy" || fail "$name ($act): --step-tokens 4 --threads 1 differs"
     # one token a step (the decode kernels) on shards that start inside a superblock (1x2: half of
-    # the 1.5B's 35 down_proj superblocks each; 1x4: quarters), with AVX2 too where the CPU has it
-    for isa in auto avx2; do
+    # the 1.5B's 35 down_proj superblocks each; 1x4: quarters), with AVX2 too where the CPU has it;
+    # the Q5_0 matrices (0.5B) repacked to Q8_0 or not (auto: repacked with AVX2 in the exact mode)
+    for spec in "auto auto" "avx2 auto" "avx2 off" "auto on"; do
+      set -- $spec
+      isa=$1 rp=$2
       for m in $dm; do
-        "$QMESH" logits -m "$M" --ids "$ids" --activations $act --step-tokens 1 --isa $isa --mesh "$m" \
+        "$QMESH" logits -m "$M" --ids "$ids" --activations $act --step-tokens 1 --isa $isa --repack $rp --mesh "$m" \
           --out "$base.dec.$isa.$m.npy" 2>/dev/null || continue
-        cmp -s "$base.1x1.npy" "$base.dec.$isa.$m.npy" || fail "$name ($act): --step-tokens 1 --isa $isa on $m differs"
+        cmp -s "$base.1x1.npy" "$base.dec.$isa.$m.npy" ||
+          fail "$name ($act): --step-tokens 1 --isa $isa --repack $rp on $m differs"
         pass=$((pass + 1))
       done
     done
@@ -66,7 +70,7 @@ for M in "${models[@]}"; do
         pass=$((pass + 1))
       fi
     done
-    echo "ok $name ($act): identical on 1x1 $mm, in a batch of 3 (also with avx2), at step 4, a token a step on $dm, on ISAs $isas"
+    echo "ok $name ($act): identical on 1x1 $mm, in a batch of 3 (also with avx2), at step 4, a token a step on $dm (repacked and not), on ISAs $isas"
   done
 done
 echo "$pass passed, 0 failed"

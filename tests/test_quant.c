@@ -255,6 +255,35 @@ static void test_simd_vs_scalar(void **state) {
     free(got);
 }
 
+/* qm_requant_q8_0 (the load's repacking): Q4_0 and Q5_0 blocks, every code and random scales
+ * (non-finite ones too), dequantize as Q8_0 to the same bits as they do themselves; another type
+ * returns 0 and writes nothing. */
+static void test_requant_q8_0(void **state) {
+    (void)state;
+    rng_t r = {0x5eed0002};
+    enum { NB = 40 };
+    uint8_t src[NB * 22], q8[NB * 34 + 1];
+    float want[NB * 32], got[NB * 32];
+    const qm_dtype from[] = {QM_DT_Q4_0, QM_DT_Q5_0};
+    for (int t = 0; t < COUNT(from); t++)
+        for (int round = 0; round < 200; round++) {
+            const int nb = 1 + (int)(rng_u64(&r) % NB), finite = round % 4 != 3;
+            rand_blocks(&r, from[t], src, nb, finite);
+            q8[nb * 34] = 0xa5;
+            assert_int_equal(qm_requant_q8_0(from[t], src, (size_t)nb, q8), (size_t)nb * 34);
+            assert_int_equal(q8[nb * 34], 0xa5);
+            qm_dequant_scalar(from[t], src, nb, want);
+            qm_dequant_scalar(QM_DT_Q8_0, q8, nb, got);
+            expect_same("requantized to Q8_0", "scalar", from[t], src, got, want, (size_t)nb * 32, !finite);
+        }
+    const qm_dtype other[] = {QM_DT_Q8_0, QM_DT_Q4_1, QM_DT_Q5_1, QM_DT_Q4_K, QM_DT_Q6_K, QM_DT_F32};
+    for (int t = 0; t < COUNT(other); t++) {
+        q8[0] = 0x5a;
+        assert_int_equal(qm_requant_q8_0(other[t], src, 1, q8), 0);
+        assert_int_equal(q8[0], 0x5a);
+    }
+}
+
 /* qm_dequant_range: any [e0, e0 + n) of a row is the same slice of its full dequantization. */
 static void test_dequant_range(void **state) {
     (void)state;
@@ -425,6 +454,7 @@ int main(void) {
         cmocka_unit_test(test_dequant_fixtures), cmocka_unit_test(test_simd_vs_scalar),
         cmocka_unit_test(test_dequant_range),    cmocka_unit_test(test_quantize),
         cmocka_unit_test(test_f32_to_f16),       cmocka_unit_test(test_bench),
+        cmocka_unit_test(test_requant_q8_0),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

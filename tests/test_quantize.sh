@@ -90,6 +90,24 @@ check "bf16 GGUF: logits identical to the folder's" "$NPY_COMPARE" "$WORK/bf16.n
 check "f32 GGUF: logits identical to the folder's" "$NPY_COMPARE" "$WORK/f32.npy" "$WORK/ref.npy" --exact --quiet
 check "f16 GGUF: logits within 1e-2 of the folder's" "$NPY_COMPARE" "$WORK/f16.npy" "$WORK/ref.npy" --rel 1e-2 --quiet
 
+# --repack on: the Q4_0 matrices held as Q8_0 blocks of the same values, so the same logits, on
+# every ISA and mesh (auto repacks only in the exact mode with AVX2 kernels); bench counts the bytes
+for spec in "1x1 on auto" "1x2 on auto" "1x3 on scalar" "1x2 on avx2" "1x2 off avx2" "1x1 auto avx2"; do
+    set -- $spec
+    if "$QMESH" logits -m "$WORK/q4_0.gguf" --ids "$IDS" --mesh $1 --repack $2 --isa $3 --out "$WORK/rp.npy" 2>"$WORK/rp.err"; then
+        check "q4_0 --repack $2 --isa $3 on $1: logits identical to 1x1's" "$NPY_COMPARE" "$WORK/rp.npy" "$WORK/q4_0.1x1.npy" --exact --quiet
+    else
+        grep -q "not supported by this CPU" "$WORK/rp.err" && ok "q4_0 --isa $3: not on this CPU" ||
+            bad "q4_0 --repack $2 --isa $3 on $1: $(tail -n 3 "$WORK/rp.err")"
+    fi
+done
+json=$("$QMESH" bench -m "$WORK/q4_0.gguf" --prompt 4 --gen 2 --repack on 2>/dev/null | tail -n 1)
+rb=$(sed -n 's/.*"device_repack_bytes_max":\([0-9]*\).*/\1/p' <<< "$json")
+check "bench --repack on: repack_q8 true, bytes added ($rb)" bash -c "grep -q '\"repack_q8\":true' <<< '$json' && [ '${rb:-0}' -gt 0 ]"
+json=$("$QMESH" bench -m "$WORK/q4_0.gguf" --prompt 4 --gen 2 --repack off 2>/dev/null | tail -n 1)
+check "bench --repack off: none" grep -q '"repack_q8":false,"device_repack_bytes_max":0' <<< "$json"
+expect_fail "--repack maybe is bad usage" 2 "repack" -- "$QMESH" logits -m "$WORK/q4_0.gguf" --ids "$IDS" --repack maybe --out "$WORK/x.npy"
+
 r8=$(rel_err "$WORK/q8_0.1x1.npy" "$WORK/ref.npy"); r4=$(rel_err "$WORK/q4_0.1x1.npy" "$WORK/ref.npy")
 check "q4_0 error ($r4) above q8_0's ($r8)" test "$(awk -v a="$r4" -v b="$r8" 'BEGIN { print (a > b) }')" = 1
 

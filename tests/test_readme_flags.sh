@@ -18,7 +18,8 @@ usage=$(awk '/^## Usage/{on=1; next} on && /^## /{exit} on' "$readme")
 shared=$(printf '%s\n' "$usage" | awk '/^Flags shared by/{on=1} on{print} on && /^$/{exit}')
 declare -A value=([-m]=/nonexistent/qmesh-model [--mesh]=1x1 [--backend]=threads [--threads]=1 [--isa]=scalar
                   [--ctx]=64 [--batch]=1 [--step-tokens]=16 [--activations]=f32 [--chat-format]=chatml
-                  [--pin]= [--full-head]= [--comm-timeout]=5 [--huge-pages]=off)   # empty: a switch, no value
+                  [--pin]= [--full-head]= [--comm-timeout]=5 [--huge-pages]=off
+                  [--repack]=off)   # empty: a switch, no value
 flags=$(printf '%s\n' "$shared" | grep -o -- '`-[-a-z]*' | tr -d '`' | sort -u)
 [ "$(printf '%s\n' "$flags" | wc -l)" -ge 8 ] || bad "too few shared flags found: $flags"
 declare -A needs=([logits]="--ids 1 --out $WORK/x.npy" [generate]="-p x" [bench]=""

@@ -16,7 +16,8 @@ static const char usage_text[] =
     "together; decode_batch_avg is how many sequences of a row such a step held on average.\n"
     "bytes_per_token is the weight bytes a decode step reads (all devices of a row together; with\n"
     "the head filter, head_filter true, the 8-bit view of the output head and its bounds in place of\n"
-    "the head), so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
+    "the head; with repack_q8 true, the repacked matrices as held: device_repack_bytes_max is what that\n"
+    "added to a device), so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
     "decode-only step spends its time, per device of row 0 on average (prefill_ms: the same parts for\n"
     "the whole prefill run, the prompt pass and its one sampled token):\n"
     "norm (and the fast mode's activation quantization), qkv, rope_kv (RoPE, KV cache writes),\n"
@@ -176,10 +177,11 @@ static qm_status measure(qm_engine *e, const bench_args *a, bench_best *best, qm
 }
 
 /* The weight bytes a decode step reads: the head filter's view and bounds in place of the head
- * where it filtered (greedy decoding: the bench's). */
+ * where it filtered (greedy decoding: the bench's); the repacked matrices' larger blocks. */
 static size_t step_bytes(const qm_engine_info *info) {
-    if (!info->head_filter || info->head_filtered_outputs == 0) return info->weight_bytes_total;
-    return info->weight_bytes_total - info->head_bytes + info->head_filter_bytes;
+    const size_t file = info->weight_bytes_total + info->repack_bytes;
+    if (!info->head_filter || info->head_filtered_outputs == 0) return file;
+    return file - info->head_bytes + info->head_filter_bytes;
 }
 
 static void print_json(qm_engine *e, const bench_args *a, const bench_best *best) {
@@ -206,6 +208,8 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
            info.head_filtered_outputs ? (double)info.head_exact_rows / (double)info.head_filtered_outputs : 0.0);
     printf(",\"huge_pages\":%s,\"device_huge_bytes_max\":%zu", info.huge_pages ? "true" : "false",
            info.device_huge_bytes_max);
+    printf(",\"repack_q8\":%s,\"device_repack_bytes_max\":%zu", info.repacked ? "true" : "false",
+           info.device_repack_bytes_max);
     printf(",\"decode_step_ms\":{");
     for (int k = 0; k < QM_TIME_COUNT; k++)
         printf("%s\"%s\":%.3f", k ? "," : "", qm_time_part_name((qm_time_part)k), best->step_s[k] * 1e3);

@@ -127,6 +127,7 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     e->dims.act_q8 = opts->act_q8;
     e->dims.head_filter = !opts->full_head;
     e->dims.head_shadow = e->rows == 1; /* replicas in one process would each hold a copy */
+    e->dims.repack_q8 = opts->repack;
     e->dims.huge_pages = opts->huge_pages > 0 || (opts->huge_pages == 0 && e->rows == 1 && qm_huge_pages_available());
     if ((st = qm_engine_check_ranks(e, err))) goto fail;
 

@@ -37,6 +37,10 @@ typedef struct {
                                 (where the mesh has one replica and the kernel has THP), 1 = on,
                                 -1 = off. Replicas in one process or on one host each copy: off (auto)
                                 keeps them sharing the mapping. */
+    int repack;              /* Q4_0/Q5_0 matrices repacked at load to Q8_0 blocks of the same values
+                                (the same logits, more bytes; model/model.h qm_shard_load): 0 = auto
+                                (the exact mode, where the ISA's kernels run Q8_0 faster: AVX2),
+                                1 = on, -1 = off */
 } qm_engine_opts;
 
 typedef struct qm_engine qm_engine;
@@ -192,6 +196,9 @@ typedef struct {
     int first_cpu;
     bool huge_pages;                 /* the weights were copied into huge pages (opts huge_pages) */
     size_t device_huge_bytes_max;    /* the most weight bytes a device copied there */
+    bool repacked;                   /* Q4_0/Q5_0 matrices were repacked to Q8_0 (opts repack) */
+    size_t device_repack_bytes_max;  /* the most bytes that added to a device's weights */
+    size_t repack_bytes;             /* ... to a row's devices together (a decode step reads them) */
     bool head_filter;                /* greedy steps filter the lm_head (model/head_filter.h) */
     long head_filtered_outputs;      /* outputs that went through it (row 0's first device) */
     long head_exact_rows;            /* lm_head rows computed exactly for them (the devices of row 0

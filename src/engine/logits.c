@@ -104,6 +104,7 @@ qm_status qm_engine_logits(qm_engine *e, const int *ids, int n, float *out, qm_e
 
 void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
     memset(info, 0, sizeof *info);
+    int row0_devices = 0;
     info->load_s = e->load_s;
     info->weight_bytes_total = qm_model_weight_bytes(e->ck, &e->cfg);
     info->matmul_flops_per_token = qm_model_matmul_flops(&e->cfg);
@@ -116,6 +117,8 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         if (w > info->device_weight_bytes_max) info->device_weight_bytes_max = w;
         if (d->shard.copied_bytes > info->device_copied_bytes_max) info->device_copied_bytes_max = d->shard.copied_bytes;
         if (d->shard.huge.used > info->device_huge_bytes_max) info->device_huge_bytes_max = d->shard.huge.used;
+        info->repacked |= d->shard.repack_q8;
+        if (d->shard.repack_bytes > info->device_repack_bytes_max) info->device_repack_bytes_max = d->shard.repack_bytes;
         if (d->shard.straddle_bytes > info->device_shared_block_bytes_max)
             info->device_shared_block_bytes_max = d->shard.straddle_bytes;
         for (int k = 0; k < QM_TIME_COUNT; k++) {
@@ -124,6 +127,8 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         }
         if (d->comm->row == 0 && d->comm->col == 0) info->decode_steps = d->decode_steps;
         if (d->comm->row != 0) continue;
+        row0_devices++;
+        info->repack_bytes += d->shard.repack_bytes;
         /* whole-vocabulary bytes from a row's per-row cost (an MPI rank sees its own device only) */
         const size_t V = (size_t)e->cfg.vocab_size, rows = (size_t)d->shard.lm_head.rows;
         info->head_bytes = V * qm_wview_stride(&d->shard.lm_head);
@@ -138,6 +143,8 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
             if (cs->bytes_recv[k] > info->comm.bytes_recv[k]) info->comm.bytes_recv[k] = cs->bytes_recv[k];
         }
     }
+    if (row0_devices) /* an MPI rank sees its own device: the row's others repack alike */
+        info->repack_bytes = info->repack_bytes * (size_t)e->cols / (size_t)row0_devices;
     info->isa = e->n_init ? e->devs[0].kern.isa : "";
     info->team_threads = e->team;
     info->pinned = e->cpus != NULL;

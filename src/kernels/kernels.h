@@ -19,6 +19,7 @@
 #define QM_KERNELS_H
 
 #include <qmesh.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "util/dtype.h"
@@ -235,6 +236,10 @@ typedef struct qm_kernels {
      * u[i] with silu(g) = g / (1 + qm_expf(-g)); element-wise, the same bits on every ISA. */
     void (*exp_sub)(float *s, int n, float m);
     void (*silu_mul)(const float *g, const float *u, float *h, int n);
+
+    /* The exact-mode matmul is faster on Q8_0 than on Q4_0/Q5_0 by more than the extra bytes
+     * cost: the load repacks those matrices to Q8_0 by default in the exact mode (model.h). */
+    bool exact_prefers_q8;
 } qm_kernels;
 
 typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,

@@ -291,6 +291,42 @@ QM_INLINE void step_q5(qm_dtype dt, const uint8_t *b, __m256 w[4][2]) {
     qfrom_bytes(q, dv, dv, w, hm, hm ? qbc_f16(b + 2) : _mm256_setzero_ps());
 }
 
+/* step_q5 for one token, without byte-to-dword shuffles: the block's 16 code bytes broadcast to
+ * both halves and placed by one pshufb so that byte k of dword p (lane p) holds element 8k + p
+ * (k = 0, 1: low nibbles of qs[p], qs[8 + p]; k = 2, 3: their high nibbles); the fifth bits are
+ * then qh's byte k in every dword, bit p (qh broadcast, a bit mask per lane, cmpeq); vector k is
+ * byte k of every dword, shifted and masked. Q5_0: d * (float)q - 16 d as one FMA (d q and 16 d
+ * are exact in f32, so the difference rounds once, to the reference's exact d (q - 16)); Q5_1:
+ * d * (float)q + m as one FMA (the reference's product is exact, its sum rounds once). Each weight
+ * vector FMA'd into lo (lanes 0-7) or hi (8-15) at once, each lane's order: elements l, l + 16. */
+QM_INLINE void step_q5_dot(qm_dtype dt, const uint8_t *b, const float *xe, __m256 *lo, __m256 *hi) {
+    const int hm = dt == QM_DT_Q5_1;
+    const __m256i qs = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + (hm ? 8 : 6))));
+    const __m256i place = _mm256_setr_epi8(0, 8, 0, 8, 1, 9, 1, 9, 2, 10, 2, 10, 3, 11, 3, 11, /* */
+                                           4, 12, 4, 12, 5, 13, 5, 13, 6, 14, 6, 14, 7, 15, 7, 15);
+    const __m256i t = _mm256_shuffle_epi8(qs, place);
+    const __m256i nib = _mm256_or_si256(_mm256_and_si256(t, _mm256_set1_epi32(0x00000f0f)),
+                                        _mm256_and_si256(_mm256_srli_epi16(t, 4), _mm256_set1_epi32(0x0f0f0000)));
+    int32_t qh;
+    memcpy(&qh, b + (hm ? 4 : 2), 4);
+    const __m256i bit = _mm256_setr_epi32(0x01010101, 0x02020202, 0x04040404, 0x08080808, 0x10101010, 0x20202020,
+                                          0x40404040, (int)0x80808080u);
+    const __m256i h5 = _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(_mm256_set1_epi32(qh), bit), bit),
+                                        _mm256_set1_epi8(0x10));
+    const __m256i q = _mm256_or_si256(nib, h5);
+    const __m256 d = qbc_f16(b);
+    const __m256 c = hm ? qbc_f16(b + 2) : _mm256_mul_ps(d, _mm256_set1_ps(-16.0f));
+    const __m256i ff = _mm256_set1_epi32(0xff);
+    __asm__("" : "+r"(xe));
+    const __m256i v[4] = {_mm256_and_si256(q, ff), _mm256_and_si256(_mm256_srli_epi32(q, 8), ff),
+                          _mm256_and_si256(_mm256_srli_epi32(q, 16), ff), _mm256_srli_epi32(q, 24)};
+    for (int k = 0; k < 4; k++) { /* elements 8k .. 8k + 7: lanes 0-7 (k even) or 8-15 */
+        const __m256 w = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(v[k]), c);
+        if (k & 1) *hi = _mm256_fmadd_ps(w, _mm256_loadu_ps(xe + 8 * k), *hi);
+        else *lo = _mm256_fmadd_ps(w, _mm256_loadu_ps(xe + 8 * k), *lo);
+    }
+}
+
 /* Q4_K Q5_K: the codes of elements 8c.. of sub-block 2j + u (u = 0: low nibbles, 1: high; Q5_K's
  * fifth bit, bit 2j + u of qh[l], added). */
 QM_INLINE __m256i k_codes(qm_dtype dt, const uint8_t *b, int j, int u, int c) {
@@ -456,6 +492,11 @@ QM_INLINE void qtile_reg(const char *w0, size_t wstride, qm_dtype dt, int col0, 
 #pragma GCC unroll 4
             for (int r = 0; r < R; r++)
                 step_k_dot(dt, (const uint8_t *)wb + (size_t)r * wstride, j, fresh, ks[r], xe, &lo[r][0], &hi[r][0]);
+            continue;
+        }
+        if (T == 1 && (dt == QM_DT_Q5_0 || dt == QM_DT_Q5_1)) {
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) step_q5_dot(dt, (const uint8_t *)wb + (size_t)r * wstride, xe, &lo[r][0], &hi[r][0]);
             continue;
         }
         for (int r = 0; r < R; r++) {
@@ -1966,4 +2007,4 @@ const qm_kernels qm_kernels_avx2_table = {
     .matmul_blocks = matmul_blocks_avx2, .matmul_q8_blocks = qm_matmul_q8_blocks_avx2,
     .matmul_q8_nodes = qm_matmul_q8_nodes_avx2, .matmul_nodes = matmul_nodes_avx2,
     .head_pass = qm_head_pass_avx2, .head_pass_min_outputs = 8, .head_finish = qm_head_finish_avx2,
-    .exp_sub = qm_exp_sub_avx2, .silu_mul = qm_silu_mul_avx2};
+    .exp_sub = qm_exp_sub_avx2, .silu_mul = qm_silu_mul_avx2, .exact_prefers_q8 = true};

@@ -232,3 +232,26 @@ size_t qm_quantize_row(qm_dtype dt, const float *x, size_t n, void *out) {
     }
     return qm_dtype_row_bytes(dt, n);
 }
+
+size_t qm_requant_q8_0(qm_dtype dt, const void *blocks, size_t nblocks, void *out) {
+    if (dt != QM_DT_Q4_0 && dt != QM_DT_Q5_0) return 0;
+    const size_t in_bytes = qm_dtype_block_bytes(dt);
+    for (size_t i = 0; i < nblocks; i++) {
+        const uint8_t *b = (const uint8_t *)blocks + i * in_bytes;
+        qm_block_q8_0 *o = (qm_block_q8_0 *)out + i;
+        memcpy(o->d, b, 2);
+        const uint32_t qh = dt == QM_DT_Q5_0 ? qm_quant_rd32(b + 2) : 0;
+        const uint8_t *qs = b + (dt == QM_DT_Q5_0 ? 6 : 2);
+        for (int l = 0; l < 16; l++) {
+            int lo = qs[l] & 15, hi = qs[l] >> 4;
+            if (dt == QM_DT_Q5_0) {
+                lo |= (int)(qh >> l & 1) << 4;
+                hi |= (int)(qh >> (l + 16) & 1) << 4;
+            }
+            const int off = dt == QM_DT_Q5_0 ? 16 : 8;
+            o->qs[l] = (int8_t)(lo - off);
+            o->qs[l + 16] = (int8_t)(hi - off);
+        }
+    }
+    return nblocks * sizeof(qm_block_q8_0);
+}

@@ -98,6 +98,13 @@ void qm_dequant_range(qm_dtype dt, const void *row, size_t e0, size_t n, float *
  * value of largest magnitude maps to -8). Returns the bytes written (qm_dtype_row_bytes). */
 size_t qm_quantize_row(qm_dtype dt, const float *x, size_t n, void *out);
 
+/* Q4_0 or Q5_0 blocks rewritten as Q8_0 blocks with the same values (the load-time repacking,
+ * model.h): d copied, each code q stored as the int8 q - 8 or q - 16. The reference's products
+ * d * (float)(q - 16) and Q8_0's (float)q * d are the same exact product, so every weight
+ * dequantizes to the same bits. Returns 0 for another type (nothing written), else the bytes
+ * written (nblocks * 34). */
+size_t qm_requant_q8_0(qm_dtype dt, const void *blocks, size_t nblocks, void *out);
+
 /* f32 -> IEEE half, round to nearest even (subnormals; overflow to inf; NaN stays NaN), as
  * numpy's astype(float16) and F16C's vcvtps2ph. */
 uint16_t qm_quant_f32_to_f16(float f);

@@ -66,7 +66,8 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
         return qm_fail(err, QM_ERR_ARG, "bad device dimensions");
     qm_status st = qm_kernels_select(isa, &dev->kern, err);
     if (st) return st;
-    if ((st = qm_shard_load(ck, cfg, comm->cols, comm->col, dims->huge_pages, &dev->shard, err))) return st;
+    const bool repack = dims->repack_q8 > 0 || (dims->repack_q8 == 0 && !dims->act_q8 && dev->kern.exact_prefers_q8);
+    if ((st = qm_shard_load(ck, cfg, comm->cols, comm->col, dims->huge_pages, repack, &dev->shard, err))) return st;
     if ((st = qm_pool_create(team_threads, &dev->pool, err))) goto fail;
 
     const qm_partition *p = &dev->shard.part;

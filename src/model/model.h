@@ -44,14 +44,19 @@ typedef struct {
     size_t straddle_bytes;      /* of which quantization blocks also held by a neighbour device
                                    (a block that spans two devices' column ranges) */
     bool huge_pages;            /* the matrices copied at load into huge pages (util/huge_arena.h) */
+    bool repack_q8;             /* the layers' Q4_0 and Q5_0 matrices repacked at load to Q8_0 */
+    size_t repack_bytes;        /* the bytes that added (of weight_bytes; included in copied_bytes) */
     qm_arena huge;              /* their memory; huge.used: bytes copied there */
 } qm_shard;
 
 /* Loads device `col`'s shard of the checkpoint `ck` (shared, not owned). huge_pages: every matrix
  * (the views above) copied into transparent huge pages instead of used in place from the mapping,
- * where memory allows (a matrix it does not stays in place). */
-qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, qm_shard *out,
-                        qm_error *err);
+ * where memory allows (a matrix it does not stays in place). repack_q8: the layers' Q4_0 and Q5_0
+ * matrices rewritten as Q8_0 blocks of the same values (kernels/quant.h qm_requant_q8_0; the same
+ * 32-column blocks, so the same slices and the same logits, bit for bit), for kernels that run
+ * Q8_0 faster (kernels.h exact_prefers_q8): 34 bytes a block instead of 18 or 22. */
+qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, bool repack_q8,
+                        qm_shard *out, qm_error *err);
 void qm_shard_free(qm_shard *s);
 
 /* Weight bytes of the whole model: every tensor the forward pass reads once (the embedding only
@@ -83,6 +88,8 @@ typedef struct {
     int max_context;  /* positions per slot */
     bool act_q8;      /* fast mode: 8-bit activations against quantized weights (kernels/qdot.h) */
     bool huge_pages;  /* the shard's matrices copied into huge pages (qm_shard_load) */
+    int repack_q8;    /* Q4_0/Q5_0 matrices repacked to Q8_0 at load (qm_shard_load): 1 on, -1 off,
+                         0 auto (the exact mode, where the kernels prefer it: exact_prefers_q8) */
     bool head_filter; /* exact mode: greedy steps filter the lm_head (model/head_filter.h) */
     bool head_shadow; /* ... a float head too, through a Q8_0 copy each device makes */
 } qm_device_dims;

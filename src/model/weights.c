@@ -1,7 +1,8 @@
 /* Loading one device's shard of a Qwen2 checkpoint (design: Partitioning).
  * Row slices of a [out, in] matrix are contiguous in the file and used in place from the
  * mmap; column slices are copied once, and the mapped pages they came from are released. With
- * huge_pages, every matrix is copied, into huge pages (util/huge_arena.h), the same way. */
+ * huge_pages, every matrix is copied, into huge pages (util/huge_arena.h), the same way. With
+ * repack_q8, a layer's Q4_0 or Q5_0 matrix is copied as Q8_0 blocks of the same values. */
 #include "model/model.h"
 #include "kernels/quant.h"
 
@@ -43,19 +44,51 @@ static qm_status get1(const qm_checkpoint *ck, const char *name, int64_t n, cons
     return qm_checkpoint_expect(ck, name, 1, shape, t, err);
 }
 
+/* Memory for a copy of `bytes`: huge pages where asked for and available, else the heap. */
+static char *copy_alloc(qm_shard *s, size_t bytes) {
+    char *copy = s->huge_pages ? qm_arena_alloc(&s->huge, bytes) : NULL;
+    return copy ? copy : shard_alloc(s, bytes);
+}
+
+/* Rows [r0, r1) x the blocks [b0, b1) of each row of a Q4_0/Q5_0 tensor, repacked as Q8_0 (the
+ * same 32-element blocks, so the view's ld and col0 are those of the copy it replaces). */
+static qm_status repack_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, size_t b0, size_t b1, int c0,
+                             qm_wview *v, qm_error *err) {
+    const size_t row_bytes = qm_dtype_row_bytes(t->dtype, (size_t)t->shape[1]), in_bb = qm_dtype_block_bytes(t->dtype);
+    const size_t out_row = (b1 - b0) * qm_dtype_block_bytes(QM_DT_Q8_0), bytes = (size_t)(r1 - r0) * out_row;
+    char *copy = copy_alloc(s, bytes);
+    if (!copy) return qm_fail(err, QM_ERR_NOMEM, "out of memory repacking %s", t->name);
+    const char *base = (const char *)t->data + (size_t)r0 * row_bytes;
+    for (int r = 0; r < r1 - r0; r++)
+        qm_requant_q8_0(t->dtype, base + (size_t)r * row_bytes + b0 * in_bb, b1 - b0, copy + (size_t)r * out_row);
+    release_pages(base, (size_t)(r1 - r0) * row_bytes);
+    const size_t qk = (size_t)qm_dtype_block(QM_DT_Q8_0);
+    v->data = copy;
+    v->dtype = QM_DT_Q8_0;
+    v->ld = (b1 - b0) * qk;
+    v->col0 = (int)((size_t)c0 - b0 * qk);
+    s->weight_bytes += bytes;
+    s->copied_bytes += bytes;
+    s->repack_bytes += bytes - (size_t)(r1 - r0) * (b1 - b0) * in_bb;
+    s->straddle_bytes += bytes - (size_t)v->rows * (size_t)v->cols * qm_dtype_block_bytes(QM_DT_Q8_0) / qk;
+    return QM_OK;
+}
+
 /* Rows [r0, r1) x columns [c0, c1) of a 2-D tensor as a view: in place when all columns are
  * taken (copied into huge pages with huge_pages, where there is memory for it), else copied. A
  * block-quantized tensor's column slice keeps every block that holds one of its columns (a block
  * that straddles two devices' ranges is held by both; the excess is counted in copied_bytes and
- * reported by bench). */
-static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, qm_wview *v,
-                            qm_error *err) {
+ * reported by bench). repack: a Q4_0/Q5_0 tensor as Q8_0, where the shard asks for it. */
+static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, bool repack,
+                            qm_wview *v, qm_error *err) {
     const size_t ld = (size_t)t->shape[1], qk = (size_t)qm_dtype_block(t->dtype);
     const size_t row_bytes = qm_dtype_row_bytes(t->dtype, ld);
     v->dtype = t->dtype;
     v->rows = r1 - r0;
     v->cols = c1 - c0;
     v->col0 = 0;
+    if (repack && s->repack_q8 && (t->dtype == QM_DT_Q4_0 || t->dtype == QM_DT_Q5_0))
+        return repack_view(s, t, r0, r1, (size_t)c0 / qk, ((size_t)c1 + qk - 1) / qk, c0, v, err);
     const char *base = (const char *)t->data + (size_t)r0 * row_bytes;
     if (c0 == 0 && (size_t)c1 == ld) {
         const size_t bytes = (size_t)v->rows * row_bytes;
@@ -71,8 +104,7 @@ static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
     }
     size_t b0 = (size_t)c0 / qk, b1 = ((size_t)c1 + qk - 1) / qk; /* blocks [b0, b1) */
     size_t bytes_row = (b1 - b0) * qm_dtype_block_bytes(t->dtype), bytes = (size_t)v->rows * bytes_row;
-    char *copy = s->huge_pages ? qm_arena_alloc(&s->huge, bytes) : NULL;
-    if (!copy) copy = shard_alloc(s, bytes);
+    char *copy = copy_alloc(s, bytes);
     if (!copy) return qm_fail(err, QM_ERR_NOMEM, "out of memory copying a column slice of %s", t->name);
     for (int r = 0; r < v->rows; r++)
         memcpy(copy + (size_t)r * bytes_row, base + (size_t)r * row_bytes + b0 * qm_dtype_block_bytes(t->dtype),
@@ -126,11 +158,11 @@ static qm_status load_layer(qm_shard *s, int i, qm_layer *L, qm_error *err) {
     int q0 = p->q_heads.begin * hd, q1 = p->q_heads.end * hd;
     int k0 = p->kv_heads.begin * hd, k1 = p->kv_heads.end * hd;
     TRY(get2(ck, NAME("self_attn.q_proj.weight"), (int64_t)nq * hd, d, &t, err));
-    TRY(slice_view(s, t, q0, q1, 0, d, &L->wq, err));
+    TRY(slice_view(s, t, q0, q1, 0, d, true, &L->wq, err));
     TRY(get2(ck, NAME("self_attn.k_proj.weight"), (int64_t)nkv * hd, d, &t, err));
-    TRY(slice_view(s, t, k0, k1, 0, d, &L->wk, err));
+    TRY(slice_view(s, t, k0, k1, 0, d, true, &L->wk, err));
     TRY(get2(ck, NAME("self_attn.v_proj.weight"), (int64_t)nkv * hd, d, &t, err));
-    TRY(slice_view(s, t, k0, k1, 0, d, &L->wv, err));
+    TRY(slice_view(s, t, k0, k1, 0, d, true, &L->wv, err));
     TRY(get1(ck, NAME("self_attn.q_proj.bias"), (int64_t)nq * hd, &t, err));
     TRY(f32_copy(s, t, q0, q1, &L->bq, err));
     TRY(get1(ck, NAME("self_attn.k_proj.bias"), (int64_t)nkv * hd, &t, err));
@@ -138,24 +170,25 @@ static qm_status load_layer(qm_shard *s, int i, qm_layer *L, qm_error *err) {
     TRY(get1(ck, NAME("self_attn.v_proj.bias"), (int64_t)nkv * hd, &t, err));
     TRY(f32_copy(s, t, k0, k1, &L->bv, err));
     TRY(get2(ck, NAME("self_attn.o_proj.weight"), d, (int64_t)nq * hd, &t, err));
-    TRY(slice_view(s, t, 0, d, q0, q1, &L->wo, err));
+    TRY(slice_view(s, t, 0, d, q0, q1, true, &L->wo, err));
 
     TRY(get2(ck, NAME("mlp.gate_proj.weight"), f, d, &t, err));
-    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, &L->wgate, err));
+    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, true, &L->wgate, err));
     TRY(get2(ck, NAME("mlp.up_proj.weight"), f, d, &t, err));
-    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, &L->wup, err));
+    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, true, &L->wup, err));
     TRY(get2(ck, NAME("mlp.down_proj.weight"), d, f, &t, err));
-    TRY(slice_view(s, t, 0, d, p->mlp_cols.begin, p->mlp_cols.end, &L->wdown, err));
+    TRY(slice_view(s, t, 0, d, p->mlp_cols.begin, p->mlp_cols.end, true, &L->wdown, err));
 #undef NAME
     return QM_OK;
 }
 
-qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, qm_shard *s,
-                        qm_error *err) {
+qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, bool repack_q8,
+                        qm_shard *s, qm_error *err) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
     s->ck = ck;
     s->huge_pages = huge_pages;
+    s->repack_q8 = repack_q8;
     qm_status st = qm_partition_make(cols, col, cfg->num_attention_heads, cfg->num_key_value_heads, cfg->head_dim,
                                      cfg->intermediate_size, cfg->vocab_size, &s->part, err);
     if (st) return st;
@@ -168,7 +201,7 @@ qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int c
     if (!cfg->tie_word_embeddings) {
         if ((st = get2(ck, "lm_head.weight", cfg->vocab_size, d, &head, err))) goto fail;
     }
-    if ((st = slice_view(s, head, s->part.vocab.begin, s->part.vocab.end, 0, d, &s->lm_head, err))) goto fail;
+    if ((st = slice_view(s, head, s->part.vocab.begin, s->part.vocab.end, 0, d, false, &s->lm_head, err))) goto fail;
     s->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *s->layers);
     if (!s->layers) {
         st = qm_fail(err, QM_ERR_NOMEM, "out of memory");
