@@ -26,6 +26,13 @@ static qm_status read_meminfo_available(size_t *bytes) {
     return kb ? QM_OK : QM_ERR_IO;
 }
 
+/* The devices will repack Q4_0/Q5_0 matrices (model.h qm_device_repacks, with the ISA asked for). */
+static bool will_repack(const qm_engine *e, const char *isa) {
+    qm_kernels k;
+    qm_error ignored = {0};
+    return qm_kernels_select(isa, &k, &ignored) == QM_OK && qm_device_repacks(&e->dims, &k);
+}
+
 static size_t kv_bytes_per_device(const qm_config *c, int cols, int col, int slots, int ctx) {
     qm_partition p;
     if (qm_partition_make(cols, col, c->num_attention_heads, c->num_key_value_heads, c->head_dim, c->intermediate_size,
@@ -141,11 +148,12 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
 
     /* Memory: say so before any work when the mesh cannot fit. */
     /* The KV cache of every device here; the weights once per process (rows here share the
-     * mapping), a device's slice where this process runs one; with huge pages a slice each. */
+     * mapping), a device's slice where this process runs one; with huge pages a slice each;
+     * repacked Q4_0/Q5_0 matrices at their Q8_0 size. */
     size_t need = 0, avail = 0;
     for (int i = 0; i < e->n_local; i++)
         need += kv_bytes_per_device(&e->cfg, e->cols, qm_mesh_host_comm(e->host, i)->col, e->dims.n_slots, ctx);
-    const size_t weights = qm_model_weight_bytes(e->ck, &e->cfg);
+    const size_t weights = qm_model_weight_bytes(e->ck, &e->cfg) + (will_repack(e, opts->isa) ? qm_model_repack_extra_bytes(e->ck) : 0);
     const size_t weights_here = e->dims.huge_pages  ? weights / (size_t)e->cols * (size_t)e->n_local
                                 : e->n_local >= e->cols ? weights
                                                         : weights / (size_t)e->cols;

@@ -56,6 +56,10 @@ static qm_status open_head_filter(qm_device *dev, qm_error *err) {
     return QM_OK;
 }
 
+bool qm_device_repacks(const qm_device_dims *dims, const qm_kernels *k) {
+    return dims->repack_q8 > 0 || (dims->repack_q8 == 0 && !dims->act_q8 && k->exact_prefers_q8);
+}
+
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
                          int team_threads, const qm_device_dims *dims, qm_error *err) {
     memset(dev, 0, sizeof *dev);
@@ -66,8 +70,9 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
         return qm_fail(err, QM_ERR_ARG, "bad device dimensions");
     qm_status st = qm_kernels_select(isa, &dev->kern, err);
     if (st) return st;
-    const bool repack = dims->repack_q8 > 0 || (dims->repack_q8 == 0 && !dims->act_q8 && dev->kern.exact_prefers_q8);
-    if ((st = qm_shard_load(ck, cfg, comm->cols, comm->col, dims->huge_pages, repack, &dev->shard, err))) return st;
+    if ((st = qm_shard_load(ck, cfg, comm->cols, comm->col, dims->huge_pages, qm_device_repacks(dims, &dev->kern),
+                            &dev->shard, err)))
+        return st;
     if ((st = qm_pool_create(team_threads, &dev->pool, err))) goto fail;
 
     const qm_partition *p = &dev->shard.part;

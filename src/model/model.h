@@ -62,6 +62,8 @@ void qm_shard_free(qm_shard *s);
 /* Weight bytes of the whole model: every tensor the forward pass reads once (the embedding only
  * when it is also the LM head: otherwise only a step's rows of it are read). */
 size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg);
+/* What repack_q8 (qm_shard_load) adds to that: the layers' Q4_0 and Q5_0 matrices as Q8_0. */
+size_t qm_model_repack_extra_bytes(const qm_checkpoint *ck);
 /* Floating-point operations of one token's matmuls (q, k, v, o_proj, gate, up, down_proj in every
  * layer, and lm_head), 2 per multiply-add; attention's scores and values (which grow with the
  * position) not counted. */
@@ -143,6 +145,8 @@ static inline float *qm_kv_at(const qm_device *dev, int slot, int layer, int whi
     return dev->kv + idx * hd;
 }
 
+/* Whether a device with these dimensions and kernels repacks its Q4_0/Q5_0 matrices (repack_q8). */
+bool qm_device_repacks(const qm_device_dims *dims, const qm_kernels *k);
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
                          int team_threads, const qm_device_dims *dims, qm_error *err);
 void qm_device_free(qm_device *dev);
