@@ -149,14 +149,16 @@ qm_status qm_engine_open(const qm_engine_opts *opts, qm_engine **out, qm_error *
     /* Memory: say so before any work when the mesh cannot fit. */
     /* The KV cache of every device here; the weights once per process (rows here share the
      * mapping), a device's slice where this process runs one; with huge pages a slice each;
-     * repacked Q4_0/Q5_0 matrices at their Q8_0 size. */
+     * repacked Q4_0/Q5_0 matrices: each device's slice of them at their Q8_0 size besides. */
     size_t need = 0, avail = 0;
     for (int i = 0; i < e->n_local; i++)
         need += kv_bytes_per_device(&e->cfg, e->cols, qm_mesh_host_comm(e->host, i)->col, e->dims.n_slots, ctx);
-    const size_t weights = qm_model_weight_bytes(e->ck, &e->cfg) + (will_repack(e, opts->isa) ? qm_model_repack_extra_bytes(e->ck) : 0);
-    const size_t weights_here = e->dims.huge_pages  ? weights / (size_t)e->cols * (size_t)e->n_local
-                                : e->n_local >= e->cols ? weights
-                                                        : weights / (size_t)e->cols;
+    const size_t weights = qm_model_weight_bytes(e->ck, &e->cfg);
+    const size_t repacked = will_repack(e, opts->isa) ? qm_model_repacked_bytes(e->ck) : 0;
+    const size_t weights_here = (e->dims.huge_pages      ? weights / (size_t)e->cols * (size_t)e->n_local
+                                 : e->n_local >= e->cols ? weights
+                                                         : weights / (size_t)e->cols) +
+                                repacked / (size_t)e->cols * (size_t)e->n_local;
     need += weights_here;
     if (read_meminfo_available(&avail) == QM_OK && need > avail) {
         st = qm_fail(err, QM_ERR_NOMEM,

@@ -62,8 +62,9 @@ void qm_shard_free(qm_shard *s);
 /* Weight bytes of the whole model: every tensor the forward pass reads once (the embedding only
  * when it is also the LM head: otherwise only a step's rows of it are read). */
 size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg);
-/* What repack_q8 (qm_shard_load) adds to that: the layers' Q4_0 and Q5_0 matrices as Q8_0. */
-size_t qm_model_repack_extra_bytes(const qm_checkpoint *ck);
+/* The layers' Q4_0 and Q5_0 matrices at their Q8_0 size: the copies repack_q8 (qm_shard_load)
+ * makes, all devices of a row together. */
+size_t qm_model_repacked_bytes(const qm_checkpoint *ck);
 /* Floating-point operations of one token's matmuls (q, k, v, o_proj, gate, up, down_proj in every
  * layer, and lm_head), 2 per multiply-add; attention's scores and values (which grow with the
  * position) not counted. */

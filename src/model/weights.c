@@ -232,15 +232,14 @@ double qm_model_matmul_flops(const qm_config *cfg) {
 
 double qm_model_lm_head_flops(const qm_config *cfg) { return 2 * (double)cfg->vocab_size * cfg->hidden_size; }
 
-size_t qm_model_repack_extra_bytes(const qm_checkpoint *ck) {
-    size_t extra = 0;
+size_t qm_model_repacked_bytes(const qm_checkpoint *ck) {
+    size_t bytes = 0;
     for (int i = 0; i < qm_checkpoint_count(ck); i++) {
         const qm_tensor_ref *t = qm_checkpoint_at(ck, i);
         if ((t->dtype != QM_DT_Q4_0 && t->dtype != QM_DT_Q5_0) || strncmp(t->name, "model.layers.", 13)) continue;
-        const size_t bb = qm_dtype_block_bytes(t->dtype);
-        extra += t->nbytes / bb * (qm_dtype_block_bytes(QM_DT_Q8_0) - bb);
+        bytes += t->nbytes / qm_dtype_block_bytes(t->dtype) * qm_dtype_block_bytes(QM_DT_Q8_0);
     }
-    return extra;
+    return bytes;
 }
 
 size_t qm_model_weight_bytes(const qm_checkpoint *ck, const qm_config *cfg) {
