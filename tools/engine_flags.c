@@ -59,6 +59,17 @@ static const char *value(const char *cmd, int argc, char **argv, int *i) {
     return argv[++*i];
 }
 
+/* A flag's value auto, on or off as 0, 1 or -1 (v NULL: the value was missing, already said). */
+static int auto_on_off(const char *cmd, const char *flag, const char *v, int *dst) {
+    if (!v) return -1;
+    if (strcmp(v, "auto") && strcmp(v, "on") && strcmp(v, "off")) {
+        cli_usage_error(cmd, "unknown %s '%s': expected auto, on or off", flag, v);
+        return -1;
+    }
+    *dst = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
+    return 1;
+}
+
 int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_opts *o, char *mesh_str, size_t mesh_cap) {
     const char *a = argv[*i], *v;
     long n;
@@ -106,24 +117,8 @@ int cli_engine_flag(const char *cmd, int argc, char **argv, int *i, qm_engine_op
         o->chat_format = v;
         return 1;
     }
-    if (!strcmp(a, "--huge-pages")) {
-        if (!(v = value(cmd, argc, argv, i))) return -1;
-        if (strcmp(v, "auto") && strcmp(v, "on") && strcmp(v, "off")) {
-            cli_usage_error(cmd, "unknown --huge-pages '%s': expected auto, on or off", v);
-            return -1;
-        }
-        o->huge_pages = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
-        return 1;
-    }
-    if (!strcmp(a, "--repack")) {
-        if (!(v = value(cmd, argc, argv, i))) return -1;
-        if (strcmp(v, "auto") && strcmp(v, "on") && strcmp(v, "off")) {
-            cli_usage_error(cmd, "unknown --repack '%s': expected auto, on or off", v);
-            return -1;
-        }
-        o->repack = !strcmp(v, "on") ? 1 : !strcmp(v, "off") ? -1 : 0;
-        return 1;
-    }
+    if (!strcmp(a, "--huge-pages")) return auto_on_off(cmd, a, value(cmd, argc, argv, i), &o->huge_pages);
+    if (!strcmp(a, "--repack")) return auto_on_off(cmd, a, value(cmd, argc, argv, i), &o->repack);
     if (!strcmp(a, "--full-head")) {
         o->full_head = true;
         return 1;
