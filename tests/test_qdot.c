@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "kernels/qdot.h"
+#include "kernels/rows8.h"
 #include "kernels/quant.h"
 
 #define COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
@@ -415,6 +416,90 @@ static void test_matmul_q8_rows8(void **state) {
         }
 }
 
+/* ---- Q4_0 / Q5_0 rows interleaved by 8 (kernels/rows8.h) ---- */
+
+/* The view's rows interleaved (its blocks only; rows % 8 == 0) into a new allocation. */
+static qm_wview interleave(const qm_wview *v) {
+    const int nblk = v->cols / 32;
+    const size_t row = (size_t)nblk * qm_dtype_block_bytes(v->dtype);
+    uint8_t *dst = malloc((size_t)v->rows * row);
+    assert_non_null(dst);
+    for (int o = 0; o < v->rows; o += QM_ROWS8)
+        qm_rows8_pack(v->dtype, (const uint8_t *)v->data + (size_t)o * qm_wview_stride(v), qm_wview_stride(v), nblk,
+                      dst + (size_t)o * row);
+    return (qm_wview){dst, v->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : QM_DT_Q5_0_R8, (size_t)v->cols, v->rows, v->cols, 0};
+}
+
+/* Every ISA's matmul_q8 on the interleaved rows against the scalar twin on the file's layout, bit
+ * for bit: one token (decode) and several (tokens), the whole range and ranges that cut groups
+ * (outside them nothing written); the largest codes against +-127 (the int16 sums' bound); the
+ * layout unpacks to the file's bytes. */
+static void test_matmul_q8_interleaved(void **state) {
+    (void)state;
+    isa_fns fs[8];
+    const int nf = isas(fs);
+    rng_t r = {23};
+    static const int rows_of[] = {8, 16, 40, 64}, nblk_of[] = {9, 16, 28, 33, 47}, tok_of[] = {1, 2, 5, 16, 17, 40};
+    static const qm_dtype dts[] = {QM_DT_Q4_0, QM_DT_Q5_0};
+    for (int i = 0; i < 1000; i++) {
+        const uint32_t u = (uint32_t)rng_u64(&r);
+        assert_int_equal(qm_rows8_qh_of_hb(qm_rows8_hb_of_qh(u)), u);
+        for (int p = 0; p < 8; p++) /* hb bit 8 j + p is qh bit 4 p + j */
+            for (int j = 0; j < 4; j++)
+                assert_int_equal((qm_rows8_hb_of_qh(u) >> (8 * j + p)) & 1u, (u >> (4 * p + j)) & 1u);
+    }
+    for (int d = 0; d < COUNT(dts); d++)
+        for (int trial = 0; trial < 30; trial++) {
+            const int rows = rows_of[trial % COUNT(rows_of)], nblk = nblk_of[trial % COUNT(nblk_of)];
+            const int n_tok = tok_of[trial % COUNT(tok_of)], extreme = trial >= 24;
+            qcase c;
+            make_case(&r, dts[d], rows, n_tok, nblk, 32, &c);
+            if (extreme) {
+                const size_t bb = qm_dtype_block_bytes(c.dt), n = (size_t)rows * (size_t)c.ld / 32;
+                for (size_t b = 0; b < n; b++) memset(c.wq + b * bb + 2, trial & 1 ? 0xFF : 0x00, bb - 2);
+                for (size_t b = 0; b < (size_t)n_tok * c.x.ld_blocks; b++) {
+                    memset(c.q + 32 * b, trial & 2 ? -127 : 127, 32);
+                    c.s[b] = trial & 2 ? -32 * 127 : 32 * 127;
+                }
+            }
+            const qm_wview iv = interleave(&c.v);
+            uint8_t *back = malloc((size_t)rows * qm_wview_stride(&iv));
+            assert_non_null(back);
+            for (int o = 0; o < rows; o += QM_ROWS8)
+                qm_rows8_unpack(iv.dtype, (const uint8_t *)iv.data + (size_t)o * qm_wview_stride(&iv), nblk, 0,
+                                QM_ROWS8, back + (size_t)o * qm_wview_stride(&iv), qm_wview_stride(&iv));
+            for (int o = 0; o < rows; o++)
+                assert_memory_equal(back + (size_t)o * qm_wview_stride(&iv),
+                                    (const uint8_t *)c.v.data + (size_t)o * qm_wview_stride(&c.v), qm_wview_stride(&iv));
+            const size_t ny = (size_t)n_tok * (size_t)rows;
+            float *want = make_y(ny), *got = make_y(ny);
+            qm_matmul_q8_scalar(&c.v, c.bias, &c.x, n_tok, want, (size_t)rows, 0, rows);
+            for (int k = 1; k < nf; k++) /* every ISA but the scalar one takes the layout */
+                for (int split = 0; split < 3; split++) {
+                    const int a = split == 0 ? 0 : rng_int(&r, 0, rows - 1);
+                    const int b = split == 0 ? rows : split == 1 ? rng_int(&r, a + 1, rows) : a + rng_int(&r, 1, 3);
+                    for (size_t i = 0; i < ny; i++) got[i] = NAN;
+                    fs[k].matmul(&iv, c.bias, &c.x, n_tok, got, (size_t)rows, a, b < rows ? b : rows);
+                    for (int t = 0; t < n_tok; t++)
+                        for (int o = 0; o < rows; o++) {
+                            const size_t at = (size_t)t * (size_t)rows + (size_t)o;
+                            if (o < a || o >= b) assert_true(isnan(got[at]));
+                            else if (memcmp(&got[at], &want[at], 4) != 0) {
+                                print_error("interleaved %s %s rows %d [%d, %d) nblk %d n_tok %d: token %d row %d = "
+                                            "%.9g, want %.9g\n", fs[k].isa, qm_dtype_name(c.dt), rows, a, b, nblk,
+                                            n_tok, t, o, (double)got[at], (double)want[at]);
+                                fail();
+                            }
+                        }
+                }
+            free(want);
+            free(got);
+            free(back);
+            free((void *)iv.data);
+            free_case(&c);
+        }
+}
+
 /* ---- the activation quantizer ---- */
 
 /* A block of edge values: kind 0 random, 1 zeros, 2 ties (amax 127: x * id = k + 0.5 exactly),
@@ -581,6 +666,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_q8_extremes),
         cmocka_unit_test(test_matmul_q8_splits),
         cmocka_unit_test(test_matmul_q8_rows8),
+        cmocka_unit_test(test_matmul_q8_interleaved),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_accuracy),
         cmocka_unit_test(test_bench),

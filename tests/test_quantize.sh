@@ -106,6 +106,47 @@ rb=$(sed -n 's/.*"device_repack_bytes_max":\([0-9]*\).*/\1/p' <<< "$json")
 check "bench --repack on: repack_q8 true, bytes added ($rb)" bash -c "grep -q '\"repack_q8\":true' <<< '$json' && [ '${rb:-0}' -gt 0 ]"
 json=$("$QMESH" bench -m "$WORK/q4_0.gguf" --prompt 4 --gen 2 --repack off 2>/dev/null | tail -n 1)
 check "bench --repack off: none" grep -q '"repack_q8":false,"device_repack_bytes_max":0' <<< "$json"
+# the fast mode (head_dim a multiple of 32: a wider tiny model, 9 heads of 32, 3 KV heads): auto holds
+# the column-parallel Q4_0 matrices interleaved by 8 rows (kernels/rows8.h) where the kernels take
+# them (AVX2, AVX-512), off as in the file: the same logits on every mesh and ISA, in a batch, a token
+# a step or several
+sed -e 's/"hidden_size":[^,]*/"hidden_size": 288/' -e 's/"intermediate_size":[^,]*/"intermediate_size": 320/' \
+    -e 's/"num_attention_heads":[^,]*/"num_attention_heads": 9/' -e 's/"num_key_value_heads":[^,]*/"num_key_value_heads": 3/' \
+    "$WORK/tiny/config.json" > "$WORK/wide.json"
+if "$QMESH" random-model --config "$WORK/wide.json" --out "$WORK/wide" --tokenizer "$TOK" >/dev/null 2>&1 &&
+    "$QMESH" quantize -m "$WORK/wide" --type q4_0 --out "$WORK/wide.gguf" >/dev/null 2>&1 &&
+    "$QMESH" logits -m "$WORK/wide.gguf" --ids "$IDS" --activations q8 --repack off --isa scalar --out "$WORK/fq.npy" 2>/dev/null; then
+    for spec in "1x1 auto auto 64" "1x2 auto auto 64" "1x3 auto avx2 1" "1x2 off avx2 1" "1x1 auto avx512vnni 1" \
+        "1x2 auto avx512vnni 5" "1x3 auto scalar 64"; do
+        set -- $spec
+        if "$QMESH" logits -m "$WORK/wide.gguf" --ids "$IDS" --activations q8 --mesh $1 --repack $2 --isa $3 --step-tokens $4 \
+            --out "$WORK/rp.npy" 2>"$WORK/rp.err"; then
+            check "q4_0 fast --repack $2 --isa $3 --step-tokens $4 on $1: logits identical to the scalar ISA's" "$NPY_COMPARE" "$WORK/rp.npy" "$WORK/fq.npy" --exact --quiet
+        else
+            grep -q "not supported by this CPU" "$WORK/rp.err" && ok "q4_0 fast --isa $3: not on this CPU" ||
+                bad "q4_0 fast --repack $2 --isa $3 on $1: $(tail -n 3 "$WORK/rp.err")"
+        fi
+    done
+    printf '%s\n' "9707 11 1879 0" "$IDS" "151644 872 198 5501" > "$WORK/batch.txt"
+    for spec in "auto 1" "off 1" "auto 64" "off 64"; do
+        set -- $spec
+        "$QMESH" logits -m "$WORK/wide.gguf" --ids-file "$WORK/batch.txt" --activations q8 --repack $1 --step-tokens $2 \
+            --out "$WORK/fb.$1.$2.npy" 2>/dev/null || bad "q4_0 fast batch --repack $1 --step-tokens $2"
+    done
+    check "q4_0 fast batch of 3: interleaved or not, a token a step or all, the same logits" bash -c \
+        "cmp -s '$WORK/fb.auto.1.1.npy' '$WORK/fb.off.1.1.npy' && cmp -s '$WORK/fb.auto.64.1.npy' '$WORK/fb.off.1.1.npy' &&
+         cmp -s '$WORK/fb.off.64.1.npy' '$WORK/fb.off.1.1.npy' && cmp -s '$WORK/fb.auto.1.1.npy' '$WORK/fq.npy'"
+    if "$QMESH" logits -m "$WORK/wide.gguf" --ids "$IDS" --activations q8 --isa avx2 --out "$WORK/x.npy" 2>/dev/null; then
+        json=$("$QMESH" bench -m "$WORK/wide.gguf" --prompt 4 --gen 2 --activations q8 2>/dev/null | tail -n 1)
+        ib=$(sed -n 's/.*"device_rows8_bytes_max":\([0-9]*\).*/\1/p' <<< "$json")
+        check "bench fast: interleaved bytes ($ib), nothing added" bash -c \
+            "[ '${ib:-0}' -gt 0 ] && grep -q '\"repack_q8\":false,\"device_repack_bytes_max\":0' <<< '$json'"
+        json=$("$QMESH" bench -m "$WORK/wide.gguf" --prompt 4 --gen 2 --activations q8 --repack off 2>/dev/null | tail -n 1)
+        check "bench fast --repack off: none interleaved" grep -q '"device_rows8_bytes_max":0' <<< "$json"
+    fi
+else
+    bad "a wider tiny model for the fast mode (random-model --config, quantize, logits)"
+fi
 expect_fail "--repack maybe is bad usage" 2 "repack" -- "$QMESH" logits -m "$WORK/q4_0.gguf" --ids "$IDS" --repack maybe --out "$WORK/x.npy"
 
 r8=$(rel_err "$WORK/q8_0.1x1.npy" "$WORK/ref.npy"); r4=$(rel_err "$WORK/q4_0.1x1.npy" "$WORK/ref.npy")

@@ -17,7 +17,8 @@ static const char usage_text[] =
     "bytes_per_token is the weight bytes a decode step reads (all devices of a row together; with\n"
     "the head filter, head_filter true, the 8-bit view of the output head and its bounds in place of\n"
     "the head; with repack_q8 true, the repacked matrices as held: device_repack_bytes_max is what that\n"
-    "added to a device), so bytes_per_token x decode_tok_s / batch is the weight bandwidth used. decode_step_ms is where a\n"
+    "added to a device), so bytes_per_token x decode_tok_s / batch is the weight bandwidth used\n"
+    "(device_rows8_bytes_max: the most bytes a device holds interleaved by 8 rows, the same size). decode_step_ms is where a\n"
     "decode-only step spends its time, per device of row 0 on average (prefill_ms: the same parts for\n"
     "the whole prefill run, the prompt pass and its one sampled token):\n"
     "norm (and the fast mode's activation quantization), qkv, rope_kv (RoPE, KV cache writes),\n"
@@ -210,6 +211,7 @@ static void print_json(qm_engine *e, const bench_args *a, const bench_best *best
            info.device_huge_bytes_max);
     printf(",\"repack_q8\":%s,\"device_repack_bytes_max\":%zu", info.repacked ? "true" : "false",
            info.device_repack_bytes_max);
+    printf(",\"device_rows8_bytes_max\":%zu", info.device_rows8_bytes_max);
     printf(",\"decode_step_ms\":{");
     for (int k = 0; k < QM_TIME_COUNT; k++)
         printf("%s\"%s\":%.3f", k ? "," : "", qm_time_part_name((qm_time_part)k), best->step_s[k] * 1e3);

@@ -119,6 +119,7 @@ void qm_engine_get_info(const qm_engine *e, qm_engine_info *info) {
         if (d->shard.huge.used > info->device_huge_bytes_max) info->device_huge_bytes_max = d->shard.huge.used;
         info->repacked |= d->shard.repack_q8;
         if (d->shard.repack_bytes > info->device_repack_bytes_max) info->device_repack_bytes_max = d->shard.repack_bytes;
+        if (d->shard.rows8_bytes > info->device_rows8_bytes_max) info->device_rows8_bytes_max = d->shard.rows8_bytes;
         if (d->shard.straddle_bytes > info->device_shared_block_bytes_max)
             info->device_shared_block_bytes_max = d->shard.straddle_bytes;
         for (int k = 0; k < QM_TIME_COUNT; k++) {

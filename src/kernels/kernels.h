@@ -240,6 +240,11 @@ typedef struct qm_kernels {
     /* The exact-mode matmul is faster on Q8_0 than on Q4_0/Q5_0 by more than the extra bytes
      * cost: the load repacks those matrices to Q8_0 by default in the exact mode (model.h). */
     bool exact_prefers_q8;
+
+    /* matmul_q8 takes Q4_0/Q5_0 views interleaved 8 rows at a time (kernels/rows8.h), faster in
+     * one token's decode: the fast mode's load makes its column-parallel matrices of those types
+     * so (model.h). */
+    bool q8_rows8;
 } qm_kernels;
 
 typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,

@@ -2007,4 +2007,5 @@ const qm_kernels qm_kernels_avx2_table = {
     .matmul_blocks = matmul_blocks_avx2, .matmul_q8_blocks = qm_matmul_q8_blocks_avx2,
     .matmul_q8_nodes = qm_matmul_q8_nodes_avx2, .matmul_nodes = matmul_nodes_avx2,
     .head_pass = qm_head_pass_avx2, .head_pass_min_outputs = 8, .head_finish = qm_head_finish_avx2,
-    .exp_sub = qm_exp_sub_avx2, .silu_mul = qm_silu_mul_avx2, .exact_prefers_q8 = true};
+    .exp_sub = qm_exp_sub_avx2, .silu_mul = qm_silu_mul_avx2, .exact_prefers_q8 = true,
+    .q8_rows8 = true};

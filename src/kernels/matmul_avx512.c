@@ -1388,7 +1388,7 @@ const qm_kernels qm_kernels_avx512_table = {
     .matmul_q8_nodes = qm_matmul_q8_nodes_avx512, .matmul_nodes = matmul_nodes_avx512,
     .head_pass = qm_head_pass_avx2, .head_pass_min_outputs = 8, .head_finish = qm_head_finish_avx512,
     .exp_sub = qm_exp_sub_avx512,
-    .silu_mul = qm_silu_mul_avx512};
+    .silu_mul = qm_silu_mul_avx512, .q8_rows8 = true};
 
 /* The same with the fast mode's integer sums on AVX512-VNNI (vpdpbusd): the same bits. */
 const qm_kernels qm_kernels_avx512vnni_table = {
@@ -1397,4 +1397,4 @@ const qm_kernels qm_kernels_avx512vnni_table = {
     .matmul_blocks = matmul_blocks_avx512, .matmul_q8_blocks = qm_matmul_q8_blocks_avx512vnni,
     .matmul_q8_nodes = qm_matmul_q8_nodes_avx512vnni, .matmul_nodes = matmul_nodes_avx512,
     .head_pass = qm_head_pass_avx512vnni, .head_pass_min_outputs = 4, .head_finish = qm_head_finish_avx512,
-    .exp_sub = qm_exp_sub_avx512, .silu_mul = qm_silu_mul_avx512};
+    .exp_sub = qm_exp_sub_avx512, .silu_mul = qm_silu_mul_avx512, .q8_rows8 = true};

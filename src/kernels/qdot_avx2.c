@@ -26,6 +26,7 @@
 #include <stdlib.h>
 
 #include "kernels/qdot.h"
+#include "kernels/rows8.h"
 #include "kernels/rowpar.h"
 #include "kernels/q6k_avx2.h"
 #include "kernels/quant.h"
@@ -1344,6 +1345,11 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
 void qm_matmul_q8_avx2(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
                        int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
+    if (qm_dtype_is_rows8(w->dtype)) {
+        const qm_rows8_kernels k = {qm_rows8_decode_avx2, qm_rows8_tokens_avx2, qm_matmul_q8_avx2};
+        qm_matmul_q8_rows8(w, bias, x, n_tok, y, ldy, o_begin, o_end, &k);
+        return;
+    }
 #define MATMUL_DT(dt_) matmul_dt(dt_, w, bias, x, n_tok, y, ldy, o_begin, o_end)
     QM_SWITCH_QUANT_DTYPE(w->dtype, MATMUL_DT);
 #undef MATMUL_DT

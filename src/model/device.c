@@ -60,6 +60,10 @@ bool qm_device_repacks(const qm_device_dims *dims, const qm_kernels *k) {
     return dims->repack_q8 > 0 || (dims->repack_q8 == 0 && !dims->act_q8 && k->exact_prefers_q8);
 }
 
+bool qm_device_rows8(const qm_device_dims *dims, const qm_kernels *k) {
+    return dims->repack_q8 == 0 && dims->act_q8 && k->q8_rows8;
+}
+
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
                          int team_threads, const qm_device_dims *dims, qm_error *err) {
     memset(dev, 0, sizeof *dev);
@@ -71,6 +75,7 @@ qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg
     qm_status st = qm_kernels_select(isa, &dev->kern, err);
     if (st) return st;
     if ((st = qm_shard_load(ck, cfg, comm->cols, comm->col, dims->huge_pages, qm_device_repacks(dims, &dev->kern),
+                            qm_device_rows8(dims, &dev->kern),
                             &dev->shard, err)))
         return st;
     if ((st = qm_pool_create(team_threads, &dev->pool, err))) goto fail;

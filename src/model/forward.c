@@ -47,6 +47,8 @@ typedef struct {
  * input as quantized into dev->xq (element offset qoff of each vector); everything else, f32. */
 static void linear(const qm_device *dev, const qm_wview *w, const float *bias, const float *x, size_t ldx, int qoff,
                    int n_tok, float *y, size_t ldy, int o_begin, int o_end) {
+    /* an interleaved view (fast mode only, whole rows of 32-blocks) is for matmul_q8 alone */
+    assert(!qm_dtype_is_rows8(w->dtype) || (dev->xq && w->col0 == 0 && w->cols % 32 == 0));
     if (dev->xq && qm_dtype_is_quant(w->dtype) && w->col0 % 32 == 0 && w->cols % 32 == 0) {
         qm_q8act a = {dev->xq + qoff, dev->xq_d + qoff / 32, dev->xq_s + qoff / 32, (size_t)dev->xq_ld / 32};
         dev->kern.matmul_q8(w, bias, &a, n_tok, y, ldy, o_begin, o_end);

@@ -2,9 +2,11 @@
  * Row slices of a [out, in] matrix are contiguous in the file and used in place from the
  * mmap; column slices are copied once, and the mapped pages they came from are released. With
  * huge_pages, every matrix is copied, into huge pages (util/huge_arena.h), the same way. With
- * repack_q8, a layer's Q4_0 or Q5_0 matrix is copied as Q8_0 blocks of the same values. */
+ * repack_q8, a layer's Q4_0 or Q5_0 matrix is copied as Q8_0 blocks of the same values; with
+ * rows8, a column-parallel one as its rows interleaved 8 at a time (kernels/rows8.h). */
 #include "model/model.h"
 #include "kernels/quant.h"
+#include "kernels/rows8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,12 +76,44 @@ static qm_status repack_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1
     return QM_OK;
 }
 
+/* How a layer's matrix is used: a column-parallel one's rows are this device's outputs (q, k,
+ * v, gate, up), a row-parallel one's columns its inputs (o_proj, down: the row-parallel kernels). */
+typedef enum { USE_HEAD, USE_COLPAR, USE_ROWPAR } view_use;
+
+/* Whether rows [r0, r1) x all columns of t are held interleaved by 8 (rows8). */
+static bool rows8_view_fits(const qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, view_use use) {
+    const int64_t ld = t->shape[1];
+    return s->rows8 && use == USE_COLPAR && (t->dtype == QM_DT_Q4_0 || t->dtype == QM_DT_Q5_0) && c0 == 0 &&
+           c1 == ld && ld % 32 == 0 && ld / 32 <= QM_ROWS8_MAX_BLOCKS && r1 > r0 &&
+           (r1 - r0) % QM_ROWS8 == 0;
+}
+
+/* Rows [r0, r1) of t, whole, interleaved 8 at a time (kernels/rows8.h): the same bytes. */
+static qm_status rows8_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, qm_wview *v, qm_error *err) {
+    const size_t row_bytes = qm_dtype_row_bytes(t->dtype, (size_t)t->shape[1]), bytes = (size_t)(r1 - r0) * row_bytes;
+    char *copy = copy_alloc(s, bytes);
+    if (!copy) return qm_fail(err, QM_ERR_NOMEM, "out of memory interleaving %s", t->name);
+    const char *base = (const char *)t->data + (size_t)r0 * row_bytes;
+    for (int r = 0; r < r1 - r0; r += QM_ROWS8)
+        qm_rows8_pack(t->dtype, (const uint8_t *)base + (size_t)r * row_bytes, row_bytes, (int)(t->shape[1] / 32),
+                      (uint8_t *)copy + (size_t)r * row_bytes);
+    release_pages(base, bytes);
+    v->data = copy;
+    v->dtype = t->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : QM_DT_Q5_0_R8;
+    v->ld = (size_t)t->shape[1];
+    s->weight_bytes += bytes;
+    s->copied_bytes += bytes;
+    s->rows8_bytes += bytes;
+    return QM_OK;
+}
+
 /* Rows [r0, r1) x columns [c0, c1) of a 2-D tensor as a view: in place when all columns are
  * taken (copied into huge pages with huge_pages, where there is memory for it), else copied. A
  * block-quantized tensor's column slice keeps every block that holds one of its columns (a block
  * that straddles two devices' ranges is held by both; the excess is counted in copied_bytes and
- * reported by bench). repack: a Q4_0/Q5_0 tensor as Q8_0, where the shard asks for it. */
-static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, bool repack,
+ * reported by bench). A layer's Q4_0/Q5_0 tensor (use not USE_HEAD) repacked as Q8_0, or
+ * interleaved by 8 rows, where the shard asks for it. */
+static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, view_use use,
                             qm_wview *v, qm_error *err) {
     const size_t ld = (size_t)t->shape[1], qk = (size_t)qm_dtype_block(t->dtype);
     const size_t row_bytes = qm_dtype_row_bytes(t->dtype, ld);
@@ -87,8 +121,9 @@ static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
     v->rows = r1 - r0;
     v->cols = c1 - c0;
     v->col0 = 0;
-    if (repack && s->repack_q8 && (t->dtype == QM_DT_Q4_0 || t->dtype == QM_DT_Q5_0))
+    if (use != USE_HEAD && s->repack_q8 && (t->dtype == QM_DT_Q4_0 || t->dtype == QM_DT_Q5_0))
         return repack_view(s, t, r0, r1, (size_t)c0 / qk, ((size_t)c1 + qk - 1) / qk, c0, v, err);
+    if (rows8_view_fits(s, t, r0, r1, c0, c1, use)) return rows8_view(s, t, r0, r1, v, err);
     const char *base = (const char *)t->data + (size_t)r0 * row_bytes;
     if (c0 == 0 && (size_t)c1 == ld) {
         const size_t bytes = (size_t)v->rows * row_bytes;
@@ -158,11 +193,11 @@ static qm_status load_layer(qm_shard *s, int i, qm_layer *L, qm_error *err) {
     int q0 = p->q_heads.begin * hd, q1 = p->q_heads.end * hd;
     int k0 = p->kv_heads.begin * hd, k1 = p->kv_heads.end * hd;
     TRY(get2(ck, NAME("self_attn.q_proj.weight"), (int64_t)nq * hd, d, &t, err));
-    TRY(slice_view(s, t, q0, q1, 0, d, true, &L->wq, err));
+    TRY(slice_view(s, t, q0, q1, 0, d, USE_COLPAR, &L->wq, err));
     TRY(get2(ck, NAME("self_attn.k_proj.weight"), (int64_t)nkv * hd, d, &t, err));
-    TRY(slice_view(s, t, k0, k1, 0, d, true, &L->wk, err));
+    TRY(slice_view(s, t, k0, k1, 0, d, USE_COLPAR, &L->wk, err));
     TRY(get2(ck, NAME("self_attn.v_proj.weight"), (int64_t)nkv * hd, d, &t, err));
-    TRY(slice_view(s, t, k0, k1, 0, d, true, &L->wv, err));
+    TRY(slice_view(s, t, k0, k1, 0, d, USE_COLPAR, &L->wv, err));
     TRY(get1(ck, NAME("self_attn.q_proj.bias"), (int64_t)nq * hd, &t, err));
     TRY(f32_copy(s, t, q0, q1, &L->bq, err));
     TRY(get1(ck, NAME("self_attn.k_proj.bias"), (int64_t)nkv * hd, &t, err));
@@ -170,25 +205,26 @@ static qm_status load_layer(qm_shard *s, int i, qm_layer *L, qm_error *err) {
     TRY(get1(ck, NAME("self_attn.v_proj.bias"), (int64_t)nkv * hd, &t, err));
     TRY(f32_copy(s, t, k0, k1, &L->bv, err));
     TRY(get2(ck, NAME("self_attn.o_proj.weight"), d, (int64_t)nq * hd, &t, err));
-    TRY(slice_view(s, t, 0, d, q0, q1, true, &L->wo, err));
+    TRY(slice_view(s, t, 0, d, q0, q1, USE_ROWPAR, &L->wo, err));
 
     TRY(get2(ck, NAME("mlp.gate_proj.weight"), f, d, &t, err));
-    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, true, &L->wgate, err));
+    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, USE_COLPAR, &L->wgate, err));
     TRY(get2(ck, NAME("mlp.up_proj.weight"), f, d, &t, err));
-    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, true, &L->wup, err));
+    TRY(slice_view(s, t, p->mlp_cols.begin, p->mlp_cols.end, 0, d, USE_COLPAR, &L->wup, err));
     TRY(get2(ck, NAME("mlp.down_proj.weight"), d, f, &t, err));
-    TRY(slice_view(s, t, 0, d, p->mlp_cols.begin, p->mlp_cols.end, true, &L->wdown, err));
+    TRY(slice_view(s, t, 0, d, p->mlp_cols.begin, p->mlp_cols.end, USE_ROWPAR, &L->wdown, err));
 #undef NAME
     return QM_OK;
 }
 
 qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, bool repack_q8,
-                        qm_shard *s, qm_error *err) {
+                        bool rows8, qm_shard *s, qm_error *err) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
     s->ck = ck;
     s->huge_pages = huge_pages;
     s->repack_q8 = repack_q8;
+    s->rows8 = rows8 && !repack_q8;
     qm_status st = qm_partition_make(cols, col, cfg->num_attention_heads, cfg->num_key_value_heads, cfg->head_dim,
                                      cfg->intermediate_size, cfg->vocab_size, &s->part, err);
     if (st) return st;
@@ -201,7 +237,7 @@ qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int c
     if (!cfg->tie_word_embeddings) {
         if ((st = get2(ck, "lm_head.weight", cfg->vocab_size, d, &head, err))) goto fail;
     }
-    if ((st = slice_view(s, head, s->part.vocab.begin, s->part.vocab.end, 0, d, false, &s->lm_head, err))) goto fail;
+    if ((st = slice_view(s, head, s->part.vocab.begin, s->part.vocab.end, 0, d, USE_HEAD, &s->lm_head, err))) goto fail;
     s->layers = calloc((size_t)cfg->num_hidden_layers, sizeof *s->layers);
     if (!s->layers) {
         st = qm_fail(err, QM_ERR_NOMEM, "out of memory");

@@ -1,0 +1,80 @@
+/* Q4_0 and Q5_0 rows interleaved 8 at a time (QM_DT_Q4_0_R8, QM_DT_Q5_0_R8): the fast mode's
+ * column-parallel matrices of those types, rewritten at load (model/weights.c) so that one token's
+ * dot with 8 rows reads each block of the 8 rows as one contiguous run, already in the places
+ * the AVX2 kernel wants them. The same bytes as the file's blocks, and the same values: the fast
+ * mode's dot (kernels/qdot.h) of each row, bit for bit, by any path.
+ *
+ * A view of such a type has rows % 8 == 0 and whole rows (col0 0, ld = cols, a multiple of 32);
+ * qm_wview_stride is a row's bytes as in the file, and the 8 rows from row 8g start at
+ * data + 8 g stride: their nblk = ld / 32 blocks, one "group block" each, in column order. Group
+ * block b (8 x 18 or 8 x 22 bytes) holds block b of rows 8g + r, r = 0 .. 7 (lane r):
+ *   d[8]     f16, lane r's d                                              16 bytes
+ *   hb[8]    Q5_0 only: lane r's 32 fifth bits, rearranged (below)         32 bytes
+ *   t[4][8]  dword k of lane r's 16 code bytes at t[k][r]: low nibbles     128 bytes
+ *            elements 4k .. 4k + 3, high nibbles 16 + 4k .. 16 + 4k + 3
+ * hb: bit 8 j + p of lane r's word is the fifth bit of element 4 p + j (p < 4, the low nibbles of
+ * t[p]) or 16 + 4 (p - 4) + j (p >= 4, the high nibbles of t[p - 4]), so that one shift and a mask
+ * of the word put the fifth bits of a vector of codes in place (byte j, bit 4). */
+#ifndef QM_KERNELS_ROWS8_H
+#define QM_KERNELS_ROWS8_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/qdot.h"
+
+#define QM_ROWS8 8
+#define QM_ROWS8_MAX_BLOCKS 256 /* the most blocks a row of such a view has (the loader's limit) */
+
+/* hb of a block's qh and back: hb bit 8 j + p is qh bit 4 p + j, a transposition of 8 x 4 bits,
+ * as four swaps of bit fields (x's bits under mask m with those delta above). */
+static inline uint32_t qm_rows8_delta_swap(uint32_t x, int delta, uint32_t m) {
+    const uint32_t t = ((x >> delta) ^ x) & m;
+    return x ^ t ^ (t << delta);
+}
+static inline uint32_t qm_rows8_hb_of_qh(uint32_t qh) {
+    qh = qm_rows8_delta_swap(qh, 1, 0x22222222u);
+    qh = qm_rows8_delta_swap(qh, 3, 0x0a0a0a0au);
+    qh = qm_rows8_delta_swap(qh, 6, 0x00cc00ccu);
+    return qm_rows8_delta_swap(qh, 12, 0x0000f0f0u);
+}
+static inline uint32_t qm_rows8_qh_of_hb(uint32_t hb) {
+    hb = qm_rows8_delta_swap(hb, 1, 0x22222222u);
+    hb = qm_rows8_delta_swap(hb, 7, 0x00aa00aau);
+    hb = qm_rows8_delta_swap(hb, 2, 0x0c0c0c0cu);
+    return qm_rows8_delta_swap(hb, 14, 0x0000ccccu);
+}
+
+/* The bytes of one group block of the interleaved type t (8 x the file's block). */
+static inline size_t qm_rows8_group_block_bytes(qm_dtype t) { return QM_ROWS8 * qm_dtype_block_bytes(t); }
+
+/* Rows src + r * src_stride (r < 8), blocks [0, nblk) of each, file type base (Q4_0, Q5_0), into
+ * the nblk group blocks at dst. */
+void qm_rows8_pack(qm_dtype base, const uint8_t *src, size_t src_stride, int nblk, uint8_t *dst);
+
+/* The inverse, lanes [lane0, lane0 + n) of the nblk group blocks at group: row lane0 + i into
+ * dst + i * dst_stride, as the file had it. */
+void qm_rows8_unpack(qm_dtype t, const uint8_t *group, int nblk, int lane0, int n, uint8_t *dst, size_t dst_stride);
+
+/* An ISA's kernels for the layout. decode: one token, the 8 rows of the nblk group blocks at
+ * group: y[r] (+ bias[r]), each the fast mode's dot of row r. tokens: the same for n_tok tokens
+ * (x's vector t into y + t ldy). plain: the ISA's matmul_q8 on the file's layout. */
+typedef struct {
+    void (*decode)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
+    void (*tokens)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
+                   float *y, size_t ldy);
+    qm_matmul_q8_fn plain;
+} qm_rows8_kernels;
+#if defined(__x86_64__) || defined(__i386__)
+void qm_rows8_decode_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
+void qm_rows8_tokens_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
+                          float *y, size_t ldy);
+#endif
+
+/* matmul_q8 (kernels.h) on an interleaved view: its whole groups by k->decode (one token) or
+ * k->tokens; the rows of a group the range [o_begin, o_end) cuts unpacked into the file's layout
+ * and handed to k->plain on that copy. */
+void qm_matmul_q8_rows8(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
+                        int o_begin, int o_end, const qm_rows8_kernels *k);
+
+#endif

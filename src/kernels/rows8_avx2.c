@@ -1,0 +1,146 @@
+/* One token against 8 interleaved Q4_0 / Q5_0 rows (rows8.h), AVX2: lane r of every vector is row
+ * r. A group block's 4 code vectors t[k] load as they are (no transposition); the low nibbles of
+ * t[k] are elements 4k .. 4k + 3 of each row, the high ones 16 + 4k .., whose fifth bits (Q5_0)
+ * one shift and a mask of hb put at bit 4; maddubs against the token's 4 activations of those
+ * elements, broadcast, adds up vertically, so each lane ends with its row's exact block sum (int16
+ * while 4 pairs of at most 2 x 31 x 127 fit), less 8 s or 16 s: the spec's integer. Then the spec's
+ * f32 operations lane by lane (qdot.h), c_b into acc[b % 16] in block order and the halving tree:
+ * the same bits as every other path. The file layout's 8-row tile (qdot_avx2.c q50_decode8) spends
+ * half its vector operations gathering the 8 rows' codes, fifth bits and scales into lanes; here
+ * the load did that once (one thread, Zen 5, Q5_0 512 x 896 from the L2: 0.034 -> 0.018 ns a
+ * weight). */
+#include "kernels/rows8.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+#define QM_INLINE static inline __attribute__((always_inline))
+#define PF_GROUPS 2 /* prefetch the group this many ahead (into the L2), a share each block */
+
+QM_INLINE int rd32(const int8_t *p) {
+    int v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Bit 4 of byte j of each dword: the fifth bit in hb's bit 8 j + p. */
+QM_INLINE __m256i fifth_bits(__m256i hb, int p) {
+    const __m256i m = _mm256_set1_epi8(16);
+    if (p < 4) return _mm256_and_si256(_mm256_slli_epi32(hb, 4 - p), m);
+    if (p > 4) return _mm256_and_si256(_mm256_srli_epi32(hb, p - 4), m);
+    return _mm256_and_si256(hb, m);
+}
+
+/* Group block g (block b of the 8 rows): c_b, lane r. */
+QM_INLINE __m256 block8(int has_h, const uint8_t *g, const qm_q8act *x, int b) {
+    const uint8_t *t = g + (has_h ? 48 : 16);
+    const __m256i hb = has_h ? _mm256_loadu_si256((const __m256i *)(g + 16)) : _mm256_setzero_si256();
+    const int8_t *xq = x->q + (size_t)b * QM_Q8_BLOCK;
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i plo = _mm256_setzero_si256(), phi = _mm256_setzero_si256(); /* int16: 4 pairs of at most 7874 */
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(t + 32 * k));
+        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (has_h) {
+            lo = _mm256_or_si256(lo, fifth_bits(hb, k));
+            hi = _mm256_or_si256(hi, fifth_bits(hb, 4 + k));
+        }
+        plo = _mm256_add_epi16(plo, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(rd32(xq + 4 * k))));
+        phi = _mm256_add_epi16(phi, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(rd32(xq + 16 + 4 * k))));
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i is = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+    is = _mm256_sub_epi32(is, _mm256_set1_epi32((has_h ? 16 : 8) * x->s[b]));
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+    return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d[b])), _mm256_cvtepi32_ps(is));
+}
+
+QM_INLINE void decode8(int has_h, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y) {
+    const size_t gb = has_h ? 8 * 22 : 8 * 18;
+    const char *pf = (const char *)group + (size_t)PF_GROUPS * (size_t)nblk * gb; /* never faults */
+    __m256 acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
+    for (int b = 0; b < nblk; b++) {
+        for (size_t k = 0; k < gb; k += 64) _mm_prefetch(pf + (size_t)b * gb + k, _MM_HINT_T1);
+        acc[b & 15] = _mm256_add_ps(acc[b & 15], block8(has_h, group + (size_t)b * gb, x, b));
+    }
+    for (int h = 8; h >= 1; h /= 2) /* the halving tree, 8 rows at once */
+        for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
+    _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
+}
+
+/* Several tokens: each group block's codes made once (8 vectors in registers) for TT tokens at a
+ * time, the tokens' accumulators in memory (the group's bytes stay in the L1 for the next TT); the
+ * same sums and f32 operations as block8. Against the file layout's token tiles (qdot_avx2.c),
+ * the 0.5B's fast gate_up (--isa avx2, 2 threads, Zen 5): batch 16 23.1 -> 18.0 ms a step,
+ * prefill of 512 tokens 643 -> 551 ms (TT 4: 25.9 and 649; 8: 21.5 and 616; 32: 18.1 and 546). */
+#define TT 16
+
+QM_INLINE void codes8(int has_h, const uint8_t *g, __m256i lo[4], __m256i hi[4]) {
+    const uint8_t *t = g + (has_h ? 48 : 16);
+    const __m256i hb = has_h ? _mm256_loadu_si256((const __m256i *)(g + 16)) : _mm256_setzero_si256();
+    const __m256i m4 = _mm256_set1_epi8(15);
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        const __m256i v = _mm256_loadu_si256((const __m256i *)(t + 32 * k));
+        lo[k] = _mm256_and_si256(v, m4);
+        hi[k] = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+        if (has_h) {
+            lo[k] = _mm256_or_si256(lo[k], fifth_bits(hb, k));
+            hi[k] = _mm256_or_si256(hi[k], fifth_bits(hb, 4 + k));
+        }
+    }
+}
+
+QM_INLINE __m256 contrib8(int has_h, const __m256i lo[4], const __m256i hi[4], __m256 d, const qm_q8act *x, int b) {
+    const int8_t *xq = x->q + (size_t)b * QM_Q8_BLOCK;
+    __m256i plo = _mm256_setzero_si256(), phi = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        plo = _mm256_add_epi16(plo, _mm256_maddubs_epi16(lo[k], _mm256_set1_epi32(rd32(xq + 4 * k))));
+        phi = _mm256_add_epi16(phi, _mm256_maddubs_epi16(hi[k], _mm256_set1_epi32(rd32(xq + 16 + 4 * k))));
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i is = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
+    is = _mm256_sub_epi32(is, _mm256_set1_epi32((has_h ? 16 : 8) * x->s[b]));
+    return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d[b])), _mm256_cvtepi32_ps(is));
+}
+
+QM_INLINE void tokens8(int has_h, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
+                       float *y, size_t ldy) {
+    const size_t gb = has_h ? 8 * 22 : 8 * 18;
+    __m256 acc[TT][16];
+    for (int t0 = 0; t0 < n_tok; t0 += TT) {
+        const int nt = n_tok - t0 < TT ? n_tok - t0 : TT;
+        qm_q8act xt[TT];
+        for (int t = 0; t < nt; t++) {
+            xt[t] = qm_q8act_vector(x, t0 + t);
+            for (int l = 0; l < 16; l++) acc[t][l] = _mm256_setzero_ps();
+        }
+        for (int b = 0; b < nblk; b++) {
+            const uint8_t *g = group + (size_t)b * gb;
+            __m256i lo[4], hi[4];
+            codes8(has_h, g, lo, hi);
+            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+            for (int t = 0; t < nt; t++) acc[t][b & 15] = _mm256_add_ps(acc[t][b & 15], contrib8(has_h, lo, hi, d, &xt[t], b));
+        }
+        for (int t = 0; t < nt; t++) {
+            for (int h = 8; h >= 1; h /= 2)
+                for (int l = 0; l < h; l++) acc[t][l] = _mm256_add_ps(acc[t][l], acc[t][l + h]);
+            float *yt = y + (size_t)(t0 + t) * ldy;
+            _mm256_storeu_ps(yt, bias ? _mm256_add_ps(acc[t][0], _mm256_loadu_ps(bias)) : acc[t][0]);
+        }
+    }
+}
+
+void qm_rows8_tokens_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
+                          float *y, size_t ldy) {
+    if (t == QM_DT_Q5_0_R8) tokens8(1, group, nblk, x, n_tok, bias, y, ldy);
+    else tokens8(0, group, nblk, x, n_tok, bias, y, ldy);
+}
+
+void qm_rows8_decode_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y) {
+    if (t == QM_DT_Q5_0_R8) decode8(1, group, nblk, x, bias, y);
+    else decode8(0, group, nblk, x, bias, y);
+}
