@@ -22,6 +22,7 @@
  *     group for PT tokens; the PT tokens' activation groups are transposed once for all the row
  *     tiles (xcache_make). */
 #include <immintrin.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -1346,7 +1347,7 @@ void qm_matmul_q8_avx2(const qm_wview *w, const float *bias, const qm_q8act *x, 
                        int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
     if (qm_dtype_is_rows8(w->dtype)) {
-        const qm_rows8_kernels k = {qm_rows8_decode_avx2, qm_rows8_tokens_avx2, qm_matmul_q8_avx2};
+        const qm_rows8_kernels k = {qm_rows8_decode_avx2, qm_rows8_tokens_avx2, qm_rows8_unpack8_avx2, qm_matmul_q8_avx2, INT_MAX};
         qm_matmul_q8_rows8(w, bias, x, n_tok, y, ldy, o_begin, o_end, &k);
         return;
     }

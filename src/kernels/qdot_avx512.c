@@ -1117,11 +1117,23 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
     }
 }
 
+/* Interleaved rows (rows8.h): up to this many tokens the AVX2 kernel, more (prefill) this file's
+ * blocked tiles on an unpacked copy, faster there. */
+#ifndef ROWS8_TOKENS_MAX
+#define ROWS8_TOKENS_MAX 16
+#endif
+
 void QDOT_ISA(qm_matmul_q8)(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
                          int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
     if (qm_dtype_is_rows8(w->dtype)) { /* the AVX2 kernel: faster than this file's tiles on Q4_0/Q5_0 (rows8.h) */
-        const qm_rows8_kernels k = {qm_rows8_decode_avx2, qm_rows8_tokens_avx2, QDOT_ISA(qm_matmul_q8)};
+#ifdef QM_QDOT_VNNI
+        const qm_rows8_kernels k = {qm_rows8_decode_avx512vnni, qm_rows8_tokens_avx512vnni, qm_rows8_unpack8_avx512vnni,
+                                    QDOT_ISA(qm_matmul_q8), ROWS8_TOKENS_MAX};
+#else
+        const qm_rows8_kernels k = {qm_rows8_decode_avx2, qm_rows8_tokens_avx2, qm_rows8_unpack8_avx2,
+                                    QDOT_ISA(qm_matmul_q8), ROWS8_TOKENS_MAX};
+#endif
         qm_matmul_q8_rows8(w, bias, x, n_tok, y, ldy, o_begin, o_end, &k);
         return;
     }

@@ -2,6 +2,7 @@
  * on such a view. */
 #include "kernels/rows8.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/quant.h"
@@ -44,31 +45,56 @@ void qm_rows8_unpack(qm_dtype t, const uint8_t *group, int nblk, int lane0, int 
     }
 }
 
-/* Rows [o, e) of one group unpacked into the file's layout on the stack and handed to plain. */
+#define CHUNK_BYTES ((size_t)256 << 10) /* rows unpacked for one call of plain, at most about */
+
+/* Rows [o, e) of w unpacked into buf (row o at buf) and handed to plain. */
 static void plain_rows(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy, int o,
-                       int e, const qm_rows8_kernels *k) {
-    uint8_t buf[QM_ROWS8 * QM_ROWS8_MAX_BLOCKS * 22]; /* the loader makes no view of more blocks */
+                       int e, const qm_rows8_kernels *k, uint8_t *buf) {
     const size_t stride = qm_wview_stride(w);
-    const uint8_t *group = (const uint8_t *)w->data + (size_t)(o / QM_ROWS8) * QM_ROWS8 * stride;
-    qm_rows8_unpack(w->dtype, group, w->cols / 32, o % QM_ROWS8, e - o, buf, stride);
+    for (int r = o; r < e;) {
+        const int g = r / QM_ROWS8, lane = r % QM_ROWS8, n = e - r < QM_ROWS8 - lane ? e - r : QM_ROWS8 - lane;
+        const uint8_t *group = (const uint8_t *)w->data + (size_t)g * QM_ROWS8 * stride;
+        if (n == QM_ROWS8) k->unpack8(w->dtype, group, w->cols / 32, buf + (size_t)(r - o) * stride, stride);
+        else qm_rows8_unpack(w->dtype, group, w->cols / 32, lane, n, buf + (size_t)(r - o) * stride, stride);
+        r += n;
+    }
     const qm_wview v = {buf, qm_dtype_rows8_base(w->dtype), w->ld, e - o, w->cols, 0};
     k->plain(&v, bias ? bias + o : NULL, x, n_tok, y + o, ldy, 0, e - o);
+}
+
+/* Rows [o_begin, o_end) through plain, a chunk of whole groups at a time (the first and last
+ * maybe cut), in a buffer on the heap, or one group at a time on the stack without one. */
+static void plain_range(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
+                        int o_begin, int o_end, const qm_rows8_kernels *k) {
+    const size_t stride = qm_wview_stride(w);
+    int rows = (int)(CHUNK_BYTES / stride) / QM_ROWS8 * QM_ROWS8;
+    if (rows < QM_ROWS8) rows = QM_ROWS8;
+    if (rows > o_end - o_begin + 2 * QM_ROWS8) rows = (o_end - o_begin) / QM_ROWS8 * QM_ROWS8 + 2 * QM_ROWS8;
+    uint8_t stack[QM_ROWS8 * QM_ROWS8_MAX_BLOCKS * 22]; /* the loader makes no view of more blocks */
+    uint8_t *heap = rows > QM_ROWS8 ? malloc((size_t)rows * stride) : NULL;
+    if (!heap) rows = QM_ROWS8;
+    for (int o = o_begin; o < o_end;) {
+        const int end = o / QM_ROWS8 * QM_ROWS8 + rows, e = end < o_end ? end : o_end;
+        plain_rows(w, bias, x, n_tok, y, ldy, o, e, k, heap ? heap : stack);
+        o = e;
+    }
+    free(heap);
 }
 
 void qm_matmul_q8_rows8(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
                         int o_begin, int o_end, const qm_rows8_kernels *k) {
     if (n_tok <= 0 || o_begin >= o_end) return;
     const int a = (o_begin + QM_ROWS8 - 1) / QM_ROWS8 * QM_ROWS8, z = o_end / QM_ROWS8 * QM_ROWS8;
-    if (a > z) { /* inside one group */
-        plain_rows(w, bias, x, n_tok, y, ldy, o_begin, o_end, k);
+    if (a > z || (n_tok > 1 && n_tok > k->tokens_max)) { /* inside one group; or tokens for plain */
+        plain_range(w, bias, x, n_tok, y, ldy, o_begin, o_end, k);
         return;
     }
     const size_t stride = qm_wview_stride(w);
-    if (o_begin < a) plain_rows(w, bias, x, n_tok, y, ldy, o_begin, a, k);
+    if (o_begin < a) plain_range(w, bias, x, n_tok, y, ldy, o_begin, a, k);
     for (int o = a; o < z; o += QM_ROWS8) {
         const uint8_t *group = (const uint8_t *)w->data + (size_t)o * stride;
         if (n_tok == 1) k->decode(w->dtype, group, w->cols / 32, x, bias ? bias + o : NULL, y + o);
         else k->tokens(w->dtype, group, w->cols / 32, x, n_tok, bias ? bias + o : NULL, y + o, ldy);
     }
-    if (z < o_end) plain_rows(w, bias, x, n_tok, y, ldy, z, o_end, k);
+    if (z < o_end) plain_range(w, bias, x, n_tok, y, ldy, z, o_end, k);
 }

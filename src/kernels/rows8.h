@@ -58,15 +58,24 @@ void qm_rows8_unpack(qm_dtype t, const uint8_t *group, int nblk, int lane0, int 
 
 /* An ISA's kernels for the layout. decode: one token, the 8 rows of the nblk group blocks at
  * group: y[r] (+ bias[r]), each the fast mode's dot of row r. tokens: the same for n_tok tokens
- * (x's vector t into y + t ldy). plain: the ISA's matmul_q8 on the file's layout. */
+ * (x's vector t into y + t ldy). unpack8: qm_rows8_unpack of all 8 lanes. plain: the ISA's
+ * matmul_q8 on the file's layout. */
 typedef struct {
     void (*decode)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
     void (*tokens)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
                    float *y, size_t ldy);
+    void (*unpack8)(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
     qm_matmul_q8_fn plain;
+    int tokens_max; /* tokens goes up to this many tokens, plain (on an unpacked copy) beyond */
 } qm_rows8_kernels;
 #if defined(__x86_64__) || defined(__i386__)
 void qm_rows8_decode_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
+void qm_rows8_unpack8_avx2(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
+void qm_rows8_decode_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias,
+                                float *y);
+void qm_rows8_tokens_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok,
+                                const float *bias, float *y, size_t ldy);
+void qm_rows8_unpack8_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
 void qm_rows8_tokens_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
                           float *y, size_t ldy);
 #endif

@@ -17,6 +17,43 @@
 #define QM_INLINE static inline __attribute__((always_inline))
 #define PF_GROUPS 2 /* prefetch the group this many ahead (into the L2), a share each block */
 
+/* rows8_avx512vnni.c builds this file again with QM_ROWS8_VNNI: each 4 products summed into the
+ * int32 lanes by one vpdpbusd (AVX512-VNNI on ymm), the same exact integers. */
+#ifdef QM_ROWS8_VNNI
+#define R8_ISA(name) name##_avx512vnni
+#else
+#define R8_ISA(name) name##_avx2
+#endif
+
+/* A block's running integer sums, lane r: the int32 sums (VNNI), or the low and high nibbles'
+ * int16 pairs (maddubs; 4 pairs of at most 2 x 31 x 127 fit). */
+typedef struct {
+    __m256i a, b;
+} isums;
+
+QM_INLINE isums isums_zero(void) { return (isums){_mm256_setzero_si256(), _mm256_setzero_si256()}; }
+
+/* codes lo (elements 4k ..) and hi (16 + 4k ..) against the 4 activations of each, xl and xh */
+QM_INLINE isums isums_add(isums s, __m256i lo, __m256i hi, int xl, int xh) {
+#ifdef QM_ROWS8_VNNI
+    s.a = _mm256_dpbusd_epi32(s.a, lo, _mm256_set1_epi32(xl)); /* two chains: half the latency */
+    s.b = _mm256_dpbusd_epi32(s.b, hi, _mm256_set1_epi32(xh));
+#else
+    s.a = _mm256_add_epi16(s.a, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(xl)));
+    s.b = _mm256_add_epi16(s.b, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(xh)));
+#endif
+    return s;
+}
+
+QM_INLINE __m256i isums_total(isums s) {
+#ifdef QM_ROWS8_VNNI
+    return _mm256_add_epi32(s.a, s.b);
+#else
+    const __m256i ones = _mm256_set1_epi16(1);
+    return _mm256_add_epi32(_mm256_madd_epi16(s.a, ones), _mm256_madd_epi16(s.b, ones));
+#endif
+}
+
 QM_INLINE int rd32(const int8_t *p) {
     int v;
     memcpy(&v, p, 4);
@@ -37,7 +74,7 @@ QM_INLINE __m256 block8(int has_h, const uint8_t *g, const qm_q8act *x, int b) {
     const __m256i hb = has_h ? _mm256_loadu_si256((const __m256i *)(g + 16)) : _mm256_setzero_si256();
     const int8_t *xq = x->q + (size_t)b * QM_Q8_BLOCK;
     const __m256i m4 = _mm256_set1_epi8(15);
-    __m256i plo = _mm256_setzero_si256(), phi = _mm256_setzero_si256(); /* int16: 4 pairs of at most 7874 */
+    isums sum = isums_zero();
 #pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         const __m256i v = _mm256_loadu_si256((const __m256i *)(t + 32 * k));
@@ -46,12 +83,9 @@ QM_INLINE __m256 block8(int has_h, const uint8_t *g, const qm_q8act *x, int b) {
             lo = _mm256_or_si256(lo, fifth_bits(hb, k));
             hi = _mm256_or_si256(hi, fifth_bits(hb, 4 + k));
         }
-        plo = _mm256_add_epi16(plo, _mm256_maddubs_epi16(lo, _mm256_set1_epi32(rd32(xq + 4 * k))));
-        phi = _mm256_add_epi16(phi, _mm256_maddubs_epi16(hi, _mm256_set1_epi32(rd32(xq + 16 + 4 * k))));
+        sum = isums_add(sum, lo, hi, rd32(xq + 4 * k), rd32(xq + 16 + 4 * k));
     }
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i is = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
-    is = _mm256_sub_epi32(is, _mm256_set1_epi32((has_h ? 16 : 8) * x->s[b]));
+    const __m256i is = _mm256_sub_epi32(isums_total(sum), _mm256_set1_epi32((has_h ? 16 : 8) * x->s[b]));
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
     return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d[b])), _mm256_cvtepi32_ps(is));
 }
@@ -95,15 +129,10 @@ QM_INLINE void codes8(int has_h, const uint8_t *g, __m256i lo[4], __m256i hi[4])
 
 QM_INLINE __m256 contrib8(int has_h, const __m256i lo[4], const __m256i hi[4], __m256 d, const qm_q8act *x, int b) {
     const int8_t *xq = x->q + (size_t)b * QM_Q8_BLOCK;
-    __m256i plo = _mm256_setzero_si256(), phi = _mm256_setzero_si256();
+    isums sum = isums_zero();
 #pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        plo = _mm256_add_epi16(plo, _mm256_maddubs_epi16(lo[k], _mm256_set1_epi32(rd32(xq + 4 * k))));
-        phi = _mm256_add_epi16(phi, _mm256_maddubs_epi16(hi[k], _mm256_set1_epi32(rd32(xq + 16 + 4 * k))));
-    }
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256i is = _mm256_add_epi32(_mm256_madd_epi16(plo, ones), _mm256_madd_epi16(phi, ones));
-    is = _mm256_sub_epi32(is, _mm256_set1_epi32((has_h ? 16 : 8) * x->s[b]));
+    for (int k = 0; k < 4; k++) sum = isums_add(sum, lo[k], hi[k], rd32(xq + 4 * k), rd32(xq + 16 + 4 * k));
+    const __m256i is = _mm256_sub_epi32(isums_total(sum), _mm256_set1_epi32((has_h ? 16 : 8) * x->s[b]));
     return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d[b])), _mm256_cvtepi32_ps(is));
 }
 
@@ -120,6 +149,8 @@ QM_INLINE void tokens8(int has_h, const uint8_t *group, int nblk, const qm_q8act
         }
         for (int b = 0; b < nblk; b++) {
             const uint8_t *g = group + (size_t)b * gb;
+            if (t0 == 0) /* the next group, while this one's tokens go: a share a block, as decode8 */
+                for (size_t k = 0; k < gb; k += 64) _mm_prefetch((const char *)g + (size_t)nblk * gb + k, _MM_HINT_T1);
             __m256i lo[4], hi[4];
             codes8(has_h, g, lo, hi);
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
@@ -134,13 +165,57 @@ QM_INLINE void tokens8(int has_h, const uint8_t *group, int nblk, const qm_q8act
     }
 }
 
-void qm_rows8_tokens_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
+void R8_ISA(qm_rows8_tokens)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
                           float *y, size_t ldy) {
     if (t == QM_DT_Q5_0_R8) tokens8(1, group, nblk, x, n_tok, bias, y, ldy);
     else tokens8(0, group, nblk, x, n_tok, bias, y, ldy);
 }
 
-void qm_rows8_decode_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y) {
+void R8_ISA(qm_rows8_decode)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y) {
     if (t == QM_DT_Q5_0_R8) decode8(1, group, nblk, x, bias, y);
     else decode8(0, group, nblk, x, bias, y);
+}
+
+/* hb -> qh in each lane (rows8.h qm_rows8_qh_of_hb, 8 lanes at once). */
+QM_INLINE __m256i delta_swap(__m256i x, int delta, uint32_t m) {
+    const __m256i t = _mm256_and_si256(_mm256_xor_si256(_mm256_srli_epi32(x, delta), x), _mm256_set1_epi32((int)m));
+    return _mm256_xor_si256(_mm256_xor_si256(x, t), _mm256_slli_epi32(t, delta));
+}
+
+/* qm_rows8_unpack of all 8 lanes: the code vectors transposed back to rows (4 x 8 dwords). */
+QM_INLINE void unpack8(int has_h, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride) {
+    const size_t bb = has_h ? 22 : 18, gb = 8 * bb;
+    for (int b = 0; b < nblk; b++) {
+        const uint8_t *g = group + (size_t)b * gb, *t = g + (has_h ? 48 : 16);
+        uint8_t *blk = dst + (size_t)b * bb; /* row r's block at blk + r dst_stride */
+        uint32_t qh[8];
+        if (has_h) {
+            __m256i h = _mm256_loadu_si256((const __m256i *)(g + 16));
+            h = delta_swap(h, 1, 0x22222222u);
+            h = delta_swap(h, 7, 0x00aa00aau);
+            h = delta_swap(h, 2, 0x0c0c0c0cu);
+            h = delta_swap(h, 14, 0x0000ccccu);
+            _mm256_storeu_si256((__m256i *)qh, h);
+        }
+        __m256i v[4];
+        for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_si256((const __m256i *)(t + 32 * k));
+        const __m256i a0 = _mm256_unpacklo_epi32(v[0], v[1]), a1 = _mm256_unpackhi_epi32(v[0], v[1]);
+        const __m256i a2 = _mm256_unpacklo_epi32(v[2], v[3]), a3 = _mm256_unpackhi_epi32(v[2], v[3]);
+        const __m256i r[4] = {_mm256_unpacklo_epi64(a0, a2), _mm256_unpackhi_epi64(a0, a2),
+                              _mm256_unpacklo_epi64(a1, a3), _mm256_unpackhi_epi64(a1, a3)}; /* rows i, i + 4 */
+        for (int i = 0; i < 4; i++) {
+            _mm_storeu_si128((__m128i *)(blk + (size_t)i * dst_stride + bb - 16), _mm256_castsi256_si128(r[i]));
+            _mm_storeu_si128((__m128i *)(blk + (size_t)(i + 4) * dst_stride + bb - 16), _mm256_extracti128_si256(r[i], 1));
+        }
+        for (int i = 0; i < 8; i++) {
+            uint8_t *row = blk + (size_t)i * dst_stride;
+            memcpy(row, g + 2 * i, 2);
+            if (has_h) memcpy(row + 2, &qh[i], 4);
+        }
+    }
+}
+
+void R8_ISA(qm_rows8_unpack8)(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride) {
+    if (t == QM_DT_Q5_0_R8) unpack8(1, group, nblk, dst, dst_stride);
+    else unpack8(0, group, nblk, dst, dst_stride);
 }

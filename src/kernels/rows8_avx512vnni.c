@@ -1,0 +1,4 @@
+/* The interleaved rows' kernels (rows8_avx2.c) with AVX512-VNNI: each 4 products of a block summed
+ * into the int32 lanes by one vpdpbusd on ymm, the same exact integers, so the same bits. */
+#define QM_ROWS8_VNNI 1
+#include "rows8_avx2.c"
