@@ -1117,16 +1117,17 @@ QM_INLINE void matmul_dt(qm_dtype dt, const qm_wview *w, const float *bias, cons
     }
 }
 
-/* Interleaved rows (rows8.h): up to this many tokens the AVX2 kernel, more (prefill) this file's
- * blocked tiles on an unpacked copy, faster there. */
-#ifndef ROWS8_TOKENS_MAX
+/* Interleaved rows (rows8.h): up to this many tokens their own kernels (rows8_avx512vnni.c, or
+ * rows8_avx2.c without VNNI), more (prefill) this file's blocked tiles on an unpacked copy, faster
+ * there (the 0.5B's fast prefill of 512, gate_up 363-389 ms so, 484-568 by the VNNI kernel's
+ * 16-token passes, 360-401 on the file's layout; at 16 tokens the kernel's 14.5-14.9 ms a step
+ * against the file layout's tiles' 14.3-14.6; Zen 5, 2026-12-07). */
 #define ROWS8_TOKENS_MAX 16
-#endif
 
 void QDOT_ISA(qm_matmul_q8)(const qm_wview *w, const float *bias, const qm_q8act *x, int n_tok, float *y, size_t ldy,
                          int o_begin, int o_end) {
     if (n_tok <= 0 || o_begin >= o_end) return;
-    if (qm_dtype_is_rows8(w->dtype)) { /* the AVX2 kernel: faster than this file's tiles on Q4_0/Q5_0 (rows8.h) */
+    if (qm_dtype_is_rows8(w->dtype)) {
 #ifdef QM_QDOT_VNNI
         const qm_rows8_kernels k = {qm_rows8_decode_avx512vnni, qm_rows8_tokens_avx512vnni, qm_rows8_unpack8_avx512vnni,
                                     QDOT_ISA(qm_matmul_q8), ROWS8_TOKENS_MAX};
