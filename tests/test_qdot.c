@@ -427,7 +427,8 @@ static qm_wview interleave(const qm_wview *v) {
     for (int o = 0; o < v->rows; o += QM_ROWS8)
         qm_rows8_pack(v->dtype, (const uint8_t *)v->data + (size_t)o * qm_wview_stride(v), qm_wview_stride(v), nblk,
                       dst + (size_t)o * row);
-    return (qm_wview){dst, v->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : QM_DT_Q5_0_R8, (size_t)v->cols, v->rows, v->cols, 0};
+    const qm_dtype t = v->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : QM_DT_Q5_0_R8;
+    return (qm_wview){dst, t, (size_t)v->cols, v->rows, v->cols, 0};
 }
 
 /* Every ISA's matmul_q8 on the interleaved rows against the scalar twin on the file's layout, bit

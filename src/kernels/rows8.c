@@ -85,7 +85,7 @@ void qm_matmul_q8_rows8(const qm_wview *w, const float *bias, const qm_q8act *x,
                         int o_begin, int o_end, const qm_rows8_kernels *k) {
     if (n_tok <= 0 || o_begin >= o_end) return;
     const int a = (o_begin + QM_ROWS8 - 1) / QM_ROWS8 * QM_ROWS8, z = o_end / QM_ROWS8 * QM_ROWS8;
-    if (a > z || (n_tok > 1 && n_tok > k->tokens_max)) { /* inside one group; or tokens for plain */
+    if (a > z || n_tok > k->tokens_max) { /* inside one group; or tokens for plain */
         plain_range(w, bias, x, n_tok, y, ldy, o_begin, o_end, k);
         return;
     }

@@ -1,7 +1,7 @@
 /* Q4_0 and Q5_0 rows interleaved 8 at a time (QM_DT_Q4_0_R8, QM_DT_Q5_0_R8): the fast mode's
  * column-parallel matrices of those types, rewritten at load (model/weights.c) so that one token's
  * dot with 8 rows reads each block of the 8 rows as one contiguous run, already in the places
- * the AVX2 kernel wants them. The same bytes as the file's blocks, and the same values: the fast
+ * the kernels (rows8_avx2.c) want them. The same bytes as the file's blocks, and the same values: the fast
  * mode's dot (kernels/qdot.h) of each row, bit for bit, by any path.
  *
  * A view of such a type has rows % 8 == 0 and whole rows (col0 0, ld = cols, a multiple of 32);
@@ -45,9 +45,6 @@ static inline uint32_t qm_rows8_qh_of_hb(uint32_t hb) {
     return qm_rows8_delta_swap(hb, 14, 0x0000ccccu);
 }
 
-/* The bytes of one group block of the interleaved type t (8 x the file's block). */
-static inline size_t qm_rows8_group_block_bytes(qm_dtype t) { return QM_ROWS8 * qm_dtype_block_bytes(t); }
-
 /* Rows src + r * src_stride (r < 8), blocks [0, nblk) of each, file type base (Q4_0, Q5_0), into
  * the nblk group blocks at dst. */
 void qm_rows8_pack(qm_dtype base, const uint8_t *src, size_t src_stride, int nblk, uint8_t *dst);
@@ -66,18 +63,18 @@ typedef struct {
                    float *y, size_t ldy);
     void (*unpack8)(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
     qm_matmul_q8_fn plain;
-    int tokens_max; /* tokens goes up to this many tokens, plain (on an unpacked copy) beyond */
+    int tokens_max; /* tokens takes up to this many tokens (>= 1), plain (on an unpacked copy) more */
 } qm_rows8_kernels;
 #if defined(__x86_64__) || defined(__i386__)
 void qm_rows8_decode_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
+void qm_rows8_tokens_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
+                          float *y, size_t ldy);
 void qm_rows8_unpack8_avx2(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
 void qm_rows8_decode_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias,
                                 float *y);
 void qm_rows8_tokens_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok,
                                 const float *bias, float *y, size_t ldy);
 void qm_rows8_unpack8_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
-void qm_rows8_tokens_avx2(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
-                          float *y, size_t ldy);
 #endif
 
 /* matmul_q8 (kernels.h) on an interleaved view: its whole groups by k->decode (one token) or

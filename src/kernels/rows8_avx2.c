@@ -1,5 +1,5 @@
-/* One token against 8 interleaved Q4_0 / Q5_0 rows (rows8.h), AVX2: lane r of every vector is row
- * r. A group block's 4 code vectors t[k] load as they are (no transposition); the low nibbles of
+/* Tokens against 8 interleaved Q4_0 / Q5_0 rows (rows8.h), AVX2 (and AVX512-VNNI: below): lane r of
+ * every vector is row r. A group block's 4 code vectors t[k] load as they are (no transposition); the low nibbles of
  * t[k] are elements 4k .. 4k + 3 of each row, the high ones 16 + 4k .., whose fifth bits (Q5_0)
  * one shift and a mask of hb put at bit 4; maddubs against the token's 4 activations of those
  * elements, broadcast, adds up vertically, so each lane ends with its row's exact block sum (int16
@@ -154,7 +154,8 @@ QM_INLINE void tokens8(int has_h, const uint8_t *group, int nblk, const qm_q8act
             __m256i lo[4], hi[4];
             codes8(has_h, g, lo, hi);
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-            for (int t = 0; t < nt; t++) acc[t][b & 15] = _mm256_add_ps(acc[t][b & 15], contrib8(has_h, lo, hi, d, &xt[t], b));
+            for (int t = 0; t < nt; t++)
+                acc[t][b & 15] = _mm256_add_ps(acc[t][b & 15], contrib8(has_h, lo, hi, d, &xt[t], b));
         }
         for (int t = 0; t < nt; t++) {
             for (int h = 8; h >= 1; h /= 2)
@@ -165,13 +166,14 @@ QM_INLINE void tokens8(int has_h, const uint8_t *group, int nblk, const qm_q8act
     }
 }
 
-void R8_ISA(qm_rows8_tokens)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
-                          float *y, size_t ldy) {
+void R8_ISA(qm_rows8_tokens)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok,
+                             const float *bias, float *y, size_t ldy) {
     if (t == QM_DT_Q5_0_R8) tokens8(1, group, nblk, x, n_tok, bias, y, ldy);
     else tokens8(0, group, nblk, x, n_tok, bias, y, ldy);
 }
 
-void R8_ISA(qm_rows8_decode)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y) {
+void R8_ISA(qm_rows8_decode)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias,
+                             float *y) {
     if (t == QM_DT_Q5_0_R8) decode8(1, group, nblk, x, bias, y);
     else decode8(0, group, nblk, x, bias, y);
 }
@@ -204,8 +206,9 @@ QM_INLINE void unpack8(int has_h, const uint8_t *group, int nblk, uint8_t *dst, 
         const __m256i r[4] = {_mm256_unpacklo_epi64(a0, a2), _mm256_unpackhi_epi64(a0, a2),
                               _mm256_unpacklo_epi64(a1, a3), _mm256_unpackhi_epi64(a1, a3)}; /* rows i, i + 4 */
         for (int i = 0; i < 4; i++) {
-            _mm_storeu_si128((__m128i *)(blk + (size_t)i * dst_stride + bb - 16), _mm256_castsi256_si128(r[i]));
-            _mm_storeu_si128((__m128i *)(blk + (size_t)(i + 4) * dst_stride + bb - 16), _mm256_extracti128_si256(r[i], 1));
+            uint8_t *lo = blk + (size_t)i * dst_stride + bb - 16, *hi = blk + (size_t)(i + 4) * dst_stride + bb - 16;
+            _mm_storeu_si128((__m128i *)lo, _mm256_castsi256_si128(r[i]));
+            _mm_storeu_si128((__m128i *)hi, _mm256_extracti128_si256(r[i], 1));
         }
         for (int i = 0; i < 8; i++) {
             uint8_t *row = blk + (size_t)i * dst_stride;
