@@ -68,49 +68,8 @@ QM_INLINE __m256i fifth_bits(__m256i hb, int p) {
     return _mm256_and_si256(hb, m);
 }
 
-/* Group block g (block b of the 8 rows): c_b, lane r. */
-QM_INLINE __m256 block8(int has_h, const uint8_t *g, const qm_q8act *x, int b) {
-    const uint8_t *t = g + (has_h ? 48 : 16);
-    const __m256i hb = has_h ? _mm256_loadu_si256((const __m256i *)(g + 16)) : _mm256_setzero_si256();
-    const int8_t *xq = x->q + (size_t)b * QM_Q8_BLOCK;
-    const __m256i m4 = _mm256_set1_epi8(15);
-    isums sum = isums_zero();
-#pragma GCC unroll 4
-    for (int k = 0; k < 4; k++) {
-        const __m256i v = _mm256_loadu_si256((const __m256i *)(t + 32 * k));
-        __m256i lo = _mm256_and_si256(v, m4), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-        if (has_h) {
-            lo = _mm256_or_si256(lo, fifth_bits(hb, k));
-            hi = _mm256_or_si256(hi, fifth_bits(hb, 4 + k));
-        }
-        sum = isums_add(sum, lo, hi, rd32(xq + 4 * k), rd32(xq + 16 + 4 * k));
-    }
-    const __m256i is = _mm256_sub_epi32(isums_total(sum), _mm256_set1_epi32((has_h ? 16 : 8) * x->s[b]));
-    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-    return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d[b])), _mm256_cvtepi32_ps(is));
-}
-
-QM_INLINE void decode8(int has_h, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y) {
-    const size_t gb = has_h ? 8 * 22 : 8 * 18;
-    const char *pf = (const char *)group + (size_t)PF_GROUPS * (size_t)nblk * gb; /* never faults */
-    __m256 acc[16];
-    for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
-    for (int b = 0; b < nblk; b++) {
-        for (size_t k = 0; k < gb; k += 64) _mm_prefetch(pf + (size_t)b * gb + k, _MM_HINT_T1);
-        acc[b & 15] = _mm256_add_ps(acc[b & 15], block8(has_h, group + (size_t)b * gb, x, b));
-    }
-    for (int h = 8; h >= 1; h /= 2) /* the halving tree, 8 rows at once */
-        for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
-    _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
-}
-
-/* Several tokens: each group block's codes made once (8 vectors in registers) for TT tokens at a
- * time, the tokens' accumulators in memory (the group's bytes stay in the L1 for the next TT); the
- * same sums and f32 operations as block8. Against the file layout's token tiles (qdot_avx2.c),
- * the 0.5B's fast gate_up (--isa avx2, 2 threads, Zen 5): batch 16 23.1 -> 18.0 ms a step,
- * prefill of 512 tokens 643 -> 551 ms (TT 4: 25.9 and 649; 8: 21.5 and 616; 32: 18.1 and 546). */
-#define TT 16
-
+/* A group block's 8 code vectors: the low nibbles of t[k] (elements 4k ..) and the high ones, with
+ * their fifth bits (Q5_0). */
 QM_INLINE void codes8(int has_h, const uint8_t *g, __m256i lo[4], __m256i hi[4]) {
     const uint8_t *t = g + (has_h ? 48 : 16);
     const __m256i hb = has_h ? _mm256_loadu_si256((const __m256i *)(g + 16)) : _mm256_setzero_si256();
@@ -135,6 +94,36 @@ QM_INLINE __m256 contrib8(int has_h, const __m256i lo[4], const __m256i hi[4], _
     const __m256i is = _mm256_sub_epi32(isums_total(sum), _mm256_set1_epi32((has_h ? 16 : 8) * x->s[b]));
     return _mm256_mul_ps(_mm256_mul_ps(d, _mm256_set1_ps(x->d[b])), _mm256_cvtepi32_ps(is));
 }
+
+/* Group block g (block b of the 8 rows), one token: c_b, lane r (the 16 accumulators of decode8
+ * stay in registers beside the 8 code vectors: as fast as decoding them a k at a time). */
+QM_INLINE __m256 block8(int has_h, const uint8_t *g, const qm_q8act *x, int b) {
+    __m256i lo[4], hi[4];
+    codes8(has_h, g, lo, hi);
+    return contrib8(has_h, lo, hi, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)), x, b);
+}
+
+QM_INLINE void decode8(int has_h, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y) {
+    const size_t gb = has_h ? 8 * 22 : 8 * 18;
+    const char *pf = (const char *)group + (size_t)PF_GROUPS * (size_t)nblk * gb; /* never faults */
+    __m256 acc[16];
+    for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
+    for (int b = 0; b < nblk; b++) {
+        for (size_t k = 0; k < gb; k += 64) _mm_prefetch(pf + (size_t)b * gb + k, _MM_HINT_T1);
+        acc[b & 15] = _mm256_add_ps(acc[b & 15], block8(has_h, group + (size_t)b * gb, x, b));
+    }
+    for (int h = 8; h >= 1; h /= 2) /* the halving tree, 8 rows at once */
+        for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
+    _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
+}
+
+/* Several tokens: each group block's codes made once (8 vectors in registers) for TT tokens at a
+ * time, the tokens' accumulators in memory (the group's bytes stay in the L1 for the next TT); the
+ * same sums and f32 operations as one token's block8. Against the file layout's token tiles
+ * (qdot_avx2.c),
+ * the 0.5B's fast gate_up (--isa avx2, 2 threads, Zen 5): batch 16 23.1 -> 18.0 ms a step,
+ * prefill of 512 tokens 643 -> 551 ms (TT 4: 25.9 and 649; 8: 21.5 and 616; 32: 18.1 and 546). */
+#define TT 16
 
 QM_INLINE void tokens8(int has_h, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
                        float *y, size_t ldy) {
