@@ -416,18 +416,18 @@ static void test_matmul_q8_rows8(void **state) {
         }
 }
 
-/* ---- Q4_0 / Q5_0 rows interleaved by 8 (kernels/rows8.h) ---- */
+/* ---- Q4_0 / Q5_0 / Q4_K rows interleaved by 8 (kernels/rows8.h) ---- */
 
 /* The view's rows interleaved (its blocks only; rows % 8 == 0) into a new allocation. */
 static qm_wview interleave(const qm_wview *v) {
     const int nblk = v->cols / 32;
-    const size_t row = (size_t)nblk * qm_dtype_block_bytes(v->dtype);
+    const size_t row = qm_dtype_row_bytes(v->dtype, (size_t)v->cols);
     uint8_t *dst = malloc((size_t)v->rows * row);
     assert_non_null(dst);
     for (int o = 0; o < v->rows; o += QM_ROWS8)
         qm_rows8_pack(v->dtype, (const uint8_t *)v->data + (size_t)o * qm_wview_stride(v), qm_wview_stride(v), nblk,
                       dst + (size_t)o * row);
-    const qm_dtype t = v->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : QM_DT_Q5_0_R8;
+    const qm_dtype t = v->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : v->dtype == QM_DT_Q5_0 ? QM_DT_Q5_0_R8 : QM_DT_Q4_K_R8;
     return (qm_wview){dst, t, (size_t)v->cols, v->rows, v->cols, 0};
 }
 
@@ -441,7 +441,7 @@ static void test_matmul_q8_interleaved(void **state) {
     const int nf = isas(fs);
     rng_t r = {23};
     static const int rows_of[] = {8, 16, 40, 64}, nblk_of[] = {9, 16, 28, 33, 47}, tok_of[] = {1, 2, 5, 16, 17, 40};
-    static const qm_dtype dts[] = {QM_DT_Q4_0, QM_DT_Q5_0};
+    static const qm_dtype dts[] = {QM_DT_Q4_0, QM_DT_Q5_0, QM_DT_Q4_K};
     for (int i = 0; i < 1000; i++) {
         const uint32_t u = (uint32_t)rng_u64(&r);
         assert_int_equal(qm_rows8_qh_of_hb(qm_rows8_hb_of_qh(u)), u);
@@ -451,13 +451,21 @@ static void test_matmul_q8_interleaved(void **state) {
     }
     for (int d = 0; d < COUNT(dts); d++)
         for (int trial = 0; trial < 30; trial++) {
-            const int rows = rows_of[trial % COUNT(rows_of)], nblk = nblk_of[trial % COUNT(nblk_of)];
+            const int k4 = dts[d] == QM_DT_Q4_K, rows = rows_of[trial % COUNT(rows_of)];
+            const int nblk = k4 ? 8 * (1 + trial % 6) : nblk_of[trial % COUNT(nblk_of)]; /* 32-blocks */
             const int n_tok = tok_of[trial % COUNT(tok_of)], extreme = trial >= 24;
             qcase c;
-            make_case(&r, dts[d], rows, n_tok, nblk, 32, &c);
+            make_case(&r, dts[d], rows, n_tok, nblk, k4 ? 256 : 32, &c);
+            if (extreme && k4) { /* scales and mins 63, codes 15 or 0 */
+                const size_t n = (size_t)rows * (size_t)c.ld / 256;
+                for (size_t b = 0; b < n; b++) {
+                    memset(c.wq + b * 144 + 4, 0xFF, 12);
+                    memset(c.wq + b * 144 + 16, trial & 1 ? 0xFF : 0x00, 128);
+                }
+            }
             if (extreme) {
                 const size_t bb = qm_dtype_block_bytes(c.dt), n = (size_t)rows * (size_t)c.ld / 32;
-                for (size_t b = 0; b < n; b++) memset(c.wq + b * bb + 2, trial & 1 ? 0xFF : 0x00, bb - 2);
+                for (size_t b = 0; b < n && !k4; b++) memset(c.wq + b * bb + 2, trial & 1 ? 0xFF : 0x00, bb - 2);
                 for (size_t b = 0; b < (size_t)n_tok * c.x.ld_blocks; b++) {
                     memset(c.q + 32 * b, trial & 2 ? -127 : 127, 32);
                     c.s[b] = trial & 2 ? -32 * 127 : 32 * 127;

@@ -199,7 +199,7 @@ typedef struct {
     bool repacked;                   /* Q4_0/Q5_0 matrices were repacked to Q8_0 (opts repack) */
     size_t device_repack_bytes_max;  /* the most bytes that added to a device's weights */
     size_t device_rows8_bytes_max;   /* the most weight bytes a device holds interleaved by 8 rows (the
-                                        fast mode's Q4_0/Q5_0 column-parallel matrices, opts repack) */
+                                        fast mode's Q4_0/Q5_0/Q4_K column-parallel matrices, opts repack) */
     size_t repack_bytes;             /* ... to a row's devices together (a decode step reads them) */
     bool head_filter;                /* greedy steps filter the lm_head (model/head_filter.h) */
     long head_filtered_outputs;      /* outputs that went through it (row 0's first device) */

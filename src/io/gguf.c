@@ -41,7 +41,7 @@ const char *qm_gguf_ggml_type_name(uint32_t ggml_type) {
 }
 
 /* ggml id of each qmesh dtype, in qm_dtype order (the in-memory interleaved types have none). */
-static const uint32_t ggml_of_dtype[QM_DT_COUNT] = {0, 1, 30, 8, 2, 3, 6, 7, 12, 13, 14, UINT32_MAX, UINT32_MAX};
+static const uint32_t ggml_of_dtype[QM_DT_COUNT] = {0, 1, 30, 8, 2, 3, 6, 7, 12, 13, 14, UINT32_MAX, UINT32_MAX, UINT32_MAX};
 
 bool qm_gguf_dtype_from_ggml(uint32_t ggml_type, qm_dtype *out) {
     for (int d = 0; d < QM_DT_COUNT; d++) {

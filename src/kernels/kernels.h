@@ -241,10 +241,11 @@ typedef struct qm_kernels {
      * cost: the load repacks those matrices to Q8_0 by default in the exact mode (model.h). */
     bool exact_prefers_q8;
 
-    /* matmul_q8 takes Q4_0/Q5_0 views interleaved 8 rows at a time (kernels/rows8.h), faster in
-     * one token's decode: the fast mode's load makes its column-parallel matrices of those types
-     * so (model.h). */
-    bool q8_rows8;
+    /* Bit t set: matmul_q8 takes views of file type t (Q4_0, Q5_0, Q4_K) interleaved 8 rows at a
+     * time (kernels/rows8.h), faster there in one token's decode: the fast mode's load makes its
+     * column-parallel matrices of those types so (model.h). Every table's matmul_q8 takes them
+     * all; a bit says where that is faster. */
+    unsigned q8_rows8_types;
 } qm_kernels;
 
 typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,

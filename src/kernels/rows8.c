@@ -1,4 +1,4 @@
-/* Q4_0 / Q5_0 rows interleaved by 8 (rows8.h): the layout's packing and unpacking, and matmul_q8
+/* Q4_0 / Q5_0 / Q4_K rows interleaved by 8 (rows8.h): the layout's packing and unpacking, and matmul_q8
  * on such a view. */
 #include "kernels/rows8.h"
 
@@ -10,13 +10,32 @@
 /* Offsets inside a group block: d, hb (Q5_0), t. */
 static size_t t_offset(int has_h) { return has_h ? 48 : 16; }
 
+/* A Q4_K superblock's pieces for lane r (rows8.h): piece i is len[i] bytes at fo[i] of the row's
+ * block (the file) and at go[i] of the group block. Returns how many. */
+#define Q4K_PIECES (2 + 3 + 32)
+static int q4k_pieces(int r, size_t go[Q4K_PIECES], size_t fo[Q4K_PIECES], size_t len[Q4K_PIECES]) {
+    int n = 0;
+    for (int f = 0; f < 2; f++, n++) go[n] = 16 * (size_t)f + 2 * (size_t)r, fo[n] = 2 * (size_t)f, len[n] = 2;
+    for (int k = 0; k < 3; k++, n++) go[n] = 32 + 32 * (size_t)k + 4 * (size_t)r, fo[n] = 4 + 4 * (size_t)k, len[n] = 4;
+    for (int j = 0; j < 4; j++)
+        for (int k = 0; k < 8; k++, n++)
+            go[n] = 128 + 256 * (size_t)j + 32 * (size_t)k + 4 * (size_t)r, fo[n] = 16 + 32 * (size_t)j + 4 * (size_t)k,
+            len[n] = 4;
+    return n;
+}
+
 void qm_rows8_pack(qm_dtype base, const uint8_t *src, size_t src_stride, int nblk, uint8_t *dst) {
-    const int has_h = base == QM_DT_Q5_0;
+    const int has_h = base == QM_DT_Q5_0, k4 = base == QM_DT_Q4_K;
     const size_t bb = qm_dtype_block_bytes(base), gb = QM_ROWS8 * bb;
-    for (int b = 0; b < nblk; b++) {
+    for (int b = 0; b < (k4 ? nblk / 8 : nblk); b++) {
         uint8_t *g = dst + (size_t)b * gb;
         for (int r = 0; r < QM_ROWS8; r++) {
             const uint8_t *blk = src + (size_t)r * src_stride + (size_t)b * bb;
+            if (k4) {
+                size_t go[Q4K_PIECES], fo[Q4K_PIECES], len[Q4K_PIECES];
+                for (int i = 0, n = q4k_pieces(r, go, fo, len); i < n; i++) memcpy(g + go[i], blk + fo[i], len[i]);
+                continue;
+            }
             memcpy(g + 2 * r, blk, 2);
             if (has_h) {
                 const uint32_t hb = qm_rows8_hb_of_qh(qm_quant_rd32(blk + 2));
@@ -28,13 +47,18 @@ void qm_rows8_pack(qm_dtype base, const uint8_t *src, size_t src_stride, int nbl
 }
 
 void qm_rows8_unpack(qm_dtype t, const uint8_t *group, int nblk, int lane0, int n, uint8_t *dst, size_t dst_stride) {
-    const int has_h = t == QM_DT_Q5_0_R8;
+    const int has_h = t == QM_DT_Q5_0_R8, k4 = t == QM_DT_Q4_K_R8;
     const size_t bb = qm_dtype_block_bytes(t), gb = QM_ROWS8 * bb;
-    for (int b = 0; b < nblk; b++) {
+    for (int b = 0; b < (k4 ? nblk / 8 : nblk); b++) {
         const uint8_t *g = group + (size_t)b * gb;
         for (int i = 0; i < n; i++) {
             const int r = lane0 + i;
             uint8_t *blk = dst + (size_t)i * dst_stride + (size_t)b * bb;
+            if (k4) {
+                size_t go[Q4K_PIECES], fo[Q4K_PIECES], len[Q4K_PIECES];
+                for (int i = 0, n = q4k_pieces(r, go, fo, len); i < n; i++) memcpy(blk + fo[i], g + go[i], len[i]);
+                continue;
+            }
             memcpy(blk, g + 2 * r, 2);
             if (has_h) {
                 const uint32_t qh = qm_rows8_qh_of_hb(qm_quant_rd32(g + 16 + 4 * r));

@@ -1,20 +1,27 @@
-/* Q4_0 and Q5_0 rows interleaved 8 at a time (QM_DT_Q4_0_R8, QM_DT_Q5_0_R8): the fast mode's
- * column-parallel matrices of those types, rewritten at load (model/weights.c) so that one token's
- * dot with 8 rows reads each block of the 8 rows as one contiguous run, already in the places
- * the kernels (rows8_avx2.c) want them. The same bytes as the file's blocks, and the same values: the fast
- * mode's dot (kernels/qdot.h) of each row, bit for bit, by any path.
+/* Q4_0, Q5_0 and Q4_K rows interleaved 8 at a time (QM_DT_Q4_0_R8, QM_DT_Q5_0_R8, QM_DT_Q4_K_R8):
+ * the fast mode's column-parallel matrices of those types, rewritten at load (model/weights.c) so
+ * that one token's dot with 8 rows reads each block of the 8 rows as one contiguous run, already
+ * in the places the kernels (rows8_avx2.c) want them. The same bytes as the file's blocks, and
+ * the same values: the fast mode's dot (kernels/qdot.h) of each row, bit for bit, by any path.
  *
- * A view of such a type has rows % 8 == 0 and whole rows (col0 0, ld = cols, a multiple of 32);
- * qm_wview_stride is a row's bytes as in the file, and the 8 rows from row 8g start at
- * data + 8 g stride: their nblk = ld / 32 blocks, one "group block" each, in column order. Group
- * block b (8 x 18 or 8 x 22 bytes) holds block b of rows 8g + r, r = 0 .. 7 (lane r):
+ * A view of such a type has rows % 8 == 0 and whole rows (col0 0, ld = cols, a multiple of 32;
+ * Q4_K: of 256); qm_wview_stride is a row's bytes as in the file, and the 8 rows from row 8g start
+ * at data + 8 g stride: their blocks (Q4_K: superblocks), one "group block" each, in column order.
+ * Group block b (8 x 18 or 8 x 22 bytes) of Q4_0 / Q5_0 holds block b of rows 8g + r, r = 0 .. 7
+ * (lane r):
  *   d[8]     f16, lane r's d                                              16 bytes
  *   hb[8]    Q5_0 only: lane r's 32 fifth bits, rearranged (below)         32 bytes
  *   t[4][8]  dword k of lane r's 16 code bytes at t[k][r]: low nibbles     128 bytes
  *            elements 4k .. 4k + 3, high nibbles 16 + 4k .. 16 + 4k + 3
  * hb: bit 8 j + p of lane r's word is the fifth bit of element 4 p + j (p < 4, the low nibbles of
  * t[p]) or 16 + 4 (p - 4) + j (p >= 4, the high nibbles of t[p - 4]), so that one shift and a mask
- * of the word put the fifth bits of a vector of codes in place (byte j, bit 4). */
+ * of the word put the fifth bits of a vector of codes in place (byte j, bit 4).
+ * Group block b (8 x 144 bytes) of Q4_K holds superblock b of the 8 rows:
+ *   d[8], dmin[8]  f16, lane r's                                          32 bytes
+ *   s[3][8]        dword k of lane r's 12 packed scale bytes at s[k][r]    96 bytes
+ *   t[4][8][8]     dword k of lane r's code bytes 32 j .. 32 j + 31 at     1024 bytes
+ *                  t[j][k][r]: low nibbles elements 4k .. 4k + 3 of sub-block 2j, high nibbles
+ *                  those of sub-block 2j + 1 */
 #ifndef QM_KERNELS_ROWS8_H
 #define QM_KERNELS_ROWS8_H
 
@@ -45,15 +52,15 @@ static inline uint32_t qm_rows8_qh_of_hb(uint32_t hb) {
     return qm_rows8_delta_swap(hb, 14, 0x0000ccccu);
 }
 
-/* Rows src + r * src_stride (r < 8), blocks [0, nblk) of each, file type base (Q4_0, Q5_0), into
- * the nblk group blocks at dst. */
+/* Rows src + r * src_stride (r < 8), 32-blocks [0, nblk) of each (Q4_K: nblk / 8 superblocks), file
+ * type base (Q4_0, Q5_0, Q4_K), into the group blocks at dst. */
 void qm_rows8_pack(qm_dtype base, const uint8_t *src, size_t src_stride, int nblk, uint8_t *dst);
 
-/* The inverse, lanes [lane0, lane0 + n) of the nblk group blocks at group: row lane0 + i into
- * dst + i * dst_stride, as the file had it. */
+/* The inverse, lanes [lane0, lane0 + n) of the group blocks of nblk 32-blocks at group: row
+ * lane0 + i into dst + i * dst_stride, as the file had it. */
 void qm_rows8_unpack(qm_dtype t, const uint8_t *group, int nblk, int lane0, int n, uint8_t *dst, size_t dst_stride);
 
-/* An ISA's kernels for the layout. decode: one token, the 8 rows of the nblk group blocks at
+/* An ISA's kernels for the layout (nblk: a row's 32-blocks). decode: one token, the 8 rows of the group blocks at
  * group: y[r] (+ bias[r]), each the fast mode's dot of row r. tokens: the same for n_tok tokens
  * (x's vector t into y + t ldy). unpack8: qm_rows8_unpack of all 8 lanes. plain: the ISA's
  * matmul_q8 on the file's layout. */
@@ -75,6 +82,15 @@ void qm_rows8_decode_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, cons
 void qm_rows8_tokens_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok,
                                 const float *bias, float *y, size_t ldy);
 void qm_rows8_unpack8_avx512vnni(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
+/* Q4_K's (rows8_q4k_avx2.c), which those of the type's argument call */
+void qm_rows8_q4k_decode_avx2(const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
+void qm_rows8_q4k_tokens_avx2(const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
+                              float *y, size_t ldy);
+void qm_rows8_q4k_unpack8_avx2(const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
+void qm_rows8_q4k_decode_avx512vnni(const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
+void qm_rows8_q4k_tokens_avx512vnni(const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
+                                    float *y, size_t ldy);
+void qm_rows8_q4k_unpack8_avx512vnni(const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
 #endif
 
 /* matmul_q8 (kernels.h) on an interleaved view: its whole groups by k->decode (one token) or

@@ -11,19 +11,7 @@
  * weight). */
 #include "kernels/rows8.h"
 
-#include <immintrin.h>
-#include <string.h>
-
-#define QM_INLINE static inline __attribute__((always_inline))
-#define PF_GROUPS 2 /* prefetch the group this many ahead (into the L2), a share each block */
-
-/* rows8_avx512vnni.c builds this file again with QM_ROWS8_VNNI: each 4 products summed into the
- * int32 lanes by one vpdpbusd (AVX512-VNNI on ymm), the same exact integers. */
-#ifdef QM_ROWS8_VNNI
-#define R8_ISA(name) name##_avx512vnni
-#else
-#define R8_ISA(name) name##_avx2
-#endif
+#include "kernels/rows8_simd.h"
 
 /* A block's running integer sums, lane r: the int32 sums (VNNI), or the low and high nibbles'
  * int16 pairs (maddubs; 4 pairs of at most 2 x 31 x 127 fit). */
@@ -52,12 +40,6 @@ QM_INLINE __m256i isums_total(isums s) {
     const __m256i ones = _mm256_set1_epi16(1);
     return _mm256_add_epi32(_mm256_madd_epi16(s.a, ones), _mm256_madd_epi16(s.b, ones));
 #endif
-}
-
-QM_INLINE int rd32(const int8_t *p) {
-    int v;
-    memcpy(&v, p, 4);
-    return v;
 }
 
 /* Bit 4 of byte j of each dword: the fifth bit in hb's bit 8 j + p. */
@@ -109,12 +91,10 @@ QM_INLINE void decode8(int has_h, const uint8_t *group, int nblk, const qm_q8act
     __m256 acc[16];
     for (int l = 0; l < 16; l++) acc[l] = _mm256_setzero_ps();
     for (int b = 0; b < nblk; b++) {
-        for (size_t k = 0; k < gb; k += 64) _mm_prefetch(pf + (size_t)b * gb + k, _MM_HINT_T1);
+        rows8_prefetch(pf + (size_t)b * gb, gb);
         acc[b & 15] = _mm256_add_ps(acc[b & 15], block8(has_h, group + (size_t)b * gb, x, b));
     }
-    for (int h = 8; h >= 1; h /= 2) /* the halving tree, 8 rows at once */
-        for (int l = 0; l < h; l++) acc[l] = _mm256_add_ps(acc[l], acc[l + h]);
-    _mm256_storeu_ps(y, bias ? _mm256_add_ps(acc[0], _mm256_loadu_ps(bias)) : acc[0]);
+    rows8_store_tree(acc, bias, y);
 }
 
 /* Several tokens: each group block's codes made once (8 vectors in registers) for TT tokens at a
@@ -122,48 +102,39 @@ QM_INLINE void decode8(int has_h, const uint8_t *group, int nblk, const qm_q8act
  * same sums and f32 operations as one token's block8. Against the file layout's token tiles
  * (qdot_avx2.c),
  * the 0.5B's fast gate_up (--isa avx2, 2 threads, Zen 5): batch 16 23.1 -> 18.0 ms a step,
- * prefill of 512 tokens 643 -> 551 ms (TT 4: 25.9 and 649; 8: 21.5 and 616; 32: 18.1 and 546). */
-#define TT 16
-
+ * prefill of 512 tokens 643 -> 551 ms (TT 4: 25.9 and 649; 8: 21.5 and 616; 32: 18.1 and 546):
+ * TT, rows8_simd.h. */
 QM_INLINE void tokens8(int has_h, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
                        float *y, size_t ldy) {
     const size_t gb = has_h ? 8 * 22 : 8 * 18;
     __m256 acc[TT][16];
     for (int t0 = 0; t0 < n_tok; t0 += TT) {
-        const int nt = n_tok - t0 < TT ? n_tok - t0 : TT;
         qm_q8act xt[TT];
-        for (int t = 0; t < nt; t++) {
-            xt[t] = qm_q8act_vector(x, t0 + t);
-            for (int l = 0; l < 16; l++) acc[t][l] = _mm256_setzero_ps();
-        }
+        const int nt = rows8_chunk(x, n_tok, t0, xt, acc);
         for (int b = 0; b < nblk; b++) {
             const uint8_t *g = group + (size_t)b * gb;
-            if (t0 == 0) /* the next group, while this one's tokens go: a share a block, as decode8 */
-                for (size_t k = 0; k < gb; k += 64) _mm_prefetch((const char *)g + (size_t)nblk * gb + k, _MM_HINT_T1);
+            if (t0 == 0) rows8_prefetch(g + (size_t)nblk * gb, gb); /* the next group, a share a block, as decode8 */
             __m256i lo[4], hi[4];
             codes8(has_h, g, lo, hi);
             const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
             for (int t = 0; t < nt; t++)
                 acc[t][b & 15] = _mm256_add_ps(acc[t][b & 15], contrib8(has_h, lo, hi, d, &xt[t], b));
         }
-        for (int t = 0; t < nt; t++) {
-            for (int h = 8; h >= 1; h /= 2)
-                for (int l = 0; l < h; l++) acc[t][l] = _mm256_add_ps(acc[t][l], acc[t][l + h]);
-            float *yt = y + (size_t)(t0 + t) * ldy;
-            _mm256_storeu_ps(yt, bias ? _mm256_add_ps(acc[t][0], _mm256_loadu_ps(bias)) : acc[t][0]);
-        }
+        for (int t = 0; t < nt; t++) rows8_store_tree(acc[t], bias, y + (size_t)(t0 + t) * ldy);
     }
 }
 
 void R8_ISA(qm_rows8_tokens)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok,
                              const float *bias, float *y, size_t ldy) {
-    if (t == QM_DT_Q5_0_R8) tokens8(1, group, nblk, x, n_tok, bias, y, ldy);
+    if (t == QM_DT_Q4_K_R8) R8_ISA(qm_rows8_q4k_tokens)(group, nblk, x, n_tok, bias, y, ldy);
+    else if (t == QM_DT_Q5_0_R8) tokens8(1, group, nblk, x, n_tok, bias, y, ldy);
     else tokens8(0, group, nblk, x, n_tok, bias, y, ldy);
 }
 
 void R8_ISA(qm_rows8_decode)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias,
                              float *y) {
-    if (t == QM_DT_Q5_0_R8) decode8(1, group, nblk, x, bias, y);
+    if (t == QM_DT_Q4_K_R8) R8_ISA(qm_rows8_q4k_decode)(group, nblk, x, bias, y);
+    else if (t == QM_DT_Q5_0_R8) decode8(1, group, nblk, x, bias, y);
     else decode8(0, group, nblk, x, bias, y);
 }
 
@@ -208,6 +179,7 @@ QM_INLINE void unpack8(int has_h, const uint8_t *group, int nblk, uint8_t *dst, 
 }
 
 void R8_ISA(qm_rows8_unpack8)(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride) {
-    if (t == QM_DT_Q5_0_R8) unpack8(1, group, nblk, dst, dst_stride);
+    if (t == QM_DT_Q4_K_R8) R8_ISA(qm_rows8_q4k_unpack8)(group, nblk, dst, dst_stride);
+    else if (t == QM_DT_Q5_0_R8) unpack8(1, group, nblk, dst, dst_stride);
     else unpack8(0, group, nblk, dst, dst_stride);
 }

@@ -46,8 +46,9 @@ typedef struct {
     bool huge_pages;            /* the matrices copied at load into huge pages (util/huge_arena.h) */
     bool repack_q8;             /* the layers' Q4_0 and Q5_0 matrices repacked at load to Q8_0 */
     size_t repack_bytes;        /* the bytes that added (of weight_bytes; included in copied_bytes) */
-    bool rows8;                 /* the layers' column-parallel Q4_0/Q5_0 matrices interleaved 8 rows at
-                                   a time (kernels/rows8.h; not with repack_q8) */
+    unsigned rows8_types;       /* bit t: the layers' column-parallel matrices of file type t (Q4_0,
+                                   Q5_0, Q4_K) interleaved 8 rows at a time (kernels/rows8.h; not
+                                   with repack_q8) */
     size_t rows8_bytes;         /* the bytes held so (of weight_bytes and copied_bytes) */
     qm_arena huge;              /* their memory; huge.used: bytes copied there */
 } qm_shard;
@@ -57,11 +58,12 @@ typedef struct {
  * where memory allows (a matrix it does not stays in place). repack_q8: the layers' Q4_0 and Q5_0
  * matrices rewritten as Q8_0 blocks of the same values (kernels/quant.h qm_requant_q8_0; the same
  * 32-column blocks, so the same slices and the same logits, bit for bit), for kernels that run
- * Q8_0 faster (kernels.h exact_prefers_q8): 34 bytes a block instead of 18 or 22. rows8 (not with
- * repack_q8): the column-parallel ones (q, k, v, gate, up) of whole rows, a multiple of 8 of them,
- * interleaved 8 rows at a time for the fast mode's kernels (kernels.h q8_rows8), the same bytes. */
+ * Q8_0 faster (kernels.h exact_prefers_q8): 34 bytes a block instead of 18 or 22. rows8_types
+ * (not with repack_q8): the column-parallel matrices (q, k, v, gate, up) of those file types, of
+ * whole rows, a multiple of 8 of them, interleaved 8 rows at a time for the fast mode's kernels
+ * (kernels.h q8_rows8_types), the same bytes. */
 qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, bool repack_q8,
-                        bool rows8, qm_shard *out, qm_error *err);
+                        unsigned rows8_types, qm_shard *out, qm_error *err);
 void qm_shard_free(qm_shard *s);
 
 /* Weight bytes of the whole model: every tensor the forward pass reads once (the embedding only
@@ -99,7 +101,7 @@ typedef struct {
     int repack_q8;    /* Q4_0/Q5_0 matrices repacked at load (qm_shard_load): 1 on (to Q8_0), -1 off,
                          0 auto (to Q8_0 in the exact mode where the kernels prefer it:
                          exact_prefers_q8; interleaved by 8 rows in the fast mode where the
-                         kernels take that: q8_rows8) */
+                         kernels take that: q8_rows8_types) */
     bool head_filter; /* exact mode: greedy steps filter the lm_head (model/head_filter.h) */
     bool head_shadow; /* ... a float head too, through a Q8_0 copy each device makes */
 } qm_device_dims;
@@ -155,8 +157,8 @@ static inline float *qm_kv_at(const qm_device *dev, int slot, int layer, int whi
 
 /* Whether a device with these dimensions and kernels repacks its Q4_0/Q5_0 matrices (repack_q8). */
 bool qm_device_repacks(const qm_device_dims *dims, const qm_kernels *k);
-/* Whether it interleaves its column-parallel Q4_0/Q5_0 matrices by 8 rows (qm_shard_load rows8). */
-bool qm_device_rows8(const qm_device_dims *dims, const qm_kernels *k);
+/* The file types whose column-parallel matrices it interleaves by 8 rows (qm_shard_load rows8_types). */
+unsigned qm_device_rows8(const qm_device_dims *dims, const qm_kernels *k);
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
                          int team_threads, const qm_device_dims *dims, qm_error *err);
 void qm_device_free(qm_device *dev);

@@ -3,7 +3,8 @@
  * mmap; column slices are copied once, and the mapped pages they came from are released. With
  * huge_pages, every matrix is copied, into huge pages (util/huge_arena.h), the same way. With
  * repack_q8, a layer's Q4_0 or Q5_0 matrix is copied as Q8_0 blocks of the same values; with
- * rows8, a column-parallel one as its rows interleaved 8 at a time (kernels/rows8.h). */
+ * rows8_types, a column-parallel one of those types (Q4_0, Q5_0, Q4_K) as its rows interleaved 8
+ * at a time (kernels/rows8.h). */
 #include "model/model.h"
 #include "kernels/quant.h"
 #include "kernels/rows8.h"
@@ -80,12 +81,13 @@ static qm_status repack_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1
  * v, gate, up), a row-parallel one's columns its inputs (o_proj, down: the row-parallel kernels). */
 typedef enum { USE_HEAD, USE_COLPAR, USE_ROWPAR } view_use;
 
-/* Whether rows [r0, r1) x all columns of t are held interleaved by 8 (rows8). */
+/* Whether rows [r0, r1) x all columns of t are held interleaved by 8 (rows8_types). */
 static bool rows8_view_fits(const qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, view_use use) {
     const int64_t ld = t->shape[1];
-    return s->rows8 && use == USE_COLPAR && (t->dtype == QM_DT_Q4_0 || t->dtype == QM_DT_Q5_0) && c0 == 0 &&
-           c1 == ld && ld % 32 == 0 && ld / 32 <= QM_ROWS8_MAX_BLOCKS && r1 > r0 &&
-           (r1 - r0) % QM_ROWS8 == 0;
+    const bool typed = (t->dtype == QM_DT_Q4_0 || t->dtype == QM_DT_Q5_0 || t->dtype == QM_DT_Q4_K) &&
+                       (s->rows8_types >> t->dtype & 1u);
+    return use == USE_COLPAR && typed && c0 == 0 && c1 == ld && ld % qm_dtype_block(t->dtype) == 0 &&
+           ld / 32 <= QM_ROWS8_MAX_BLOCKS && r1 > r0 && (r1 - r0) % QM_ROWS8 == 0;
 }
 
 /* Rows [r0, r1) of t, whole, interleaved 8 at a time (kernels/rows8.h): the same bytes. */
@@ -99,7 +101,7 @@ static qm_status rows8_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
                       (uint8_t *)copy + (size_t)r * row_bytes);
     release_pages(base, bytes);
     v->data = copy;
-    v->dtype = t->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : QM_DT_Q5_0_R8;
+    v->dtype = t->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : t->dtype == QM_DT_Q5_0 ? QM_DT_Q5_0_R8 : QM_DT_Q4_K_R8;
     v->ld = (size_t)t->shape[1];
     s->weight_bytes += bytes;
     s->copied_bytes += bytes;
@@ -218,13 +220,13 @@ static qm_status load_layer(qm_shard *s, int i, qm_layer *L, qm_error *err) {
 }
 
 qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, bool repack_q8,
-                        bool rows8, qm_shard *s, qm_error *err) {
+                        unsigned rows8_types, qm_shard *s, qm_error *err) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
     s->ck = ck;
     s->huge_pages = huge_pages;
     s->repack_q8 = repack_q8;
-    s->rows8 = rows8 && !repack_q8;
+    s->rows8_types = repack_q8 ? 0 : rows8_types;
     qm_status st = qm_partition_make(cols, col, cfg->num_attention_heads, cfg->num_key_value_heads, cfg->head_dim,
                                      cfg->intermediate_size, cfg->vocab_size, &s->part, err);
     if (st) return st;

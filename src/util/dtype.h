@@ -22,26 +22,30 @@ typedef enum {
     QM_DT_Q4_K, /* 256: f16 d, f16 dmin, 12 bytes of 6-bit scales/mins, 128 codes 144 bytes */
     QM_DT_Q5_K, /* 256: as Q4_K + 32 bytes of 5th bits                            176 bytes */
     QM_DT_Q6_K, /* 256: 128 low nibbles, 64 high 2-bit, 16 int8 scales, f16 d     210 bytes */
-    /* In memory only (never in a file): Q4_0 / Q5_0 rows interleaved 8 at a time for the fast
+    /* In memory only (never in a file): Q4_0 / Q5_0 / Q4_K rows interleaved 8 at a time for the fast
      * mode's kernels (kernels/rows8.h), the same bytes a block on average. */
     QM_DT_Q4_0_R8, /* 8 rows x 32: 8 f16 d, 8 x 16 code bytes               8 x 18 bytes */
     QM_DT_Q5_0_R8, /* 8 rows x 32: 8 f16 d, 8 x 4 bytes of 5th bits, 8 x 16  8 x 22 bytes */
+    QM_DT_Q4_K_R8, /* 8 rows x 256: 8 d, 8 dmin, 8 x 12 scale bytes, 8 x 128  8 x 144 bytes */
     QM_DT_COUNT
 } qm_dtype;
 
 /* Elements per block: 1 for the plain types, 32 or 256 for the quantized ones. */
 static inline int qm_dtype_block(qm_dtype t) {
-    return t <= QM_DT_BF16 ? 1 : t >= QM_DT_Q4_K && t <= QM_DT_Q6_K ? 256 : 32;
+    return t <= QM_DT_BF16 ? 1 : (t >= QM_DT_Q4_K && t <= QM_DT_Q6_K) || t == QM_DT_Q4_K_R8 ? 256 : 32;
 }
 /* Bytes per block (for the plain types: per element). */
 static inline size_t qm_dtype_block_bytes(qm_dtype t) {
-    static const unsigned char bytes[QM_DT_COUNT] = {4, 2, 2, 34, 18, 20, 22, 24, 144, 176, 210, 18, 22};
+    static const unsigned char bytes[QM_DT_COUNT] = {4, 2, 2, 34, 18, 20, 22, 24, 144, 176, 210, 18, 22, 144};
     return bytes[t];
 }
 static inline int qm_dtype_is_quant(qm_dtype t) { return t > QM_DT_BF16; }
-/* The interleaved in-memory types (QM_DT_Q4_0_R8, QM_DT_Q5_0_R8), and the file type of each. */
-static inline int qm_dtype_is_rows8(qm_dtype t) { return t == QM_DT_Q4_0_R8 || t == QM_DT_Q5_0_R8; }
-static inline qm_dtype qm_dtype_rows8_base(qm_dtype t) { return t == QM_DT_Q4_0_R8 ? QM_DT_Q4_0 : QM_DT_Q5_0; }
+/* The interleaved in-memory types (QM_DT_Q4_0_R8, QM_DT_Q5_0_R8, QM_DT_Q4_K_R8), and the file type
+ * of each. */
+static inline int qm_dtype_is_rows8(qm_dtype t) { return t >= QM_DT_Q4_0_R8 && t <= QM_DT_Q4_K_R8; }
+static inline qm_dtype qm_dtype_rows8_base(qm_dtype t) {
+    return t == QM_DT_Q4_0_R8 ? QM_DT_Q4_0 : t == QM_DT_Q5_0_R8 ? QM_DT_Q5_0 : QM_DT_Q4_K;
+}
 /* CALL(QM_DT_x) for the quantized type t, the type a compile-time constant there so that an
  * inlined kernel is specialised per type; nothing for the plain types. */
 #define QM_SWITCH_QUANT_DTYPE(t, CALL)                                                              \
@@ -67,7 +71,7 @@ static inline size_t qm_dtype_size(qm_dtype t) { return t == QM_DT_F32 ? 4 : 2; 
 static inline const char *qm_dtype_name(qm_dtype t) {
     static const char *const names[QM_DT_COUNT] = {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1",
                                                    "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K",
-                                                   "Q4_0x8", "Q5_0x8"};
+                                                   "Q4_0x8", "Q5_0x8", "Q4_Kx8"};
     return (unsigned)t < QM_DT_COUNT ? names[t] : "?";
 }
 
