@@ -33,7 +33,7 @@ void qm_rows8_pack(qm_dtype base, const uint8_t *src, size_t src_stride, int nbl
             const uint8_t *blk = src + (size_t)r * src_stride + (size_t)b * bb;
             if (k4) {
                 size_t go[Q4K_PIECES], fo[Q4K_PIECES], len[Q4K_PIECES];
-                for (int i = 0, n = q4k_pieces(r, go, fo, len); i < n; i++) memcpy(g + go[i], blk + fo[i], len[i]);
+                for (int p = 0, np = q4k_pieces(r, go, fo, len); p < np; p++) memcpy(g + go[p], blk + fo[p], len[p]);
                 continue;
             }
             memcpy(g + 2 * r, blk, 2);
@@ -56,7 +56,7 @@ void qm_rows8_unpack(qm_dtype t, const uint8_t *group, int nblk, int lane0, int 
             uint8_t *blk = dst + (size_t)i * dst_stride + (size_t)b * bb;
             if (k4) {
                 size_t go[Q4K_PIECES], fo[Q4K_PIECES], len[Q4K_PIECES];
-                for (int i = 0, n = q4k_pieces(r, go, fo, len); i < n; i++) memcpy(blk + fo[i], g + go[i], len[i]);
+                for (int p = 0, np = q4k_pieces(r, go, fo, len); p < np; p++) memcpy(blk + fo[p], g + go[p], len[p]);
                 continue;
             }
             memcpy(blk, g + 2 * r, 2);
