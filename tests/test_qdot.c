@@ -427,8 +427,7 @@ static qm_wview interleave(const qm_wview *v) {
     for (int o = 0; o < v->rows; o += QM_ROWS8)
         qm_rows8_pack(v->dtype, (const uint8_t *)v->data + (size_t)o * qm_wview_stride(v), qm_wview_stride(v), nblk,
                       dst + (size_t)o * row);
-    const qm_dtype t = v->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : v->dtype == QM_DT_Q5_0 ? QM_DT_Q5_0_R8 : QM_DT_Q4_K_R8;
-    return (qm_wview){dst, t, (size_t)v->cols, v->rows, v->cols, 0};
+    return (qm_wview){dst, qm_dtype_rows8_of(v->dtype), (size_t)v->cols, v->rows, v->cols, 0};
 }
 
 /* Every ISA's matmul_q8 on the interleaved rows against the scalar twin on the file's layout, bit

@@ -84,8 +84,7 @@ typedef enum { USE_HEAD, USE_COLPAR, USE_ROWPAR } view_use;
 /* Whether rows [r0, r1) x all columns of t are held interleaved by 8 (rows8_types). */
 static bool rows8_view_fits(const qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, view_use use) {
     const int64_t ld = t->shape[1];
-    const bool typed = (t->dtype == QM_DT_Q4_0 || t->dtype == QM_DT_Q5_0 || t->dtype == QM_DT_Q4_K) &&
-                       (s->rows8_types >> t->dtype & 1u);
+    const bool typed = qm_dtype_rows8_of(t->dtype) != QM_DT_COUNT && (s->rows8_types >> t->dtype & 1u);
     return use == USE_COLPAR && typed && c0 == 0 && c1 == ld && ld % qm_dtype_block(t->dtype) == 0 &&
            ld / 32 <= QM_ROWS8_MAX_BLOCKS && r1 > r0 && (r1 - r0) % QM_ROWS8 == 0;
 }
@@ -101,7 +100,7 @@ static qm_status rows8_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
                       (uint8_t *)copy + (size_t)r * row_bytes);
     release_pages(base, bytes);
     v->data = copy;
-    v->dtype = t->dtype == QM_DT_Q4_0 ? QM_DT_Q4_0_R8 : t->dtype == QM_DT_Q5_0 ? QM_DT_Q5_0_R8 : QM_DT_Q4_K_R8;
+    v->dtype = qm_dtype_rows8_of(t->dtype);
     v->ld = (size_t)t->shape[1];
     s->weight_bytes += bytes;
     s->copied_bytes += bytes;

@@ -46,6 +46,13 @@ static inline int qm_dtype_is_rows8(qm_dtype t) { return t >= QM_DT_Q4_0_R8 && t
 static inline qm_dtype qm_dtype_rows8_base(qm_dtype t) {
     return t == QM_DT_Q4_0_R8 ? QM_DT_Q4_0 : t == QM_DT_Q5_0_R8 ? QM_DT_Q5_0 : QM_DT_Q4_K;
 }
+/* The interleaved type of file type t, QM_DT_COUNT where it has none. */
+static inline qm_dtype qm_dtype_rows8_of(qm_dtype t) {
+    return t == QM_DT_Q4_0   ? QM_DT_Q4_0_R8
+           : t == QM_DT_Q5_0 ? QM_DT_Q5_0_R8
+           : t == QM_DT_Q4_K ? QM_DT_Q4_K_R8
+                             : QM_DT_COUNT;
+}
 /* CALL(QM_DT_x) for the quantized type t, the type a compile-time constant there so that an
  * inlined kernel is specialised per type; nothing for the plain types. */
 #define QM_SWITCH_QUANT_DTYPE(t, CALL)                                                              \
