@@ -20,7 +20,7 @@
 #include "kernels/quant.h"
 #include "kernels/rowpar.h"
 
-#define QM_INLINE static inline __attribute__((always_inline))
+#include "kernels/inline.h"
 
 /* 8 weights of dtype dt at p, converted exactly to f32. */
 QM_INLINE __m256 load_w8(const void *p, qm_dtype dt) {

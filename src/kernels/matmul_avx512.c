@@ -16,7 +16,7 @@
 #include "kernels/quant.h"
 #include "kernels/rowpar.h"
 
-#define QM_INLINE static inline __attribute__((always_inline))
+#include "kernels/inline.h"
 
 /* 16 weights of dtype dt at p, converted exactly to f32. */
 QM_INLINE __m512 load_w(const void *p, qm_dtype dt) {

@@ -32,7 +32,7 @@
 #include "kernels/q6k_avx2.h"
 #include "kernels/quant.h"
 
-#define QM_INLINE static inline __attribute__((always_inline))
+#include "kernels/inline.h"
 #define DR 4  /* decode: rows per pass */
 #define PR 4  /* prefill: rows per tile */
 /* prefill: tokens per tile. 32, not 16: each row tile's weights unpacked (transposed) once for

@@ -34,7 +34,7 @@
 #include "kernels/rowpar.h"
 #include "kernels/quant.h"
 
-#define QM_INLINE static inline __attribute__((always_inline))
+#include "kernels/inline.h"
 
 /* qdot_avx512vnni.c builds this file again with QM_QDOT_VNNI: the integer sums with vpdpbusd. */
 #ifdef QM_QDOT_VNNI

@@ -6,7 +6,7 @@
 
 #include "kernels/quant.h"
 
-#define QM_INLINE static inline __attribute__((always_inline))
+#include "kernels/inline.h"
 
 QM_INLINE float ld_f16(const uint8_t *p) { return _cvtsh_ss(qm_quant_rd16(p)); }
 

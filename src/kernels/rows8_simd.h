@@ -8,7 +8,7 @@
 
 #include "kernels/qdot.h"
 
-#define QM_INLINE static inline __attribute__((always_inline))
+#include "kernels/inline.h"
 #define PF_GROUPS 2 /* prefetch the group this many ahead (into the L2), a share each block */
 #define TT 16       /* tokens whose codes a group block makes once (the several-token kernels) */
 
