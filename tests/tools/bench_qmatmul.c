@@ -530,8 +530,11 @@ static void bench_dec(const char *isa_name, const char *types, int drows, int dc
         qm_dtype dt = dts[d];
         if ((types && !strstr(types, qm_dtype_name(dt))) || dcols % qm_dtype_block(dt)) continue;
         const int rcols = dcols > 8960 ? dcols : 8960;
-        void *q = make_q(&r, dt, (size_t)drows * dcols / (size_t)qm_dtype_block(dt), 0);
-        float *x = malloc((size_t)rcols * 4), *y = malloc((size_t)drows * 4 * 2);
+        const size_t nq = (size_t)drows * dcols > (size_t)64 * rcols ? (size_t)drows * dcols : (size_t)64 * rcols;
+        void *q = make_q(&r, dt, nq / (size_t)qm_dtype_block(dt), 0); /* wf's rows, or hr's */
+        /* y: the full view's rows, or the row-parallel run's blocks (hr: 64 rows x rcols / 64) */
+        const size_t ny = (size_t)drows > (size_t)rcols ? (size_t)drows : (size_t)rcols;
+        float *x = malloc((size_t)rcols * 4), *y = malloc(ny * 4);
         for (int i = 0; i < rcols; i++) x[i] = rand_f32(&r);
         q8rows xb;
         const qm_q8act a = q8rows_make(&k, x, 1, rcols, &xb);

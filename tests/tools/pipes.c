@@ -141,9 +141,31 @@ static void print_cases(const pipe_case *r, int k, double t_add, int lanes) {
 #define ZQROWT(off, a) "vbroadcasti64x4 " #off "(%0),%%zmm8\n" ZTABLES \
     ZTV(7, a, 2048) ZTV(4, a, 2112) ZTV(7, a, 2176) ZTV(4, a, 2240)
 
+/* The exact step with the codes converted (vpandd, cvtdq2ps) and dequantized by one FMA each,
+ * (d sc) q - dmin m, in place of the tables' lookups: fewer shuffles, more FMAs. */
+#define ZQROWC(off, a) "vpmovzxbd " #off "(%0),%%zmm8\n vpmovzxbd 16+" #off "(%0),%%zmm9\n" \
+    " vpsrld $4,%%zmm8,%%zmm10\n vpsrld $4,%%zmm9,%%zmm11\n vpandd %%zmm6,%%zmm8,%%zmm8\n vpandd %%zmm6,%%zmm9,%%zmm9\n" \
+    " vcvtdq2ps %%zmm8,%%zmm8\n vcvtdq2ps %%zmm9,%%zmm9\n vcvtdq2ps %%zmm10,%%zmm10\n vcvtdq2ps %%zmm11,%%zmm11\n" \
+    " vpbroadcastd 1024(%0),%%zmm12\n vpbroadcastd 1028(%0),%%zmm13\n vpbroadcastd 1032(%0),%%zmm4\n vpbroadcastd 1036(%0),%%zmm5\n" \
+    " vfmsub132ps %%zmm12,%%zmm13,%%zmm8\n vfmsub132ps %%zmm12,%%zmm13,%%zmm9\n" \
+    " vfmsub132ps %%zmm4,%%zmm5,%%zmm10\n vfmsub132ps %%zmm4,%%zmm5,%%zmm11\n" \
+    " vfmadd231ps 2048(%0),%%zmm8,%%zmm" #a "\n vfmadd231ps 2112(%0),%%zmm9,%%zmm" #a "\n" \
+    " vfmadd231ps 2176(%0),%%zmm10,%%zmm" #a "\n vfmadd231ps 2240(%0),%%zmm11,%%zmm" #a "\n"
+/* Half and half: the low nibbles by the table, the high by cvtdq2ps and an FMA. */
+#define ZQROWH(off, a) "vpmovzxbd " #off "(%0),%%zmm8\n vpmovzxbd 16+" #off "(%0),%%zmm9\n" \
+    " vpsrld $4,%%zmm8,%%zmm10\n vpsrld $4,%%zmm9,%%zmm11\n" \
+    " vcvtdq2ps %%zmm10,%%zmm10\n vcvtdq2ps %%zmm11,%%zmm11\n" \
+    " vpbroadcastd 1024(%0),%%zmm12\n vpbroadcastd 1028(%0),%%zmm13\n vfmsub132ps %%zmm14,%%zmm13,%%zmm12\n" \
+    " vpbroadcastd 1032(%0),%%zmm4\n vpbroadcastd 1036(%0),%%zmm5\n" \
+    " vpermps %%zmm12,%%zmm8,%%zmm8\n vpermps %%zmm12,%%zmm9,%%zmm9\n" \
+    " vfmsub132ps %%zmm4,%%zmm5,%%zmm10\n vfmsub132ps %%zmm4,%%zmm5,%%zmm11\n" \
+    " vfmadd231ps 2048(%0),%%zmm8,%%zmm" #a "\n vfmadd231ps 2112(%0),%%zmm9,%%zmm" #a "\n" \
+    " vfmadd231ps 2176(%0),%%zmm10,%%zmm" #a "\n vfmadd231ps 2240(%0),%%zmm11,%%zmm" #a "\n"
+#define ZBCD(k, d) "vpbroadcastd 4*" #k "(%0),%%zmm" #d "\n"
+
 static void zmm_pipes(double t_add) {
     printf("\nAVX-512 (zmm)\n%-34s %8s %12s\n", "instructions an iteration", "cycles", "per cycle");
-    pipe_case r[40];
+    pipe_case r[48];
     int k = 0;
     CASE("8 fma", 8, Z8(ZFMA));
     CASE("8 vpermps", 8, Z8(ZPERM));
@@ -179,6 +201,10 @@ static void zmm_pipes(double t_add) {
     CASE("8 vbroadcasti64x4 + 8 vpermps", 16, Z8(ZBC256) Z8(ZPERM));
     CASE("Q4_K step, vpermi2ps, 4 rows x 64", 16, ZQROWT(0, 0) ZQROWT(32, 1) ZQROWT(64, 2) ZQROWT(96, 3));
     CASE("exact Q4_K step, 4 rows x 64", 16, ZQROW(0, 0) ZQROW(32, 1) ZQROW(64, 2) ZQROW(96, 3));
+    CASE("exact Q4_K step, cvt + fma, 4 rows", 16, ZQROWC(0, 0) ZQROWC(32, 1) ZQROWC(64, 2) ZQROWC(96, 3));
+    CASE("exact Q4_K step, half cvt, 4 rows", 16, ZQROWH(0, 0) ZQROWH(32, 1) ZQROWH(64, 2) ZQROWH(96, 3));
+    CASE("8 vpbroadcastd zmm from memory", 8, Z8(ZBCD));
+    CASE("8 vpbroadcastd + 8 vpermps", 16, Z8(ZBCD) Z8(ZPERM));
     print_cases(r, k, t_add, 16);
 }
 
