@@ -508,6 +508,76 @@ static void test_matmul_q8_interleaved(void **state) {
         }
 }
 
+/* Row-parallel views interleaved (kernels.h q8_rows8_rowpar_types: Q4_K with AVX2): the held
+ * superblocks of 8 to 40 rows, views from a multiple of 64 columns (inside a superblock or not),
+ * blocks of 64 and 128 columns, 1 to 16 tokens (the group kernel) and 17 (unpacked), whole ranges
+ * and ranges that cut groups: matmul_q8_blocks against the scalar twin's on the file's layout,
+ * matmul_q8_nodes (the root node) against the same ISA's on the file's layout, bit for bit. */
+static void test_rowpar_interleaved(void **state) {
+    (void)state;
+#if defined(__x86_64__) || defined(__i386__)
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c")) return;
+    rng_t r = {29};
+    static const int rows_of[] = {8, 16, 24, 40}, tok_of[] = {1, 1, 3, 16, 17};
+    for (int trial = 0; trial < 60; trial++) {
+        const int rows = rows_of[trial % COUNT(rows_of)], n_tok = tok_of[trial % COUNT(tok_of)];
+        const int bc = trial % 2 ? 128 : 64, nb32 = 2 * rng_int(&r, 1, 20);
+        qcase c;
+        make_case(&r, QM_DT_Q4_K, rows, n_tok, nb32, 64, &c);
+        const qm_wview whole = {c.wq, QM_DT_Q4_K, (size_t)c.ld, rows, c.ld, 0};
+        qm_wview iv = interleave(&whole);
+        iv.cols = c.v.cols;
+        iv.col0 = (int)(((const uint8_t *)c.v.data - c.wq) / 144 * 256) + c.v.col0; /* from the row's start */
+        const int nb = (c.v.cols + bc - 1) / bc;
+        const size_t ny = (size_t)nb * (size_t)n_tok * (size_t)rows, pstride = (size_t)n_tok * (size_t)rows;
+        float *want = make_y(ny), *got = make_y(ny);
+        for (int split = 0; split < 3; split++) {
+            const int a = split == 0 ? 0 : rng_int(&r, 0, rows - 1);
+            const int b = split == 0 ? rows : split == 1 ? rng_int(&r, a + 1, rows) : a + rng_int(&r, 1, 3);
+            const int e = b < rows ? b : rows;
+            for (size_t i = 0; i < ny; i++) want[i] = got[i] = NAN;
+            blocks_scalar(&c.v, &c.x, n_tok, bc, nb, want, pstride, (size_t)rows, a, e);
+            qm_matmul_q8_blocks_avx2(&iv, &c.x, n_tok, bc, nb, got, pstride, (size_t)rows, a, e);
+            if (memcmp(want, got, ny * sizeof(float)) != 0) {
+                size_t at = 0;
+                while (at < ny && !memcmp(&want[at], &got[at], 4)) at++;
+                print_error("rowpar interleaved blocks rows [%d, %d) of %d, cols %d from %d of %d, bc %d, %d tokens: "
+                            "[%zu] %.9g, want %.9g\n", a, e, rows, c.v.cols, c.v.col0, c.ld, bc, n_tok, at,
+                            (double)got[at], (double)want[at]);
+                fail();
+            }
+            if (nb >= 2) { /* a sub-view from block 1 (the forward's groups of blocks: qm_wview_cols) */
+                const qm_wview fsub = qm_wview_cols(&c.v, bc, c.v.cols), isub = qm_wview_cols(&iv, bc, iv.cols);
+                const qm_q8act xs = {c.x.q + bc, c.x.d + bc / 32, c.x.s + bc / 32, c.x.ld_blocks};
+                for (size_t i = 0; i < ny; i++) want[i] = got[i] = NAN;
+                blocks_scalar(&fsub, &xs, n_tok, bc, nb - 1, want, pstride, (size_t)rows, a, e);
+                qm_matmul_q8_blocks_avx2(&isub, &xs, n_tok, bc, nb - 1, got, pstride, (size_t)rows, a, e);
+                if (memcmp(want, got, ny * sizeof(float)) != 0) {
+                    print_error("rowpar interleaved blocks from block 1, rows [%d, %d), bc %d\n", a, e, bc);
+                    fail();
+                }
+            }
+            const qm_leaf_node root = {0, nb};
+            for (size_t i = 0; i < ny; i++) want[i] = got[i] = NAN;
+            const int done_file = qm_matmul_q8_nodes_avx2(&c.v, &c.x, n_tok, bc, nb, &root, 1, want, pstride,
+                                                          (size_t)rows, a, e);
+            const int done_rows8 = qm_matmul_q8_nodes_avx2(&iv, &c.x, n_tok, bc, nb, &root, 1, got, pstride,
+                                                           (size_t)rows, a, e);
+            assert_int_equal(done_file, done_rows8);
+            if (memcmp(want, got, ny * sizeof(float)) != 0) {
+                print_error("rowpar interleaved nodes rows [%d, %d) of %d, cols %d from %d, bc %d, %d tokens\n", a, e,
+                            rows, c.v.cols, c.v.col0, bc, n_tok);
+                fail();
+            }
+        }
+        free(want);
+        free(got);
+        free((void *)iv.data);
+        free_case(&c);
+    }
+#endif
+}
+
 /* ---- the activation quantizer ---- */
 
 /* A block of edge values: kind 0 random, 1 zeros, 2 ties (amax 127: x * id = k + 0.5 exactly),
@@ -675,6 +745,7 @@ int main(void) {
         cmocka_unit_test(test_matmul_q8_splits),
         cmocka_unit_test(test_matmul_q8_rows8),
         cmocka_unit_test(test_matmul_q8_interleaved),
+        cmocka_unit_test(test_rowpar_interleaved),
         cmocka_unit_test(test_quantize_act),
         cmocka_unit_test(test_accuracy),
         cmocka_unit_test(test_bench),

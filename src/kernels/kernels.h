@@ -36,7 +36,9 @@ typedef struct {
     size_t ld;        /* elements between consecutive rows (>= cols; quantized: whole blocks) */
     int rows;         /* outputs */
     int cols;         /* inputs: the length of each dot product */
-    int col0;         /* quantized only: offset of column 0 inside the block at data */
+    int col0;         /* quantized only: offset of column 0 inside the block at data (rows
+                         interleaved by 8, kernels/rows8.h: data stays at the rows' first
+                         group, and col0 counts from its first column) */
 } qm_wview;
 
 /* Bytes between consecutive rows of a view. */
@@ -45,6 +47,11 @@ static inline size_t qm_wview_stride(const qm_wview *w) { return qm_dtype_row_by
 /* Columns [c0, c1) of a view, as a view. */
 static inline qm_wview qm_wview_cols(const qm_wview *w, int c0, int c1) {
     qm_wview v = *w;
+    if (qm_dtype_is_rows8(w->dtype)) { /* a group's blocks are 8 rows' */
+        v.col0 = w->col0 + c0;
+        v.cols = c1 - c0;
+        return v;
+    }
     size_t abs = (size_t)w->col0 + (size_t)c0, qk = (size_t)qm_dtype_block(w->dtype);
     v.data = (const char *)w->data + abs / qk * qm_dtype_block_bytes(w->dtype);
     v.col0 = (int)(abs % qk);
@@ -246,6 +253,10 @@ typedef struct qm_kernels {
      * column-parallel matrices of those types so (model.h). Every table's matmul_q8 takes them
      * all; a bit says where that is faster. */
     unsigned q8_rows8_types;
+    /* Bit t set: matmul_q8_blocks and matmul_q8_nodes take row-parallel views of file type t
+     * interleaved so too (their rows whole groups of 8, their columns the held superblocks, col0
+     * a multiple of 64), which the fast mode's load then makes (model.h). Only this table's do. */
+    unsigned q8_rows8_rowpar_types;
 } qm_kernels;
 
 typedef void (*qm_matmul_fn)(const qm_wview *w, const float *bias, const float *x, size_t ldx, int n_tok, float *y,

@@ -2008,4 +2008,5 @@ const qm_kernels qm_kernels_avx2_table = {
     .matmul_q8_nodes = qm_matmul_q8_nodes_avx2, .matmul_nodes = matmul_nodes_avx2,
     .head_pass = qm_head_pass_avx2, .head_pass_min_outputs = 8, .head_finish = qm_head_finish_avx2,
     .exp_sub = qm_exp_sub_avx2, .silu_mul = qm_silu_mul_avx2, .exact_prefers_q8 = true,
-    .q8_rows8_types = 1u << QM_DT_Q4_0 | 1u << QM_DT_Q5_0 | 1u << QM_DT_Q4_K};
+    .q8_rows8_types = 1u << QM_DT_Q4_0 | 1u << QM_DT_Q5_0 | 1u << QM_DT_Q4_K,
+    .q8_rows8_rowpar_types = 1u << QM_DT_Q4_K};

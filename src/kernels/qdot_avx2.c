@@ -1705,10 +1705,25 @@ static int nodes_decode(const qm_wview *w, const qm_q8act *x, int bc, int nb, co
     return done;
 }
 
-QM_ROWPAR_NODES_ENTRY_DECODE(qm_matmul_q8_nodes_avx2, nodes_decode)
+static QM_ROWPAR_NODES_ENTRY_DECODE(nodes_file_layout, nodes_decode)
+
+static const qm_rows8_rowpar_kernels rows8_rowpar = {qm_rows8_q4k_blocks_avx2, qm_rows8_unpack8_avx2,
+                                                     qm_matmul_q8_blocks_avx2, qm_matmul_q8_nodes_avx2, 16};
+
+int qm_matmul_q8_nodes_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes,
+                            int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end) {
+    if (qm_dtype_is_rows8(w->dtype))
+        return qm_matmul_q8_nodes_rows8(w, x, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end,
+                                        &rows8_rowpar);
+    return nodes_file_layout(w, x, n_tok, bc, nb, nodes, n_nodes, out, ostride, ldy, o_begin, o_end);
+}
 
 void qm_matmul_q8_blocks_avx2(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
                               size_t pstride, size_t ldy, int o_begin, int o_end) {
+    if (qm_dtype_is_rows8(w->dtype)) {
+        qm_matmul_q8_blocks_rows8(w, x, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end, &rows8_rowpar);
+        return;
+    }
     if (n_tok != 1 || (bc != 64 && bc != 128) || nb < 1 || (nb - 1) * bc >= w->cols || nb * bc < w->cols) {
         qm_q8_blocks_by_views(qm_matmul_q8_avx2, w, x, n_tok, bc, nb, part, pstride, ldy, o_begin, o_end);
         return;

@@ -64,11 +64,12 @@ void qm_rows8_unpack(qm_dtype t, const uint8_t *group, int nblk, int lane0, int 
  * group: y[r] (+ bias[r]), each the fast mode's dot of row r. tokens: the same for n_tok tokens
  * (x's vector t into y + t ldy). unpack8: qm_rows8_unpack of all 8 lanes. plain: the ISA's
  * matmul_q8 on the file's layout. */
+typedef void (*qm_rows8_unpack8_fn)(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
 typedef struct {
     void (*decode)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
     void (*tokens)(qm_dtype t, const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
                    float *y, size_t ldy);
-    void (*unpack8)(qm_dtype t, const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
+    qm_rows8_unpack8_fn unpack8;
     qm_matmul_q8_fn plain;
     int tokens_max; /* tokens takes up to this many tokens (>= 1), plain (on an unpacked copy) more */
 } qm_rows8_kernels;
@@ -87,11 +88,42 @@ void qm_rows8_q4k_decode_avx2(const uint8_t *group, int nblk, const qm_q8act *x,
 void qm_rows8_q4k_tokens_avx2(const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
                               float *y, size_t ldy);
 void qm_rows8_q4k_unpack8_avx2(const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
+void qm_rows8_q4k_blocks_avx2(const uint8_t *group, int nsb, int s0, int ns, int bpb, const qm_q8act *x, int n_tok,
+                              float *lf, size_t lstride, size_t ldt);
 void qm_rows8_q4k_decode_avx512vnni(const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y);
 void qm_rows8_q4k_tokens_avx512vnni(const uint8_t *group, int nblk, const qm_q8act *x, int n_tok, const float *bias,
                                     float *y, size_t ldy);
 void qm_rows8_q4k_unpack8_avx512vnni(const uint8_t *group, int nblk, uint8_t *dst, size_t dst_stride);
 #endif
+
+/* Row-parallel views (kernels.h q8_rows8_rowpar_types; Q4_K): rows whole groups of 8, each row the
+ * superblocks that hold the device's columns (w->ld / 256 of them, interleaved as above), the view
+ * from w->col0 (a multiple of 64) of them. A row's bytes at most QM_ROWS8_ROWPAR_ROW_MAX. An ISA's
+ * kernels: blocks, the block dots of a group's 8 rows: the view's sub-blocks [s0, s0 + ns)
+ * of the group's nsb superblocks, blocks of bpb (2 or 4) sub-blocks from s0, block k's 8 rows to
+ * lf + k lstride (qm_rows8_q4k_blocks_*); unpack8 as above; plain_blocks and plain_nodes, the
+ * ISA's matmul_q8_blocks and matmul_q8_nodes on the file's layout. blocks takes n_tok tokens (up to
+ * tokens_max; more go unpacked), token t's block k at lf + k lstride + t ldt. */
+#define QM_ROWS8_ROWPAR_ROW_MAX 8192
+typedef struct {
+    void (*blocks)(const uint8_t *group, int nsb, int s0, int ns, int bpb, const qm_q8act *x, int n_tok, float *lf,
+                   size_t lstride, size_t ldt);
+    qm_rows8_unpack8_fn unpack8;
+    void (*plain_blocks)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part, size_t pstride,
+                         size_t ldy, int o_begin, int o_end);
+    int (*plain_nodes)(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, const qm_leaf_node *nodes,
+                       int n_nodes, float *out, size_t ostride, size_t ldy, int o_begin, int o_end);
+    int tokens_max;
+} qm_rows8_rowpar_kernels;
+
+/* matmul_q8_blocks and matmul_q8_nodes (kernels.h) on a row-parallel interleaved view: one token's
+ * whole groups by k->blocks, the same bits as the file layout's; other rows (groups the range
+ * cuts) and several tokens unpacked into the file's layout, for k->plain_blocks / plain_nodes. */
+void qm_matmul_q8_blocks_rows8(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb, float *part,
+                               size_t pstride, size_t ldy, int o_begin, int o_end, const qm_rows8_rowpar_kernels *k);
+int qm_matmul_q8_nodes_rows8(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, int nb,
+                             const qm_leaf_node *nodes, int n_nodes, float *out, size_t ostride, size_t ldy,
+                             int o_begin, int o_end, const qm_rows8_rowpar_kernels *k);
 
 /* matmul_q8 (kernels.h) on an interleaved view: its whole groups by k->decode (one token) or
  * k->tokens; the rows of a group the range [o_begin, o_end) cuts unpacked into the file's layout

@@ -132,6 +132,72 @@ void R8_ISA(qm_rows8_q4k_decode)(const uint8_t *group, int nblk, const qm_q8act 
     rows8_store_tree(acc, bias, y);
 }
 
+#ifndef QM_ROWS8_VNNI /* AVX2 only: with VNNI, the file layout's row-parallel kernel is as fast (kernels.h) */
+/* Row-parallel block dots (kernels.h matmul_q8_blocks) of the 8 rows for nt <= TT tokens xt: the
+ * view's sub-blocks [s0, s0 + ns) of the group's superblocks (s0 counted from the group's first,
+ * even), blocks of bpb sub-blocks (2: 64 columns, 4: 128) from s0, the first at phase ph of a
+ * superblock's bpb-aligned blocks (s0 % bpb, 0 or 2); block k of token t's 8 rows to lf + k lstride
+ * + t ldt. Each block's dot as qdot.c forms it for the block's own view: f_b = +0 + c_b in lane
+ * b % 16, the halving tree: f0 + f1, or (f0 + f2) + (f1 + f3) (a last block's missing f +0: adds
+ * nothing). A sub-block's codes are made once for all the tokens. */
+QM_INLINE void k_blocks8(const uint8_t *group, int nsb, int s0, int ns, const int bpb, const int ph, const qm_q8act *xt,
+                         const int nt, float *lf, size_t lstride, size_t ldt) {
+    const char *pf = (const char *)group + (size_t)PF_GROUPS * (size_t)nsb * GB; /* never faults */
+    const int s1 = s0 + ns;
+    __m256 f[TT][4];
+    for (int t = 0; t < nt; t++)
+        for (int i = 0; i < 4; i++) f[t][i] = _mm256_setzero_ps();
+    for (int sb = s0 / 8; 8 * sb < s1; sb++) {
+        const uint8_t *g = group + (size_t)sb * GB;
+        rows8_prefetch(pf + (size_t)sb * GB, GB);
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+        __m256i sc[2], mn[2];
+        k_scales8(g, sc, mn);
+#pragma GCC unroll 8
+        for (int j = 0; j < 8; j++) {
+            const int b = 8 * sb + j - s0, l = (j + bpb - ph) % bpb; /* view sub-block, its place in its block */
+            if (b < 0 || b >= ns) continue;
+            __m256i c[8];
+            k_codes8(g, j, c);
+            const kscale8 s = k_scale8(sc, mn, j);
+            __m256i scaled[TT]; /* the integer sums of all the tokens first (the codes in registers), as tokens */
+            for (int t = 0; t < nt; t++) scaled[t] = k_scaled_isum(c, xt[t].q + (size_t)b * 32, s.scv, nt > 1);
+            for (int t = 0; t < nt; t++)
+                f[t][l] = _mm256_add_ps(_mm256_setzero_ps(), k_finish8(scaled[t], s.fmn, d, dmin, &xt[t], b));
+            if (l < bpb - 1 && b < ns - 1) continue;
+            for (int t = 0; t < nt; t++) {
+                const __m256 v = bpb == 2 ? _mm256_add_ps(f[t][0], f[t][1])
+                                          : _mm256_add_ps(_mm256_add_ps(f[t][0], f[t][2]), _mm256_add_ps(f[t][1], f[t][3]));
+                _mm256_storeu_ps(lf + (size_t)(b / bpb) * lstride + (size_t)t * ldt, v);
+                for (int i = 0; i < 4; i++) f[t][i] = _mm256_setzero_ps();
+            }
+        }
+    }
+}
+
+QM_INLINE void k_blocks8_phases(const uint8_t *group, int nsb, int s0, int ns, int bpb, const qm_q8act *xt, const int nt,
+                                float *lf, size_t lstride, size_t ldt) {
+    if (bpb == 2) k_blocks8(group, nsb, s0, ns, 2, 0, xt, nt, lf, lstride, ldt);
+    else if (s0 % 4 == 0) k_blocks8(group, nsb, s0, ns, 4, 0, xt, nt, lf, lstride, ldt);
+    else k_blocks8(group, nsb, s0, ns, 4, 2, xt, nt, lf, lstride, ldt);
+}
+
+void R8_ISA(qm_rows8_q4k_blocks)(const uint8_t *group, int nsb, int s0, int ns, int bpb, const qm_q8act *x, int n_tok,
+                                 float *lf, size_t lstride, size_t ldt) {
+    if (n_tok == 1) {
+        k_blocks8_phases(group, nsb, s0, ns, bpb, x, 1, lf, lstride, ldt);
+        return;
+    }
+    for (int t0 = 0; t0 < n_tok; t0 += TT) {
+        qm_q8act xt[TT];
+        const int nt = n_tok - t0 < TT ? n_tok - t0 : TT;
+        for (int t = 0; t < nt; t++) xt[t] = qm_q8act_vector(x, t0 + t);
+        k_blocks8_phases(group, nsb, s0, ns, bpb, xt, nt, lf + (size_t)t0 * ldt, lstride, ldt);
+    }
+}
+#endif
+
 /* Several tokens: each sub-block's codes and scales made once for TT tokens at a time, the tokens'
  * accumulators in memory; the same sums and f32 operations as one token's. The integer sums of all
  * the tokens first (the 8 code vectors in registers), then their f32 steps (the scales in

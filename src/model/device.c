@@ -60,8 +60,9 @@ bool qm_device_repacks(const qm_device_dims *dims, const qm_kernels *k) {
     return dims->repack_q8 > 0 || (dims->repack_q8 == 0 && !dims->act_q8 && k->exact_prefers_q8);
 }
 
-unsigned qm_device_rows8(const qm_device_dims *dims, const qm_kernels *k) {
-    return dims->repack_q8 == 0 && dims->act_q8 ? k->q8_rows8_types : 0;
+qm_rows8_types qm_device_rows8(const qm_device_dims *dims, const qm_kernels *k) {
+    const bool on = dims->repack_q8 == 0 && dims->act_q8;
+    return (qm_rows8_types){on ? k->q8_rows8_types : 0, on ? k->q8_rows8_rowpar_types : 0};
 }
 
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,

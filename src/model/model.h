@@ -17,6 +17,11 @@
 
 /* One decoder layer's shard. hq = local query heads, hkv = local KV heads, hd = head_dim,
  * d = hidden_size, f = local intermediate columns (whole QM_MLP_BLOCK blocks). */
+/* Bit t of colpar / rowpar: the column-parallel / row-parallel matrices of file type t. */
+typedef struct {
+    unsigned colpar, rowpar;
+} qm_rows8_types;
+
 typedef struct {
     float *attn_norm;   /* [d] replicated (f32 copy) */
     qm_wview wq;        /* [hq*hd][d]  column-parallel: rows of q_proj, in place in the mmap */
@@ -46,9 +51,8 @@ typedef struct {
     bool huge_pages;            /* the matrices copied at load into huge pages (util/huge_arena.h) */
     bool repack_q8;             /* the layers' Q4_0 and Q5_0 matrices repacked at load to Q8_0 */
     size_t repack_bytes;        /* the bytes that added (of weight_bytes; included in copied_bytes) */
-    unsigned rows8_types;       /* bit t: the layers' column-parallel matrices of file type t (Q4_0,
-                                   Q5_0, Q4_K) interleaved 8 rows at a time (kernels/rows8.h; not
-                                   with repack_q8) */
+    qm_rows8_types rows8;       /* the file types whose layers' matrices are held interleaved 8
+                                   rows at a time (kernels/rows8.h; not with repack_q8) */
     size_t rows8_bytes;         /* the bytes held so (of weight_bytes and copied_bytes) */
     qm_arena huge;              /* their memory; huge.used: bytes copied there */
 } qm_shard;
@@ -58,12 +62,13 @@ typedef struct {
  * where memory allows (a matrix it does not stays in place). repack_q8: the layers' Q4_0 and Q5_0
  * matrices rewritten as Q8_0 blocks of the same values (kernels/quant.h qm_requant_q8_0; the same
  * 32-column blocks, so the same slices and the same logits, bit for bit), for kernels that run
- * Q8_0 faster (kernels.h exact_prefers_q8): 34 bytes a block instead of 18 or 22. rows8_types
- * (not with repack_q8): the column-parallel matrices (q, k, v, gate, up) of those file types, of
- * whole rows, a multiple of 8 of them, interleaved 8 rows at a time for the fast mode's kernels
- * (kernels.h q8_rows8_types), the same bytes. */
+ * Q8_0 faster (kernels.h exact_prefers_q8): 34 bytes a block instead of 18 or 22. rows8 (not with
+ * repack_q8): the column-parallel matrices (q, k, v, gate, up) of the file types in rows8.colpar,
+ * of whole rows, a multiple of 8 of them, and the row-parallel ones (o_proj, down) of those in
+ * rows8.rowpar, their held superblocks (kernels/rows8.h), interleaved 8 rows at a time for the
+ * fast mode's kernels (kernels.h q8_rows8_types, q8_rows8_rowpar_types), the same bytes. */
 qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, bool repack_q8,
-                        unsigned rows8_types, qm_shard *out, qm_error *err);
+                        qm_rows8_types rows8, qm_shard *out, qm_error *err);
 void qm_shard_free(qm_shard *s);
 
 /* Weight bytes of the whole model: every tensor the forward pass reads once (the embedding only
@@ -157,8 +162,8 @@ static inline float *qm_kv_at(const qm_device *dev, int slot, int layer, int whi
 
 /* Whether a device with these dimensions and kernels repacks its Q4_0/Q5_0 matrices (repack_q8). */
 bool qm_device_repacks(const qm_device_dims *dims, const qm_kernels *k);
-/* The file types whose column-parallel matrices it interleaves by 8 rows (qm_shard_load rows8_types). */
-unsigned qm_device_rows8(const qm_device_dims *dims, const qm_kernels *k);
+/* The file types whose matrices it interleaves by 8 rows (qm_shard_load rows8). */
+qm_rows8_types qm_device_rows8(const qm_device_dims *dims, const qm_kernels *k);
 qm_status qm_device_init(qm_device *dev, qm_checkpoint *ck, const qm_config *cfg, qm_comm *comm, const char *isa,
                          int team_threads, const qm_device_dims *dims, qm_error *err);
 void qm_device_free(qm_device *dev);

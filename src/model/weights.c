@@ -3,8 +3,8 @@
  * mmap; column slices are copied once, and the mapped pages they came from are released. With
  * huge_pages, every matrix is copied, into huge pages (util/huge_arena.h), the same way. With
  * repack_q8, a layer's Q4_0 or Q5_0 matrix is copied as Q8_0 blocks of the same values; with
- * rows8_types, a column-parallel one of those types (Q4_0, Q5_0, Q4_K) as its rows interleaved 8
- * at a time (kernels/rows8.h). */
+ * rows8, a column-parallel one of those types (Q4_0, Q5_0, Q4_K) as its rows interleaved 8 at a
+ * time, and a row-parallel one (Q4_K with AVX2) as its held superblocks so (kernels/rows8.h). */
 #include "model/model.h"
 #include "kernels/quant.h"
 #include "kernels/rows8.h"
@@ -81,30 +81,43 @@ static qm_status repack_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1
  * v, gate, up), a row-parallel one's columns its inputs (o_proj, down: the row-parallel kernels). */
 typedef enum { USE_HEAD, USE_COLPAR, USE_ROWPAR } view_use;
 
-/* Whether rows [r0, r1) x all columns of t are held interleaved by 8 (rows8_types). */
+/* Whether rows [r0, r1) x columns [c0, c1) of t are held interleaved by 8 (rows8): a column-parallel
+ * matrix's whole rows; a row-parallel one's held superblocks, its columns from a multiple of 64 of
+ * them (kernels/rows8.h). */
 static bool rows8_view_fits(const qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, view_use use) {
     const int64_t ld = t->shape[1];
-    const bool typed = qm_dtype_rows8_of(t->dtype) != QM_DT_COUNT && (s->rows8_types >> t->dtype & 1u);
-    return use == USE_COLPAR && typed && c0 == 0 && c1 == ld && ld % qm_dtype_block(t->dtype) == 0 &&
-           ld / 32 <= QM_ROWS8_MAX_BLOCKS && r1 > r0 && (r1 - r0) % QM_ROWS8 == 0;
+    const int qk = qm_dtype_block(t->dtype);
+    if (qm_dtype_rows8_of(t->dtype) == QM_DT_COUNT || ld % qk || r1 <= r0 || (r1 - r0) % QM_ROWS8) return false;
+    if (use == USE_COLPAR)
+        return (s->rows8.colpar >> t->dtype & 1u) && c0 == 0 && c1 == ld && ld / 32 <= QM_ROWS8_MAX_BLOCKS;
+    const int b0 = c0 / qk, b1 = (c1 + qk - 1) / qk;
+    return use == USE_ROWPAR && (s->rows8.rowpar >> t->dtype & 1u) && (c0 - b0 * qk) % 64 == 0 && (c1 - c0) % 32 == 0 &&
+           (size_t)(b1 - b0) * qm_dtype_block_bytes(t->dtype) <= QM_ROWS8_ROWPAR_ROW_MAX;
 }
 
-/* Rows [r0, r1) of t, whole, interleaved 8 at a time (kernels/rows8.h): the same bytes. */
-static qm_status rows8_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, qm_wview *v, qm_error *err) {
-    const size_t row_bytes = qm_dtype_row_bytes(t->dtype, (size_t)t->shape[1]), bytes = (size_t)(r1 - r0) * row_bytes;
+/* Rows [r0, r1) of t, the blocks that hold columns [c0, c1), interleaved 8 at a time
+ * (kernels/rows8.h): the same bytes. */
+static qm_status rows8_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, qm_wview *v,
+                            qm_error *err) {
+    const size_t qk = (size_t)qm_dtype_block(t->dtype), bb = qm_dtype_block_bytes(t->dtype);
+    const size_t b0 = (size_t)c0 / qk, b1 = ((size_t)c1 + qk - 1) / qk; /* blocks [b0, b1) */
+    const size_t row_bytes = qm_dtype_row_bytes(t->dtype, (size_t)t->shape[1]), out_row = (b1 - b0) * bb;
+    const size_t bytes = (size_t)(r1 - r0) * out_row;
     char *copy = copy_alloc(s, bytes);
     if (!copy) return qm_fail(err, QM_ERR_NOMEM, "out of memory interleaving %s", t->name);
     const char *base = (const char *)t->data + (size_t)r0 * row_bytes;
     for (int r = 0; r < r1 - r0; r += QM_ROWS8)
-        qm_rows8_pack(t->dtype, (const uint8_t *)base + (size_t)r * row_bytes, row_bytes, (int)(t->shape[1] / 32),
-                      (uint8_t *)copy + (size_t)r * row_bytes);
-    release_pages(base, bytes);
+        qm_rows8_pack(t->dtype, (const uint8_t *)base + (size_t)r * row_bytes + b0 * bb, row_bytes,
+                      (int)((b1 - b0) * qk / 32), (uint8_t *)copy + (size_t)r * out_row);
+    release_pages(base, (size_t)(r1 - r0) * row_bytes);
     v->data = copy;
     v->dtype = qm_dtype_rows8_of(t->dtype);
-    v->ld = (size_t)t->shape[1];
+    v->ld = (b1 - b0) * qk;
+    v->col0 = (int)((size_t)c0 - b0 * qk);
     s->weight_bytes += bytes;
     s->copied_bytes += bytes;
     s->rows8_bytes += bytes;
+    s->straddle_bytes += bytes - (size_t)v->rows * (size_t)v->cols * bb / qk;
     return QM_OK;
 }
 
@@ -124,7 +137,7 @@ static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
     v->col0 = 0;
     if (use != USE_HEAD && s->repack_q8 && (t->dtype == QM_DT_Q4_0 || t->dtype == QM_DT_Q5_0))
         return repack_view(s, t, r0, r1, (size_t)c0 / qk, ((size_t)c1 + qk - 1) / qk, c0, v, err);
-    if (rows8_view_fits(s, t, r0, r1, c0, c1, use)) return rows8_view(s, t, r0, r1, v, err);
+    if (rows8_view_fits(s, t, r0, r1, c0, c1, use)) return rows8_view(s, t, r0, r1, c0, c1, v, err);
     const char *base = (const char *)t->data + (size_t)r0 * row_bytes;
     if (c0 == 0 && (size_t)c1 == ld) {
         const size_t bytes = (size_t)v->rows * row_bytes;
@@ -219,13 +232,13 @@ static qm_status load_layer(qm_shard *s, int i, qm_layer *L, qm_error *err) {
 }
 
 qm_status qm_shard_load(qm_checkpoint *ck, const qm_config *cfg, int cols, int col, bool huge_pages, bool repack_q8,
-                        unsigned rows8_types, qm_shard *s, qm_error *err) {
+                        qm_rows8_types rows8, qm_shard *s, qm_error *err) {
     memset(s, 0, sizeof *s);
     s->cfg = *cfg;
     s->ck = ck;
     s->huge_pages = huge_pages;
     s->repack_q8 = repack_q8;
-    s->rows8_types = repack_q8 ? 0 : rows8_types;
+    if (!repack_q8) s->rows8 = rows8;
     qm_status st = qm_partition_make(cols, col, cfg->num_attention_heads, cfg->num_key_value_heads, cfg->head_dim,
                                      cfg->intermediate_size, cfg->vocab_size, &s->part, err);
     if (st) return st;
