@@ -107,6 +107,20 @@ QM_INLINE __m256 k_finish8(__m256i scaled, __m256 fmn, __m256 d, __m256 dmin, co
     return _mm256_sub_ps(prod, mins);
 }
 
+/* A group superblock's 8 rows' d and dmin (f32) and scales and mins (k_scales8). */
+typedef struct {
+    __m256 d, dmin;
+    __m256i sc[2], mn[2];
+} ksuper8;
+
+QM_INLINE ksuper8 k_super8(const uint8_t *g) {
+    ksuper8 k;
+    k.d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+    k.dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+    k_scales8(g, k.sc, k.mn);
+    return k;
+}
+
 void R8_ISA(qm_rows8_q4k_decode)(const uint8_t *group, int nblk, const qm_q8act *x, const float *bias, float *y) {
     const int nsb = nblk / 8;
     const char *pf = (const char *)group + (size_t)PF_GROUPS * (size_t)nsb * GB; /* never faults */
@@ -115,18 +129,15 @@ void R8_ISA(qm_rows8_q4k_decode)(const uint8_t *group, int nblk, const qm_q8act 
     for (int sb = 0; sb < nsb; sb++) {
         const uint8_t *g = group + (size_t)sb * GB;
         rows8_prefetch(pf + (size_t)sb * GB, GB);
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
-        __m256i sc[2], mn[2];
-        k_scales8(g, sc, mn);
+        const ksuper8 k = k_super8(g);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             __m256i c[8];
             k_codes8(g, j, c);
             const int b = 8 * sb + j;
-            const kscale8 s = k_scale8(sc, mn, j);
+            const kscale8 s = k_scale8(k.sc, k.mn, j);
             const __m256i scaled = k_scaled_isum(c, x->q + (size_t)b * 32, s.scv, 0);
-            acc[b & 15] = _mm256_add_ps(acc[b & 15], k_finish8(scaled, s.fmn, d, dmin, x, b));
+            acc[b & 15] = _mm256_add_ps(acc[b & 15], k_finish8(scaled, s.fmn, k.d, k.dmin, x, b));
         }
     }
     rows8_store_tree(acc, bias, y);
@@ -150,25 +161,24 @@ QM_INLINE void k_blocks8(const uint8_t *group, int nsb, int s0, int ns, const in
     for (int sb = s0 / 8; 8 * sb < s1; sb++) {
         const uint8_t *g = group + (size_t)sb * GB;
         rows8_prefetch(pf + (size_t)sb * GB, GB);
-        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-        const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
-        __m256i sc[2], mn[2];
-        k_scales8(g, sc, mn);
+        const ksuper8 k = k_super8(g);
 #pragma GCC unroll 8
         for (int j = 0; j < 8; j++) {
             const int b = 8 * sb + j - s0, l = (j + bpb - ph) % bpb; /* view sub-block, its place in its block */
             if (b < 0 || b >= ns) continue;
             __m256i c[8];
             k_codes8(g, j, c);
-            const kscale8 s = k_scale8(sc, mn, j);
+            const kscale8 s = k_scale8(k.sc, k.mn, j);
             __m256i scaled[TT]; /* the integer sums of all the tokens first (the codes in registers), as tokens */
             for (int t = 0; t < nt; t++) scaled[t] = k_scaled_isum(c, xt[t].q + (size_t)b * 32, s.scv, nt > 1);
             for (int t = 0; t < nt; t++)
-                f[t][l] = _mm256_add_ps(_mm256_setzero_ps(), k_finish8(scaled[t], s.fmn, d, dmin, &xt[t], b));
+                f[t][l] =
+                    _mm256_add_ps(_mm256_setzero_ps(), k_finish8(scaled[t], s.fmn, k.d, k.dmin, &xt[t], b));
             if (l < bpb - 1 && b < ns - 1) continue;
             for (int t = 0; t < nt; t++) {
-                const __m256 v = bpb == 2 ? _mm256_add_ps(f[t][0], f[t][1])
-                                          : _mm256_add_ps(_mm256_add_ps(f[t][0], f[t][2]), _mm256_add_ps(f[t][1], f[t][3]));
+                const __m256 *ft = f[t];
+                const __m256 v = bpb == 2 ? _mm256_add_ps(ft[0], ft[1])
+                                          : _mm256_add_ps(_mm256_add_ps(ft[0], ft[2]), _mm256_add_ps(ft[1], ft[3]));
                 _mm256_storeu_ps(lf + (size_t)(b / bpb) * lstride + (size_t)t * ldt, v);
                 for (int i = 0; i < 4; i++) f[t][i] = _mm256_setzero_ps();
             }
@@ -176,8 +186,8 @@ QM_INLINE void k_blocks8(const uint8_t *group, int nsb, int s0, int ns, const in
     }
 }
 
-QM_INLINE void k_blocks8_phases(const uint8_t *group, int nsb, int s0, int ns, int bpb, const qm_q8act *xt, const int nt,
-                                float *lf, size_t lstride, size_t ldt) {
+QM_INLINE void k_blocks8_phases(const uint8_t *group, int nsb, int s0, int ns, int bpb, const qm_q8act *xt,
+                                const int nt, float *lf, size_t lstride, size_t ldt) {
     if (bpb == 2) k_blocks8(group, nsb, s0, ns, 2, 0, xt, nt, lf, lstride, ldt);
     else if (s0 % 4 == 0) k_blocks8(group, nsb, s0, ns, 4, 0, xt, nt, lf, lstride, ldt);
     else k_blocks8(group, nsb, s0, ns, 4, 2, xt, nt, lf, lstride, ldt);
@@ -214,19 +224,17 @@ void R8_ISA(qm_rows8_q4k_tokens)(const uint8_t *group, int nblk, const qm_q8act 
         for (int sb = 0; sb < nsb; sb++) {
             const uint8_t *g = group + (size_t)sb * GB;
             if (t0 == 0) rows8_prefetch(g + (size_t)nsb * GB, GB); /* the next group, a share a superblock */
-            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-            const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
-            __m256i sc[2], mn[2];
-            k_scales8(g, sc, mn);
+            const ksuper8 k = k_super8(g);
             for (int j = 0; j < 8; j++) {
                 __m256i c[8];
                 k_codes8(g, j, c);
-                const kscale8 s = k_scale8(sc, mn, j);
+                const kscale8 s = k_scale8(k.sc, k.mn, j);
                 const int b = 8 * sb + j;
                 __m256i scaled[TT];
                 for (int t = 0; t < nt; t++) scaled[t] = k_scaled_isum(c, xt[t].q + (size_t)b * 32, s.scv, 1);
                 for (int t = 0; t < nt; t++)
-                    acc[t][b & 15] = _mm256_add_ps(acc[t][b & 15], k_finish8(scaled[t], s.fmn, d, dmin, &xt[t], b));
+                    acc[t][b & 15] =
+                        _mm256_add_ps(acc[t][b & 15], k_finish8(scaled[t], s.fmn, k.d, k.dmin, &xt[t], b));
             }
         }
         for (int t = 0; t < nt; t++) rows8_store_tree(acc[t], bias, y + (size_t)(t0 + t) * ldy);
