@@ -2,6 +2,7 @@
  * on such a view. */
 #include "kernels/rows8.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -144,6 +145,7 @@ static int rowpar_blocks_shape(const qm_wview *w, int n_tok, int bc, int nb, con
  * - row0]. */
 static void rowpar_groups(const qm_wview *w, const qm_q8act *x, int n_tok, int bc, float *part, size_t pstride,
                           size_t ldt, int a, int z, int row0, const qm_rows8_rowpar_kernels *k) {
+    assert(w->dtype == QM_DT_Q4_K_R8); /* the loader interleaves no other row-parallel type (k->blocks: Q4_K's) */
     const size_t stride = qm_wview_stride(w);
     for (int o = a; o < z; o += QM_ROWS8)
         k->blocks((const uint8_t *)w->data + (size_t)o * stride, (int)(w->ld / 256), w->col0 / 32, w->cols / 32,

@@ -15,13 +15,13 @@
 #include "util/huge_arena.h"
 #include "util/pool.h"
 
-/* One decoder layer's shard. hq = local query heads, hkv = local KV heads, hd = head_dim,
- * d = hidden_size, f = local intermediate columns (whole QM_MLP_BLOCK blocks). */
 /* Bit t of colpar / rowpar: the column-parallel / row-parallel matrices of file type t. */
 typedef struct {
     unsigned colpar, rowpar;
 } qm_rows8_types;
 
+/* One decoder layer's shard. hq = local query heads, hkv = local KV heads, hd = head_dim,
+ * d = hidden_size, f = local intermediate columns (whole QM_MLP_BLOCK blocks). */
 typedef struct {
     float *attn_norm;   /* [d] replicated (f32 copy) */
     qm_wview wq;        /* [hq*hd][d]  column-parallel: rows of q_proj, in place in the mmap */
