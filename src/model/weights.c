@@ -95,6 +95,20 @@ static bool rows8_view_fits(const qm_shard *s, const qm_tensor_ref *t, int r0, i
            (size_t)(b1 - b0) * qm_dtype_block_bytes(t->dtype) <= QM_ROWS8_ROWPAR_ROW_MAX;
 }
 
+/* v as the copy (bytes) of its rows' blocks [b0, b1) of t, column c0 of t its column 0; the
+ * bytes counted as read, copied and, past the view's exact share, as blocks a neighbour device
+ * also holds. */
+static void hold_blocks(qm_shard *s, const qm_tensor_ref *t, const char *copy, size_t bytes, size_t b0, size_t b1,
+                        int c0, qm_wview *v) {
+    const size_t qk = (size_t)qm_dtype_block(t->dtype);
+    v->data = copy;
+    v->ld = (b1 - b0) * qk;
+    v->col0 = (int)((size_t)c0 - b0 * qk);
+    s->weight_bytes += bytes;
+    s->copied_bytes += bytes;
+    s->straddle_bytes += bytes - (size_t)v->rows * (size_t)v->cols * qm_dtype_block_bytes(t->dtype) / qk;
+}
+
 /* Rows [r0, r1) of t, the blocks that hold columns [c0, c1), interleaved 8 at a time
  * (kernels/rows8.h): the same bytes. */
 static qm_status rows8_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1, int c0, int c1, qm_wview *v,
@@ -110,14 +124,9 @@ static qm_status rows8_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
         qm_rows8_pack(t->dtype, (const uint8_t *)base + (size_t)r * row_bytes + b0 * bb, row_bytes,
                       (int)((b1 - b0) * qk / 32), (uint8_t *)copy + (size_t)r * out_row);
     release_pages(base, (size_t)(r1 - r0) * row_bytes);
-    v->data = copy;
+    hold_blocks(s, t, copy, bytes, b0, b1, c0, v);
     v->dtype = qm_dtype_rows8_of(t->dtype);
-    v->ld = (b1 - b0) * qk;
-    v->col0 = (int)((size_t)c0 - b0 * qk);
-    s->weight_bytes += bytes;
-    s->copied_bytes += bytes;
     s->rows8_bytes += bytes;
-    s->straddle_bytes += bytes - (size_t)v->rows * (size_t)v->cols * bb / qk;
     return QM_OK;
 }
 
@@ -159,13 +168,7 @@ static qm_status slice_view(qm_shard *s, const qm_tensor_ref *t, int r0, int r1,
         memcpy(copy + (size_t)r * bytes_row, base + (size_t)r * row_bytes + b0 * qm_dtype_block_bytes(t->dtype),
                bytes_row);
     release_pages(base, (size_t)v->rows * row_bytes);
-    s->weight_bytes += bytes;
-    s->copied_bytes += bytes;
-    /* the exact share is cols * block_bytes / qk per row; the rest is shared blocks */
-    s->straddle_bytes += bytes - (size_t)v->rows * (size_t)v->cols * qm_dtype_block_bytes(t->dtype) / qk;
-    v->data = copy;
-    v->ld = (b1 - b0) * qk;
-    v->col0 = (int)((size_t)c0 - b0 * qk);
+    hold_blocks(s, t, copy, bytes, b0, b1, c0, v);
     return QM_OK;
 }
 
